@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: Apache-2.0
+# Dependency discovery and helper functions for fp8moe's OWN tests, benchmarks and examples.
+# Never included when fp8moe is a subproject of a consumer (see FP8MOE_BUILD_* options).
+find_package(OpenMP COMPONENTS CXX)
+find_package(Threads REQUIRED)
+
+set(FP8MOE_HAVE_CUDA OFF)
+if(FP8MOE_ENABLE_CUDA)
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES ${FP8MOE_CUDA_ARCHITECTURES})
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(FP8MOE_HAVE_CUDA ON)
+    include(${PROJECT_SOURCE_DIR}/cmake/fp8moe_find_nccl.cmake)
+  endif()
+endif()
+message(STATUS "fp8moe: CUDA targets ${FP8MOE_HAVE_CUDA} (architectures: ${CMAKE_CUDA_ARCHITECTURES})")
+
+set(FP8MOE_HAVE_MPI OFF)
+if(FP8MOE_ENABLE_MPI)
+  find_package(MPI COMPONENTS CXX)
+  if(MPI_CXX_FOUND)
+    set(FP8MOE_HAVE_MPI ON)
+  endif()
+endif()
+message(STATUS "fp8moe: MPI targets ${FP8MOE_HAVE_MPI}")
+
+# Warnings for our own code only (never exported)
+add_library(fp8moe_warnings INTERFACE)
+target_compile_options(fp8moe_warnings INTERFACE
+  $<$<COMPILE_LANG_AND_ID:CXX,GNU,Clang>:-Wall -Wextra -Wpedantic -Wno-unknown-pragmas>
+  $<$<COMPILE_LANG_AND_ID:CUDA,NVIDIA>:-Xcompiler=-Wall --resource-usage -Xptxas=-warn-spills>)
+
+# fp8moe_cuda_target(<target>): nvcc settings for one of our CUDA executables.
+function(fp8moe_cuda_target target)
+  set_target_properties(${target} PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
+  target_link_libraries(${target} PRIVATE fp8moe::cuda fp8moe_warnings)
+  if(OpenMP_CXX_FOUND)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp>)
+    target_link_libraries(${target} PRIVATE OpenMP::OpenMP_CXX)
+  endif()
+endfunction()
+
+# fp8moe_cu_shim(<out_var> <source>): a generated one-line .cu that #includes a .cpp, so the same
+# source compiles once with the host compiler and once with nvcc (LANGUAGE is per directory).
+function(fp8moe_cu_shim out_var source)
+  get_filename_component(abs ${source} ABSOLUTE)
+  get_filename_component(stem ${source} NAME_WE)
+  set(shim ${CMAKE_CURRENT_BINARY_DIR}/${stem}_shim.cu)
+  file(CONFIGURE OUTPUT ${shim} CONTENT "#include \"${abs}\"\n")
+  set(${out_var} ${shim} PARENT_SCOPE)
+endfunction()

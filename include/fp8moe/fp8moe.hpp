@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// Umbrella header (convenience only): every host-compilable fp8moe module. Device code lives in
+// <module>/cuda/*.cuh and MPI/NCCL layers in their own headers; include those explicitly.
+#pragma once
+
+#include "fp8moe/config.hpp"
+#include "fp8moe/core/error.hpp"
+#include "fp8moe/core/executor.hpp"
+#include "fp8moe/core/math.hpp"
+#include "fp8moe/core/view.hpp"
+#include "fp8moe/numeric/numeric.hpp"
