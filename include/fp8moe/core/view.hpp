@@ -24,9 +24,9 @@ struct vector_view {
 
   FP8MOE_HOST_DEVICE T& operator[](std::int64_t i) const { return data[i * stride]; }
   FP8MOE_HOST_DEVICE bool empty() const { return size == 0; }
-  FP8MOE_HOST_DEVICE operator vector_view<T const>() const
-    requires(!std::is_const_v<T>)
-  {
+  template <class U>
+    requires(std::is_same_v<U, T const> && !std::is_const_v<T>)
+  FP8MOE_HOST_DEVICE operator vector_view<U>() const {  // implicit T -> T const
     return {data, size, stride};
   }
 };
@@ -49,9 +49,9 @@ struct matrix_view {
   FP8MOE_HOST_DEVICE bool empty() const { return rows == 0 || cols == 0; }
   FP8MOE_HOST_DEVICE std::int64_t size() const { return rows * cols; }
   FP8MOE_HOST_DEVICE bool is_row_major() const { return col_stride == 1 && row_stride >= cols; }
-  FP8MOE_HOST_DEVICE operator matrix_view<T const>() const
-    requires(!std::is_const_v<T>)
-  {
+  template <class U>
+    requires(std::is_same_v<U, T const> && !std::is_const_v<T>)
+  FP8MOE_HOST_DEVICE operator matrix_view<U>() const {  // implicit T -> T const
     return {data, rows, cols, row_stride, col_stride};
   }
 };
@@ -73,9 +73,9 @@ struct batched_matrix_view {
   FP8MOE_HOST_DEVICE matrix_view<T> operator[](std::int64_t b) const {
     return {data + b * batch_stride, rows, cols, row_stride, col_stride};
   }
-  FP8MOE_HOST_DEVICE operator batched_matrix_view<T const>() const
-    requires(!std::is_const_v<T>)
-  {
+  template <class U>
+    requires(std::is_same_v<U, T const> && !std::is_const_v<T>)
+  FP8MOE_HOST_DEVICE operator batched_matrix_view<U>() const {  // implicit T -> T const
     return {data, batches, rows, cols, batch_stride, row_stride, col_stride};
   }
 };
@@ -133,10 +133,7 @@ class host_matrix {
  public:
   host_matrix() = default;
   host_matrix(std::int64_t rows, std::int64_t cols, T fill = T{})
-      : rows_(rows), cols_(cols), data_(static_cast<std::size_t>(rows * cols), fill) {
-    require(rows >= 0 && cols >= 0, "fp8moe::host_matrix", "rows/cols", "non-negative",
-            detail::shape_string(rows, cols));
-  }
+      : rows_(rows), cols_(cols), data_(checked_size(rows, cols), fill) {}
   std::int64_t rows() const { return rows_; }
   std::int64_t cols() const { return cols_; }
   T* data() { return data_.data(); }
@@ -151,6 +148,11 @@ class host_matrix {
   matrix_view<T const> view() const { return make_matrix(data_.data(), rows_, cols_); }
 
  private:
+  static std::size_t checked_size(std::int64_t rows, std::int64_t cols) {  // validates before allocating
+    require(rows >= 0 && cols >= 0, "fp8moe::host_matrix", "rows/cols", "non-negative",
+            detail::shape_string(rows, cols));
+    return static_cast<std::size_t>(rows * cols);
+  }
   std::int64_t rows_ = 0, cols_ = 0;
   std::vector<T> data_;
 };
