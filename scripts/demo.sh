@@ -8,5 +8,5 @@ source scripts/setup.sh
 BUILD_DIR=${BUILD_DIR:-build/demo}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP8MOE_ENABLE_CUDA=OFF -DFP8MOE_BUILD_TESTS=OFF \
   -DFP8MOE_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build "$BUILD_DIR" -j "$(nproc)" --target quantize_tour pipeline_timeline >/dev/null
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target quantize_tour >/dev/null
 "$BUILD_DIR"/examples/quantize_tour/quantize_tour "$@"
