@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// The `communicator` concept (rank, size, all-to-all(-v), all-reduce, all-gather, barrier, batched
+// point-to-point, their asynchronous forms returning a `request`, and split), plus the vocabulary
+// the implementations share. Buffers are spans in the communicator's memory space (host for
+// single/MPI, device for NCCL); every call overwrites its receive buffer and never accumulates.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+
+#include "fp8moe/core/error.hpp"
+
+namespace fp8moe::comm {
+
+/// Where a communicator's buffers live.
+enum class memory_space { host, device };
+
+enum class reduce_op { sum, prod, min, max };
+
+/// Whether a collective first proves that all ranks agree on the sizes (one small extra
+/// collective) or trusts the caller (hot paths whose counts come from an earlier exchange).
+/// With `verify`, a mismatch throws the same fp8moe::error on every rank instead of hanging.
+enum class size_check { verify, trusted };
+
+/// Element types a communicator moves: any trivially copyable type (floats, fp8, bf16, ints, PODs).
+template <class T>
+concept transferable = std::is_trivially_copyable_v<T> && !std::is_const_v<T>;
+
+/// Element types reductions accept (the MPI and NCCL predefined arithmetic types we support).
+template <class T>
+concept reducible = std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, std::int32_t> ||
+    std::same_as<T, std::int64_t> || std::same_as<T, std::uint32_t> || std::same_as<T, std::uint64_t>;
+
+/// One operation of a batched point-to-point exchange; build it with send_op / recv_op.
+struct p2p_op {
+  enum class kind { send, recv };
+  kind op = kind::send;
+  void* data = nullptr;    // send: read only
+  std::int64_t bytes = 0;  // exact message size: a receive of a different size is an error
+  int peer = 0;
+  int tag = 0;
+};
+
+template <transferable T>
+p2p_op send_op(std::span<T const> buffer, int peer, int tag = 0) {
+  return {p2p_op::kind::send, const_cast<T*>(buffer.data()), static_cast<std::int64_t>(buffer.size_bytes()),
+          peer, tag};
+}
+template <transferable T>
+p2p_op send_op(std::span<T> buffer, int peer, int tag = 0) {
+  return send_op(std::span<T const>(buffer), peer, tag);
+}
+template <transferable T>
+p2p_op recv_op(std::span<T> buffer, int peer, int tag = 0) {
+  return {p2p_op::kind::recv, buffer.data(), static_cast<std::int64_t>(buffer.size_bytes()), peer, tag};
+}
+
+/// A pending asynchronous operation. wait() blocks until it completes (host) or, for stream-ordered
+/// communicators, makes later work on the caller's stream wait for it; test() polls.
+/// Destroying a pending request waits for it (errors then are swallowed: call wait() to see them).
+template <class R>
+concept request = std::movable<R> && requires(R& r) {
+  r.wait();
+  { r.test() } -> std::same_as<bool>;
+};
+
+/// The one communication concept. Typed member templates are checked here on `float`; every
+/// implementation accepts any `transferable` element type for data movement and `reducible` for
+/// reductions. Counts are in elements; all-to-all-v blocks are packed contiguously in rank order.
+template <class C>
+concept communicator = std::movable<C> && request<typename C::request> &&
+    requires(C& c, C const& cc, std::span<float const> s, std::span<float> r,
+             std::span<std::int64_t const> counts, std::span<p2p_op const> ops) {
+  { C::memory } -> std::convertible_to<memory_space>;
+  { cc.rank() } -> std::same_as<int>;
+  { cc.size() } -> std::same_as<int>;
+  c.barrier();
+  { c.split(0, 0) } -> std::same_as<C>;
+  c.alltoall(s, r);
+  c.alltoallv(s, counts, r, counts);
+  c.alltoallv(s, counts, r, counts, size_check::trusted);
+  c.allreduce(s, r, reduce_op::sum);
+  c.allgather(s, r);
+  c.send_recv(ops);
+  { c.ialltoallv(s, counts, r, counts) } -> std::same_as<typename C::request>;
+  { c.iallreduce(s, r, reduce_op::sum) } -> std::same_as<typename C::request>;
+  { c.iallgather(s, r) } -> std::same_as<typename C::request>;
+  { c.isend_recv(ops) } -> std::same_as<typename C::request>;
+};
+
+template <class C>
+concept host_communicator = communicator<C> && C::memory == memory_space::host;
+
+namespace detail {
+
+using fp8moe::detail::concat;
+using fp8moe::detail::throw_argument;
+
+/// Local (pre-transfer) validation of all-to-all-v arguments; returns "" when fine, otherwise
+/// what is wrong. Shared by the implementations so every rank phrases it the same way.
+inline std::string check_alltoallv_local(int size, std::int64_t send_elems,
+                                         std::span<std::int64_t const> send_counts, std::int64_t recv_elems,
+                                         std::span<std::int64_t const> recv_counts) {
+  if (static_cast<int>(send_counts.size()) != size || static_cast<int>(recv_counts.size()) != size)
+    return concat("send_counts/recv_counts must have one entry per rank (", size, "), got ",
+                  send_counts.size(), "/", recv_counts.size());
+  std::int64_t ss = 0, rs = 0;
+  for (int i = 0; i < size; ++i) {
+    if (send_counts[i] < 0 || recv_counts[i] < 0) return concat("negative count for rank ", i);
+    ss += send_counts[i];
+    rs += recv_counts[i];
+  }
+  if (ss != send_elems) return concat("send buffer holds ", send_elems, " elements, send_counts sum to ", ss);
+  if (rs != recv_elems) return concat("recv buffer holds ", recv_elems, " elements, recv_counts sum to ", rs);
+  return {};
+}
+
+/// Cross-rank validation of all-to-all-v counts from the all-gathered rows
+/// [local_ok, send_counts[0..R), recv_counts[0..R)] of every rank (R*(2R+1) values).
+/// Returns "" when consistent; identical text on every rank otherwise.
+inline std::string check_alltoallv_global(int size, std::span<std::int64_t const> rows) {
+  auto const w = static_cast<std::size_t>(2 * size + 1);
+  for (int i = 0; i < size; ++i)
+    if (rows[i * w] == 0) return concat("rank ", i, " passed inconsistent arguments (see its own message)");
+  for (int i = 0; i < size; ++i)
+    for (int j = 0; j < size; ++j) {
+      std::int64_t const sent = rows[i * w + 1 + j];
+      std::int64_t const expected = rows[j * w + 1 + size + i];
+      if (sent != expected)
+        return concat("rank ", i, " sends ", sent, " elements to rank ", j, ", which expects ", expected);
+    }
+  return {};
+}
+
+[[noreturn]] inline void throw_comm(std::string const& msg) {
+  throw error(errc::communication, msg);
+}
+
+}  // namespace detail
+}  // namespace fp8moe::comm

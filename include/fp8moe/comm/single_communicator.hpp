@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// single_communicator: the size-1 communicator over host memory. Collectives are copies; point-to-
+// point to self matches sends and receives by tag in posting order (MPI's rule). A wait on a
+// self-message that can never arrive throws instead of hanging. Not thread-safe (one owner thread).
+#pragma once
+
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "fp8moe/comm/communicator.hpp"
+
+namespace fp8moe::comm {
+
+class single_communicator {
+  struct message {
+    p2p_op op;
+    std::shared_ptr<bool> done;
+  };
+  struct mailbox {
+    std::deque<message> sends, recvs;
+  };
+
+ public:
+  static constexpr memory_space memory = memory_space::host;
+
+  /// Completion of a point-to-point batch; collectives complete immediately.
+  class request {
+   public:
+    request() = default;
+    bool test() const {
+      for (auto const& d : done_)
+        if (!*d) return false;
+      return true;
+    }
+    void wait() {
+      if (!test())
+        detail::throw_comm(
+            "fp8moe::comm::single_communicator::request::wait: a point-to-point message to/from rank 0 "
+            "has no matching operation (size-1 communicator): the wait would never return");
+      done_.clear();
+    }
+
+   private:
+    friend class single_communicator;
+    std::vector<std::shared_ptr<bool>> done_;
+  };
+
+  single_communicator() = default;
+
+  int rank() const { return 0; }
+  int size() const { return 1; }
+  void barrier() {}
+  /// Any non-negative color gives another (independent) size-1 communicator.
+  single_communicator split(int color, int /*key*/) const {
+    require(color >= 0, "fp8moe::comm::single_communicator::split", "color", ">= 0", std::to_string(color));
+    return {};
+  }
+
+  template <transferable T>
+  void alltoall(std::span<T const> send, std::span<T> recv) {
+    require(send.size() == recv.size(), "fp8moe::comm::single_communicator::alltoall", "recv",
+            "as many elements as send (" + std::to_string(send.size()) + ")", std::to_string(recv.size()));
+    copy(send, recv);
+  }
+
+  template <transferable T>
+  void alltoallv(std::span<T const> send, std::span<std::int64_t const> send_counts, std::span<T> recv,
+                 std::span<std::int64_t const> recv_counts, size_check = size_check::verify) {
+    auto const msg = detail::check_alltoallv_local(1, static_cast<std::int64_t>(send.size()), send_counts,
+                                                   static_cast<std::int64_t>(recv.size()), recv_counts);
+    if (!msg.empty()) detail::throw_argument("fp8moe::comm::single_communicator::alltoallv", "counts", msg);
+    std::int64_t const rows[3] = {1, send_counts[0], recv_counts[0]};
+    auto const global = detail::check_alltoallv_global(1, rows);
+    if (!global.empty()) detail::throw_comm("fp8moe::comm::single_communicator::alltoallv: " + global);
+    copy(send, recv);
+  }
+
+  template <reducible T>
+  void allreduce(std::span<T const> send, std::span<T> recv, reduce_op, size_check = size_check::verify) {
+    require(send.size() == recv.size(), "fp8moe::comm::single_communicator::allreduce", "recv",
+            "as many elements as send (" + std::to_string(send.size()) + ")", std::to_string(recv.size()));
+    copy(send, recv);
+  }
+
+  template <transferable T>
+  void allgather(std::span<T const> send, std::span<T> recv, size_check = size_check::verify) {
+    require(send.size() == recv.size(), "fp8moe::comm::single_communicator::allgather", "recv",
+            "size() * send elements (" + std::to_string(send.size()) + ")", std::to_string(recv.size()));
+    copy(send, recv);
+  }
+
+  void send_recv(std::span<p2p_op const> ops) { isend_recv(ops).wait(); }
+
+  template <transferable T>
+  request ialltoallv(std::span<T const> send, std::span<std::int64_t const> send_counts, std::span<T> recv,
+                     std::span<std::int64_t const> recv_counts, size_check check = size_check::verify) {
+    alltoallv(send, send_counts, recv, recv_counts, check);
+    return {};
+  }
+  template <reducible T>
+  request iallreduce(std::span<T const> send, std::span<T> recv, reduce_op op,
+                     size_check check = size_check::verify) {
+    allreduce(send, recv, op, check);
+    return {};
+  }
+  template <transferable T>
+  request iallgather(std::span<T const> send, std::span<T> recv, size_check check = size_check::verify) {
+    allgather(send, recv, check);
+    return {};
+  }
+
+  /// Posts every operation (peer must be 0). A send completes when a receive with the same tag is
+  /// posted (now or later); sizes must match exactly.
+  request isend_recv(std::span<p2p_op const> ops) {
+    for (auto const& op : ops) {
+      require(op.peer == 0, "fp8moe::comm::single_communicator::isend_recv", "peer",
+              "0 (size-1 communicator)", std::to_string(op.peer));
+      require(op.bytes >= 0 && (op.bytes == 0 || op.data != nullptr),
+              "fp8moe::comm::single_communicator::isend_recv", "data", "a valid buffer");
+    }
+    request req;
+    for (auto const& op : ops) {
+      auto done = std::make_shared<bool>(false);
+      req.done_.push_back(done);
+      auto& mine = op.op == p2p_op::kind::send ? box_->sends : box_->recvs;
+      auto& theirs = op.op == p2p_op::kind::send ? box_->recvs : box_->sends;
+      auto it = theirs.begin();
+      while (it != theirs.end() && it->op.tag != op.tag) ++it;
+      if (it == theirs.end()) {
+        mine.push_back({op, done});
+        continue;
+      }
+      p2p_op const& s = op.op == p2p_op::kind::send ? op : it->op;
+      p2p_op const& r = op.op == p2p_op::kind::send ? it->op : op;
+      if (s.bytes != r.bytes)
+        detail::throw_comm(detail::concat("fp8moe::comm::single_communicator::isend_recv: rank 0 sends ",
+                                          s.bytes, " bytes with tag ", s.tag, " to rank 0, which receives ",
+                                          r.bytes, " bytes"));
+      if (s.bytes) std::memcpy(r.data, s.data, static_cast<std::size_t>(s.bytes));
+      *done = true;
+      *it->done = true;
+      theirs.erase(it);
+    }
+    return req;
+  }
+
+ private:
+  template <class T>
+  static void copy(std::span<T const> from, std::span<T> to) {
+    if (!from.empty() && from.data() != to.data()) std::memmove(to.data(), from.data(), from.size_bytes());
+  }
+
+  std::shared_ptr<mailbox> box_ = std::make_shared<mailbox>();
+};
+
+static_assert(communicator<single_communicator>);
+
+}  // namespace fp8moe::comm

@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// Communicator conformance checks, generic over any host communicator: every rank runs the same
+// calls, so the expected results are computed independently from (rank, size) formulas.
+// Included by the single-communicator test and the MPI test (run with 1, 2 and 4 ranks).
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <numeric>
+#include <span>
+#include <vector>
+
+#include "fp8moe/comm/communicator.hpp"
+#include "fp8moe/numeric/numeric.hpp"
+#include "test_support.hpp"
+
+namespace fp8moe::test {
+
+/// Elements rank `src` sends to rank `dst` in the all-to-all-v checks (zero for some pairs).
+inline std::int64_t a2a_count(int src, int dst) {
+  return (src * 7 + dst * 3 + 1) % 5;
+}
+/// The value of element i of that block: exact in float (< 2^24).
+inline float a2a_value(int src, int dst, std::int64_t i) {
+  return static_cast<float>(src * 10000 + dst * 100 + i);
+}
+
+template <comm::host_communicator C>
+void check_alltoallv(C& c) {
+  int const r = c.rank(), n = c.size();
+  std::vector<std::int64_t> sc(n), rc(n);
+  for (int j = 0; j < n; ++j) {
+    sc[j] = a2a_count(r, j);
+    rc[j] = a2a_count(j, r);
+  }
+  std::vector<float> send,
+      recv(static_cast<std::size_t>(std::accumulate(rc.begin(), rc.end(), std::int64_t{0})));
+  for (int j = 0; j < n; ++j)
+    for (std::int64_t i = 0; i < sc[j]; ++i) send.push_back(a2a_value(r, j, i));
+  poison(recv);
+  for (auto check : {comm::size_check::verify, comm::size_check::trusted}) {
+    poison(recv);
+    c.alltoallv(std::span<float const>(send), std::span<std::int64_t const>(sc), std::span<float>(recv),
+                std::span<std::int64_t const>(rc), check);
+    std::size_t at = 0;
+    for (int j = 0; j < n; ++j)
+      for (std::int64_t i = 0; i < rc[j]; ++i) CHECK(recv[at++] == a2a_value(j, r, i));
+  }
+  // asynchronous form, overlapped with unrelated host work
+  poison(recv);
+  auto req = c.ialltoallv(std::span<float const>(send), std::span<std::int64_t const>(sc),
+                          std::span<float>(recv), std::span<std::int64_t const>(rc));
+  double busy = 0;
+  for (int i = 0; i < 1000; ++i) busy += i * 0.5;
+  req.wait();
+  CHECK(busy == 249750.0);
+  std::size_t at = 0;
+  for (int j = 0; j < n; ++j)
+    for (std::int64_t i = 0; i < rc[j]; ++i) CHECK(recv[at++] == a2a_value(j, r, i));
+
+  // byte-sized and 2-byte element types travel bit-exactly
+  std::vector<bfloat16_t> sb;
+  std::vector<float8_e4m3_t> s8;
+  for (float v : send) {
+    sb.push_back(bfloat16_t(v / 64.0f));
+    s8.push_back(float8_e4m3_t(static_cast<float>(static_cast<int>(v) % 17) - 8.0f));
+  }
+  std::vector<bfloat16_t> rb(recv.size());
+  std::vector<float8_e4m3_t> r8(recv.size());
+  c.alltoallv(std::span<bfloat16_t const>(sb), std::span<std::int64_t const>(sc), std::span<bfloat16_t>(rb),
+              std::span<std::int64_t const>(rc));
+  c.alltoallv(std::span<float8_e4m3_t const>(s8), std::span<std::int64_t const>(sc),
+              std::span<float8_e4m3_t>(r8), std::span<std::int64_t const>(rc));
+  at = 0;
+  for (int j = 0; j < n; ++j)
+    for (std::int64_t i = 0; i < rc[j]; ++i, ++at) {
+      float const v = a2a_value(j, r, i);
+      CHECK(rb[at].bits() == bfloat16_t(v / 64.0f).bits());
+      CHECK(r8[at].bits() == float8_e4m3_t(static_cast<float>(static_cast<int>(v) % 17) - 8.0f).bits());
+    }
+}
+
+template <comm::host_communicator C>
+void check_alltoallv_mismatch(C& c) {
+  int const r = c.rank(), n = c.size();
+  std::vector<std::int64_t> sc(n, 2), rc(n, 2);
+  if (r == 0) rc[n - 1] = 3;  // rank 0 expects one element more from the last rank than it sends
+  std::vector<float> send(2 * n, 1.0f), recv(static_cast<std::size_t>(2 * n + (r == 0 ? 1 : 0)));
+  // every rank throws (no rank enters the transfer), with the same message naming the pair
+  try {
+    c.alltoallv(std::span<float const>(send), std::span<std::int64_t const>(sc), std::span<float>(recv),
+                std::span<std::int64_t const>(rc));
+    FAIL("alltoallv accepted mismatched counts");
+  } catch (fp8moe::error const& e) {
+    CHECK(e.code() == errc::communication);
+    CHECK(std::string(e.what()).find("sends 2 elements to rank 0, which expects 3") != std::string::npos);
+  }
+  // a rank whose buffer disagrees with its own counts: it throws invalid_argument, the others
+  // communication (they learn it from the count exchange)
+  std::vector<float> short_recv(static_cast<std::size_t>(2 * n - (r == n - 1 ? 1 : 0)));
+  std::vector<std::int64_t> ok(n, 2);
+  try {
+    c.alltoallv(std::span<float const>(send), std::span<std::int64_t const>(ok), std::span<float>(short_recv),
+                std::span<std::int64_t const>(ok));
+    FAIL("alltoallv accepted a short receive buffer");
+  } catch (fp8moe::error const& e) {
+    CHECK(e.code() == (r == n - 1 ? errc::invalid_argument : errc::communication));
+  }
+  // recv arguments still usable afterwards: a correct call succeeds
+  std::vector<float> good(2 * n);
+  c.alltoallv(std::span<float const>(send), std::span<std::int64_t const>(ok), std::span<float>(good),
+              std::span<std::int64_t const>(ok));
+  for (float v : good) CHECK(v == 1.0f);
+}
+
+template <comm::host_communicator C>
+void check_collectives(C& c) {
+  int const r = c.rank(), n = c.size();
+  // all-gather of (rank, rank^2)
+  std::vector<std::int64_t> mine{r, r * r}, all(2 * n, -1);
+  c.allgather(std::span<std::int64_t const>(mine), std::span<std::int64_t>(all));
+  for (int j = 0; j < n; ++j) {
+    CHECK(all[2 * j] == j);
+    CHECK(all[2 * j + 1] == j * j);
+  }
+  // all-reduce: sum of (rank + 1) = n(n+1)/2; max and min; float sum of exact small integers
+  std::vector<std::int64_t> v{r + 1, r + 1, r + 1}, s(3);
+  c.allreduce(std::span<std::int64_t const>(v.data(), 1), std::span<std::int64_t>(s.data(), 1),
+              comm::reduce_op::sum);
+  c.allreduce(std::span<std::int64_t const>(v.data() + 1, 1), std::span<std::int64_t>(s.data() + 1, 1),
+              comm::reduce_op::max);
+  c.allreduce(std::span<std::int64_t const>(v.data() + 2, 1), std::span<std::int64_t>(s.data() + 2, 1),
+              comm::reduce_op::min);
+  CHECK(s[0] == n * (n + 1) / 2);
+  CHECK(s[1] == n);
+  CHECK(s[2] == 1);
+  std::vector<float> f{0.5f * static_cast<float>(r), 1.0f}, fs(2, poison_float());
+  auto req = c.iallreduce(std::span<float const>(f), std::span<float>(fs), comm::reduce_op::sum);
+  req.wait();
+  CHECK(fs[0] == 0.25f * static_cast<float>(n * (n - 1)));
+  CHECK(fs[1] == static_cast<float>(n));
+  // in place
+  std::vector<double> d{1.0 + r};
+  c.allreduce(std::span<double const>(d), std::span<double>(d), comm::reduce_op::prod);
+  double fact = 1;
+  for (int j = 1; j <= n; ++j) fact *= j;
+  CHECK(d[0] == fact);
+  // asynchronous all-gather
+  std::vector<float> g(n, poison_float());
+  float const mv = static_cast<float>(3 * r);
+  auto gq = c.iallgather(std::span<float const>(&mv, 1), std::span<float>(g));
+  CHECK_NOTHROW(gq.test());
+  gq.wait();
+  for (int j = 0; j < n; ++j) CHECK(g[j] == static_cast<float>(3 * j));
+  // equal-block all-to-all: block j of rank r = {r, j}
+  std::vector<std::int32_t> as(2 * n), ar(2 * n, -1);
+  for (int j = 0; j < n; ++j) {
+    as[2 * j] = r;
+    as[2 * j + 1] = j;
+  }
+  c.alltoall(std::span<std::int32_t const>(as), std::span<std::int32_t>(ar));
+  for (int j = 0; j < n; ++j) {
+    CHECK(ar[2 * j] == j);
+    CHECK(ar[2 * j + 1] == r);
+  }
+  c.barrier();
+  // ranks disagreeing on an all-reduce length: all throw, nobody hangs
+  std::vector<std::int64_t> odd(r == 0 ? 2 : 1, 1), odd_out(odd.size());
+  if (n > 1) {
+    CHECK_THROWS_AS(c.allreduce(std::span<std::int64_t const>(odd), std::span<std::int64_t>(odd_out),
+                                comm::reduce_op::sum),
+                    fp8moe::error);
+  }
+  // a local shape error is reported on every rank
+  std::vector<float> small(n > 1 && r == 1 ? 0 : n);
+  if (n > 1) {
+    CHECK_THROWS_AS(c.allgather(std::span<float const>(&mv, 1), std::span<float>(small)), fp8moe::error);
+  } else {
+    std::vector<float> wrong(2);
+    CHECK_THROWS_AS(c.allgather(std::span<float const>(&mv, 1), std::span<float>(wrong)), fp8moe::error);
+  }
+}
+
+template <comm::host_communicator C>
+void check_point_to_point(C& c) {
+  int const r = c.rank(), n = c.size();
+  int const next = (r + 1) % n, prev = (r + n - 1) % n;
+  // ring: two messages with different tags, posted in one batch with the receives
+  std::vector<float> a(5), b(3), ra(5, poison_float()), rb(3, poison_float());
+  for (int i = 0; i < 5; ++i) a[i] = static_cast<float>(100 * r + i);
+  for (int i = 0; i < 3; ++i) b[i] = static_cast<float>(-100 * r - i);
+  std::vector<comm::p2p_op> ops{
+      comm::send_op(std::span<float const>(a), next, 1), comm::send_op(std::span<float const>(b), next, 2),
+      comm::recv_op(std::span<float>(rb), prev, 2), comm::recv_op(std::span<float>(ra), prev, 1)};
+  auto req = c.isend_recv(ops);
+  req.wait();
+  for (int i = 0; i < 5; ++i) CHECK(ra[i] == static_cast<float>(100 * prev + i));
+  for (int i = 0; i < 3; ++i) CHECK(rb[i] == static_cast<float>(-100 * prev - i));
+  // blocking form, zero-byte message
+  std::vector<comm::p2p_op> empty_ops{comm::send_op(std::span<float const>(), next, 3),
+                                      comm::recv_op(std::span<float>(), prev, 3)};
+  CHECK_NOTHROW(c.send_recv(empty_ops));
+  // a receive expecting more bytes than were sent is an error naming the ranks, not a silent short read
+  std::vector<float> big(6);
+  std::vector<comm::p2p_op> bad{comm::send_op(std::span<float const>(a), next, 4),
+                                comm::recv_op(std::span<float>(big), prev, 4)};
+  try {
+    c.send_recv(bad);
+    FAIL("short message accepted");
+  } catch (fp8moe::error const& e) {
+    CHECK(e.code() == errc::communication);
+    CHECK(std::string(e.what()).find("rank") != std::string::npos);
+  }
+  CHECK_THROWS_AS(c.isend_recv(std::vector<comm::p2p_op>{comm::send_op(std::span<float const>(a), n, 0)}),
+                  fp8moe::error);
+}
+
+template <comm::host_communicator C>
+void check_split(C& c) {
+  int const r = c.rank(), n = c.size();
+  // even/odd groups, reversed order inside each group (key = -rank)
+  C sub = c.split(r % 2, -r);
+  int const expect_size = (n - (r % 2) + 1) / 2;
+  CHECK(sub.size() == expect_size);
+  CHECK(sub.rank() == expect_size - 1 - r / 2);
+  std::int64_t one = r, sum = 0;
+  sub.allreduce(std::span<std::int64_t const>(&one, 1), std::span<std::int64_t>(&sum, 1),
+                comm::reduce_op::sum);
+  std::int64_t expect = 0;
+  for (int j = r % 2; j < n; j += 2) expect += j;
+  CHECK(sum == expect);
+  CHECK_THROWS_AS((void)c.split(-1, 0), fp8moe::error);
+}
+
+}  // namespace fp8moe::test
