@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// CUDA path of the router: one thread per token running the shared route_token /
+// route_token_backward, integer atomics for the per-expert counts (exact, order-independent), and
+// the bias update. Enqueued on exec.stream, never synchronizes. All pointers are device memory.
+// Device behaviour on NaN logits: never checked (that would need a sync); NaN scores order as -inf.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "fp8moe/core/cuda/executor.hpp"
+#include "fp8moe/moe/balance.hpp"
+#include "fp8moe/moe/router.hpp"
+
+namespace fp8moe::moe {
+namespace cuda_detail {
+
+template <class Logit>
+__global__ void route_kernel(router_config c, matrix_view<Logit> u, float const* bias,
+                             matrix_view<std::int32_t> ids, matrix_view<float> w, std::int32_t* counts) {
+  std::int64_t const t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= u.rows) return;
+  route_token(c, &u(t, 0), u.col_stride, bias, &ids(t, 0), ids.col_stride, &w(t, 0), w.col_stride);
+  if (counts)
+    for (int j = 0; j < c.k; ++j) atomicAdd(&counts[ids(t, j)], 1);
+}
+
+template <class Logit>
+__global__ void route_backward_kernel(router_config c, matrix_view<Logit> u,
+                                      matrix_view<std::int32_t const> ids, matrix_view<float const> dw,
+                                      matrix_view<float> du) {
+  std::int64_t const t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= u.rows) return;
+  route_token_backward(c, &u(t, 0), u.col_stride, &ids(t, 0), ids.col_stride, &dw(t, 0), dw.col_stride,
+                       &du(t, 0), du.col_stride);
+}
+
+template <class Count>
+__global__ void update_bias_kernel(vector_view<float> bias, vector_view<Count const> counts, float gamma) {
+  __shared__ long long total;
+  if (threadIdx.x == 0) {
+    long long s = 0;
+    for (std::int64_t e = 0; e < counts.size; ++e) s += static_cast<long long>(counts[e]);
+    total = s;
+  }
+  __syncthreads();
+  for (std::int64_t e = threadIdx.x; e < bias.size; e += blockDim.x) {
+    long long const d = total - bias.size * static_cast<long long>(counts[e]);
+    bias[e] += gamma * (d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f));
+  }
+}
+
+inline constexpr int router_threads = 128;
+
+}  // namespace cuda_detail
+
+/// route on the device: same contract as the host overload (outputs overwritten; counts zeroed and
+/// filled when non-empty), validated on the host before launch except for finite logits.
+template <class Logit>
+void route(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
+           vector_view<float const> bias, matrix_view<std::int32_t> ids, matrix_view<float> weights,
+           vector_view<std::int32_t> counts) {
+  detail::check_route_args(c, logits, bias, ids, weights, counts, detail::route_where);
+  require(bias.size == 0 || bias.stride == 1, detail::route_where, "bias", "unit stride on the device");
+  require(counts.size == 0 || counts.stride == 1, detail::route_where, "counts", "unit stride on the device");
+  if (counts.size)
+    FP8MOE_CUDA_CHECK(cudaMemsetAsync(
+        counts.data, 0, sizeof(std::int32_t) * static_cast<std::size_t>(c.experts), exec.stream));
+  if (logits.rows == 0) return;
+  auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
+  cuda_detail::route_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(
+      c, logits, bias.size ? bias.data : nullptr, ids, weights, counts.size ? counts.data : nullptr);
+  FP8MOE_CUDA_CHECK_LAUNCH();
+}
+
+/// route_backward on the device (dlogits overwritten). ids are trusted to be in [0, E).
+template <class Logit>
+void route_backward(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
+                    matrix_view<std::int32_t const> ids, matrix_view<float const> dweights,
+                    matrix_view<float> dlogits) {
+  constexpr char const* where = "fp8moe::moe::route_backward";
+  check_router_config(c, where);
+  check_shape(logits, logits.rows, c.experts, where, "logits");
+  check_shape(ids, logits.rows, c.k, where, "ids");
+  check_shape(dweights, logits.rows, c.k, where, "dweights");
+  check_shape(dlogits, logits.rows, c.experts, where, "dlogits");
+  if (logits.rows == 0) return;
+  auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
+  cuda_detail::route_backward_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(
+      c, logits, ids, dweights, dlogits);
+  FP8MOE_CUDA_CHECK_LAUNCH();
+}
+
+/// Bias update on the device with already-reduced counts (e.g. after an NCCL all-reduce).
+template <std::integral Count>
+void update_bias(cuda_executor const& exec, vector_view<float> bias, vector_view<Count const> counts,
+                 bias_update_config cfg = {}) {
+  constexpr char const* where = "fp8moe::moe::update_bias";
+  require(bias.size >= 1 && bias.data != nullptr, where, "bias", "E >= 1 entries");
+  require(counts.size == bias.size, where, "counts", "bias.size entries", std::to_string(counts.size));
+  require(std::isfinite(cfg.gamma) && cfg.gamma >= 0.0f, where, "cfg.gamma", "finite and >= 0");
+  require(!cfg.recenter, where, "cfg.recenter", "false on the device (use the host overload)");
+  cuda_detail::update_bias_kernel<<<1, 256, 0, exec.stream>>>(bias, counts, cfg.gamma);
+  FP8MOE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace fp8moe::moe

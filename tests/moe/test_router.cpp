@@ -1,0 +1,584 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// moe/router + moe/balance: the router against an independent float64 re-implementation of
+// DeepSeek-V3's Gate (inference/model.py, -inf group masking), ties, negative biases, counts above
+// 65536, bad input; backward and the balance loss gradient by finite differences; bias update.
+// (nvcc build) the CUDA router against the host path.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <span>
+#include <vector>
+
+#include "fp8moe/moe/balance.hpp"
+#include "fp8moe/moe/router.hpp"
+#include "fp8moe/numeric/numeric.hpp"
+#include "test_support.hpp"
+#if FP8MOE_CUDA_COMPILER
+#include "fp8moe/moe/cuda/router.cuh"
+#endif
+
+using namespace fp8moe;
+namespace moe = fp8moe::moe;
+
+namespace {
+
+// ---- float64 oracle of DeepSeek-V3 Gate.forward (reference doc §1.3), written from the description:
+// scores -> (+bias) -> group score = sum of top-n biased scores -> keep topk_groups groups, others
+// = -inf -> top-k (stable: ties to the lower index) -> gather unbiased -> normalize -> * route_scale.
+struct gate_ref {
+  std::vector<int> ids;
+  std::vector<double> weights;
+  double group_gap = INFINITY;   // margin between the last kept and the first dropped group
+  double expert_gap = INFINITY;  // margin between the k-th and the (k+1)-th candidate
+};
+
+std::vector<double> ref_scores(moe::router_config const& c, float const* u) {
+  std::vector<double> s(static_cast<std::size_t>(c.experts));
+  if (c.score == moe::score::sigmoid) {
+    for (int e = 0; e < c.experts; ++e) s[e] = 1.0 / (1.0 + std::exp(-static_cast<double>(u[e])));
+  } else {
+    double m = -INFINITY, sum = 0;
+    for (int e = 0; e < c.experts; ++e) m = std::max(m, static_cast<double>(u[e]));
+    for (int e = 0; e < c.experts; ++e) sum += std::exp(u[e] - m);
+    for (int e = 0; e < c.experts; ++e) s[e] = std::exp(u[e] - m) / sum;
+  }
+  return s;
+}
+
+// `mask_value` = -inf is the fixed reference; 0 reproduces the pre-1398800 bug.
+gate_ref ref_gate(moe::router_config const& c, float const* u, float const* bias,
+                  double mask_value = -INFINITY) {
+  gate_ref r;
+  auto const s = ref_scores(c, u);
+  std::vector<double> b(s);
+  if (bias)
+    for (int e = 0; e < c.experts; ++e) b[e] += bias[e];
+  int const per = c.experts / c.groups;
+  if (c.groups > 1 && c.topk_groups < c.groups) {
+    std::vector<double> gs(c.groups);
+    for (int g = 0; g < c.groups; ++g) {
+      std::vector<double> v(b.begin() + g * per, b.begin() + (g + 1) * per);
+      std::sort(v.begin(), v.end(), std::greater<>());
+      gs[g] = std::accumulate(v.begin(), v.begin() + c.group_top, 0.0);
+    }
+    std::vector<int> order(c.groups);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return gs[x] > gs[y]; });
+    r.group_gap = gs[order[c.topk_groups - 1]] - gs[order[c.topk_groups]];
+    for (int i = c.topk_groups; i < c.groups; ++i)
+      for (int e = order[i] * per; e < (order[i] + 1) * per; ++e) b[e] = mask_value;
+  }
+  std::vector<int> order(c.experts);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return b[x] > b[y]; });
+  if (c.k < c.experts) r.expert_gap = b[order[c.k - 1]] - b[order[c.k]];
+  double sum = 0;
+  for (int j = 0; j < c.k; ++j) {
+    r.ids.push_back(order[j]);
+    sum += s[order[j]];
+  }
+  for (int j = 0; j < c.k; ++j)
+    r.weights.push_back((c.normalize ? s[order[j]] / sum : s[order[j]]) * c.route_scale);
+  return r;
+}
+
+struct routed {
+  std::vector<std::int32_t> ids, counts;
+  std::vector<float> weights;
+};
+
+routed run_route(moe::router_config const& c, std::vector<float> const& logits,
+                 std::vector<float> const& bias) {
+  std::int64_t const T = static_cast<std::int64_t>(logits.size()) / c.experts;
+  routed r;
+  r.ids.assign(static_cast<std::size_t>(T * c.k), 0);
+  r.weights.assign(static_cast<std::size_t>(T * c.k), 0.0f);
+  r.counts.assign(static_cast<std::size_t>(c.experts), 0);
+  test::poison(r.ids);
+  test::poison(r.weights);
+  test::poison(r.counts);
+  moe::route(host_executor{}, c, make_matrix(logits.data(), T, c.experts),
+             vector_view<float const>{bias.data(), static_cast<std::int64_t>(bias.size())},
+             make_matrix(r.ids.data(), T, c.k), make_matrix(r.weights.data(), T, c.k),
+             make_vector(r.counts.data(), c.experts));
+  return r;
+}
+
+// Compares with the oracle; tokens whose selection margin is below `margin` (FP32 vs FP64 can
+// legitimately disagree there) are only checked for weight sums. FP32 weights: ~10 roundings of
+// 2^-24 each plus exp's 1-2 ulp -> relative error < 1e-6; 4e-6 * |w| + 1e-7 leaves headroom.
+int compare_with_oracle(moe::router_config const& c, std::vector<float> const& logits,
+                        std::vector<float> const& bias, routed const& r, double margin = 1e-5) {
+  std::int64_t const T = static_cast<std::int64_t>(logits.size()) / c.experts;
+  int skipped = 0;
+  for (std::int64_t t = 0; t < T; ++t) {
+    auto const ref = ref_gate(c, &logits[t * c.experts], bias.empty() ? nullptr : bias.data());
+    if (ref.group_gap < margin || ref.expert_gap < margin) {
+      ++skipped;
+      continue;
+    }
+    for (int j = 0; j < c.k; ++j) {
+      INFO("token " << t << " slot " << j);
+      REQUIRE(r.ids[t * c.k + j] == ref.ids[j]);
+      CHECK(std::abs(r.weights[t * c.k + j] - ref.weights[j]) <= 4e-6 * std::abs(ref.weights[j]) + 1e-7);
+    }
+  }
+  return skipped;
+}
+
+}  // namespace
+
+TEST_CASE("router: DeepSeek-V3 shape (256 experts, 8 groups, keep 4, top-8) matches the float64 Gate") {
+  constexpr auto c = moe::deepseek_v3_router;
+  static_assert(c.experts == 256 && c.groups == 8 && c.topk_groups == 4 && c.k == 8 && c.route_scale == 2.5f);
+  std::int64_t const T = 600;
+  auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 2.0f, 11);
+  auto const bias = test::random_normal(static_cast<std::size_t>(c.experts), 0.05f, 12);  // mixed signs
+  auto const r = run_route(c, logits, bias);
+  int const skipped = compare_with_oracle(c, logits, bias, r);
+  CHECK(skipped <= T / 50);  // near-ties within 1e-5 are rare for continuous inputs
+  // properties: weights sum to route_scale, at most topk_groups groups used, counts consistent
+  std::vector<std::int64_t> counts(c.experts, 0);
+  for (std::int64_t t = 0; t < T; ++t) {
+    double sum = 0;
+    std::uint32_t groups = 0;
+    for (int j = 0; j < c.k; ++j) {
+      sum += r.weights[t * c.k + j];
+      groups |= 1u << (r.ids[t * c.k + j] / (c.experts / c.groups));
+      ++counts[r.ids[t * c.k + j]];
+    }
+    CHECK(std::abs(sum - 2.5) < 1e-5);
+    CHECK(__builtin_popcount(groups) <= c.topk_groups);
+  }
+  for (int e = 0; e < c.experts; ++e) CHECK(r.counts[e] == counts[e]);
+}
+
+TEST_CASE("router: negative biases never select a masked group (the 0-mask bug of model.py before 1398800)") {
+  moe::router_config const c{.experts = 64, .groups = 8, .topk_groups = 2, .k = 6, .route_scale = 2.5f};
+  std::int64_t const T = 300;
+  auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 1.0f, 21);
+  auto bias = test::random_normal(static_cast<std::size_t>(c.experts), 0.1f, 22);
+  for (auto& b : bias) b -= 5.0f;  // every biased score < 0
+  auto const r = run_route(c, logits, bias);
+  compare_with_oracle(c, logits, bias, r);
+  int buggy_differs = 0;
+  for (std::int64_t t = 0; t < T; ++t) {
+    std::uint32_t groups = 0;
+    for (int j = 0; j < c.k; ++j) groups |= 1u << (r.ids[t * c.k + j] / 8);
+    CHECK(__builtin_popcount(groups) <= c.topk_groups);
+    auto const bug = ref_gate(c, &logits[t * c.experts], bias.data(), 0.0);
+    buggy_differs += !std::equal(bug.ids.begin(), bug.ids.end(), r.ids.begin() + t * c.k);
+  }
+  CHECK(buggy_differs == T);  // the 0-mask picks masked experts for every token: the test discriminates
+}
+
+TEST_CASE("router: ties break toward the lower index, at group and expert level") {
+  moe::router_config const c{.experts = 32, .groups = 4, .topk_groups = 2, .k = 4, .route_scale = 1.0f};
+  std::int64_t const T = 200;
+  // two levels only: equal multisets give bit-equal group sums in any precision
+  auto u = test::random_uniform(static_cast<std::size_t>(T * c.experts), 0.0f, 1.0f, 31);
+  for (auto& x : u) x = x < 0.3f ? 0.5f : -0.25f;
+  std::vector<float> const bias;
+  auto const r = run_route(c, u, bias);
+  for (std::int64_t t = 0; t < T; ++t) {
+    auto const ref = ref_gate(c, &u[t * c.experts], nullptr);
+    for (int j = 0; j < c.k; ++j) REQUIRE(r.ids[t * c.k + j] == ref.ids[j]);
+  }
+  // all equal: groups 0,1 and experts 0..3 win
+  std::vector<float> const flat(static_cast<std::size_t>(c.experts), 0.125f);
+  auto const f = run_route(c, flat, bias);
+  CHECK(f.ids == std::vector<std::int32_t>{0, 1, 2, 3});
+  for (float w : f.weights) CHECK(w == 0.25f);
+}
+
+TEST_CASE("router: softmax (DeepSeek-V2 style), no normalization, no groups; bf16 logits") {
+  moe::router_config const c{.experts = 64, .k = 6, .score = moe::score::softmax, .normalize = false};
+  std::int64_t const T = 256;
+  auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 1.5f, 41);
+  auto const r = run_route(c, logits, {});
+  compare_with_oracle(c, logits, {}, r);
+  // bf16 logits: same result as the float path on the bf16-rounded values
+  std::vector<bfloat16_t> lb;
+  std::vector<float> lr;
+  for (float x : logits) {
+    lb.emplace_back(x);
+    lr.push_back(static_cast<float>(lb.back()));
+  }
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(T * c.k));
+  std::vector<float> w(static_cast<std::size_t>(T * c.k));
+  moe::route(host_executor{}, c, matrix_view<bfloat16_t const>(make_matrix(lb.data(), T, c.experts)), {},
+             make_matrix(ids.data(), T, c.k), make_matrix(w.data(), T, c.k), {});
+  auto const rr = run_route(c, lr, {});
+  CHECK(ids == rr.ids);
+  CHECK(w == rr.weights);
+}
+
+TEST_CASE("router: weights come from the unbiased scores") {
+  moe::router_config const c{.experts = 16, .groups = 4, .topk_groups = 2, .k = 4, .route_scale = 2.5f};
+  auto const logits = test::random_normal(static_cast<std::size_t>(c.experts), 1.0f, 51);
+  std::vector<float> bias(16, 0.0f);
+  bias[4] = bias[6] = bias[9] = bias[10] = 100.0f;  // forces the selection (groups 1 and 2)
+  auto const r = run_route(c, logits, bias);
+  std::vector<std::int32_t> sorted(r.ids);
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted == std::vector<std::int32_t>{4, 6, 9, 10});
+  auto const s = ref_scores(c, logits.data());
+  double const sum = s[4] + s[6] + s[9] + s[10];
+  for (int j = 0; j < 4; ++j) CHECK(std::abs(r.weights[j] - 2.5 * s[r.ids[j]] / sum) < 4e-6);
+}
+
+TEST_CASE("router: token counts above 65536 are exact integers") {
+  moe::router_config const c{.experts = 8, .k = 2};
+  std::int64_t const T = 140001;
+  auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 1.0f, 61);
+  std::vector<float> bias(8, 0.0f);
+  bias[5] = 10.0f;  // every token picks expert 5: count = T, not representable in bf16 (spacing 1024)
+  auto const r = run_route(c, logits, bias);
+  CHECK(r.counts[5] == T);
+  CHECK(static_cast<float>(bfloat16_t(static_cast<float>(T))) != static_cast<float>(T));
+  std::int64_t total = 0;
+  std::vector<std::int64_t> brute(8, 0);
+  for (auto id : r.ids) ++brute[id];
+  for (int e = 0; e < 8; ++e) {
+    CHECK(r.counts[e] == brute[e]);
+    total += r.counts[e];
+  }
+  CHECK(total == T * c.k);
+}
+
+TEST_CASE("router: bad input is rejected before any output is written") {
+  std::vector<float> logits = test::random_normal(4 * 16, 1.0f, 71);
+  std::vector<std::int32_t> ids(4 * 4);
+  std::vector<float> w(4 * 4);
+  std::vector<std::int32_t> n(16);
+  test::poison(ids);
+  auto call = [&](moe::router_config c, std::vector<float> const& bias) {
+    moe::route(host_executor{}, c, make_matrix(logits.data(), 4, 16),
+               vector_view<float const>{bias.data(), static_cast<std::int64_t>(bias.size())},
+               make_matrix(ids.data(), 4, c.k), make_matrix(w.data(), 4, c.k), make_vector(n.data(), 16));
+  };
+  moe::router_config const ok{.experts = 16, .groups = 4, .topk_groups = 2, .k = 4};
+  CHECK_THROWS_WITH_AS(call({.experts = 16, .k = 17}, {}), doctest::Contains("config.k"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(call({.experts = 16, .groups = 3, .topk_groups = 1, .k = 4}, {}),
+                       doctest::Contains("a divisor of experts"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(call({.experts = 16, .groups = 8, .topk_groups = 1, .k = 4}, {}),
+                       doctest::Contains("topk_groups * experts/groups >= k"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(call(ok, std::vector<float>(15, 0.0f)), doctest::Contains("'bias'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(call({.experts = 16, .groups = 4, .topk_groups = 2, .k = 4, .group_top = 5}, {}),
+                       doctest::Contains("group_top"), fp8moe::error);
+  logits[37] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH_AS(call(ok, {}), doctest::Contains("logits(2, 5)"), fp8moe::error);
+  logits[37] = INFINITY;
+  CHECK_THROWS_WITH_AS(call(ok, {}), doctest::Contains("finite values"), fp8moe::error);
+  logits[37] = 0.5f;
+  CHECK_THROWS_WITH_AS(call(ok, std::vector<float>(16, NAN)), doctest::Contains("bias[0]"), fp8moe::error);
+  for (auto v : ids) CHECK(v == -1);  // still poisoned (0xFFFFFFFF)
+  std::vector<float> dl(4 * 16);
+  std::vector<float> dw(4 * 4, 1.0f);
+  ids.assign(16, 0);
+  ids[3] = 16;
+  CHECK_THROWS_WITH_AS(
+      moe::route_backward(host_executor{}, ok, matrix_view<float const>(make_matrix(logits.data(), 4, 16)),
+                          matrix_view<std::int32_t const>(make_matrix(ids.data(), 4, 4)),
+                          matrix_view<float const>(make_matrix(dw.data(), 4, 4)),
+                          make_matrix(dl.data(), 4, 16)),
+      doctest::Contains("ids(0, 3) = 16"), fp8moe::error);
+  call(ok, {});  // and a good call passes
+  CHECK(ids[0] >= 0);
+}
+
+TEST_CASE("router: allocating route() and the expert_router concept") {
+  moe::router_config const c{.experts = 32, .groups = 4, .topk_groups = 2, .k = 4, .route_scale = 2.5f};
+  auto logits = test::random_normal(50 * 32, 1.0f, 81);
+  std::vector<float> bias = test::random_normal(32, 0.1f, 82);
+  auto const r = moe::route(host_executor{}, c, make_matrix(logits.data(), 50, 32), bias);
+  auto const v = run_route(c, logits, bias);
+  CHECK(r.ids.storage() == v.ids);
+  CHECK(r.weights.storage() == v.weights);
+  CHECK(r.counts == v.counts);
+  moe::grouped_topk_router router{c, bias};
+  std::vector<std::int32_t> ids(50 * 4), n(32);
+  std::vector<float> w(50 * 4);
+  router.route(host_executor{}, matrix_view<float const>(make_matrix(logits.data(), 50, 32)),
+               make_matrix(ids.data(), 50, 4), make_matrix(w.data(), 50, 4), make_vector(n.data(), 32));
+  CHECK(ids == v.ids);
+  static_assert(moe::expert_router<moe::grouped_topk_router>);
+  static_assert(!moe::expert_router<int>);
+}
+
+namespace {
+// float64 weights of fixed selected ids as a function of the logits (for finite differences)
+std::vector<double> ref_weights_fixed(moe::router_config const& c, std::vector<double> const& u,
+                                      std::int32_t const* ids) {
+  std::vector<double> s(static_cast<std::size_t>(c.experts));
+  if (c.score == moe::score::sigmoid) {
+    for (int e = 0; e < c.experts; ++e) s[e] = 1.0 / (1.0 + std::exp(-u[e]));
+  } else {
+    double m = *std::max_element(u.begin(), u.end()), sum = 0;
+    for (int e = 0; e < c.experts; ++e) sum += std::exp(u[e] - m);
+    for (int e = 0; e < c.experts; ++e) s[e] = std::exp(u[e] - m) / sum;
+  }
+  double sum = 0;
+  for (int j = 0; j < c.k; ++j) sum += s[ids[j]];
+  std::vector<double> w(c.k);
+  for (int j = 0; j < c.k; ++j) w[j] = (c.normalize ? s[ids[j]] / sum : s[ids[j]]) * c.route_scale;
+  return w;
+}
+}  // namespace
+
+TEST_CASE("router: backward matches central finite differences (sigmoid/softmax, normalized or not)") {
+  moe::router_config const configs[] = {
+      {.experts = 32, .groups = 4, .topk_groups = 2, .k = 4, .route_scale = 2.5f},
+      {.experts = 32, .groups = 4, .topk_groups = 2, .k = 4, .route_scale = 2.5f, .normalize = false},
+      {.experts = 24, .k = 3, .score = moe::score::softmax, .normalize = false},
+      {.experts = 24, .k = 3, .score = moe::score::softmax, .route_scale = 1.5f},
+  };
+  for (auto const& c : configs) {
+    std::int64_t const T = 8;
+    auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 1.0f, 91);
+    auto const dw = test::random_normal(static_cast<std::size_t>(T * c.k), 1.0f, 92);
+    auto const r = run_route(c, logits, {});
+    std::vector<float> dl(static_cast<std::size_t>(T * c.experts));
+    test::poison(dl);
+    moe::route_backward(
+        host_executor{}, c, matrix_view<float const>(make_matrix(logits.data(), T, c.experts)),
+        matrix_view<std::int32_t const>(make_matrix(r.ids.data(), T, c.k)),
+        matrix_view<float const>(make_matrix(dw.data(), T, c.k)), make_matrix(dl.data(), T, c.experts));
+    // loss = sum_j dw_j w_j(u); central differences in float64, h = 1e-5: truncation ~h^2 * |w'''| ~ 1e-10,
+    // rounding ~1e-16/h ~ 1e-11. The analytic gradient is FP32 (~1e-7 relative): tolerance 2e-6 + 1e-5 |g|.
+    for (std::int64_t t = 0; t < T; ++t) {
+      std::vector<double> u(logits.begin() + t * c.experts, logits.begin() + (t + 1) * c.experts);
+      for (int e = 0; e < c.experts; ++e) {
+        double const h = 1e-5, u0 = u[e];
+        u[e] = u0 + h;
+        auto const wp = ref_weights_fixed(c, u, &r.ids[t * c.k]);
+        u[e] = u0 - h;
+        auto const wm = ref_weights_fixed(c, u, &r.ids[t * c.k]);
+        u[e] = u0;
+        double fd = 0;
+        for (int j = 0; j < c.k; ++j) fd += dw[t * c.k + j] * (wp[j] - wm[j]) / (2 * h);
+        INFO("token " << t << " expert " << e);
+        CHECK(std::abs(dl[t * c.experts + e] - fd) <= 2e-6 + 1e-5 * std::abs(fd));
+      }
+    }
+  }
+}
+
+TEST_CASE("balance: bias update sign and magnitude, exact integer counts, reduce callback") {
+  std::vector<float> bias{0.5f, -0.25f, 0.0f, 1.0f};
+  std::vector<std::int32_t> const counts{10, 20, 30, 40};  // mean 25
+  moe::update_bias(host_executor{}, make_vector(bias.data(), 4),
+                   vector_view<std::int32_t const>{counts.data(), 4});
+  CHECK(bias == std::vector<float>{0.5f + 1e-3f, -0.25f + 1e-3f, 0.0f - 1e-3f, 1.0f - 1e-3f});
+  // exactly at the mean: unchanged; gamma = 0 freezes
+  std::vector<float> b2{0.1f, 0.2f, 0.3f};
+  std::vector<std::int64_t> const c2{7, 5, 6};  // mean 6
+  moe::update_bias(host_executor{}, make_vector(b2.data(), 3), vector_view<std::int64_t const>{c2.data(), 3},
+                   {.gamma = 0.01f});
+  CHECK(b2 == std::vector<float>{0.1f - 0.01f, 0.2f + 0.01f, 0.3f});
+  moe::update_bias(host_executor{}, make_vector(b2.data(), 3), vector_view<std::int64_t const>{c2.data(), 3},
+                   {.gamma = 0.0f});
+  CHECK(b2 == std::vector<float>{0.1f - 0.01f, 0.2f + 0.01f, 0.3f});
+  // Megatron PR #7081 trace: 64 experts, 608..676 summing to 40840 (mean 638.125). A bf16 sum
+  // gives 41216 or 40704 and flips the sign for the experts at 638; integers do not.
+  std::vector<std::int32_t> trace(64);
+  for (int e = 0; e < 64; ++e) trace[e] = 608 + (e * 37) % 69;
+  std::int64_t s = std::accumulate(trace.begin(), trace.end(), std::int64_t{0});
+  trace[63] += static_cast<std::int32_t>(40840 - s);
+  trace[0] = 638;
+  trace[1] = 639;
+  s = std::accumulate(trace.begin(), trace.end(), std::int64_t{0});
+  trace[2] += static_cast<std::int32_t>(40840 - s);
+  REQUIRE(std::accumulate(trace.begin(), trace.end(), std::int64_t{0}) == 40840);
+  std::vector<float> b3(64, 0.0f);
+  moe::update_bias(host_executor{}, make_vector(b3.data(), 64),
+                   vector_view<std::int32_t const>{trace.data(), 64});
+  CHECK(b3[0] == 1e-3f);   // 638 < 638.125
+  CHECK(b3[1] == -1e-3f);  // 639 > 638.125
+  // reduce: a fake 2-rank all-reduce adding another rank's counts {40, 30, 20, 10} -> all 50 = mean
+  std::vector<float> b4(4, 0.0f);
+  int calls = 0;
+  moe::update_bias(host_executor{}, make_vector(b4.data(), 4),
+                   vector_view<std::int32_t const>{counts.data(), 4}, {}, [&](std::span<std::int64_t> v) {
+                     ++calls;
+                     for (std::size_t i = 0; i < v.size(); ++i)
+                       v[i] += 40 - 10 * static_cast<std::int64_t>(i);
+                   });
+  CHECK(calls == 1);
+  CHECK(b4 == std::vector<float>(4, 0.0f));
+  // recenter keeps the selection-relevant differences and zero mean
+  std::vector<float> b5{1.0f, 1.0f, 1.0f, 1.0f};
+  moe::update_bias(host_executor{}, make_vector(b5.data(), 4),
+                   vector_view<std::int32_t const>{counts.data(), 4}, {.gamma = 0.5f, .recenter = true});
+  CHECK(b5 == std::vector<float>{0.5f, 0.5f, -0.5f, -0.5f});
+  std::vector<std::int32_t> bad{1, -2, 3, 4};
+  CHECK_THROWS_AS(moe::update_bias(host_executor{}, make_vector(b5.data(), 4),
+                                   vector_view<std::int32_t const>{bad.data(), 4}),
+                  fp8moe::error);
+  CHECK_THROWS_AS(moe::update_bias(host_executor{}, make_vector(b5.data(), 4),
+                                   vector_view<std::int32_t const>{bad.data(), 3}),
+                  fp8moe::error);
+}
+
+namespace {
+// The DeepSeek-V2 MoEGate seq-aux formula (reference doc §1.4), batch of B sequences, with V3's
+// normalized scores: ce = scatter_add(topk_idx) / (L k / E); loss = alpha * mean_b sum_i ce_i * mean_t s'.
+double ref_seq_loss(moe::router_config const& c, std::vector<double> const& u, std::int64_t T, std::int64_t L,
+                    double alpha) {
+  std::int64_t const B = T / L, E = c.experts;
+  double total = 0;
+  for (std::int64_t b = 0; b < B; ++b) {
+    std::vector<double> ce(E, 0.0), mean(E, 0.0);
+    for (std::int64_t t = b * L; t < (b + 1) * L; ++t) {
+      std::vector<float> uf(u.begin() + t * E, u.begin() + (t + 1) * E);
+      std::vector<double> s(E);
+      if (c.score == moe::score::sigmoid) {
+        for (int e = 0; e < E; ++e) s[e] = 1.0 / (1.0 + std::exp(-u[t * E + e]));
+      } else {
+        double m = -INFINITY, z = 0;
+        for (int e = 0; e < E; ++e) m = std::max(m, u[t * E + e]);
+        for (int e = 0; e < E; ++e) z += std::exp(u[t * E + e] - m);
+        for (int e = 0; e < E; ++e) s[e] = std::exp(u[t * E + e] - m) / z;
+      }
+      std::vector<int> order(E);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return s[x] > s[y]; });
+      for (int j = 0; j < c.k; ++j) ce[order[j]] += 1.0;
+      double const z = std::accumulate(s.begin(), s.end(), 0.0);
+      for (int e = 0; e < E; ++e) mean[e] += s[e] / z / L;
+    }
+    double seq = 0;
+    for (int e = 0; e < E; ++e) seq += ce[e] / (static_cast<double>(L) * c.k / E) * mean[e];
+    total += seq;
+  }
+  return alpha * total / B;
+}
+}  // namespace
+
+TEST_CASE("balance: sequence-wise loss against the V2 scatter_add formula; gradient by finite differences") {
+  for (auto sf : {moe::score::sigmoid, moe::score::softmax}) {
+    moe::router_config const c{.experts = 16, .groups = 4, .topk_groups = 2, .k = 3, .score = sf};
+    std::int64_t const T = 12, L = 6;
+    auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 1.0f, 101);
+    std::vector<double> u(logits.begin(), logits.end());
+    moe::sequence_balance_config const cfg{.alpha = 1e-4f, .sequence_length = L};
+    double const loss =
+        moe::sequence_balance_loss(host_executor{}, c, make_matrix(logits.data(), T, 16), cfg);
+    double const ref = ref_seq_loss(c, u, T, L, 1e-4);
+    CHECK(std::abs(loss - ref) <= 1e-6 * ref);  // FP32 scores (1e-7 rel) summed in double
+    // perfectly balanced f and P give alpha * sum_i (1) (1/E) * ... = alpha: loss is O(alpha)
+    CHECK(loss > 0.5e-4);
+    CHECK(loss < 1e-4 * 16 / 3.0);
+    // gradient: accumulate into a non-zero buffer, then compare (dlogits - base) with finite differences
+    std::vector<float> dl(static_cast<std::size_t>(T * 16), 0.25f);
+    moe::sequence_balance_loss_backward(host_executor{}, c,
+                                        matrix_view<float const>(make_matrix(logits.data(), T, 16)),
+                                        make_matrix(dl.data(), T, 16), cfg, 2.0f);
+    double gmax = 0;
+    for (float g : dl) gmax = std::max(gmax, std::abs(g - 0.25));
+    CHECK(gmax > 1e-7);
+    for (std::int64_t i = 0; i < T * 16; ++i) {
+      double const h = 1e-4, u0 = u[i];
+      u[i] = u0 + h;
+      double const lp = ref_seq_loss(c, u, T, L, 1e-4);
+      u[i] = u0 - h;
+      double const lm = ref_seq_loss(c, u, T, L, 1e-4);
+      u[i] = u0;
+      double const fd = 2.0 * (lp - lm) / (2 * h);  // dloss = 2
+      INFO("element " << i);
+      // f is piecewise constant: h = 1e-4 does not cross a top-k boundary for these inputs (checked by
+      // the smoothness of the result); FP32 accumulate of 0.25 + g: 2^-24 * 0.25 = 1.5e-8 absolute.
+      CHECK(std::abs((dl[i] - 0.25) - fd) <= 3e-8 + 1e-4 * std::abs(fd));
+    }
+  }
+  moe::router_config const c{.experts = 16, .k = 2};
+  std::vector<float> l(5 * 16, 0.1f);
+  CHECK_THROWS_WITH_AS(
+      moe::sequence_balance_loss(host_executor{}, c, make_matrix(l.data(), 5, 16), {.sequence_length = 2}),
+      doctest::Contains("sequence_length"), fp8moe::error);
+}
+
+#if FP8MOE_CUDA_COMPILER
+#include "fp8moe/core/cuda/executor.hpp"
+
+TEST_CASE("router (CUDA): device route matches the host path") {
+  if (cuda_device_count() == 0) return;
+  for (auto const& c :
+       {moe::deepseek_v3_router,
+        moe::router_config{.experts = 64, .k = 6, .score = moe::score::softmax, .normalize = false}}) {
+    std::int64_t const T = 3000;
+    auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 2.0f, 111);
+    auto const bias = test::random_normal(static_cast<std::size_t>(c.experts), 0.05f, 112);
+    auto const host = run_route(c, logits, bias);
+    float *dl, *db, *dw;
+    std::int32_t *di, *dn;
+    FP8MOE_CUDA_CHECK(cudaMalloc(&dl, logits.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMalloc(&db, bias.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMalloc(&dw, host.weights.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMalloc(&di, host.ids.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMalloc(&dn, host.counts.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMemcpy(dl, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
+    FP8MOE_CUDA_CHECK(cudaMemcpy(db, bias.data(), bias.size() * 4, cudaMemcpyHostToDevice));
+    FP8MOE_CUDA_CHECK(cudaMemset(dw, 0xFF, host.weights.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMemset(di, 0xFF, host.ids.size() * 4));
+    cuda_executor ex{nullptr};
+    moe::route(ex, c, matrix_view<float const>(make_matrix(dl, T, c.experts)),
+               vector_view<float const>{db, c.experts}, make_matrix(di, T, c.k), make_matrix(dw, T, c.k),
+               make_vector(dn, c.experts));
+    FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<std::int32_t> ids(host.ids.size()), n(host.counts.size());
+    std::vector<float> w(host.weights.size());
+    FP8MOE_CUDA_CHECK(cudaMemcpy(ids.data(), di, ids.size() * 4, cudaMemcpyDeviceToHost));
+    FP8MOE_CUDA_CHECK(cudaMemcpy(w.data(), dw, w.size() * 4, cudaMemcpyDeviceToHost));
+    FP8MOE_CUDA_CHECK(cudaMemcpy(n.data(), dn, n.size() * 4, cudaMemcpyDeviceToHost));
+    // device expf differs from glibc by <= 2 ulp: ids may differ only at near-ties (margin < 1e-5)
+    int mismatched = 0;
+    for (std::int64_t t = 0; t < T; ++t) {
+      bool same = std::equal(ids.begin() + t * c.k, ids.begin() + (t + 1) * c.k, host.ids.begin() + t * c.k);
+      if (!same) {
+        ++mismatched;
+        auto const ref = ref_gate(c, &logits[t * c.experts], bias.data());
+        CHECK(std::min(ref.group_gap, ref.expert_gap) < 1e-5);
+        continue;
+      }
+      for (int j = 0; j < c.k; ++j)
+        CHECK(std::abs(w[t * c.k + j] - host.weights[t * c.k + j]) <= 1e-6f * 2.5f);
+    }
+    if (mismatched == 0) CHECK(n == host.counts);
+    // backward on the device against the host
+    auto const dwt = test::random_normal(host.weights.size(), 1.0f, 113);
+    float *ddw, *ddl;
+    FP8MOE_CUDA_CHECK(cudaMalloc(&ddw, dwt.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMalloc(&ddl, logits.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMemcpy(ddw, dwt.data(), dwt.size() * 4, cudaMemcpyHostToDevice));
+    FP8MOE_CUDA_CHECK(cudaMemcpy(di, host.ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+    moe::route_backward(ex, c, matrix_view<float const>(make_matrix(dl, T, c.experts)),
+                        matrix_view<std::int32_t const>(make_matrix(di, T, c.k)),
+                        matrix_view<float const>(make_matrix(ddw, T, c.k)), make_matrix(ddl, T, c.experts));
+    std::vector<float> gd(logits.size()), gh(logits.size());
+    FP8MOE_CUDA_CHECK(cudaMemcpy(gd.data(), ddl, gd.size() * 4, cudaMemcpyDeviceToHost));
+    moe::route_backward(
+        host_executor{}, c, matrix_view<float const>(make_matrix(logits.data(), T, c.experts)),
+        matrix_view<std::int32_t const>(make_matrix(host.ids.data(), T, c.k)),
+        matrix_view<float const>(make_matrix(dwt.data(), T, c.k)), make_matrix(gh.data(), T, c.experts));
+    for (std::size_t i = 0; i < gd.size(); ++i)
+      CHECK(std::abs(gd[i] - gh[i]) <= 1e-5f + 1e-5f * std::abs(gh[i]));
+    // bias update on the device against the host rule
+    std::vector<float> bh(bias);
+    moe::update_bias(host_executor{}, make_vector(bh.data(), c.experts),
+                     vector_view<std::int32_t const>{host.counts.data(), c.experts});
+    FP8MOE_CUDA_CHECK(cudaMemcpy(dn, host.counts.data(), n.size() * 4, cudaMemcpyHostToDevice));
+    moe::update_bias(ex, make_vector(db, c.experts), vector_view<std::int32_t const>{dn, c.experts});
+    std::vector<float> bd(bias.size());
+    FP8MOE_CUDA_CHECK(cudaMemcpy(bd.data(), db, bd.size() * 4, cudaMemcpyDeviceToHost));
+    CHECK(bd == bh);
+    for (void* p : {(void*)dl, (void*)db, (void*)dw, (void*)di, (void*)dn, (void*)ddw, (void*)ddl})
+      FP8MOE_CUDA_CHECK(cudaFree(p));
+  }
+}
+#endif
