@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// Building blocks of the host FP8 GEMM: FP8 -> float row conversion (vectorised bit arithmetic,
+// exact for every code incl. subnormals/NaN/inf, independent of FTZ/DAZ) and the 3x4 dot-product
+// micro-kernel with FP32 promotion per K block. Pure functions on caller buffers; thread-safe.
+// Compiled once for the baseline ISA and once (x86-64 GCC/Clang) for AVX2+FMA, picked at run time.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "fp8moe/config.hpp"
+#include "fp8moe/numeric/numeric.hpp"
+
+#if !FP8MOE_CUDA_COMPILER && (defined(__GNUC__) || defined(__clang__))
+#define FP8MOE_GEMM_VECTOR_EXT 1
+#define FP8MOE_GEMM_INLINE __attribute__((always_inline)) inline
+#else
+#define FP8MOE_GEMM_VECTOR_EXT 0
+#define FP8MOE_GEMM_INLINE inline
+#endif
+#if FP8MOE_GEMM_VECTOR_EXT && defined(__x86_64__)
+#define FP8MOE_GEMM_X86_DISPATCH 1
+#else
+#define FP8MOE_GEMM_X86_DISPATCH 0
+#endif
+
+namespace fp8moe::gemm::host {
+
+/// Micro-tile: MR rows of A x NR rows of B, 8-float vectors along K.
+inline constexpr int mr = 3;
+inline constexpr int nr = 4;
+inline constexpr int vec = 8;
+
+#if FP8MOE_GEMM_VECTOR_EXT
+// The vector helpers are always inlined, so the ABI of 32-byte vector arguments never matters.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef std::uint32_t v8u __attribute__((vector_size(32)));
+typedef std::int32_t v8i __attribute__((vector_size(32)));
+typedef std::uint8_t v8b __attribute__((vector_size(8)));
+
+// 32-byte vectors cross helper boundaries by reference only (no by-value vector ABI involved).
+FP8MOE_GEMM_INLINE void load8(v8f& v, float const* p) { std::memcpy(&v, p, sizeof v); }
+FP8MOE_GEMM_INLINE v4f load4(float const* p) {
+  v4f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+FP8MOE_GEMM_INLINE void store4(float* p, v4f v) { std::memcpy(p, &v, sizeof v); }
+FP8MOE_GEMM_INLINE void store8(float* p, v8f const& v) { std::memcpy(p, &v, sizeof v); }
+
+/// Horizontal sums of four vectors: {sum v0, sum v1, sum v2, sum v3}.
+FP8MOE_GEMM_INLINE v4f hsum4(v8f const& v0, v8f const& v1, v8f const& v2, v8f const& v3) {
+  v8f const s01 = __builtin_shufflevector(v0, v1, 0, 8, 2, 10, 4, 12, 6, 14) +
+                  __builtin_shufflevector(v0, v1, 1, 9, 3, 11, 5, 13, 7, 15);
+  v8f const s23 = __builtin_shufflevector(v2, v3, 0, 8, 2, 10, 4, 12, 6, 14) +
+                  __builtin_shufflevector(v2, v3, 1, 9, 3, 11, 5, 13, 7, 15);
+  v8f const u = __builtin_shufflevector(s01, s23, 0, 1, 8, 9, 4, 5, 12, 13) +
+                __builtin_shufflevector(s01, s23, 2, 3, 10, 11, 6, 7, 14, 15);
+  return __builtin_shufflevector(u, u, 0, 1, 2, 3) + __builtin_shufflevector(u, u, 4, 5, 6, 7);
+}
+
+/// Eight FP8 codes -> eight exact floats at dst, by integer arithmetic on the bit fields.
+template <class T>
+FP8MOE_GEMM_INLINE void fp8x8_to_float(std::uint8_t const* src, float* dst) {
+  using F = typename T::format;
+  constexpr int M = F::mantissa_bits;
+  constexpr std::uint32_t exp_shift = 127u - static_cast<std::uint32_t>(F::bias);
+  v8b bytes;
+  std::memcpy(&bytes, src, 8);
+  v8u const x = __builtin_convertvector(bytes, v8u);
+  v8u const sign = (x & 0x80u) << 24;
+  v8u const mag = x & 0x7Fu;
+  // normal numbers: rebias the exponent field
+  v8u const normal = sign | ((mag << (23 - M)) + (exp_shift << 23));
+  // subnormals (exponent field 0): mantissa * 2^(1 - bias - M), exact in float arithmetic
+  v8f const sub_mag = __builtin_convertvector((v8i)mag, v8f) * (1.0f / static_cast<float>(1u << (F::bias + M - 1)));
+  v8u const sub = sign | (v8u)sub_mag;
+  v8u bits = (mag < (1u << M)) ? sub : normal;
+  if constexpr (F::has_infinity) {  // E5M2: exponent field all ones -> inf / NaN
+    v8u const special = sign | 0x7F800000u | ((mag & 0x3u) << 21);
+    bits = (mag >= 0x7Cu) ? special : bits;
+  } else {  // E4M3: S.1111.111 -> NaN
+    bits = (mag == 0x7Fu) ? v8u{} + 0x7FC00000u : bits;
+  }
+  v8f const f = (v8f)bits;
+  store8(dst, f);
+}
+#endif
+
+/// 256-entry FP8 -> float table (exact), for strided reads and the portable path.
+template <class T>
+struct fp8_table {
+  float v[256];
+  constexpr fp8_table() : v{} {
+    for (int i = 0; i < 256; ++i) v[i] = T::from_bits(static_cast<std::uint8_t>(i)).to_float();
+  }
+};
+template <class T>
+inline constexpr fp8_table<T> fp8_lut{};
+
+/// n contiguous FP8 codes -> floats.
+template <class T, bool Simd>
+FP8MOE_GEMM_INLINE void convert_row(std::uint8_t const* src, float* dst, std::int64_t n) {
+  std::int64_t i = 0;
+#if FP8MOE_GEMM_VECTOR_EXT
+  if constexpr (Simd) {
+    for (; i + 8 <= n; i += 8) fp8x8_to_float<T>(src + i, dst + i);
+  }
+#endif
+  float const* lut = fp8_lut<T>.v;
+  for (; i < n; ++i) dst[i] = lut[src[i]];
+}
+
+/// Promotion micro-kernel: for one K block of `kv` 8-float vectors,
+///   acc[i][j] += (sum_k a[i][k] * b[j][k]) * (sa[i] * sb[j])      i < MR, j < NR
+/// a: MR rows with stride lda floats; b: NR rows with stride ldb; acc: MR rows with stride ldc.
+template <bool Simd>
+FP8MOE_GEMM_INLINE void dot_block_3x4(float const* a, std::int64_t lda, float const* b, std::int64_t ldb,
+                                      std::int64_t kv, float const* sa, float const* sb, float* acc,
+                                      std::int64_t ldc) {
+#if FP8MOE_GEMM_VECTOR_EXT
+  if constexpr (Simd) {
+    v8f c00{}, c01{}, c02{}, c03{}, c10{}, c11{}, c12{}, c13{}, c20{}, c21{}, c22{}, c23{};
+    float const* a0 = a;
+    float const* a1 = a + lda;
+    float const* a2 = a + 2 * lda;
+    float const* b0 = b;
+    float const* b1 = b + ldb;
+    float const* b2 = b + 2 * ldb;
+    float const* b3 = b + 3 * ldb;
+    for (std::int64_t v = 0; v < kv; ++v) {
+      std::int64_t const o = v * vec;
+      v8f x0, x1, x2, y;
+      load8(x0, a0 + o);
+      load8(x1, a1 + o);
+      load8(x2, a2 + o);
+      load8(y, b0 + o);
+      c00 += x0 * y;
+      c10 += x1 * y;
+      c20 += x2 * y;
+      load8(y, b1 + o);
+      c01 += x0 * y;
+      c11 += x1 * y;
+      c21 += x2 * y;
+      load8(y, b2 + o);
+      c02 += x0 * y;
+      c12 += x1 * y;
+      c22 += x2 * y;
+      load8(y, b3 + o);
+      c03 += x0 * y;
+      c13 += x1 * y;
+      c23 += x2 * y;
+    }
+    v4f const s_b = load4(sb);
+    v4f const p0 = hsum4(c00, c01, c02, c03);
+    v4f const p1 = hsum4(c10, c11, c12, c13);
+    v4f const p2 = hsum4(c20, c21, c22, c23);
+    store4(acc, load4(acc) + p0 * (sa[0] * s_b));
+    store4(acc + ldc, load4(acc + ldc) + p1 * (sa[1] * s_b));
+    store4(acc + 2 * ldc, load4(acc + 2 * ldc) + p2 * (sa[2] * s_b));
+    return;
+  }
+#endif
+  for (int i = 0; i < mr; ++i) {
+    for (int j = 0; j < nr; ++j) {
+      float lanes[vec] = {};
+      for (std::int64_t v = 0; v < kv; ++v) {
+        for (int l = 0; l < vec; ++l) lanes[l] += a[i * lda + v * vec + l] * b[j * ldb + v * vec + l];
+      }
+      float partial = 0.0f;
+      for (int l = 0; l < vec; ++l) partial += lanes[l];
+      acc[i * ldc + j] += partial * (sa[i] * sb[j]);
+    }
+  }
+}
+
+}  // namespace fp8moe::gemm::host
+
+#if FP8MOE_GEMM_VECTOR_EXT && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
