@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// moe/permute: the plan against brute force and vLLM's published moe_align_block_size trace,
+// contiguous and masked layouts, FP32/BF16/FP8 rows, the 1/k round trip, combine against float64,
+// bit-reproducibility, both backwards by finite differences, bad input; (nvcc) CUDA against host.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "fp8moe/moe/permute.hpp"
+#include "fp8moe/moe/router.hpp"
+#include "fp8moe/numeric/numeric.hpp"
+#include "test_support.hpp"
+#if FP8MOE_CUDA_COMPILER
+#include "fp8moe/moe/cuda/permute.cuh"
+#endif
+
+using namespace fp8moe;
+namespace moe = fp8moe::moe;
+
+namespace {
+
+/// Random routing: k distinct experts per token; `drop` = probability of a -1 slot (EP: remote).
+std::vector<std::int32_t> random_ids(std::int64_t T, int k, int E, std::uint64_t seed, float drop = 0.0f) {
+  std::mt19937_64 g{seed};
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(T * k));
+  std::vector<int> perm(E);
+  std::uniform_real_distribution<float> u{0.0f, 1.0f};
+  for (std::int64_t t = 0; t < T; ++t) {
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), g);
+    for (int j = 0; j < k; ++j) ids[t * k + j] = u(g) < drop ? -1 : perm[j];
+  }
+  return ids;
+}
+
+template <class Layout>
+moe::host_permute_plan make_plan(Layout l, std::vector<std::int32_t> const& ids, std::int64_t T, int k,
+                                 int E) {
+  moe::host_permute_plan plan(l, T, k, E);
+  moe::build_permute_plan(host_executor{}, make_matrix(ids.data(), T, k), plan.view());
+  return plan;
+}
+
+matrix_view<float const> cview(std::vector<float> const& v, std::int64_t r, std::int64_t c) {
+  return make_matrix(v.data(), r, c);
+}
+
+}  // namespace
+
+TEST_CASE("permute plan: vLLM moe_align_block_size docstring trace (block 4)") {
+  // topk_ids = [[2,3,4],[1,2,4],[1,3,4],[1,2,3]] -> sorted_token_ids (flat t*K+j, pad = 12):
+  // [3,6,9,12, 0,4,10,12, 1,7,11,12, 2,5,8,12]; expert 0 is empty.
+  std::vector<std::int32_t> const ids{2, 3, 4, 1, 2, 4, 1, 3, 4, 1, 2, 3};
+  auto const plan = make_plan(moe::contiguous{.m_align = 4}, ids, 4, 3, 5);
+  std::vector<int> const golden{3, 6, 9, 12, 0, 4, 10, 12, 1, 7, 11, 12, 2, 5, 8, 12};
+  REQUIRE(plan.rows_in_use() == 16);
+  for (int r = 0; r < 16; ++r) {
+    int const flat = plan.row_token()[r] < 0 ? 12 : plan.row_token()[r] * 3 + plan.row_slot()[r];
+    CHECK(flat == golden[r]);
+    CHECK(plan.row_expert()[r] == (golden[r] == 12 ? -1 : r / 4 + 1));
+  }
+  CHECK(plan.counts() == std::vector<std::int32_t>{0, 3, 3, 3, 3});
+  CHECK(plan.expert_offset() == std::vector<std::int32_t>{0, 0, 4, 8, 12, 16});
+}
+
+TEST_CASE("permute plan: contiguous and masked layouts against brute force, with -1 (remote) slots") {
+  std::int64_t const T = 257;
+  int const k = 6, E = 16;
+  auto const ids = random_ids(T, k, E, 5, 0.2f);
+  // brute force: per expert, the (t, j) pairs in ascending order
+  std::vector<std::vector<std::pair<int, int>>> lists(E);
+  for (int t = 0; t < T; ++t)
+    for (int j = 0; j < k; ++j)
+      if (ids[t * k + j] >= 0) lists[ids[t * k + j]].push_back({t, j});
+  for (int align : {1, 64, 128}) {
+    auto const plan = make_plan(moe::contiguous{.m_align = align}, ids, T, k, E);
+    auto const& p = plan.view();
+    CHECK(p.rows == moe::plan_rows(moe::contiguous{.m_align = align}, T, k, E));
+    std::int64_t off = 0;
+    for (int e = 0; e < E; ++e) {
+      CHECK(plan.expert_offset()[e] == off);
+      CHECK(plan.counts()[e] == static_cast<std::int32_t>(lists[e].size()));
+      CHECK(off % align == 0);  // one expert per aligned window (DeepGEMM contiguous contract)
+      for (std::size_t i = 0; i < lists[e].size(); ++i) {
+        auto const r = off + static_cast<std::int64_t>(i);
+        REQUIRE(plan.row_token()[r] == lists[e][i].first);
+        CHECK(plan.row_slot()[r] == lists[e][i].second);
+        CHECK(plan.row_expert()[r] == e);
+        CHECK(plan.slot_row()[lists[e][i].first * k + lists[e][i].second] == r);
+      }
+      for (auto r = off + static_cast<std::int64_t>(lists[e].size());
+           r < off + round_up<std::int64_t>(lists[e].size(), align); ++r)
+        CHECK((plan.row_token()[r] == -1 && plan.row_slot()[r] == -1 && plan.row_expert()[r] == -1));
+      off += round_up<std::int64_t>(static_cast<std::int64_t>(lists[e].size()), align);
+    }
+    CHECK(plan.rows_in_use() == off);
+    CHECK(moe::contiguous_rows(moe::contiguous{.m_align = align}, plan.counts().data(), E) == off);
+    for (auto r = off; r < p.rows; ++r) CHECK(plan.row_expert()[r] == -1);
+    for (int i = 0; i < T * k; ++i)
+      if (ids[i] < 0) CHECK(plan.slot_row()[i] == -1);
+  }
+  std::int64_t maxc = 0;
+  for (auto const& l : lists) maxc = std::max<std::int64_t>(maxc, static_cast<std::int64_t>(l.size()));
+  auto const plan = make_plan(moe::masked{.max_m = maxc + 3}, ids, T, k, E);
+  for (int e = 0; e < E; ++e) {
+    CHECK(plan.expert_offset()[e] == e * (maxc + 3));
+    for (std::size_t i = 0; i < lists[e].size(); ++i)
+      CHECK(plan.row_token()[e * (maxc + 3) + static_cast<std::int64_t>(i)] == lists[e][i].first);
+  }
+  // masked overflow: one row short -> error, plan untouched
+  moe::host_permute_plan small(moe::masked{.max_m = maxc - 1}, T, k, E);
+  std::memset(const_cast<std::int32_t*>(small.row_token().data()), 0x7F, small.row_token().size() * 4);
+  CHECK_THROWS_WITH_AS(moe::build_permute_plan(host_executor{}, make_matrix(ids.data(), T, k), small.view()),
+                       doctest::Contains("at most max_m"), fp8moe::error);
+  CHECK(small.row_token()[0] == 0x7F7F7F7F);
+  auto bad = ids;
+  bad[7] = E;
+  CHECK_THROWS_WITH_AS(make_plan(moe::contiguous{}, bad, T, k, E), doctest::Contains("ids(1, 1) = 16"),
+                       fp8moe::error);
+  CHECK_THROWS_AS(moe::host_permute_plan(moe::contiguous{.m_align = 0}, T, k, E), fp8moe::error);
+  moe::host_permute_plan tight(moe::contiguous{.m_align = 128}, T, k, E, 128);
+  CHECK_THROWS_WITH_AS(moe::build_permute_plan(host_executor{}, make_matrix(ids.data(), T, k), tight.view()),
+                       doctest::Contains("plan.rows"), fp8moe::error);
+}
+
+TEST_CASE("permute: FP32, BF16 and FP8 (+1x128 scales) rows; padding rows zeroed; masked rows untouched") {
+  std::int64_t const T = 70, H = 256;
+  int const k = 4, E = 8;
+  auto const ids = random_ids(T, k, E, 9);
+  auto const x = test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 10);
+  for (bool is_masked : {false, true}) {
+    auto const plan = is_masked ? make_plan(moe::masked{.max_m = T}, ids, T, k, E)
+                                : make_plan(moe::contiguous{.m_align = 32}, ids, T, k, E);
+    auto const& p = plan.view();
+    std::vector<float> out(static_cast<std::size_t>(p.rows * H));
+    test::poison(out);
+    moe::permute(host_executor{}, p, cview(x, T, H), make_matrix(out.data(), p.rows, H));
+    for (std::int64_t r = 0; r < p.rows; ++r) {
+      int const t = plan.row_token()[r];
+      for (std::int64_t h = 0; h < H; ++h) {
+        float const v = out[r * H + h];
+        if (t >= 0)
+          REQUIRE(std::memcmp(&v, &x[t * H + h], 4) == 0);
+        else if (!is_masked && r < plan.rows_in_use())
+          REQUIRE(v == 0.0f);
+        else
+          REQUIRE(std::isnan(v));  // untouched
+      }
+    }
+    // bf16 rows
+    std::vector<bfloat16_t> xb;
+    for (float v : x) xb.emplace_back(v);
+    std::vector<bfloat16_t> ob(static_cast<std::size_t>(p.rows * H), bfloat16_t::from_bits(0x7FC1));
+    moe::permute(host_executor{}, p, make_matrix(xb.data(), T, H), make_matrix(ob.data(), p.rows, H));
+    for (std::int64_t r = 0; r < p.rows; ++r)
+      if (plan.row_token()[r] >= 0) REQUIRE(ob[r * H + 5].bits() == xb[plan.row_token()[r] * H + 5].bits());
+  }
+  // FP8 with per-token 1x128 scales through the allocating overload
+  scaling::quantized_matrix<float8_e4m3_t> xq(T, H, scaling::tile_1x128);
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (std::int64_t h = 0; h < H; ++h) xq.data(t, h) = float8_e4m3_t(x[t * H + h] * 16.0f);
+    for (std::int64_t c = 0; c < 2; ++c) xq.scales(t, c) = 1.0f / 16.0f + static_cast<float>(t * 2 + c);
+  }
+  moe::route_result r{host_matrix<std::int32_t>(T, k), host_matrix<float>(T, k, 0.25f),
+                      std::vector<std::int32_t>(E, 0)};
+  std::copy(ids.begin(), ids.end(), r.ids.storage().begin());
+  for (auto id : ids) ++r.counts[id];
+  auto const pq = moe::permute(host_executor{}, xq.view(), r, moe::contiguous{.m_align = 16});
+  CHECK(pq.x.data.rows() == pq.plan.rows_in_use());
+  for (std::int64_t row = 0; row < pq.x.data.rows(); ++row) {
+    int const t = pq.plan.row_token()[row];
+    for (std::int64_t h = 0; h < H; ++h)
+      REQUIRE(pq.x.data(row, h).bits() == (t >= 0 ? xq.data(t, h).bits() : 0));
+    for (std::int64_t c = 0; c < 2; ++c) CHECK(pq.x.scales(row, c) == (t >= 0 ? xq.scales(t, c) : 1.0f));
+    CHECK(pq.weights[static_cast<std::size_t>(row)] == (t >= 0 ? 0.25f : 0.0f));
+  }
+}
+
+TEST_CASE("permute -> combine with weights 1/k is the identity; combine matches float64; bit-reproducible") {
+  std::int64_t const T = 129, H = 96;
+  for (int k : {4, 8, 6}) {
+    int const E = 16;
+    auto const ids = random_ids(T, k, E, 20 + k);
+    auto x = test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 21);
+    for (auto& v : x)
+      v = static_cast<float>(bfloat16_t(v));  // 8-bit significands: j * x / k fits FP32 exactly
+    auto const plan = make_plan(moe::contiguous{.m_align = 64}, ids, T, k, E);
+    auto const& p = plan.view();
+    std::vector<float> perm(static_cast<std::size_t>(p.rows * H)), back(static_cast<std::size_t>(T * H));
+    moe::permute(host_executor{}, p, cview(x, T, H), make_matrix(perm.data(), p.rows, H));
+    std::vector<float> w(static_cast<std::size_t>(T * k), 1.0f / static_cast<float>(k));
+    test::poison(back);
+    moe::combine(host_executor{}, p, cview(perm, p.rows, H), cview(w, T, k), make_matrix(back.data(), T, H));
+    for (std::size_t i = 0; i < back.size(); ++i) {
+      if (k == 4 || k == 8)
+        REQUIRE(back[i] == x[i]);  // 1/k exact and partial sums j x/k need <= 8 + 3 bits: exact
+      else
+        REQUIRE(std::abs(back[i] - x[i]) <= 8 * 6e-8f * std::abs(x[i]));  // 1/6 rounded + 6 adds: < 8 ulp
+    }
+  }
+  // combine against float64 with random weights, BF16 output and BF16 rows
+  int const k = 8, E = 32;
+  auto const ids = random_ids(T, k, E, 31, 0.1f);
+  auto const plan = make_plan(moe::contiguous{.m_align = 128}, ids, T, k, E);
+  auto const& p = plan.view();
+  auto const y = test::random_normal(static_cast<std::size_t>(p.rows * H), 1.0f, 32);
+  auto const w = test::random_uniform(static_cast<std::size_t>(T * k), 0.0f, 1.0f, 33);
+  std::vector<float> out(static_cast<std::size_t>(T * H)), out2(out.size());
+  test::poison(out);
+  moe::combine(host_executor{}, p, cview(y, p.rows, H), cview(w, T, k), make_matrix(out.data(), T, H));
+  moe::combine(host_executor{.threads = 1}, p, cview(y, p.rows, H), cview(w, T, k),
+               make_matrix(out2.data(), T, H));
+  CHECK(std::memcmp(out.data(), out2.data(), out.size() * 4) ==
+        0);  // fixed order: same bits on any thread count
+  std::vector<bfloat16_t> outb(out.size());
+  moe::combine(host_executor{}, p, cview(y, p.rows, H), cview(w, T, k), make_matrix(outb.data(), T, H));
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t h = 0; h < H; ++h) {
+      double ref = 0, mag = 0;
+      for (int j = 0; j < k; ++j) {
+        int const e = ids[t * k + j];
+        if (e < 0) continue;
+        double const term = static_cast<double>(w[t * k + j]) * y[plan.slot_row()[t * k + j] * H + h];
+        ref += term;
+        mag += std::abs(term);
+      }
+      // k FP32 products and adds: |err| <= 2k * 2^-24 * sum |terms|
+      REQUIRE(std::abs(out[t * H + h] - ref) <= 2.0 * k * 6e-8 * mag + 1e-30);
+      CHECK(outb[t * H + h].bits() == bfloat16_t(out[t * H + h]).bits());  // one rounding at the end
+    }
+  // unweighted combine == permute_backward
+  std::vector<float> dx(static_cast<std::size_t>(T * H)), dx2(dx.size());
+  moe::combine(host_executor{}, p, cview(y, p.rows, H), matrix_view<float const>{},
+               make_matrix(dx.data(), T, H));
+  moe::permute_backward(host_executor{}, p, cview(y, p.rows, H), make_matrix(dx2.data(), T, H));
+  CHECK(dx == dx2);
+}
+
+TEST_CASE("permute backward and combine backward match central finite differences") {
+  std::int64_t const T = 20, H = 24;
+  int const k = 3, E = 6;
+  auto const ids = random_ids(T, k, E, 41, 0.15f);
+  auto const plan = make_plan(moe::contiguous{.m_align = 8}, ids, T, k, E);
+  auto const& p = plan.view();
+  auto const x = test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 42);
+  auto const gp = test::random_normal(static_cast<std::size_t>(p.rows * H), 1.0f, 43);  // dL/dpermuted
+  // L(x) = <gp, permute(x)>: dL/dx = permute_backward(gp)
+  auto loss_perm = [&](std::vector<float> const& xx) {
+    std::vector<float> o(static_cast<std::size_t>(p.rows * H));
+    moe::permute(host_executor{}, p, cview(xx, T, H), make_matrix(o.data(), p.rows, H));
+    double l = 0;
+    for (std::size_t i = 0; i < o.size(); ++i) l += static_cast<double>(gp[i]) * o[i];
+    return l;
+  };
+  std::vector<float> dx(static_cast<std::size_t>(T * H));
+  test::poison(dx);
+  moe::permute_backward(host_executor{}, p, cview(gp, p.rows, H), make_matrix(dx.data(), T, H));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    auto xp = x, xm = x;
+    xp[i] += 0.5f;  // L is linear: h = 0.5 has no truncation error; x +- 0.5 rounds by <= 2^-24 |x|
+    xm[i] -= 0.5f;
+    double const fd = (loss_perm(xp) - loss_perm(xm)) / (static_cast<double>(xp[i]) - xm[i]);
+    REQUIRE(std::abs(dx[i] - fd) <= 1e-5 * (1 + std::abs(fd)));
+  }
+  // L(y, w) = <g, combine(y, w)>
+  auto const y = test::random_normal(static_cast<std::size_t>(p.rows * H), 1.0f, 44);
+  auto const w = test::random_uniform(static_cast<std::size_t>(T * k), 0.1f, 1.0f, 45);
+  auto const g = test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 46);
+  auto loss_comb = [&](std::vector<float> const& yy, std::vector<float> const& ww) {
+    std::vector<float> o(static_cast<std::size_t>(T * H));
+    moe::combine(host_executor{}, p, cview(yy, p.rows, H), cview(ww, T, k), make_matrix(o.data(), T, H));
+    double l = 0;
+    for (std::size_t i = 0; i < o.size(); ++i) l += static_cast<double>(g[i]) * o[i];
+    return l;
+  };
+  std::vector<float> dy(static_cast<std::size_t>(p.rows * H)), dw(static_cast<std::size_t>(T * k));
+  test::poison(dy);
+  test::poison(dw);
+  moe::combine_backward(host_executor{}, p, cview(y, p.rows, H), cview(w, T, k), cview(g, T, H),
+                        make_matrix(dy.data(), p.rows, H), make_matrix(dw.data(), T, k));
+  // h = 1e-2: L is linear in each argument; the FP32 rounding of the H changed outputs (2^-24 each)
+  // divided by 2h bounds the error: sqrt(H) * 6e-8 * 3 / 0.02 ~ 5e-5.
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    auto yp = y, ym = y;
+    yp[i] += 1e-2f;
+    ym[i] -= 1e-2f;
+    double const fd = (loss_comb(yp, w) - loss_comb(ym, w)) / (static_cast<double>(yp[i]) - ym[i]);
+    REQUIRE(std::abs(dy[i] - fd) <= 2e-4 * (1 + std::abs(fd)));
+  }
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    auto wp = w, wm = w;
+    wp[i] += 1e-2f;
+    wm[i] -= 1e-2f;
+    double const fd = (loss_comb(y, wp) - loss_comb(y, wm)) / (static_cast<double>(wp[i]) - wm[i]);
+    REQUIRE(std::abs(dw[i] - fd) <= 2e-4 * (1 + std::abs(fd)));
+    if (ids[i] < 0) CHECK(dw[i] == 0.0f);
+  }
+}
+
+TEST_CASE("permute/combine: bad shapes are rejected before writing") {
+  std::vector<std::int32_t> const ids{0, 1, 1, 2};
+  auto const plan = make_plan(moe::contiguous{.m_align = 4}, ids, 2, 2, 3);
+  auto const& p = plan.view();
+  std::vector<float> x(2 * 8, 1.0f), out(static_cast<std::size_t>(p.rows * 8), 7.0f), w(4, 0.5f), o(16, 7.0f);
+  CHECK_THROWS_WITH_AS(
+      moe::permute(host_executor{}, p, cview(x, 2, 8), make_matrix(out.data(), p.rows - 1, 8)),
+      doctest::Contains("'out'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(moe::permute(host_executor{}, p, cview(x, 1, 8), make_matrix(out.data(), p.rows, 8)),
+                       doctest::Contains("'x'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(
+      moe::combine(host_executor{}, p, cview(out, p.rows, 8), cview(w, 2, 3), make_matrix(o.data(), 2, 8)),
+      doctest::Contains("'weights'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(
+      moe::combine(host_executor{}, p, cview(out, p.rows, 8), cview(w, 2, 2), make_matrix(o.data(), 2, 7)),
+      doctest::Contains("'out'"), fp8moe::error);
+  for (float v : out) CHECK(v == 7.0f);
+  for (float v : o) CHECK(v == 7.0f);
+  std::vector<float> pw(static_cast<std::size_t>(p.rows) + 1);
+  CHECK_THROWS_AS(
+      moe::permute_weights(host_executor{}, p, cview(w, 2, 2), make_vector(pw.data(), p.rows + 1)),
+      fp8moe::error);
+}
+
+#if FP8MOE_CUDA_COMPILER
+#include "fp8moe/core/cuda/executor.hpp"
+
+namespace {
+template <class T>
+T* to_device(std::vector<T> const& v) {
+  T* d = nullptr;
+  FP8MOE_CUDA_CHECK(cudaMalloc(&d, std::max<std::size_t>(v.size(), 1) * sizeof(T)));
+  FP8MOE_CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+template <class T>
+std::vector<T> to_host(T const* d, std::size_t n) {
+  std::vector<T> v(n);
+  FP8MOE_CUDA_CHECK(cudaMemcpy(v.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return v;
+}
+}  // namespace
+
+TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host path bit for bit") {
+  if (cuda_device_count() == 0) return;
+  cuda_executor ex{nullptr};
+  std::int64_t const T = 4099, H = 512;
+  int const k = 8, E = 32;
+  auto const ids = random_ids(T, k, E, 51, 0.05f);
+  for (bool is_masked : {false, true}) {
+    auto const host = is_masked ? make_plan(moe::masked{.max_m = T}, ids, T, k, E)
+                                : make_plan(moe::contiguous{.m_align = 128}, ids, T, k, E);
+    auto const& hp = host.view();
+    moe::cuda_permute_plan dev = is_masked
+                                     ? moe::cuda_permute_plan(ex, moe::masked{.max_m = T}, T, k, E)
+                                     : moe::cuda_permute_plan(ex, moe::contiguous{.m_align = 128}, T, k, E);
+    auto* did = to_device(ids);
+    moe::build_permute_plan(ex, matrix_view<std::int32_t const>(make_matrix(did, T, k)), dev.view(),
+                            dev.workspace());
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(ex.stream));
+    auto const& dp = dev.view();
+    REQUIRE(dp.rows == hp.rows);
+    CHECK(to_host(dp.row_token, hp.rows) == host.row_token());
+    CHECK(to_host(dp.row_slot, hp.rows) == host.row_slot());
+    CHECK(to_host(dp.row_expert, hp.rows) == host.row_expert());
+    CHECK(to_host(dp.slot_row, T * k) == host.slot_row());
+    CHECK(to_host(dp.expert_offset, E + 1) == host.expert_offset());
+    CHECK(to_host(dp.counts, E) == host.counts());
+    // permute BF16 rows
+    std::vector<bfloat16_t> x;
+    for (float v : test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 52)) x.emplace_back(v);
+    std::vector<bfloat16_t> ph(static_cast<std::size_t>(hp.rows * H), bfloat16_t::from_bits(0xFFFF));
+    moe::permute(host_executor{}, hp, make_matrix(x.data(), T, H), make_matrix(ph.data(), hp.rows, H));
+    auto* dx = to_device(x);
+    auto* dperm = to_device(std::vector<bfloat16_t>(ph.size(), bfloat16_t::from_bits(0xFFFF)));
+    moe::permute(ex, dp, make_matrix(static_cast<bfloat16_t const*>(dx), T, H),
+                 make_matrix(dperm, dp.rows, H));
+    auto const pd = to_host(dperm, ph.size());
+    CHECK(std::memcmp(pd.data(), ph.data(), ph.size() * 2) == 0);
+    // combine FP32 rows -> BF16, weighted; combine_backward
+    auto const y = test::random_normal(static_cast<std::size_t>(hp.rows * H), 1.0f, 53);
+    auto const w = test::random_uniform(static_cast<std::size_t>(T * k), 0.0f, 1.0f, 54);
+    auto const g = test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 55);
+    std::vector<float> oh(static_cast<std::size_t>(T * H));
+    moe::combine(host_executor{}, hp, cview(y, hp.rows, H), cview(w, T, k), make_matrix(oh.data(), T, H));
+    auto *dy = to_device(y), *dw = to_device(w), *dg = to_device(g);
+    float* dout = to_device(std::vector<float>(oh.size(), NAN));
+    moe::combine(ex, dp, make_matrix(static_cast<float const*>(dy), dp.rows, H),
+                 make_matrix(static_cast<float const*>(dw), T, k), make_matrix(dout, T, H));
+    auto const od = to_host(dout, oh.size());
+    // same order; the device may contract w*y+acc into one FMA: <= k roundings of 2^-24 * sum|w y|
+    for (std::size_t i = 0; i < od.size(); ++i)
+      REQUIRE(std::abs(od[i] - oh[i]) <= 1e-5f * (1 + std::abs(oh[i])));
+    std::vector<float> dyh(static_cast<std::size_t>(hp.rows * H)), dwh(static_cast<std::size_t>(T * k));
+    moe::combine_backward(host_executor{}, hp, cview(y, hp.rows, H), cview(w, T, k), cview(g, T, H),
+                          make_matrix(dyh.data(), hp.rows, H), make_matrix(dwh.data(), T, k));
+    float* ddy = to_device(std::vector<float>(dyh.size(), NAN));
+    float* ddw = to_device(std::vector<float>(dwh.size(), NAN));
+    moe::combine_backward(ex, dp, make_matrix(static_cast<float const*>(dy), dp.rows, H),
+                          make_matrix(static_cast<float const*>(dw), T, k),
+                          make_matrix(static_cast<float const*>(dg), T, H), make_matrix(ddy, dp.rows, H),
+                          make_matrix(ddw, T, k));
+    CHECK(to_host(ddy, dyh.size()) == dyh);  // one product per element: exact
+    auto const dwd = to_host(ddw, dwh.size());
+    for (std::size_t i = 0; i < dwd.size(); ++i)
+      REQUIRE(std::abs(dwd[i] - dwh[i]) <= 1e-4f * (1 + std::abs(dwh[i])));  // H-term dot, tree order
+    for (void* ptr : {(void*)did, (void*)dx, (void*)dperm, (void*)dy, (void*)dw, (void*)dg, (void*)dout,
+                      (void*)ddy, (void*)ddw})
+      FP8MOE_CUDA_CHECK(cudaFree(ptr));
+  }
+}
+#endif
