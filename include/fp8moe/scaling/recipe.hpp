@@ -2,11 +2,13 @@
 // Copyright (c) 2026 The fp8moe authors.
 // Scaling recipes as constexpr aggregate values: element format, tile (granularity), scale
 // encoding and the exact scale formula of a reference implementation, per tensor role.
-// Named presets: deepseek_v3, deepseek_v3_ue8m0, te_delayed, te_current, mxfp8, e5m2_weights.
+// Named presets: deepseek_v3, deepseek_v3_ue8m0, te_delayed, te_current, te_blockwise, mxfp8,
+// mxfp8_ocp, e5m2_weights. validate(r) checks a recipe at run time; checked(r) at compile time.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "fp8moe/numeric/numeric.hpp"
 
@@ -48,11 +50,14 @@ enum class scale_encoding : std::uint8_t { fp32, power_of_two, ue8m0 };
 
 /// The exact fp32 operation order of a reference implementation (fp8_numerics.md §5-§6).
 /// Bit-exactness with a stack requires its formula; with power-of-two scales all coincide.
+/// The full definitions (NaN/Inf policy included) are in scale_math.hpp and docs/scaling.md.
 enum class scale_formula : std::uint8_t {
-  deepgemm,               ///< sf = max(amax, floor) / fmax; q = x * (1/sf)            (DeepGEMM, DeepEP, SGLang)
+  deepgemm,               ///< sf = max(amax, floor) / fmax; q = x * (1/sf)            (DeepGEMM python, SGLang Triton)
   deepseek_v3_inference,  ///< s = max(amax, floor) / fmax; q = x / s                   (DeepSeek-V3 kernel.py)
   transformer_engine,     ///< scale = fmax / amax (amax 0/inf/nan -> 1); q = x * scale; sf = 1/scale (TE)
-  ocp_mx                  ///< X = 2^(floor(log2 amax) - emax_elem); q = x / X, clamped      (OCP MX spec)
+  ocp_mx,                 ///< X = 2^(floor(log2 amax) - emax_elem); q = x / X, clamped      (OCP MX spec)
+  deepep,                 ///< scale = fmax / a; sf = a * (1/fmax); q = x * scale; fmaxf amax (DeepEP, SGLang CUDA)
+  te_mxfp8                ///< e = ceil_e8m0(amax * (1/fmax)); q = x * 2^(127-e); sf = 2^(e-127) (TE MXFP8, cuBLAS RCEIL)
 };
 
 /// Where amax comes from: this tensor now (current), or an amax history of previous steps (delayed).
@@ -121,10 +126,28 @@ inline constexpr recipe te_current{
 };
 
 /// MXFP8 as NVIDIA implements it (TE/cuBLAS "RCEIL"): blocks of 32 along K, E4M3 elements,
-/// UE8M0 scale = 2^ceil(log2(amax/448)).
+/// UE8M0 scale = 2^ceil(log2(amax/448)) (TE quantize_mxfp8.cuh op order).
 inline constexpr tensor_recipe mxfp8_tensor{.tile = mx_block_32, .encoding = scale_encoding::ue8m0,
-                                            .formula = scale_formula::deepgemm, .amax_floor = 0.0f};
+                                            .formula = scale_formula::te_mxfp8, .amax_floor = 0.0f};
 inline constexpr recipe mxfp8{.activation = mxfp8_tensor, .weight = mxfp8_tensor, .gradient = mxfp8_tensor};
+
+/// MXFP8 as the OCP MX v1.0 spec (§6.3) defines it: X = 2^(floor(log2 amax) - 8), elements clamped.
+inline constexpr tensor_recipe mxfp8_ocp_tensor{.tile = mx_block_32, .encoding = scale_encoding::ue8m0,
+                                                .pow2_rounding = e8m0_rounding::toward_zero,
+                                                .formula = scale_formula::ocp_mx, .amax_floor = 0.0f};
+inline constexpr recipe mxfp8_ocp{.activation = mxfp8_ocp_tensor, .weight = mxfp8_ocp_tensor,
+                                  .gradient = mxfp8_ocp_tensor};
+
+/// Transformer Engine Float8BlockScaling (default: power-of-two scales, epsilon 0): 1x128
+/// activations and gradients, 128x128 weights, E4M3, scale = 448/amax floored to a power of two.
+inline constexpr tensor_recipe te_blockwise_tile{.tile = tile_1x128, .encoding = scale_encoding::power_of_two,
+                                                 .formula = scale_formula::transformer_engine, .amax_floor = 0.0f};
+inline constexpr recipe te_blockwise{
+    .activation = te_blockwise_tile,
+    .weight = {.tile = block_128x128, .encoding = scale_encoding::power_of_two,
+               .formula = scale_formula::transformer_engine, .amax_floor = 0.0f},
+    .gradient = te_blockwise_tile,
+};
 
 /// The hybrid some articles describe: E5M2 weights, E4M3 activations (DeepSeek tiles otherwise).
 inline constexpr recipe e5m2_weights{
@@ -132,5 +155,64 @@ inline constexpr recipe e5m2_weights{
     .weight = {.format = element_format::e5m2, .tile = block_128x128},
     .gradient = {.tile = tile_1x128},
 };
+
+/// What is wrong with a tensor_recipe, or an empty view when it is valid. Rules: tile extents
+/// >= 0 (0 = whole extent); MX formulas need 32-element blocks ({1,32}, {32,1} or {32,32});
+/// amax_floor finite and >= 0 (>= 1e-35 where the formula divides by amax/fmax with fp32
+/// scales); margin in [0, 126]; delayed scaling is per tensor with a history >= 1.
+constexpr std::string_view recipe_problem(tensor_recipe const& r) {
+  if (r.tile.rows < 0 || r.tile.cols < 0) return "tile extents must be >= 0 (0 means the whole extent)";
+  bool const mx = r.formula == scale_formula::ocp_mx || r.formula == scale_formula::te_mxfp8;
+  if (mx) {
+    bool const ok_r = r.tile.rows == 1 || r.tile.rows == 32;
+    bool const ok_c = r.tile.cols == 1 || r.tile.cols == 32;
+    if (!ok_r || !ok_c || (r.tile.rows == 1 && r.tile.cols == 1)) return "MX formulas need blocks of 32 ({1,32}, {32,1} or {32,32})";
+  }
+  if (!(r.amax_floor >= 0.0f) || r.amax_floor > 3.4028234e38f) return "amax_floor must be finite and >= 0";
+  bool const sf_division = r.formula == scale_formula::deepgemm || r.formula == scale_formula::deepseek_v3_inference ||
+                           r.formula == scale_formula::deepep;
+  if (sf_division && r.encoding == scale_encoding::fp32 && !(r.amax_floor >= 1e-35f)) {
+    return "amax_floor must be >= 1e-35 for fp32 deepgemm/deepseek_v3_inference/deepep scales (an all-zero tile would give 0 * inf)";
+  }
+  if (r.margin < 0 || r.margin > 126) return "margin must be in [0, 126]";
+  if (r.source == amax_source::delayed) {
+    if (r.tile != per_tensor) return "delayed scaling is per tensor (tile {0,0})";
+    if (r.amax_history_len < 1) return "amax_history_len must be >= 1";
+  }
+  return {};
+}
+
+namespace detail {
+// Called only from checked() when a recipe is invalid; not constexpr, so the compile error names it.
+inline void invalid_recipe_negative_tile() {}
+inline void invalid_recipe_mx_block_must_be_32() {}
+inline void invalid_recipe_amax_floor() {}
+inline void invalid_recipe_margin() {}
+inline void invalid_recipe_delayed_scaling_needs_per_tensor_tile_and_history() {}
+}  // namespace detail
+
+/// Compile-time validation: `constexpr auto r = checked(tensor_recipe{...});` fails to compile,
+/// naming the rule (e.g. invalid_recipe_negative_tile), when the recipe is invalid.
+consteval tensor_recipe checked(tensor_recipe r) {
+  std::string_view const p = recipe_problem(r);
+  if (!p.empty()) {
+    if (r.tile.rows < 0 || r.tile.cols < 0) detail::invalid_recipe_negative_tile();
+    else if (p.starts_with("MX")) detail::invalid_recipe_mx_block_must_be_32();
+    else if (p.starts_with("amax_floor")) detail::invalid_recipe_amax_floor();
+    else if (p.starts_with("margin")) detail::invalid_recipe_margin();
+    else detail::invalid_recipe_delayed_scaling_needs_per_tensor_tile_and_history();
+  }
+  return r;
+}
+consteval recipe checked(recipe r) {
+  (void)checked(r.activation);
+  (void)checked(r.weight);
+  (void)checked(r.gradient);
+  return r;
+}
+
+static_assert(recipe_problem(deepseek_v3.activation).empty() && recipe_problem(deepseek_v3.weight).empty());
+static_assert(recipe_problem(te_delayed.gradient).empty() && recipe_problem(mxfp8_tensor).empty());
+static_assert(recipe_problem(mxfp8_ocp_tensor).empty() && recipe_problem(te_blockwise.weight).empty());
 
 }  // namespace fp8moe::scaling

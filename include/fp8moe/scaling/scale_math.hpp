@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// Per-tile scale math shared by the host and CUDA paths: amax accumulation (with each reference's
+// NaN policy), amax -> (quantization multiplier, dequantization scale sf) in the exact fp32 op
+// order of each scale_formula x scale_encoding, and element quantization. Pure functions,
+// constexpr, FP8MOE_HOST_DEVICE; no state, no allocation.
+#pragma once
+
+#include <cstdint>
+
+#include "fp8moe/config.hpp"
+#include "fp8moe/core/math.hpp"
+#include "fp8moe/numeric/numeric.hpp"
+#include "fp8moe/scaling/recipe.hpp"
+
+namespace fp8moe::scaling {
+
+/// The scale of one tile: q = cast(x * multiplier) (or cast(x / sf) when `divide`), and the
+/// dequantization multiplier sf stored in the scale matrix: x ~= float(q) * sf.
+struct tile_scale {
+  float multiplier = 1.0f;  ///< quantization multiplier (TE "scale"; DeepGEMM 1/sf)
+  float sf = 1.0f;          ///< dequantization multiplier (TE "scale_inv"; DeepGEMM "sf")
+  bool divide = false;      ///< true for deepseek_v3_inference: q = cast(x / sf) (true division)
+};
+
+/// NaN policy of a formula's amax reduction. true: NaN elements are ignored (fmaxf reductions of
+/// the TE, DeepEP and SGLang CUDA kernels); false: a NaN element makes amax NaN (torch.amax in
+/// DeepGEMM's and DeepSeek-V3's references, OCP MX / torchao). +-Inf always counts as amax = inf.
+constexpr FP8MOE_HOST_DEVICE bool amax_ignores_nan(scale_formula f) {
+  return f == scale_formula::transformer_engine || f == scale_formula::deepep || f == scale_formula::te_mxfp8;
+}
+
+/// |x| as float bits: for non-negative floats (NaN included, which sort above +inf) unsigned
+/// order equals numeric order, so amax is an integer max that vectorises and needs no branches.
+constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(float x) { return fp8moe::bit_cast<std::uint32_t>(x) & 0x7FFFFFFFu; }
+constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(bfloat16_t x) {
+  return static_cast<std::uint32_t>(x.bits() & 0x7FFFu) << 16;
+}
+
+/// One step of the amax reduction on |x| bits. `ignore_nan`: NaN contributes 0.
+constexpr FP8MOE_HOST_DEVICE std::uint32_t amax_combine(std::uint32_t m, std::uint32_t abs_x, bool ignore_nan) {
+  std::uint32_t const v = (ignore_nan && abs_x > 0x7F800000u) ? 0u : abs_x;
+  return v > m ? v : m;
+}
+constexpr FP8MOE_HOST_DEVICE float amax_from_bits(std::uint32_t m) { return fp8moe::bit_cast<float>(m); }
+
+namespace detail {
+
+/// 2^(code - 127) for an E8M0 code (0 -> 2^-127 subnormal, 255 -> NaN).
+constexpr FP8MOE_HOST_DEVICE float pow2_of_code(std::uint32_t code) {
+  return fp8moe::detail::e8m0_bits_to_float(static_cast<std::uint8_t>(code));
+}
+
+/// DeepGEMM `ceil_to_ue8m0`, generalised to any rounding: E8M0 code of |x| clamped to
+/// [1, 254] (0 -> 2^-126, NaN/Inf -> 2^127). With toward_pos_inf it is bit-exact with DeepGEMM.
+constexpr FP8MOE_HOST_DEVICE std::uint32_t clamped_pow2_code(float x, e8m0_rounding rnd) {
+  std::uint32_t const c = fp8moe::detail::float_to_e8m0_bits(x, rnd, saturation::finite);
+  return c == 0xFFu ? 254u : (c == 0u ? 1u : c);
+}
+
+constexpr FP8MOE_HOST_DEVICE bool is_finite_float(float x) { return (abs_bits(x)) < 0x7F800000u; }
+
+/// fl32(1/fmax) as TE's Quantized_Limits<T>::max_norm_rcp.
+constexpr FP8MOE_HOST_DEVICE float max_norm_rcp(element_format f) {
+  return f == element_format::e4m3 ? static_cast<float>(1.0 / 448.0) : static_cast<float>(1.0 / 57344.0);
+}
+
+/// Power-of-two rounding of TE's quantization multiplier `scale`. `rnd` names the rounding of the
+/// dequant scale sf = 1/scale: toward_pos_inf (sf up) = floor of scale = TE's mantissa mask.
+constexpr FP8MOE_HOST_DEVICE float te_pow2_scale(float scale, e8m0_rounding rnd) {
+  std::uint32_t const b = fp8moe::bit_cast<std::uint32_t>(scale);
+  switch (rnd) {
+    case e8m0_rounding::toward_pos_inf: return fp8moe::bit_cast<float>(b & 0xFF800000u);  // TE: keep sign+exponent
+    case e8m0_rounding::toward_zero: {  // sf down = scale up, capped at 2^127
+      std::uint32_t const c = fp8moe::detail::float_to_e8m0_bits(scale, e8m0_rounding::toward_pos_inf, saturation::finite);
+      return pow2_of_code(c);
+    }
+    case e8m0_rounding::nearest: break;
+  }
+  return pow2_of_code(fp8moe::detail::float_to_e8m0_bits(scale, e8m0_rounding::nearest, saturation::finite));
+}
+
+}  // namespace detail
+
+/// amax -> tile_scale for recipe `r`, in the exact fp32 op order of its reference
+/// (fp8_numerics.md §5-§6; docs/scaling.md has the table). `value_for_inf` replaces an infinite
+/// TE scale: FLT_MAX (per-tensor, delayed) or the input type's max (TE block scaling).
+/// amax is first raised to r.amax_floor (`a < floor ? floor : a`, so a NaN amax stays NaN).
+constexpr FP8MOE_HOST_DEVICE tile_scale compute_tile_scale(tensor_recipe const& r, float amax,
+                                                           float value_for_inf = 3.40282347e38f) {
+  float const fmax = max_value(r.format);
+  float const a = amax < r.amax_floor ? r.amax_floor : amax;
+  bool const pow2 = r.encoding != scale_encoding::fp32;
+  switch (r.formula) {
+    case scale_formula::deepgemm:
+    case scale_formula::deepseek_v3_inference: {
+      float sf = a / fmax;  // DeepGEMM: x_amax / 448; kernel.py: amax / 448.
+      if (pow2) sf = detail::pow2_of_code(detail::clamped_pow2_code(sf, r.pow2_rounding));
+      return {1.0f / sf, sf, r.formula == scale_formula::deepseek_v3_inference};
+    }
+    case scale_formula::deepep: {
+      if (!pow2) return {fmax / a, a * detail::max_norm_rcp(r.format), false};
+      // round_scale: e = exponent of a * (1/fmax), rounded up; scale = 2^-e, scale_inv = 2^e
+      std::uint32_t const c = detail::clamped_pow2_code(a * detail::max_norm_rcp(r.format), r.pow2_rounding);
+      return {detail::pow2_of_code(254u - c), detail::pow2_of_code(c), false};
+    }
+    case scale_formula::transformer_engine: {
+      float scale = 1.0f;  // amax 0, inf or NaN -> 1 (compute_scale_from_amax)
+      if (detail::is_finite_float(a) && a != 0.0f) {
+        float const scaled_max = fmax * detail::pow2_of_code(static_cast<std::uint32_t>(127 - r.margin));
+        scale = scaled_max / a;
+        if (!detail::is_finite_float(scale)) scale = value_for_inf;
+      }
+      if (pow2) scale = detail::te_pow2_scale(scale, r.pow2_rounding);
+      return {scale, 1.0f / scale, false};
+    }
+    case scale_formula::ocp_mx: {
+      // shared_exp = floor(log2 amax) - emax_elem, by exponent bits; NaN/Inf amax -> NaN scale
+      std::uint32_t const ca = fp8moe::detail::float_to_e8m0_bits(a, r.pow2_rounding, saturation::none);
+      if (ca == 0xFFu) {
+        float const nan = fp8moe::bit_cast<float>(0x7FFFFFFFu);
+        return {nan, nan, false};
+      }
+      int const e = static_cast<int>(ca) - max_exponent(r.format);
+      std::uint32_t const c = e < 0 ? 0u : static_cast<std::uint32_t>(e);
+      return {detail::pow2_of_code(254u - c), detail::pow2_of_code(c), false};
+    }
+    case scale_formula::te_mxfp8: {
+      // biased_exp = float_to_e8m0(amax * max_norm_rcp); multiplier = exp2f_rcp(biased_exp)
+      std::uint32_t const c =
+          fp8moe::detail::float_to_e8m0_bits(a * detail::max_norm_rcp(r.format), r.pow2_rounding, saturation::finite);
+      if (c == 0xFFu) {
+        float const nan = fp8moe::bit_cast<float>(0x7FFFFFFFu);
+        return {nan, nan, false};
+      }
+      return {detail::pow2_of_code(254u - c), detail::pow2_of_code(c), false};
+    }
+  }
+  return {};
+}
+
+/// x -> FP8 under a tile scale: RNE, overflow per `sat` (NaN -> 0x7F).
+template <float8_type T>
+constexpr FP8MOE_HOST_DEVICE T quantize_value(float x, tile_scale const& s, saturation sat) {
+  float const y = s.divide ? x / s.sf : x * s.multiplier;
+  return T::from_float(y, sat);
+}
+
+/// Dequantization of one element: float(q) * sf.
+template <float8_type T>
+constexpr FP8MOE_HOST_DEVICE float dequantize_value(T q, float sf) {
+  return q.to_float() * sf;
+}
+
+/// The float -> FP8 conversion written without branches (integer RNE for normals, the float
+/// adder's RNE for subnormals), so host loops vectorise. Bit-identical to
+/// fp8moe::detail::float_to_fp8_bits<F> for every float (tested over a 2^32 strided sweep).
+template <fp8_format F>
+constexpr FP8MOE_HOST_DEVICE std::uint8_t float_to_fp8_bits_select(float x, saturation sat) {
+  constexpr int M = F::mantissa_bits;
+  constexpr std::uint32_t shift = 23 - M;
+  constexpr std::uint32_t rebias = static_cast<std::uint32_t>(127 - F::bias) << M;
+  constexpr std::uint32_t min_normal = static_cast<std::uint32_t>(127 + 1 - F::bias) << 23;
+  // magic: a float whose ulp is the FP8 subnormal step 2^(1 - bias - M)
+  constexpr float magic = fp8moe::bit_cast<float>(static_cast<std::uint32_t>(127 + 1 - F::bias - M + 23) << 23);
+  std::uint32_t const u = fp8moe::bit_cast<std::uint32_t>(x);
+  std::uint32_t const sign = (u >> 24) & 0x80u;
+  std::uint32_t const a = u & 0x7FFFFFFFu;
+  std::uint32_t const normal = ((a + ((1u << (shift - 1)) - 1u) + ((a >> shift) & 1u)) >> shift) - rebias;
+  std::uint32_t const sub = fp8moe::bit_cast<std::uint32_t>(fp8moe::bit_cast<float>(a) + magic) -
+                            fp8moe::bit_cast<std::uint32_t>(magic);
+  std::uint32_t code = a < min_normal ? sub : normal;
+  std::uint32_t const over = sat == saturation::finite ? F::max_code : F::overflow_code;
+  code = code > F::max_code ? over : code;
+  code |= sign;
+  return static_cast<std::uint8_t>(a > 0x7F800000u ? F::nan_code : code);
+}
+
+}  // namespace fp8moe::scaling

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// The scaling module (host headers): recipes and presets, per-tile scale math, quantized views,
+// host quantize / dequantize / transpose_requantize, scale layouts and packing, delayed scaling.
+// CUDA overloads: include "fp8moe/scaling/cuda/quantize.hpp" (nvcc).
+#pragma once
+
+#include "fp8moe/scaling/delayed.hpp"
+#include "fp8moe/scaling/layout.hpp"
+#include "fp8moe/scaling/quantize.hpp"
+#include "fp8moe/scaling/quantized.hpp"
+#include "fp8moe/scaling/recipe.hpp"
+#include "fp8moe/scaling/scale_math.hpp"

@@ -1,0 +1,769 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// scaling/: every preset and formula against the float64 oracle (oracle.hpp), published scale
+// vectors (fp8_numerics.md §7.3), edge cases, errors, round-trip bounds, scale layouts,
+// transpose-requantize and delayed scaling; (nvcc build) CUDA results equal the host path bit for bit.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fp8moe/scaling/scaling.hpp"
+#include "oracle.hpp"
+#include "test_support.hpp"
+#if FP8MOE_CUDA_COMPILER
+#include "fp8moe/scaling/cuda/quantize.hpp"
+#endif
+
+using namespace fp8moe;
+using namespace fp8moe::scaling;
+
+namespace {
+
+std::uint32_t bits(float f) { return fp8moe::bit_cast<std::uint32_t>(f); }
+bool same_float(float a, double b) {
+  return std::isnan(a) ? std::isnan(b) : bits(a) == bits(static_cast<float>(b));
+}
+
+/// Test data whose magnitude changes every 37 elements (2^-20 .. 2^20), so tiles see many amaxes.
+template <class In>
+std::vector<In> make_input(std::int64_t n, std::uint64_t seed) {
+  std::mt19937_64 g{seed};
+  std::normal_distribution<float> d{0.0f, 1.0f};
+  std::uniform_int_distribution<int> e{-20, 20};
+  std::vector<In> v(static_cast<std::size_t>(n));
+  int ex = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (i % 37 == 0) ex = e(g);
+    v[static_cast<std::size_t>(i)] = In(std::ldexp(d(g), ex));
+  }
+  return v;
+}
+
+template <class In>
+double to_d(In x) {
+  return static_cast<double>(fp8moe::to_float(x));
+}
+
+template <class In>
+float vfi_of(tensor_recipe const& r) {
+  return std::is_same_v<In, bfloat16_t> && r.tile != per_tensor ? 3.38953139e38f : 3.40282347e38f;
+}
+
+/// Compares a quantized result with the oracle: every data byte and every scale, bit for bit.
+/// Returns the number of mismatches (and reports the first).
+template <class In, class Q>
+std::int64_t oracle_mismatches(tensor_recipe const& r, matrix_view<In const> x, Q const& q) {
+  std::int64_t const R = x.rows, C = x.cols;
+  std::int64_t const tr = resolve_tile(r.tile.rows, R), tc = resolve_tile(r.tile.cols, C);
+  std::int64_t bad = 0;
+  for (std::int64_t b = 0; b < scale_rows(r.tile, R); ++b) {
+    for (std::int64_t t = 0; t < scale_cols(r.tile, C); ++t) {
+      std::vector<double> tile;
+      for (std::int64_t i = b * tr; i < std::min(R, (b + 1) * tr); ++i)
+        for (std::int64_t j = t * tc; j < std::min(C, (t + 1) * tc); ++j) tile.push_back(to_d(x(i, j)));
+      oracle::scale const s = oracle::tile_scale(r, oracle::amax(r.formula, tile.begin(), tile.end()), vfi_of<In>(r));
+      if (!same_float(q.scales(b, t), s.sf)) {
+        if (bad++ == 0) MESSAGE("scale (" << b << "," << t << "): got " << q.scales(b, t) << " want " << s.sf);
+      }
+      for (std::int64_t i = b * tr; i < std::min(R, (b + 1) * tr); ++i) {
+        for (std::int64_t j = t * tc; j < std::min(C, (t + 1) * tc); ++j) {
+          std::uint8_t const want = oracle::quantize(r, to_d(x(i, j)), s);
+          if (q.data(i, j).bits() != want) {
+            if (bad++ == 0)
+              MESSAGE("data (" << i << "," << j << ") x=" << to_d(x(i, j)) << ": got 0x" << std::hex
+                               << int(q.data(i, j).bits()) << " want 0x" << int(want) << std::dec);
+          }
+        }
+      }
+    }
+  }
+  return bad;
+}
+
+struct named_recipe {
+  char const* name;
+  tensor_recipe r;
+};
+
+std::vector<named_recipe> all_recipes() {
+  std::vector<named_recipe> v = {
+      {"deepseek_v3.activation", deepseek_v3.activation},
+      {"deepseek_v3.weight", deepseek_v3.weight},
+      {"deepseek_v3_ue8m0.activation", deepseek_v3_ue8m0.activation},
+      {"deepseek_v3_ue8m0.weight", deepseek_v3_ue8m0.weight},
+      {"te_current.activation", te_current.activation},
+      {"te_current.gradient(e5m2)", te_current.gradient},
+      {"te_blockwise.activation", te_blockwise.activation},
+      {"te_blockwise.weight", te_blockwise.weight},
+      {"mxfp8", mxfp8.activation},
+      {"mxfp8_ocp", mxfp8_ocp.activation},
+      {"e5m2_weights.weight", e5m2_weights.weight},
+      {"deepseek_v3_inference 1x128", {.tile = tile_1x128, .formula = scale_formula::deepseek_v3_inference}},
+      {"deepseek_v3_inference ue8m0", {.tile = tile_1x128, .encoding = scale_encoding::ue8m0,
+                                       .formula = scale_formula::deepseek_v3_inference}},
+      {"deepep 1x128", {.tile = tile_1x128, .formula = scale_formula::deepep}},
+      {"deepep ue8m0", {.tile = tile_1x128, .encoding = scale_encoding::ue8m0, .formula = scale_formula::deepep}},
+      {"sglang eps 1e-10", {.tile = tile_1x128, .amax_floor = 1e-10f}},
+      {"te 128x1 pow2", {.tile = tile_128x1, .encoding = scale_encoding::power_of_two,
+                         .formula = scale_formula::transformer_engine, .amax_floor = 0.0f}},
+      {"per-row deepgemm", {.tile = per_row}},
+      {"te per-tensor e4m3 nosat", {.tile = per_tensor, .formula = scale_formula::transformer_engine,
+                                    .amax_floor = 0.0f, .sat = saturation::none}},
+      {"mx 32x32 e5m2", {.format = element_format::e5m2, .tile = {32, 32}, .encoding = scale_encoding::ue8m0,
+                         .formula = scale_formula::te_mxfp8, .amax_floor = 0.0f}},
+      {"ocp mx 32x1 e5m2", {.format = element_format::e5m2, .tile = {32, 1}, .encoding = scale_encoding::ue8m0,
+                            .pow2_rounding = e8m0_rounding::toward_zero, .formula = scale_formula::ocp_mx,
+                            .amax_floor = 0.0f}},
+  };
+  return v;
+}
+
+template <class T, class In>
+std::int64_t run_oracle_case(tensor_recipe const& r, std::vector<In> const& xs, std::int64_t R, std::int64_t C,
+                             bool mn_major = false) {
+  host_executor exec;
+  std::vector<T> data(static_cast<std::size_t>(R * C));
+  test::poison(data);
+  scale_layout const l = mn_major ? mn_major_scale_layout(r.tile, R, C) : row_major_scale_layout(r.tile, R, C);
+  std::vector<float> sc(static_cast<std::size_t>(l.required_elements()));
+  test::poison(sc);
+  quantized_matrix_view<T> q{make_matrix(data.data(), R, C), make_scale_view(sc.data(), l), r.tile};
+  auto const x = make_matrix(xs.data(), R, C);
+  quantize(exec, x, r, q);
+  return oracle_mismatches(r, x, q);
+}
+
+template <class In>
+std::int64_t run_oracle_any(tensor_recipe const& r, std::vector<In> const& xs, std::int64_t R, std::int64_t C,
+                            bool mn_major = false) {
+  if (r.format == element_format::e4m3) return run_oracle_case<float8_e4m3_t>(r, xs, R, C, mn_major);
+  return run_oracle_case<float8_e5m2_t>(r, xs, R, C, mn_major);
+}
+
+}  // namespace
+
+// ---- compile-time checks
+static_assert(checked(deepseek_v3) == deepseek_v3 && checked(mxfp8) == mxfp8 && checked(te_delayed) == te_delayed);
+static_assert(!recipe_problem(tensor_recipe{.tile = {-1, 128}}).empty());
+static_assert(!recipe_problem(tensor_recipe{.tile = {1, 64}, .formula = scale_formula::ocp_mx}).empty());
+static_assert(!recipe_problem(tensor_recipe{.amax_floor = 0.0f}).empty());  // deepgemm fp32 needs a floor
+static_assert(compute_tile_scale(deepseek_v3.activation, 448.0f).sf == 1.0f);
+static_assert(compute_tile_scale(te_current.activation, 448.0f).multiplier == 1.0f);
+static_assert(mn_major_scale_layout(5, 3) == scale_layout{5, 3, 1, 8});
+static_assert(mn_major_scale_layout(5, 3).required_elements() == 24);
+static_assert(row_major_scale_layout(4, 1).required_elements() == 4);
+static_assert(packed_ue8m0_layout(6, 5) == scale_layout{6, 2, 1, 8});
+
+TEST_CASE("scale formulas reproduce the published vectors (fp8_numerics.md §7.3)") {
+  tensor_recipe const te = te_current.activation;
+  tensor_recipe const te_p2{.tile = per_tensor, .encoding = scale_encoding::power_of_two,
+                            .formula = scale_formula::transformer_engine, .amax_floor = 0.0f};
+  tensor_recipe const dg = deepseek_v3.activation, dg8 = deepseek_v3_ue8m0.activation;
+  tensor_recipe const sgl{.tile = tile_1x128, .formula = scale_formula::deepep, .amax_floor = 1e-10f};
+  tensor_recipe const sgl8{.tile = tile_1x128, .encoding = scale_encoding::ue8m0, .formula = scale_formula::deepep,
+                           .amax_floor = 1e-10f};
+  struct row {
+    float amax, te_scale, te_pow2, dg_sf, dg8_sf, sgl_sf;
+    std::uint8_t sgl_byte, te_mx_byte, ocp_byte;
+  };
+  float const inf = INFINITY;
+  row const rows[] = {
+      {0.0f, 1.0f, 1.0f, 2.23214e-07f, 0x1p-22f, 2.23214e-13f, 0x55, 0x00, 0x00},
+      {1e-30f, 4.48e+32f, 0x1p108f, 2.23214e-07f, 0x1p-22f, 2.23214e-13f, 0x55, 0x13, 0x13},
+      {1e-10f, 4.48e+12f, 0x1p42f, 2.23214e-07f, 0x1p-22f, 2.23214e-13f, 0x55, 0x55, 0x55},
+      {1e-4f, 4.48e+06f, 0x1p22f, 2.23214e-07f, 0x1p-22f, 2.23214e-07f, 0x69, 0x69, 0x69},
+      {1.0f, 448.0f, 256.0f, 0.00223214f, 0x1p-8f, 0.00223214f, 0x77, 0x77, 0x77},
+      {3.0f, 149.333f, 128.0f, 0.00669643f, 0x1p-7f, 0.00669643f, 0x78, 0x78, 0x78},
+      {448.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 0x7F, 0x7F, 0x7F},
+      {500.0f, 0.896f, 0.5f, 1.11607f, 2.0f, 1.11607f, 0x80, 0x80, 0x7F},
+      {65504.0f, 0.00683928f, 0x1p-8f, 146.214f, 256.0f, 146.214f, 0x87, 0x87, 0x86},
+      {3e38f, 1.49333e-36f, 0x1p-120f, 6.69643e+35f, 0x1p120f, 6.69643e+35f, 0xF7, 0xF7, 0xF6},
+      {inf, 1.0f, 1.0f, inf, 0x1p127f, inf, 0xFE, 0xFE, 0xFF},
+  };
+  // the table prints 6 significant digits: compare non-power-of-two entries to 5e-6 relative
+  auto near6 = [](float a, float b) { return std::fabs(a - b) <= 5e-6f * std::fabs(b) || a == b; };
+  for (row const& w : rows) {
+    CAPTURE(w.amax);
+    CHECK(near6(compute_tile_scale(te, w.amax).multiplier, w.te_scale));
+    CHECK(compute_tile_scale(te_p2, w.amax).multiplier == w.te_pow2);
+    CHECK(near6(compute_tile_scale(dg, w.amax).sf, w.dg_sf));
+    CHECK(compute_tile_scale(dg8, w.amax).sf == w.dg8_sf);
+    if (w.amax < inf) {  // DeepEP: inf amax gives inf sf (no table entry for the byte path)
+      CHECK(near6(compute_tile_scale(sgl, w.amax).sf, w.sgl_sf));
+      CHECK(float8_e8m0_t::from_float(compute_tile_scale(sgl8, w.amax).sf, e8m0_rounding::toward_zero).bits() ==
+            w.sgl_byte);
+    }
+    tile_scale const mx = compute_tile_scale(mxfp8_tensor, w.amax);
+    CHECK(float8_e8m0_t::from_float(mx.sf, e8m0_rounding::toward_zero).bits() == w.te_mx_byte);
+    tile_scale const ocp = compute_tile_scale(mxfp8_ocp_tensor, w.amax);
+    if (w.ocp_byte == 0xFF) CHECK(std::isnan(ocp.sf));
+    else CHECK(float8_e8m0_t::from_float(ocp.sf, e8m0_rounding::toward_zero).bits() == w.ocp_byte);
+  }
+  // NaN amax: TE -> 1; DeepGEMM UE8M0 -> 2^127; TE MXFP8 / OCP -> NaN scale
+  float const qnan = std::numeric_limits<float>::quiet_NaN();
+  CHECK(compute_tile_scale(te, qnan).multiplier == 1.0f);
+  CHECK(compute_tile_scale(dg8, qnan).sf == 0x1p127f);
+  CHECK(std::isnan(compute_tile_scale(mxfp8_tensor, qnan).sf));
+  CHECK(std::isnan(compute_tile_scale(mxfp8_ocp_tensor, qnan).sf));
+  // TE margin: scale = (448 * 2^-2) / amax
+  CHECK(compute_tile_scale(tensor_recipe{.tile = per_tensor, .formula = scale_formula::transformer_engine,
+                                         .amax_floor = 0.0f, .margin = 2},
+                           1.0f).multiplier == 112.0f);
+}
+
+TEST_CASE("scale formulas equal the float64 oracle over 4000 amax values per formula") {
+  std::mt19937_64 g{7};
+  std::uniform_int_distribution<std::uint32_t> u{0, 0x7F7FFFFFu};
+  int bad = 0;
+  for (auto const& nr : all_recipes()) {
+    for (int i = 0; i < 4000; ++i) {
+      float const a = fp8moe::bit_cast<float>(u(g));  // every finite positive magnitude, subnormals too
+      tile_scale const s = compute_tile_scale(nr.r, a);
+      oracle::scale const o = oracle::tile_scale(nr.r, a);
+      bool const ok = same_float(s.sf, o.sf) && same_float(s.multiplier, o.mult) && s.divide == o.divide;
+      if (!ok && bad++ < 3) MESSAGE(nr.name << " amax " << a << ": sf " << s.sf << " vs " << o.sf);
+    }
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("quantize: every preset and formula equals the float64 oracle bit for bit (float and bf16, partial tiles)") {
+  // 200 x 300 with 128 tiles: partial tiles on both edges (200 = 128 + 72, 300 = 2*128 + 44)
+  constexpr std::int64_t R = 200, C = 300;
+  auto const xf = make_input<float>(R * C, 11);
+  auto const xb = make_input<bfloat16_t>(R * C, 12);
+  for (auto const& nr : all_recipes()) {
+    CAPTURE(nr.name);
+    CHECK(run_oracle_any(nr.r, xf, R, C) == 0);
+    CHECK(run_oracle_any(nr.r, xb, R, C) == 0);
+  }
+}
+
+TEST_CASE("quantize: MN-major TMA-aligned scale layout gives the same values as row-major") {
+  constexpr std::int64_t R = 130, C = 260;
+  auto const x = make_input<bfloat16_t>(R * C, 5);
+  host_executor exec;
+  tensor_recipe const r = deepseek_v3.activation;
+  quantized_matrix<float8_e4m3_t> a(R, C, r.tile);
+  quantize(exec, make_matrix(x.data(), R, C), r, a.view());
+  scale_layout const l = mn_major_scale_layout(r.tile, R, C);
+  CHECK(l.row_stride == 1);
+  CHECK(l.col_stride == 132);  // round_up(130, 4): each K-column starts 16-byte aligned
+  CHECK(l.required_elements() == 132 * 3);
+  std::vector<float8_e4m3_t> data(R * C);
+  std::vector<float> sc(static_cast<std::size_t>(l.required_elements()), -1.0f);
+  quantized_matrix_view<float8_e4m3_t> b{make_matrix(data.data(), R, C), make_scale_view(sc.data(), l), r.tile};
+  quantize(exec, make_matrix(x.data(), R, C), r, b);
+  CHECK(std::memcmp(data.data(), a.data.data(), data.size()) == 0);
+  for (std::int64_t i = 0; i < l.rows; ++i)
+    for (std::int64_t j = 0; j < l.cols; ++j) CHECK(bits(sc[static_cast<std::size_t>(i + j * 132)]) == bits(a.scales(i, j)));
+  CHECK(sc[130] == -1.0f);  // padding untouched
+  CHECK(run_oracle_any(deepseek_v3.weight, x, R, C, true) == 0);
+}
+
+TEST_CASE("quantize: strided input and output views") {
+  constexpr std::int64_t R = 9, C = 140, ld = 151;
+  auto const buf = make_input<float>(R * ld, 3);
+  auto const x = make_matrix(buf.data(), R, C, ld);
+  std::vector<float8_e4m3_t> data(R * 160);
+  std::vector<float> sc(R * 2);
+  quantized_matrix_view<float8_e4m3_t> q{make_matrix(data.data(), R, C, 160), make_matrix(sc.data(), R, 2),
+                                         tile_1x128};
+  quantize(host_executor{}, x, deepseek_v3.activation, q);
+  CHECK(oracle_mismatches(deepseek_v3.activation, matrix_view<float const>(x), q) == 0);
+  // column-strided (transposed) input view
+  matrix_view<float const> xt{buf.data(), C, R, 1, ld};
+  quantized_matrix<float8_e4m3_t> qt(C, R, per_row);
+  quantize(host_executor{}, xt, tensor_recipe{.tile = per_row}, qt.view());
+  CHECK(oracle_mismatches(tensor_recipe{.tile = per_row}, xt, qt.view()) == 0);
+}
+
+TEST_CASE("quantize edge cases: zero tiles, tiny amax, amax at the max, NaN and Inf, empty tensors") {
+  host_executor exec;
+  constexpr std::int64_t C = 256;  // two 1x128 tiles per row
+  std::vector<float> x(4 * C);
+  for (std::int64_t i = 0; i < 4 * C; ++i) x[static_cast<std::size_t>(i)] = std::sin(0.37f * static_cast<float>(i));
+  for (int j = 0; j < 128; ++j) x[static_cast<std::size_t>(j)] = 0.0f;  // row 0 tile 0: all zeros
+  for (int j = 0; j < 128; ++j) x[static_cast<std::size_t>(128 + j)] *= 1e-30f;  // row 0 tile 1: tiny
+  x[static_cast<std::size_t>(C + 5)] = 448.0f;                                       // row 1 tile 0: amax = max
+  x[static_cast<std::size_t>(C + 130)] = -448.0f;                                    // row 1 tile 1
+  x[static_cast<std::size_t>(2 * C + 7)] = std::numeric_limits<float>::quiet_NaN();  // row 2 tile 0: NaN
+  x[static_cast<std::size_t>(2 * C + 200)] = INFINITY;                               // row 2 tile 1: +inf
+  x[static_cast<std::size_t>(3 * C + 1)] = 1e-42f;                                   // row 3: a subnormal
+  for (auto const& nr : all_recipes()) {
+    if (nr.r.tile.rows != 1 || nr.r.tile.cols == 0) continue;
+    CAPTURE(nr.name);
+    CHECK(run_oracle_any(nr.r, x, 4, C) == 0);
+  }
+  // named consequences, per formula (docs/scaling.md "NaN and Inf")
+  auto q = quantize(exec, make_matrix(x.data(), 4, C), deepseek_v3.activation);
+  CHECK(q.scales(0, 0) == static_cast<float>(1e-4f / 448.0f));  // zero tile: floored amax
+  CHECK(q.data(0, 3).bits() == 0x00);
+  CHECK(q.scales(1, 0) == 1.0f);
+  CHECK(q.data(1, 5).bits() == 0x7E);                       // amax exactly 448 -> 448
+  CHECK(std::isnan(q.scales(2, 0)));                        // DeepGEMM: NaN propagates into the scale
+  CHECK(q.data(2, 0).bits() == 0x7F);                       // ... and the whole tile is NaN
+  CHECK(q.scales(2, 1) == INFINITY);                        // Inf amax: sf = inf, 1/sf = 0
+  CHECK(q.data(2, 200).bits() == 0x7F);                     // inf * 0 = NaN
+  CHECK((q.data(2, 201).bits() & 0x7F) == 0x00);           // finite * 0 = +-0
+  auto t = quantize(exec, make_matrix(x.data(), 4, C), te_blockwise.activation);
+  CHECK(t.scales(0, 0) == 1.0f);                            // TE: amax 0 -> scale 1
+  CHECK(!std::isnan(t.scales(2, 0)));                       // TE: NaN element ignored by the amax
+  CHECK(t.data(2, 7).bits() == 0x7F);                       // the NaN element itself stays NaN
+  CHECK(t.scales(2, 1) == 1.0f);                            // TE: inf amax -> scale 1
+  CHECK(t.data(2, 200).bits() == 0x7E);                     // inf saturates to 448
+  auto m = quantize(exec, make_matrix(x.data(), 4, C), mxfp8.activation);
+  CHECK(m.scales(0, 0) == 0x1p-127f);                       // TE MXFP8: zero block -> 0x00
+  CHECK(m.scales(2, 6) == 0x1p127f);                        // inf -> 0xFE
+  auto o = quantize(exec, make_matrix(x.data(), 4, C), mxfp8_ocp.activation);
+  CHECK(std::isnan(o.scales(2, 0)));                        // OCP MX: NaN -> NaN scale
+  CHECK(std::isnan(o.scales(2, 6)));                        // inf -> NaN scale (0xFF)
+  // empty tensors: nothing written, no throw
+  for (auto [R, C2] : {std::pair<std::int64_t, std::int64_t>{0, 5}, {5, 0}, {0, 0}}) {
+    std::vector<float> e(static_cast<std::size_t>(R * C2) + 1, 1.0f);
+    auto qe = quantize(exec, make_matrix(e.data(), R, C2), deepseek_v3.weight);
+    CHECK(qe.scales.rows() == scale_rows(block_128x128, R));
+    CHECK(qe.scales.cols() == scale_cols(block_128x128, C2));
+    host_matrix<float> y(R, C2);
+    dequantize(exec, qe.view(), y.view());
+    auto qt = quantize(exec, make_matrix(e.data(), R, C2), te_current.activation);
+    CHECK(qt.scales.rows() == (R == 0 ? 0 : 1));
+  }
+}
+
+TEST_CASE("quantize validates arguments before writing and names them") {
+  host_executor exec;
+  std::vector<float> x(8 * 256, 1.0f);
+  std::vector<float8_e4m3_t> d(8 * 256, float8_e4m3_t::from_bits(0x55));
+  std::vector<float> s(8 * 2, -7.0f);
+  auto view = [&](std::int64_t sc_cols) {
+    return quantized_matrix_view<float8_e4m3_t>{make_matrix(d.data(), 8, 256), make_matrix(s.data(), 8, sc_cols),
+                                                tile_1x128};
+  };
+  auto const xv = make_matrix(x.data(), 8, 256);
+  auto throws_naming = [&](auto&& f, char const* needle) {
+    try {
+      f();
+      FAIL("no exception");
+    } catch (fp8moe::error const& e) {
+      CHECK(e.code() == errc::invalid_argument);
+      CHECK_MESSAGE(std::string(e.what()).find(needle) != std::string::npos, e.what());
+    }
+  };
+  throws_naming([&] { quantize(exec, matrix_view<float const>{nullptr, 8, 256, 256, 1}, deepseek_v3.activation, view(2)); }, "'x'");
+  throws_naming([&] { quantize(exec, xv, deepseek_v3.activation, view(3)); }, "'out.scales'");
+  throws_naming([&] { quantize(exec, make_matrix(x.data(), 8, 256, 100), deepseek_v3.activation, view(2)); }, "row_stride");
+  throws_naming([&] { quantize(exec, xv, te_current.gradient, view(2)); }, "'out.data'");  // e5m2 recipe, e4m3 out
+  throws_naming([&] { quantize(exec, xv, te_delayed.activation, view(2)); }, "'recipe.source'");
+  throws_naming([&] { quantize(exec, xv, tensor_recipe{.tile = {1, -4}}, view(2)); }, "'recipe'");
+  throws_naming([&] { quantize(exec, xv, deepseek_v3.weight, view(2)); }, "'out.tile'");
+  throws_naming([&] { quantize(exec, make_matrix(x.data(), 8, 200), deepseek_v3.activation, view(2)); }, "'out.data'");
+  throws_naming([&] {
+    quantize(exec, xv, deepseek_v3.activation,
+             quantized_matrix_view<float8_e4m3_t>{make_matrix(d.data(), 8, 256), make_matrix<float>(nullptr, 8, 2), tile_1x128});
+  }, "'out.scales'");
+  throws_naming([&] { (void)quantize<float8_e5m2_t>(exec, xv, deepseek_v3.activation); }, "T (output element type)");
+  // nothing was written by any failing call
+  bool untouched = true;
+  for (auto v : d) untouched = untouched && v.bits() == 0x55;
+  for (float v : s) untouched = untouched && v == -7.0f;
+  CHECK(untouched);
+  // dequantize / transpose / packing errors
+  quantized_matrix<float8_e4m3_t> q(8, 256, tile_1x128);
+  host_matrix<float> y(8, 255);
+  throws_naming([&] { dequantize(exec, q.view(), y.view()); }, "'y'");
+  quantized_matrix_view<float8_e4m3_t> bad = q.view();
+  bad.scales.cols = 1;
+  host_matrix<float> y2(8, 256);
+  throws_naming([&] { dequantize(exec, bad, y2.view()); }, "'q.scales'");
+  quantized_matrix<float8_e4m3_t> qt(256, 8, tile_1x128);
+  throws_naming([&] { transpose_requantize(exec, xv, deepseek_v3.weight, qt.view()); }, "'recipe.tile'");
+  quantized_matrix<float8_e4m3_t> qt_wrong(8, 256, tile_1x128);
+  throws_naming([&] { transpose_requantize(exec, xv, deepseek_v3.activation, qt_wrong.view()); }, "'out.data'");
+  host_matrix<float> nonpow2(2, 3, 0.75f);
+  host_matrix<std::int32_t> packed(2, 1);
+  throws_naming([&] { pack_ue8m0(exec, nonpow2.view(), packed.view()); }, "'scales'");
+  host_matrix<std::int32_t> packed_bad(2, 2);
+  throws_naming([&] { pack_ue8m0(exec, nonpow2.view(), packed_bad.view()); }, "'out'");
+  std::vector<std::uint8_t> sw(10);
+  throws_naming([&] { pack_mx_swizzled(exec, nonpow2.view(), make_vector(sw.data(), 10)); }, "'out'");
+  throws_naming([&] { delayed_scaling st(deepseek_v3.activation); }, "'recipe.source'");
+  throws_naming([&] { delayed_scaling st(te_delayed.activation, -1.0f); }, "'initial_scale'");
+}
+
+TEST_CASE("round trip: |x - dequantize(quantize(x))| within the derived bound, for every recipe") {
+  // Bound per element (normal range): RNE to M mantissa bits is a relative error <= 2^-(M+1); the
+  // fp32 scaling multiply adds <= 2^-24 relative and the dequant multiply <= 2^-24 relative; below
+  // the FP8 normal range the absolute error is <= half a subnormal step: sf * 2^(-bias-M).
+  // OCP MX may clamp (448, 512) to 448: error <= (|x|*mult - 448) * sf on those elements.
+  constexpr std::int64_t R = 160, C = 320;
+  auto const x = make_input<float>(R * C, 21);
+  host_executor exec;
+  for (auto const& nr : all_recipes()) {
+    CAPTURE(nr.name);
+    tensor_recipe const& r = nr.r;
+    if (r.sat == saturation::none) continue;
+    host_matrix<float> y(R, C);
+    std::vector<float> ys(static_cast<std::size_t>(R * C));
+    auto check = [&](auto const& q) {
+      dequantize(exec, q.view(), y.view());
+      int const M = oracle::mbits(r.format), B = oracle::bias(r.format);
+      double worst = 0;
+      for (std::int64_t i = 0; i < R; ++i) {
+        for (std::int64_t j = 0; j < C; ++j) {
+          double const xv = x[static_cast<std::size_t>(i * C + j)], sf = q.view().scale_at(i, j);
+          double bound = std::fabs(xv) * (std::ldexp(1.0, -(M + 1)) + std::ldexp(1.0, -23)) +
+                         sf * std::ldexp(1.0, -B - M) * (1 + 1e-6);
+          if (r.formula == scale_formula::ocp_mx) bound = std::max(bound, (std::fabs(xv) / sf - oracle::fmax_of(r.format)) * sf * 1.0001);
+          double const err = std::fabs(xv - y(i, j));
+          worst = std::max(worst, err / bound);
+          ys[static_cast<std::size_t>(i * C + j)] = y(i, j);
+        }
+      }
+      CHECK(worst <= 1.0);
+      // DeepGEMM's calc_diff between x and its round trip: E4M3 ~1e-3, E5M2 ~4e-3
+      CHECK(test::calc_diff(x, ys) < (r.format == element_format::e4m3 ? 2e-3 : 8e-3));
+    };
+    if (r.format == element_format::e4m3) check(quantize<float8_e4m3_t>(exec, make_matrix(x.data(), R, C), r));
+    else check(quantize<float8_e5m2_t>(exec, make_matrix(x.data(), R, C), r));
+  }
+}
+
+TEST_CASE("dequantize equals float(q) * sf in fp32, into float and bf16") {
+  constexpr std::int64_t R = 70, C = 200;
+  auto const x = make_input<float>(R * C, 8);
+  host_executor exec;
+  auto q = quantize(exec, make_matrix(x.data(), R, C), deepseek_v3.weight);
+  host_matrix<float> yf(R, C, test::poison_float());
+  host_matrix<bfloat16_t> yb(R, C, bfloat16_t::from_bits(0xFFFF));
+  dequantize(exec, q.view(), yf.view());
+  dequantize(exec, q.view(), yb.view());
+  std::int64_t bad = 0;
+  for (std::int64_t i = 0; i < R; ++i) {
+    for (std::int64_t j = 0; j < C; ++j) {
+      double const want = oracle::f32(oracle::decode(element_format::e4m3, q.data(i, j).bits()) * q.scales(i / 128, j / 128));
+      bad += !same_float(yf(i, j), want);
+      bad += yb(i, j).bits() != bfloat16_t(static_cast<float>(want)).bits();
+    }
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("transpose_requantize from the high-precision source equals quantizing the explicit transpose") {
+  constexpr std::int64_t R = 300, C = 70;  // R is the tile axis: 300 = 2*128 + 44
+  host_executor exec;
+  auto const xb = make_input<bfloat16_t>(R * C, 31);
+  std::vector<bfloat16_t> xt(static_cast<std::size_t>(R * C));
+  for (std::int64_t i = 0; i < R; ++i)
+    for (std::int64_t j = 0; j < C; ++j) xt[static_cast<std::size_t>(j * R + i)] = xb[static_cast<std::size_t>(i * C + j)];
+  for (tensor_recipe const r : {deepseek_v3.activation, deepseek_v3_ue8m0.activation, te_blockwise.activation,
+                                mxfp8.activation, tensor_recipe{.tile = per_row}}) {
+    quantized_matrix<float8_e4m3_t> out(C, R, r.tile);
+    test::poison(out.data.storage());
+    test::poison(out.scales.storage());
+    transpose_requantize(exec, make_matrix(xb.data(), R, C), r, out.view());
+    CHECK(oracle_mismatches(r, make_matrix<bfloat16_t const>(xt.data(), C, R), out.view()) == 0);
+  }
+}
+
+TEST_CASE("transpose_requantize from 1x128-quantized data: exact with power-of-two scales") {
+  constexpr std::int64_t R = 256, C = 256;
+  host_executor exec;
+  auto const x = test::random_normal(R * C, 1.0f, 41);  // one magnitude: most elements stay normal
+  tensor_recipe const r = deepseek_v3_ue8m0.activation;
+  auto q = quantize(exec, make_matrix(x.data(), R, C), r);
+  quantized_matrix<float8_e4m3_t> qt(C, R, r.tile);
+  transpose_requantize(exec, q.view(), r, qt.view());
+  // oracle: dequantize (exact), transpose, quantize
+  host_matrix<float> d(R, C);
+  dequantize(exec, q.view(), d.view());
+  std::vector<float> dt(static_cast<std::size_t>(R * C));
+  for (std::int64_t i = 0; i < R; ++i)
+    for (std::int64_t j = 0; j < C; ++j) dt[static_cast<std::size_t>(j * R + i)] = d(i, j);
+  CHECK(oracle_mismatches(r, make_matrix<float const>(dt.data(), C, R), qt.view()) == 0);
+  // exactness: every element whose rescaled value d / sf' is in the FP8 normal range (>= 2^-6)
+  // reproduces d exactly; below it the element is rounded once (RNE), by design
+  std::int64_t normal = 0, inexact = 0;
+  for (std::int64_t i = 0; i < R; ++i) {
+    for (std::int64_t j = 0; j < C; ++j) {
+      float const sf = qt.scales(j, i / 128);
+      if (std::fabs(d(i, j)) / sf < 0x1p-6f) continue;
+      ++normal;
+      inexact += qt.data(j, i).to_float() * sf != d(i, j);
+    }
+  }
+  CHECK(normal > R * C * 9 / 10);
+  CHECK(inexact == 0);
+}
+
+TEST_CASE("float_to_fp8_bits_select equals the numeric conversion (strided 2^32 sweep)") {
+  std::int64_t bad = 0;
+  for (std::uint64_t u = 0; u < (1ull << 32); u += 4093) {
+    float const f = fp8moe::bit_cast<float>(static_cast<std::uint32_t>(u));
+    for (saturation s : {saturation::finite, saturation::none}) {
+      bad += float_to_fp8_bits_select<e4m3_format>(f, s) != fp8moe::detail::float_to_fp8_bits<e4m3_format>(f, s);
+      bad += float_to_fp8_bits_select<e5m2_format>(f, s) != fp8moe::detail::float_to_fp8_bits<e5m2_format>(f, s);
+    }
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("pack_ue8m0: 4 exponent bytes per int32 along K, MN-major TMA-aligned") {
+  host_executor exec;
+  constexpr std::int64_t mn = 6, sk = 5;
+  host_matrix<float> s(mn, sk);
+  for (std::int64_t i = 0; i < mn; ++i)
+    for (std::int64_t j = 0; j < sk; ++j) s(i, j) = std::ldexp(1.0f, static_cast<int>(i * 7 - j * 13));
+  s(0, 0) = 0x1p-127f;  // the subnormal 2^-127 is code 0x00
+  s(1, 1) = 0x1p127f;
+  scale_layout const l = packed_ue8m0_layout(mn, sk);
+  std::vector<std::int32_t> buf(static_cast<std::size_t>(l.required_elements()), -1);
+  CHECK(buf.size() == 8 * 2);
+  pack_ue8m0(exec, s.view(), make_scale_view(buf.data(), l));
+  for (std::int64_t i = 0; i < mn; ++i) {
+    for (std::int64_t j = 0; j < 8; ++j) {
+      auto const word = static_cast<std::uint32_t>(buf[static_cast<std::size_t>(i + (j / 4) * 8)]);
+      int const byte = static_cast<int>((word >> (8 * (j % 4))) & 0xFF);
+      int const want = j < sk ? static_cast<int>(std::lround(std::log2(static_cast<double>(s(i, j))))) + 127 : 0;
+      CHECK(byte == want);
+    }
+  }
+  CHECK(buf[6] == -1);  // MN padding rows untouched
+}
+
+TEST_CASE("MX swizzled scale layout: the cuBLAS formula, a bijection onto the padded buffer") {
+  constexpr std::int64_t rows = 200, sc = 7;  // padded to 256 x 8
+  CHECK(mx_swizzled_bytes(rows, sc) == 256 * 8);
+  std::vector<int> hits(static_cast<std::size_t>(mx_swizzled_bytes(256, 8)), 0);
+  for (std::int64_t i = 0; i < 256; ++i) {
+    for (std::int64_t j = 0; j < 8; ++j) {
+      // independent statement of the layout: 128x4 tiles, inside a tile row i%32 picks a 16-byte
+      // line and (i%128)/32 the 4-byte group, j%4 the byte
+      std::int64_t const tile = (i / 128) * 2 + j / 4;
+      std::int64_t const want = tile * 512 + (i % 32) * 16 + ((i % 128) / 32) * 4 + (j % 4);
+      CHECK(mx_swizzled_offset(i, j, 8) == want);
+      ++hits[static_cast<std::size_t>(mx_swizzled_offset(i, j, 8))];
+    }
+  }
+  bool bijective = true;
+  for (int h : hits) bijective = bijective && h == 1;
+  CHECK(bijective);
+  host_executor exec;
+  auto x = make_input<float>(rows * 224, 4);
+  auto q = quantize(exec, make_matrix(x.data(), rows, 224), mxfp8.activation);
+  std::vector<std::uint8_t> sw(static_cast<std::size_t>(mx_swizzled_bytes(rows, sc)), 0xAA);
+  pack_mx_swizzled(exec, q.scales.view(), make_vector(sw.data(), static_cast<std::int64_t>(sw.size())));
+  std::int64_t bad = 0;
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < sc; ++j)
+      bad += sw[static_cast<std::size_t>(mx_swizzled_offset(i, j, sc))] !=
+             float8_e8m0_t::from_float(q.scales(i, j), e8m0_rounding::toward_zero).bits();
+  CHECK(bad == 0);
+  CHECK(sw[static_cast<std::size_t>(mx_swizzled_offset(250, 7, sc))] == 0x00);  // padding zeroed
+}
+
+TEST_CASE("delayed scaling follows Transformer Engine (history roll, max / most_recent, keep-previous rules)") {
+  tensor_recipe r = te_delayed.activation;
+  r.amax_history_len = 3;
+  delayed_scaling st(r);
+  CHECK(st.scale() == 1.0f);
+  st.record_amax(2.0f);
+  st.record_amax(1.0f);  // max within a step
+  CHECK(st.amax_history()[0] == 2.0f);
+  CHECK(st.update() == 2.0f);
+  CHECK(st.scale() == 224.0f);  // 448 / 2
+  // history after TE's roll(-1) + zero row 0: [0, 0, 2]
+  CHECK(st.amax_history()[0] == 0.0f);
+  CHECK(st.amax_history()[2] == 2.0f);
+  st.record_amax(0.5f);
+  CHECK(st.update() == 2.0f);  // max over [0.5, 0, 2]
+  CHECK(st.scale() == 224.0f);
+  st.record_amax(0.25f);
+  CHECK(st.update() == 2.0f);  // [0.25, 2, 0.5]: 2 still in the window of 3 steps
+  st.record_amax(0.25f);
+  CHECK(st.update() == 0.5f);  // 2 left the window
+  CHECK(st.scale() == 896.0f);
+  st.record_amax(std::numeric_limits<float>::quiet_NaN());  // ignored (fmaxf)
+  CHECK(st.amax_history()[0] == 0.0f);
+  // all-zero window: amax 0 keeps the previous scale
+  delayed_scaling z(r);
+  z.record_amax(4.0f);
+  z.update();
+  z.update();
+  z.update();
+  CHECK(z.update() == 0.0f);
+  CHECK(z.scale() == 112.0f);
+  // inf amax keeps the previous scale; tiny amax gives FLT_MAX
+  delayed_scaling i(r, 3.0f);
+  i.record_amax(INFINITY);
+  CHECK(i.update() == INFINITY);
+  CHECK(i.scale() == 3.0f);
+  delayed_scaling t(r);
+  t.record_amax(1e-38f);
+  t.update();
+  CHECK(t.scale() == std::numeric_limits<float>::max());
+  // most_recent and margin (E5M2 gradient: fmax 57344)
+  tensor_recipe g = te_delayed.gradient;
+  g.amax_history_len = 4;
+  g.history_reduce = amax_history_reduce::most_recent;
+  g.margin = 1;
+  delayed_scaling mr(g);
+  mr.record_amax(8.0f);
+  mr.update();
+  mr.record_amax(2.0f);
+  CHECK(mr.update() == 2.0f);
+  CHECK(mr.scale() == 57344.0f / 2.0f / 2.0f);
+  // oracle for a 3-step sequence of the default (len 1024, max) recipe
+  delayed_scaling d(te_delayed.activation);
+  double expect_scale = 1.0;
+  double window_max = 0;
+  for (float a : {3.0f, 7.0f, 0.1f}) {
+    d.record_amax(a);
+    window_max = std::max(window_max, static_cast<double>(a));
+    d.update();
+    expect_scale = oracle::f32(448.0 / window_max);
+    CHECK(d.scale() == static_cast<float>(expect_scale));
+  }
+}
+
+TEST_CASE("quantize with a delayed_scaling state uses the previous scale and records amax") {
+  host_executor exec;
+  constexpr std::int64_t R = 40, C = 50;
+  auto const x = make_input<float>(R * C, 77);
+  delayed_scaling st(te_delayed.activation, 0.5f);
+  quantized_matrix<float8_e4m3_t> q(R, C, per_tensor);
+  quantize(exec, make_matrix(x.data(), R, C), st, q.view());
+  CHECK(q.scales(0, 0) == 2.0f);
+  double amax = 0;
+  std::int64_t bad = 0;
+  for (std::int64_t i = 0; i < R * C; ++i) {
+    amax = std::max(amax, std::fabs(static_cast<double>(x[static_cast<std::size_t>(i)])));
+    bad += q.data.storage()[static_cast<std::size_t>(i)].bits() !=
+           oracle::encode(element_format::e4m3, oracle::f32(x[static_cast<std::size_t>(i)] * 0.5), true);
+  }
+  CHECK(bad == 0);
+  CHECK(st.amax_history()[0] == static_cast<float>(amax));
+  st.update();
+  CHECK(st.scale() == static_cast<float>(oracle::f32(448.0 / amax)));
+}
+
+// ------------------------------------------------------------------------------------------------
+#if FP8MOE_CUDA_COMPILER
+namespace {
+
+template <class T>
+struct device_buffer {
+  T* p = nullptr;
+  std::size_t n = 0;
+  explicit device_buffer(std::size_t count) : n(count) {
+    FP8MOE_CUDA_CHECK(cudaMalloc(&p, std::max<std::size_t>(1, n) * sizeof(T)));
+    FP8MOE_CUDA_CHECK(cudaMemset(p, 0xFF, std::max<std::size_t>(1, n) * sizeof(T)));  // poison
+  }
+  ~device_buffer() { cudaFree(p); }
+  void upload(std::vector<T> const& v) { FP8MOE_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice)); }
+  std::vector<T> download() const {
+    std::vector<T> v(n);
+    FP8MOE_CUDA_CHECK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+  }
+};
+
+template <class T, class In>
+std::int64_t device_vs_host(tensor_recipe const& r, std::vector<In> const& xs, std::int64_t R, std::int64_t C, bool mn_major) {
+  host_executor hx;
+  cuda_executor dx{};
+  auto const hq = quantize<T>(hx, make_matrix(xs.data(), R, C), r);
+  scale_layout const l = mn_major ? mn_major_scale_layout(r.tile, R, C) : row_major_scale_layout(r.tile, R, C);
+  device_buffer<In> dxs(xs.size());
+  dxs.upload(xs);
+  device_buffer<T> dd(static_cast<std::size_t>(R * C));
+  device_buffer<float> ds(static_cast<std::size_t>(l.required_elements()));
+  quantized_matrix_view<T> dq{make_matrix(dd.p, R, C), make_scale_view(ds.p, l), r.tile};
+  quantize(dx, make_matrix<In const>(dxs.p, R, C), r, dq);
+  FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  auto const d = dd.download();
+  auto const s = ds.download();
+  std::int64_t bad = 0;
+  for (std::int64_t i = 0; i < R * C; ++i) bad += d[static_cast<std::size_t>(i)].bits() != hq.data.storage()[static_cast<std::size_t>(i)].bits();
+  auto const sv = make_scale_view(s.data(), l);
+  for (std::int64_t i = 0; i < l.rows; ++i)
+    for (std::int64_t j = 0; j < l.cols; ++j) bad += !same_float(sv(i, j), hq.scales(i, j));
+  // dequantize on the device equals the host
+  device_buffer<float> dy(static_cast<std::size_t>(R * C));
+  dequantize(dx, quantized_matrix_view<T const>(dq), make_matrix(dy.p, R, C));
+  host_matrix<float> hy(R, C);
+  dequantize(hx, hq.view(), hy.view());
+  FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  auto const y = dy.download();
+  for (std::int64_t i = 0; i < R * C; ++i) bad += !same_float(y[static_cast<std::size_t>(i)], hy.storage()[static_cast<std::size_t>(i)]);
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA quantize / dequantize equal the host path bit for bit (every recipe, float and bf16)") {
+  for (auto [R, C] : {std::pair<std::int64_t, std::int64_t>{200, 300}, {256, 512}, {1, 7}, {0, 128}}) {
+    auto const xf = make_input<float>(R * C, 13);
+    auto const xb = make_input<bfloat16_t>(R * C, 14);
+    for (auto const& nr : all_recipes()) {
+      CAPTURE(nr.name);
+      CAPTURE(R);
+      if (nr.r.format == element_format::e4m3) {
+        CHECK(device_vs_host<float8_e4m3_t>(nr.r, xf, R, C, false) == 0);
+        CHECK(device_vs_host<float8_e4m3_t>(nr.r, xb, R, C, true) == 0);
+      } else {
+        CHECK(device_vs_host<float8_e5m2_t>(nr.r, xf, R, C, true) == 0);
+        CHECK(device_vs_host<float8_e5m2_t>(nr.r, xb, R, C, false) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA transpose_requantize equals the host path (high-precision and quantized sources)") {
+  constexpr std::int64_t R = 300, C = 200;
+  host_executor hx;
+  cuda_executor dx{};
+  auto const xb = make_input<bfloat16_t>(R * C, 51);
+  for (tensor_recipe const r : {deepseek_v3.activation, deepseek_v3_ue8m0.activation, te_blockwise.activation}) {
+    quantized_matrix<float8_e4m3_t> h(C, R, r.tile);
+    transpose_requantize(hx, make_matrix(xb.data(), R, C), r, h.view());
+    device_buffer<bfloat16_t> dxs(xb.size());
+    dxs.upload(xb);
+    device_buffer<float8_e4m3_t> dd(static_cast<std::size_t>(R * C));
+    device_buffer<float> ds(static_cast<std::size_t>(C * scale_cols(r.tile, R)));
+    quantized_matrix_view<float8_e4m3_t> dq{make_matrix(dd.p, C, R), make_matrix(ds.p, C, scale_cols(r.tile, R)), r.tile};
+    transpose_requantize(dx, make_matrix<bfloat16_t const>(dxs.p, R, C), r, dq);
+    FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    auto const d = dd.download();
+    auto const s = ds.download();
+    std::int64_t bad = 0;
+    for (std::size_t i = 0; i < d.size(); ++i) bad += d[i].bits() != h.data.storage()[i].bits();
+    for (std::size_t i = 0; i < s.size(); ++i) bad += !same_float(s[i], h.scales.storage()[i]);
+    CHECK(bad == 0);
+    // from the quantized source (row tiles of x) on the device
+    auto const hq = quantize(hx, make_matrix(xb.data(), R, C), r);
+    quantized_matrix<float8_e4m3_t> h2(C, R, r.tile);
+    transpose_requantize(hx, hq.view(), r, h2.view());
+    device_buffer<float8_e4m3_t> qd(hq.data.storage().size());
+    device_buffer<float> qs(hq.scales.storage().size());
+    qd.upload(hq.data.storage());
+    qs.upload(hq.scales.storage());
+    quantized_matrix_view<float8_e4m3_t const> dsrc{make_matrix<float8_e4m3_t const>(qd.p, R, C),
+                                                    make_matrix<float const>(qs.p, R, scale_cols(r.tile, C)), r.tile};
+    transpose_requantize(dx, dsrc, r, dq);
+    FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    auto const d2 = dd.download();
+    auto const s2 = ds.download();
+    bad = 0;
+    for (std::size_t i = 0; i < d2.size(); ++i) bad += d2[i].bits() != h2.data.storage()[i].bits();
+    for (std::size_t i = 0; i < s2.size(); ++i) bad += !same_float(s2[i], h2.scales.storage()[i]);
+    CHECK(bad == 0);
+  }
+}
+#endif
