@@ -35,7 +35,7 @@ struct mma_sync_shape {
 };
 
 template <int BlockM, int BlockN, int Stages, int BScaleRows>
-__global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params const p) {
+__global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params const p, __grid_constant__ k_group_table const kt) {
 #if FP8MOE_ARCH_FP8
   using S = mma_sync_shape<BlockM, BlockN, Stages>;
   extern __shared__ std::uint8_t smem_raw[];
@@ -54,8 +54,7 @@ __global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params con
   tile_scheduler sched(make_schedule(p, BlockM, BlockN));
   tile_coord t{};
   for (std::int64_t ti = blockIdx.x; sched.get(ti, t); ti += gridDim.x) {
-    if (t.skip) continue;
-    tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN);
+    tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN, kt.offsets);
     if (g.rows_valid == 0) continue;
 
     auto load_stage = [&](int slot, int kb) {
@@ -181,24 +180,36 @@ __global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params con
     __syncthreads();
   }
 #else
-  (void)p;
+  (void)p, (void)kt;
   __trap();
 #endif
 }
 
-/// Launches the mma.sync kernel persistently: min(tiles, SMs) CTAs of 256 threads.
+/// Launches the mma.sync kernel persistently: min(tiles, SMs) CTAs of 256 threads. K-grouped
+/// problems pass their prefix sums in `k_offsets` (host memory, G+1 entries).
 template <int BlockM, int BlockN, int Stages>
-void launch_mma_sync(kernel_params const& p, int num_sms, cudaStream_t stream) {
+void launch_mma_sync(kernel_params const& p, int const* k_offsets, int num_sms, cudaStream_t stream) {
   using S = mma_sync_shape<BlockM, BlockN, Stages>;
   auto kernel = p.b_scale_granularity == 1 ? &mma_sync_gemm_kernel<BlockM, BlockN, Stages, 1>
                                            : &mma_sync_gemm_kernel<BlockM, BlockN, Stages, b_scale_block_n>;
   FP8MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::smem_bytes));
-  tile_scheduler const sched(make_schedule(p, BlockM, BlockN));
-  std::int64_t const tiles = sched.max_tiles();
-  if (tiles == 0) return;
-  int const grid = static_cast<int>(tiles < num_sms ? tiles : num_sms);
-  kernel<<<grid, S::threads, S::smem_bytes, stream>>>(p);
-  FP8MOE_CUDA_CHECK_LAUNCH();
+  int const chunk = p.layout == layout_kind::k_grouped ? k_group_table::capacity : (p.groups > 0 ? p.groups : 1);
+  for (int g0 = 0; g0 < (p.layout == layout_kind::k_grouped ? p.groups : 1); g0 += chunk) {
+    kernel_params q = p;
+    k_group_table kt{};
+    if (p.layout == layout_kind::k_grouped) {
+      q.groups = (p.groups - g0) < chunk ? (p.groups - g0) : chunk;
+      for (int i = 0; i <= q.groups; ++i) kt.offsets[i] = k_offsets[g0 + i];
+      q.d = static_cast<float*>(p.d) + g0 * p.d_group_stride;
+      if (p.c != nullptr) q.c = p.c + g0 * p.c_group_stride;
+    }
+    tile_scheduler const sched(make_schedule(q, BlockM, BlockN));
+    std::int64_t const tiles = sched.max_tiles();
+    if (tiles == 0) continue;
+    int const grid = static_cast<int>(tiles < num_sms ? tiles : num_sms);
+    kernel<<<grid, S::threads, S::smem_bytes, stream>>>(q, kt);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace fp8moe::gemm::cuda

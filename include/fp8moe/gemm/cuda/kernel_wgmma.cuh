@@ -78,8 +78,7 @@ __global__ void __launch_bounds__(384, 1)
     if (tid == 0) {
       int iter = 0;
       for (std::int64_t ti = blockIdx.x; sched.get(ti, t); ti += gridDim.x) {
-        if (t.skip) continue;
-        tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN);
+        tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN, nullptr);
         if (g.rows_valid == 0) continue;
         int const a_batch = p.layout == layout_kind::grouped_masked ? t.group : 0;
         int const b_batch = p.layout == layout_kind::dense ? 0 : t.group;
@@ -106,8 +105,7 @@ __global__ void __launch_bounds__(384, 1)
     int const row0 = wg_m0 + (wt >> 5) * 16 + ((wt & 31) >> 2);  // this thread's rows: row0, row0 + 8
     int iter = 0;
     for (std::int64_t ti = blockIdx.x; sched.get(ti, t); ti += gridDim.x) {
-      if (t.skip) continue;
-      tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN);
+      tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN, nullptr);
       if (g.rows_valid == 0) continue;
       float fin[acc_regs];
       FP8MOE_UNROLL

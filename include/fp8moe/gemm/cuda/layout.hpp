@@ -160,8 +160,8 @@ struct schedule_problem {
   int const* masked_m = nullptr;              ///< (G) masked: valid rows per group
 };
 
-/// One output tile. `skip` tiles (contiguous padding blocks) do no work but keep every CTA role
-/// in step.
+/// One output tile. `skip` tiles (contiguous blocks of padding rows only) reduce nothing; their
+/// epilogue writes the padding value (C or 0).
 struct tile_coord {
   int group = 0;
   int m_block = 0;
@@ -200,6 +200,19 @@ class tile_scheduler {
     return (p_.layout == layout_kind::grouped_masked || p_.layout == layout_kind::k_grouped) ? per * p_.groups : per;
   }
 
+  /// Expert of an M block of the contiguous layout: the first id in [0, G) among its rows (the
+  /// contract allows one expert per aligned window plus -1 padding anywhere); -1 when the block
+  /// is all padding. Ids outside [0, G) count as padding (the device cannot validate them).
+  constexpr FP8MOE_HOST_DEVICE int contiguous_block_group(int m_block) const {
+    int const first = m_block * p_.block_m;
+    int const last = (first + p_.block_m) < p_.m ? (first + p_.block_m) : p_.m;
+    for (int r = first; r < last; ++r) {
+      int const id = p_.m_indices[r];
+      if (id >= 0 && id < p_.groups) return id;
+    }
+    return -1;
+  }
+
   /// Tile number `t` (callers pass increasing t). Returns false when t is past the last tile.
   constexpr FP8MOE_HOST_DEVICE bool get(std::int64_t t, tile_coord& out) {
     std::int64_t const per = static_cast<std::int64_t>(m_blocks_) * n_blocks_;
@@ -212,9 +225,9 @@ class tile_scheduler {
       case layout_kind::grouped_contiguous: {
         if (t >= per) return false;
         rasterize(t, m_blocks_, n_blocks_, p_.raster_group, out.m_block, out.n_block);
-        int const g = p_.m_indices[static_cast<std::int64_t>(out.m_block) * p_.block_m];
-        out.group = g < 0 ? 0 : g;
-        out.skip = g < 0;
+        out.group = contiguous_block_group(out.m_block);
+        out.skip = out.group < 0;
+        if (out.skip) out.group = 0;
         return true;
       }
       case layout_kind::k_grouped: {

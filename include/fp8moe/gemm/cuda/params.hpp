@@ -13,12 +13,8 @@
 
 namespace fp8moe::gemm::cuda {
 
-/// What the epilogue writes.
-enum class output_kind : std::uint8_t {
-  bf16,            ///< D (bf16) = A.B^T
-  f32,             ///< D (f32)  = A.B^T
-  f32_accumulate   ///< D (f32)  = C + A.B^T (C may alias D)
-};
+/// Element type of D. With C given the epilogue writes D = round(C + A.B^T).
+enum class output_kind : std::uint8_t { bf16, f32 };
 
 /// One device GEMM, every layout. All element strides; FP8 operands are K-major (K contiguous,
 /// the only form FP8 wgmma accepts), scales FP32 with any strides.
@@ -51,13 +47,22 @@ struct kernel_params {
   std::int64_t d_row_stride = 0;
   std::int64_t d_group_stride = 0;
   output_kind out = output_kind::bf16;
-  float const* c = nullptr;  ///< f32_accumulate only: same strides as D
+  float const* c = nullptr;  ///< optional FP32 accumulator input (may alias an f32 D)
   std::int64_t c_row_stride = 0;
   std::int64_t c_group_stride = 0;
 
   int const* m_indices = nullptr;  ///< contiguous
   int const* masked_m = nullptr;   ///< masked
-  int const* k_offsets = nullptr;  ///< k_grouped (G+1 prefix sums, multiples of 128)
+  int const* k_offsets = nullptr;  ///< k_grouped: G+1 prefix sums (multiples of 128); the kernels
+                                   ///< take them from a by-value k_group_table instead
+};
+
+/// K-grouped prefix sums passed by value (kernel parameter space), so the host-memory k_sizes of
+/// the public API reach the kernel without a device allocation or copy. Problems with more
+/// groups run as several launches of at most `capacity` groups.
+struct k_group_table {
+  static constexpr int capacity = 256;
+  int offsets[capacity + 1] = {};  ///< K offset of each group; offsets[g+1] - offsets[g] = K_g
 };
 
 /// Where one output tile's operands and outputs live.
@@ -70,14 +75,17 @@ struct tile_geometry {
   int k_blocks;        ///< 128-wide K blocks to reduce
   int kb0;             ///< first K block (global index into the scale matrices)
   int sfa_group, sfb_group;
+  bool padding_block;     ///< contiguous block of padding rows only (written with C or 0)
   std::int64_t a_offset;  ///< byte offset of A(m0, k0)
   std::int64_t b_offset;  ///< byte offset of B(n0, k0)
   std::int64_t d_offset;  ///< element offset of D(m0, n0)
   std::int64_t c_offset;
 };
 
+/// `k_offsets`: the K-grouped prefix sums (G+1 entries) wherever they live (param space on the
+/// device, a host array in the CPU emulation); unused by the other layouts.
 constexpr FP8MOE_HOST_DEVICE tile_geometry make_tile_geometry(kernel_params const& p, tile_coord const& t, int block_m,
-                                                    int block_n) {
+                                                              int block_n, int const* k_offsets) {
   tile_geometry g{};
   g.group = t.group;
   g.m0 = t.m_block * block_m;
@@ -108,12 +116,14 @@ constexpr FP8MOE_HOST_DEVICE tile_geometry make_tile_geometry(kernel_params cons
       break;
     }
     case layout_kind::k_grouped:
-      k0 = p.k_offsets[t.group];
-      g.k_blocks = (p.k_offsets[t.group + 1] - k0) / block_k;
+      k0 = k_offsets[t.group];
+      g.k_blocks = (k_offsets[t.group + 1] - k0) / block_k;
       d_group = t.group * p.d_group_stride;
       c_group = t.group * p.c_group_stride;
       break;
   }
+  g.padding_block = t.skip;
+  if (t.skip) g.k_blocks = 0;  // contiguous all-padding block: epilogue only
   g.kb0 = k0 / block_k;
   int const live = rows_live - g.m0;
   g.rows_valid = live < 0 ? 0 : (live < block_m ? live : block_m);
@@ -124,6 +134,19 @@ constexpr FP8MOE_HOST_DEVICE tile_geometry make_tile_geometry(kernel_params cons
   g.d_offset = d_group + static_cast<std::int64_t>(g.m0) * p.d_row_stride + g.n0;
   g.c_offset = c_group + static_cast<std::int64_t>(g.m0) * p.c_row_stride + g.n0;
   return g;
+}
+
+/// What the epilogue does with row r (0-based in the tile).
+enum class row_action : std::uint8_t { skip, product, fill };
+
+/// skip: the row does not exist or is masked out (left untouched); fill: a contiguous padding row
+/// (-1 or an id of another expert), written as C or 0; product: written as [C +] A.B^T.
+/// `row_group` is the expert id of the row (contiguous only; ignored otherwise).
+constexpr FP8MOE_HOST_DEVICE row_action epilogue_row_action(kernel_params const& p, tile_geometry const& g, int r,
+                                                             int row_group) {
+  if (r >= g.rows_valid) return row_action::skip;
+  if (p.layout == layout_kind::grouped_contiguous && (g.padding_block || row_group != g.group)) return row_action::fill;
+  return row_action::product;
 }
 
 /// The scheduler's view of a problem for a given tile shape.
@@ -168,8 +191,8 @@ inline void validate(kernel_params const& p, char const* where) {
   require(p.d_row_stride % vec == 0 && p.d_row_stride >= p.n, where, "d.row_stride",
           "a multiple of " + str(vec) + " elements (16 bytes) and >= N", str(p.d_row_stride));
   require(p.d_group_stride % vec == 0, where, "d.group_stride", "a multiple of 16 bytes", str(p.d_group_stride));
-  if (p.out == output_kind::f32_accumulate) {
-    require(p.c != nullptr && aligned16(p.c), where, "c", "a non-null, 16-byte aligned pointer");
+  if (p.c != nullptr) {
+    require(aligned16(p.c), where, "c", "a 16-byte aligned pointer");
     require(p.c_row_stride % 4 == 0 && p.c_row_stride >= p.n, where, "c.row_stride",
             "a multiple of 4 floats and >= N", str(p.c_row_stride));
   }
@@ -177,14 +200,12 @@ inline void validate(kernel_params const& p, char const* where) {
     case layout_kind::dense: break;
     case layout_kind::grouped_contiguous:
       require(p.m_indices != nullptr, where, "m_indices", "a device array of M_sum expert ids");
-      require(p.m % 128 == 0, where, "m", "M_sum a multiple of 128 (128-row aligned expert segments)", str(p.m));
       break;
     case layout_kind::grouped_masked:
       require(p.masked_m != nullptr, where, "masked_m", "a device array of G row counts");
       break;
     case layout_kind::k_grouped:
-      require(p.k_offsets != nullptr, where, "k_offsets", "a device array of G+1 K offsets");
-      require(p.out != output_kind::bf16, where, "out", "f32 or f32_accumulate for the weight gradient");
+      require(p.out == output_kind::f32, where, "d", "FP32 output for the weight gradient");
       break;
   }
 }
