@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// CUDA path of the permute plan (CUB histogram + scan + stable radix sort: deterministic, the same
+// plan as the host), row permute with 16-byte vector copies, fixed-order FP32 combine (no atomics)
+// and the backwards. Enqueued on exec.stream, never synchronizes; all arrays are device memory.
+// Device differences: a masked count above max_m drops the extra slots (slot_row = -1) instead of throwing.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cub/device/device_histogram.cuh>
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
+#include <type_traits>
+
+#include "fp8moe/core/cuda/executor.hpp"
+#include "fp8moe/moe/permute.hpp"
+
+namespace fp8moe::moe {
+
+/// Device scratch for build_permute_plan: caller-owned, size from plan_workspace_bytes().
+struct device_workspace {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+};
+
+namespace cuda_detail {
+
+inline std::size_t align256(std::size_t b) {
+  return (b + 255) / 256 * 256;
+}
+
+struct plan_scratch_sizes {
+  std::size_t keys, cub_temp, total;
+};
+
+/// Scratch: keys in/out and values in/out (n int32 each), start (E+1), padded (E), CUB temp.
+inline plan_scratch_sizes plan_scratch(std::int64_t n, std::int64_t E) {
+  std::size_t sort_b = 0, hist_b = 0, scan_b = 0;
+  int const bits = 32 - __builtin_clz(static_cast<unsigned>(E) + 1u);
+  FP8MOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, sort_b, static_cast<std::int32_t const*>(nullptr), static_cast<std::int32_t*>(nullptr),
+      static_cast<std::int32_t const*>(nullptr), static_cast<std::int32_t*>(nullptr), static_cast<int>(n), 0,
+      bits));
+  FP8MOE_CUDA_CHECK(cub::DeviceHistogram::HistogramEven(
+      nullptr, hist_b, static_cast<std::int32_t const*>(nullptr), static_cast<int*>(nullptr),
+      static_cast<int>(E + 1), 0, static_cast<int>(E), static_cast<int>(n)));
+  FP8MOE_CUDA_CHECK(cub::DeviceScan::InclusiveSum(nullptr, scan_b, static_cast<std::int32_t const*>(nullptr),
+                                                  static_cast<std::int32_t*>(nullptr), static_cast<int>(E)));
+  std::size_t const keys = align256(static_cast<std::size_t>(n > 0 ? n : 1) * 4);
+  std::size_t const small = align256(static_cast<std::size_t>(2 * E + 1) * 4);
+  std::size_t const temp = align256(std::max({sort_b, hist_b, scan_b, std::size_t{1}}));
+  return {keys, temp, 4 * keys + small + temp};
+}
+
+__global__ void plan_keys_kernel(matrix_view<std::int32_t const> ids, std::int32_t E, std::int32_t* keys,
+                                 std::int32_t* vals) {
+  std::int64_t const i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= ids.rows * ids.cols) return;
+  std::int32_t const e = ids(i / ids.cols, i % ids.cols);
+  keys[i] = (e >= 0 && e < E) ? e : E;  // -1 (remote) and invalid ids sort last and are dropped
+  vals[i] = static_cast<std::int32_t>(i);
+}
+
+/// One block: padded sizes per expert (contiguous) and the masked offsets / clamped counts.
+__global__ void plan_sizes_kernel(permute_plan p, std::int32_t* padded) {
+  for (std::int64_t e = threadIdx.x; e < p.experts; e += blockDim.x) {
+    std::int32_t const c = p.counts[e];
+    if (p.layout == layout_kind::contiguous) {
+      padded[e] = static_cast<std::int32_t>(round_up<std::int64_t>(c, p.align));
+    } else {
+      p.expert_offset[e] = static_cast<std::int32_t>(e * p.align);
+      if (c > p.align) p.counts[e] = static_cast<std::int32_t>(p.align);
+    }
+  }
+  if (threadIdx.x == 0) {
+    p.expert_offset[0] = 0;
+    if (p.layout == layout_kind::masked) p.expert_offset[p.experts] = static_cast<std::int32_t>(p.rows);
+  }
+}
+
+__global__ void plan_scatter_kernel(permute_plan p, std::int32_t const* keys, std::int32_t const* vals,
+                                    std::int32_t const* start) {
+  std::int64_t const i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= p.tokens * p.k) return;
+  std::int32_t const e = keys[i], v = vals[i];
+  if (e >= p.experts) {
+    p.slot_row[v] = -1;
+    return;
+  }
+  std::int64_t const rank = i - (e == 0 ? 0 : start[e - 1]);
+  if (p.layout == layout_kind::masked && rank >= p.align) {
+    p.slot_row[v] = -1;
+    return;
+  }
+  std::int64_t const row = (p.layout == layout_kind::masked ? e * p.align : p.expert_offset[e]) + rank;
+  p.row_token[row] = static_cast<std::int32_t>(v / p.k);
+  p.row_slot[row] = static_cast<std::int32_t>(v % p.k);
+  p.row_expert[row] = e;
+  p.slot_row[v] = static_cast<std::int32_t>(row);
+}
+
+FP8MOE_DEVICE bool row_is_written_dev(permute_plan const& p, std::int64_t r, std::int32_t t) {
+  return t >= 0 || (p.layout == layout_kind::contiguous && r < p.expert_offset[p.experts]);
+}
+
+/// One block per output row; 16-byte vectors when both rows are contiguous and aligned.
+template <class T>
+__global__ void permute_rows_kernel(permute_plan p, matrix_view<T const> x, matrix_view<T> out, T pad,
+                                    bool vec) {
+  std::int64_t const r = blockIdx.x;
+  std::int32_t const t = p.row_token[r];
+  if (!row_is_written_dev(p, r, t)) return;
+  T* dst = out.row(r);
+  if (vec) {
+    constexpr int per = 16 / sizeof(T);
+    auto* d4 = reinterpret_cast<uint4*>(dst);
+    std::int64_t const n4 = out.cols / per;
+    if (t >= 0) {
+      auto const* s4 = reinterpret_cast<uint4 const*>(x.row(t));
+      for (std::int64_t i = threadIdx.x; i < n4; i += blockDim.x) d4[i] = s4[i];
+    } else {
+      uint4 z;
+      T* zp = reinterpret_cast<T*>(&z);
+      for (int i = 0; i < per; ++i) zp[i] = pad;
+      for (std::int64_t i = threadIdx.x; i < n4; i += blockDim.x) d4[i] = z;
+    }
+    return;
+  }
+  for (std::int64_t c = threadIdx.x; c < out.cols; c += blockDim.x)
+    dst[c * out.col_stride] = t >= 0 ? x(t, c) : pad;
+}
+
+/// One block per token; thread h accumulates sum_j w(t,j) y(slot_row[t,j], h) in FP32, j ascending.
+template <class Y, class Out>
+__global__ void combine_kernel(permute_plan p, matrix_view<Y const> y, matrix_view<float const> w,
+                               matrix_view<Out> out) {
+  std::int64_t const t = blockIdx.x;
+  for (std::int64_t h = threadIdx.x; h < out.cols; h += blockDim.x) {
+    float acc = 0.0f;
+    for (std::int64_t j = 0; j < p.k; ++j) {
+      std::int32_t const r = p.slot_row[t * p.k + j];
+      if (r < 0) continue;
+      float const wj = w.rows ? w(t, j) : 1.0f;
+      acc += wj * static_cast<float>(y(r, h));
+    }
+    out(t, h) = static_cast<Out>(acc);
+  }
+}
+
+template <class G, class DY>
+__global__ void combine_backward_rows_kernel(permute_plan p, matrix_view<float const> w,
+                                             matrix_view<G const> dout, matrix_view<DY> dy) {
+  std::int64_t const r = blockIdx.x;
+  std::int32_t const t = p.row_token[r];
+  float const wj = t < 0 ? 0.0f : (w.rows ? w(t, p.row_slot[r]) : 1.0f);
+  for (std::int64_t h = threadIdx.x; h < dy.cols; h += blockDim.x)
+    dy(r, h) = static_cast<DY>(t < 0 ? 0.0f : wj * static_cast<float>(dout(t, h)));
+}
+
+/// One warp per (t, j): dweights(t,j) = <dout(t), y(slot_row)> (FP32, fixed shuffle tree).
+template <class Y, class G>
+__global__ void combine_backward_weights_kernel(permute_plan p, matrix_view<Y const> y,
+                                                matrix_view<G const> dout, matrix_view<float> dw) {
+  std::int64_t const pair = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  int const lane = threadIdx.x % 32;
+  if (pair >= p.tokens * p.k) return;
+  std::int64_t const t = pair / p.k, j = pair % p.k;
+  std::int32_t const r = p.slot_row[pair];
+  float dot = 0.0f;
+  if (r >= 0)
+    for (std::int64_t h = lane; h < y.cols; h += 32)
+      dot += static_cast<float>(dout(t, h)) * static_cast<float>(y(r, h));
+  for (int o = 16; o > 0; o /= 2) dot += __shfl_xor_sync(0xFFFFFFFFu, dot, o);
+  if (lane == 0) dw(t, j) = dot;
+}
+
+__global__ void permute_weights_kernel(permute_plan p, matrix_view<float const> w, vector_view<float> out) {
+  std::int64_t const r = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= p.rows) return;
+  std::int32_t const t = p.row_token[r];
+  out[r] = t >= 0 ? w(t, p.row_slot[r]) : 0.0f;
+}
+
+inline unsigned blocks_for(std::int64_t n, int threads) {
+  return static_cast<unsigned>(ceil_div<std::int64_t>(n, threads));
+}
+
+}  // namespace cuda_detail
+
+/// Bytes of device scratch build_permute_plan needs for T tokens x k slots over E experts.
+inline std::size_t plan_workspace_bytes(std::int64_t T, std::int64_t k, std::int64_t E) {
+  return cuda_detail::plan_scratch(T * k, E).total;
+}
+
+/// Builds the plan on the device from ids (T,k) (row-major, device memory): the same arrays as the
+/// host build, bit for bit. p.rows must be at least plan_rows(layout, T, k, E) for contiguous.
+inline void build_permute_plan(cuda_executor const& exec, matrix_view<std::int32_t const> ids,
+                               permute_plan const& p, device_workspace ws) {
+  constexpr char const* where = "fp8moe::moe::build_permute_plan";
+  detail::check_plan(p, where);
+  check_shape(ids, p.tokens, p.k, where, "ids");
+  std::int64_t const n = p.tokens * p.k, E = p.experts;
+  if (p.layout == layout_kind::contiguous)
+    require(p.rows >= plan_rows(contiguous{static_cast<int>(p.align)}, p.tokens, p.k, E), where, "plan.rows",
+            "plan_rows(layout, T, k, E) on the device (the routing is not known on the host)",
+            std::to_string(p.rows));
+  auto const sz = cuda_detail::plan_scratch(n, E);
+  require(ws.data != nullptr && ws.bytes >= sz.total, where, "workspace",
+          std::to_string(sz.total) + " bytes (plan_workspace_bytes)", std::to_string(ws.bytes));
+  auto* base = static_cast<char*>(ws.data);
+  auto* keys_in = reinterpret_cast<std::int32_t*>(base);
+  auto* keys_out = reinterpret_cast<std::int32_t*>(base + sz.keys);
+  auto* vals_in = reinterpret_cast<std::int32_t*>(base + 2 * sz.keys);
+  auto* vals_out = reinterpret_cast<std::int32_t*>(base + 3 * sz.keys);
+  auto* start = reinterpret_cast<std::int32_t*>(base + 4 * sz.keys);  // (E) inclusive scan of counts
+  auto* padded = start + E;                                           // (E+1)
+  void* temp = base + sz.total - sz.cub_temp;
+  cudaStream_t const s = exec.stream;
+  if (p.rows > 0) {
+    FP8MOE_CUDA_CHECK(cudaMemsetAsync(p.row_token, 0xFF, static_cast<std::size_t>(p.rows) * 4, s));
+    FP8MOE_CUDA_CHECK(cudaMemsetAsync(p.row_slot, 0xFF, static_cast<std::size_t>(p.rows) * 4, s));
+    FP8MOE_CUDA_CHECK(cudaMemsetAsync(p.row_expert, 0xFF, static_cast<std::size_t>(p.rows) * 4, s));
+  }
+  FP8MOE_CUDA_CHECK(cudaMemsetAsync(p.counts, 0, static_cast<std::size_t>(E) * 4, s));
+  if (n > 0) {
+    cuda_detail::plan_keys_kernel<<<cuda_detail::blocks_for(n, 256), 256, 0, s>>>(
+        ids, static_cast<std::int32_t>(E), keys_in, vals_in);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+    std::size_t tb = sz.cub_temp;
+    FP8MOE_CUDA_CHECK(cub::DeviceHistogram::HistogramEven(temp, tb, keys_in, p.counts,
+                                                          static_cast<int>(E + 1), 0, static_cast<int>(E),
+                                                          static_cast<int>(n), s));
+    int const bits = 32 - __builtin_clz(static_cast<unsigned>(E) + 1u);
+    tb = sz.cub_temp;
+    FP8MOE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, tb, keys_in, keys_out, vals_in, vals_out,
+                                                      static_cast<int>(n), 0, bits, s));  // stable
+    tb = sz.cub_temp;
+    FP8MOE_CUDA_CHECK(cub::DeviceScan::InclusiveSum(temp, tb, p.counts, start, static_cast<int>(E), s));
+  }
+  cuda_detail::plan_sizes_kernel<<<1, 256, 0, s>>>(p, padded);
+  FP8MOE_CUDA_CHECK_LAUNCH();
+  if (p.layout == layout_kind::contiguous) {
+    std::size_t tb = sz.cub_temp;
+    FP8MOE_CUDA_CHECK(
+        cub::DeviceScan::InclusiveSum(temp, tb, padded, p.expert_offset + 1, static_cast<int>(E), s));
+  }
+  if (n > 0) {
+    cuda_detail::plan_scatter_kernel<<<cuda_detail::blocks_for(n, 256), 256, 0, s>>>(p, keys_out, vals_out,
+                                                                                     start);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
+}
+
+/// Owning device plan (cudaMalloc / cudaFree) with its build workspace.
+class cuda_permute_plan {
+ public:
+  template <class Layout>
+  cuda_permute_plan(cuda_executor const&, Layout l, std::int64_t T, std::int64_t k, std::int64_t E) {
+    host_permute_plan::check_layout(l, T, k, E);
+    p_.layout = std::is_same_v<Layout, masked> ? layout_kind::masked : layout_kind::contiguous;
+    p_.tokens = T;
+    p_.k = k;
+    p_.experts = E;
+    if constexpr (std::is_same_v<Layout, masked>) {
+      p_.align = l.max_m;
+    } else {
+      p_.align = l.m_align;
+    }
+    p_.rows = plan_rows(l, T, k, E);
+    std::size_t const M = static_cast<std::size_t>(p_.rows), n = static_cast<std::size_t>(T * k);
+    ws_.bytes = plan_workspace_bytes(T, k, E);
+    std::size_t const ints = 3 * M + n + 2 * static_cast<std::size_t>(E) + 1;
+    FP8MOE_CUDA_CHECK(cudaMalloc(&arrays_, std::max<std::size_t>(ints, 1) * 4));
+    FP8MOE_CUDA_CHECK(cudaMalloc(&ws_.data, ws_.bytes));
+    p_.row_token = arrays_;
+    p_.row_slot = arrays_ + M;
+    p_.row_expert = arrays_ + 2 * M;
+    p_.slot_row = arrays_ + 3 * M;
+    p_.expert_offset = p_.slot_row + n;
+    p_.counts = p_.expert_offset + E + 1;
+  }
+  cuda_permute_plan(cuda_permute_plan const&) = delete;
+  cuda_permute_plan& operator=(cuda_permute_plan const&) = delete;
+  ~cuda_permute_plan() {
+    cudaFree(arrays_);
+    cudaFree(ws_.data);
+  }
+  permute_plan const& view() const { return p_; }
+  device_workspace workspace() const { return ws_; }
+
+ private:
+  permute_plan p_{};
+  std::int32_t* arrays_ = nullptr;
+  device_workspace ws_{};
+};
+
+/// Device permute: same contract as the host overload.
+template <class S, class T>
+requires std::same_as<std::remove_const_t<S>, T>
+void permute(cuda_executor const& exec, permute_plan const& p, matrix_view<S> x, matrix_view<T> out,
+             T pad = T{}) {
+  constexpr char const* where = "fp8moe::moe::permute";
+  detail::check_plan(p, where);
+  require(x.rows == p.tokens, where, "x", std::to_string(p.tokens) + " rows (T)", std::to_string(x.rows));
+  check_shape(out, p.rows, x.cols, where, "out");
+  if (p.rows == 0 || x.cols == 0) return;
+  auto const aligned = [](void const* ptr) { return (reinterpret_cast<std::uintptr_t>(ptr) & 15u) == 0; };
+  bool const vec = x.col_stride == 1 && out.col_stride == 1 && (x.cols * sizeof(T)) % 16 == 0 &&
+                   (x.row_stride * sizeof(T)) % 16 == 0 && (out.row_stride * sizeof(T)) % 16 == 0 &&
+                   aligned(x.data) && aligned(out.data);
+  cuda_detail::permute_rows_kernel<T>
+      <<<static_cast<unsigned>(p.rows), 128, 0, exec.stream>>>(p, matrix_view<T const>(x), out, pad, vec);
+  FP8MOE_CUDA_CHECK_LAUNCH();
+}
+
+/// Device permute of FP8 rows and their per-row scales (padding: zero data, scale 1).
+template <class FS, class F>
+requires std::same_as<std::remove_const_t<FS>, F>
+void permute(cuda_executor const& exec, permute_plan const& p, scaling::quantized_matrix_view<FS> x,
+             scaling::quantized_matrix_view<F> out) {
+  constexpr char const* where = "fp8moe::moe::permute";
+  require(x.tile_rows() == 1 && out.tile_rows() == 1, where, "x.tile / out.tile",
+          "per-row (1 x n) scale tiles");
+  scaling::quantized_matrix_view<F const> const xc = x;
+  permute(exec, p, xc.data, out.data);
+  permute(exec, p, xc.scales, out.scales, 1.0f);
+}
+
+/// Device combine: same contract as the host overload (fixed order, FP32, no atomics).
+template <class Y, class Out>
+void combine(cuda_executor const& exec, permute_plan const& p, matrix_view<Y> y,
+             matrix_view<float const> weights, matrix_view<Out> out) {
+  constexpr char const* where = "fp8moe::moe::combine";
+  require(p.tokens >= 0 && p.k >= 1 && p.slot_row != nullptr, where, "plan", "T >= 0, k >= 1, slot_row");
+  require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
+  require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",
+          "empty or (T,k)");
+  check_shape(out, p.tokens, y.cols, where, "out");
+  if (p.tokens == 0 || y.cols == 0) return;
+  using YC = std::add_const_t<Y>;
+  cuda_detail::combine_kernel<std::remove_const_t<Y>, Out>
+      <<<static_cast<unsigned>(p.tokens), 256, 0, exec.stream>>>(p, matrix_view<YC>(y), weights, out);
+  FP8MOE_CUDA_CHECK_LAUNCH();
+}
+
+template <class G, class Out>
+void permute_backward(cuda_executor const& exec, permute_plan const& p, matrix_view<G> dout,
+                      matrix_view<Out> dx) {
+  combine(exec, p, dout, matrix_view<float const>{}, dx);
+}
+
+/// Device combine backward: same contract as the host overload.
+template <class Y, class G, class DY>
+void combine_backward(cuda_executor const& exec, permute_plan const& p, matrix_view<Y> y,
+                      matrix_view<float const> weights, matrix_view<G> dout, matrix_view<DY> dy,
+                      matrix_view<float> dweights) {
+  constexpr char const* where = "fp8moe::moe::combine_backward";
+  detail::check_plan(p, where);
+  require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
+  require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",
+          "empty or (T,k)");
+  check_shape(dout, p.tokens, y.cols, where, "dout");
+  check_shape(dy, p.rows, y.cols, where, "dy");
+  require(dweights.rows == 0 || (dweights.rows == p.tokens && dweights.cols == p.k), where, "dweights",
+          "empty or (T,k)");
+  using YC = std::add_const_t<Y>;
+  using GC = std::add_const_t<G>;
+  if (p.rows > 0 && y.cols > 0) {
+    cuda_detail::combine_backward_rows_kernel<std::remove_const_t<G>, DY>
+        <<<static_cast<unsigned>(p.rows), 256, 0, exec.stream>>>(p, weights, matrix_view<GC>(dout), dy);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
+  if (dweights.rows > 0) {
+    std::int64_t const pairs = p.tokens * p.k;
+    cuda_detail::combine_backward_weights_kernel<std::remove_const_t<Y>, std::remove_const_t<G>>
+        <<<cuda_detail::blocks_for(pairs, 8), 256, 0, exec.stream>>>(p, matrix_view<YC>(y),
+                                                                     matrix_view<GC>(dout), dweights);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
+}
+
+/// Device permute_weights: out (M) = weights(row_token, row_slot), 0 on padding.
+inline void permute_weights(cuda_executor const& exec, permute_plan const& p,
+                            matrix_view<float const> weights, vector_view<float> out) {
+  constexpr char const* where = "fp8moe::moe::permute_weights";
+  detail::check_plan(p, where);
+  check_shape(weights, p.tokens, p.k, where, "weights");
+  require(out.size == p.rows, where, "out", std::to_string(p.rows) + " entries", std::to_string(out.size));
+  if (p.rows == 0) return;
+  cuda_detail::permute_weights_kernel<<<cuda_detail::blocks_for(p.rows, 256), 256, 0, exec.stream>>>(
+      p, weights, out);
+  FP8MOE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace fp8moe::moe
