@@ -8,6 +8,7 @@
 
 #include <cuda_runtime.h>
 
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -230,39 +231,60 @@ kernel_params to_params(k_grouped<TA, TB> const& p, std::vector<int>& k_offsets,
 
 namespace fp8moe::gemm {
 
+namespace cuda::detail {
+/// At most one trailing gemm_options, taken as a forwarding pack so these overloads tie with the
+/// generic device-executor fallback of gemm.hpp on conversions and win on partial ordering.
+template <class... O>
+concept options_pack = sizeof...(O) <= 1 && (std::same_as<std::remove_cvref_t<O>, gemm_options> && ...);
+template <class... O>
+gemm_options options_of(O&&... o) {
+  if constexpr (sizeof...(O) == 0) {
+    return {};
+  } else {
+    return (o, ...);
+  }
+}
+}  // namespace cuda::detail
+
 /// D (M,N) = [C +] A (M,K) * B (N,K)^T on the device (exec.stream).
-template <class TA, class TB, class TD>
-void fp8_gemm(cuda_executor const& exec, dense<TA, TB, TD> const& p, gemm_options const& o = {}) {
-  cuda::run(exec.stream, cuda::to_params(p, o), nullptr, "fp8moe::gemm::fp8_gemm");
+template <class TA, class TB, class TD, class... O>
+  requires cuda::detail::options_pack<O...>
+void fp8_gemm(cuda_executor const& exec, dense<TA, TB, TD> const& p, O&&... o) {
+  cuda::run(exec.stream, cuda::to_params(p, cuda::detail::options_of(o...)), nullptr, "fp8moe::gemm::fp8_gemm");
 }
-template <class TA, class TB, class TD>
+template <class TA, class TB, class TD, class... O>
+  requires cuda::detail::options_pack<O...>
 void fp8_gemm(cuda_executor const& exec, quantized_matrix_view<TA const> a, quantized_matrix_view<TB const> b,
-              matrix_view<TD> d, gemm_options const& o = {}) {
-  fp8_gemm(exec, dense<TA, TB, TD>{a, b, d, {}}, o);
+              matrix_view<TD> d, O&&... o) {
+  fp8_gemm(exec, dense<TA, TB, TD>{a, b, d, {}}, o...);
 }
-template <class TA, class TB, class TD>
+template <class TA, class TB, class TD, class... O>
+  requires cuda::detail::options_pack<O...>
 void fp8_gemm(cuda_executor const& exec, quantized_matrix_view<TA const> a, quantized_matrix_view<TB const> b,
-              matrix_view<TD> d, matrix_view<float const> c, gemm_options const& o = {}) {
-  fp8_gemm(exec, dense<TA, TB, TD>{a, b, d, c}, o);
+              matrix_view<TD> d, matrix_view<float const> c, O&&... o) {
+  fp8_gemm(exec, dense<TA, TB, TD>{a, b, d, c}, o...);
 }
 
 /// Grouped contiguous on the device; m_indices is a device array; ids outside [0,G) are padding.
-template <class TA, class TB, class TD>
-void grouped_gemm(cuda_executor const& exec, grouped_contiguous<TA, TB, TD> const& p, gemm_options const& o = {}) {
-  cuda::run(exec.stream, cuda::to_params(p, o), nullptr, "fp8moe::gemm::grouped_gemm(contiguous)",
-            cuda::family_choice::automatic, 0, p.m_align);
+template <class TA, class TB, class TD, class... O>
+  requires cuda::detail::options_pack<O...>
+void grouped_gemm(cuda_executor const& exec, grouped_contiguous<TA, TB, TD> const& p, O&&... o) {
+  cuda::run(exec.stream, cuda::to_params(p, cuda::detail::options_of(o...)), nullptr,
+            "fp8moe::gemm::grouped_gemm(contiguous)", cuda::family_choice::automatic, 0, p.m_align);
 }
 /// Grouped masked on the device; masked_m is a device array (counts clamped to max_m).
-template <class TA, class TB, class TD>
-void grouped_gemm(cuda_executor const& exec, grouped_masked<TA, TB, TD> const& p, gemm_options const& o = {}) {
-  cuda::run(exec.stream, cuda::to_params(p, o), nullptr, "fp8moe::gemm::grouped_gemm(masked)",
-            cuda::family_choice::automatic, p.expected_m);
+template <class TA, class TB, class TD, class... O>
+  requires cuda::detail::options_pack<O...>
+void grouped_gemm(cuda_executor const& exec, grouped_masked<TA, TB, TD> const& p, O&&... o) {
+  cuda::run(exec.stream, cuda::to_params(p, cuda::detail::options_of(o...)), nullptr,
+            "fp8moe::gemm::grouped_gemm(masked)", cuda::family_choice::automatic, p.expected_m);
 }
 /// K-grouped weight gradient on the device; k_sizes stays in host memory.
-template <class TA, class TB>
-void grouped_gemm(cuda_executor const& exec, k_grouped<TA, TB> const& p, gemm_options const& o = {}) {
+template <class TA, class TB, class... O>
+  requires cuda::detail::options_pack<O...>
+void grouped_gemm(cuda_executor const& exec, k_grouped<TA, TB> const& p, O&&... o) {
   std::vector<int> offsets;
-  auto const q = cuda::to_params(p, offsets, o);
+  auto const q = cuda::to_params(p, offsets, cuda::detail::options_of(o...));
   cuda::run(exec.stream, q, offsets.data(), "fp8moe::gemm::grouped_gemm(k_grouped)");
 }
 

@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// Device FP8 GEMM (cuda_executor) against the float64 reference of gemm/reference.hpp: every
+// layout, both kernels (wgmma sm_90a and mma.sync), DeepSeek-V3 N x K pairs, partial tiles, empty
+// groups, padding rows, poisoned outputs, in-place accumulation, and the rejected inputs. The
+// host build of this file checks the same generators on host_executor (the device oracle's path).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "fp8moe/gemm/gemm.hpp"
+#include "fp8moe/gemm/reference.hpp"
+#include "gemm_test_util.hpp"
+
+#if FP8MOE_CUDA_COMPILER
+#include <cuda_runtime.h>
+
+#include "fp8moe/gemm/cuda/gemm.hpp"
+#endif
+
+namespace {
+namespace fg = fp8moe::gemm;
+namespace ft = fp8moe::test;
+using e4m3 = fp8moe::float8_e4m3_t;
+using bf16 = fp8moe::bfloat16_t;
+constexpr fp8moe::scaling::tile_shape t1x128{1, 128}, t128{128, 128};
+
+/// Tolerance against the float64 reference for one output (derived, not fitted):
+///  - the tensor core sums each k32 slice of exact FP8 products with a truncated internal
+///    accumulator (about 14 significant bits, arXiv:2412.19437 §3.3.2): <= 2^-12 of the block's
+///    absolute sum per promotion block; promotion and FP32 accumulation add ~2^-22 -> 2^-12 * mag;
+///  - bf16 output adds one RNE rounding: 2^-8 * |exact|.
+double device_tol(double exact, double mag, bool bf16_out) {
+  return std::ldexp(mag, -12) + (bf16_out ? std::ldexp(std::fabs(exact), -8) : 0.0) + 1e-20;
+}
+}  // namespace
+
+TEST_CASE("host path on the device tests' generators equals the float64 reference") {
+  // the device tests compare against reference:: below; this pins the same generator + reference
+  // to the host path, so a generator problem shows up in the host-only build too
+  auto const a = ft::quantize_gen<e4m3>(ft::value_gen{3}, 70, 384, t1x128);
+  auto const b = ft::quantize_gen<e4m3>(ft::value_gen{4}, 136, 384, t128);
+  ft::out_mat<float> d(70, 136);
+  ft::out_mat<double> ref(70, 136);
+  fg::fp8_gemm(fp8moe::host_executor{}, fg::dense<e4m3, e4m3, float>{a.view(), b.view(), d.view(), {}});
+  fg::reference::fp8_gemm(fg::dense<e4m3, e4m3, double>{a.view(), b.view(), ref.view(), {}});
+  int bad = 0;
+  for (int r = 0; r < 70; ++r)
+    for (int c = 0; c < 136; ++c) {
+      double const mag = ft::magnitude(a.view(), r, b.view(), c, 0, 384);
+      if (!(std::fabs(d.at(r, c) - ref.at(r, c)) <= device_tol(ref.at(r, c), mag, false))) ++bad;
+    }
+  CHECK(bad == 0);
+}
+
+#if FP8MOE_CUDA_COMPILER
+namespace {
+
+template <class T>
+struct dev_buf {
+  T* p = nullptr;
+  std::size_t n = 0;
+  explicit dev_buf(std::size_t count) : n(count) { FP8MOE_CUDA_CHECK(cudaMalloc(&p, (count ? count : 1) * sizeof(T))); }
+  dev_buf(T const* host, std::size_t count) : dev_buf(count) {
+    FP8MOE_CUDA_CHECK(cudaMemcpy(p, host, count * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  ~dev_buf() { cudaFree(p); }
+  dev_buf(dev_buf const&) = delete;
+  void poison() { FP8MOE_CUDA_CHECK(cudaMemset(p, 0xFF, n * sizeof(T))); }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    FP8MOE_CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+/// A quantized operand mirrored on the device (same strides, row-major scales).
+template <class T>
+struct dev_q {
+  dev_buf<T> data;
+  dev_buf<float> scales;
+  ft::qmat<T> const& h;
+  explicit dev_q(ft::qmat<T> const& q)
+      : data(q.data.data(), q.data.size()), scales(q.scales.data(), q.scales.size()), h(q) {}
+  fp8moe::scaling::quantized_matrix_view<T const> view() const {
+    return {fp8moe::matrix_view<T const>{data.p, h.rows, h.cols, h.ld, 1},
+            fp8moe::matrix_view<float const>{scales.p, h.srows, h.scols, h.scols, 1}, h.tile};
+  }
+};
+
+double to_d(bf16 x) { return x.to_float(); }
+double to_d(float x) { return x; }
+
+std::vector<fg::cuda::family_choice> families(bool wgmma_ok) {
+  std::vector<fg::cuda::family_choice> f{fg::cuda::family_choice::automatic, fg::cuda::family_choice::mma_sync};
+  int dev = 0, major = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (wgmma_ok && major == 9) f.push_back(fg::cuda::family_choice::wgmma);
+  return f;
+}
+
+/// Dense D (M,N) = [C +] A B^T on the device for each kernel family; checks `check_rows` rows
+/// (all when M is small) against the float64 reference and that every element was written.
+template <class TD>
+void dense_case(int m, int n, int k, bool with_c, std::uint64_t seed) {
+  CAPTURE(m);
+  CAPTURE(n);
+  CAPTURE(k);
+  auto const a = ft::quantize_gen<e4m3>(ft::value_gen{seed}, m, k, t1x128);
+  auto const b = ft::quantize_gen<e4m3>(ft::value_gen{seed + 1}, n, k, t128, false, 1);
+  dev_q<e4m3> da(a), db(b);
+  ft::out_mat<TD> hd(m, n);
+  std::vector<float> hc(static_cast<std::size_t>(m) * hd.ld);
+  for (std::size_t i = 0; i < hc.size(); ++i) hc[i] = ft::value_gen{seed + 2}(static_cast<std::int64_t>(i), 0);
+  dev_buf<TD> dd(hd.buf.size());
+  dev_buf<float> dc(hc.data(), hc.size());
+  fp8moe::matrix_view<float const> const cview =
+      with_c ? fp8moe::matrix_view<float const>{dc.p, m, n, hd.ld, 1} : fp8moe::matrix_view<float const>{};
+  // reference rows: all, or a spread sample for big problems
+  std::vector<int> rows;
+  int const step = static_cast<double>(m) * n * k > 4e8 ? (m > 16 ? m / 16 : 1) : 1;
+  for (int r = 0; r < m; r += step) rows.push_back(r);
+  if (rows.back() != m - 1) rows.push_back(m - 1);
+  std::vector<double> ref(rows.size() * static_cast<std::size_t>(n)), mag(ref.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    auto av = a.view();
+    av.data.data += static_cast<std::int64_t>(rows[i]) * a.ld;
+    av.data.rows = 1;
+    av.scales.data += static_cast<std::int64_t>(rows[i]) * a.scols;
+    av.scales.rows = 1;
+    fp8moe::matrix_view<double> rv{ref.data() + i * n, 1, n, n, 1};
+    fp8moe::matrix_view<float const> cv = with_c ? fp8moe::matrix_view<float const>{hc.data() + static_cast<std::size_t>(rows[i]) * hd.ld, 1, n, hd.ld, 1}
+                                                 : fp8moe::matrix_view<float const>{};
+    fg::reference::fp8_gemm(fg::dense<e4m3, e4m3, double>{av, b.view(), rv, cv});
+    for (int c = 0; c < n; ++c) mag[i * n + c] = ft::magnitude(a.view(), rows[i], b.view(), c, 0, k, with_c ? cv(0, c) : 0.0);
+  }
+  for (auto fam : families(true)) {
+    CAPTURE(static_cast<int>(fam));
+    dd.poison();
+    fg::dense<e4m3, e4m3, TD> const p{da.view(), db.view(), {dd.p, m, n, hd.ld, 1}, cview};
+    fg::cuda::run(nullptr, fg::cuda::to_params(p), nullptr, "test", fam);
+    FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    auto const out = dd.get();
+    int unwritten = 0, bad = 0;
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < n; ++c)
+        if (std::isnan(to_d(out[static_cast<std::size_t>(r) * hd.ld + c]))) ++unwritten;
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      for (int c = 0; c < n; ++c) {
+        double const got = to_d(out[static_cast<std::size_t>(rows[i]) * hd.ld + c]);
+        if (!(std::fabs(got - ref[i * n + c]) <= device_tol(ref[i * n + c], mag[i * n + c], sizeof(TD) == 2))) ++bad;
+      }
+    CHECK(unwritten == 0);
+    CHECK(bad == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("device dense: DeepSeek-V3 N x K pairs, small and partial M, both kernels") {
+  // (N, K) from config_671B: q_a+kv_a, kv_a, q_b, kv_b, o_proj, expert gate/up, expert down
+  int const nk[][2] = {{2112, 7168}, {576, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384}, {4096, 7168}, {7168, 2048}};
+  for (auto const& s : nk) dense_case<bf16>(64, s[0], s[1], false, 100 + s[0]);
+  for (int m : {1, 7, 128, 200}) dense_case<bf16>(m, 2112, 1536, false, 7 + m);
+  dense_case<bf16>(4096, 576, 512, false, 9);
+  dense_case<float>(130, 200, 384, true, 11);  // f32 output with C, ragged N
+  dense_case<bf16>(96, 264, 128, true, 13);    // K = one promotion block, bf16 with C
+}
+
+TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range ids") {
+  int const g = 4, n = 448, k = 1024, m = 640;
+  auto const a = ft::quantize_gen<e4m3>(ft::value_gen{21}, m, k, t1x128);
+  std::vector<ft::qmat<e4m3>> bs;
+  for (int e = 0; e < g; ++e) bs.push_back(ft::quantize_gen<e4m3>(ft::value_gen{30u + e}, n, k, t128));
+  // B (G,N,K) and its scales packed contiguously
+  std::int64_t const bstride = bs[0].ld * n, sstride = bs[0].srows * bs[0].scols;
+  ft::aligned_buffer<e4m3> hb(static_cast<std::size_t>(bstride * g));
+  std::vector<float> hs(static_cast<std::size_t>(sstride * g));
+  for (int e = 0; e < g; ++e) {
+    std::memcpy(hb.data() + e * bstride, bs[e].data.data(), bstride);
+    std::memcpy(hs.data() + e * sstride, bs[e].scales.data(), sstride * sizeof(float));
+  }
+  std::vector<int> ids(m, -1);
+  for (int r = 0; r < 100; ++r) ids[r] = 2;      // expert 2: 100 rows, 28 padding
+  for (int r = 128; r < 384; ++r) ids[r] = 0;    // expert 0: 256 rows; expert 1 empty
+  for (int r = 384; r < 385; ++r) ids[r] = 3;    // expert 3: one row
+  for (int r = 520; r < 600; ++r) ids[r] = 3;    // (rows 512..639: a second window of expert 3)
+  ids[550] = -1;
+  dev_q<e4m3> da(a);
+  dev_buf<e4m3> db(hb.data(), hb.size());
+  dev_buf<float> dsb(hs.data(), hs.size());
+  dev_buf<int> dids(ids.data(), ids.size());
+  fg::quantized_batched_view<e4m3 const> bview{{db.p, g, n, k, bstride, bs[0].ld, 1},
+                                               {dsb.p, g, bs[0].srows, bs[0].scols, sstride, bs[0].scols, 1}, t128};
+  fg::quantized_batched_view<e4m3 const> bhost{{hb.data(), g, n, k, bstride, bs[0].ld, 1},
+                                               {hs.data(), g, bs[0].srows, bs[0].scols, sstride, bs[0].scols, 1}, t128};
+  ft::out_mat<double> ref(m, n);
+  fg::reference::grouped_gemm(fg::grouped_contiguous<e4m3, e4m3, double>{a.view(), bhost, {ids.data(), m, 1}, ref.view(), {}});
+  ft::out_mat<bf16> hd(m, n);
+  dev_buf<bf16> dd(hd.buf.size());
+  for (auto fam : families(true)) {
+    CAPTURE(static_cast<int>(fam));
+    dd.poison();
+    fg::grouped_contiguous<e4m3, e4m3, bf16> const p{da.view(), bview, {dids.p, m, 1}, {dd.p, m, n, hd.ld, 1}, {}};
+    fg::cuda::run(nullptr, fg::cuda::to_params(p), nullptr, "test", fam, 0, p.m_align);
+    FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    auto const out = dd.get();
+    int bad = 0;
+    for (int r = 0; r < m; ++r)
+      for (int c = 0; c < n; ++c) {
+        double const got = out[static_cast<std::size_t>(r) * hd.ld + c].to_float();
+        double const mag = ids[r] >= 0 ? ft::magnitude(a.view(), r, bs[ids[r]].view(), c, 0, k) : 0.0;
+        if (!(std::fabs(got - ref.at(r, c)) <= device_tol(ref.at(r, c), mag, true))) ++bad;  // NaN fails
+      }
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("device grouped masked: empty groups, rows past masked_m untouched, K-grouped with in-place C") {
+  SUBCASE("masked") {
+    int const g = 4, max_m = 192, n = 384, k = 512;
+    std::vector<int> counts{0, 1, 130, 192};
+    std::vector<ft::qmat<e4m3>> as, bs;
+    for (int e = 0; e < g; ++e) {
+      as.push_back(ft::quantize_gen<e4m3>(ft::value_gen{50u + e}, max_m, k, t1x128));
+      bs.push_back(ft::quantize_gen<e4m3>(ft::value_gen{60u + e}, n, k, t128));
+    }
+    auto pack = [](std::vector<ft::qmat<e4m3>> const& v, std::int64_t& stride, std::int64_t& sstride) {
+      stride = v[0].ld * v[0].rows, sstride = v[0].srows * v[0].scols;
+      std::pair<ft::aligned_buffer<e4m3>, std::vector<float>> out{ft::aligned_buffer<e4m3>(stride * v.size()),
+                                                                   std::vector<float>(sstride * v.size())};
+      for (std::size_t e = 0; e < v.size(); ++e) {
+        std::memcpy(out.first.data() + e * stride, v[e].data.data(), stride);
+        std::memcpy(out.second.data() + e * sstride, v[e].scales.data(), sstride * sizeof(float));
+      }
+      return out;
+    };
+    std::int64_t as_, ass, bs_, bss;
+    auto const ha = pack(as, as_, ass);
+    auto const hb = pack(bs, bs_, bss);
+    dev_buf<e4m3> da(ha.first.data(), ha.first.size()), db(hb.first.data(), hb.first.size());
+    dev_buf<float> dsa(ha.second.data(), ha.second.size()), dsb(hb.second.data(), hb.second.size());
+    dev_buf<int> dcounts(counts.data(), counts.size());
+    ft::out_mat<bf16> hd(max_m, n);
+    std::int64_t const dstride = hd.ld * max_m;
+    dev_buf<bf16> dd(static_cast<std::size_t>(dstride * g));
+    auto aview = [&](e4m3 const* d, float const* s) {
+      return fg::quantized_batched_view<e4m3 const>{{d, g, max_m, k, as_, as[0].ld, 1},
+                                                    {s, g, as[0].srows, as[0].scols, ass, as[0].scols, 1}, t1x128};
+    };
+    auto bview = [&](e4m3 const* d, float const* s) {
+      return fg::quantized_batched_view<e4m3 const>{{d, g, n, k, bs_, bs[0].ld, 1},
+                                                    {s, g, bs[0].srows, bs[0].scols, bss, bs[0].scols, 1}, t128};
+    };
+    for (auto fam : families(true)) {
+      CAPTURE(static_cast<int>(fam));
+      dd.poison();
+      fg::grouped_masked<e4m3, e4m3, bf16> const p{aview(da.p, dsa.p), bview(db.p, dsb.p), {dcounts.p, g, 1},
+                                                   {dd.p, g, max_m, n, dstride, hd.ld, 1}, {}, 96};
+      fg::cuda::run(nullptr, fg::cuda::to_params(p), nullptr, "test", fam, p.expected_m);
+      FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+      auto const out = dd.get();
+      int bad = 0, touched = 0;
+      for (int e = 0; e < g; ++e) {
+        ft::out_mat<double> ref(max_m, n);
+        fg::reference::fp8_gemm(fg::dense<e4m3, e4m3, double>{as[e].view(), bs[e].view(), ref.view(), {}});
+        for (int r = 0; r < max_m; ++r)
+          for (int c = 0; c < n; ++c) {
+            double const got = out[static_cast<std::size_t>(e * dstride + r * hd.ld + c)].to_float();
+            if (r >= counts[e]) {
+              touched += !std::isnan(got);
+              continue;
+            }
+            double const mag = ft::magnitude(as[e].view(), r, bs[e].view(), c, 0, k);
+            if (!(std::fabs(got - ref.at(r, c)) <= device_tol(ref.at(r, c), mag, true))) ++bad;
+          }
+      }
+      CHECK(bad == 0);
+      CHECK(touched == 0);
+    }
+  }
+  SUBCASE("K-grouped weight gradient, D = C + A_g B_g^T in place, empty group") {
+    int const m = 256, n = 384;
+    std::vector<int> ks{256, 0, 512, 128};
+    int const kt = 896;
+    auto const a = ft::quantize_gen<e4m3>(ft::value_gen{71}, m, kt, t1x128);
+    auto const b = ft::quantize_gen<e4m3>(ft::value_gen{72}, n, kt, t1x128);
+    dev_q<e4m3> da(a), db(b);
+    int const g = static_cast<int>(ks.size());
+    std::int64_t const ld = n, gs = static_cast<std::int64_t>(m) * n;
+    std::vector<float> hc(static_cast<std::size_t>(gs * g));
+    for (std::size_t i = 0; i < hc.size(); ++i) hc[i] = ft::value_gen{73}(static_cast<std::int64_t>(i), 1);
+    std::vector<float> ref_f(hc.size());
+    std::vector<double> ref(hc.size());
+    fg::reference::grouped_gemm(fg::k_grouped<e4m3, e4m3>{a.view(), b.view(), {ks.data(), g, 1},
+                                                           {ref_f.data(), g, m, n, gs, ld, 1},
+                                                           {hc.data(), g, m, n, gs, ld, 1}});
+    dev_buf<float> dd(hc.data(), hc.size());  // D starts as C: in-place accumulation
+    fg::k_grouped<e4m3, e4m3> const p{da.view(), db.view(), {ks.data(), g, 1}, {dd.p, g, m, n, gs, ld, 1},
+                                      {dd.p, g, m, n, gs, ld, 1}};
+    fg::grouped_gemm(fp8moe::cuda_executor{}, p);
+    FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    auto const out = dd.get();
+    int bad = 0;
+    std::int64_t k0 = 0;
+    for (int e = 0; e < g; ++e) {
+      for (int r = 0; r < m; ++r)
+        for (int c = 0; c < n; ++c) {
+          std::size_t const i = static_cast<std::size_t>(e * gs + r * ld + c);
+          double const mag = ft::magnitude(a.view(), r, b.view(), c, k0, ks[e], hc[i]);
+          if (!(std::fabs(out[i] - ref_f[i]) <= device_tol(ref_f[i], mag, false) + std::ldexp(std::fabs(ref_f[i]), -22))) ++bad;
+        }
+      k0 += ks[e];
+    }
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("device path rejects what it does not support, before touching outputs") {
+  auto const a = ft::quantize_gen<e4m3>(ft::value_gen{81}, 64, 576, t1x128);
+  auto const b = ft::quantize_gen<e4m3>(ft::value_gen{82}, 128, 576, t128);
+  dev_q<e4m3> da(a), db(b);
+  dev_buf<bf16> dd(64 * 128);
+  fp8moe::cuda_executor const ex{};
+  // K = 576 is valid for the host path (partial last block) but not for the device kernels
+  CHECK_THROWS_WITH_AS(fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da.view(), db.view(), {dd.p, 64, 128, 128, 1}, {}}),
+                       doctest::Contains("'k'"), fp8moe::error);
+  auto const a2 = ft::quantize_gen<e4m3>(ft::value_gen{83}, 64, 512, fp8moe::scaling::tile_shape{1, 0});
+  auto const b2 = ft::quantize_gen<e4m3>(ft::value_gen{84}, 128, 512, t128);
+  dev_q<e4m3> da2(a2), db2(b2);
+  CHECK_THROWS_WITH_AS(fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da2.view(), db2.view(), {dd.p, 64, 128, 128, 1}, {}}),
+                       doctest::Contains("a.tile"), fp8moe::error);
+  auto const a3 = ft::quantize_gen<e4m3>(ft::value_gen{85}, 64, 512, t1x128);
+  dev_q<e4m3> da3(a3);
+  CHECK_THROWS_WITH_AS(fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da3.view(), db2.view(), {dd.p, 64, 128, 128, 1}, {}},
+                                    fg::gemm_options{.promotion_k = 256}),
+                       doctest::Contains("promotion_k"), fp8moe::error);
+  // MN-major B (transposed weight) is the host path's job; the device path says so
+  auto bt = db2.view();
+  bt.data = {bt.data.data, 128, 512, 1, 128};
+  CHECK_THROWS_AS(fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da3.view(), bt, {dd.p, 64, 128, 128, 1}, {}}),
+                  fp8moe::error);
+}
+#endif
