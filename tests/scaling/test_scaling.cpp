@@ -17,7 +17,7 @@
 #include "oracle.hpp"
 #include "test_support.hpp"
 #if FP8MOE_CUDA_COMPILER
-#include "fp8moe/scaling/cuda/quantize.hpp"
+#include "fp8moe/scaling/cuda/quantize.cuh"
 #endif
 
 using namespace fp8moe;

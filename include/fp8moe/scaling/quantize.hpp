@@ -25,6 +25,9 @@ namespace fp8moe::scaling {
 namespace detail {
 
 inline constexpr char const* quantize_where = "fp8moe::scaling::quantize";
+/// Host work item widths (columns): at namespace scope, as nvcc rejects constexpr locals used
+/// inside OpenMP regions.
+inline constexpr std::int64_t max_chunk = 64;
 
 /// TE block scaling replaces an infinite scale by the input type's max; per-tensor by FLT_MAX.
 template <class In>
@@ -151,7 +154,6 @@ void quantize_host_impl(host_executor const& exec, matrix_view<In const> x, tens
     return;
   }
   // tr x tc tiles: work item = (band of tr rows) x (chunk of tiles >= 64 columns wide)
-  constexpr std::int64_t max_chunk = 64;
   std::int64_t const tiles_per_chunk = tc >= max_chunk ? 1 : max_chunk / tc;
   std::int64_t const chunks = ceil_div(SC, tiles_per_chunk);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
@@ -296,7 +298,7 @@ void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std
   if (R == 0 || C == 0) return;
   std::int64_t const k = resolve_tile(r.tile.cols, R);  // tile length along the source rows
   std::int64_t const bands = ceil_div(R, k);
-  constexpr std::int64_t chunk = 64;  // source columns per work item (= output rows)
+  constexpr std::int64_t chunk = max_chunk;  // source columns per work item (= output rows)
   std::int64_t const chunks = ceil_div(C, chunk);
   int const nt = exec.num_threads();
   (void)nt;
@@ -304,8 +306,8 @@ void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std
   for (std::int64_t item = 0; item < bands * chunks; ++item) {
     std::int64_t const b = item / chunks, c0 = (item % chunks) * chunk;
     std::int64_t const nc = std::min(chunk, C - c0), r0 = b * k, nr = std::min(k, R - r0);
-    std::array<std::uint32_t, chunk> m{};
-    std::array<tile_scale, chunk> s{};
+    std::array<std::uint32_t, max_chunk> m{};
+    std::array<tile_scale, max_chunk> s{};
     for (std::int64_t row = r0; row < r0 + nr; ++row) {
       for (std::int64_t c = 0; c < nc; ++c) m[c] = amax_combine(m[c], abs_bits(load(row, c0 + c)), IgnoreNan);
     }
