@@ -9,8 +9,8 @@
 
 #include "fp8moe/config.hpp"
 
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900) && \
-    (defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(__CUDA_ARCH_SPECIFIC__) || defined(__CUDA_ARCH_FAMILY_SPECIFIC__))
+// wgmma and setmaxnreg exist only in the arch-specific sm_90a target (not sm_90, not sm_100a).
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define FP8MOE_ARCH_SM90A 1
 #else
 #define FP8MOE_ARCH_SM90A 0
