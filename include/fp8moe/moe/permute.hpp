@@ -326,12 +326,20 @@ void combine(host_executor const& exec, permute_plan const& p, matrix_view<Y> y,
         if (r < 0) continue;
         float const w = weights.rows ? weights(t, j) : 1.0f;
         Y const* yr = y.row(r);
-        for (std::int64_t h = 0; h < H; ++h)
-          acc[static_cast<std::size_t>(h)] += w * static_cast<float>(yr[h * y.col_stride]);
+        float* a = acc.data();
+        if (y.col_stride == 1) {  // unit stride: a loop the compiler vectorizes
+          for (std::int64_t h = 0; h < H; ++h) a[h] += w * static_cast<float>(yr[h]);
+        } else {
+          for (std::int64_t h = 0; h < H; ++h) a[h] += w * static_cast<float>(yr[h * y.col_stride]);
+        }
       }
       Out* o = out.row(t);
-      for (std::int64_t h = 0; h < H; ++h)
-        o[h * out.col_stride] = static_cast<Out>(acc[static_cast<std::size_t>(h)]);
+      if (out.col_stride == 1) {
+        for (std::int64_t h = 0; h < H; ++h) o[h] = static_cast<Out>(acc[static_cast<std::size_t>(h)]);
+      } else {
+        for (std::int64_t h = 0; h < H; ++h)
+          o[h * out.col_stride] = static_cast<Out>(acc[static_cast<std::size_t>(h)]);
+      }
     }
   }
   (void)exec;
