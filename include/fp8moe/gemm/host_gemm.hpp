@@ -54,8 +54,9 @@ struct chunk_geometry {
   constexpr std::int64_t packed() const { return static_cast<std::int64_t>(p8) * blocks; }
 };
 constexpr chunk_geometry geometry(int promotion_k, blocking bl = default_blocking) {
-  int const blocks = bl.kc / promotion_k > 0 ? bl.kc / promotion_k : 1;
-  return {promotion_k, round_up(promotion_k, vec), blocks};
+  int const p = promotion_k > 0 ? promotion_k : 1;  // invalid values are rejected by validate()
+  int const blocks = bl.kc / p > 0 ? bl.kc / p : 1;
+  return {p, round_up(p, vec), blocks};
 }
 
 /// Floats of workspace one thread uses.

@@ -1,0 +1,657 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// gemm/ host path: the float64 reference against hand-computed values, then fp8_gemm and the
+// three grouped layouts against that reference (tolerance from FP32 summation and BF16 output
+// rounding, gemm_test_util.hpp) and against the unquantized product (DeepGEMM calc_diff < 1e-3).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fp8moe/gemm/gemm.hpp"
+#include "fp8moe/gemm/reference.hpp"
+#include "gemm_test_util.hpp"
+#include "test_support.hpp"
+
+using namespace fp8moe;
+using fp8moe::gemm::gemm_options;
+using e4m3 = float8_e4m3_t;
+using e5m2 = float8_e5m2_t;
+using scaling::tile_shape;
+
+namespace {
+
+/// Runs a dense problem on the host with a given micro-kernel ISA (baseline or automatic).
+template <class TA, class TB, class TD>
+void run_dense(gemm::dense<TA, TB, TD> const& p, gemm::host::kernel_isa isa, gemm_options o = {}) {
+  host_executor ex;
+  gemm::validate(p, o);
+  std::vector<std::byte> ws(gemm::workspace_bytes(ex, o));
+  auto const jobs = gemm::host::make_jobs(p);
+  gemm::host::run_jobs<TA, TB, TD>(ex, jobs, o, ws, isa);
+}
+
+/// Unquantized product of two generators: sum_k x(m, k0+k) * w(n, k0+k) in double.
+template <class GA, class GB>
+double unquantized(GA const& ga, std::int64_t m, GB const& gb, std::int64_t n, std::int64_t k0, std::int64_t k) {
+  double s = 0;
+  for (std::int64_t kk = k0; kk < k0 + k; ++kk) s += static_cast<double>(ga(m, kk)) * static_cast<double>(gb(n, kk));
+  return s;
+}
+
+/// Checks one output element against the exact-dequant value; returns nothing, counts failures.
+struct checker {
+  int failures = 0;
+  double worst = 0;  // worst |err| / tol
+  std::vector<double> got, exact_unq;
+  void element(double got_v, double exact, double mag, int p, std::int64_t k, bool bf16, double unq) {
+    double const tol = test::tolerance(exact, mag, p, k, bf16);
+    double const err = std::fabs(got_v - exact);
+    if (!(err <= tol)) ++failures;  // NaN counts as failure
+    worst = std::max(worst, err / tol);
+    got.push_back(got_v);
+    exact_unq.push_back(unq);
+  }
+  double diff() const { return test::calc_diff(got, exact_unq); }
+};
+
+struct tile_pair {
+  tile_shape a, b;
+  bool pow2;
+  char const* name;
+};
+constexpr tile_pair recipes[] = {
+    {scaling::tile_1x128, scaling::block_128x128, false, "1x128 x 128x128 (DeepSeek-V3 forward)"},
+    {scaling::tile_1x128, scaling::block_128x128, true, "1x128 x 128x128, UE8M0 (power-of-two) scales"},
+    {scaling::tile_1x128, scaling::tile_1x128, false, "1x128 x 1x128 (weight-gradient recipe)"},
+    {scaling::per_tensor, scaling::per_tensor, false, "per-tensor x per-tensor"},
+    {scaling::per_row, scaling::block_128x128, false, "per-row x 128x128"},
+    {scaling::block_128x128, scaling::tile_1x128, false, "128x128 x 1x128"},
+};
+
+/// One random dense case: all outputs compared with the reference; calc_diff with the source.
+template <class TA, class TB, class TD>
+void dense_case(std::int64_t m, std::int64_t n, std::int64_t k, tile_pair r, int c_mode, gemm::host::kernel_isa isa,
+                std::uint64_t seed, double max_diff) {
+  CAPTURE(m);
+  CAPTURE(n);
+  CAPTURE(k);
+  CAPTURE(r.name);
+  CAPTURE(c_mode);
+  test::dense_source const gx(test::value_gen{seed, 1.0f}, m, k), gw(test::value_gen{seed + 1, 0.02f}, n, k);
+  auto const a = test::quantize_gen<TA>(gx, m, k, r.a, r.pow2, static_cast<int>(seed % 2));
+  auto const b = test::quantize_gen<TB>(gw, n, k, r.b, r.pow2);
+  test::out_mat<TD> d(m, n);
+  test::out_mat<float> c(m, n);
+  test::value_gen const gc{seed + 2, 0.1f};
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) c.buf[static_cast<std::size_t>(i * c.ld + j)] = gc(i, j);
+  matrix_view<float const> cv{};
+  if (c_mode == 1) cv = c.cview();
+  if constexpr (std::is_same_v<TD, float>) {
+    if (c_mode == 2) {  // in place: C aliases D
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < n; ++j) d.buf[static_cast<std::size_t>(i * d.ld + j)] = gc(i, j);
+      cv = d.cview();
+    }
+  }
+  run_dense(gemm::dense<TA, TB, TD>{a.view(), b.view(), d.view(), cv}, isa);
+
+  test::out_mat<double> ref(m, n);
+  gemm::reference::fp8_gemm(gemm::dense<TA, TB, double>{a.view(), b.view(), ref.view(), c_mode ? c.cview() : matrix_view<float const>{}});
+  checker chk;
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      double const c0 = c_mode ? static_cast<double>(gc(i, j)) : 0.0;
+      chk.element(d.at(i, j), ref.at(i, j), test::magnitude(a.view(), i, b.view(), j, 0, k, c0), 128, k,
+                  std::is_same_v<TD, bfloat16_t>, c0 + unquantized(gx, i, gw, j, 0, k));
+    }
+  }
+  CHECK(chk.failures == 0);
+  CHECK(chk.worst <= 1.0);
+  CHECK(chk.diff() < max_diff);
+}
+
+}  // namespace
+
+// ================================================================================================
+TEST_CASE("reference: hand-computed promotion, partial K block, scale indexing") {
+  // A (2,200) and B (3,200): two promotion blocks, [0,128) and the partial [128,200).
+  std::int64_t const m = 2, n = 3, k = 200;
+  test::aligned_buffer<e4m3> a(static_cast<std::size_t>(m * 208)), b(static_cast<std::size_t>(n * 208));
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t kk = 0; kk < k; ++kk) a[static_cast<std::size_t>(i * 208 + kk)] = e4m3(kk < 128 ? 1.0f : -0.5f);
+  for (std::int64_t j = 0; j < n; ++j)
+    for (std::int64_t kk = 0; kk < k; ++kk) b[static_cast<std::size_t>(j * 208 + kk)] = e4m3(static_cast<float>(j + 1));
+  // 1x128 A scales (2 rows x 2 blocks), 128x128 B scales (1 x 2 blocks)
+  std::vector<float> sa = {2.0f, 4.0f, 0.5f, 8.0f}, sb = {3.0f, 0.25f};
+  scaling::quantized_matrix_view<e4m3 const> av{{a.data(), m, k, 208, 1}, {sa.data(), 2, 2, 2, 1}, scaling::tile_1x128};
+  scaling::quantized_matrix_view<e4m3 const> bv{{b.data(), n, k, 208, 1}, {sb.data(), 1, 2, 2, 1}, scaling::block_128x128};
+  test::out_mat<double> d(m, n);  // row stride 4 (16-byte multiple)
+  test::out_mat<float> c(m, n);
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) c.buf[static_cast<std::size_t>(i * c.ld + j)] = static_cast<float>(1 + i * n + j);
+  gemm::reference::fp8_gemm(gemm::dense<e4m3, e4m3, double>{av, bv, d.view(), c.cview()});
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      double const w = static_cast<double>(j + 1);
+      // block 0: 128 * (1 * w) * sa[i][0] * 3;  block 1: 72 * (-0.5 * w) * sa[i][1] * 0.25
+      double const expect = static_cast<double>(1 + i * n + j) + 128.0 * w * sa[static_cast<std::size_t>(2 * i)] * 3.0 +
+                            72.0 * (-0.5 * w) * sa[static_cast<std::size_t>(2 * i + 1)] * 0.25;
+      CHECK(d.at(i, j) == expect);
+    }
+  }
+  // block_scaled_dot on its own, and the promotion interval as an option (P = 64: four blocks)
+  CHECK(gemm::reference::block_scaled_dot(av, 1, bv, 2, 0, k, 128) == 128.0 * 3 * 0.5 * 3 + 72.0 * -1.5 * 8 * 0.25);
+  CHECK(gemm::reference::block_scaled_dot(av, 0, bv, 0, 128, 72, 128) == 72.0 * -0.5 * 4 * 0.25);
+}
+
+TEST_CASE("fp8 -> float row conversion is exact for all 256 codes (vector and table paths)") {
+  auto run = [](auto tag) {
+    using T = decltype(tag);
+    std::vector<std::uint8_t> codes(256 + 5);
+    for (int i = 0; i < 261; ++i) codes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(i * 37 + (i >> 8));
+    for (int i = 0; i < 256; ++i) codes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(i);
+    std::vector<float> v(codes.size(), 0.0f), s(codes.size(), 0.0f);
+    gemm::host::convert_row<T, true>(codes.data(), v.data(), static_cast<std::int64_t>(codes.size()));
+    gemm::host::convert_row<T, false>(codes.data(), s.data(), static_cast<std::int64_t>(codes.size()));
+    int bad = 0;
+    for (std::size_t i = 0; i < codes.size(); ++i) {
+      float const ref = T::from_bits(codes[i]).to_float();
+      for (float got : {v[i], s[i]}) {
+        bool const same = std::isnan(ref) ? std::isnan(got) : (fp8moe::bit_cast<std::uint32_t>(got) == fp8moe::bit_cast<std::uint32_t>(ref));
+        bad += same ? 0 : 1;
+      }
+    }
+    CHECK(bad == 0);
+  };
+  run(e4m3{});
+  run(e5m2{});
+}
+
+TEST_CASE("views: transposed, major_of, quantized_batched_view") {
+  std::vector<float> s = {1, 2, 3, 4, 5, 6};  // (2,3) scales
+  test::aligned_buffer<e4m3> d(32 * 2);
+  scaling::quantized_matrix_view<e4m3 const> q{{d.data(), 2, 300, 320, 1}, {s.data(), 2, 3, 3, 1}, tile_shape{1, 128}};
+  auto const t = gemm::transposed(q);
+  CHECK(t.rows() == 300);
+  CHECK(t.cols() == 2);
+  CHECK(t.data.row_stride == 1);
+  CHECK(t.data.col_stride == 320);
+  CHECK(t.tile == tile_shape{128, 1});
+  CHECK(t.scale_at(257, 1) == q.scale_at(1, 257));
+  CHECK(&t.data(5, 1) == &q.data(1, 5));
+  CHECK(gemm::major_of(q.data) == gemm::major::k);
+  CHECK(gemm::major_of(t.data) == gemm::major::mn);
+  // batched: (G=2, R=3, C=4)
+  std::vector<float> bs = {10, 20};
+  gemm::quantized_batched_view<e4m3 const> bq{{d.data(), 2, 3, 4, 16, 4, 1}, {bs.data(), 2, 1, 1, 1, 1, 1}, scaling::per_tensor};
+  CHECK(bq.batches() == 2);
+  CHECK(bq[1].data.data == d.data() + 16);
+  CHECK(bq[1].scale_at(2, 3) == 20.0f);
+  CHECK(bq[0].scale_at(0, 0) == 10.0f);
+}
+
+TEST_CASE("dense: random shapes x recipes x formats x outputs, both micro-kernel ISAs") {
+  using isa = gemm::host::kernel_isa;
+  std::mt19937_64 g{7};
+  std::uniform_int_distribution<std::int64_t> dm(1, 100), dn(1, 300);
+  std::int64_t const ks[] = {1, 100, 128, 200, 576};
+  std::uint64_t seed = 100;
+  int idx = 0;
+  for (auto const& r : recipes) {
+    for (std::int64_t k : ks) {
+      std::int64_t const m = dm(g), n = dn(g);
+      int const c_mode = idx % 3;
+      isa const which = (idx / 2) % 2 ? isa::baseline : isa::automatic;
+      // calc_diff bound: E4M3 rounding is <= 2^-4 relative, RMS ~ 2^-4/sqrt(12)*sqrt(2) per operand;
+      // 1e-3 (DeepGEMM's gate) holds with a margin of ~2x for K >= 100. Tiny K (1) is one
+      // product per output: the quantization error does not average, so the gate is 4e-3.
+      double const gate = k < 16 ? 4e-3 : 1e-3;
+      if (idx % 2) {
+        dense_case<e4m3, e4m3, bfloat16_t>(m, n, k, r, c_mode == 2 ? 1 : c_mode, which, seed++, gate);
+      } else {
+        dense_case<e4m3, e4m3, float>(m, n, k, r, c_mode, which, seed++, gate);
+      }
+      ++idx;
+    }
+  }
+  // E5M2 operands (2 mantissa bits: 4x the ulp, 16x the error variance of E4M3): gate 1.6e-2.
+  for (std::int64_t k : {128, 333}) {
+    dense_case<e5m2, e4m3, float>(37, 70, k, recipes[0], 1, isa::automatic, seed++, 1.6e-2);
+    dense_case<e4m3, e5m2, bfloat16_t>(64, 129, k, recipes[2], 0, isa::baseline, seed++, 1.6e-2);
+    dense_case<e5m2, e5m2, float>(5, 260, k, recipes[3], 2, isa::automatic, seed++, 1.6e-2);
+  }
+}
+
+TEST_CASE("dense: every DeepSeek-V3 N x K pair at M = 1, 64, 128 (sampled outputs)") {
+  // fp8_gemm.md §1.10 (config_671B.json): MLA q_a+kv_a, kv_a, q_b, kv_b, o_proj, and the MoE
+  // expert up/gate (4096 = 2 x moe_inter_dim, K = 7168) and down (7168, 2048) projections.
+  struct nk {
+    std::int64_t n, k;
+  };
+  constexpr nk pairs[] = {{2112, 7168}, {576, 7168}, {24576, 1536}, {32768, 512},
+                          {7168, 16384}, {4096, 7168}, {7168, 2048}};
+  host_executor ex;
+  std::uint64_t seed = 900;
+  for (auto const [n, k] : pairs) {
+    CAPTURE(n);
+    CAPTURE(k);
+    test::value_gen const gw{seed++, 0.02f};
+    auto const b = test::quantize_gen<e4m3>(gw, n, k, scaling::block_128x128);
+    for (std::int64_t m : {1, 64, 128}) {
+      CAPTURE(m);
+      test::value_gen const gx{seed++, 1.0f};
+      auto const a = test::quantize_gen<e4m3>(gx, m, k, scaling::tile_1x128);
+      test::out_mat<bfloat16_t> d(m, n);
+      gemm::fp8_gemm(ex, a.view(), b.view(), d.view());
+      // samples: the corners (partial M/N tiles) and 150 random elements
+      std::mt19937_64 g{seed};
+      std::vector<std::pair<std::int64_t, std::int64_t>> at = {{0, 0}, {m - 1, n - 1}, {0, n - 1}, {m - 1, 0}};
+      for (int s = 0; s < 150; ++s) at.emplace_back(static_cast<std::int64_t>(g() % m), static_cast<std::int64_t>(g() % n));
+      checker chk;
+      for (auto [i, j] : at) {
+        double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, 0, k, 128);
+        chk.element(d.at(i, j), exact, test::magnitude(a.view(), i, b.view(), j, 0, k), 128, k, true,
+                    unquantized(gx, i, gw, j, 0, k));
+      }
+      CHECK(chk.failures == 0);
+      CHECK(chk.diff() < 1e-3);
+    }
+  }
+}
+
+TEST_CASE("dense: dX = dY * W on the same 128x128-scaled W (MN-major B, no re-quantization)") {
+  // W (Nw, Kw) as stored for the forward Y = X W^T; dX (M, Kw) = dY (M, Nw) * W: K = Nw, N = Kw.
+  host_executor ex;
+  struct shape {
+    std::int64_t m, nw, kw;
+  };
+  for (auto [m, nw, kw] : {shape{70, 448, 200}, shape{128, 576, 320}, shape{1, 256, 130}}) {
+    CAPTURE(m);
+    CAPTURE(nw);
+    CAPTURE(kw);
+    test::dense_source const gw(test::value_gen{static_cast<std::uint64_t>(31 + nw), 0.02f}, nw, kw);
+    test::dense_source const gy(test::value_gen{static_cast<std::uint64_t>(47 + m), 1.0f}, m, nw);
+    auto const w = test::quantize_gen<e4m3>(gw, nw, kw, scaling::block_128x128);
+    auto const dy = test::quantize_gen<e4m3>(gy, m, nw, scaling::tile_1x128);
+    auto const wt = gemm::transposed(w.view());  // (Kw, Nw) MN-major, tile 128x128
+    REQUIRE(gemm::major_of(wt.data) == gemm::major::mn);
+    for (auto isa : {gemm::host::kernel_isa::automatic, gemm::host::kernel_isa::baseline}) {
+      test::out_mat<float> dx(m, kw);
+      run_dense(gemm::dense<e4m3, e4m3, float>{dy.view(), wt, dx.view(), {}}, isa);
+      test::out_mat<double> ref(m, kw);
+      gemm::reference::fp8_gemm(gemm::dense<e4m3, e4m3, double>{dy.view(), wt, ref.view(), {}});
+      checker chk;
+      auto const wsrc = [&](std::int64_t n, std::int64_t kk) { return gw(kk, n); };  // W^T
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < kw; ++j)
+          chk.element(dx.at(i, j), ref.at(i, j), test::magnitude(dy.view(), i, wt, j, 0, nw), 128, nw, false,
+                      unquantized(gy, i, wsrc, j, 0, nw));
+      CHECK(chk.failures == 0);
+      CHECK(chk.diff() < 1e-3);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+namespace {
+/// Per-expert weights (G, N, K), each expert quantized 128x128 on its own.
+template <class T>
+struct expert_weights {
+  std::int64_t g = 0, n = 0, k = 0;
+  std::vector<test::qmat<T>> w;
+  std::vector<test::dense_source> src;
+  test::aligned_buffer<T> data;  // (G, N, ld) copy of the experts
+  std::vector<float> scales;     // (G, sr, sc)
+  std::int64_t ld = 0, sr = 0, sc = 0;
+  expert_weights(std::int64_t groups, std::int64_t n_, std::int64_t k_, std::uint64_t seed) : g(groups), n(n_), k(k_) {
+    for (std::int64_t e = 0; e < g; ++e) {
+      src.emplace_back(test::value_gen{seed + static_cast<std::uint64_t>(e), 0.02f}, n, k);
+      w.push_back(test::quantize_gen<T>(src.back(), n, k, scaling::block_128x128));
+    }
+    ld = w[0].ld;
+    sr = w[0].srows;
+    sc = w[0].scols;
+    data = test::aligned_buffer<T>(static_cast<std::size_t>(std::max<std::int64_t>(g * n * ld, 1)));
+    scales.assign(static_cast<std::size_t>(std::max<std::int64_t>(g * sr * sc, 1)), 0.0f);
+    for (std::int64_t e = 0; e < g; ++e) {
+      std::copy_n(w[static_cast<std::size_t>(e)].data.data(), n * ld, data.data() + e * n * ld);
+      std::copy_n(w[static_cast<std::size_t>(e)].scales.data(), sr * sc, scales.data() + e * sr * sc);
+    }
+  }
+  gemm::quantized_batched_view<T const> view() const {
+    return {{data.data(), g, n, k, n * ld, ld, 1}, {scales.data(), g, sr, sc, sr * sc, sc, 1}, scaling::block_128x128};
+  }
+};
+}  // namespace
+
+TEST_CASE("grouped contiguous: padding rows, empty groups, one group, C") {
+  host_executor ex;
+  struct layout_case {
+    std::vector<std::int64_t> rows;  // valid rows per expert (segments padded to 128)
+    std::int64_t n, k;
+    bool with_c;
+  };
+  std::vector<layout_case> const cases = {
+      {{5, 0, 130, 128, 1}, 200, 256, false},  // empty group, partial segments, exact 128
+      {{300}, 96, 576, true},                  // all rows in one group
+      {{0, 0, 0}, 64, 128, true},              // every row padding? no rows at all
+      {{17, 64, 0, 200}, 300, 384, true},
+  };
+  std::uint64_t seed = 5000;
+  for (auto const& lc : cases) {
+    std::int64_t const g = static_cast<std::int64_t>(lc.rows.size());
+    std::vector<int> ids;
+    for (std::int64_t e = 0; e < g; ++e) {
+      std::int64_t const seg = round_up<std::int64_t>(lc.rows[static_cast<std::size_t>(e)], 128);
+      for (std::int64_t r = 0; r < seg; ++r) ids.push_back(r < lc.rows[static_cast<std::size_t>(e)] ? static_cast<int>(e) : -1);
+    }
+    ids.insert(ids.end(), 3, -1);  // trailing padding rows in a partial window
+    std::int64_t const m = static_cast<std::int64_t>(ids.size());
+    CAPTURE(m);
+    CAPTURE(lc.n);
+    CAPTURE(lc.k);
+    test::dense_source const gx(test::value_gen{seed++, 1.0f}, m, lc.k);
+    auto a = test::quantize_gen<e4m3>(gx, m, lc.k, scaling::tile_1x128);
+    // padding rows hold NaN data and NaN scales: they must never be read
+    for (std::int64_t r = 0; r < m; ++r) {
+      if (ids[static_cast<std::size_t>(r)] >= 0) continue;
+      for (std::int64_t kk = 0; kk < lc.k; ++kk) a.data[static_cast<std::size_t>(r * a.ld + kk)] = e4m3::from_bits(0x7F);
+      for (std::int64_t s = 0; s < a.scols; ++s) a.scales[static_cast<std::size_t>(r * a.scols + s)] = std::nanf("");
+    }
+    expert_weights<e4m3> const w(g, lc.n, lc.k, seed);
+    seed += 100;
+    test::out_mat<float> c(m, lc.n);
+    test::value_gen const gc{seed++, 0.1f};
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < lc.n; ++j) c.buf[static_cast<std::size_t>(i * c.ld + j)] = gc(i, j);
+    matrix_view<float const> const cv = lc.with_c ? c.cview() : matrix_view<float const>{};
+    test::out_mat<bfloat16_t> d(m, lc.n);
+    gemm::grouped_contiguous<e4m3, e4m3, bfloat16_t> p{a.view(), w.view(), {ids.data(), m, 1}, d.view(), cv};
+    gemm::grouped_gemm(ex, p);
+    test::out_mat<double> ref(m, lc.n);
+    ref.poison();
+    gemm::reference::grouped_gemm(gemm::grouped_contiguous<e4m3, e4m3, double>{a.view(), w.view(), {ids.data(), m, 1}, ref.view(), cv});
+    checker chk;
+    int padding_bad = 0;
+    for (std::int64_t i = 0; i < m; ++i) {
+      int const e = ids[static_cast<std::size_t>(i)];
+      for (std::int64_t j = 0; j < lc.n; ++j) {
+        double const c0 = lc.with_c ? static_cast<double>(gc(i, j)) : 0.0;
+        if (e < 0) {  // D = C or 0, exactly (up to the bf16 rounding of C)
+          padding_bad += d.at(i, j) == static_cast<double>(bfloat16_t(static_cast<float>(c0)).to_float()) ? 0 : 1;
+          padding_bad += ref.at(i, j) == c0 ? 0 : 1;
+          continue;
+        }
+        auto const bv = w.view()[e];
+        chk.element(d.at(i, j), ref.at(i, j), test::magnitude(a.view(), i, bv, j, 0, lc.k, c0), 128, lc.k, true,
+                    c0 + unquantized(gx, i, w.src[static_cast<std::size_t>(e)], j, 0, lc.k));
+      }
+    }
+    CHECK(padding_bad == 0);
+    CHECK(chk.failures == 0);
+    if (!chk.got.empty()) CHECK(chk.diff() < 1e-3);
+  }
+}
+
+TEST_CASE("grouped masked: valid rows computed, the others untouched") {
+  host_executor ex;
+  std::int64_t const g = 5, max_m = 100, n = 200, k = 384;
+  std::vector<int> const masked = {0, 1, 100, 37, 64};
+  test::dense_source const gx(test::value_gen{77, 1.0f}, g * max_m, k);
+  // A (G, max_m, K): rows of all groups stacked, 1x128 scales per row
+  auto const a = test::quantize_gen<e4m3>(gx, g * max_m, k, scaling::tile_1x128);
+  gemm::quantized_batched_view<e4m3 const> const av{{a.data.data(), g, max_m, k, max_m * a.ld, a.ld, 1},
+                                                    {a.scales.data(), g, max_m, a.scols, max_m * a.scols, a.scols, 1},
+                                                    scaling::tile_1x128};
+  expert_weights<e4m3> const w(g, n, k, 300);
+  test::out_mat<float> d(g * max_m, n);
+  batched_matrix_view<float> const dv{d.buf.data(), g, max_m, n, max_m * d.ld, d.ld, 1};
+  gemm::grouped_masked<e4m3, e4m3, float> p{av, w.view(), {masked.data(), g, 1}, dv, {}, 48};
+  gemm::grouped_gemm(ex, p);
+  test::out_mat<double> ref(g * max_m, n);
+  ref.poison();
+  batched_matrix_view<double> const rv{ref.buf.data(), g, max_m, n, max_m * ref.ld, ref.ld, 1};
+  gemm::reference::grouped_gemm(gemm::grouped_masked<e4m3, e4m3, double>{av, w.view(), {masked.data(), g, 1}, rv, {}, 48});
+  checker chk;
+  int untouched_bad = 0;
+  for (std::int64_t e = 0; e < g; ++e) {
+    for (std::int64_t i = 0; i < max_m; ++i) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        if (i >= masked[static_cast<std::size_t>(e)]) {
+          untouched_bad += std::isnan(dv(e, i, j)) && std::isnan(rv(e, i, j)) ? 0 : 1;  // still poisoned
+          continue;
+        }
+        chk.element(dv(e, i, j), rv(e, i, j), test::magnitude(av[e], i, w.view()[e], j, 0, k), 128, k, false,
+                    unquantized(gx, e * max_m + i, w.src[static_cast<std::size_t>(e)], j, 0, k));
+      }
+    }
+  }
+  CHECK(untouched_bad == 0);
+  CHECK(chk.failures == 0);
+  CHECK(chk.diff() < 1e-3);
+}
+
+TEST_CASE("k_grouped: weight gradient dW_g = dY_g^T X_g, 1x128 along tokens, FP32 accumulated into C") {
+  host_executor ex;
+  std::int64_t const mo = 130, nh = 200;  // dW_g is (mo, nh): output features x hidden
+  std::vector<int> const tokens = {256, 0, 128, 384, 128};  // per-expert token counts (multiples of 128)
+  std::int64_t total = 0;
+  for (int t : tokens) total += t;
+  std::int64_t const g = static_cast<std::int64_t>(tokens.size());
+  // dY (T, mo) and X (T, nh) as token-major sources; A = dY^T (mo, T), B = X^T (nh, T), both
+  // quantized 1x128 along T (the transposed 128x1 re-quantization)
+  test::dense_source const gy(test::value_gen{11, 1.0f}, total, mo), gxs(test::value_gen{12, 1.0f}, total, nh);
+  auto const dyt = [&](std::int64_t r, std::int64_t t) { return gy(t, r); };
+  auto const xt = [&](std::int64_t r, std::int64_t t) { return gxs(t, r); };
+  auto const a = test::quantize_gen<e4m3>(dyt, mo, total, scaling::tile_1x128);
+  auto const b = test::quantize_gen<e4m3>(xt, nh, total, scaling::tile_1x128);
+  test::out_mat<float> d(g * mo, nh);
+  test::value_gen const gc{13, 0.5f};
+  for (std::int64_t i = 0; i < g * mo; ++i)
+    for (std::int64_t j = 0; j < nh; ++j) d.buf[static_cast<std::size_t>(i * d.ld + j)] = gc(i, j);  // C == D
+  batched_matrix_view<float> const dv{d.buf.data(), g, mo, nh, mo * d.ld, d.ld, 1};
+  gemm::k_grouped<e4m3, e4m3> p{a.view(), b.view(), {tokens.data(), g, 1}, dv, dv};
+  for (auto isa : {gemm::host::kernel_isa::automatic, gemm::host::kernel_isa::baseline}) {
+    for (std::int64_t i = 0; i < g * mo; ++i)
+      for (std::int64_t j = 0; j < nh; ++j) d.buf[static_cast<std::size_t>(i * d.ld + j)] = gc(i, j);
+    gemm::validate(p);
+    std::vector<std::byte> ws(gemm::workspace_bytes(ex));
+    auto const jobs = gemm::host::make_jobs(p);
+    gemm::host::run_jobs<e4m3, e4m3, float>(ex, jobs, {}, ws, isa);
+    checker chk;
+    std::int64_t k0 = 0;
+    for (std::int64_t e = 0; e < g; ++e) {
+      std::int64_t const kg = tokens[static_cast<std::size_t>(e)];
+      for (std::int64_t i = 0; i < mo; ++i) {
+        for (std::int64_t j = 0; j < nh; ++j) {
+          double const c0 = gc(e * mo + i, j);
+          double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, k0, kg, 128, c0);
+          chk.element(dv(e, i, j), exact, test::magnitude(a.view(), i, b.view(), j, k0, kg, c0), 128, kg, false,
+                      c0 + unquantized(dyt, i, xt, j, k0, kg));
+        }
+      }
+      k0 += kg;
+    }
+    CHECK(chk.failures == 0);
+    CHECK(chk.diff() < 1e-3);
+  }
+  // the reference entry point agrees with block_scaled_dot (and writes every group, empty ones = C)
+  test::out_mat<float> r(g * mo, nh);
+  for (std::int64_t i = 0; i < g * mo; ++i)
+    for (std::int64_t j = 0; j < nh; ++j) r.buf[static_cast<std::size_t>(i * r.ld + j)] = gc(i, j);
+  batched_matrix_view<float> const rv{r.buf.data(), g, mo, nh, mo * r.ld, r.ld, 1};
+  gemm::reference::grouped_gemm(gemm::k_grouped<e4m3, e4m3>{a.view(), b.view(), {tokens.data(), g, 1}, rv, rv});
+  gemm::grouped_gemm(ex, p);  // allocating overload, accumulates once more into d
+  int bad = 0;
+  for (std::int64_t j = 0; j < nh; ++j) {
+    bad += rv(1, 7, j) == static_cast<float>(gc(mo + 7, j)) ? 0 : 1;  // empty group: D = C exactly
+  }
+  CHECK(bad == 0);
+}
+
+// ------------------------------------------------------------------------------------------------
+namespace {
+/// Expects fp8moe::error whose message names `arg`, and D still fully poisoned.
+template <class F>
+void expect_error(F&& f, std::string const& arg, test::out_mat<float> const& d, errc code = errc::invalid_argument) {
+  CAPTURE(arg);
+  bool thrown = false;
+  try {
+    f();
+  } catch (fp8moe::error const& e) {
+    thrown = true;
+    std::string const what = e.what();
+    CAPTURE(what);
+    CHECK(what.find("'" + arg + "'") != std::string::npos);
+    CHECK(e.code() == code);
+  }
+  CHECK(thrown);
+  int touched = 0;
+  for (std::int64_t i = 0; i < d.rows; ++i)
+    for (std::int64_t j = 0; j < d.cols; ++j) touched += std::isnan(d.at(i, j)) ? 0 : 1;
+  CHECK(touched == 0);
+}
+}  // namespace
+
+TEST_CASE("bad input: fp8moe::error naming the argument, outputs untouched") {
+  host_executor ex;
+  std::int64_t const m = 40, n = 136, k = 256;
+  test::value_gen const gx{1, 1.0f}, gw{2, 0.02f};
+  auto const a = test::quantize_gen<e4m3>(gx, m, k, scaling::tile_1x128);
+  auto const b = test::quantize_gen<e4m3>(gw, n, k, scaling::block_128x128);
+  test::out_mat<float> d(m, n);
+  using P = gemm::dense<e4m3, e4m3, float>;
+  P const ok{a.view(), b.view(), d.view(), {}};
+
+  SUBCASE("misaligned pointers and strides") {
+    P p = ok;
+    p.a.data.data = a.data.data() + 1;  // 1 byte off
+    p.a.data.cols = k - 1;
+    p.a.scales.cols = 2;
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "a", d);
+    p = ok;
+    p.b.data.row_stride = k + 8;  // 264 bytes: not a multiple of 16
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "b", d);
+    p = ok;
+    p.d.data = d.buf.data() + 1;  // 4 bytes off
+    p.d.cols = n - 1;
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "d", d);
+    p = ok;
+    p.d.row_stride = n + 1;
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "d", d);
+    p = ok;
+    p.a.data.col_stride = 2;  // A must be K-major
+    p.a.data.row_stride = 2 * k;
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "a", d);
+  }
+  SUBCASE("shapes and scale buffers") {
+    P p = ok;
+    p.b.data.cols = k - 128;  // K mismatch
+    p.b.scales.cols = 1;
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "b", d);
+    p = ok;
+    p.a.scales.cols = 1;  // 1x128 over K=256 needs 2 scale columns
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "a.scales", d);
+    p = ok;
+    p.b.scales.rows = 1;  // 136 rows in 128-row blocks need 2 scale rows
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "b.scales", d);
+    p = ok;
+    p.d.rows = m - 1;
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "d", d);
+    test::out_mat<float> c(m + 1, n);
+    p = ok;
+    p.c = c.cview();
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "c", d);
+    p = ok;
+    p.a.scales.data = nullptr;
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "a.scales", d);
+  }
+  SUBCASE("K tile vs promotion interval (unsupported recipe combinations)") {
+    // 1x64 scales: the scale changes inside a 128-element promotion block
+    auto const a64 = test::quantize_gen<e4m3>(gx, m, k, tile_shape{1, 64});
+    P p = ok;
+    p.a = a64.view();
+    expect_error([&] { gemm::fp8_gemm(ex, p); }, "a.tile", d);
+    expect_error([&] { gemm::fp8_gemm(ex, p, gemm_options{.promotion_k = 0}); }, "options.promotion_k", d);
+    // ... and it is accepted (and correct) with promotion_k = 64 (MX-style blocks)
+    gemm::fp8_gemm(ex, p, gemm_options{.promotion_k = 64});
+    double const exact = gemm::reference::block_scaled_dot(a64.view(), 3, b.view(), 5, 0, k, 64);
+    CHECK(std::fabs(d.at(3, 5) - exact) <= test::tolerance(exact, test::magnitude(a64.view(), 3, b.view(), 5, 0, k), 64, k, false));
+  }
+  SUBCASE("workspace too small") {
+    std::vector<std::byte> small(64);
+    expect_error([&] { gemm::fp8_gemm(ex, ok, {}, small); }, "workspace", d);
+  }
+  SUBCASE("grouped contiguous: expert ids") {
+    expert_weights<e4m3> const w(2, n, k, 10);
+    std::vector<int> ids(static_cast<std::size_t>(m), 0);
+    gemm::grouped_contiguous<e4m3, e4m3, float> p{a.view(), w.view(), {ids.data(), m, 1}, d.view(), {}};
+    ids[5] = 2;  // out of range
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "m_indices", d);
+    ids[5] = 1;  // two experts inside one aligned 128-row window
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "m_indices", d);
+    ids[5] = 0;
+    p.m_indices.size = m - 1;
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "m_indices", d);
+    p.m_indices.size = m;
+    p.m_align = 0;
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "m_align", d);
+  }
+  SUBCASE("grouped masked: counts") {
+    expert_weights<e4m3> const w(2, n, k, 10);
+    std::int64_t const max_m = m / 2;
+    gemm::quantized_batched_view<e4m3 const> const av{{a.data.data(), 2, max_m, k, max_m * a.ld, a.ld, 1},
+                                                      {a.scales.data(), 2, max_m, a.scols, max_m * a.scols, a.scols, 1},
+                                                      scaling::tile_1x128};
+    batched_matrix_view<float> const dv{d.buf.data(), 2, max_m, n, max_m * d.ld, d.ld, 1};
+    std::vector<int> counts = {3, static_cast<int>(max_m) + 1};
+    gemm::grouped_masked<e4m3, e4m3, float> p{av, w.view(), {counts.data(), 2, 1}, dv, {}, 0};
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "masked_m", d);
+    counts[1] = 2;
+    p.d.batches = 3;
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "d", d);
+  }
+  SUBCASE("k_grouped: group sizes") {
+    std::vector<int> sizes = {100, 156};  // not multiples of the 128-token scale tile
+    batched_matrix_view<float> const dv{d.buf.data(), 2, m / 2, n, (m / 2) * d.ld, d.ld, 1};
+    auto const bt = test::quantize_gen<e4m3>(gw, n, k, scaling::tile_1x128);
+    auto const av = a.view();
+    scaling::quantized_matrix_view<e4m3 const> const ah{{av.data.data, m / 2, k, av.data.row_stride, 1},
+                                                        {av.scales.data, m / 2, av.scales.cols, av.scales.row_stride, 1},
+                                                        av.tile};
+    gemm::k_grouped<e4m3, e4m3> p{ah, bt.view(), {sizes.data(), 2, 1}, dv, {}};
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "k_sizes", d);
+    sizes = {128, 256};  // sum 384 != K 256
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "k_sizes", d);
+    sizes = {-128, 384};
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "k_sizes", d);
+    sizes = {128, 128};
+    gemm::grouped_gemm(ex, p);  // valid: runs
+    CHECK(!std::isnan(dv(1, 0, 0)));
+  }
+}
+
+TEST_CASE("workspace_bytes and the caller-workspace overloads") {
+  host_executor const one{1}, two{2};
+  CHECK(gemm::workspace_bytes(two) > gemm::workspace_bytes(one));
+  CHECK(gemm::workspace_bytes(one, {.promotion_k = 512}) > gemm::workspace_bytes(one));
+  std::int64_t const m = 9, n = 33, k = 130;
+  test::dense_source const gx(test::value_gen{3, 1.0f}, m, k), gw(test::value_gen{4, 0.02f}, n, k);
+  auto const a = test::quantize_gen<e4m3>(gx, m, k, scaling::tile_1x128);
+  auto const b = test::quantize_gen<e4m3>(gw, n, k, scaling::block_128x128);
+  test::out_mat<float> d1(m, n), d2(m, n);
+  std::vector<std::byte> ws(gemm::workspace_bytes(two));
+  gemm::fp8_gemm(two, gemm::dense<e4m3, e4m3, float>{a.view(), b.view(), d1.view(), {}}, {}, ws);
+  gemm::fp8_gemm(one, a.view(), b.view(), d2.view());
+  int differ = 0;  // same tiles, same order inside a tile: identical bits for any thread count
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) differ += d1.at(i, j) == d2.at(i, j) ? 0 : 1;
+  CHECK(differ == 0);
+  CHECK(d1.at(m - 1, n - 1) != 0.0);
+}
