@@ -133,9 +133,10 @@ __global__ void __launch_bounds__(384, 1)
                    kk > 0 ? 1 : 0);
         }
         ptx::wgmma_commit();
+        ptx::wgmma_wait<0>();
+        // after the wait: no read of acc may be scheduled above it
         FP8MOE_UNROLL
         for (int i = 0; i < acc_regs; ++i) ptx::fence_operand(acc[i]);
-        ptx::wgmma_wait<0>();
         // the stage's bytes are consumed: hand it back to the producer before promoting
         if ((tid & 31) == 0) ptx::mbarrier_arrive(empty_bar + 8 * s);
         float const s0 = sa0 * sb, s1 = sa1 * sb;
