@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Entry points of the block-scaled FP8 GEMM: fp8_gemm (dense) and grouped_gemm (contiguous,
-// masked, K-grouped), executor first. Host overloads here (OpenMP, caller workspace or an
+// Umbrella + entry points of the block-scaled FP8 GEMM: fp8_gemm (dense) and grouped_gemm
+// (contiguous, masked, K-grouped), executor first. Host overloads here (OpenMP, caller workspace or an
 // allocating convenience); cuda_executor overloads live in gemm/cuda/. D is overwritten (or
 // C + product when C is given); inputs are validated before any output is written.
 #pragma once
@@ -13,6 +13,7 @@
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/gemm/host_gemm.hpp"
 #include "fp8moe/gemm/problem.hpp"
+#include "fp8moe/gemm/reference.hpp"
 
 namespace fp8moe::gemm {
 
