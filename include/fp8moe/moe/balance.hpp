@@ -47,7 +47,8 @@ void update_bias(host_executor const&, vector_view<float> bias, vector_view<Coun
   std::int64_t const E = bias.size;
   std::vector<std::int64_t> n(static_cast<std::size_t>(E));
   for (std::int64_t e = 0; e < E; ++e) {
-    require(counts[e] >= 0, where, "counts", "non-negative", detail::concat("counts[", e, "] = ", counts[e]));
+    if (counts[e] < 0)
+      require(false, where, "counts", "non-negative", detail::concat("counts[", e, "] = ", counts[e]));
     n[static_cast<std::size_t>(e)] = static_cast<std::int64_t>(counts[e]);
   }
   reduce(std::span<std::int64_t>(n));

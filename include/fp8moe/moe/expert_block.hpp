@@ -185,8 +185,9 @@ void expert_block(host_executor const& exec, expert_block_config const& cfg, mat
   for (std::int64_t t = 0; t < T; ++t)
     for (std::int64_t j = 0; j < k; ++j) {
       auto const e = ids(t, j);
-      require(e >= -1 && e < E, where, "ids", "values in [-1, E)",
-              fp8moe::detail::concat("ids(", t, ", ", j, ") = ", e));
+      if (e < -1 || e >= E)
+        require(false, where, "ids", "values in [-1, E)",
+                fp8moe::detail::concat("ids(", t, ", ", j, ") = ", e));
       if (e >= 0) ++counts[static_cast<std::size_t>(e)];
     }
   contiguous const layout{cfg.m_align};

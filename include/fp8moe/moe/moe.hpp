@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Umbrella header of the moe module (host headers only): router, balancing, permute / combine.
+// Umbrella header of the moe module (host headers only): router, balancing, permute / combine,
+// the grouped SwiGLU expert block.
 // CUDA paths: include "fp8moe/moe/cuda/router.cuh" and "fp8moe/moe/cuda/permute.cuh" under nvcc.
 #pragma once
 
 #include "fp8moe/moe/balance.hpp"
+#include "fp8moe/moe/expert_block.hpp"
 #include "fp8moe/moe/permute.hpp"
 #include "fp8moe/moe/router.hpp"

@@ -161,16 +161,18 @@ inline void build_permute_plan(host_executor const&, matrix_view<std::int32_t co
   for (std::int64_t t = 0; t < T; ++t)
     for (std::int64_t j = 0; j < k; ++j) {
       std::int32_t const e = ids(t, j);
-      require(e >= -1 && e < E, where, "ids", "values in [-1, E = " + std::to_string(E) + ")",
-              detail::concat("ids(", t, ", ", j, ") = ", e));
+      if (e < -1 || e >= E)
+        require(false, where, "ids", "values in [-1, E = " + std::to_string(E) + ")",
+                detail::concat("ids(", t, ", ", j, ") = ", e));
       if (e >= 0) ++n[static_cast<std::size_t>(e)];
     }
   std::vector<std::int64_t> off(static_cast<std::size_t>(E + 1), 0);
   for (std::int64_t e = 0; e < E; ++e) {
     auto const c = n[static_cast<std::size_t>(e)];
     if (p.layout == layout_kind::masked) {
-      require(c <= p.align, where, "ids", "at most max_m = " + std::to_string(p.align) + " tokens per expert",
-              detail::concat(c, " tokens for expert ", e));
+      if (c > p.align)
+        require(false, where, "ids", "at most max_m = " + std::to_string(p.align) + " tokens per expert",
+                detail::concat(c, " tokens for expert ", e));
       off[static_cast<std::size_t>(e + 1)] = (e + 1) * p.align;
     } else {
       off[static_cast<std::size_t>(e + 1)] = off[static_cast<std::size_t>(e)] + round_up(c, p.align);
@@ -226,9 +228,9 @@ inline bool row_is_written(permute_plan const& p, std::int64_t r) {
 
 inline void check_slot_rows(permute_plan const& p, char const* where) {
   for (std::int64_t i = 0; i < p.tokens * p.k; ++i)
-    require(p.slot_row[i] >= -1 && p.slot_row[i] < p.rows, where, "plan.slot_row",
-            "values in [-1, rows = " + std::to_string(p.rows) + ")",
-            concat("slot_row[", i, "] = ", p.slot_row[i]));
+    if (p.slot_row[i] < -1 || p.slot_row[i] >= p.rows)
+      require(false, where, "plan.slot_row", "values in [-1, rows = " + std::to_string(p.rows) + ")",
+              concat("slot_row[", i, "] = ", p.slot_row[i]));
 }
 
 }  // namespace detail
