@@ -637,6 +637,30 @@ TEST_CASE("bad input: fp8moe::error naming the argument, outputs untouched") {
   }
 }
 
+TEST_CASE("options_for: promotion interval from the operands' tiles (MX blocks of 32)") {
+  CHECK(gemm::options_for(scaling::tile_1x128, scaling::block_128x128) == gemm_options{});
+  CHECK(gemm::options_for(scaling::tile_1x128, scaling::tile_1x128).promotion_k == 128);
+  CHECK(gemm::options_for(scaling::per_tensor, scaling::per_tensor).promotion_k == 128);
+  CHECK(gemm::options_for(scaling::mx_block_32, scaling::mx_block_32).promotion_k == 32);
+  CHECK(gemm::options_for(tile_shape{1, 256}, scaling::block_128x128).promotion_k == 128);
+  // MXFP8-like operands (1x32, UE8M0) through the whole host path
+  std::int64_t const m = 20, n = 70, k = 160;
+  test::dense_source const gx(test::value_gen{8, 1.0f}, m, k), gw(test::value_gen{9, 0.02f}, n, k);
+  auto const a = test::quantize_gen<e4m3>(gx, m, k, scaling::mx_block_32, true);
+  auto const b = test::quantize_gen<e4m3>(gw, n, k, scaling::mx_block_32, true);
+  auto const o = gemm::options_for(a.tile, b.tile);
+  test::out_mat<float> d(m, n);
+  gemm::fp8_gemm(host_executor{}, a.view(), b.view(), d.view(), o);
+  checker chk;
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) {
+      double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, 0, k, 32);
+      chk.element(d.at(i, j), exact, test::magnitude(a.view(), i, b.view(), j, 0, k), 32, k, false, unquantized(gx, i, gw, j, 0, k));
+    }
+  CHECK(chk.failures == 0);
+  CHECK(chk.diff() < 1e-3);
+}
+
 TEST_CASE("workspace_bytes and the caller-workspace overloads") {
   host_executor const one{1}, two{2};
   CHECK(gemm::workspace_bytes(two) > gemm::workspace_bytes(one));

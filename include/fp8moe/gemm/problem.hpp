@@ -129,6 +129,27 @@ struct gemm_options {
   friend constexpr bool operator==(gemm_options const&, gemm_options const&) = default;
 };
 
+/// Options for operands quantized with tiles `a` and `b` (their tiles in the GEMM orientation,
+/// e.g. quantized_matrix_view::tile): the promotion interval is DeepSeek-V3's 128, reduced to the
+/// greatest common divisor with a K tile finer than that (MX blocks of 32 -> 32).
+constexpr gemm_options options_for(tile_shape a, tile_shape b) {
+  auto gcd = [](int x, int y) {
+    while (y != 0) {
+      int const t = x % y;
+      x = y;
+      y = t;
+    }
+    return x;
+  };
+  int p = 128;
+  if (a.cols > 0) p = gcd(p, a.cols);
+  if (b.cols > 0) p = gcd(p, b.cols);
+  return {.promotion_k = p};
+}
+static_assert(options_for(scaling::tile_1x128, scaling::block_128x128).promotion_k == 128);
+static_assert(options_for(scaling::mx_block_32, scaling::mx_block_32).promotion_k == 32);
+static_assert(options_for(scaling::per_tensor, scaling::per_row).promotion_k == 128);
+
 // -------------------------------------------------------------------------------------------------
 // The four layouts. TA, TB: float8_e4m3_t / float8_e5m2_t. TD: float or bfloat16_t (double for
 // the reference only). An empty C (data == nullptr) means "no accumulation".
