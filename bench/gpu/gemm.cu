@@ -23,13 +23,13 @@ namespace fg = fp8moe::gemm;
 namespace fc = fp8moe::gemm::cuda;
 constexpr double fp8_peak_tflops = 1979.0;  // H100/H200 SXM dense FP8 (fp8_gemm.md §4)
 
-#define BENCH_CUBLAS(call)                                                                  \
-  do {                                                                                      \
-    cublasStatus_t const s_ = (call);                                                       \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                      \
+#define BENCH_CUBLAS(call)                                                                       \
+  do {                                                                                           \
+    cublasStatus_t const s_ = (call);                                                            \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                           \
       state.SkipWithError((std::string(#call) + " failed: " + std::to_string(int(s_))).c_str()); \
-      return;                                                                               \
-    }                                                                                       \
+      return;                                                                                    \
+    }                                                                                            \
   } while (0)
 
 /// Device buffer filled with random bytes (FP8/BF16 data: finite values chosen by `kind`).
@@ -42,7 +42,8 @@ struct dbuf {
 };
 
 __global__ void fill_kernel(std::uint8_t* p, std::size_t n, int kind, std::uint32_t seed) {
-  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::size_t(gridDim.x) * blockDim.x) {
     std::uint32_t h = static_cast<std::uint32_t>(i) * 0x9E3779B1u ^ seed;
     h ^= h >> 15;
     h *= 0x2C1B3C6Du;
@@ -50,11 +51,15 @@ __global__ void fill_kernel(std::uint8_t* p, std::size_t n, int kind, std::uint3
     if (kind == 0) {  // E4M3: random sign/mantissa, exponent field 4..10 (finite, never NaN)
       p[i] = static_cast<std::uint8_t>((h & 0x87u) | ((4u + (h >> 8) % 7u) << 3));
     } else if (kind == 1) {  // BF16 pairs of bytes: values in +-[0.5, 2)
-      if (i % 2 == 1) p[i] = static_cast<std::uint8_t>((h & 0x80u) | 0x3Fu);
-      else p[i] = static_cast<std::uint8_t>(h);
+      if (i % 2 == 1)
+        p[i] = static_cast<std::uint8_t>((h & 0x80u) | 0x3Fu);
+      else
+        p[i] = static_cast<std::uint8_t>(h);
     } else {  // FP32 scales: 4-byte words around 2^-7 (byte 3 = 0x3C)
       std::uint32_t const b = i % 4;
-      p[i] = b == 3 ? 0x3C : b == 2 ? static_cast<std::uint8_t>(0x00 | (h & 0x7F)) : static_cast<std::uint8_t>(h);
+      p[i] = b == 3   ? 0x3C
+             : b == 2 ? static_cast<std::uint8_t>(0x00 | (h & 0x7F))
+                      : static_cast<std::uint8_t>(h);
     }
   }
 }
@@ -91,8 +96,8 @@ void time_loop(benchmark::State& state, double flops, F&& launch) {
   }
   FP8MOE_CUDA_CHECK(cudaGetLastError());
   state.counters["TFLOP/s"] = benchmark::Counter(flops / 1e12, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["pct_fp8_peak"] =
-      benchmark::Counter(flops / 1e12 / fp8_peak_tflops * 100.0, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["pct_fp8_peak"] = benchmark::Counter(flops / 1e12 / fp8_peak_tflops * 100.0,
+                                                      benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // ---- cuBLASLt baselines --------------------------------------------------------------------------
@@ -104,8 +109,10 @@ void cublaslt_gemm(benchmark::State& state, lt_kind kind, std::int64_t m, std::i
   bool const fp8 = kind != lt_kind::bf16;
   std::size_t const es = fp8 ? 1 : 2;
   dbuf a(m * k * es), b(n * k * es), d(m * n * (kind == lt_kind::fp8_blockscaled_1d1d ? 4 : 2));
-  dbuf sa(m * ((k + 127) / 128) * 4 + 64), sb((kind == lt_kind::fp8_blockscaled_1d1d ? n : (n + 127) / 128 + 1) *
-                                              (((k + 127) / 128 + 3) / 4 * 4) * 4 + 64);
+  dbuf sa(m * ((k + 127) / 128) * 4 + 64),
+      sb((kind == lt_kind::fp8_blockscaled_1d1d ? n : (n + 127) / 128 + 1) * (((k + 127) / 128 + 3) / 4 * 4) *
+             4 +
+         64);
   dbuf ws(64u << 20);
   fill(a, fp8 ? 0 : 1, 1);
   fill(b, fp8 ? 0 : 1, 2);
@@ -140,7 +147,8 @@ void cublaslt_gemm(benchmark::State& state, lt_kind kind, std::int64_t m, std::i
   cublasLtMatmulPreference_t pref;
   BENCH_CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
   std::size_t const wsb = ws.bytes;
-  BENCH_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)));
+  BENCH_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
+                                                    sizeof(wsb)));
   cublasLtMatmulHeuristicResult_t heur{};
   int found = 0;
   BENCH_CUBLAS(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, 1, &heur, &found));
@@ -151,7 +159,8 @@ void cublaslt_gemm(benchmark::State& state, lt_kind kind, std::int64_t m, std::i
   float const alpha = 1.0f, beta = 0.0f;
   cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
   time_loop(state, 2.0 * m * n * k, [&] {
-    st = cublasLtMatmul(h, op, &alpha, b.p, la, a.p, lb, &beta, d.p, ld, d.p, ld, &heur.algo, ws.p, ws.bytes, nullptr);
+    st = cublasLtMatmul(h, op, &alpha, b.p, la, a.p, lb, &beta, d.p, ld, d.p, ld, &heur.algo, ws.p, ws.bytes,
+                        nullptr);
   });
   if (st != CUBLAS_STATUS_SUCCESS) state.SkipWithError("cublasLtMatmul failed");
   cublasLtMatmulPreferenceDestroy(pref);
@@ -208,8 +217,8 @@ void setup_operands(fp8moe_problem& f, std::int64_t a_rows, std::int64_t n, std:
 }
 
 // DeepSeek-V3 dense (N, K) pairs (fp8_gemm.md §1.10).
-constexpr std::int64_t dense_nk[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512},
-                                        {7168, 16384}, {4096, 7168}, {7168, 2048}};
+constexpr std::int64_t dense_nk[][2] = {{2112, 7168},  {24576, 1536}, {32768, 512},
+                                        {7168, 16384}, {4096, 7168},  {7168, 2048}};
 
 void BM_dense_fp8moe(benchmark::State& state) {
   std::int64_t const m = state.range(0), n = state.range(1), k = state.range(2);
@@ -240,9 +249,15 @@ void dense_args(benchmark::internal::Benchmark* b, bool family) {
       }
     }
 }
-BENCHMARK(BM_dense_fp8moe)->Apply([](auto* b) { dense_args(b, true); })->ArgNames({"M", "N", "K", "family"})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_dense_cublaslt_fp8)->Apply([](auto* b) { dense_args(b, false); })->ArgNames({"M", "N", "K"})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_dense_cublaslt_bf16)->Apply([](auto* b) { dense_args(b, false); })->ArgNames({"M", "N", "K"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dense_fp8moe)
+    ->Apply([](auto* b) { dense_args(b, true); }) -> ArgNames({"M", "N", "K", "family"}) -> UseManualTime()
+        -> Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dense_cublaslt_fp8)
+    ->Apply([](auto* b) { dense_args(b, false); }) -> ArgNames({"M", "N", "K"}) -> UseManualTime()
+        -> Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dense_cublaslt_bf16)
+    ->Apply([](auto* b) { dense_args(b, false); }) -> ArgNames({"M", "N", "K"}) -> UseManualTime()
+        -> Unit(benchmark::kMicrosecond);
 
 // Grouped contiguous: G experts x m_per rows (128-aligned), DeepSeek-V3 expert shapes. The
 // baseline is one dense cuBLASLt GEMM of the same M_sum x N x K (same FLOPs, no grouping).
@@ -263,18 +278,32 @@ void BM_contiguous_fp8moe(benchmark::State& state) {
   run_fp8moe(state, f, 2.0 * m * n * k);
 }
 void BM_contiguous_cublaslt_fp8_same_flops(benchmark::State& state) {
-  cublaslt_gemm(state, lt_kind::fp8_blockscaled_1d2d, state.range(0) * state.range(1), state.range(2), state.range(3));
+  cublaslt_gemm(state, lt_kind::fp8_blockscaled_1d2d, state.range(0) * state.range(1), state.range(2),
+                state.range(3));
 }
 void BM_contiguous_cublaslt_bf16_same_flops(benchmark::State& state) {
   cublaslt_gemm(state, lt_kind::bf16, state.range(0) * state.range(1), state.range(2), state.range(3));
 }
 void grouped_args(benchmark::internal::Benchmark* b) {
   for (auto const& gm : {std::pair<int, int>{4, 8192}, {8, 4096}})
-    for (auto const& nk : {std::pair<int, int>{4096, 7168}, {7168, 2048}}) b->Args({gm.first, gm.second, nk.first, nk.second});
+    for (auto const& nk : {std::pair<int, int>{4096, 7168}, {7168, 2048}})
+      b->Args({gm.first, gm.second, nk.first, nk.second});
 }
-BENCHMARK(BM_contiguous_fp8moe)->Apply(grouped_args)->ArgNames({"G", "m_per", "N", "K"})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_contiguous_cublaslt_fp8_same_flops)->Apply(grouped_args)->ArgNames({"G", "m_per", "N", "K"})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_contiguous_cublaslt_bf16_same_flops)->Apply(grouped_args)->ArgNames({"G", "m_per", "N", "K"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_contiguous_fp8moe)
+    ->Apply(grouped_args)
+    ->ArgNames({"G", "m_per", "N", "K"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_contiguous_cublaslt_fp8_same_flops)
+    ->Apply(grouped_args)
+    ->ArgNames({"G", "m_per", "N", "K"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_contiguous_cublaslt_bf16_same_flops)
+    ->Apply(grouped_args)
+    ->ArgNames({"G", "m_per", "N", "K"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // Grouped masked (decoding): G groups, every group masked_m = m_per of max_m = 2*m_per.
 void BM_masked_fp8moe(benchmark::State& state) {
@@ -296,11 +325,26 @@ void BM_masked_fp8moe(benchmark::State& state) {
 }
 void masked_args(benchmark::internal::Benchmark* b) {
   for (auto const& gm : {std::pair<int, int>{1, 1024}, {2, 512}, {4, 256}})
-    for (auto const& nk : {std::pair<int, int>{4096, 7168}, {7168, 2048}}) b->Args({gm.first, gm.second, nk.first, nk.second});
+    for (auto const& nk : {std::pair<int, int>{4096, 7168}, {7168, 2048}})
+      b->Args({gm.first, gm.second, nk.first, nk.second});
 }
-BENCHMARK(BM_masked_fp8moe)->Apply(masked_args)->ArgNames({"G", "m_per", "N", "K"})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_contiguous_cublaslt_fp8_same_flops)->Name("BM_masked_cublaslt_fp8_same_flops")->Apply(masked_args)->ArgNames({"G", "m_per", "N", "K"})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_contiguous_cublaslt_bf16_same_flops)->Name("BM_masked_cublaslt_bf16_same_flops")->Apply(masked_args)->ArgNames({"G", "m_per", "N", "K"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_masked_fp8moe)
+    ->Apply(masked_args)
+    ->ArgNames({"G", "m_per", "N", "K"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_contiguous_cublaslt_fp8_same_flops)
+    ->Name("BM_masked_cublaslt_fp8_same_flops")
+    ->Apply(masked_args)
+    ->ArgNames({"G", "m_per", "N", "K"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_contiguous_cublaslt_bf16_same_flops)
+    ->Name("BM_masked_cublaslt_bf16_same_flops")
+    ->Apply(masked_args)
+    ->ArgNames({"G", "m_per", "N", "K"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // K-grouped weight gradient: D_g (M,N) FP32 += A_g B_g^T over K_g tokens per group, 1x128 x 1x128
 // scales. Baseline: one cuBLASLt 1D1D (VEC128 x VEC128) GEMM over all G*K_g tokens, FP32 out.
@@ -319,17 +363,31 @@ void BM_kgrouped_fp8moe(benchmark::State& state) {
   run_fp8moe(state, f, 2.0 * m * n * k);
 }
 void BM_kgrouped_cublaslt_fp8_1d1d(benchmark::State& state) {
-  cublaslt_gemm(state, lt_kind::fp8_blockscaled_1d1d, state.range(1), state.range(2), state.range(0) * state.range(3));
+  cublaslt_gemm(state, lt_kind::fp8_blockscaled_1d1d, state.range(1), state.range(2),
+                state.range(0) * state.range(3));
 }
 void BM_kgrouped_cublaslt_bf16(benchmark::State& state) {
   cublaslt_gemm(state, lt_kind::bf16, state.range(1), state.range(2), state.range(0) * state.range(3));
 }
 void kgrouped_args(benchmark::internal::Benchmark* b) {
-  for (auto const& mn : {std::pair<int, int>{4096, 7168}, {7168, 2048}}) b->Args({4, mn.first, mn.second, 8192});
+  for (auto const& mn : {std::pair<int, int>{4096, 7168}, {7168, 2048}})
+    b->Args({4, mn.first, mn.second, 8192});
 }
-BENCHMARK(BM_kgrouped_fp8moe)->Apply(kgrouped_args)->ArgNames({"G", "M", "N", "K_g"})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_kgrouped_cublaslt_fp8_1d1d)->Apply(kgrouped_args)->ArgNames({"G", "M", "N", "K_g"})->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_kgrouped_cublaslt_bf16)->Apply(kgrouped_args)->ArgNames({"G", "M", "N", "K_g"})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_kgrouped_fp8moe)
+    ->Apply(kgrouped_args)
+    ->ArgNames({"G", "M", "N", "K_g"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_kgrouped_cublaslt_fp8_1d1d)
+    ->Apply(kgrouped_args)
+    ->ArgNames({"G", "M", "N", "K_g"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_kgrouped_cublaslt_bf16)
+    ->Apply(kgrouped_args)
+    ->ArgNames({"G", "M", "N", "K_g"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

@@ -63,7 +63,9 @@ template <class T>
 struct dev_buf {
   T* p = nullptr;
   std::size_t n = 0;
-  explicit dev_buf(std::size_t count) : n(count) { FP8MOE_CUDA_CHECK(cudaMalloc(&p, (count ? count : 1) * sizeof(T))); }
+  explicit dev_buf(std::size_t count) : n(count) {
+    FP8MOE_CUDA_CHECK(cudaMalloc(&p, (count ? count : 1) * sizeof(T)));
+  }
   dev_buf(T const* host, std::size_t count) : dev_buf(count) {
     FP8MOE_CUDA_CHECK(cudaMemcpy(p, host, count * sizeof(T), cudaMemcpyHostToDevice));
   }
@@ -91,11 +93,16 @@ struct dev_q {
   }
 };
 
-double to_d(bf16 x) { return x.to_float(); }
-double to_d(float x) { return x; }
+double to_d(bf16 x) {
+  return x.to_float();
+}
+double to_d(float x) {
+  return x;
+}
 
 std::vector<fg::cuda::family_choice> families(bool wgmma_ok) {
-  std::vector<fg::cuda::family_choice> f{fg::cuda::family_choice::automatic, fg::cuda::family_choice::mma_sync};
+  std::vector<fg::cuda::family_choice> f{fg::cuda::family_choice::automatic,
+                                         fg::cuda::family_choice::mma_sync};
   int dev = 0, major = 0;
   cudaGetDevice(&dev);
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
@@ -115,7 +122,8 @@ void dense_case(int m, int n, int k, bool with_c, std::uint64_t seed) {
   dev_q<e4m3> da(a), db(b);
   ft::out_mat<TD> hd(m, n);
   std::vector<float> hc(static_cast<std::size_t>(m) * hd.ld);
-  for (std::size_t i = 0; i < hc.size(); ++i) hc[i] = ft::value_gen{seed + 2}(static_cast<std::int64_t>(i), 0);
+  for (std::size_t i = 0; i < hc.size(); ++i)
+    hc[i] = ft::value_gen{seed + 2}(static_cast<std::int64_t>(i), 0);
   dev_buf<TD> dd(hd.buf.size());
   dev_buf<float> dc(hc.data(), hc.size());
   fp8moe::matrix_view<float const> const cview =
@@ -133,10 +141,13 @@ void dense_case(int m, int n, int k, bool with_c, std::uint64_t seed) {
     av.scales.data += static_cast<std::int64_t>(rows[i]) * a.scols;
     av.scales.rows = 1;
     fp8moe::matrix_view<double> rv{ref.data() + i * n, 1, n, n, 1};
-    fp8moe::matrix_view<float const> cv = with_c ? fp8moe::matrix_view<float const>{hc.data() + static_cast<std::size_t>(rows[i]) * hd.ld, 1, n, hd.ld, 1}
-                                                 : fp8moe::matrix_view<float const>{};
+    fp8moe::matrix_view<float const> cv =
+        with_c ? fp8moe::matrix_view<float const>{hc.data() + static_cast<std::size_t>(rows[i]) * hd.ld, 1, n,
+                                                  hd.ld, 1}
+               : fp8moe::matrix_view<float const>{};
     fg::reference::fp8_gemm(fg::dense<e4m3, e4m3, double>{av, b.view(), rv, cv});
-    for (int c = 0; c < n; ++c) mag[i * n + c] = ft::magnitude(a.view(), rows[i], b.view(), c, 0, k, with_c ? cv(0, c) : 0.0);
+    for (int c = 0; c < n; ++c)
+      mag[i * n + c] = ft::magnitude(a.view(), rows[i], b.view(), c, 0, k, with_c ? cv(0, c) : 0.0);
   }
   for (auto fam : families(true)) {
     CAPTURE(static_cast<int>(fam));
@@ -152,7 +163,8 @@ void dense_case(int m, int n, int k, bool with_c, std::uint64_t seed) {
     for (std::size_t i = 0; i < rows.size(); ++i)
       for (int c = 0; c < n; ++c) {
         double const got = to_d(out[static_cast<std::size_t>(rows[i]) * hd.ld + c]);
-        if (!(std::fabs(got - ref[i * n + c]) <= device_tol(ref[i * n + c], mag[i * n + c], sizeof(TD) == 2))) ++bad;
+        if (!(std::fabs(got - ref[i * n + c]) <= device_tol(ref[i * n + c], mag[i * n + c], sizeof(TD) == 2)))
+          ++bad;
       }
     CHECK(unwritten == 0);
     CHECK(bad == 0);
@@ -163,7 +175,8 @@ void dense_case(int m, int n, int k, bool with_c, std::uint64_t seed) {
 
 TEST_CASE("device dense: DeepSeek-V3 N x K pairs, small and partial M, both kernels") {
   // (N, K) from config_671B: q_a+kv_a, kv_a, q_b, kv_b, o_proj, expert gate/up, expert down
-  int const nk[][2] = {{2112, 7168}, {576, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384}, {4096, 7168}, {7168, 2048}};
+  int const nk[][2] = {{2112, 7168},  {576, 7168},  {24576, 1536}, {32768, 512},
+                       {7168, 16384}, {4096, 7168}, {7168, 2048}};
   for (auto const& s : nk) dense_case<bf16>(64, s[0], s[1], false, 100 + s[0]);
   for (int m : {1, 7, 128, 200}) dense_case<bf16>(m, 2112, 1536, false, 7 + m);
   dense_case<bf16>(4096, 576, 512, false, 9);
@@ -185,27 +198,32 @@ TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range i
     std::memcpy(hs.data() + e * sstride, bs[e].scales.data(), sstride * sizeof(float));
   }
   std::vector<int> ids(m, -1);
-  for (int r = 0; r < 100; ++r) ids[r] = 2;      // expert 2: 100 rows, 28 padding
-  for (int r = 128; r < 384; ++r) ids[r] = 0;    // expert 0: 256 rows; expert 1 empty
-  for (int r = 384; r < 385; ++r) ids[r] = 3;    // expert 3: one row
-  for (int r = 520; r < 600; ++r) ids[r] = 3;    // (rows 512..639: a second window of expert 3)
+  for (int r = 0; r < 100; ++r) ids[r] = 2;    // expert 2: 100 rows, 28 padding
+  for (int r = 128; r < 384; ++r) ids[r] = 0;  // expert 0: 256 rows; expert 1 empty
+  for (int r = 384; r < 385; ++r) ids[r] = 3;  // expert 3: one row
+  for (int r = 520; r < 600; ++r) ids[r] = 3;  // (rows 512..639: a second window of expert 3)
   ids[550] = -1;
   dev_q<e4m3> da(a);
   dev_buf<e4m3> db(hb.data(), hb.size());
   dev_buf<float> dsb(hs.data(), hs.size());
   dev_buf<int> dids(ids.data(), ids.size());
   fg::quantized_batched_view<e4m3 const> bview{{db.p, g, n, k, bstride, bs[0].ld, 1},
-                                               {dsb.p, g, bs[0].srows, bs[0].scols, sstride, bs[0].scols, 1}, t128};
-  fg::quantized_batched_view<e4m3 const> bhost{{hb.data(), g, n, k, bstride, bs[0].ld, 1},
-                                               {hs.data(), g, bs[0].srows, bs[0].scols, sstride, bs[0].scols, 1}, t128};
+                                               {dsb.p, g, bs[0].srows, bs[0].scols, sstride, bs[0].scols, 1},
+                                               t128};
+  fg::quantized_batched_view<e4m3 const> bhost{
+      {hb.data(), g, n, k, bstride, bs[0].ld, 1},
+      {hs.data(), g, bs[0].srows, bs[0].scols, sstride, bs[0].scols, 1},
+      t128};
   ft::out_mat<double> ref(m, n);
-  fg::reference::grouped_gemm(fg::grouped_contiguous<e4m3, e4m3, double>{a.view(), bhost, {ids.data(), m, 1}, ref.view(), {}});
+  fg::reference::grouped_gemm(
+      fg::grouped_contiguous<e4m3, e4m3, double>{a.view(), bhost, {ids.data(), m, 1}, ref.view(), {}});
   ft::out_mat<bf16> hd(m, n);
   dev_buf<bf16> dd(hd.buf.size());
   for (auto fam : families(true)) {
     CAPTURE(static_cast<int>(fam));
     dd.poison();
-    fg::grouped_contiguous<e4m3, e4m3, bf16> const p{da.view(), bview, {dids.p, m, 1}, {dd.p, m, n, hd.ld, 1}, {}};
+    fg::grouped_contiguous<e4m3, e4m3, bf16> const p{
+        da.view(), bview, {dids.p, m, 1}, {dd.p, m, n, hd.ld, 1}, {}};
     fg::cuda::run(nullptr, fg::cuda::to_params(p), nullptr, "test", fam, 0, p.m_align);
     FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
     auto const out = dd.get();
@@ -232,7 +250,7 @@ TEST_CASE("device grouped masked: empty groups, rows past masked_m untouched, K-
     auto pack = [](std::vector<ft::qmat<e4m3>> const& v, std::int64_t& stride, std::int64_t& sstride) {
       stride = v[0].ld * v[0].rows, sstride = v[0].srows * v[0].scols;
       std::pair<ft::aligned_buffer<e4m3>, std::vector<float>> out{ft::aligned_buffer<e4m3>(stride * v.size()),
-                                                                   std::vector<float>(sstride * v.size())};
+                                                                  std::vector<float>(sstride * v.size())};
       for (std::size_t e = 0; e < v.size(); ++e) {
         std::memcpy(out.first.data() + e * stride, v[e].data.data(), stride);
         std::memcpy(out.second.data() + e * sstride, v[e].scales.data(), sstride * sizeof(float));
@@ -249,18 +267,22 @@ TEST_CASE("device grouped masked: empty groups, rows past masked_m untouched, K-
     std::int64_t const dstride = hd.ld * max_m;
     dev_buf<bf16> dd(static_cast<std::size_t>(dstride * g));
     auto aview = [&](e4m3 const* d, float const* s) {
-      return fg::quantized_batched_view<e4m3 const>{{d, g, max_m, k, as_, as[0].ld, 1},
-                                                    {s, g, as[0].srows, as[0].scols, ass, as[0].scols, 1}, t1x128};
+      return fg::quantized_batched_view<e4m3 const>{
+          {d, g, max_m, k, as_, as[0].ld, 1}, {s, g, as[0].srows, as[0].scols, ass, as[0].scols, 1}, t1x128};
     };
     auto bview = [&](e4m3 const* d, float const* s) {
-      return fg::quantized_batched_view<e4m3 const>{{d, g, n, k, bs_, bs[0].ld, 1},
-                                                    {s, g, bs[0].srows, bs[0].scols, bss, bs[0].scols, 1}, t128};
+      return fg::quantized_batched_view<e4m3 const>{
+          {d, g, n, k, bs_, bs[0].ld, 1}, {s, g, bs[0].srows, bs[0].scols, bss, bs[0].scols, 1}, t128};
     };
     for (auto fam : families(true)) {
       CAPTURE(static_cast<int>(fam));
       dd.poison();
-      fg::grouped_masked<e4m3, e4m3, bf16> const p{aview(da.p, dsa.p), bview(db.p, dsb.p), {dcounts.p, g, 1},
-                                                   {dd.p, g, max_m, n, dstride, hd.ld, 1}, {}, 96};
+      fg::grouped_masked<e4m3, e4m3, bf16> const p{aview(da.p, dsa.p),
+                                                   bview(db.p, dsb.p),
+                                                   {dcounts.p, g, 1},
+                                                   {dd.p, g, max_m, n, dstride, hd.ld, 1},
+                                                   {},
+                                                   96};
       fg::cuda::run(nullptr, fg::cuda::to_params(p), nullptr, "test", fam, p.expected_m);
       FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
       auto const out = dd.get();
@@ -296,12 +318,14 @@ TEST_CASE("device grouped masked: empty groups, rows past masked_m untouched, K-
     for (std::size_t i = 0; i < hc.size(); ++i) hc[i] = ft::value_gen{73}(static_cast<std::int64_t>(i), 1);
     std::vector<float> ref_f(hc.size());
     std::vector<double> ref(hc.size());
-    fg::reference::grouped_gemm(fg::k_grouped<e4m3, e4m3>{a.view(), b.view(), {ks.data(), g, 1},
-                                                           {ref_f.data(), g, m, n, gs, ld, 1},
-                                                           {hc.data(), g, m, n, gs, ld, 1}});
+    fg::reference::grouped_gemm(fg::k_grouped<e4m3, e4m3>{a.view(),
+                                                          b.view(),
+                                                          {ks.data(), g, 1},
+                                                          {ref_f.data(), g, m, n, gs, ld, 1},
+                                                          {hc.data(), g, m, n, gs, ld, 1}});
     dev_buf<float> dd(hc.data(), hc.size());  // D starts as C: in-place accumulation
-    fg::k_grouped<e4m3, e4m3> const p{da.view(), db.view(), {ks.data(), g, 1}, {dd.p, g, m, n, gs, ld, 1},
-                                      {dd.p, g, m, n, gs, ld, 1}};
+    fg::k_grouped<e4m3, e4m3> const p{
+        da.view(), db.view(), {ks.data(), g, 1}, {dd.p, g, m, n, gs, ld, 1}, {dd.p, g, m, n, gs, ld, 1}};
     fg::grouped_gemm(fp8moe::cuda_executor{}, p);
     FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
     auto const out = dd.get();
@@ -312,7 +336,9 @@ TEST_CASE("device grouped masked: empty groups, rows past masked_m untouched, K-
         for (int c = 0; c < n; ++c) {
           std::size_t const i = static_cast<std::size_t>(e * gs + r * ld + c);
           double const mag = ft::magnitude(a.view(), r, b.view(), c, k0, ks[e], hc[i]);
-          if (!(std::fabs(out[i] - ref_f[i]) <= device_tol(ref_f[i], mag, false) + std::ldexp(std::fabs(ref_f[i]), -22))) ++bad;
+          if (!(std::fabs(out[i] - ref_f[i]) <=
+                device_tol(ref_f[i], mag, false) + std::ldexp(std::fabs(ref_f[i]), -22)))
+            ++bad;
         }
       k0 += ks[e];
     }
@@ -327,18 +353,21 @@ TEST_CASE("device path rejects what it does not support, before touching outputs
   dev_buf<bf16> dd(64 * 128);
   fp8moe::cuda_executor const ex{};
   // K = 576 is valid for the host path (partial last block) but not for the device kernels
-  CHECK_THROWS_WITH_AS(fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da.view(), db.view(), {dd.p, 64, 128, 128, 1}, {}}),
-                       doctest::Contains("'k'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(
+      fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da.view(), db.view(), {dd.p, 64, 128, 128, 1}, {}}),
+      doctest::Contains("'k'"), fp8moe::error);
   auto const a2 = ft::quantize_gen<e4m3>(ft::value_gen{83}, 64, 512, fp8moe::scaling::tile_shape{1, 0});
   auto const b2 = ft::quantize_gen<e4m3>(ft::value_gen{84}, 128, 512, t128);
   dev_q<e4m3> da2(a2), db2(b2);
-  CHECK_THROWS_WITH_AS(fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da2.view(), db2.view(), {dd.p, 64, 128, 128, 1}, {}}),
-                       doctest::Contains("a.tile"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(
+      fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da2.view(), db2.view(), {dd.p, 64, 128, 128, 1}, {}}),
+      doctest::Contains("a.tile"), fp8moe::error);
   auto const a3 = ft::quantize_gen<e4m3>(ft::value_gen{85}, 64, 512, t1x128);
   dev_q<e4m3> da3(a3);
-  CHECK_THROWS_WITH_AS(fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da3.view(), db2.view(), {dd.p, 64, 128, 128, 1}, {}},
-                                    fg::gemm_options{.promotion_k = 256}),
-                       doctest::Contains("promotion_k"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(
+      fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da3.view(), db2.view(), {dd.p, 64, 128, 128, 1}, {}},
+                   fg::gemm_options{.promotion_k = 256}),
+      doctest::Contains("promotion_k"), fp8moe::error);
   // MN-major B (transposed weight) is the host path's job; the device path says so
   auto bt = db2.view();
   bt.data = {bt.data.data, 128, 512, 1, 128};

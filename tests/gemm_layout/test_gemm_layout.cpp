@@ -104,8 +104,11 @@ TEST_CASE("128B swizzle: bijective per 1024-byte atom, keeps 16-byte chunks, con
 TEST_CASE("wgmma descriptors: encoding, and K-step advance agrees with the TMA 128B swizzle") {
   std::uint64_t const d = fc::wgmma_desc_k_major_sw128(0x400);
   CHECK(d == ((0x400u >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62)));
-  fc::wgmma_desc_fields const f{.start_address = 0x1230, .leading_byte_offset = 16, .stride_byte_offset = 1024,
-                                .base_offset = 0, .swizzle = 1};
+  fc::wgmma_desc_fields const f{.start_address = 0x1230,
+                                .leading_byte_offset = 16,
+                                .stride_byte_offset = 1024,
+                                .base_offset = 0,
+                                .swizzle = 1};
   CHECK(fc::decode_wgmma_desc(fc::encode_wgmma_desc(f)) == f);
   // the tensor core reading (row, k) of k32 step kk through desc(tile + 32*kk) must land where
   // TMA (or cp.async through tile_offset_sw128) stored (row, 32*kk + k)
@@ -133,7 +136,8 @@ std::vector<fc::tile_coord> schedule_all(fc::schedule_problem const& sp, int cta
 TEST_CASE("tile scheduler: every layout's tiles exactly once, for any persistent grid size") {
   for (int ctas : {1, 3, 132}) {
     SUBCASE("dense with rasterization") {
-      fc::schedule_problem sp{.layout = fc::layout_kind::dense, .m = 1000, .n = 2112, .block_m = 128, .block_n = 128};
+      fc::schedule_problem sp{
+          .layout = fc::layout_kind::dense, .m = 1000, .n = 2112, .block_m = 128, .block_n = 128};
       auto const tiles = schedule_all(sp, ctas);
       std::set<std::pair<int, int>> seen;
       for (auto const& t : tiles) seen.insert({t.m_block, t.n_block});
@@ -148,8 +152,13 @@ TEST_CASE("tile scheduler: every layout's tiles exactly once, for any persistent
       for (int r = 0; r < 100; ++r) ids[r] = 2;
       for (int r = 260; r < 300; ++r) ids[r] = 0;
       ids[301] = 7;  // out of range for G = 3: padding
-      fc::schedule_problem sp{.layout = fc::layout_kind::grouped_contiguous, .m = 384, .n = 256, .groups = 3,
-                              .block_m = 128, .block_n = 128, .m_indices = ids.data()};
+      fc::schedule_problem sp{.layout = fc::layout_kind::grouped_contiguous,
+                              .m = 384,
+                              .n = 256,
+                              .groups = 3,
+                              .block_m = 128,
+                              .block_n = 128,
+                              .m_indices = ids.data()};
       auto const tiles = schedule_all(sp, ctas);
       CHECK(tiles.size() == 6u);
       for (auto const& t : tiles) {
@@ -160,8 +169,13 @@ TEST_CASE("tile scheduler: every layout's tiles exactly once, for any persistent
     }
     SUBCASE("grouped masked: per-group counts, empty groups produce no tiles") {
       std::vector<int> counts{0, 130, 1, 0, 64};
-      fc::schedule_problem sp{.layout = fc::layout_kind::grouped_masked, .m = 256, .n = 200, .groups = 5,
-                              .block_m = 64, .block_n = 128, .masked_m = counts.data()};
+      fc::schedule_problem sp{.layout = fc::layout_kind::grouped_masked,
+                              .m = 256,
+                              .n = 200,
+                              .groups = 5,
+                              .block_m = 64,
+                              .block_n = 128,
+                              .masked_m = counts.data()};
       auto const tiles = schedule_all(sp, ctas);
       std::map<int, int> per_group;
       std::set<std::tuple<int, int, int>> seen;
@@ -178,8 +192,12 @@ TEST_CASE("tile scheduler: every layout's tiles exactly once, for any persistent
       CHECK(seen.size() == tiles.size());
     }
     SUBCASE("K-grouped: G x M blocks x N blocks") {
-      fc::schedule_problem sp{.layout = fc::layout_kind::k_grouped, .m = 300, .n = 128, .groups = 4,
-                              .block_m = 128, .block_n = 128};
+      fc::schedule_problem sp{.layout = fc::layout_kind::k_grouped,
+                              .m = 300,
+                              .n = 128,
+                              .groups = 4,
+                              .block_m = 128,
+                              .block_n = 128};
       auto const tiles = schedule_all(sp, ctas);
       std::set<std::tuple<int, int, int>> seen;
       for (auto const& t : tiles) seen.insert({t.group, t.m_block, t.n_block});
@@ -222,7 +240,9 @@ TEST_CASE("tile selector: DeepSeek-V3 shapes map onto instantiated, fitting conf
 // plain loops following their PTX definitions.
 namespace {
 
-float e4m3(std::uint8_t b) { return fp8moe::float8_e4m3_t::from_bits(b).to_float(); }
+float e4m3(std::uint8_t b) {
+  return fp8moe::float8_e4m3_t::from_bits(b).to_float();
+}
 
 struct emu_case {
   fc::kernel_params p;
@@ -239,7 +259,8 @@ std::uint8_t random_fp8(std::mt19937& g) {
 }
 
 // Builds a problem; A/B contents and scales random (never zero-only), D poisoned (NaN).
-emu_case make_case(fc::layout_kind layout, int m, int n, int k, int groups, int bscale, bool with_c, unsigned seed) {
+emu_case make_case(fc::layout_kind layout, int m, int n, int k, int groups, int bscale, bool with_c,
+                   unsigned seed) {
   std::mt19937 g(seed);
   std::uniform_real_distribution<float> us(0.001f, 0.02f);
   emu_case e;
@@ -248,9 +269,9 @@ emu_case make_case(fc::layout_kind layout, int m, int n, int k, int groups, int 
   p.m = m, p.n = n, p.k = k, p.groups = groups;
   p.b_scale_granularity = bscale;
   int const a_batches = layout == fc::layout_kind::grouped_masked ? groups : 1;
-  int const b_batches = (layout == fc::layout_kind::grouped_contiguous || layout == fc::layout_kind::grouped_masked)
-                            ? groups
-                            : 1;
+  int const b_batches =
+      (layout == fc::layout_kind::grouped_contiguous || layout == fc::layout_kind::grouped_masked) ? groups
+                                                                                                   : 1;
   int const kb = k / 128;
   p.a_row_stride = k + 16;  // padded strides: catch stride mix-ups
   p.a_group_stride = p.a_row_stride * m;
@@ -269,7 +290,8 @@ emu_case make_case(fc::layout_kind layout, int m, int n, int k, int groups, int 
   p.sfb_layout = {.row_stride = kb, .col_stride = 1, .group_stride = b_rows * kb};  // K-major
   e.sfb.resize(static_cast<std::size_t>(b_rows * kb * b_batches));
   for (auto& x : e.sfb) x = us(g);
-  int const d_groups = (layout == fc::layout_kind::grouped_masked || layout == fc::layout_kind::k_grouped) ? groups : 1;
+  int const d_groups =
+      (layout == fc::layout_kind::grouped_masked || layout == fc::layout_kind::k_grouped) ? groups : 1;
   p.d_row_stride = n + 8;
   p.d_group_stride = p.d_row_stride * m;
   e.d_rows = m * d_groups;
@@ -300,10 +322,12 @@ float round_out(fc::kernel_params const& p, float x) {
 }
 
 // The epilogue: staging tile -> D, with the kernels' row actions.
-void emu_store(emu_case& e, fc::tile_geometry const& g, std::vector<float> const& staging, int bm, int bn, int pitch) {
+void emu_store(emu_case& e, fc::tile_geometry const& g, std::vector<float> const& staging, int bm, int bn,
+               int pitch) {
   auto const& p = e.p;
   for (int r = 0; r < bm; ++r) {
-    int const id = (p.layout == fc::layout_kind::grouped_contiguous && r < g.rows_valid) ? p.m_indices[g.m0 + r] : 0;
+    int const id =
+        (p.layout == fc::layout_kind::grouped_contiguous && r < g.rows_valid) ? p.m_indices[g.m0 + r] : 0;
     fc::row_action const act = fc::epilogue_row_action(p, g, r, id);
     if (act == fc::row_action::skip) continue;
     for (int cidx = 0; cidx < bn && cidx < g.cols_valid; ++cidx) {
@@ -330,11 +354,15 @@ void emu_fill(fc::kernel_params const& p, fc::tile_geometry const& g, int kb, in
   for (int r = 0; r < bm; ++r)
     for (int kbyte = 0; kbyte < 128; ++kbyte)
       sa[fc::tile_offset_sw128(r, kbyte)] =
-          r < g.rows_loadable ? p.a[g.a_offset + static_cast<std::int64_t>(r) * p.a_row_stride + kb * 128 + kbyte] : 0;
+          r < g.rows_loadable
+              ? p.a[g.a_offset + static_cast<std::int64_t>(r) * p.a_row_stride + kb * 128 + kbyte]
+              : 0;
   for (int r = 0; r < bn; ++r)
     for (int kbyte = 0; kbyte < 128; ++kbyte)
       sb[fc::tile_offset_sw128(r, kbyte)] =
-          r < g.cols_valid ? p.b[g.b_offset + static_cast<std::int64_t>(r) * p.b_row_stride + kb * 128 + kbyte] : 0;
+          r < g.cols_valid
+              ? p.b[g.b_offset + static_cast<std::int64_t>(r) * p.b_row_stride + kb * 128 + kbyte]
+              : 0;
 }
 
 // The mma.sync kernel (mma_sync_shape<128,128,*>: 2x4 warps of 64x32) on the CPU.
@@ -372,14 +400,16 @@ void emulate_mma_sync(emu_case& e, int ctas) {
                 for (int i = 0; i < mt_n; ++i) {
                   std::uint32_t v = 0;
                   for (int by = 0; by < 4; ++by)
-                    v |= std::uint32_t(sa[fc::tile_offset_sw128(wm * wm_ + i * 16 + as.row, as.col + d0.col + by)])
+                    v |= std::uint32_t(
+                             sa[fc::tile_offset_sw128(wm * wm_ + i * 16 + as.row, as.col + d0.col + by)])
                          << (8 * by);
                   af[l][i][reg] = v;
                 }
                 for (int j = 0; j < nt_n / 2; ++j) {
                   std::uint32_t v = 0;
                   for (int by = 0; by < 4; ++by)
-                    v |= std::uint32_t(sb[fc::tile_offset_sw128(wn * wn_ + j * 16 + bs.row, bs.col + d0.col + by)])
+                    v |= std::uint32_t(
+                             sb[fc::tile_offset_sw128(wn * wn_ + j * 16 + bs.row, bs.col + d0.col + by)])
                          << (8 * by);
                   bf[l][j][reg] = v;
                 }
@@ -396,7 +426,8 @@ void emulate_mma_sync(emu_case& e, int ctas) {
                   }
                   for (int el = 0; el < 8; ++el) {
                     coord const c = fc::mma_m16n8k32_b(l, el);
-                    B[c.row][c.col] = e4m3(std::uint8_t(bf[l][j / 2][(j % 2) * 2 + el / 4] >> (8 * (el % 4))));
+                    B[c.row][c.col] =
+                        e4m3(std::uint8_t(bf[l][j / 2][(j % 2) * 2 + el / 4] >> (8 * (el % 4))));
                   }
                 }
                 for (int l = 0; l < 32; ++l)
@@ -415,7 +446,8 @@ void emulate_mma_sync(emu_case& e, int ctas) {
                 for (int el = 0; el < 4; ++el) {
                   coord const c = fc::mma_m16n8_c(l, el);
                   int const row = wm * wm_ + i * 16 + c.row, col = wn * wn_ + j * 8 + c.col;
-                  F(w, l, i, j, el) += acc[((l * mt_n + i) * nt_n + j) * 4 + el] * (sa_at(p, g, row, kbg) * sb_at(p, g, col, kbg));
+                  F(w, l, i, j, el) += acc[((l * mt_n + i) * nt_n + j) * 4 + el] *
+                                       (sa_at(p, g, row, kbg) * sb_at(p, g, col, kbg));
                 }
         }
       }
@@ -499,7 +531,8 @@ void check_against_reference(emu_case const& e) {
   auto const& p = e.p;
   std::vector<double> want(e.d.size(), std::nan(""));
   std::vector<double> mag(e.d.size(), 0.0);
-  int const groups_d = (p.layout == fc::layout_kind::grouped_masked || p.layout == fc::layout_kind::k_grouped) ? p.groups : 1;
+  int const groups_d =
+      (p.layout == fc::layout_kind::grouped_masked || p.layout == fc::layout_kind::k_grouped) ? p.groups : 1;
   for (int gd = 0; gd < groups_d; ++gd)
     for (int m = 0; m < p.m; ++m) {
       int expert = 0, k_begin = 0, k_end = p.k;
@@ -515,15 +548,17 @@ void check_against_reference(emu_case const& e) {
       if (p.layout == fc::layout_kind::k_grouped) k_begin = e.k_offsets[gd], k_end = e.k_offsets[gd + 1];
       int const a_batch = p.layout == fc::layout_kind::grouped_masked ? gd : 0;
       for (int n = 0; n < p.n; ++n) {
-        std::size_t const di = static_cast<std::size_t>(gd * p.d_group_stride + static_cast<std::int64_t>(m) * p.d_row_stride + n);
+        std::size_t const di = static_cast<std::size_t>(gd * p.d_group_stride +
+                                                        static_cast<std::int64_t>(m) * p.d_row_stride + n);
         double s = e.c.empty() ? 0.0 : e.c[di];
         double mg = std::fabs(s);
         if (product) {
           for (int kb = k_begin / 128; kb < k_end / 128; ++kb) {
             double part = 0.0, pm = 0.0;
             for (int k = kb * 128; k < kb * 128 + 128; ++k) {
-              double const x = e4m3(e.a[a_batch * p.a_group_stride + static_cast<std::int64_t>(m) * p.a_row_stride + k]) *
-                               e4m3(e.b[expert * p.b_group_stride + static_cast<std::int64_t>(n) * p.b_row_stride + k]);
+              double const x =
+                  e4m3(e.a[a_batch * p.a_group_stride + static_cast<std::int64_t>(m) * p.a_row_stride + k]) *
+                  e4m3(e.b[expert * p.b_group_stride + static_cast<std::int64_t>(n) * p.b_row_stride + k]);
               part += x;
               pm += std::fabs(x);
             }
@@ -548,7 +583,8 @@ void check_against_reference(emu_case const& e) {
     }
     // tolerance: FP32 sums of exact FP8 products (<= 2^-24 * 160 of the magnitude, over-bounded by
     // 1e-5) plus the BF16 output rounding (2^-9 relative) when D is bf16
-    double const tol = 1e-5 * mag[i] + (p.out == fc::output_kind::bf16 ? std::ldexp(std::fabs(want[i]), -8) : 0.0) + 1e-30;
+    double const tol =
+        1e-5 * mag[i] + (p.out == fc::output_kind::bf16 ? std::ldexp(std::fabs(want[i]), -8) : 0.0) + 1e-30;
     if (!(std::fabs(e.d[i] - want[i]) <= tol)) ++bad;
   }
   CHECK(bad == 0);
@@ -581,15 +617,17 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
     for (int path = 0; path < 2; ++path) {
       auto e = make_case(fc::layout_kind::grouped_contiguous, 512, 192, 256, 3, 128, path == 1, 21);
       e.m_indices.assign(512, -1);
-      for (int r = 0; r < 90; ++r) e.m_indices[r] = 1;         // expert 1: 90 rows + padding
-      for (int r = 256; r < 380; ++r) e.m_indices[r] = 0;      // rows 128..255: all padding
+      for (int r = 0; r < 90; ++r) e.m_indices[r] = 1;     // expert 1: 90 rows + padding
+      for (int r = 256; r < 380; ++r) e.m_indices[r] = 0;  // rows 128..255: all padding
       for (int r = 384; r < 400; ++r) e.m_indices[r] = 2;
-      e.m_indices[390] = -1;                                   // padding inside a segment
-      e.m_indices[395] = 9;                                    // out of range: padding on the device
+      e.m_indices[390] = -1;  // padding inside a segment
+      e.m_indices[395] = 9;   // out of range: padding on the device
       e.p.out = path == 0 ? fc::output_kind::bf16 : fc::output_kind::f32;
       bind(e);
-      if (path == 0) emulate_wgmma(e, 128, 128, 3);
-      else emulate_mma_sync(e, 2);
+      if (path == 0)
+        emulate_wgmma(e, 128, 128, 3);
+      else
+        emulate_mma_sync(e, 2);
       check_against_reference(e);
     }
   }
@@ -599,8 +637,10 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
       e.masked_m = {0, 130, 7, 160};
       e.p.out = fc::output_kind::bf16;
       bind(e);
-      if (path == 0) emulate_wgmma(e, 64, 64, 4);
-      else emulate_mma_sync(e, 3);
+      if (path == 0)
+        emulate_wgmma(e, 64, 64, 4);
+      else
+        emulate_mma_sync(e, 3);
       check_against_reference(e);
     }
   }

@@ -31,11 +31,13 @@ struct mma_sync_shape {
   static_assert(BlockM % 32 == 0 && BlockN % 64 == 0, "mma.sync tile: BlockM % 32 == 0 and BlockN % 64 == 0");
   static_assert(n_tiles % 2 == 0, "mma.sync tile: ldmatrix.x4 loads B for two n8 tiles at once");
   static_assert(Stages >= 2, "mma.sync pipeline: at least 2 stages");
-  static_assert(128 % BlockN == 0 || BlockN % 128 == 0, "BlockN must divide or be a multiple of the 128-wide B scale block");
+  static_assert(128 % BlockN == 0 || BlockN % 128 == 0,
+                "BlockN must divide or be a multiple of the 128-wide B scale block");
 };
 
 template <int BlockM, int BlockN, int Stages, int BScaleRows>
-__global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params const p, __grid_constant__ k_group_table const kt) {
+__global__ void __launch_bounds__(256, 1)
+    mma_sync_gemm_kernel(kernel_params const p, __grid_constant__ k_group_table const kt) {
 #if FP8MOE_ARCH_FP8
   using S = mma_sync_shape<BlockM, BlockN, Stages>;
   extern __shared__ std::uint8_t smem_raw[];
@@ -66,23 +68,23 @@ __global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params con
       for (int i = 0; i < BlockM * 8 / S::threads; ++i) {
         int const idx = tid + i * S::threads, r = idx >> 3, c = idx & 7;
         bool const ok = r < g.rows_loadable;
-        ptx::cp_async_16(a_dst + tile_offset_sw128(r, c * 16), ok ? a_src + r * p.a_row_stride + c * 16 : p.a, ok);
+        ptx::cp_async_16(a_dst + tile_offset_sw128(r, c * 16), ok ? a_src + r * p.a_row_stride + c * 16 : p.a,
+                         ok);
       }
       FP8MOE_UNROLL
       for (int i = 0; i < BlockN * 8 / S::threads; ++i) {
         int const idx = tid + i * S::threads, r = idx >> 3, c = idx & 7;
         bool const ok = r < g.cols_valid;
-        ptx::cp_async_16(b_dst + tile_offset_sw128(r, c * 16), ok ? b_src + r * p.b_row_stride + c * 16 : p.b, ok);
+        ptx::cp_async_16(b_dst + tile_offset_sw128(r, c * 16), ok ? b_src + r * p.b_row_stride + c * 16 : p.b,
+                         ok);
       }
     };
 
     float fin[S::m_tiles][S::n_tiles][4];
     FP8MOE_UNROLL
-    for (int i = 0; i < S::m_tiles; ++i)
-      FP8MOE_UNROLL
-      for (int j = 0; j < S::n_tiles; ++j)
-        FP8MOE_UNROLL
-        for (int e = 0; e < 4; ++e) fin[i][j][e] = 0.0f;
+    for (int i = 0; i < S::m_tiles; ++i) FP8MOE_UNROLL
+    for (int j = 0; j < S::n_tiles; ++j) FP8MOE_UNROLL
+    for (int e = 0; e < 4; ++e) fin[i][j][e] = 0.0f;
 
     FP8MOE_UNROLL
     for (int s = 0; s < Stages - 1; ++s) {
@@ -101,11 +103,9 @@ __global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params con
       std::uint32_t const b_tile = a_tile + S::a_bytes;
       float acc[S::m_tiles][S::n_tiles][4];
       FP8MOE_UNROLL
-      for (int i = 0; i < S::m_tiles; ++i)
-        FP8MOE_UNROLL
-        for (int j = 0; j < S::n_tiles; ++j)
-          FP8MOE_UNROLL
-          for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+      for (int i = 0; i < S::m_tiles; ++i) FP8MOE_UNROLL
+      for (int j = 0; j < S::n_tiles; ++j) FP8MOE_UNROLL
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
       // not unrolled: fragments of one k32 step live at a time (unrolling hoists all four steps'
       // ldmatrix results and spills)
@@ -122,20 +122,18 @@ __global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params con
         for (int j = 0; j < S::n_tiles / 2; ++j)
           ptx::ldmatrix_x4(b_tile + tile_offset_sw128(wn * S::warp_n + j * 16 + bs.row, bs.col), bf[j]);
         FP8MOE_UNROLL
-        for (int i = 0; i < S::m_tiles; ++i)
-          FP8MOE_UNROLL
-          for (int j = 0; j < S::n_tiles; ++j)
-            ptx::mma_m16n8k32_e4m3(acc[i][j], af[i], bf[j / 2][(j % 2) * 2], bf[j / 2][(j % 2) * 2 + 1]);
+        for (int i = 0; i < S::m_tiles; ++i) FP8MOE_UNROLL
+        for (int j = 0; j < S::n_tiles; ++j)
+          ptx::mma_m16n8k32_e4m3(acc[i][j], af[i], bf[j / 2][(j % 2) * 2], bf[j / 2][(j % 2) * 2 + 1]);
       }
       // scales of this K block (loaded after the MMAs are issued: short live ranges, L1/L2 hits)
       float sa[S::m_tiles][2];
       FP8MOE_UNROLL
-      for (int i = 0; i < S::m_tiles; ++i)
-        FP8MOE_UNROLL
-        for (int h = 0; h < 2; ++h) {
-          int const r = wm * S::warp_m + i * 16 + group_id + h * 8;
-          sa[i][h] = r < g.rows_loadable ? __ldg(p.sfa + p.sfa_layout(g.sfa_group, g.m0 + r, kbg)) : 0.0f;
-        }
+      for (int i = 0; i < S::m_tiles; ++i) FP8MOE_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        int const r = wm * S::warp_m + i * 16 + group_id + h * 8;
+        sa[i][h] = r < g.rows_loadable ? __ldg(p.sfa + p.sfa_layout(g.sfa_group, g.m0 + r, kbg)) : 0.0f;
+      }
       if constexpr (BScaleRows == 1) {
         FP8MOE_UNROLL
         for (int j = 0; j < S::n_tiles; ++j) {
@@ -146,9 +144,8 @@ __global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params con
             sb[h] = c < g.cols_valid ? __ldg(p.sfb + p.sfb_layout(g.sfb_group, g.n0 + c, kbg)) : 0.0f;
           }
           FP8MOE_UNROLL
-          for (int i = 0; i < S::m_tiles; ++i)
-            FP8MOE_UNROLL
-            for (int e = 0; e < 4; ++e) fin[i][j][e] += acc[i][j][e] * (sa[i][e >> 1] * sb[e & 1]);
+          for (int i = 0; i < S::m_tiles; ++i) FP8MOE_UNROLL
+          for (int e = 0; e < 4; ++e) fin[i][j][e] += acc[i][j][e] * (sa[i][e >> 1] * sb[e & 1]);
         }
       } else {
         FP8MOE_UNROLL
@@ -156,9 +153,8 @@ __global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params con
           int const c = wn * S::warp_n + j * 8;  // 8 columns never straddle a 128 block
           float const sb = __ldg(p.sfb + p.sfb_layout(g.sfb_group, (g.n0 + c) / b_scale_block_n, kbg));
           FP8MOE_UNROLL
-          for (int i = 0; i < S::m_tiles; ++i)
-            FP8MOE_UNROLL
-            for (int e = 0; e < 4; ++e) fin[i][j][e] += acc[i][j][e] * (sa[i][e >> 1] * sb);
+          for (int i = 0; i < S::m_tiles; ++i) FP8MOE_UNROLL
+          for (int e = 0; e < 4; ++e) fin[i][j][e] += acc[i][j][e] * (sa[i][e >> 1] * sb);
         }
       }
     }
@@ -166,15 +162,13 @@ __global__ void __launch_bounds__(256, 1) mma_sync_gemm_kernel(kernel_params con
     __syncthreads();
 
     FP8MOE_UNROLL
-    for (int i = 0; i < S::m_tiles; ++i)
-      FP8MOE_UNROLL
-      for (int j = 0; j < S::n_tiles; ++j)
-        FP8MOE_UNROLL
-        for (int e = 0; e < 4; e += 2) {
-          coord const c = mma_m16n8_c(lane, e);
-          int const row = wm * S::warp_m + i * 16 + c.row, col = wn * S::warp_n + j * 8 + c.col;
-          *reinterpret_cast<float2*>(staging + row * pitch + col) = make_float2(fin[i][j][e], fin[i][j][e + 1]);
-        }
+    for (int i = 0; i < S::m_tiles; ++i) FP8MOE_UNROLL
+    for (int j = 0; j < S::n_tiles; ++j) FP8MOE_UNROLL
+    for (int e = 0; e < 4; e += 2) {
+      coord const c = mma_m16n8_c(lane, e);
+      int const row = wm * S::warp_m + i * 16 + c.row, col = wn * S::warp_n + j * 8 + c.col;
+      *reinterpret_cast<float2*>(staging + row * pitch + col) = make_float2(fin[i][j][e], fin[i][j][e + 1]);
+    }
     __syncthreads();
     store_tile<BlockM, BlockN>(p, g, staging, pitch, tid, S::threads);
     __syncthreads();
@@ -193,7 +187,8 @@ void launch_mma_sync(kernel_params const& p, int const* k_offsets, int num_sms, 
   auto kernel = p.b_scale_granularity == 1 ? &mma_sync_gemm_kernel<BlockM, BlockN, Stages, 1>
                                            : &mma_sync_gemm_kernel<BlockM, BlockN, Stages, b_scale_block_n>;
   FP8MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::smem_bytes));
-  int const chunk = p.layout == layout_kind::k_grouped ? k_group_table::capacity : (p.groups > 0 ? p.groups : 1);
+  int const chunk =
+      p.layout == layout_kind::k_grouped ? k_group_table::capacity : (p.groups > 0 ? p.groups : 1);
   for (int g0 = 0; g0 < (p.layout == layout_kind::k_grouped ? p.groups : 1); g0 += chunk) {
     kernel_params q = p;
     k_group_table kt{};

@@ -31,10 +31,13 @@ struct wgmma_shape {
   static constexpr int a_bytes = BlockM * block_k, b_bytes = BlockN * block_k;
   static constexpr int stage_bytes = a_bytes + b_bytes;
   static constexpr int smem_bytes = wgmma_smem_bytes(BlockM, BlockN, Stages);
-  static_assert(BlockM == 64 || BlockM == 128, "wgmma tile: BlockM must be 64 or 128 (two m64 consumer warpgroups)");
+  static_assert(BlockM == 64 || BlockM == 128,
+                "wgmma tile: BlockM must be 64 or 128 (two m64 consumer warpgroups)");
   static_assert(wg_n == 32 || wg_n == 64 || wg_n == 128, "wgmma tile: per-warpgroup N must be 32, 64 or 128");
-  static_assert(128 % BlockN == 0 || BlockN == 128, "wgmma tile: BlockN must not straddle a 128-wide B scale block");
-  static_assert(Stages >= 2 && smem_bytes <= 227 * 1024, "wgmma tile: pipeline does not fit in 227 KB of shared memory");
+  static_assert(128 % BlockN == 0 || BlockN == 128,
+                "wgmma tile: BlockN must not straddle a 128-wide B scale block");
+  static_assert(Stages >= 2 && smem_bytes <= 227 * 1024,
+                "wgmma tile: pipeline does not fit in 227 KB of shared memory");
 };
 
 template <int BlockM, int BlockN, int Stages>
@@ -52,8 +55,8 @@ __global__ void __launch_bounds__(384, 1)
   std::uint32_t const pad = ((raw_addr + 1023u) & ~1023u) - raw_addr;
   std::uint8_t* const smem = smem_raw + pad;
   std::uint32_t const base = raw_addr + pad;
-  std::uint32_t const full_bar = base;                  // Stages x 8 bytes
-  std::uint32_t const empty_bar = base + 8 * Stages;    // Stages x 8 bytes
+  std::uint32_t const full_bar = base;                // Stages x 8 bytes
+  std::uint32_t const empty_bar = base + 8 * Stages;  // Stages x 8 bytes
   std::uint32_t const stages_addr = base + smem_header_bytes;
   float* const staging = reinterpret_cast<float*>(smem + smem_header_bytes + Stages * S::stage_bytes);
 
@@ -97,9 +100,9 @@ __global__ void __launch_bounds__(384, 1)
   } else {
     // ---------------- consumers ----------------
     ptx::setmaxnreg_inc<232>();
-    int const cw = warpgroup - 1;          // consumer warpgroup 0/1
-    int const ct = tid - 128;              // 0..255 over both consumers
-    int const wt = tid & 127;              // thread inside the warpgroup
+    int const cw = warpgroup - 1;  // consumer warpgroup 0/1
+    int const ct = tid - 128;      // 0..255 over both consumers
+    int const wt = tid & 127;      // thread inside the warpgroup
     int const wg_m0 = BlockM == 128 ? cw * 64 : 0;
     int const wg_n0 = BlockM == 128 ? 0 : cw * S::wg_n;
     int const row0 = wg_m0 + (wt >> 5) * 16 + ((wt & 31) >> 2);  // this thread's rows: row0, row0 + 8
@@ -116,9 +119,11 @@ __global__ void __launch_bounds__(384, 1)
         std::uint32_t const phase = (iter / Stages) & 1;
         int const kbg = g.kb0 + kb;
         // scales first: their latency hides behind the barrier wait and the MMAs
-        float const sa0 = row0 < g.rows_loadable ? __ldg(p.sfa + p.sfa_layout(g.sfa_group, g.m0 + row0, kbg)) : 0.0f;
-        float const sa1 =
-            row0 + 8 < g.rows_loadable ? __ldg(p.sfa + p.sfa_layout(g.sfa_group, g.m0 + row0 + 8, kbg)) : 0.0f;
+        float const sa0 =
+            row0 < g.rows_loadable ? __ldg(p.sfa + p.sfa_layout(g.sfa_group, g.m0 + row0, kbg)) : 0.0f;
+        float const sa1 = row0 + 8 < g.rows_loadable
+                              ? __ldg(p.sfa + p.sfa_layout(g.sfa_group, g.m0 + row0 + 8, kbg))
+                              : 0.0f;
         float const sb = __ldg(p.sfb + p.sfb_layout(g.sfb_group, (g.n0 + wg_n0) / b_scale_block_n, kbg));
 
         ptx::mbarrier_wait(full_bar + 8 * s, phase);
@@ -129,8 +134,8 @@ __global__ void __launch_bounds__(384, 1)
         ptx::wgmma_fence();
         FP8MOE_UNROLL
         for (int kk = 0; kk < block_k / 32; ++kk) {
-          mma::mma(acc, wgmma_desc_k_major_sw128(a_tile + kk * 32), wgmma_desc_k_major_sw128(b_tile + kk * 32),
-                   kk > 0 ? 1 : 0);
+          mma::mma(acc, wgmma_desc_k_major_sw128(a_tile + kk * 32),
+                   wgmma_desc_k_major_sw128(b_tile + kk * 32), kk > 0 ? 1 : 0);
         }
         ptx::wgmma_commit();
         ptx::wgmma_wait<0>();
@@ -147,7 +152,8 @@ __global__ void __launch_bounds__(384, 1)
       FP8MOE_UNROLL
       for (int i = 0; i < acc_regs; i += 2) {
         coord const c = wgmma_m64_acc(wt, i);
-        *reinterpret_cast<float2*>(staging + (wg_m0 + c.row) * pitch + wg_n0 + c.col) = make_float2(fin[i], fin[i + 1]);
+        *reinterpret_cast<float2*>(staging + (wg_m0 + c.row) * pitch + wg_n0 + c.col) =
+            make_float2(fin[i], fin[i + 1]);
       }
       ptx::named_barrier_sync(1, 256);
       store_tile<BlockM, BlockN>(p, g, staging, pitch, ct, 256);
@@ -166,14 +172,16 @@ __global__ void __launch_bounds__(384, 1)
 
 namespace detail {
 using encode_tiled_fn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, cuuint64_t const*,
-                                     cuuint64_t const*, cuuint32_t const*, cuuint32_t const*, CUtensorMapInterleave,
-                                     CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+                                     cuuint64_t const*, cuuint32_t const*, cuuint32_t const*,
+                                     CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion,
+                                     CUtensorMapFloatOOBfill);
 
 inline encode_tiled_fn get_encode_tiled() {
   static encode_tiled_fn fn = [] {
     void* f = nullptr;
     cudaDriverEntryPointQueryResult q{};
-    FP8MOE_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
+    FP8MOE_CUDA_CHECK(
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
     if (q != cudaDriverEntryPointSuccess || f == nullptr) {
       throw error(errc::cuda, "fp8moe::gemm: cuTensorMapEncodeTiled is not available from the driver");
     }
@@ -184,8 +192,9 @@ inline encode_tiled_fn get_encode_tiled() {
 
 /// 3-D (K, rows, batch) map over a K-major FP8 operand, box (128, box_rows, 1), 128B swizzle;
 /// out-of-range rows are zero-filled by the copy engine.
-inline CUtensorMap make_operand_map(std::uint8_t const* data, std::int64_t k, std::int64_t rows, std::int64_t batches,
-                                    std::int64_t row_stride, std::int64_t batch_stride, int box_rows) {
+inline CUtensorMap make_operand_map(std::uint8_t const* data, std::int64_t k, std::int64_t rows,
+                                    std::int64_t batches, std::int64_t row_stride, std::int64_t batch_stride,
+                                    int box_rows) {
   CUtensorMap map{};
   cuuint64_t const dims[3] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows),
                               static_cast<cuuint64_t>(batches)};
@@ -193,12 +202,14 @@ inline CUtensorMap make_operand_map(std::uint8_t const* data, std::int64_t k, st
                                  static_cast<cuuint64_t>(batches > 1 ? batch_stride : row_stride * rows)};
   cuuint32_t const box[3] = {static_cast<cuuint32_t>(block_k), static_cast<cuuint32_t>(box_rows), 1};
   cuuint32_t const elem_strides[3] = {1, 1, 1};
-  CUresult const r = get_encode_tiled()(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, const_cast<std::uint8_t*>(data), dims,
-                                        strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  CUresult const r = get_encode_tiled()(
+      &map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, const_cast<std::uint8_t*>(data), dims, strides, box,
+      elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) {
-    throw error(errc::cuda, fp8moe::detail::concat("fp8moe::gemm: cuTensorMapEncodeTiled failed with CUresult ", static_cast<int>(r)));
+    throw error(errc::cuda,
+                fp8moe::detail::concat("fp8moe::gemm: cuTensorMapEncodeTiled failed with CUresult ",
+                                       static_cast<int>(r)));
   }
   return map;
 }

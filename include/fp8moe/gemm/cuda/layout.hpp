@@ -56,7 +56,9 @@ constexpr FP8MOE_HOST_DEVICE coord mma_m16n8_c(int lane, int i) {
 
 /// Byte (row, kbyte) that lane `lane` receives in register `reg`, byte `byte`, relative to the
 /// matrix origin (row 0, byte 0 of matrix `reg`).
-constexpr FP8MOE_HOST_DEVICE coord ldmatrix_dst(int lane, int byte) { return {lane >> 2, (lane & 3) * 4 + byte}; }
+constexpr FP8MOE_HOST_DEVICE coord ldmatrix_dst(int lane, int byte) {
+  return {lane >> 2, (lane & 3) * 4 + byte};
+}
 
 /// Row and K byte, within a warp's 16-row A sub-tile and the k32 step `kk` of a 128-byte K tile,
 /// whose address lane `lane` supplies to ldmatrix.x4 so that the four result registers are the
@@ -115,7 +117,8 @@ constexpr FP8MOE_HOST_DEVICE std::uint64_t encode_wgmma_desc(wgmma_desc_fields f
   return (static_cast<std::uint64_t>((f.start_address >> 4) & 0x3FFFu)) |
          (static_cast<std::uint64_t>((f.leading_byte_offset >> 4) & 0x3FFFu) << 16) |
          (static_cast<std::uint64_t>((f.stride_byte_offset >> 4) & 0x3FFFu) << 32) |
-         (static_cast<std::uint64_t>(f.base_offset & 7u) << 49) | (static_cast<std::uint64_t>(f.swizzle & 3u) << 62);
+         (static_cast<std::uint64_t>(f.base_offset & 7u) << 49) |
+         (static_cast<std::uint64_t>(f.swizzle & 3u) << 62);
 }
 constexpr FP8MOE_HOST_DEVICE wgmma_desc_fields decode_wgmma_desc(std::uint64_t d) {
   return {static_cast<std::uint32_t>(d & 0x3FFFu) << 4, static_cast<std::uint32_t>((d >> 16) & 0x3FFFu) << 4,
@@ -126,8 +129,11 @@ constexpr FP8MOE_HOST_DEVICE wgmma_desc_fields decode_wgmma_desc(std::uint64_t d
 /// address `smem_addr` (1024-byte aligned tile + 32 * kk for the k32 step kk). Core matrices of 8
 /// rows are 1024 bytes apart (SBO); LBO is unused for swizzled K-major layouts (set to 16).
 constexpr FP8MOE_HOST_DEVICE std::uint64_t wgmma_desc_k_major_sw128(std::uint32_t smem_addr) {
-  return encode_wgmma_desc({.start_address = smem_addr, .leading_byte_offset = 16, .stride_byte_offset = 1024,
-                            .base_offset = 0, .swizzle = 1});
+  return encode_wgmma_desc({.start_address = smem_addr,
+                            .leading_byte_offset = 16,
+                            .stride_byte_offset = 1024,
+                            .base_offset = 0,
+                            .swizzle = 1});
 }
 /// The shared address the tensor core reads for element (row, k) of a K-major SW128 operand
 /// described by `desc` (what the hardware does, per the PTX canonical layout): linear address in
@@ -155,9 +161,9 @@ struct schedule_problem {
   layout_kind layout = layout_kind::dense;
   int m = 0, n = 0, groups = 1;
   int block_m = 128, block_n = 128;
-  int raster_group = 8;                       ///< N blocks walked together (L2 reuse of A rows)
-  int const* m_indices = nullptr;             ///< (M_sum) contiguous: expert id per row, -1 padding
-  int const* masked_m = nullptr;              ///< (G) masked: valid rows per group
+  int raster_group = 8;            ///< N blocks walked together (L2 reuse of A rows)
+  int const* m_indices = nullptr;  ///< (M_sum) contiguous: expert id per row, -1 padding
+  int const* masked_m = nullptr;   ///< (G) masked: valid rows per group
 };
 
 /// One output tile. `skip` tiles (contiguous blocks of padding rows only) reduce nothing; their
@@ -172,8 +178,8 @@ struct tile_coord {
 
 /// Rasterization: tile `t` of an m_blocks x n_blocks grid, walking `raster` N blocks at a time
 /// with M fastest inside a band, so tiles running at once share the same B columns and A rows.
-constexpr FP8MOE_HOST_DEVICE void rasterize(std::int64_t t, int m_blocks, int n_blocks, int raster, int& m_block,
-                                            int& n_block) {
+constexpr FP8MOE_HOST_DEVICE void rasterize(std::int64_t t, int m_blocks, int n_blocks, int raster,
+                                            int& m_block, int& n_block) {
   std::int64_t const band_tiles = static_cast<std::int64_t>(raster) * m_blocks;
   int const band = static_cast<int>(t / band_tiles);
   int const first_n = band * raster;
@@ -197,7 +203,8 @@ class tile_scheduler {
   /// an upper bound: groups * m_blocks * n_blocks).
   constexpr FP8MOE_HOST_DEVICE std::int64_t max_tiles() const {
     std::int64_t const per = static_cast<std::int64_t>(m_blocks_) * n_blocks_;
-    return (p_.layout == layout_kind::grouped_masked || p_.layout == layout_kind::k_grouped) ? per * p_.groups : per;
+    return (p_.layout == layout_kind::grouped_masked || p_.layout == layout_kind::k_grouped) ? per * p_.groups
+                                                                                             : per;
   }
 
   /// Expert of an M block of the contiguous layout: the first id in [0, G) among its rows (the
@@ -239,7 +246,8 @@ class tile_scheduler {
       case layout_kind::grouped_masked: {
         while (cursor_group_ < p_.groups) {
           int const rows = p_.masked_m[cursor_group_];
-          std::int64_t const tiles = static_cast<std::int64_t>(ceil_div(rows < 0 ? 0 : rows, p_.block_m)) * n_blocks_;
+          std::int64_t const tiles =
+              static_cast<std::int64_t>(ceil_div(rows < 0 ? 0 : rows, p_.block_m)) * n_blocks_;
           if (t < cursor_first_ + tiles) {
             int const mb = ceil_div(rows, p_.block_m);
             out.group = cursor_group_;
@@ -276,7 +284,9 @@ struct scale_layout {
   }
 };
 /// Scale row of an operand row `r` for a given B granularity (1 = per row, 128 = 128-row blocks).
-constexpr FP8MOE_HOST_DEVICE std::int64_t scale_row(std::int64_t r, int granularity) { return r / granularity; }
+constexpr FP8MOE_HOST_DEVICE std::int64_t scale_row(std::int64_t r, int granularity) {
+  return r / granularity;
+}
 
 // ------------------------------------------------------------------------------------------------
 // Ahead-of-time tile selection: every (M, N, K) class maps onto one of the instantiated configs.
@@ -292,9 +302,13 @@ struct tile_config {
 };
 
 /// Shared memory of one wgmma pipeline stage (A tile + B tile; both 1024-byte multiples).
-constexpr FP8MOE_HOST_DEVICE int wgmma_stage_bytes(int block_m, int block_n) { return (block_m + block_n) * block_k; }
+constexpr FP8MOE_HOST_DEVICE int wgmma_stage_bytes(int block_m, int block_n) {
+  return (block_m + block_n) * block_k;
+}
 /// Row pitch (floats) of the FP32 epilogue staging tile: +4 floats breaks bank conflicts.
-constexpr FP8MOE_HOST_DEVICE int staging_pitch(int block_n) { return block_n + 4; }
+constexpr FP8MOE_HOST_DEVICE int staging_pitch(int block_n) {
+  return block_n + 4;
+}
 /// Bytes reserved for mbarriers and per-tile scalars at the front of dynamic shared memory.
 inline constexpr int smem_header_bytes = 1024;
 /// Pipeline depth of an instantiated wgmma tile: as many stages as fit in `smem_limit` next to
@@ -322,8 +336,9 @@ constexpr FP8MOE_HOST_DEVICE int mma_sync_smem_bytes(int block_m, int block_n, i
 /// block_n in {128, 64} minimising waves over `num_sms`, ties to 128 (less A re-reading) unless
 /// 128-wide tiles would leave more than half the SMs idle.
 /// `m` is M (dense), M_sum (contiguous) or the expected rows per group (masked).
-constexpr FP8MOE_HOST_DEVICE tile_config select_tile(layout_kind layout, std::int64_t m, std::int64_t n, int groups,
-                                                     int num_sms, bool sm90a, bool per_row_b_scales) {
+constexpr FP8MOE_HOST_DEVICE tile_config select_tile(layout_kind layout, std::int64_t m, std::int64_t n,
+                                                     int groups, int num_sms, bool sm90a,
+                                                     bool per_row_b_scales) {
   if (!sm90a || per_row_b_scales || layout == layout_kind::k_grouped) {
     return {.family = kernel_family::mma_sync_sm89, .block_m = 128, .block_n = 128, .stages = 3};
   }
@@ -336,7 +351,8 @@ constexpr FP8MOE_HOST_DEVICE tile_config select_tile(layout_kind layout, std::in
   std::int64_t const waves64 = ceil_div<std::int64_t>(m_tiles * ceil_div<std::int64_t>(n, 64), sms);
   // fewer waves, or under half the SMs busy (memory-bound small M: more CTAs stream more bytes)
   int const bn = (waves64 < waves128 || 2 * tiles128 <= sms) ? 64 : 128;
-  return {.family = kernel_family::wgmma_sm90a, .block_m = bm, .block_n = bn, .stages = wgmma_stages_for(bm, bn)};
+  return {
+      .family = kernel_family::wgmma_sm90a, .block_m = bm, .block_n = bn, .stages = wgmma_stages_for(bm, bn)};
 }
 
 }  // namespace fp8moe::gemm::cuda

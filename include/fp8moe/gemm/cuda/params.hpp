@@ -25,7 +25,7 @@ enum class output_kind : std::uint8_t { bf16, f32 };
 ///               group g reduces over columns [k_offsets[g], k_offsets[g+1]) of A and B.
 struct kernel_params {
   layout_kind layout = layout_kind::dense;
-  int m = 0;       ///< M, M_sum or max_m
+  int m = 0;  ///< M, M_sum or max_m
   int n = 0;
   int k = 0;       ///< K (all K for k_grouped)
   int groups = 1;  ///< G (1 for dense)
@@ -68,12 +68,12 @@ struct k_group_table {
 /// Where one output tile's operands and outputs live.
 struct tile_geometry {
   int group;
-  int m0, n0;          ///< first row / column of the tile
-  int rows_valid;      ///< rows of the tile that exist (D rows written, at most BM)
-  int rows_loadable;   ///< rows of A that may be read (>= rows_valid; zero-filled past it)
-  int cols_valid;      ///< columns that exist (at most BN)
-  int k_blocks;        ///< 128-wide K blocks to reduce
-  int kb0;             ///< first K block (global index into the scale matrices)
+  int m0, n0;         ///< first row / column of the tile
+  int rows_valid;     ///< rows of the tile that exist (D rows written, at most BM)
+  int rows_loadable;  ///< rows of A that may be read (>= rows_valid; zero-filled past it)
+  int cols_valid;     ///< columns that exist (at most BN)
+  int k_blocks;       ///< 128-wide K blocks to reduce
+  int kb0;            ///< first K block (global index into the scale matrices)
   int sfa_group, sfb_group;
   bool padding_block;     ///< contiguous block of padding rows only (written with C or 0)
   std::int64_t a_offset;  ///< byte offset of A(m0, k0)
@@ -84,8 +84,9 @@ struct tile_geometry {
 
 /// `k_offsets`: the K-grouped prefix sums (G+1 entries) wherever they live (param space on the
 /// device, a host array in the CPU emulation); unused by the other layouts.
-constexpr FP8MOE_HOST_DEVICE tile_geometry make_tile_geometry(kernel_params const& p, tile_coord const& t, int block_m,
-                                                              int block_n, int const* k_offsets) {
+constexpr FP8MOE_HOST_DEVICE tile_geometry make_tile_geometry(kernel_params const& p, tile_coord const& t,
+                                                              int block_m, int block_n,
+                                                              int const* k_offsets) {
   tile_geometry g{};
   g.group = t.group;
   g.m0 = t.m_block * block_m;
@@ -99,7 +100,8 @@ constexpr FP8MOE_HOST_DEVICE tile_geometry make_tile_geometry(kernel_params cons
   g.sfb_group = 0;
   std::int64_t a_group = 0, b_group = 0, d_group = 0, c_group = 0;
   switch (p.layout) {
-    case layout_kind::dense: break;
+    case layout_kind::dense:
+      break;
     case layout_kind::grouped_contiguous:
       b_group = t.group * p.b_group_stride;
       g.sfb_group = t.group;
@@ -142,21 +144,32 @@ enum class row_action : std::uint8_t { skip, product, fill };
 /// skip: the row does not exist or is masked out (left untouched); fill: a contiguous padding row
 /// (-1 or an id of another expert), written as C or 0; product: written as [C +] A.B^T.
 /// `row_group` is the expert id of the row (contiguous only; ignored otherwise).
-constexpr FP8MOE_HOST_DEVICE row_action epilogue_row_action(kernel_params const& p, tile_geometry const& g, int r,
-                                                             int row_group) {
+constexpr FP8MOE_HOST_DEVICE row_action epilogue_row_action(kernel_params const& p, tile_geometry const& g,
+                                                            int r, int row_group) {
   if (r >= g.rows_valid) return row_action::skip;
-  if (p.layout == layout_kind::grouped_contiguous && (g.padding_block || row_group != g.group)) return row_action::fill;
+  if (p.layout == layout_kind::grouped_contiguous && (g.padding_block || row_group != g.group))
+    return row_action::fill;
   return row_action::product;
 }
 
 /// The scheduler's view of a problem for a given tile shape.
-constexpr FP8MOE_HOST_DEVICE schedule_problem make_schedule(kernel_params const& p, int block_m, int block_n) {
-  return {.layout = p.layout, .m = p.m, .n = p.n, .groups = p.groups, .block_m = block_m, .block_n = block_n,
-          .raster_group = 8, .m_indices = p.m_indices, .masked_m = p.masked_m};
+constexpr FP8MOE_HOST_DEVICE schedule_problem make_schedule(kernel_params const& p, int block_m,
+                                                            int block_n) {
+  return {.layout = p.layout,
+          .m = p.m,
+          .n = p.n,
+          .groups = p.groups,
+          .block_m = block_m,
+          .block_n = block_n,
+          .raster_group = 8,
+          .m_indices = p.m_indices,
+          .masked_m = p.masked_m};
 }
 
 /// Bytes of one output element.
-constexpr int output_bytes(output_kind o) { return o == output_kind::bf16 ? 2 : 4; }
+constexpr int output_bytes(output_kind o) {
+  return o == output_kind::bf16 ? 2 : 4;
+}
 
 /// Host-side validation before any launch: everything the kernels and TMA rely on. Throws
 /// fp8moe::error naming the argument. `where` is the public entry point's name.
@@ -170,8 +183,8 @@ inline void validate(kernel_params const& p, char const* where) {
   if (p.m == 0 || p.n == 0) return;
   require(p.a != nullptr && aligned16(p.a), where, "a", "a non-null, 16-byte aligned pointer (TMA)");
   require(p.b != nullptr && aligned16(p.b), where, "b", "a non-null, 16-byte aligned pointer (TMA)");
-  require(p.a_row_stride % 16 == 0 && p.a_row_stride >= p.k, where,
-          "a.row_stride", "a multiple of 16 bytes and >= K", str(p.a_row_stride));
+  require(p.a_row_stride % 16 == 0 && p.a_row_stride >= p.k, where, "a.row_stride",
+          "a multiple of 16 bytes and >= K", str(p.a_row_stride));
   require(p.b_row_stride % 16 == 0 && p.b_row_stride >= p.k, where, "b.row_stride",
           "a multiple of 16 bytes and >= K", str(p.b_row_stride));
   if (p.layout == layout_kind::grouped_masked) {
@@ -190,14 +203,16 @@ inline void validate(kernel_params const& p, char const* where) {
   int const vec = 16 / output_bytes(p.out);
   require(p.d_row_stride % vec == 0 && p.d_row_stride >= p.n, where, "d.row_stride",
           "a multiple of " + str(vec) + " elements (16 bytes) and >= N", str(p.d_row_stride));
-  require(p.d_group_stride % vec == 0, where, "d.group_stride", "a multiple of 16 bytes", str(p.d_group_stride));
+  require(p.d_group_stride % vec == 0, where, "d.group_stride", "a multiple of 16 bytes",
+          str(p.d_group_stride));
   if (p.c != nullptr) {
     require(aligned16(p.c), where, "c", "a 16-byte aligned pointer");
     require(p.c_row_stride % 4 == 0 && p.c_row_stride >= p.n, where, "c.row_stride",
             "a multiple of 4 floats and >= N", str(p.c_row_stride));
   }
   switch (p.layout) {
-    case layout_kind::dense: break;
+    case layout_kind::dense:
+      break;
     case layout_kind::grouped_contiguous:
       require(p.m_indices != nullptr, where, "m_indices", "a device array of M_sum expert ids");
       break;

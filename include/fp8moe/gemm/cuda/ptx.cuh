@@ -28,7 +28,9 @@ FP8MOE_DEVICE void cp_async_16(std::uint32_t dst, void const* src, bool valid) {
   int const n = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
 }
-FP8MOE_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+FP8MOE_DEVICE void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int N>
 FP8MOE_DEVICE void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
@@ -42,7 +44,8 @@ FP8MOE_DEVICE void ldmatrix_x4(std::uint32_t addr, std::uint32_t (&r)[4]) {
 }
 
 /// d = a . b + d, m16n8k32, E4M3 x E4M3 -> FP32 (sm_89+).
-FP8MOE_DEVICE void mma_m16n8k32_e4m3(float (&d)[4], std::uint32_t const (&a)[4], std::uint32_t b0, std::uint32_t b1) {
+FP8MOE_DEVICE void mma_m16n8k32_e4m3(float (&d)[4], std::uint32_t const (&a)[4], std::uint32_t b0,
+                                     std::uint32_t b1) {
 #if FP8MOE_ARCH_FP8
   asm volatile(
       "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -71,7 +74,8 @@ FP8MOE_DEVICE void mbarrier_arrive(std::uint32_t bar) {
   asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
 }
 FP8MOE_DEVICE void mbarrier_arrive_expect_tx(std::uint32_t bar, std::uint32_t bytes) {
-  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar), "r"(bytes)
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
+               "r"(bytes)
                : "memory");
 }
 /// Spins until the phase with parity `phase` of the barrier has completed.
@@ -86,9 +90,11 @@ FP8MOE_DEVICE void mbarrier_wait(std::uint32_t bar, std::uint32_t phase) {
 
 // ---- TMA (sm_90) --------------------------------------------------------------------------------
 /// 3-D tiled bulk tensor load (coordinates innermost first) completing on mbarrier `bar`.
-FP8MOE_DEVICE void tma_load_3d(std::uint32_t dst, void const* tensor_map, std::uint32_t bar, int c0, int c1, int c2) {
+FP8MOE_DEVICE void tma_load_3d(std::uint32_t dst, void const* tensor_map, std::uint32_t bar, int c0, int c1,
+                               int c2) {
   asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, "
+      "%5}], "
       "[%2];\n" ::"r"(dst),
       "l"(tensor_map), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
       : "memory");
@@ -115,7 +121,9 @@ FP8MOE_DEVICE void wgmma_wait() {
 #endif
 }
 /// Keeps the compiler from moving accumulator reads/writes across wgmma boundaries.
-FP8MOE_DEVICE void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+FP8MOE_DEVICE void fence_operand(float& r) {
+  asm volatile("" : "+f"(r)::"memory");
+}
 
 template <int Regs>
 FP8MOE_DEVICE void setmaxnreg_inc() {

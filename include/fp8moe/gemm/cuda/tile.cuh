@@ -14,7 +14,8 @@
 namespace fp8moe::gemm::cuda {
 
 FP8MOE_DEVICE row_action row_action_at(kernel_params const& p, tile_geometry const& g, int r) {
-  int const id = (p.layout == layout_kind::grouped_contiguous && r < g.rows_valid) ? __ldg(p.m_indices + g.m0 + r) : 0;
+  int const id =
+      (p.layout == layout_kind::grouped_contiguous && r < g.rows_valid) ? __ldg(p.m_indices + g.m0 + r) : 0;
   return epilogue_row_action(p, g, r, id);
 }
 
@@ -22,8 +23,8 @@ FP8MOE_DEVICE row_action row_action_at(kernel_params const& p, tile_geometry con
 /// padding rows as round(C or 0), skipped rows untouched. Threads [0, threads) of the caller take
 /// part; each moves 16 bytes of D per step (8 bf16 or 4 f32).
 template <int BlockM, int BlockN>
-FP8MOE_DEVICE void store_tile(kernel_params const& p, tile_geometry const& g, float const* staging, int pitch, int tid,
-                              int threads) {
+FP8MOE_DEVICE void store_tile(kernel_params const& p, tile_geometry const& g, float const* staging, int pitch,
+                              int tid, int threads) {
   int const vec = p.out == output_kind::bf16 ? 8 : 4;
   int const chunks = BlockN / vec;
   float const* c = p.c != nullptr ? p.c + g.c_offset : nullptr;
