@@ -24,7 +24,7 @@ namespace fp8moe::gemm::host {
 /// Cache blocking of the host path: output tile mc x nc, K chunk of about kc elements (a whole
 /// number of promotion blocks). mc % mr == 0 and nc % nr == 0.
 struct blocking {
-  int mc = 96;
+  int mc = 192;
   int nc = 256;
   int kc = 256;
   friend constexpr bool operator==(blocking const&, blocking const&) = default;
