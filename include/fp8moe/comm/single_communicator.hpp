@@ -62,7 +62,7 @@ class single_communicator {
   }
 
   template <transferable T>
-  void alltoall(std::span<T const> send, std::span<T> recv) {
+  void alltoall(std::span<T const> send, std::span<T> recv, size_check = size_check::verify) {
     require(send.size() == recv.size(), "fp8moe::comm::single_communicator::alltoall", "recv",
             "as many elements as send (" + std::to_string(send.size()) + ")", std::to_string(recv.size()));
     copy(send, recv);

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// Expert-parallel layer without MPI: placements, the dispatch layout against a brute-force count
+// (DeepEP's layout test), and the full EP checks on single_communicator (EP size 1).
+#include <doctest/doctest.h>
+
+#include "ep_checks.hpp"
+#include "fp8moe/comm/single_communicator.hpp"
+#include "fp8moe/moe/ep_layout.hpp"
+
+using namespace fp8moe;
+
+TEST_CASE("expert_placement: uniform, uneven, explicit") {
+  auto const u = moe::expert_placement::uniform(10, 4, 2);
+  CHECK(u.nodes() == 2);
+  std::vector<int> owned{3, 3, 2, 2};
+  for (int r = 0; r < 4; ++r) CHECK(u.local_experts(r) == owned[static_cast<std::size_t>(r)]);
+  CHECK(u.rank_of(0) == 0);
+  CHECK(u.rank_of(3) == 1);
+  CHECK(u.rank_of(9) == 3);
+  CHECK(u.local_of(7) == 1);
+  CHECK(u.global_id(2, 1) == 7);
+  CHECK(u.node_of_rank(3) == 1);
+  auto const x = moe::expert_placement::explicit_placement({2, 0, 2, 2}, 3);
+  CHECK(x.local_experts(1) == 0);
+  CHECK(x.local_of(3) == 2);
+  CHECK(x.global_id(2, 1) == 2);
+  CHECK(x.global_id(1, 0) == -1);
+  CHECK_THROWS_AS(moe::expert_placement::uniform(0, 2), fp8moe::error);
+  CHECK_THROWS_AS(moe::expert_placement::uniform(4, 0), fp8moe::error);
+  CHECK_THROWS_AS(moe::expert_placement::explicit_placement({}, 2), fp8moe::error);
+  CHECK_THROWS_AS(moe::expert_placement::explicit_placement({0, -1}, 2), fp8moe::error);
+  CHECK_THROWS_AS(moe::expert_placement::explicit_placement({0, 1}, 2, 3), fp8moe::error);
+}
+
+TEST_CASE("compute_dispatch_layout equals a brute-force count") {
+  host_executor exec;
+  int const E = 12, R = 6, k = 4;
+  std::int64_t const T = 300;
+  auto const pl = moe::expert_placement::uniform(E, R, 3);
+  host_matrix<std::int32_t> ids(T, k);
+  std::mt19937_64 g(7);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (int j = 0; j < k; ++j) ids(t, j) = (t % 17 == 0 && j == 1) ? -1 : static_cast<std::int32_t>(g() % E);
+  moe::dispatch_layout l;
+  l.tokens_per_rank.assign(3, 99);  // stale content is overwritten
+  moe::compute_dispatch_layout(exec, test::cview(ids), pl, l);
+  for (int r = 0; r < R; ++r) {
+    std::int64_t tok = 0, slots = 0;
+    for (std::int64_t t = 0; t < T; ++t) {
+      bool in = false;
+      for (int j = 0; j < k; ++j)
+        if (ids(t, j) >= 0 && pl.rank_of(ids(t, j)) == r) in = true, ++slots;
+      CHECK(l.is_token_in_rank(t, r) == (in ? 1 : 0));
+      tok += in;
+    }
+    CHECK(l.tokens_per_rank[static_cast<std::size_t>(r)] == tok);
+    CHECK(l.slots_per_rank[static_cast<std::size_t>(r)] == slots);
+  }
+  for (int e = 0; e < E; ++e) {
+    std::int64_t n = 0;
+    for (std::int64_t t = 0; t < T; ++t)
+      for (int j = 0; j < k; ++j) n += ids(t, j) == e;
+    CHECK(l.tokens_per_expert[static_cast<std::size_t>(e)] == n);
+  }
+  for (int nd = 0; nd < 2; ++nd) {
+    std::int64_t n = 0;
+    for (std::int64_t t = 0; t < T; ++t) {
+      bool in = false;
+      for (int j = 0; j < k; ++j)
+        if (ids(t, j) >= 0 && pl.rank_of(ids(t, j)) / 3 == nd) in = true;
+      n += in;
+    }
+    CHECK(l.tokens_per_node[static_cast<std::size_t>(nd)] == n);
+  }
+  ids(5, 2) = E;
+  CHECK_THROWS_AS(moe::compute_dispatch_layout(exec, test::cview(ids), pl, l), fp8moe::error);
+  ids(5, 2) = -2;
+  CHECK_THROWS_AS(moe::compute_dispatch_layout(exec, test::cview(ids), pl, l), fp8moe::error);
+}
+
+TEST_CASE("ep on single_communicator: EP size 1 equals the single-rank MoE") {
+  comm::single_communicator c;
+  test::check_ep_against_single_rank(c,
+                                     {.name = "single", .experts = 8, .k = 3, .hidden = 16, .tokens = {53}});
+  test::check_ep_against_single_rank(
+      c, {.name = "single, zero tokens", .experts = 4, .k = 2, .hidden = 8, .tokens = {0}});
+  test::check_ep_adjoint(c, 8, 3, 40, 12);
+  test::check_ep_round_trip(c, 45, 256, 8, 4);
+  test::check_ep_errors(c);
+}
