@@ -15,9 +15,13 @@
 #include "fp8moe/moe/expert_block.hpp"
 #include "fp8moe/scaling/quantize.hpp"
 #include "test_support.hpp"
+#if FP8MOE_CUDA_COMPILER
+#include "fp8moe/moe/cuda/expert_block.cuh"
+#endif
 
-using namespace fp8moe;
-namespace moe = fp8moe::moe;
+// Everything in a namespace instead of `using namespace fp8moe`: with CUB in the same nvcc
+// translation unit, a global using-directive makes `cuda::` (libcu++ vs fp8moe::cuda) ambiguous.
+namespace fp8moe::test_moe_expert_block {
 using fp8 = float8_e4m3_t;
 
 namespace {
@@ -29,7 +33,7 @@ struct problem {
   std::vector<float> x, weights;
   std::vector<std::int32_t> ids;
 
-  explicit problem(std::uint64_t seed) {
+  explicit problem(std::uint64_t seed, std::int64_t tokens = 48) : T(tokens) {
     auto quant = [&](std::int64_t R, std::int64_t C, float sigma, std::uint64_t s,
                      scaling::quantized_matrix<fp8>& q, std::vector<double>& d) {
       auto const v = test::random_normal(static_cast<std::size_t>(R * C), sigma, s);
@@ -298,3 +302,129 @@ TEST_CASE("expert_block: SwiGLU backward against finite differences; bad input")
   auto const ref = reference(P, xd, wd, P.w13d, P.w2d, zero13, zero2, nullptr);
   CHECK(rel_l2(out, ref.out) < 0.051);
 }
+
+#if FP8MOE_CUDA_COMPILER
+namespace {
+template <class T>
+T* upload(T const* h, std::size_t n) {
+  T* d = nullptr;
+  FP8MOE_CUDA_CHECK(cudaMalloc(&d, std::max<std::size_t>(n, 1) * sizeof(T)));
+  FP8MOE_CUDA_CHECK(cudaMemcpy(d, h, n * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+template <class T>
+std::vector<T> download(T const* d, std::size_t n) {
+  std::vector<T> h(n);
+  FP8MOE_CUDA_CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return h;
+}
+/// Device copy of a stacked (G*R, C) quantized matrix as a batched (G, R, C) view (128x128 blocks).
+gemm::quantized_batched_view<fp8> upload_batched(scaling::quantized_matrix<fp8> const& q, std::int64_t G,
+                                                 std::int64_t R, std::int64_t C, std::vector<void*>& owned) {
+  auto* d = upload(q.data.data(), q.data.storage().size());
+  auto* s = upload(q.scales.data(), q.scales.storage().size());
+  owned.push_back(d);
+  owned.push_back(s);
+  return {{d, G, R, C, R * C, C, 1},
+          {s, G, R / 128, C / 128, (R / 128) * (C / 128), C / 128, 1},
+          scaling::block_128x128};
+}
+gemm::quantized_batched_view<fp8> alloc_batched(std::int64_t G, std::int64_t R, std::int64_t C,
+                                                std::vector<void*>& owned) {
+  fp8* d = nullptr;
+  float* s = nullptr;
+  FP8MOE_CUDA_CHECK(cudaMalloc(&d, static_cast<std::size_t>(G * R * C)));
+  FP8MOE_CUDA_CHECK(cudaMalloc(&s, static_cast<std::size_t>(G * (R / 128) * (C / 128)) * 4));
+  owned.push_back(d);
+  owned.push_back(s);
+  return {{d, G, R, C, R * C, C, 1},
+          {s, G, R / 128, C / 128, (R / 128) * (C / 128), C / 128, 1},
+          scaling::block_128x128};
+}
+scaling::quantized_matrix_view<fp8 const> single(gemm::quantized_batched_view<fp8> const& b) {
+  return scaling::quantized_matrix_view<fp8 const>(b[0]);
+}
+}  // namespace
+
+TEST_CASE("expert_block (CUDA): forward and backward match the host path") {
+  if (cuda_device_count() == 0) return;
+  problem const P(500, 256);  // T multiple of 128: the shared expert's device wgrad tiles tokens by 128
+  cuda_executor ex{nullptr};
+  std::vector<void*> owned;
+  auto const w13 = upload_batched(P.w13, P.E, 2 * P.I, P.H, owned);
+  auto const w2 = upload_batched(P.w2, P.E, P.H, P.I, owned);
+  auto const s13 = upload_batched(P.s13, 1, 2 * P.Is, P.H, owned);
+  auto const s2 = upload_batched(P.s2, 1, P.H, P.Is, owned);
+  auto const w13t = alloc_batched(P.E, P.H, 2 * P.I, owned), w2t = alloc_batched(P.E, P.I, P.H, owned);
+  auto const s13t = alloc_batched(1, P.H, 2 * P.Is, owned), s2t = alloc_batched(1, P.Is, P.H, owned);
+  moe::transpose_expert_weights<fp8>(ex, w13, w13t);
+  moe::transpose_expert_weights<fp8>(ex, w2, w2t);
+  moe::transpose_expert_weights<fp8>(ex, s13, s13t);
+  moe::transpose_expert_weights<fp8>(ex, s2, s2t);
+  moe::expert_weights<fp8> const dw{w13, w2}, dwt{w13t, w2t};
+  moe::shared_expert_weights<fp8> const dsw{single(s13), single(s2)}, dswt{single(s13t), single(s2t)};
+  auto* dxin = upload(P.x.data(), P.x.size());
+  auto* dids = upload(P.ids.data(), P.ids.size());
+  auto* dwts = upload(P.weights.data(), P.weights.size());
+  auto const dout_h = test::random_normal(static_cast<std::size_t>(P.T * P.H), 1.0f, 501);
+  auto* ddout = upload(dout_h.data(), dout_h.size());
+  float* dout_fwd = upload(std::vector<float>(dout_h.size(), NAN).data(), dout_h.size());
+  for (void* q : {(void*)dxin, (void*)dids, (void*)dwts, (void*)ddout, (void*)dout_fwd}) owned.push_back(q);
+  moe::expert_block_config const cfg{};
+  moe::cuda_expert_block_state st;
+  auto const ids_v =
+      matrix_view<std::int32_t const>(make_matrix(static_cast<std::int32_t const*>(dids), P.T, P.k));
+  auto const w_v = matrix_view<float const>(make_matrix(static_cast<float const*>(dwts), P.T, P.k));
+  moe::expert_block(ex, cfg, matrix_view<float const>(make_matrix(dxin, P.T, P.H)), ids_v, w_v, dw, dsw,
+                    make_matrix(dout_fwd, P.T, P.H), st);
+  FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  // host path on the same inputs
+  moe::expert_block_state hs;
+  std::vector<float> out_h(dout_h.size());
+  auto const ids_h = matrix_view<std::int32_t const>(make_matrix(P.ids.data(), P.T, P.k));
+  auto const w_h = matrix_view<float const>(make_matrix(P.weights.data(), P.T, P.k));
+  moe::expert_block(host_executor{}, cfg, make_matrix(P.x.data(), P.T, P.H), ids_h, w_h, P.ew(), P.sw(),
+                    make_matrix(out_h.data(), P.T, P.H), hs);
+  // Same quantizers (bit-exact by contract) but a different FP32 summation order in the GEMMs: an
+  // activation may round to the neighbouring FP8 value (1 in ~1e5), so 2e-3 relative L2 is loose.
+  CHECK(rel_l2(download(dout_fwd, out_h.size()), out_h) < 2e-3);
+  // backward
+  std::vector<float> dx_h(out_h.size()), dwt_h(P.weights.size()), g13(P.w13d.size()), g2(P.w2d.size()),
+      gs13(P.s13d.size()), gs2(P.s2d.size());
+  moe::expert_block_backward(host_executor{}, cfg, hs, w_h, P.ew(), P.sw(),
+                             matrix_view<float const>(make_matrix(dout_h.data(), P.T, P.H)),
+                             make_matrix(dx_h.data(), P.T, P.H), make_matrix(dwt_h.data(), P.T, P.k),
+                             {{g13.data(), P.E, 2 * P.I, P.H, 2 * P.I * P.H, P.H, 1},
+                              {g2.data(), P.E, P.H, P.I, P.H * P.I, P.I, 1},
+                              make_matrix(gs13.data(), 2 * P.Is, P.H),
+                              make_matrix(gs2.data(), P.H, P.Is)});
+  float *ddx, *ddw, *dg13, *dg2, *dgs13, *dgs2;
+  for (auto [ptr, n] : {std::pair{&ddx, dx_h.size()},
+                        {&ddw, dwt_h.size()},
+                        {&dg13, g13.size()},
+                        {&dg2, g2.size()},
+                        {&dgs13, gs13.size()},
+                        {&dgs2, gs2.size()}}) {
+    FP8MOE_CUDA_CHECK(cudaMalloc(ptr, n * 4));
+    FP8MOE_CUDA_CHECK(cudaMemset(*ptr, 0xFF, n * 4));
+    owned.push_back(*ptr);
+  }
+  moe::expert_block_backward(ex, cfg, st, w_v, dwt, dswt,
+                             matrix_view<float const>(make_matrix(ddout, P.T, P.H)),
+                             make_matrix(ddx, P.T, P.H), make_matrix(ddw, P.T, P.k),
+                             {{dg13, P.E, 2 * P.I, P.H, 2 * P.I * P.H, P.H, 1},
+                              {dg2, P.E, P.H, P.I, P.H * P.I, P.I, 1},
+                              make_matrix(dgs13, 2 * P.Is, P.H),
+                              make_matrix(dgs2, P.H, P.Is)});
+  FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  CHECK(rel_l2(download(ddx, dx_h.size()), dx_h) < 5e-3);
+  CHECK(rel_l2(download(ddw, dwt_h.size()), dwt_h) < 5e-3);
+  CHECK(rel_l2(download(dg13, g13.size()), g13) < 5e-3);
+  CHECK(rel_l2(download(dg2, g2.size()), g2) < 5e-3);
+  CHECK(rel_l2(download(dgs13, gs13.size()), gs13) < 5e-3);
+  CHECK(rel_l2(download(dgs2, gs2.size()), gs2) < 5e-3);
+  for (void* q : owned) FP8MOE_CUDA_CHECK(cudaFree(q));
+}
+#endif
+
+}  // namespace fp8moe::test_moe_expert_block

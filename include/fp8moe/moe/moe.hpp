@@ -2,7 +2,8 @@
 // Copyright (c) 2026 The fp8moe authors.
 // Umbrella header of the moe module (host headers only): router, balancing, permute / combine,
 // the grouped SwiGLU expert block.
-// CUDA paths: include "fp8moe/moe/cuda/router.cuh" and "fp8moe/moe/cuda/permute.cuh" under nvcc.
+// CUDA paths (nvcc): "fp8moe/moe/cuda/router.cuh", "fp8moe/moe/cuda/permute.cuh",
+// "fp8moe/moe/cuda/expert_block.cuh".
 #pragma once
 
 #include "fp8moe/moe/balance.hpp"
