@@ -3,7 +3,8 @@
 // Host FP8 GEMM (1x128 x 128x128 scales, BF16 out) against OpenBLAS sgemm on the same M, N, K in
 // the same run; counters: FLOP/s (2MNK) and x_sgemm = sgemm time / FP8 time (> 1: FP8 is faster).
 // Run (OpenBLAS must pick its own kernel; 2 threads for both):
-//   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 build/bench/bench_gemm
+//   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2
+//   build/bench/bench_gemm
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -37,14 +38,18 @@ struct operand {
   std::int64_t rows, cols;
   operand(std::int64_t r, std::int64_t c, fm::scaling::tile_shape t, std::uint64_t seed)
       : data(static_cast<std::size_t>(r * c)),
-        scales(static_cast<std::size_t>(fm::scaling::scale_rows(t, r) * fm::scaling::scale_cols(t, c)), 1.0f / 64),
-        tile(t), rows(r), cols(c) {
+        scales(static_cast<std::size_t>(fm::scaling::scale_rows(t, r) * fm::scaling::scale_cols(t, c)),
+               1.0f / 64),
+        tile(t),
+        rows(r),
+        cols(c) {
     auto const v = fm::test::random_normal(data.size(), 64.0f, seed);
     for (std::size_t i = 0; i < data.size(); ++i) data[i] = fm::float8_e4m3_t(v[i]);
   }
   fm::scaling::quantized_matrix_view<fm::float8_e4m3_t const> view() const {
     std::int64_t const sc = fm::scaling::scale_cols(tile, cols);
-    return {fm::make_matrix(data.data(), rows, cols), fm::make_matrix(scales.data(), fm::scaling::scale_rows(tile, rows), sc), tile};
+    return {fm::make_matrix(data.data(), rows, cols),
+            fm::make_matrix(scales.data(), fm::scaling::scale_rows(tile, rows), sc), tile};
   }
 };
 
@@ -71,8 +76,9 @@ void BM_sgemm(benchmark::State& st) {
   auto const b = fm::test::random_normal(static_cast<std::size_t>(n * k), 1.0f, 2);
   std::vector<float> c(static_cast<std::size_t>(m * n));
   double const s = time_loop(st, [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f,
-                a.data(), static_cast<int>(k), b.data(), static_cast<int>(k), 0.0f, c.data(), static_cast<int>(n));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), 1.0f, a.data(), static_cast<int>(k), b.data(), static_cast<int>(k), 0.0f,
+                c.data(), static_cast<int>(n));
     benchmark::DoNotOptimize(c.data());
   });
   sgemm_seconds[{m, n, k}] = s;
@@ -88,7 +94,8 @@ void BM_fp8_gemm(benchmark::State& st) {
   std::vector<TD> d(static_cast<std::size_t>(m * n));
   fm::host_executor const ex;
   std::vector<std::byte> ws(fg::workspace_bytes(ex));
-  fg::dense<fm::float8_e4m3_t, fm::float8_e4m3_t, TD> const p{a.view(), b.view(), fm::make_matrix(d.data(), m, n), {}};
+  fg::dense<fm::float8_e4m3_t, fm::float8_e4m3_t, TD> const p{
+      a.view(), b.view(), fm::make_matrix(d.data(), m, n), {}};
   double const s = time_loop(st, [&] {
     fg::fp8_gemm(ex, p, {}, ws);
     benchmark::DoNotOptimize(d.data());
@@ -111,8 +118,8 @@ void BM_grouped_contiguous(benchmark::State& st) {
   for (std::int64_t r = 0; r < m; ++r) ids[static_cast<std::size_t>(r)] = static_cast<int>(r / rows);
   std::vector<fm::bfloat16_t> d(static_cast<std::size_t>(m * n));
   std::int64_t const sr = fm::scaling::scale_rows(w.tile, n), sc = fm::scaling::scale_cols(w.tile, k);
-  fg::quantized_batched_view<fm::float8_e4m3_t const> const bv{{w.data.data(), e, n, k, n * k, k, 1},
-                                                               {w.scales.data(), e, sr, sc, sr * sc, sc, 1}, w.tile};
+  fg::quantized_batched_view<fm::float8_e4m3_t const> const bv{
+      {w.data.data(), e, n, k, n * k, k, 1}, {w.scales.data(), e, sr, sc, sr * sc, sc, 1}, w.tile};
   fm::host_executor const ex;
   std::vector<std::byte> ws(fg::workspace_bytes(ex));
   fg::grouped_contiguous<fm::float8_e4m3_t, fm::float8_e4m3_t, fm::bfloat16_t> const p{
@@ -130,9 +137,10 @@ void BM_grouped_contiguous(benchmark::State& st) {
   for (int rep = 0; rep < 3; ++rep) {
     auto const t0 = std::chrono::steady_clock::now();
     for (std::int64_t g = 0; g < e; ++g) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k),
-                  1.0f, af.data() + g * rows * k, static_cast<int>(k), bf.data() + g * n * k, static_cast<int>(k), 0.0f,
-                  c.data() + g * rows * n, static_cast<int>(n));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n),
+                  static_cast<int>(k), 1.0f, af.data() + g * rows * k, static_cast<int>(k),
+                  bf.data() + g * n * k, static_cast<int>(k), 0.0f, c.data() + g * rows * n,
+                  static_cast<int>(n));
     }
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
@@ -143,12 +151,12 @@ void BM_grouped_contiguous(benchmark::State& st) {
 }  // namespace
 
 #if defined(FP8MOE_HAVE_BLAS)
-#define FP8MOE_SHAPE(M, N, K)                                                                                 \
-  BENCHMARK(BM_sgemm)->Args({M, N, K})->Unit(benchmark::kMillisecond)->UseRealTime();                         \
-  BENCHMARK(BM_fp8_gemm<fm::bfloat16_t>)->Args({M, N, K})->Unit(benchmark::kMillisecond)->UseRealTime();      \
+#define FP8MOE_SHAPE(M, N, K)                                                                            \
+  BENCHMARK(BM_sgemm)->Args({M, N, K})->Unit(benchmark::kMillisecond)->UseRealTime();                    \
+  BENCHMARK(BM_fp8_gemm<fm::bfloat16_t>)->Args({M, N, K})->Unit(benchmark::kMillisecond)->UseRealTime(); \
   BENCHMARK(BM_fp8_gemm<float>)->Args({M, N, K})->Unit(benchmark::kMillisecond)->UseRealTime();
 #else
-#define FP8MOE_SHAPE(M, N, K)                                                                                 \
+#define FP8MOE_SHAPE(M, N, K) \
   BENCHMARK(BM_fp8_gemm<fm::bfloat16_t>)->Args({M, N, K})->Unit(benchmark::kMillisecond)->UseRealTime();
 #endif
 
@@ -170,8 +178,9 @@ int main(int argc, char** argv) {
     for (auto const& [s, t] : ratio) {
       auto const [m, n, k] = s;
       double const flop = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-      std::printf("%6lld %6lld %6lld %12.1f %12.1f %8.2f\n", static_cast<long long>(m), static_cast<long long>(n),
-                  static_cast<long long>(k), flop / t.first * 1e-9, flop / t.second * 1e-9, t.second / t.first);
+      std::printf("%6lld %6lld %6lld %12.1f %12.1f %8.2f\n", static_cast<long long>(m),
+                  static_cast<long long>(n), static_cast<long long>(k), flop / t.first * 1e-9,
+                  flop / t.second * 1e-9, t.second / t.first);
     }
   }
   return 0;

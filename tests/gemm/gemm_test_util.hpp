@@ -49,7 +49,8 @@ struct qmat {
   }
   /// Dequantized value (exact in double).
   double deq(std::int64_t r, std::int64_t c) const {
-    std::int64_t const tr = scaling::resolve_tile(tile.rows, rows), tc = scaling::resolve_tile(tile.cols, cols);
+    std::int64_t const tr = scaling::resolve_tile(tile.rows, rows),
+                       tc = scaling::resolve_tile(tile.cols, cols);
     return static_cast<double>(data[static_cast<std::size_t>(r * ld + c)].to_float()) *
            static_cast<double>(scales[static_cast<std::size_t>((r / tr) * scols + c / tc)]);
   }
@@ -110,7 +111,8 @@ qmat<T> quantize_gen(Gen const& gen, std::int64_t rows, std::int64_t cols, scali
     q.scales[static_cast<std::size_t>(blk)] = sf;
     for (std::int64_t r = r0; r < r1; ++r)
       for (std::int64_t c = c0; c < c1; ++c)
-        q.data[static_cast<std::size_t>(r * q.ld + c)] = T(v[static_cast<std::size_t>((r - r0) * (c1 - c0) + (c - c0))] * inv);
+        q.data[static_cast<std::size_t>(r * q.ld + c)] =
+            T(v[static_cast<std::size_t>((r - r0) * (c1 - c0) + (c - c0))] * inv);
   }
   return q;
 }
@@ -120,7 +122,8 @@ struct dense_source {
   std::int64_t rows = 0, cols = 0;
   std::vector<float> v;
   template <class Gen>
-  dense_source(Gen const& gen, std::int64_t r, std::int64_t c) : rows(r), cols(c), v(static_cast<std::size_t>(r * c)) {
+  dense_source(Gen const& gen, std::int64_t r, std::int64_t c)
+      : rows(r), cols(c), v(static_cast<std::size_t>(r * c)) {
     for (std::int64_t i = 0; i < r; ++i)
       for (std::int64_t j = 0; j < c; ++j) v[static_cast<std::size_t>(i * c + j)] = gen(i, j);
   }
@@ -131,8 +134,9 @@ struct dense_source {
 template <class T>
 qmat<T> quantize(std::vector<float> const& x, std::int64_t rows, std::int64_t cols, scaling::tile_shape tile,
                  bool pow2 = false, int pad16 = 0) {
-  return quantize_gen<T>([&](std::int64_t r, std::int64_t c) { return x[static_cast<std::size_t>(r * cols + c)]; },
-                         rows, cols, tile, pow2, pad16);
+  return quantize_gen<T>(
+      [&](std::int64_t r, std::int64_t c) { return x[static_cast<std::size_t>(r * cols + c)]; }, rows, cols,
+      tile, pow2, pad16);
 }
 
 /// Output buffer (R,C) with 16-byte aligned rows, poisoned.
@@ -140,7 +144,8 @@ template <class T>
 struct out_mat {
   std::int64_t rows = 0, cols = 0, ld = 0;
   aligned_buffer<T> buf;
-  out_mat(std::int64_t r, std::int64_t c) : rows(r), cols(c), ld(((c * (std::int64_t)sizeof(T) + 15) / 16) * 16 / (std::int64_t)sizeof(T)) {
+  out_mat(std::int64_t r, std::int64_t c)
+      : rows(r), cols(c), ld(((c * (std::int64_t)sizeof(T) + 15) / 16) * 16 / (std::int64_t)sizeof(T)) {
     if (ld == 0) ld = 16;
     buf = aligned_buffer<T>(static_cast<std::size_t>(std::max<std::int64_t>(r, 1) * ld));
     poison();
@@ -148,14 +153,16 @@ struct out_mat {
   void poison() { std::fill_n(reinterpret_cast<unsigned char*>(buf.data()), buf.size() * sizeof(T), 0xFF); }
   matrix_view<T> view() { return {buf.data(), rows, cols, ld, 1}; }
   matrix_view<T const> cview() const { return {buf.data(), rows, cols, ld, 1}; }
-  double at(std::int64_t r, std::int64_t c) const { return static_cast<double>(buf[static_cast<std::size_t>(r * ld + c)]); }
+  double at(std::int64_t r, std::int64_t c) const {
+    return static_cast<double>(buf[static_cast<std::size_t>(r * ld + c)]);
+  }
 };
 
 /// mag = |c| + sum_k |a(ar,k) b(br,k)| sa sb over [k0, k0+k): the scale of the rounding errors.
 template <class TA, class TB>
 double magnitude(scaling::quantized_matrix_view<TA const> const& a, std::int64_t ar,
-                 scaling::quantized_matrix_view<TB const> const& b, std::int64_t br, std::int64_t k0, std::int64_t k,
-                 double c = 0.0) {
+                 scaling::quantized_matrix_view<TB const> const& b, std::int64_t br, std::int64_t k0,
+                 std::int64_t k, double c = 0.0) {
   double m = std::fabs(c);
   for (std::int64_t kk = k0; kk < k0 + k; ++kk) {
     m += std::fabs(static_cast<double>(a.data(ar, kk).to_float()) * a.scale_at(ar, kk) *

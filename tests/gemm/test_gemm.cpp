@@ -37,9 +37,11 @@ void run_dense(gemm::dense<TA, TB, TD> const& p, gemm::host::kernel_isa isa, gem
 
 /// Unquantized product of two generators: sum_k x(m, k0+k) * w(n, k0+k) in double.
 template <class GA, class GB>
-double unquantized(GA const& ga, std::int64_t m, GB const& gb, std::int64_t n, std::int64_t k0, std::int64_t k) {
+double unquantized(GA const& ga, std::int64_t m, GB const& gb, std::int64_t n, std::int64_t k0,
+                   std::int64_t k) {
   double s = 0;
-  for (std::int64_t kk = k0; kk < k0 + k; ++kk) s += static_cast<double>(ga(m, kk)) * static_cast<double>(gb(n, kk));
+  for (std::int64_t kk = k0; kk < k0 + k; ++kk)
+    s += static_cast<double>(ga(m, kk)) * static_cast<double>(gb(n, kk));
   return s;
 }
 
@@ -75,8 +77,8 @@ constexpr tile_pair recipes[] = {
 
 /// One random dense case: all outputs compared with the reference; calc_diff with the source.
 template <class TA, class TB, class TD>
-void dense_case(std::int64_t m, std::int64_t n, std::int64_t k, tile_pair r, int c_mode, gemm::host::kernel_isa isa,
-                std::uint64_t seed, double max_diff) {
+void dense_case(std::int64_t m, std::int64_t n, std::int64_t k, tile_pair r, int c_mode,
+                gemm::host::kernel_isa isa, std::uint64_t seed, double max_diff) {
   CAPTURE(m);
   CAPTURE(n);
   CAPTURE(k);
@@ -102,7 +104,8 @@ void dense_case(std::int64_t m, std::int64_t n, std::int64_t k, tile_pair r, int
   run_dense(gemm::dense<TA, TB, TD>{a.view(), b.view(), d.view(), cv}, isa);
 
   test::out_mat<double> ref(m, n);
-  gemm::reference::fp8_gemm(gemm::dense<TA, TB, double>{a.view(), b.view(), ref.view(), c_mode ? c.cview() : matrix_view<float const>{}});
+  gemm::reference::fp8_gemm(gemm::dense<TA, TB, double>{a.view(), b.view(), ref.view(),
+                                                        c_mode ? c.cview() : matrix_view<float const>{}});
   checker chk;
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < n; ++j) {
@@ -124,29 +127,36 @@ TEST_CASE("reference: hand-computed promotion, partial K block, scale indexing")
   std::int64_t const m = 2, n = 3, k = 200;
   test::aligned_buffer<e4m3> a(static_cast<std::size_t>(m * 208)), b(static_cast<std::size_t>(n * 208));
   for (std::int64_t i = 0; i < m; ++i)
-    for (std::int64_t kk = 0; kk < k; ++kk) a[static_cast<std::size_t>(i * 208 + kk)] = e4m3(kk < 128 ? 1.0f : -0.5f);
+    for (std::int64_t kk = 0; kk < k; ++kk)
+      a[static_cast<std::size_t>(i * 208 + kk)] = e4m3(kk < 128 ? 1.0f : -0.5f);
   for (std::int64_t j = 0; j < n; ++j)
-    for (std::int64_t kk = 0; kk < k; ++kk) b[static_cast<std::size_t>(j * 208 + kk)] = e4m3(static_cast<float>(j + 1));
+    for (std::int64_t kk = 0; kk < k; ++kk)
+      b[static_cast<std::size_t>(j * 208 + kk)] = e4m3(static_cast<float>(j + 1));
   // 1x128 A scales (2 rows x 2 blocks), 128x128 B scales (1 x 2 blocks)
   std::vector<float> sa = {2.0f, 4.0f, 0.5f, 8.0f}, sb = {3.0f, 0.25f};
-  scaling::quantized_matrix_view<e4m3 const> av{{a.data(), m, k, 208, 1}, {sa.data(), 2, 2, 2, 1}, scaling::tile_1x128};
-  scaling::quantized_matrix_view<e4m3 const> bv{{b.data(), n, k, 208, 1}, {sb.data(), 1, 2, 2, 1}, scaling::block_128x128};
+  scaling::quantized_matrix_view<e4m3 const> av{
+      {a.data(), m, k, 208, 1}, {sa.data(), 2, 2, 2, 1}, scaling::tile_1x128};
+  scaling::quantized_matrix_view<e4m3 const> bv{
+      {b.data(), n, k, 208, 1}, {sb.data(), 1, 2, 2, 1}, scaling::block_128x128};
   test::out_mat<double> d(m, n);  // row stride 4 (16-byte multiple)
   test::out_mat<float> c(m, n);
   for (std::int64_t i = 0; i < m; ++i)
-    for (std::int64_t j = 0; j < n; ++j) c.buf[static_cast<std::size_t>(i * c.ld + j)] = static_cast<float>(1 + i * n + j);
+    for (std::int64_t j = 0; j < n; ++j)
+      c.buf[static_cast<std::size_t>(i * c.ld + j)] = static_cast<float>(1 + i * n + j);
   gemm::reference::fp8_gemm(gemm::dense<e4m3, e4m3, double>{av, bv, d.view(), c.cview()});
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < n; ++j) {
       double const w = static_cast<double>(j + 1);
       // block 0: 128 * (1 * w) * sa[i][0] * 3;  block 1: 72 * (-0.5 * w) * sa[i][1] * 0.25
-      double const expect = static_cast<double>(1 + i * n + j) + 128.0 * w * sa[static_cast<std::size_t>(2 * i)] * 3.0 +
+      double const expect = static_cast<double>(1 + i * n + j) +
+                            128.0 * w * sa[static_cast<std::size_t>(2 * i)] * 3.0 +
                             72.0 * (-0.5 * w) * sa[static_cast<std::size_t>(2 * i + 1)] * 0.25;
       CHECK(d.at(i, j) == expect);
     }
   }
   // block_scaled_dot on its own, and the promotion interval as an option (P = 64: four blocks)
-  CHECK(gemm::reference::block_scaled_dot(av, 1, bv, 2, 0, k, 128) == 128.0 * 3 * 0.5 * 3 + 72.0 * -1.5 * 8 * 0.25);
+  CHECK(gemm::reference::block_scaled_dot(av, 1, bv, 2, 0, k, 128) ==
+        128.0 * 3 * 0.5 * 3 + 72.0 * -1.5 * 8 * 0.25);
   CHECK(gemm::reference::block_scaled_dot(av, 0, bv, 0, 128, 72, 128) == 72.0 * -0.5 * 4 * 0.25);
 }
 
@@ -154,7 +164,8 @@ TEST_CASE("fp8 -> float row conversion is exact for all 256 codes (vector and ta
   auto run = [](auto tag) {
     using T = decltype(tag);
     std::vector<std::uint8_t> codes(256 + 5);
-    for (int i = 0; i < 261; ++i) codes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(i * 37 + (i >> 8));
+    for (int i = 0; i < 261; ++i)
+      codes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(i * 37 + (i >> 8));
     for (int i = 0; i < 256; ++i) codes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(i);
     std::vector<float> v(codes.size(), 0.0f), s(codes.size(), 0.0f);
     gemm::host::convert_row<T, true>(codes.data(), v.data(), static_cast<std::int64_t>(codes.size()));
@@ -163,7 +174,9 @@ TEST_CASE("fp8 -> float row conversion is exact for all 256 codes (vector and ta
     for (std::size_t i = 0; i < codes.size(); ++i) {
       float const ref = T::from_bits(codes[i]).to_float();
       for (float got : {v[i], s[i]}) {
-        bool const same = std::isnan(ref) ? std::isnan(got) : (fp8moe::bit_cast<std::uint32_t>(got) == fp8moe::bit_cast<std::uint32_t>(ref));
+        bool const same =
+            std::isnan(ref) ? std::isnan(got)
+                            : (fp8moe::bit_cast<std::uint32_t>(got) == fp8moe::bit_cast<std::uint32_t>(ref));
         bad += same ? 0 : 1;
       }
     }
@@ -176,7 +189,8 @@ TEST_CASE("fp8 -> float row conversion is exact for all 256 codes (vector and ta
 TEST_CASE("views: transposed, major_of, quantized_batched_view") {
   std::vector<float> s = {1, 2, 3, 4, 5, 6};  // (2,3) scales
   test::aligned_buffer<e4m3> d(32 * 2);
-  scaling::quantized_matrix_view<e4m3 const> q{{d.data(), 2, 300, 320, 1}, {s.data(), 2, 3, 3, 1}, tile_shape{1, 128}};
+  scaling::quantized_matrix_view<e4m3 const> q{
+      {d.data(), 2, 300, 320, 1}, {s.data(), 2, 3, 3, 1}, tile_shape{1, 128}};
   auto const t = gemm::transposed(q);
   CHECK(t.rows() == 300);
   CHECK(t.cols() == 2);
@@ -189,7 +203,8 @@ TEST_CASE("views: transposed, major_of, quantized_batched_view") {
   CHECK(gemm::major_of(t.data) == gemm::major::mn);
   // batched: (G=2, R=3, C=4)
   std::vector<float> bs = {10, 20};
-  gemm::quantized_batched_view<e4m3 const> bq{{d.data(), 2, 3, 4, 16, 4, 1}, {bs.data(), 2, 1, 1, 1, 1, 1}, scaling::per_tensor};
+  gemm::quantized_batched_view<e4m3 const> bq{
+      {d.data(), 2, 3, 4, 16, 4, 1}, {bs.data(), 2, 1, 1, 1, 1, 1}, scaling::per_tensor};
   CHECK(bq.batches() == 2);
   CHECK(bq[1].data.data == d.data() + 16);
   CHECK(bq[1].scale_at(2, 3) == 20.0f);
@@ -234,7 +249,7 @@ TEST_CASE("dense: every DeepSeek-V3 N x K pair at M = 1, 64, 128 (sampled output
   struct nk {
     std::int64_t n, k;
   };
-  constexpr nk pairs[] = {{2112, 7168}, {576, 7168}, {24576, 1536}, {32768, 512},
+  constexpr nk pairs[] = {{2112, 7168},  {576, 7168},  {24576, 1536}, {32768, 512},
                           {7168, 16384}, {4096, 7168}, {7168, 2048}};
   host_executor ex;
   std::uint64_t seed = 900;
@@ -251,8 +266,10 @@ TEST_CASE("dense: every DeepSeek-V3 N x K pair at M = 1, 64, 128 (sampled output
       gemm::fp8_gemm(ex, a.view(), b.view(), d.view());
       // samples: the corners (partial M/N tiles) and 150 random elements
       std::mt19937_64 g{seed};
-      std::vector<std::pair<std::int64_t, std::int64_t>> at = {{0, 0}, {m - 1, n - 1}, {0, n - 1}, {m - 1, 0}};
-      for (int s = 0; s < 150; ++s) at.emplace_back(static_cast<std::int64_t>(g() % m), static_cast<std::int64_t>(g() % n));
+      std::vector<std::pair<std::int64_t, std::int64_t>> at = {
+          {0, 0}, {m - 1, n - 1}, {0, n - 1}, {m - 1, 0}};
+      for (int s = 0; s < 150; ++s)
+        at.emplace_back(static_cast<std::int64_t>(g() % m), static_cast<std::int64_t>(g() % n));
       checker chk;
       for (auto [i, j] : at) {
         double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, 0, k, 128);
@@ -309,7 +326,8 @@ struct expert_weights {
   test::aligned_buffer<T> data;  // (G, N, ld) copy of the experts
   std::vector<float> scales;     // (G, sr, sc)
   std::int64_t ld = 0, sr = 0, sc = 0;
-  expert_weights(std::int64_t groups, std::int64_t n_, std::int64_t k_, std::uint64_t seed) : g(groups), n(n_), k(k_) {
+  expert_weights(std::int64_t groups, std::int64_t n_, std::int64_t k_, std::uint64_t seed)
+      : g(groups), n(n_), k(k_) {
     for (std::int64_t e = 0; e < g; ++e) {
       src.emplace_back(test::value_gen{seed + static_cast<std::uint64_t>(e), 0.02f}, n, k);
       w.push_back(test::quantize_gen<T>(src.back(), n, k, scaling::block_128x128));
@@ -325,7 +343,9 @@ struct expert_weights {
     }
   }
   gemm::quantized_batched_view<T const> view() const {
-    return {{data.data(), g, n, k, n * ld, ld, 1}, {scales.data(), g, sr, sc, sr * sc, sc, 1}, scaling::block_128x128};
+    return {{data.data(), g, n, k, n * ld, ld, 1},
+            {scales.data(), g, sr, sc, sr * sc, sc, 1},
+            scaling::block_128x128};
   }
 };
 }  // namespace
@@ -349,7 +369,8 @@ TEST_CASE("grouped contiguous: padding rows, empty groups, one group, C") {
     std::vector<int> ids;
     for (std::int64_t e = 0; e < g; ++e) {
       std::int64_t const seg = round_up<std::int64_t>(lc.rows[static_cast<std::size_t>(e)], 128);
-      for (std::int64_t r = 0; r < seg; ++r) ids.push_back(r < lc.rows[static_cast<std::size_t>(e)] ? static_cast<int>(e) : -1);
+      for (std::int64_t r = 0; r < seg; ++r)
+        ids.push_back(r < lc.rows[static_cast<std::size_t>(e)] ? static_cast<int>(e) : -1);
     }
     ids.insert(ids.end(), 3, -1);  // trailing padding rows in a partial window
     std::int64_t const m = static_cast<std::int64_t>(ids.size());
@@ -361,8 +382,10 @@ TEST_CASE("grouped contiguous: padding rows, empty groups, one group, C") {
     // padding rows hold NaN data and NaN scales: they must never be read
     for (std::int64_t r = 0; r < m; ++r) {
       if (ids[static_cast<std::size_t>(r)] >= 0) continue;
-      for (std::int64_t kk = 0; kk < lc.k; ++kk) a.data[static_cast<std::size_t>(r * a.ld + kk)] = e4m3::from_bits(0x7F);
-      for (std::int64_t s = 0; s < a.scols; ++s) a.scales[static_cast<std::size_t>(r * a.scols + s)] = std::nanf("");
+      for (std::int64_t kk = 0; kk < lc.k; ++kk)
+        a.data[static_cast<std::size_t>(r * a.ld + kk)] = e4m3::from_bits(0x7F);
+      for (std::int64_t s = 0; s < a.scols; ++s)
+        a.scales[static_cast<std::size_t>(r * a.scols + s)] = std::nanf("");
     }
     expert_weights<e4m3> const w(g, lc.n, lc.k, seed);
     seed += 100;
@@ -376,7 +399,8 @@ TEST_CASE("grouped contiguous: padding rows, empty groups, one group, C") {
     gemm::grouped_gemm(ex, p);
     test::out_mat<double> ref(m, lc.n);
     ref.poison();
-    gemm::reference::grouped_gemm(gemm::grouped_contiguous<e4m3, e4m3, double>{a.view(), w.view(), {ids.data(), m, 1}, ref.view(), cv});
+    gemm::reference::grouped_gemm(
+        gemm::grouped_contiguous<e4m3, e4m3, double>{a.view(), w.view(), {ids.data(), m, 1}, ref.view(), cv});
     checker chk;
     int padding_bad = 0;
     for (std::int64_t i = 0; i < m; ++i) {
@@ -384,13 +408,14 @@ TEST_CASE("grouped contiguous: padding rows, empty groups, one group, C") {
       for (std::int64_t j = 0; j < lc.n; ++j) {
         double const c0 = lc.with_c ? static_cast<double>(gc(i, j)) : 0.0;
         if (e < 0) {  // D = C or 0, exactly (up to the bf16 rounding of C)
-          padding_bad += d.at(i, j) == static_cast<double>(bfloat16_t(static_cast<float>(c0)).to_float()) ? 0 : 1;
+          padding_bad +=
+              d.at(i, j) == static_cast<double>(bfloat16_t(static_cast<float>(c0)).to_float()) ? 0 : 1;
           padding_bad += ref.at(i, j) == c0 ? 0 : 1;
           continue;
         }
         auto const bv = w.view()[e];
-        chk.element(d.at(i, j), ref.at(i, j), test::magnitude(a.view(), i, bv, j, 0, lc.k, c0), 128, lc.k, true,
-                    c0 + unquantized(gx, i, w.src[static_cast<std::size_t>(e)], j, 0, lc.k));
+        chk.element(d.at(i, j), ref.at(i, j), test::magnitude(a.view(), i, bv, j, 0, lc.k, c0), 128, lc.k,
+                    true, c0 + unquantized(gx, i, w.src[static_cast<std::size_t>(e)], j, 0, lc.k));
       }
     }
     CHECK(padding_bad == 0);
@@ -406,9 +431,10 @@ TEST_CASE("grouped masked: valid rows computed, the others untouched") {
   test::dense_source const gx(test::value_gen{77, 1.0f}, g * max_m, k);
   // A (G, max_m, K): rows of all groups stacked, 1x128 scales per row
   auto const a = test::quantize_gen<e4m3>(gx, g * max_m, k, scaling::tile_1x128);
-  gemm::quantized_batched_view<e4m3 const> const av{{a.data.data(), g, max_m, k, max_m * a.ld, a.ld, 1},
-                                                    {a.scales.data(), g, max_m, a.scols, max_m * a.scols, a.scols, 1},
-                                                    scaling::tile_1x128};
+  gemm::quantized_batched_view<e4m3 const> const av{
+      {a.data.data(), g, max_m, k, max_m * a.ld, a.ld, 1},
+      {a.scales.data(), g, max_m, a.scols, max_m * a.scols, a.scols, 1},
+      scaling::tile_1x128};
   expert_weights<e4m3> const w(g, n, k, 300);
   test::out_mat<float> d(g * max_m, n);
   batched_matrix_view<float> const dv{d.buf.data(), g, max_m, n, max_m * d.ld, d.ld, 1};
@@ -417,7 +443,8 @@ TEST_CASE("grouped masked: valid rows computed, the others untouched") {
   test::out_mat<double> ref(g * max_m, n);
   ref.poison();
   batched_matrix_view<double> const rv{ref.buf.data(), g, max_m, n, max_m * ref.ld, ref.ld, 1};
-  gemm::reference::grouped_gemm(gemm::grouped_masked<e4m3, e4m3, double>{av, w.view(), {masked.data(), g, 1}, rv, {}, 48});
+  gemm::reference::grouped_gemm(
+      gemm::grouped_masked<e4m3, e4m3, double>{av, w.view(), {masked.data(), g, 1}, rv, {}, 48});
   checker chk;
   int untouched_bad = 0;
   for (std::int64_t e = 0; e < g; ++e) {
@@ -439,14 +466,15 @@ TEST_CASE("grouped masked: valid rows computed, the others untouched") {
 
 TEST_CASE("k_grouped: weight gradient dW_g = dY_g^T X_g, 1x128 along tokens, FP32 accumulated into C") {
   host_executor ex;
-  std::int64_t const mo = 130, nh = 200;  // dW_g is (mo, nh): output features x hidden
+  std::int64_t const mo = 130, nh = 200;                    // dW_g is (mo, nh): output features x hidden
   std::vector<int> const tokens = {256, 0, 128, 384, 128};  // per-expert token counts (multiples of 128)
   std::int64_t total = 0;
   for (int t : tokens) total += t;
   std::int64_t const g = static_cast<std::int64_t>(tokens.size());
   // dY (T, mo) and X (T, nh) as token-major sources; A = dY^T (mo, T), B = X^T (nh, T), both
   // quantized 1x128 along T (the transposed 128x1 re-quantization)
-  test::dense_source const gy(test::value_gen{11, 1.0f}, total, mo), gxs(test::value_gen{12, 1.0f}, total, nh);
+  test::dense_source const gy(test::value_gen{11, 1.0f}, total, mo),
+      gxs(test::value_gen{12, 1.0f}, total, nh);
   auto const dyt = [&](std::int64_t r, std::int64_t t) { return gy(t, r); };
   auto const xt = [&](std::int64_t r, std::int64_t t) { return gxs(t, r); };
   auto const a = test::quantize_gen<e4m3>(dyt, mo, total, scaling::tile_1x128);
@@ -472,8 +500,8 @@ TEST_CASE("k_grouped: weight gradient dW_g = dY_g^T X_g, 1x128 along tokens, FP3
         for (std::int64_t j = 0; j < nh; ++j) {
           double const c0 = gc(e * mo + i, j);
           double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, k0, kg, 128, c0);
-          chk.element(dv(e, i, j), exact, test::magnitude(a.view(), i, b.view(), j, k0, kg, c0), 128, kg, false,
-                      c0 + unquantized(dyt, i, xt, j, k0, kg));
+          chk.element(dv(e, i, j), exact, test::magnitude(a.view(), i, b.view(), j, k0, kg, c0), 128, kg,
+                      false, c0 + unquantized(dyt, i, xt, j, k0, kg));
         }
       }
       k0 += kg;
@@ -486,7 +514,8 @@ TEST_CASE("k_grouped: weight gradient dW_g = dY_g^T X_g, 1x128 along tokens, FP3
   for (std::int64_t i = 0; i < g * mo; ++i)
     for (std::int64_t j = 0; j < nh; ++j) r.buf[static_cast<std::size_t>(i * r.ld + j)] = gc(i, j);
   batched_matrix_view<float> const rv{r.buf.data(), g, mo, nh, mo * r.ld, r.ld, 1};
-  gemm::reference::grouped_gemm(gemm::k_grouped<e4m3, e4m3>{a.view(), b.view(), {tokens.data(), g, 1}, rv, rv});
+  gemm::reference::grouped_gemm(
+      gemm::k_grouped<e4m3, e4m3>{a.view(), b.view(), {tokens.data(), g, 1}, rv, rv});
   gemm::grouped_gemm(ex, p);  // allocating overload, accumulates once more into d
   int bad = 0;
   for (std::int64_t j = 0; j < nh; ++j) {
@@ -499,7 +528,8 @@ TEST_CASE("k_grouped: weight gradient dW_g = dY_g^T X_g, 1x128 along tokens, FP3
 namespace {
 /// Expects fp8moe::error whose message names `arg`, and D still fully poisoned.
 template <class F>
-void expect_error(F&& f, std::string const& arg, test::out_mat<float> const& d, errc code = errc::invalid_argument) {
+void expect_error(F&& f, std::string const& arg, test::out_mat<float> const& d,
+                  errc code = errc::invalid_argument) {
   CAPTURE(arg);
   bool thrown = false;
   try {
@@ -582,7 +612,8 @@ TEST_CASE("bad input: fp8moe::error naming the argument, outputs untouched") {
     // ... and it is accepted (and correct) with promotion_k = 64 (MX-style blocks)
     gemm::fp8_gemm(ex, p, gemm_options{.promotion_k = 64});
     double const exact = gemm::reference::block_scaled_dot(a64.view(), 3, b.view(), 5, 0, k, 64);
-    CHECK(std::fabs(d.at(3, 5) - exact) <= test::tolerance(exact, test::magnitude(a64.view(), 3, b.view(), 5, 0, k), 64, k, false));
+    CHECK(std::fabs(d.at(3, 5) - exact) <=
+          test::tolerance(exact, test::magnitude(a64.view(), 3, b.view(), 5, 0, k), 64, k, false));
   }
   SUBCASE("workspace too small") {
     std::vector<std::byte> small(64);
@@ -606,9 +637,10 @@ TEST_CASE("bad input: fp8moe::error naming the argument, outputs untouched") {
   SUBCASE("grouped masked: counts") {
     expert_weights<e4m3> const w(2, n, k, 10);
     std::int64_t const max_m = m / 2;
-    gemm::quantized_batched_view<e4m3 const> const av{{a.data.data(), 2, max_m, k, max_m * a.ld, a.ld, 1},
-                                                      {a.scales.data(), 2, max_m, a.scols, max_m * a.scols, a.scols, 1},
-                                                      scaling::tile_1x128};
+    gemm::quantized_batched_view<e4m3 const> const av{
+        {a.data.data(), 2, max_m, k, max_m * a.ld, a.ld, 1},
+        {a.scales.data(), 2, max_m, a.scols, max_m * a.scols, a.scols, 1},
+        scaling::tile_1x128};
     batched_matrix_view<float> const dv{d.buf.data(), 2, max_m, n, max_m * d.ld, d.ld, 1};
     std::vector<int> counts = {3, static_cast<int>(max_m) + 1};
     gemm::grouped_masked<e4m3, e4m3, float> p{av, w.view(), {counts.data(), 2, 1}, dv, {}, 0};
@@ -622,9 +654,10 @@ TEST_CASE("bad input: fp8moe::error naming the argument, outputs untouched") {
     batched_matrix_view<float> const dv{d.buf.data(), 2, m / 2, n, (m / 2) * d.ld, d.ld, 1};
     auto const bt = test::quantize_gen<e4m3>(gw, n, k, scaling::tile_1x128);
     auto const av = a.view();
-    scaling::quantized_matrix_view<e4m3 const> const ah{{av.data.data, m / 2, k, av.data.row_stride, 1},
-                                                        {av.scales.data, m / 2, av.scales.cols, av.scales.row_stride, 1},
-                                                        av.tile};
+    scaling::quantized_matrix_view<e4m3 const> const ah{
+        {av.data.data, m / 2, k, av.data.row_stride, 1},
+        {av.scales.data, m / 2, av.scales.cols, av.scales.row_stride, 1},
+        av.tile};
     gemm::k_grouped<e4m3, e4m3> p{ah, bt.view(), {sizes.data(), 2, 1}, dv, {}};
     expect_error([&] { gemm::grouped_gemm(ex, p); }, "k_sizes", d);
     sizes = {128, 256};  // sum 384 != K 256
@@ -655,7 +688,8 @@ TEST_CASE("options_for: promotion interval from the operands' tiles (MX blocks o
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t j = 0; j < n; ++j) {
       double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, 0, k, 32);
-      chk.element(d.at(i, j), exact, test::magnitude(a.view(), i, b.view(), j, 0, k), 32, k, false, unquantized(gx, i, gw, j, 0, k));
+      chk.element(d.at(i, j), exact, test::magnitude(a.view(), i, b.view(), j, 0, k), 32, k, false,
+                  unquantized(gx, i, gw, j, 0, k));
     }
   CHECK(chk.failures == 0);
   CHECK(chk.diff() < 1e-3);

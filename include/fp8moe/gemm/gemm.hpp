@@ -27,7 +27,8 @@ template <class TD>
 inline constexpr bool output_ok = output_element<TD>;
 
 template <class T>
-std::span<std::byte> alloc_workspace(std::vector<std::byte>& buf, host_executor const& exec, gemm_options const& o) {
+std::span<std::byte> alloc_workspace(std::vector<std::byte>& buf, host_executor const& exec,
+                                     gemm_options const& o) {
   buf.resize(workspace_bytes(exec, o));
   return {buf.data(), buf.size()};
 }
@@ -39,8 +40,10 @@ std::span<std::byte> alloc_workspace(std::vector<std::byte>& buf, host_executor 
 template <class TA, class TB, class TD>
 void fp8_gemm(host_executor const& exec, dense<TA, TB, TD> const& p, gemm_options const& o,
               std::span<std::byte> workspace) {
-  static_assert(float8_type<TA> && float8_type<TB>, "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(output_element<TD>, "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
+  static_assert(float8_type<TA> && float8_type<TB>,
+                "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
+  static_assert(output_element<TD>,
+                "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
   validate(p, o);
   auto const jobs = host::make_jobs(p);
   host::run_jobs<TA, TB, TD>(exec, jobs, o, workspace);
@@ -73,8 +76,10 @@ void fp8_gemm(host_executor const& exec, quantized_matrix_view<TA const> a, quan
 template <class TA, class TB, class TD>
 void grouped_gemm(host_executor const& exec, grouped_contiguous<TA, TB, TD> const& p, gemm_options const& o,
                   std::span<std::byte> workspace) {
-  static_assert(float8_type<TA> && float8_type<TB>, "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(output_element<TD>, "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
+  static_assert(float8_type<TA> && float8_type<TB>,
+                "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
+  static_assert(output_element<TD>,
+                "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
   validate(p, o);
   check_indices(p);
   std::vector<std::int64_t> padding;
@@ -87,8 +92,10 @@ void grouped_gemm(host_executor const& exec, grouped_contiguous<TA, TB, TD> cons
 template <class TA, class TB, class TD>
 void grouped_gemm(host_executor const& exec, grouped_masked<TA, TB, TD> const& p, gemm_options const& o,
                   std::span<std::byte> workspace) {
-  static_assert(float8_type<TA> && float8_type<TB>, "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(output_element<TD>, "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
+  static_assert(float8_type<TA> && float8_type<TB>,
+                "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
+  static_assert(output_element<TD>,
+                "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
   validate(p, o);
   check_indices(p);
   auto const jobs = host::make_jobs(p);
@@ -99,7 +106,8 @@ void grouped_gemm(host_executor const& exec, grouped_masked<TA, TB, TD> const& p
 template <class TA, class TB>
 void grouped_gemm(host_executor const& exec, k_grouped<TA, TB> const& p, gemm_options const& o,
                   std::span<std::byte> workspace) {
-  static_assert(float8_type<TA> && float8_type<TB>, "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
+  static_assert(float8_type<TA> && float8_type<TB>,
+                "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
   validate(p, o);
   auto const jobs = host::make_jobs(p);
   host::run_jobs<TA, TB, float>(exec, jobs, o, workspace);
@@ -107,7 +115,9 @@ void grouped_gemm(host_executor const& exec, k_grouped<TA, TB> const& p, gemm_op
 
 /// Allocating overloads of the three grouped layouts.
 template <class Problem>
-  requires requires(Problem const& p) { validate(p); }
+requires requires(Problem const& p) {
+  validate(p);
+}
 void grouped_gemm(host_executor const& exec, Problem const& p, gemm_options const& o = {}) {
   std::vector<std::byte> buf;
   grouped_gemm(exec, p, o, detail::alloc_workspace<void>(buf, exec, o));
@@ -117,13 +127,13 @@ void grouped_gemm(host_executor const& exec, Problem const& p, gemm_options cons
 
 /// Reached only when a device executor is passed but gemm/cuda/gemm.hpp was not included.
 template <class Exec, class Problem, class... Rest>
-  requires device_executor_like<Exec>
+requires device_executor_like<Exec>
 void fp8_gemm(Exec const&, Problem const&, Rest&&...) {
   static_assert(fp8moe::detail::dependent_false<Exec>,
                 "fp8moe::gemm::fp8_gemm: include \"fp8moe/gemm/cuda/gemm.hpp\" (nvcc) for cuda_executor");
 }
 template <class Exec, class Problem, class... Rest>
-  requires device_executor_like<Exec>
+requires device_executor_like<Exec>
 void grouped_gemm(Exec const&, Problem const&, Rest&&...) {
   static_assert(fp8moe::detail::dependent_false<Exec>,
                 "fp8moe::gemm::grouped_gemm: include \"fp8moe/gemm/cuda/gemm.hpp\" (nvcc) for cuda_executor");

@@ -80,8 +80,8 @@ struct job {
   std::int64_t a_row0 = 0;
   quantized_matrix_view<TB const> b;
   std::int64_t m = 0, n = 0, k0 = 0, k = 0;
-  matrix_view<TD> d;              // (m,n)
-  matrix_view<float const> c{};   // (m,n) or empty
+  matrix_view<TD> d;             // (m,n)
+  matrix_view<float const> c{};  // (m,n) or empty
 };
 
 namespace detail {
@@ -89,9 +89,9 @@ namespace detail {
 /// Packs rows [row0, row0+rows) of q, K range [kb, ke), as `rows_pad` float rows of `ld` floats
 /// (block b at offset b*p8, zero padded) and their scales at sc[b * rows_pad + r].
 template <class T, bool Simd>
-FP8MOE_GEMM_INLINE void pack_rows(quantized_matrix_view<T const> const& q, std::int64_t row0, std::int64_t rows,
-                                  std::int64_t rows_pad, std::int64_t kb, std::int64_t ke, chunk_geometry g,
-                                  float* dst, std::int64_t ld, float* sc) {
+FP8MOE_GEMM_INLINE void pack_rows(quantized_matrix_view<T const> const& q, std::int64_t row0,
+                                  std::int64_t rows, std::int64_t rows_pad, std::int64_t kb, std::int64_t ke,
+                                  chunk_geometry g, float* dst, std::int64_t ld, float* sc) {
   std::int64_t const nblk = ceil_div(ke - kb, static_cast<std::int64_t>(g.p));
   auto const* base = reinterpret_cast<std::uint8_t const*>(q.data.data);
   bool const contiguous = q.data.col_stride == 1;
@@ -129,11 +129,11 @@ FP8MOE_GEMM_INLINE void compute_tile(job<TA, TB, TD> const& jb, std::int64_t m_b
   std::int64_t const mtp = round_up<std::int64_t>(mt, mr);
   std::int64_t const ntp = round_up<std::int64_t>(nt, nr);
   std::int64_t const ld = g.packed();
-  float* const pa = ws;                          // (mtp, ld)
-  float* const psa = pa + bl.mc * ld;            // (blocks, mtp)
-  float* const pb = psa + bl.mc * g.blocks;      // (ntp, ld)
-  float* const psb = pb + bl.nc * ld;            // (blocks, ntp)
-  float* const acc = psb + bl.nc * g.blocks;     // (mtp, ntp)
+  float* const pa = ws;                       // (mtp, ld)
+  float* const psa = pa + bl.mc * ld;         // (blocks, mtp)
+  float* const pb = psa + bl.mc * g.blocks;   // (ntp, ld)
+  float* const psb = pb + bl.nc * ld;         // (blocks, ntp)
+  float* const acc = psb + bl.nc * g.blocks;  // (mtp, ntp)
   std::int64_t const ldc = ntp;
 
   for (std::int64_t i = 0; i < mtp; ++i) {
@@ -157,8 +157,9 @@ FP8MOE_GEMM_INLINE void compute_tile(job<TA, TB, TD> const& jb, std::int64_t m_b
       for (std::int64_t ip = 0; ip < mtp; ip += mr) {
         for (std::int64_t b = 0; b < nblk; ++b) {
           std::int64_t const len = std::min<std::int64_t>(g.p, ke - (kb + b * g.p));
-          dot_block_3x4<Simd>(pa + ip * ld + b * g.p8, ld, pb + jp * ld + b * g.p8, ld, ceil_div<std::int64_t>(len, vec),
-                              psa + b * mtp + ip, psb + b * ntp + jp, acc + ip * ldc + jp, ldc);
+          dot_block_3x4<Simd>(pa + ip * ld + b * g.p8, ld, pb + jp * ld + b * g.p8, ld,
+                              ceil_div<std::int64_t>(len, vec), psa + b * mtp + ip, psb + b * ntp + jp,
+                              acc + ip * ldc + jp, ldc);
         }
       }
     }
@@ -191,7 +192,8 @@ __attribute__((target("avx2,fma"))) void compute_tile_avx2(job<TA, TB, TD> const
 /// Runs dense jobs on the host executor. `workspace` holds at least workspace_bytes(threads, P).
 template <class TA, class TB, class TD>
 void run_jobs(host_executor const& exec, std::span<job<TA, TB, TD> const> jobs, gemm_options const& o,
-              std::span<std::byte> workspace, kernel_isa isa = kernel_isa::automatic, blocking bl = default_blocking) {
+              std::span<std::byte> workspace, kernel_isa isa = kernel_isa::automatic,
+              blocking bl = default_blocking) {
   if (jobs.empty()) return;
   std::vector<std::int64_t> first_tile(jobs.size() + 1, 0);  // (jobs+1) prefix sums of tile counts
   for (std::size_t j = 0; j < jobs.size(); ++j) {
@@ -207,15 +209,16 @@ void run_jobs(host_executor const& exec, std::span<job<TA, TB, TD> const> jobs, 
           "workspace", std::to_string(workspace_bytes(threads, o.promotion_k, bl)) + " bytes",
           std::to_string(workspace.size()));
   bool const use_avx2 = isa == kernel_isa::avx2 || (isa == kernel_isa::automatic && cpu_has_avx2());
-  require(!use_avx2 || cpu_has_avx2(), "fp8moe::gemm::host::run_jobs", "isa", "an ISA this CPU supports", "avx2");
+  require(!use_avx2 || cpu_has_avx2(), "fp8moe::gemm::host::run_jobs", "isa", "an ISA this CPU supports",
+          "avx2");
   auto const addr = reinterpret_cast<std::uintptr_t>(workspace.data());
   float* const base = reinterpret_cast<float*>(workspace.data() + ((64 - addr % 64) % 64));
   std::int64_t const per_thread = thread_workspace_floats(o.promotion_k, bl);
   chunk_geometry const g = geometry(o.promotion_k, bl);
 
   auto tile = [&](std::int64_t t, float* ws) {
-    std::size_t const j =
-        static_cast<std::size_t>(std::upper_bound(first_tile.begin(), first_tile.end(), t) - first_tile.begin() - 1);
+    std::size_t const j = static_cast<std::size_t>(std::upper_bound(first_tile.begin(), first_tile.end(), t) -
+                                                   first_tile.begin() - 1);
     job<TA, TB, TD> const& jb = jobs[j];
     std::int64_t const local = t - first_tile[j];
     std::int64_t const n_tiles = ceil_div<std::int64_t>(jb.n, bl.nc);
@@ -265,7 +268,8 @@ std::vector<job<TA, TB, TD>> make_jobs(dense<TA, TB, TD> const& p) {
 
 /// Contiguous: one job per run of rows with the same expert; `padding` receives the -1 rows.
 template <class TA, class TB, class TD>
-std::vector<job<TA, TB, TD>> make_jobs(grouped_contiguous<TA, TB, TD> const& p, std::vector<std::int64_t>& padding) {
+std::vector<job<TA, TB, TD>> make_jobs(grouped_contiguous<TA, TB, TD> const& p,
+                                       std::vector<std::int64_t>& padding) {
   std::vector<job<TA, TB, TD>> jobs;
   std::int64_t r = 0;
   while (r < p.m()) {
@@ -293,9 +297,9 @@ std::vector<job<TA, TB, TD>> make_jobs(grouped_masked<TA, TB, TD> const& p) {
     std::int64_t const m = p.masked_m[g];
     if (m == 0) continue;
     matrix_view<TD> const d{p.d[g].data, m, p.n(), p.d.row_stride, 1};
-    matrix_view<float const> const c = p.c.data != nullptr
-                                           ? matrix_view<float const>{p.c[g].data, m, p.n(), p.c.row_stride, 1}
-                                           : matrix_view<float const>{};
+    matrix_view<float const> const c =
+        p.c.data != nullptr ? matrix_view<float const>{p.c[g].data, m, p.n(), p.c.row_stride, 1}
+                            : matrix_view<float const>{};
     jobs.push_back({p.a[g], 0, p.b[g], m, p.n(), 0, p.k(), d, c});
   }
   return jobs;

@@ -45,14 +45,20 @@ typedef std::int32_t v8i __attribute__((vector_size(32)));
 typedef std::uint8_t v8b __attribute__((vector_size(8)));
 
 // 32-byte vectors cross helper boundaries by reference only (no by-value vector ABI involved).
-FP8MOE_GEMM_INLINE void load8(v8f& v, float const* p) { std::memcpy(&v, p, sizeof v); }
+FP8MOE_GEMM_INLINE void load8(v8f& v, float const* p) {
+  std::memcpy(&v, p, sizeof v);
+}
 FP8MOE_GEMM_INLINE v4f load4(float const* p) {
   v4f v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-FP8MOE_GEMM_INLINE void store4(float* p, v4f v) { std::memcpy(p, &v, sizeof v); }
-FP8MOE_GEMM_INLINE void store8(float* p, v8f const& v) { std::memcpy(p, &v, sizeof v); }
+FP8MOE_GEMM_INLINE void store4(float* p, v4f v) {
+  std::memcpy(p, &v, sizeof v);
+}
+FP8MOE_GEMM_INLINE void store8(float* p, v8f const& v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
 /// Horizontal sums of four vectors: {sum v0, sum v1, sum v2, sum v3}.
 FP8MOE_GEMM_INLINE v4f hsum4(v8f const& v0, v8f const& v1, v8f const& v2, v8f const& v3) {
@@ -79,7 +85,8 @@ FP8MOE_GEMM_INLINE void fp8x8_to_float(std::uint8_t const* src, float* dst) {
   // normal numbers: rebias the exponent field
   v8u const normal = sign | ((mag << (23 - M)) + (exp_shift << 23));
   // subnormals (exponent field 0): mantissa * 2^(1 - bias - M), exact in float arithmetic
-  v8f const sub_mag = __builtin_convertvector((v8i)mag, v8f) * (1.0f / static_cast<float>(1u << (F::bias + M - 1)));
+  v8f const sub_mag =
+      __builtin_convertvector((v8i)mag, v8f) * (1.0f / static_cast<float>(1u << (F::bias + M - 1)));
   v8u const sub = sign | (v8u)sub_mag;
   v8u bits = (mag < (1u << M)) ? sub : normal;
   if constexpr (F::has_infinity) {  // E5M2: exponent field all ones -> inf / NaN

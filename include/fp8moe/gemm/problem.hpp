@@ -98,8 +98,7 @@ struct quantized_batched_view {
     return quantized_matrix_view<T>(data[g], scales[g], tile);
   }
   FP8MOE_HOST_DEVICE operator quantized_batched_view<T const>() const  // NOLINT: implicit to const
-    requires(!std::is_const_v<T>)
-  {
+      requires(!std::is_const_v<T>) {
     return {data, scales, tile};
   }
 };
@@ -110,7 +109,8 @@ template <class T>
 FP8MOE_HOST_DEVICE quantized_matrix_view<T> transposed(quantized_matrix_view<T> const& q) {
   using S = std::conditional_t<std::is_const_v<T>, float const, float>;
   matrix_view<T> const d{q.data.data, q.data.cols, q.data.rows, q.data.col_stride, q.data.row_stride};
-  matrix_view<S> const s{q.scales.data, q.scales.cols, q.scales.rows, q.scales.col_stride, q.scales.row_stride};
+  matrix_view<S> const s{q.scales.data, q.scales.cols, q.scales.rows, q.scales.col_stride,
+                         q.scales.row_stride};
   return quantized_matrix_view<T>(d, s, tile_shape{q.tile.cols, q.tile.rows});
 }
 
@@ -170,12 +170,12 @@ struct dense {
 /// MoE training / prefill: rows of all experts in one A, expert id per row (-1 = padding).
 template <class TA, class TB, class TD>
 struct grouped_contiguous {
-  quantized_matrix_view<TA const> a;  // (M,K) K-major, expert segments aligned to m_align
-  quantized_batched_view<TB const> b; // (G,N,K)
-  vector_view<int const> m_indices;   // (M) expert of each row in [0,G), or -1
-  matrix_view<TD> d;                  // (M,N)
-  matrix_view<float const> c{};       // (M,N) or empty
-  int m_align = 128;                  // rows per M tile; one expert per aligned window
+  quantized_matrix_view<TA const> a;   // (M,K) K-major, expert segments aligned to m_align
+  quantized_batched_view<TB const> b;  // (G,N,K)
+  vector_view<int const> m_indices;    // (M) expert of each row in [0,G), or -1
+  matrix_view<TD> d;                   // (M,N)
+  matrix_view<float const> c{};        // (M,N) or empty
+  int m_align = 128;                   // rows per M tile; one expert per aligned window
 
   FP8MOE_HOST_DEVICE std::int64_t m() const { return a.rows(); }
   FP8MOE_HOST_DEVICE std::int64_t n() const { return b.rows(); }
@@ -186,12 +186,12 @@ struct grouped_contiguous {
 /// Decoding: fixed-capacity per-expert buffers, valid row count per group on the device.
 template <class TA, class TB, class TD>
 struct grouped_masked {
-  quantized_batched_view<TA const> a; // (G,max_m,K) K-major
-  quantized_batched_view<TB const> b; // (G,N,K)
-  vector_view<int const> masked_m;    // (G) valid rows per group, 0 <= masked_m[g] <= max_m
-  batched_matrix_view<TD> d;          // (G,max_m,N); rows >= masked_m[g] untouched
+  quantized_batched_view<TA const> a;    // (G,max_m,K) K-major
+  quantized_batched_view<TB const> b;    // (G,N,K)
+  vector_view<int const> masked_m;       // (G) valid rows per group, 0 <= masked_m[g] <= max_m
+  batched_matrix_view<TD> d;             // (G,max_m,N); rows >= masked_m[g] untouched
   batched_matrix_view<float const> c{};  // (G,max_m,N) or empty
-  int expected_m = 0;                 // host hint for tile selection (0 = unknown)
+  int expected_m = 0;                    // host hint for tile selection (0 = unknown)
 
   FP8MOE_HOST_DEVICE std::int64_t max_m() const { return a.rows(); }
   FP8MOE_HOST_DEVICE std::int64_t n() const { return b.rows(); }
@@ -202,10 +202,10 @@ struct grouped_masked {
 /// Weight gradient: per group g, D_g (M,N) = [C_g +] A_g (M,K_g) * B_g (N,K_g)^T, FP32 output.
 template <class TA, class TB>
 struct k_grouped {
-  quantized_matrix_view<TA const> a;  // (M, sum K_g) K-major, e.g. dY^T 1x128 along tokens
-  quantized_matrix_view<TB const> b;  // (N, sum K_g) K-major, e.g. X^T 1x128 along tokens
-  vector_view<int const> k_sizes;     // (G) host memory, K_g >= 0, multiples of the K tiles
-  batched_matrix_view<float> d;       // (G,M,N) FP32
+  quantized_matrix_view<TA const> a;     // (M, sum K_g) K-major, e.g. dY^T 1x128 along tokens
+  quantized_matrix_view<TB const> b;     // (N, sum K_g) K-major, e.g. X^T 1x128 along tokens
+  vector_view<int const> k_sizes;        // (G) host memory, K_g >= 0, multiples of the K tiles
+  batched_matrix_view<float> d;          // (G,M,N) FP32
   batched_matrix_view<float const> c{};  // (G,M,N) or empty; may alias d
 
   FP8MOE_HOST_DEVICE std::int64_t m() const { return a.rows(); }
@@ -220,9 +220,13 @@ struct k_grouped {
 // executors cannot read them without synchronizing and treat out-of-range ids as padding.
 namespace detail {
 
-inline std::string num(std::int64_t v) { return std::to_string(v); }
+inline std::string num(std::int64_t v) {
+  return std::to_string(v);
+}
 
-inline bool aligned16(void const* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+inline bool aligned16(void const* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
+}
 
 /// Promotion interval and the K tile of an operand: the tile along K is a multiple of P, or covers K.
 inline void check_k_tile(std::int64_t tile_k_raw, std::int64_t k_extent, int p, char const* where,
@@ -243,7 +247,8 @@ void check_fp8_data(matrix_view<T const> const& m, bool allow_mn_major, char con
   bool const k_major = m.col_stride == 1;
   bool const mn_major = m.row_stride == 1;
   require(k_major || (allow_mn_major && mn_major), where, arg,
-          allow_mn_major ? "K-major (col_stride 1) or MN-major (row_stride 1) data" : "K-major data (col_stride 1)",
+          allow_mn_major ? "K-major (col_stride 1) or MN-major (row_stride 1) data"
+                         : "K-major data (col_stride 1)",
           "strides " + num(m.row_stride) + "," + num(m.col_stride));
   require(aligned16(m.data), where, arg, "a 16-byte aligned data pointer", "misaligned pointer");
   std::int64_t const lead = k_major ? m.row_stride : m.col_stride;
@@ -291,8 +296,8 @@ void check_output(matrix_view<T> const& m, std::int64_t rows, std::int64_t cols,
 }
 
 template <class TD>
-void check_c(matrix_view<float const> const& c, matrix_view<TD> const& d, std::int64_t rows, std::int64_t cols,
-             char const* where) {
+void check_c(matrix_view<float const> const& c, matrix_view<TD> const& d, std::int64_t rows,
+             std::int64_t cols, char const* where) {
   if (c.data == nullptr) return;
   check_output(c, rows, cols, where, "c");
   if constexpr (!std::is_same_v<std::remove_cv_t<TD>, float>) {
@@ -341,8 +346,8 @@ void validate(grouped_contiguous<TA, TB, TD> const& p, gemm_options const& o = {
   require(p.m_align > 0, where, "m_align", "a positive row alignment", detail::num(p.m_align));
   detail::check_fp8_data(p.a.data, false, where, "a");
   require(p.b.batches() >= 0, where, "b", "a non-negative group count", detail::num(p.b.batches()));
-  require(p.b.cols() == p.a.cols(), where, "b", "K = " + detail::num(p.a.cols()) + " columns (B is G x N x K)",
-          detail::num(p.b.cols()));
+  require(p.b.cols() == p.a.cols(), where, "b",
+          "K = " + detail::num(p.a.cols()) + " columns (B is G x N x K)", detail::num(p.b.cols()));
   detail::check_scales(p.a, where, "a.scales");
   detail::check_k_tile(p.a.tile.cols, p.k(), o.promotion_k, where, "a.tile");
   detail::check_k_tile(p.b.tile.cols, p.k(), o.promotion_k, where, "b.tile");
@@ -371,7 +376,8 @@ void validate(grouped_masked<TA, TB, TD> const& p, gemm_options const& o = {}) {
   require(p.masked_m.size == p.groups(), where, "masked_m", detail::num(p.groups()) + " entries",
           detail::num(p.masked_m.size));
   require(p.groups() == 0 || p.masked_m.data != nullptr, where, "masked_m", "non-null data", "nullptr");
-  require(p.d.batches == p.groups(), where, "d", detail::num(p.groups()) + " groups", detail::num(p.d.batches));
+  require(p.d.batches == p.groups(), where, "d", detail::num(p.groups()) + " groups",
+          detail::num(p.d.batches));
   require(p.c.data == nullptr || p.c.batches == p.groups(), where, "c", detail::num(p.groups()) + " groups",
           detail::num(p.c.batches));
   for (std::int64_t g = 0; g < p.groups(); ++g) {
@@ -401,7 +407,8 @@ void validate(k_grouped<TA, TB> const& p, gemm_options const& o = {}) {
   std::int64_t total = 0;
   for (std::int64_t g = 0; g < p.groups(); ++g) {
     std::int64_t const kg = p.k_sizes[g];
-    require(kg >= 0, where, "k_sizes", "non-negative sizes", "k_sizes[" + detail::num(g) + "] = " + detail::num(kg));
+    require(kg >= 0, where, "k_sizes", "non-negative sizes",
+            "k_sizes[" + detail::num(g) + "] = " + detail::num(kg));
     if (p.groups() > 1) {
       require(ta <= 0 || kg % ta == 0, where, "k_sizes",
               "sizes that are multiples of a's scale tile along K (" + detail::num(ta) + ")",
@@ -412,11 +419,12 @@ void validate(k_grouped<TA, TB> const& p, gemm_options const& o = {}) {
     }
     total += kg;
   }
-  require(total == p.k_total(), where, "k_sizes", "sizes summing to the K extent of a (" + detail::num(p.k_total()) + ")",
-          detail::num(total));
+  require(total == p.k_total(), where, "k_sizes",
+          "sizes summing to the K extent of a (" + detail::num(p.k_total()) + ")", detail::num(total));
   detail::check_k_tile(ta, p.k_total(), o.promotion_k, where, "a.tile");
   detail::check_k_tile(tb, p.k_total(), o.promotion_k, where, "b.tile");
-  require(p.d.batches == p.groups(), where, "d", detail::num(p.groups()) + " groups", detail::num(p.d.batches));
+  require(p.d.batches == p.groups(), where, "d", detail::num(p.groups()) + " groups",
+          detail::num(p.d.batches));
   require(p.c.data == nullptr || p.c.batches == p.groups(), where, "c", detail::num(p.groups()) + " groups",
           detail::num(p.c.batches));
   for (std::int64_t g = 0; g < p.groups(); ++g) {
@@ -439,7 +447,8 @@ void check_indices(grouped_contiguous<TA, TB, TD> const& p) {
               "m_indices[" + detail::num(r) + "] = " + detail::num(e));
       if (e < 0) continue;
       require(id < 0 || id == e, where, "m_indices",
-              "one expert per aligned window of " + detail::num(p.m_align) + " rows (segments aligned to m_align)",
+              "one expert per aligned window of " + detail::num(p.m_align) +
+                  " rows (segments aligned to m_align)",
               "experts " + detail::num(id) + " and " + detail::num(e) + " in rows " + detail::num(w) + ".." +
                   detail::num(end - 1));
       id = e;

@@ -18,14 +18,15 @@ namespace fp8moe::gemm::reference {
 /// Products of FP8 values and their 128-term sums are exact in double for E4M3.
 template <class TA, class TB>
 double block_scaled_dot(quantized_matrix_view<TA const> const& a, std::int64_t ar,
-                        quantized_matrix_view<TB const> const& b, std::int64_t br, std::int64_t k0, std::int64_t k,
-                        int promotion_k, double c = 0.0) {
+                        quantized_matrix_view<TB const> const& b, std::int64_t br, std::int64_t k0,
+                        std::int64_t k, int promotion_k, double c = 0.0) {
   double acc = c;
   for (std::int64_t kb = k0; kb < k0 + k; kb += promotion_k) {
     std::int64_t const ke = kb + promotion_k < k0 + k ? kb + promotion_k : k0 + k;
     double partial = 0.0;
     for (std::int64_t kk = kb; kk < ke; ++kk) {
-      partial += static_cast<double>(a.data(ar, kk).to_float()) * static_cast<double>(b.data(br, kk).to_float());
+      partial +=
+          static_cast<double>(a.data(ar, kk).to_float()) * static_cast<double>(b.data(br, kk).to_float());
     }
     double const scale = static_cast<double>(a.scale_at(ar, kb)) * static_cast<double>(b.scale_at(br, kb));
     acc += partial * scale;
@@ -44,9 +45,9 @@ TD round_to(double v) {
 }
 
 template <class TA, class TB, class TD>
-void rows(quantized_matrix_view<TA const> const& a, std::int64_t a_row0, quantized_matrix_view<TB const> const& b,
-          std::int64_t m, std::int64_t k0, std::int64_t k, matrix_view<TD> const& d, matrix_view<float const> const& c,
-          int p) {
+void rows(quantized_matrix_view<TA const> const& a, std::int64_t a_row0,
+          quantized_matrix_view<TB const> const& b, std::int64_t m, std::int64_t k0, std::int64_t k,
+          matrix_view<TD> const& d, matrix_view<float const> const& c, int p) {
   for (std::int64_t i = 0; i < m; ++i) {
     for (std::int64_t j = 0; j < b.rows(); ++j) {
       double const c0 = c.data != nullptr ? static_cast<double>(c(i, j)) : 0.0;
@@ -59,7 +60,8 @@ void rows(quantized_matrix_view<TA const> const& a, std::int64_t a_row0, quantiz
 /// Dense reference: D = [C +] A * B^T.
 template <class TA, class TB, class TD>
 void fp8_gemm(dense<TA, TB, TD> const& p, gemm_options const& o = {}) {
-  static_assert(reference_output_element<TD>, "fp8moe::gemm::reference: D must be float, bfloat16_t or double");
+  static_assert(reference_output_element<TD>,
+                "fp8moe::gemm::reference: D must be float, bfloat16_t or double");
   validate(p, o);
   detail::rows(p.a, 0, p.b, p.m(), 0, p.k(), p.d, p.c, o.promotion_k);
 }
