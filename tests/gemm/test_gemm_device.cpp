@@ -180,8 +180,9 @@ TEST_CASE("device dense: DeepSeek-V3 N x K pairs, small and partial M, both kern
   for (auto const& s : nk) dense_case<bf16>(64, s[0], s[1], false, 100 + s[0]);
   for (int m : {1, 7, 128, 200}) dense_case<bf16>(m, 2112, 1536, false, 7 + m);
   dense_case<bf16>(4096, 576, 512, false, 9);
-  dense_case<float>(130, 200, 384, true, 11);  // f32 output with C, ragged N
-  dense_case<bf16>(96, 264, 128, true, 13);    // K = one promotion block, bf16 with C
+  dense_case<float>(130, 200, 384, true, 11);   // f32 output with C, ragged N
+  dense_case<bf16>(96, 264, 128, true, 13);     // K = one promotion block, bf16 with C
+  dense_case<bf16>(200, 7168, 576, false, 15);  // dgrad of kv_a: K = 4.5 promotion blocks
 }
 
 TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range ids") {
@@ -347,12 +348,12 @@ TEST_CASE("device grouped masked: empty groups, rows past masked_m untouched, K-
 }
 
 TEST_CASE("device path rejects what it does not support, before touching outputs") {
-  auto const a = ft::quantize_gen<e4m3>(ft::value_gen{81}, 64, 576, t1x128);
-  auto const b = ft::quantize_gen<e4m3>(ft::value_gen{82}, 128, 576, t128);
+  auto const a = ft::quantize_gen<e4m3>(ft::value_gen{81}, 64, 520, t1x128);
+  auto const b = ft::quantize_gen<e4m3>(ft::value_gen{82}, 128, 520, t128);
   dev_q<e4m3> da(a), db(b);
   dev_buf<bf16> dd(64 * 128);
   fp8moe::cuda_executor const ex{};
-  // K = 576 is valid for the host path (partial last block) but not for the device kernels
+  // K = 520 is valid for the host path but not a multiple of the device's 16-byte K granule
   CHECK_THROWS_WITH_AS(
       fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da.view(), db.view(), {dd.p, 64, 128, 128, 1}, {}}),
       doctest::Contains("'k'"), fp8moe::error);

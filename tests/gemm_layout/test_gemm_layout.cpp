@@ -272,8 +272,8 @@ emu_case make_case(fc::layout_kind layout, int m, int n, int k, int groups, int 
   int const b_batches =
       (layout == fc::layout_kind::grouped_contiguous || layout == fc::layout_kind::grouped_masked) ? groups
                                                                                                    : 1;
-  int const kb = k / 128;
-  p.a_row_stride = k + 16;  // padded strides: catch stride mix-ups
+  int const kb = (k + 127) / 128;  // a partial last block has its own scale
+  p.a_row_stride = k + 16;         // padded strides: catch stride mix-ups
   p.a_group_stride = p.a_row_stride * m;
   p.b_row_stride = k + 32;
   p.b_group_stride = p.b_row_stride * n;
@@ -354,13 +354,13 @@ void emu_fill(fc::kernel_params const& p, fc::tile_geometry const& g, int kb, in
   for (int r = 0; r < bm; ++r)
     for (int kbyte = 0; kbyte < 128; ++kbyte)
       sa[fc::tile_offset_sw128(r, kbyte)] =
-          r < g.rows_loadable
+          r < g.rows_loadable && kb * 128 + kbyte < g.k_len
               ? p.a[g.a_offset + static_cast<std::int64_t>(r) * p.a_row_stride + kb * 128 + kbyte]
               : 0;
   for (int r = 0; r < bn; ++r)
     for (int kbyte = 0; kbyte < 128; ++kbyte)
       sb[fc::tile_offset_sw128(r, kbyte)] =
-          r < g.cols_valid
+          r < g.cols_valid && kb * 128 + kbyte < g.k_len
               ? p.b[g.b_offset + static_cast<std::int64_t>(r) * p.b_row_stride + kb * 128 + kbyte]
               : 0;
 }
@@ -553,9 +553,9 @@ void check_against_reference(emu_case const& e) {
         double s = e.c.empty() ? 0.0 : e.c[di];
         double mg = std::fabs(s);
         if (product) {
-          for (int kb = k_begin / 128; kb < k_end / 128; ++kb) {
+          for (int kb = k_begin / 128; kb < (k_end + 127) / 128; ++kb) {
             double part = 0.0, pm = 0.0;
-            for (int k = kb * 128; k < kb * 128 + 128; ++k) {
+            for (int k = kb * 128; k < kb * 128 + 128 && k < k_end; ++k) {
               double const x =
                   e4m3(e.a[a_batch * p.a_group_stride + static_cast<std::int64_t>(m) * p.a_row_stride + k]) *
                   e4m3(e.b[expert * p.b_group_stride + static_cast<std::int64_t>(n) * p.b_row_stride + k]);
@@ -563,10 +563,10 @@ void check_against_reference(emu_case const& e) {
               pm += std::fabs(x);
             }
             std::int64_t const mpad = (p.m + 3) / 4 * 4;
-            double const sa = e.sfa[a_batch * mpad * (p.k / 128) + kb * mpad + m];
+            double const sa = e.sfa[a_batch * mpad * ((p.k + 127) / 128) + kb * mpad + m];
             int const brow = p.b_scale_granularity == 1 ? n : n / 128;
             int const b_rows = p.b_scale_granularity == 1 ? p.n : (p.n + 127) / 128;
-            double const sb = e.sfb[(expert * b_rows + brow) * (p.k / 128) + kb];
+            double const sb = e.sfb[(expert * b_rows + brow) * ((p.k + 127) / 128) + kb];
             s += part * sa * sb;
             mg += pm * sa * sb;
           }
@@ -603,6 +603,18 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
       if (path == 2) emulate_wgmma(e, 64, 128, 5);
       if (path == 3) emulate_wgmma(e, 128, 64, 1);
       if (path == 4) emulate_wgmma(e, 64, 64, 7);
+      check_against_reference(e);
+    }
+  }
+  SUBCASE("dense, K = 576 (partial last 128-block, zero-filled past K)") {
+    for (int path = 0; path < 2; ++path) {
+      auto e = make_case(fc::layout_kind::dense, 64, 576, 576, 1, 128, false, 51 + path);
+      e.p.out = fc::output_kind::f32;
+      bind(e);
+      if (path == 0)
+        emulate_mma_sync(e, 2);
+      else
+        emulate_wgmma(e, 64, 128, 3);
       check_against_reference(e);
     }
   }

@@ -90,7 +90,8 @@ inline int b_granularity(tile_shape t, char const* where) {
 }
 inline void check_common(std::int64_t k, gemm_options const& o, char const* where) {
   if (o.promotion_k != 128) unsupported(where, "options.promotion_k", "the device path promotes every 128 K");
-  require(k % 128 == 0, where, "k", "K a multiple of 128 on the device path", std::to_string(k));
+  require(k % 16 == 0, where, "k", "K a multiple of 16 on the device path (16-byte TMA / cp.async granules)",
+          std::to_string(k));
 }
 template <class T>
 void check_k_major(matrix_view<T const> const& m, char const* where, char const* arg) {

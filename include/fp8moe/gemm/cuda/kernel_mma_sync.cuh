@@ -64,17 +64,18 @@ __global__ void __launch_bounds__(256, 1)
       std::uint32_t const b_dst = a_dst + S::a_bytes;
       std::uint8_t const* a_src = p.a + g.a_offset + static_cast<std::int64_t>(kb) * block_k;
       std::uint8_t const* b_src = p.b + g.b_offset + static_cast<std::int64_t>(kb) * block_k;
+      int const k_left = g.k_len - kb * block_k;  // bytes of this K block that exist
       FP8MOE_UNROLL
       for (int i = 0; i < BlockM * 8 / S::threads; ++i) {
         int const idx = tid + i * S::threads, r = idx >> 3, c = idx & 7;
-        bool const ok = r < g.rows_loadable;
+        bool const ok = r < g.rows_loadable && c * 16 < k_left;
         ptx::cp_async_16(a_dst + tile_offset_sw128(r, c * 16), ok ? a_src + r * p.a_row_stride + c * 16 : p.a,
                          ok);
       }
       FP8MOE_UNROLL
       for (int i = 0; i < BlockN * 8 / S::threads; ++i) {
         int const idx = tid + i * S::threads, r = idx >> 3, c = idx & 7;
-        bool const ok = r < g.cols_valid;
+        bool const ok = r < g.cols_valid && c * 16 < k_left;
         ptx::cp_async_16(b_dst + tile_offset_sw128(r, c * 16), ok ? b_src + r * p.b_row_stride + c * 16 : p.b,
                          ok);
       }

@@ -72,7 +72,8 @@ struct tile_geometry {
   int rows_valid;     ///< rows of the tile that exist (D rows written, at most BM)
   int rows_loadable;  ///< rows of A that may be read (>= rows_valid; zero-filled past it)
   int cols_valid;     ///< columns that exist (at most BN)
-  int k_blocks;       ///< 128-wide K blocks to reduce
+  int k_blocks;       ///< 128-wide K blocks to reduce (the last may be partial)
+  int k_len;          ///< K elements of this tile's reduction (bytes past it read as zero)
   int kb0;            ///< first K block (global index into the scale matrices)
   int sfa_group, sfb_group;
   bool padding_block;     ///< contiguous block of padding rows only (written with C or 0)
@@ -95,7 +96,7 @@ constexpr FP8MOE_HOST_DEVICE tile_geometry make_tile_geometry(kernel_params cons
   int rows_total = p.m;  // rows that exist in memory
   int rows_live = p.m;   // rows whose output is defined
   int k0 = 0;
-  g.k_blocks = p.k / block_k;
+  g.k_len = p.k;
   g.sfa_group = 0;
   g.sfb_group = 0;
   std::int64_t a_group = 0, b_group = 0, d_group = 0, c_group = 0;
@@ -119,12 +120,13 @@ constexpr FP8MOE_HOST_DEVICE tile_geometry make_tile_geometry(kernel_params cons
     }
     case layout_kind::k_grouped:
       k0 = k_offsets[t.group];
-      g.k_blocks = (k_offsets[t.group + 1] - k0) / block_k;
+      g.k_len = k_offsets[t.group + 1] - k0;
       d_group = t.group * p.d_group_stride;
       c_group = t.group * p.c_group_stride;
       break;
   }
   g.padding_block = t.skip;
+  g.k_blocks = ceil_div(g.k_len, block_k);
   if (t.skip) g.k_blocks = 0;  // contiguous all-padding block: epilogue only
   g.kb0 = k0 / block_k;
   int const live = rows_live - g.m0;
@@ -179,7 +181,8 @@ inline void validate(kernel_params const& p, char const* where) {
   require(p.m >= 0 && p.n >= 0 && p.k >= 0, where, "m/n/k", "non-negative extents",
           str(p.m) + "/" + str(p.n) + "/" + str(p.k));
   require(p.groups >= 1 || p.layout == layout_kind::dense, where, "groups", ">= 1", str(p.groups));
-  require(p.k % block_k == 0, where, "k", "a multiple of 128 (the scale block along K)", str(p.k));
+  require(p.k % 16 == 0, where, "k",
+          "a multiple of 16 (16-byte copies along K; a partial last 128-block is zero-filled)", str(p.k));
   if (p.m == 0 || p.n == 0) return;
   require(p.a != nullptr && aligned16(p.a), where, "a", "a non-null, 16-byte aligned pointer (TMA)");
   require(p.b != nullptr && aligned16(p.b), where, "b", "a non-null, 16-byte aligned pointer (TMA)");
