@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "fp8moe/comm/single_communicator.hpp"
+#include "fp8moe/pipeline/comm_adapter.hpp"
 #include "fp8moe/pipeline/pipeline.hpp"
 #include "toy_mlp.hpp"
 
@@ -164,6 +166,20 @@ TEST_CASE("executor: no deadlock on any valid generated schedule (grid, threads 
         ++runs;
       }
   CHECK(runs > 60);
+}
+
+TEST_CASE("executor: DualPipeV on one rank through comm::single_communicator (communicator_p2p)") {
+  auto const s = fp::dualpipe_v({.ranks = 1, .microbatches = 4});
+  auto const p = toy::problem::make(s.stages, 4);
+  fp8moe::comm::single_communicator one;
+  fp::communicator_p2p<fp8moe::comm::single_communicator> p2p(one);
+  toy::stage_model m(p, s, 0);
+  auto const st = fp::execute(s, p2p, m);
+  CHECK(st.sends == 0);
+  CHECK(st.local_handoffs == 2 * 4);  // per micro-batch: activation 0->1 and gradient 1->0, both local
+  auto const ref = toy::reference<float>(p);
+  for (int mb = 0; mb < 4; ++mb) CHECK(m.losses.at(mb) == ref.losses[mb]);
+  static_assert(fp::p2p_communicator<fp::communicator_p2p<fp8moe::comm::single_communicator>>);
 }
 
 TEST_CASE("executor: error paths") {

@@ -244,12 +244,12 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
     require(it != inbox.end(), where, "schedule",
             fp8moe::detail::concat("a RECV or local hand-off before rank ", rank, " uses chunk ", chunk, " mb ", mb));
     if (it->second.pending) {
-      if constexpr (p2p_testable<Comm>) {
-        if (!comm.test(it->second.req)) ++st.waits_blocked;
-      } else {
+      bool done = false;  // a request that test() completed is not waited on again
+      if constexpr (p2p_testable<Comm>) done = comm.test(it->second.req);
+      if (!done) {
         ++st.waits_blocked;
+        comm.wait(it->second.req);
       }
-      comm.wait(it->second.req);
     }
     auto data = std::move(it->second.data);
     inbox.erase(it);
