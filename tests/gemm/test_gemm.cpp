@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -712,4 +713,30 @@ TEST_CASE("workspace_bytes and the caller-workspace overloads") {
     for (std::int64_t j = 0; j < n; ++j) differ += d1.at(i, j) == d2.at(i, j) ? 0 : 1;
   CHECK(differ == 0);
   CHECK(d1.at(m - 1, n - 1) != 0.0);
+}
+
+TEST_CASE("empty extents: M = 0, N = 0, and K = 0 (D = C or 0)") {
+  host_executor ex;
+  for (auto [m, n, k] : {std::array<std::int64_t, 3>{0, 64, 128}, {16, 0, 128}, {16, 40, 0}}) {
+    CAPTURE(m);
+    CAPTURE(n);
+    CAPTURE(k);
+    test::dense_source const gx(test::value_gen{5, 1.0f}, m, k), gw(test::value_gen{6, 0.02f}, n, k);
+    auto const a = test::quantize_gen<e4m3>(gx, m, k, scaling::tile_1x128);
+    auto const b = test::quantize_gen<e4m3>(gw, n, k, scaling::block_128x128);
+    test::out_mat<bfloat16_t> d(m, n), d0(m, n);
+    test::out_mat<float> c(m, n);
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j)
+        c.buf[static_cast<std::size_t>(i * c.ld + j)] = static_cast<float>(i - j);
+    gemm::fp8_gemm(ex, a.view(), b.view(), d.view(), c.cview());
+    gemm::fp8_gemm(ex, a.view(), b.view(), d0.view());
+    int bad = 0;
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        bad += d.at(i, j) == static_cast<double>(i - j) ? 0 : 1;  // K = 0: D = C exactly
+        bad += d0.at(i, j) == 0.0 ? 0 : 1;
+      }
+    CHECK(bad == 0);
+  }
 }
