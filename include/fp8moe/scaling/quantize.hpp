@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -70,9 +71,17 @@ FP8MOE_HOST_DEVICE float load_float(In x) {
   else return x.to_float();
 }
 
+// The quantize loop vectorises from plain C++ (float_to_fp8_bits_select); on x86-64 Linux with
+// GCC it is also cloned for AVX2 and AVX-512 and picked at load time (ifunc), ~3x faster than SSE2.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !FP8MOE_CUDA_COMPILER
+#define FP8MOE_SCALING_CLONES __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#else
+#define FP8MOE_SCALING_CLONES
+#endif
+
 /// Quantizes n elements src[i*ss] -> dst[i*ds] with one tile scale (the host inner loop).
 template <class T, bool Divide, saturation Sat, class In>
-inline void quantize_span(In const* src, std::int64_t ss, T* dst, std::int64_t ds, std::int64_t n, tile_scale s) {
+FP8MOE_SCALING_CLONES inline void quantize_span(In const* src, std::int64_t ss, T* dst, std::int64_t ds, std::int64_t n, tile_scale s) {
   using F = typename T::format;
   std::uint8_t* d = reinterpret_cast<std::uint8_t*>(dst);
   if (ss == 1 && ds == 1) {
@@ -90,12 +99,54 @@ inline void quantize_span(In const* src, std::int64_t ss, T* dst, std::int64_t d
   }
 }
 
+#if (defined(__GNUC__) || defined(__clang__)) && !FP8MOE_CUDA_COMPILER
+#define FP8MOE_SCALING_VECTOR_EXT 1
+// 128-bit GCC/Clang vector extensions: native compares on every x86-64 (SSE2) and AArch64,
+// where the auto-vectoriser cannot form an unsigned/int32 max reduction without SSE4.1.
+using v4i32 = std::int32_t __attribute__((vector_size(16)));
+using v4u16 = std::uint16_t __attribute__((vector_size(8)));
+
+template <class In>
+inline v4i32 load_abs_bits4(In const* p) {
+  if constexpr (std::is_same_v<In, float>) {
+    v4i32 v;
+    std::memcpy(&v, p, 16);
+    return v & 0x7FFFFFFF;
+  } else {
+    v4u16 h;
+    std::memcpy(&h, p, 8);
+    return (__builtin_convertvector(h, v4i32) & 0x7FFF) << 16;
+  }
+}
+#else
+#define FP8MOE_SCALING_VECTOR_EXT 0
+#endif
+
+/// amax bits of n elements src[i*ss], combined into m (NaN policy per IgnoreNan).
 template <bool IgnoreNan, class In>
 inline std::uint32_t amax_span(In const* src, std::int64_t ss, std::int64_t n, std::uint32_t m) {
+  std::int64_t i = 0;
   if (ss == 1) {
-    for (std::int64_t i = 0; i < n; ++i) m = amax_combine(m, abs_bits(src[i]), IgnoreNan);
+#if FP8MOE_SCALING_VECTOR_EXT
+    v4i32 a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};  // two accumulators: independent compare chains
+    for (; i + 8 <= n; i += 8) {
+      v4i32 v0 = load_abs_bits4(src + i), v1 = load_abs_bits4(src + i + 4);
+      if constexpr (IgnoreNan) {
+        v0 &= ~(v0 > 0x7F800000);
+        v1 &= ~(v1 > 0x7F800000);
+      }
+      v4i32 const g0 = v0 > a0, g1 = v1 > a1;
+      a0 = (v0 & g0) | (a0 & ~g0);
+      a1 = (v1 & g1) | (a1 & ~g1);
+    }
+    for (int j = 0; j < 4; ++j) {
+      m = amax_combine(m, static_cast<std::uint32_t>(a0[j]), false);
+      m = amax_combine(m, static_cast<std::uint32_t>(a1[j]), false);
+    }
+#endif
+    for (; i < n; ++i) m = amax_combine(m, abs_bits(src[i]), IgnoreNan);
   } else {
-    for (std::int64_t i = 0; i < n; ++i) m = amax_combine(m, abs_bits(src[i * ss]), IgnoreNan);
+    for (; i < n; ++i) m = amax_combine(m, abs_bits(src[i * ss]), IgnoreNan);
   }
   return m;
 }

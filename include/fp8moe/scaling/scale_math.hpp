@@ -38,9 +38,11 @@ constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(bfloat16_t x) {
 }
 
 /// One step of the amax reduction on |x| bits. `ignore_nan`: NaN contributes 0.
+/// (Values are < 2^31, so the comparisons are done on int32: native SIMD compares on every x86.)
 constexpr FP8MOE_HOST_DEVICE std::uint32_t amax_combine(std::uint32_t m, std::uint32_t abs_x, bool ignore_nan) {
-  std::uint32_t const v = (ignore_nan && abs_x > 0x7F800000u) ? 0u : abs_x;
-  return v > m ? v : m;
+  auto const v = static_cast<std::int32_t>(abs_x), mm = static_cast<std::int32_t>(m);
+  std::int32_t const keep = (ignore_nan && v > 0x7F800000) ? 0 : v;
+  return static_cast<std::uint32_t>(keep > mm ? keep : mm);
 }
 constexpr FP8MOE_HOST_DEVICE float amax_from_bits(std::uint32_t m) { return fp8moe::bit_cast<float>(m); }
 
@@ -153,27 +155,30 @@ constexpr FP8MOE_HOST_DEVICE float dequantize_value(T q, float sf) {
 }
 
 /// The float -> FP8 conversion written without branches (integer RNE for normals, the float
-/// adder's RNE for subnormals), so host loops vectorise. Bit-identical to
-/// fp8moe::detail::float_to_fp8_bits<F> for every float (tested over a 2^32 strided sweep).
+/// adder's RNE for subnormals, selects as bit masks on int32 so GCC vectorises it even with SSE2
+/// and -ftrapping-math). Bit-identical to fp8moe::detail::float_to_fp8_bits<F> for every float
+/// (exhaustive 2^32 check: 0 mismatches, both formats, both saturation modes; CI runs a sweep).
 template <fp8_format F>
 constexpr FP8MOE_HOST_DEVICE std::uint8_t float_to_fp8_bits_select(float x, saturation sat) {
   constexpr int M = F::mantissa_bits;
-  constexpr std::uint32_t shift = 23 - M;
-  constexpr std::uint32_t rebias = static_cast<std::uint32_t>(127 - F::bias) << M;
-  constexpr std::uint32_t min_normal = static_cast<std::uint32_t>(127 + 1 - F::bias) << 23;
+  constexpr int shift = 23 - M;
+  constexpr std::int32_t rebias = (127 - F::bias) << M;
+  constexpr std::int32_t min_normal = (127 + 1 - F::bias) << 23;
   // magic: a float whose ulp is the FP8 subnormal step 2^(1 - bias - M)
-  constexpr float magic = fp8moe::bit_cast<float>(static_cast<std::uint32_t>(127 + 1 - F::bias - M + 23) << 23);
-  std::uint32_t const u = fp8moe::bit_cast<std::uint32_t>(x);
-  std::uint32_t const sign = (u >> 24) & 0x80u;
-  std::uint32_t const a = u & 0x7FFFFFFFu;
-  std::uint32_t const normal = ((a + ((1u << (shift - 1)) - 1u) + ((a >> shift) & 1u)) >> shift) - rebias;
-  std::uint32_t const sub = fp8moe::bit_cast<std::uint32_t>(fp8moe::bit_cast<float>(a) + magic) -
-                            fp8moe::bit_cast<std::uint32_t>(magic);
-  std::uint32_t code = a < min_normal ? sub : normal;
-  std::uint32_t const over = sat == saturation::finite ? F::max_code : F::overflow_code;
-  code = code > F::max_code ? over : code;
-  code |= sign;
-  return static_cast<std::uint8_t>(a > 0x7F800000u ? F::nan_code : code);
+  constexpr std::int32_t magic_bits = (127 + 1 - F::bias - M + 23) << 23;
+  constexpr float magic = fp8moe::bit_cast<float>(magic_bits);
+  std::int32_t const u = fp8moe::bit_cast<std::int32_t>(x);
+  std::int32_t const sign = (u >> 24) & 0x80;
+  std::int32_t const a = u & 0x7FFFFFFF;
+  std::int32_t const normal = ((a + ((1 << (shift - 1)) - 1) + ((a >> shift) & 1)) >> shift) - rebias;
+  std::int32_t const sub = fp8moe::bit_cast<std::int32_t>(fp8moe::bit_cast<float>(a) + magic) - magic_bits;
+  std::int32_t const is_sub = -static_cast<std::int32_t>(a < min_normal);
+  std::int32_t code = (sub & is_sub) | (normal & ~is_sub);
+  std::int32_t const over_code = sat == saturation::finite ? F::max_code : F::overflow_code;
+  std::int32_t const over = -static_cast<std::int32_t>(code > F::max_code);
+  code = ((over_code & over) | (code & ~over)) | sign;
+  std::int32_t const nan = -static_cast<std::int32_t>(a > 0x7F800000);
+  return static_cast<std::uint8_t>((F::nan_code & nan) | (code & ~nan));
 }
 
 }  // namespace fp8moe::scaling
