@@ -510,7 +510,9 @@ TEST_CASE("router (CUDA): device route matches the host path") {
   if (cuda_device_count() == 0) return;
   for (auto const& c :
        {moe::deepseek_v3_router,
-        moe::router_config{.experts = 64, .k = 6, .score = moe::score::softmax, .normalize = false}}) {
+        moe::router_config{.experts = 64, .k = 6, .score = moe::score::softmax, .normalize = false},
+        // E = 512 > staged_max_experts: the unstaged kernel
+        moe::router_config{.experts = 512, .groups = 8, .topk_groups = 3, .k = 8, .route_scale = 2.5f}}) {
     std::int64_t const T = 3000;
     auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 2.0f, 111);
     auto const bias = test::random_normal(static_cast<std::size_t>(c.experts), 0.05f, 112);

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// CUDA path of the router: one thread per token running the shared route_token /
-// route_token_backward, integer atomics for the per-expert counts (exact, order-independent), and
-// the bias update. Enqueued on exec.stream, never synchronizes. All pointers are device memory.
-// Device behaviour on NaN logits: never checked (that would need a sync); NaN scores order as -inf.
+// CUDA path of the router: one thread per token (logits staged through shared memory) running the shared
+// route_token / route_token_backward, integer atomics for the per-expert counts (exact, order-independent),
+// and the bias update. Enqueued on exec.stream, never synchronizes. All pointers are device memory. Device
+// behaviour on NaN logits: never checked (that would need a sync); NaN scores order as -inf.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,6 +26,34 @@ __global__ void route_kernel(router_config c, matrix_view<Logit> u, float const*
   if (counts)
     for (int j = 0; j < c.k; ++j) atomicAdd(&counts[ids(t, j)], 1);
 }
+
+/// Staged variant: the block loads its tokens' logits coalesced into shared memory (as FP32, rows
+/// padded to E+1 floats so that threads walking their own rows hit distinct banks), then each
+/// thread routes its token from shared memory with the same route_token.
+template <class Logit>
+__global__ void route_staged_kernel(router_config c, matrix_view<Logit> u, float const* bias,
+                                    matrix_view<std::int32_t> ids, matrix_view<float> w,
+                                    std::int32_t* counts) {
+  extern __shared__ float stage[];  // (blockDim.x, E+1)
+  std::int64_t const t0 = static_cast<std::int64_t>(blockIdx.x) * blockDim.x;
+  std::int64_t const n = (u.rows - t0 < blockDim.x ? u.rows - t0 : blockDim.x);
+  int const E = c.experts, ld = E + 1;
+  for (std::int64_t i = threadIdx.x; i < n * E; i += blockDim.x) {
+    std::int64_t const r = i / E, e = i % E;
+    stage[r * ld + e] = static_cast<float>(u(t0 + r, e));
+  }
+  __syncthreads();
+  if (threadIdx.x >= n) return;
+  std::int64_t const t = t0 + threadIdx.x;
+  route_token(c, stage + threadIdx.x * ld, std::int64_t{1}, bias, &ids(t, 0), ids.col_stride, &w(t, 0),
+              w.col_stride);
+  if (counts)
+    for (int j = 0; j < c.k; ++j) atomicAdd(&counts[ids(t, j)], 1);
+}
+
+inline constexpr int staged_tokens = 32;  ///< tokens per block of the staged kernel
+inline constexpr int staged_max_experts =
+    48 * 1024 / (staged_tokens * 4) - 1;  ///< fits 48 KB of shared memory
 
 template <class Logit>
 __global__ void route_backward_kernel(router_config c, matrix_view<Logit> u,
@@ -69,9 +97,21 @@ void route(cuda_executor const& exec, router_config const& c, matrix_view<Logit>
     FP8MOE_CUDA_CHECK(cudaMemsetAsync(
         counts.data, 0, sizeof(std::int32_t) * static_cast<std::size_t>(c.experts), exec.stream));
   if (logits.rows == 0) return;
-  auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
-  cuda_detail::route_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(
-      c, logits, bias.size ? bias.data : nullptr, ids, weights, counts.size ? counts.data : nullptr);
+  float const* b = bias.size ? bias.data : nullptr;
+  std::int32_t* n = counts.size ? counts.data : nullptr;
+  if (c.experts <= cuda_detail::staged_max_experts) {
+    auto const blocks =
+        static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::staged_tokens));
+    std::size_t const smem =
+        sizeof(float) * cuda_detail::staged_tokens * static_cast<std::size_t>(c.experts + 1);
+    cuda_detail::route_staged_kernel<<<blocks, cuda_detail::staged_tokens, smem, exec.stream>>>(
+        c, logits, b, ids, weights, n);
+  } else {
+    auto const blocks =
+        static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
+    cuda_detail::route_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(c, logits, b, ids,
+                                                                                       weights, n);
+  }
   FP8MOE_CUDA_CHECK_LAUNCH();
 }
 
