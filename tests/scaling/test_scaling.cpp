@@ -245,6 +245,44 @@ TEST_CASE("quantize: every preset and formula equals the float64 oracle bit for 
   }
 }
 
+TEST_CASE("quantize: fp32 op order is reproduced on inputs at FP8 rounding ties") {
+  // Random data almost never lands within an fp32 ulp of an FP8 rounding midpoint, so op-order
+  // slips (x*(1/sf) vs x/sf vs x*(fmax/a)) would pass unnoticed. Here every tile's elements are
+  // fl(midpoint * sf): the formulas disagree on some of them, and each must still match its oracle.
+  constexpr std::int64_t R = 64, C = 128;
+  std::mt19937_64 g{99};
+  std::uniform_real_distribution<float> amax_d{0.01f, 1000.0f};
+  std::uniform_int_distribution<int> code_d{8, 0x7C};
+  std::vector<float> x(static_cast<std::size_t>(R * C));
+  for (std::int64_t i = 0; i < R; ++i) {
+    float const a = amax_d(g);
+    float const sf = a / 448.0f;
+    x[static_cast<std::size_t>(i * C)] = a;
+    for (std::int64_t j = 1; j < C; ++j) {
+      int const c = code_d(g);
+      double const mid = (oracle::code_value(element_format::e4m3, c) + oracle::code_value(element_format::e4m3, c + 1)) / 2;
+      x[static_cast<std::size_t>(i * C + j)] = static_cast<float>(mid * sf) * ((j & 1) ? 1.0f : -1.0f);
+    }
+  }
+  tensor_recipe const dg{.tile = tile_1x128}, ds{.tile = tile_1x128, .formula = scale_formula::deepseek_v3_inference};
+  tensor_recipe const ep{.tile = tile_1x128, .formula = scale_formula::deepep};
+  tensor_recipe const te{.tile = tile_1x128, .formula = scale_formula::transformer_engine, .amax_floor = 0.0f};
+  for (tensor_recipe const& r : {dg, ds, ep, te}) CHECK(run_oracle_any(r, x, R, C) == 0);
+  host_executor exec;
+  auto const a = quantize(exec, make_matrix(x.data(), R, C), dg);
+  auto const b = quantize(exec, make_matrix(x.data(), R, C), ds);
+  auto const c = quantize(exec, make_matrix(x.data(), R, C), te);
+  std::int64_t ab = 0, ac = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    ab += a.data.storage()[i].bits() != b.data.storage()[i].bits();
+    ac += a.data.storage()[i].bits() != c.data.storage()[i].bits();
+  }
+  MESSAGE("elements where the op order changes the FP8 code: deepgemm vs deepseek_v3_inference " << ab
+          << ", deepgemm vs transformer_engine " << ac << " of " << x.size());
+  CHECK(ab > 0);
+  CHECK(ac > 0);
+}
+
 TEST_CASE("quantize: MN-major TMA-aligned scale layout gives the same values as row-major") {
   constexpr std::int64_t R = 130, C = 260;
   auto const x = make_input<bfloat16_t>(R * C, 5);
