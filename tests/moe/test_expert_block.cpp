@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fp8moe/moe/expert_block.hpp"
+#include "fp8moe/moe/gemm_layouts.hpp"
 #include "fp8moe/scaling/quantize.hpp"
 #include "test_support.hpp"
 #if FP8MOE_CUDA_COMPILER
@@ -301,6 +302,43 @@ TEST_CASE("expert_block: SwiGLU backward against finite differences; bad input")
   std::vector<double> zero13(P.s13d.size(), 0.0), zero2(P.s2d.size(), 0.0);
   auto const ref = reference(P, xd, wd, P.w13d, P.w2d, zero13, zero2, nullptr);
   CHECK(rel_l2(out, ref.out) < 0.051);
+}
+
+TEST_CASE("gemm layouts: contiguous and masked problems built from plans compute the same rows") {
+  problem const P(600);
+  auto const xq =
+      scaling::quantize(host_executor{}, make_matrix(P.x.data(), P.T, P.H), scaling::deepseek_v3.activation);
+  auto const ids = matrix_view<std::int32_t const>(make_matrix(P.ids.data(), P.T, P.k));
+  moe::host_permute_plan cp(moe::contiguous{.m_align = 128}, P.T, P.k, P.E),
+      mp(moe::masked{.max_m = P.T}, P.T, P.k, P.E);
+  moe::build_permute_plan(host_executor{}, ids, cp.view());
+  moe::build_permute_plan(host_executor{}, ids, mp.view());
+  scaling::quantized_matrix<fp8> ac(cp.view().rows, P.H, scaling::tile_1x128),
+      am(mp.view().rows, P.H, scaling::tile_1x128);
+  moe::permute(host_executor{}, cp.view(), xq.view(), ac.view());
+  moe::permute(host_executor{}, mp.view(), xq.view(), am.view());
+  host_matrix<float> dc(cp.view().rows, 2 * P.I), dm(mp.view().rows, 2 * P.I, -7.0f);
+  gemm::grouped_gemm(host_executor{},
+                     moe::contiguous_problem<fp8, fp8, float>(cp.view(), ac.view(), P.ew().w13, dc.view()));
+  gemm::grouped_gemm(host_executor{},
+                     moe::masked_problem<fp8, fp8, float>(mp.view(), am.view(), P.ew().w13, dm.view()));
+  // same FP8 operands and the same 128-K promotion; only the FP32 order inside a block may differ
+  for (std::int64_t i = 0; i < P.T * P.k; ++i) {
+    auto const rc = cp.slot_row()[i], rm = mp.slot_row()[i];
+    REQUIRE((rc >= 0) == (rm >= 0));
+    if (rc < 0) continue;
+    for (std::int64_t n = 0; n < 2 * P.I; ++n)
+      REQUIRE(std::abs(dc(rc, n) - dm(rm, n)) <= 1e-5f * (1 + std::abs(dc(rc, n))));
+  }
+  // masked rows past the counts stay untouched; contiguous padding rows are 0
+  for (std::int64_t e = 0; e < P.E; ++e) {
+    CHECK(dm(e * P.T + mp.counts()[e], 0) == -7.0f);
+    if (cp.counts()[e] % 128) CHECK(dc(cp.expert_offset()[e] + cp.counts()[e], 0) == 0.0f);
+  }
+  auto wrong_layout = [&] {
+    return moe::contiguous_problem<fp8, fp8, float>(mp.view(), am.view(), P.ew().w13, dm.view());
+  };
+  CHECK_THROWS_AS(wrong_layout(), fp8moe::error);
 }
 
 #if FP8MOE_CUDA_COMPILER

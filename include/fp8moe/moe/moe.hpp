@@ -8,5 +8,6 @@
 
 #include "fp8moe/moe/balance.hpp"
 #include "fp8moe/moe/expert_block.hpp"
+#include "fp8moe/moe/gemm_layouts.hpp"
 #include "fp8moe/moe/permute.hpp"
 #include "fp8moe/moe/router.hpp"
