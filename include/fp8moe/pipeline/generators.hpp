@@ -16,6 +16,7 @@
 
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/pipeline/schedule.hpp"
+#include "fp8moe/pipeline/validate.hpp"
 
 namespace fp8moe::pipeline {
 
@@ -156,11 +157,58 @@ inline schedule finish(schedule s, bool communication);
 
 }  // namespace detail
 
-/// Lowers a compute-only schedule: after each compute whose output goes to another rank, a SEND;
-/// on the receiving rank, a RECV before the consuming compute, hoisted where needed so that for every
-/// (src, dst) pair the receives come in the order of the sends. Adjacent chunks on one rank (the V
+namespace detail {
+/// Makes a lowered schedule safe for stream-ordered transfer groups (one NCCL group per run of
+/// transfers, groups serialized on a stream): while the group simulation stalls with a started group
+/// whose SEND waits for a peer that has not reached the matching RECV, that RECV (and the peer's
+/// earlier-ordered receives from the same rank) move into the peer's current group — the hoisting
+/// deepseek-ai/DualPipe does by hand (e.g. step 3 posts recv_forward before the W chunk). Receives
+/// only move earlier, so the async model and the per-pair order are preserved.
+inline void repair_for_stream_groups(schedule& s) {
+  for (int iter = 0; iter < 4 * static_cast<int>(s.actions.size()) * 64; ++iter) {
+    auto [w, deps] = index_schedule(s);
+    auto const gs = simulate_groups(s, w, deps);
+    if (gs.done(s)) return;
+    bool repaired = false;
+    for (int r = 0; r < s.ranks && !repaired; ++r) {
+      int const g = gs.gp[r];
+      if (g >= static_cast<int>(gs.groups[r].size()) || !gs.started[r][g]) continue;
+      for (int x : gs.groups[r][g]) {
+        auto [p, pg] = gs.partner[r][x];
+        if (!is_send(s.actions[r][x].kind) || p < 0 || gs.started[p][pg]) continue;
+        int const cur = gs.gp[p];
+        if (cur >= pg) continue;
+        // Receives on p from r in groups (cur, pg], in order, move to the end of group `cur`.
+        std::vector<int> move;
+        for (int q = cur + 1; q <= pg; ++q)
+          for (int y : gs.groups[p][q])
+            if (is_recv(s.actions[p][y].kind) && s.actions[p][y].peer == r) move.push_back(y);
+        int const insert_at = gs.groups[p][cur].back() + 1;
+        std::vector<action> moved;
+        for (int y : move) moved.push_back(s.actions[p][y]);
+        auto& v = s.actions[p];
+        for (auto it = move.rbegin(); it != move.rend(); ++it) v.erase(v.begin() + *it);
+        v.insert(v.begin() + insert_at, moved.begin(), moved.end());
+        repaired = true;
+        break;
+      }
+    }
+    if (!repaired) return;
+  }
+}
+}  // namespace detail
+
+/// Lowers a compute-only schedule by inserting SEND/RECV so that for every (src, dst) pair the receives
+/// come in the order of the sends (P2P matching is by order). Adjacent chunks on one rank (the V
 /// turnaround) exchange locally, without transfers. Existing transfers are dropped first.
-inline void add_communication(schedule& s) {
+///  delay_sends (default): each RECV sits right before its consumer; a SEND follows its producer, or
+///    a later compute when an earlier-consumed tensor to the same peer is produced later (the
+///    deepseek-ai/DualPipe placement). Deadlock-free for every generator under both transfer models.
+///  hoist_receives: each SEND right after its producer; RECVs hoisted ahead of their consumer where
+///    needed (PyTorch's _add_send_recv style). Deadlock-free only under transfer_model::async.
+enum class lowering { delay_sends, hoist_receives };
+
+inline void add_communication(schedule& s, lowering how = lowering::delay_sends) {
   constexpr auto where = "fp8moe::pipeline::add_communication";
   int const R = s.ranks;
   std::vector<std::vector<action>> comp(R);
@@ -202,40 +250,64 @@ inline void add_communication(schedule& s) {
     return -1;
   };
 
-  // recv_at[dst][x]: receives inserted before compute x of dst, in (src, send order).
-  std::vector<std::vector<std::vector<action>>> recv_at(R);
-  for (int r = 0; r < R; ++r) recv_at[r].resize(comp[r].size() + 1);
-  std::vector<std::vector<std::vector<message>>> pair(R, std::vector<std::vector<message>>(R));
+  // recv_at[dst][x] / send_after[src][x]: transfers inserted before / after compute x.
+  std::vector<std::vector<std::vector<action>>> recv_at(R), send_after(R);
+  for (int r = 0; r < R; ++r) {
+    recv_at[r].resize(comp[r].size() + 1);
+    send_after[r].resize(comp[r].size() + 1);
+  }
+  struct placed {
+    message m;
+    int producer, consumer;
+  };
+  std::vector<std::vector<std::vector<placed>>> pair(R, std::vector<std::vector<placed>>(R));
   for (int r = 0; r < R; ++r)
-    for (auto const& a : comp[r])
-      for (auto const& m : emitted(r, a)) pair[m.src][m.dst].push_back(m);
+    for (int x = 0; x < static_cast<int>(comp[r].size()); ++x)
+      for (auto const& m : emitted(r, comp[r][x])) {
+        int const c = consumer(m.dst, m);
+        require(c >= 0, where, "schedule", "a consumer for every transfer",
+                fp8moe::detail::concat("none on rank ", m.dst, " for ", m.forward ? "activation" : "gradient",
+                                       " of chunk ", m.from_chunk, " mb ", m.mb));
+        pair[m.src][m.dst].push_back({m, x, c});
+      }
+  auto recv_of = [](message const& m) {
+    return action{m.forward ? op::recv_f : op::recv_b, m.to_chunk, m.mb, -1, -1, m.src};
+  };
+  auto send_of = [](message const& m) {
+    return action{m.forward ? op::send_f : op::send_b, m.from_chunk, m.mb, -1, -1, m.dst};
+  };
   for (int src = 0; src < R; ++src)
     for (int dst = 0; dst < R; ++dst) {
-      auto const& msgs = pair[src][dst];
-      std::vector<int> pos(msgs.size());
-      int limit = static_cast<int>(comp[dst].size());
-      for (int k = static_cast<int>(msgs.size()) - 1; k >= 0; --k) {
-        int const x = consumer(dst, msgs[k]);
-        require(x >= 0, where, "schedule", "a consumer for every transfer",
-                fp8moe::detail::concat("none on rank ", dst, " for ", msgs[k].forward ? "activation" : "gradient",
-                               " of chunk ", msgs[k].from_chunk, " mb ", msgs[k].mb));
-        limit = std::min(limit, x);
-        pos[k] = limit;
+      auto msgs = pair[src][dst];  // in production order
+      if (how == lowering::hoist_receives) {
+        int limit = static_cast<int>(comp[dst].size());
+        std::vector<int> pos(msgs.size());
+        for (int k = static_cast<int>(msgs.size()) - 1; k >= 0; --k) pos[k] = limit = std::min(limit, msgs[k].consumer);
+        for (std::size_t k = 0; k < msgs.size(); ++k) {
+          recv_at[dst][pos[k]].push_back(recv_of(msgs[k].m));
+          send_after[src][msgs[k].producer].push_back(send_of(msgs[k].m));
+        }
+      } else {
+        // The receiver's consumption order (stable: production order breaks ties).
+        std::stable_sort(msgs.begin(), msgs.end(), [](auto const& a, auto const& b) { return a.consumer < b.consumer; });
+        int at = -1;
+        for (auto const& p : msgs) {
+          at = std::max(at, p.producer);
+          send_after[src][at].push_back(send_of(p.m));
+          recv_at[dst][p.consumer].push_back(recv_of(p.m));
+        }
       }
-      for (std::size_t k = 0; k < msgs.size(); ++k)
-        recv_at[dst][pos[k]].push_back(
-            {msgs[k].forward ? op::recv_f : op::recv_b, msgs[k].to_chunk, msgs[k].mb, -1, -1, src});
     }
   for (int r = 0; r < R; ++r) {
     std::vector<action> out;
     for (std::size_t x = 0; x < comp[r].size(); ++x) {
       for (auto const& a : recv_at[r][x]) out.push_back(a);
       out.push_back(comp[r][x]);
-      for (auto const& m : emitted(r, comp[r][x]))
-        out.push_back({m.forward ? op::send_f : op::send_b, m.from_chunk, m.mb, -1, -1, m.dst});
+      for (auto const& a : send_after[r][x]) out.push_back(a);
     }
     s.actions[r] = std::move(out);
   }
+  if (how == lowering::delay_sends) detail::repair_for_stream_groups(s);
 }
 
 namespace detail {

@@ -84,6 +84,163 @@ inline void route_through_sends(schedule const& s, std::vector<dependency>& deps
   }
 }
 
+/// State of the stream-groups simulation (transfer_model::stream_groups), see check().
+struct group_state {
+  std::vector<std::vector<std::vector<int>>> groups;        // (rank, group) -> action indices
+  std::vector<std::vector<int>> group_of;                   // (rank, action) -> group or -1
+  std::vector<std::vector<std::pair<int, int>>> partner;    // (rank, action) -> (peer, peer's group)
+  std::vector<std::vector<char>> started, finished;         // (rank, group)
+  std::vector<int> gp, cpc;                                 // next group / next action per rank
+  bool done(schedule const& s) const {
+    for (std::size_t r = 0; r < gp.size(); ++r)
+      if (gp[r] < static_cast<int>(groups[r].size()) || cpc[r] < static_cast<int>(s.actions[r].size()))
+        return false;
+    return true;
+  }
+};
+
+inline group_state simulate_groups(schedule const& s, work_index const& w,
+                                   std::vector<std::vector<std::vector<dependency>>> const& deps) {
+  int const R = s.ranks;
+  group_state st;
+  auto& groups = st.groups;
+  auto& group_of = st.group_of;
+  auto& partner = st.partner;
+  auto& started = st.started;
+  auto& finished = st.finished;
+  auto& gp = st.gp;
+  auto& cpc = st.cpc;
+  groups.resize(R);
+  group_of.resize(R);
+  partner.resize(R);
+  // Groups, their counterparts and the producers of their sends.
+  for (int r = 0; r < R; ++r) {
+    group_of[r].assign(s.actions[r].size(), -1);
+    bool open = false;
+    for (int x = 0; x < static_cast<int>(s.actions[r].size()); ++x) {
+      if (is_compute(s.actions[r][x].kind)) {
+        open = false;
+        continue;
+      }
+      if (!open) groups[r].emplace_back();
+      open = true;
+      groups[r].back().push_back(x);
+      group_of[r][x] = static_cast<int>(groups[r].size()) - 1;
+    }
+  }
+  // k-th send from i to j <-> k-th receive on j from i (orders were checked equal above).
+  {
+    std::vector<std::vector<std::vector<int>>> sends(R, std::vector<std::vector<int>>(R)), recvs = sends;
+    for (int r = 0; r < R; ++r) {
+      partner[r].assign(s.actions[r].size(), {-1, -1});
+      for (int x = 0; x < static_cast<int>(s.actions[r].size()); ++x) {
+        auto const& a = s.actions[r][x];
+        if (is_send(a.kind)) sends[r][a.peer].push_back(x);
+        if (is_recv(a.kind)) recvs[a.peer][r].push_back(x);
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < R; ++j)
+        for (std::size_t k = 0; k < sends[i][j].size(); ++k) {
+          int const xs = sends[i][j][k], xr = recvs[i][j][k];
+          partner[i][xs] = {j, group_of[j][xr]};
+          partner[j][xr] = {i, group_of[i][xs]};
+        }
+  }
+  auto producer = [&](int r, action const& a) {
+    auto const& map = a.kind == op::send_f ? w.fwd : w.bwd_input;
+    auto it = map.find({a.chunk, a.mb});
+    return it == map.end() || it->second.rank != r ? -1 : it->second.index;
+  };
+  started.resize(R);
+  finished.resize(R);
+  for (int r = 0; r < R; ++r) {
+    started[r].assign(groups[r].size(), 0);
+    finished[r].assign(groups[r].size(), 0);
+  }
+  cpc.assign(R, 0);
+  std::vector<std::vector<char>> cdone(R);
+  for (int r = 0; r < R; ++r) cdone[r].assign(s.actions[r].size(), 0);
+  gp.assign(R, 0);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int r = 0; r < R; ++r) {
+      // Compute stream: in order; a compute waits for the groups holding its receives.
+      while (cpc[r] < static_cast<int>(s.actions[r].size())) {
+        auto const& a = s.actions[r][cpc[r]];
+        if (!is_compute(a.kind)) {
+          ++cpc[r];
+          continue;
+        }
+        bool ready = true;
+        for (auto const& d : deps[r][cpc[r]])
+          if (d.remote) {
+            // the RECV on this rank for this input
+            for (int x = 0; x < cpc[r]; ++x) {
+              auto const& q = s.actions[r][x];
+              if (q.kind == d.via && q.chunk == d.chunk && q.mb == d.mb) {
+                ready = ready && finished[r][group_of[r][x]];
+                break;
+              }
+            }
+          }
+        if (!ready) break;
+        cdone[r][cpc[r]++] = 1;
+        progress = true;
+      }
+      // Communication stream: groups in order.
+      while (gp[r] < static_cast<int>(groups[r].size())) {
+        int const g = gp[r];
+        if (!started[r][g]) {
+          bool ok = g == 0 || finished[r][g - 1];
+          for (int x : groups[r][g])
+            if (is_send(s.actions[r][x].kind)) {
+              int const pidx = producer(r, s.actions[r][x]);
+              ok = ok && pidx >= 0 && cdone[r][pidx];
+            }
+          if (!ok) break;
+          started[r][g] = 1;
+          progress = true;
+        }
+        bool ok = true;
+        for (int x : groups[r][g]) {
+          auto [peer, pg] = partner[r][x];
+          ok = ok && peer >= 0 && started[peer][pg];
+        }
+        if (!ok) break;
+        finished[r][g] = 1;
+        ++gp[r];
+        progress = true;
+      }
+    }
+  }
+  return st;
+}
+
+/// Work index and per-action dependencies (remote ones routed through their SENDs) of a schedule
+/// that is structurally valid.
+inline std::pair<work_index, std::vector<std::vector<std::vector<dependency>>>> index_schedule(schedule const& s) {
+  work_index w;
+  for (int r = 0; r < s.ranks; ++r)
+    for (int x = 0; x < static_cast<int>(s.actions[r].size()); ++x) {
+      auto const& a = s.actions[r][x];
+      if (a.kind == op::f || a.kind == op::fb) w.fwd[{a.chunk, a.mb}] = {r, x};
+      if (a.kind == op::b || a.kind == op::i) w.bwd_input[{a.chunk, a.mb}] = {r, x};
+      if (a.kind == op::b || a.kind == op::w) w.bwd_weight[{a.chunk, a.mb}] = {r, x};
+      if (a.kind == op::fb) {
+        w.bwd_input[{a.chunk2, a.mb2}] = {r, x};
+        w.bwd_weight[{a.chunk2, a.mb2}] = {r, x};
+      }
+    }
+  std::vector<std::vector<std::vector<dependency>>> deps(s.ranks);
+  for (int r = 0; r < s.ranks; ++r)
+    for (auto const& a : s.actions[r]) {
+      deps[r].push_back(dependencies(s, w, r, a));
+      route_through_sends(s, deps[r].back());
+    }
+  return {std::move(w), std::move(deps)};
+}
+
 inline bool has_transfers(schedule const& s) {
   for (auto const& v : s.actions)
     for (auto const& a : v)
@@ -93,6 +250,15 @@ inline bool has_transfers(schedule const& s) {
 
 }  // namespace detail
 
+/// How transfers progress, for the deadlock check.
+///  async:         each transfer is posted without blocking and completes once its peer posts the other
+///                 side (host MPI executor: MPI_Isend/MPI_Irecv).
+///  stream_groups: each run of consecutive transfers is one group (ncclGroupStart/End) on one
+///                 communication stream per rank; a group starts after the previous group finished
+///                 and after the computes producing its sends, and finishes once every peer group
+///                 holding a counterpart has started (CUDA executor with NCCL).
+enum class transfer_model { async, stream_groups };
+
 struct validation_report {
   bool ok = true;
   std::string error;  ///< the first violated rule, empty when ok
@@ -101,7 +267,7 @@ struct validation_report {
 
 /// Checks every rule; returns the first violation. Compute-only schedules (no transfer actions at
 /// all) skip the transfer rules and are deadlock-checked as if every transfer were instantaneous.
-inline validation_report check(schedule const& s) {
+inline validation_report check(schedule const& s, transfer_model model = transfer_model::async) {
   validation_report rep;
   auto fail = [&](auto const&... parts) {
     rep.ok = false;
@@ -269,6 +435,18 @@ inline validation_report check(schedule const& s) {
           stuck += fp8moe::detail::concat(" rank ", q, " at ", to_string(s.actions[q][pc[q]]), ";");
       return fail("deadlock:", stuck);
     }
+  if (comm && model == transfer_model::stream_groups) {
+    auto const gs = detail::simulate_groups(s, w, deps);
+    auto const& groups = gs.groups;
+    auto const& gp = gs.gp;
+    auto const& cpc = gs.cpc;
+    std::string stuck;
+    for (int r = 0; r < R; ++r)
+      if (gp[r] < static_cast<int>(groups[r].size()) || cpc[r] < static_cast<int>(s.actions[r].size()))
+        stuck += fp8moe::detail::concat(" rank ", r, " at group ", gp[r], " of ", groups[r].size(), ", action ",
+                                        cpc[r], ";");
+    if (!stuck.empty()) return fail("deadlock with stream-ordered transfer groups:", stuck);
+  }
   return rep;
 }
 
