@@ -367,7 +367,7 @@ TEST_CASE("device path rejects what it does not support, before touching outputs
   dev_q<e4m3> da3(a3);
   CHECK_THROWS_WITH_AS(
       fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da3.view(), db2.view(), {dd.p, 64, 128, 128, 1}, {}},
-                   fg::gemm_options{.promotion_k = 256}),
+                   fg::gemm_options{.promotion_k = 64}),
       doctest::Contains("promotion_k"), fp8moe::error);
   // MN-major B (transposed weight) is the host path's job; the device path says so
   auto bt = db2.view();

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// CPU tests of the device GEMM index math (gemm/cuda/layout.hpp, params.hpp): fragment layouts
+// CPU tests of the device GEMM index math (gemm/cuda/layout.hpp, params.hpp, translate.hpp): fragment layouts
 // against the PTX ISA tables, swizzle and wgmma descriptors against each other, the tile
 // scheduler and selector, and a host emulation of both kernels' tile loops (smem fill, ldmatrix /
 // descriptor reads, fragment-level MMA, promotion, epilogue) compared with a float64 GEMM.
@@ -14,8 +14,11 @@
 #include <set>
 #include <vector>
 
+#include "../gemm/gemm_test_util.hpp"
 #include "fp8moe/gemm/cuda/layout.hpp"
 #include "fp8moe/gemm/cuda/params.hpp"
+#include "fp8moe/gemm/cuda/translate.hpp"
+#include "fp8moe/gemm/reference.hpp"
 #include "fp8moe/numeric/numeric.hpp"
 
 namespace fc = fp8moe::gemm::cuda;
@@ -321,10 +324,11 @@ float round_out(fc::kernel_params const& p, float x) {
   return p.out == fc::output_kind::bf16 ? fp8moe::bfloat16_t(x).to_float() : x;
 }
 
-// The epilogue: staging tile -> D, with the kernels' row actions.
-void emu_store(emu_case& e, fc::tile_geometry const& g, std::vector<float> const& staging, int bm, int bn,
-               int pitch) {
-  auto const& p = e.p;
+// The epilogue: staging tile -> D through write(element offset, value), with the kernels' row
+// actions (C added, padding rows filled, skipped rows untouched).
+template <class Write>
+void emu_store(fc::kernel_params const& p, fc::tile_geometry const& g, std::vector<float> const& staging,
+               int bm, int bn, int pitch, Write&& write) {
   for (int r = 0; r < bm; ++r) {
     int const id =
         (p.layout == fc::layout_kind::grouped_contiguous && r < g.rows_valid) ? p.m_indices[g.m0 + r] : 0;
@@ -333,9 +337,24 @@ void emu_store(emu_case& e, fc::tile_geometry const& g, std::vector<float> const
     for (int cidx = 0; cidx < bn && cidx < g.cols_valid; ++cidx) {
       float v = act == fc::row_action::product ? staging[r * pitch + cidx] : 0.0f;
       if (p.c) v += p.c[g.c_offset + static_cast<std::int64_t>(r) * p.c_row_stride + cidx];
-      e.d[g.d_offset + static_cast<std::int64_t>(r) * p.d_row_stride + cidx] = round_out(p, v);
+      write(g.d_offset + static_cast<std::int64_t>(r) * p.d_row_stride + cidx, v);
     }
   }
+}
+
+/// Writes into the emu_case's float copy of D (bf16 rounding applied when out == bf16).
+auto case_writer(emu_case& e) {
+  return [&e](std::int64_t i, float v) { e.d[static_cast<std::size_t>(i)] = round_out(e.p, v); };
+}
+/// Writes into p.d as the kernels do: bf16 bits or floats.
+auto params_writer(fc::kernel_params const& p) {
+  return [&p](std::int64_t i, float v) {
+    if (p.out == fc::output_kind::bf16) {
+      static_cast<std::uint16_t*>(p.d)[i] = fp8moe::bfloat16_t(v).bits();
+    } else {
+      static_cast<float*>(p.d)[i] = v;
+    }
+  };
 }
 
 float sa_at(fc::kernel_params const& p, fc::tile_geometry const& g, int r, int kbg) {
@@ -366,10 +385,10 @@ void emu_fill(fc::kernel_params const& p, fc::tile_geometry const& g, int kb, in
 }
 
 // The mma.sync kernel (mma_sync_shape<128,128,*>: 2x4 warps of 64x32) on the CPU.
-void emulate_mma_sync(emu_case& e, int ctas) {
+template <class Write>
+void emulate_mma_sync(fc::kernel_params const& p, int ctas, Write&& write) {
   constexpr int bm = 128, bn = 128, warps_m = 2, warps_n = 4, wm_ = bm / warps_m, wn_ = bn / warps_n;
   constexpr int mt_n = wm_ / 16, nt_n = wn_ / 8, pitch = fc::staging_pitch(bn);
-  auto const& p = e.p;
   std::vector<std::uint8_t> sa(bm * 128), sb(bn * 128);
   std::vector<float> staging(bm * pitch);
   for (int cta = 0; cta < ctas; ++cta) {
@@ -460,15 +479,15 @@ void emulate_mma_sync(emu_case& e, int ctas) {
                 staging[(w / warps_n * wm_ + i * 16 + c.row) * pitch + w % warps_n * wn_ + j * 8 + c.col] =
                     F(w, l, i, j, el);
               }
-      emu_store(e, g, staging, bm, bn, pitch);
+      emu_store(p, g, staging, bm, bn, pitch, write);
     }
   }
 }
 
 // The wgmma kernel (2 consumer warpgroups) on the CPU: TMA fill, descriptor reads, accumulator
 // registers through wgmma_m64_acc, the kernel's two row scales per thread.
-void emulate_wgmma(emu_case& e, int bm, int bn, int ctas) {
-  auto const& p = e.p;
+template <class Write>
+void emulate_wgmma(fc::kernel_params const& p, int bm, int bn, int ctas, Write&& write) {
   int const wg_n = bm == 128 ? bn : bn / 2, pitch = fc::staging_pitch(bn);
   std::uint32_t const a_base = 0, b_base = static_cast<std::uint32_t>(bm * 128);
   std::vector<std::uint8_t> smem((bm + bn) * 128);
@@ -519,7 +538,7 @@ void emulate_wgmma(emu_case& e, int bm, int bn, int ctas) {
             staging[(wg_m0 + c.row) * pitch + wg_n0 + c.col] = fin[(cw * 128 + th) * (wg_n / 2) + i];
           }
       }
-      emu_store(e, g, staging, bm, bn, pitch);
+      emu_store(p, g, staging, bm, bn, pitch, write);
     }
   }
 }
@@ -598,11 +617,11 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
       auto e = make_case(fc::layout_kind::dense, 100, 200, 384, 1, 128, false, 11 + path);
       e.p.out = fc::output_kind::bf16;
       bind(e);
-      if (path == 0) emulate_mma_sync(e, 3);
-      if (path == 1) emulate_wgmma(e, 128, 128, 2);
-      if (path == 2) emulate_wgmma(e, 64, 128, 5);
-      if (path == 3) emulate_wgmma(e, 128, 64, 1);
-      if (path == 4) emulate_wgmma(e, 64, 64, 7);
+      if (path == 0) emulate_mma_sync(e.p, 3, case_writer(e));
+      if (path == 1) emulate_wgmma(e.p, 128, 128, 2, case_writer(e));
+      if (path == 2) emulate_wgmma(e.p, 64, 128, 5, case_writer(e));
+      if (path == 3) emulate_wgmma(e.p, 128, 64, 1, case_writer(e));
+      if (path == 4) emulate_wgmma(e.p, 64, 64, 7, case_writer(e));
       check_against_reference(e);
     }
   }
@@ -612,9 +631,9 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
       e.p.out = fc::output_kind::f32;
       bind(e);
       if (path == 0)
-        emulate_mma_sync(e, 2);
+        emulate_mma_sync(e.p, 2, case_writer(e));
       else
-        emulate_wgmma(e, 64, 128, 3);
+        emulate_wgmma(e.p, 64, 128, 3, case_writer(e));
       check_against_reference(e);
     }
   }
@@ -622,7 +641,7 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
     auto e = make_case(fc::layout_kind::dense, 70, 136, 256, 1, 128, true, 5);
     e.p.out = fc::output_kind::f32;
     bind(e);
-    emulate_wgmma(e, 128, 128, 2);
+    emulate_wgmma(e.p, 128, 128, 2, case_writer(e));
     check_against_reference(e);
   }
   SUBCASE("grouped contiguous: padding rows (-1 and out-of-range ids) and an all-padding block") {
@@ -637,9 +656,9 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
       e.p.out = path == 0 ? fc::output_kind::bf16 : fc::output_kind::f32;
       bind(e);
       if (path == 0)
-        emulate_wgmma(e, 128, 128, 3);
+        emulate_wgmma(e.p, 128, 128, 3, case_writer(e));
       else
-        emulate_mma_sync(e, 2);
+        emulate_mma_sync(e.p, 2, case_writer(e));
       check_against_reference(e);
     }
   }
@@ -650,9 +669,9 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
       e.p.out = fc::output_kind::bf16;
       bind(e);
       if (path == 0)
-        emulate_wgmma(e, 64, 64, 4);
+        emulate_wgmma(e.p, 64, 64, 4, case_writer(e));
       else
-        emulate_mma_sync(e, 3);
+        emulate_mma_sync(e.p, 3, case_writer(e));
       check_against_reference(e);
     }
   }
@@ -661,7 +680,7 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
     e.k_offsets = {0, 256, 256, 384, 640};  // group 1 empty: D_1 = C_1
     e.p.out = fc::output_kind::f32;
     bind(e);
-    emulate_mma_sync(e, 2);
+    emulate_mma_sync(e.p, 2, case_writer(e));
     check_against_reference(e);
   }
 }
@@ -687,4 +706,238 @@ TEST_CASE("kernel_params validation names the argument") {
   bad.layout = fc::layout_kind::grouped_masked;
   bad.groups = 1;
   CHECK_THROWS_WITH_AS(fc::validate(bad, "w"), doctest::Contains("masked_m"), fp8moe::error);
+}
+
+// =================================================================================================
+// The public views -> kernel_params translation (translate.hpp), run through the emulated kernels
+// and compared with gemm::reference (float64): proves strides, group strides, scale layouts and
+// B-scale granularity reach the kernels as the contract means them.
+namespace {
+namespace fg = fp8moe::gemm;
+namespace ft = fp8moe::test;
+using f8 = fp8moe::float8_e4m3_t;
+using bf16 = fp8moe::bfloat16_t;
+constexpr fp8moe::scaling::tile_shape t1x128{1, 128}, t128{128, 128};
+
+/// |emulated - reference| <= 1e-5 * mag (FP32 sums of exact products) + 2^-8 |ref| for bf16.
+template <class TD>
+int count_bad(fp8moe::matrix_view<TD const> got, fp8moe::matrix_view<double const> want,
+              fp8moe::matrix_view<double const> mag, int rows) {
+  int bad = 0;
+  for (int r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < got.cols; ++c) {
+      double const w = want(r, c), x = static_cast<double>(got(r, c));
+      double const tol = 1e-5 * mag(r, c) + (sizeof(TD) == 2 ? std::ldexp(std::fabs(w), -8) : 0.0) + 1e-30;
+      if (!(std::fabs(x - w) <= tol)) ++bad;
+    }
+  return bad;
+}
+
+template <class TA, class TB>
+ft::out_mat<double> magnitudes(fp8moe::scaling::quantized_matrix_view<TA const> a,
+                               fp8moe::scaling::quantized_matrix_view<TB const> b, std::int64_t k0,
+                               std::int64_t k, fp8moe::matrix_view<float const> c = {}) {
+  ft::out_mat<double> m(a.rows(), b.rows());
+  for (std::int64_t r = 0; r < a.rows(); ++r)
+    for (std::int64_t j = 0; j < b.rows(); ++j)
+      m.buf[static_cast<std::size_t>(r * m.ld + j)] =
+          ft::magnitude(a, r, b, j, k0, k, c.data ? c(r, j) : 0.0);
+  return m;
+}
+
+/// Packs G quantized matrices of one shape into a (G,R,C) batched view (data and scales).
+struct packed {
+  ft::aligned_buffer<f8> data;
+  std::vector<float> scales;
+  fg::quantized_batched_view<f8 const> view;
+};
+packed pack(std::vector<ft::qmat<f8>> const& v) {
+  std::int64_t const ds = v[0].ld * v[0].rows, ss = v[0].srows * v[0].scols;
+  packed p{ft::aligned_buffer<f8>(static_cast<std::size_t>(ds) * v.size()),
+           std::vector<float>(static_cast<std::size_t>(ss) * v.size()),
+           {}};
+  for (std::size_t e = 0; e < v.size(); ++e) {
+    std::memcpy(p.data.data() + e * ds, v[e].data.data(), static_cast<std::size_t>(ds));
+    std::memcpy(p.scales.data() + e * ss, v[e].scales.data(), static_cast<std::size_t>(ss) * sizeof(float));
+  }
+  auto const g = static_cast<std::int64_t>(v.size());
+  p.view = {{p.data.data(), g, v[0].rows, v[0].cols, ds, v[0].ld, 1},
+            {p.scales.data(), g, v[0].srows, v[0].scols, ss, v[0].scols, 1},
+            v[0].tile};
+  return p;
+}
+}  // namespace
+
+TEST_CASE("views -> kernel_params: dense (padded strides, K = 576, C, 1x128 B scales) through both kernels") {
+  for (int variant = 0; variant < 3; ++variant) {
+    CAPTURE(variant);
+    int const m = 70, n = 200, k = variant == 0 ? 576 : 384;
+    auto const bt = variant == 2 ? t1x128 : t128;
+    auto const a = ft::quantize_gen<f8>(ft::value_gen{200u + variant}, m, k, t1x128, false, 1);
+    auto const b = ft::quantize_gen<f8>(ft::value_gen{210u + variant}, n, k, bt, false, 2);
+    ft::out_mat<float> c(m, n);
+    for (int r = 0; r < m; ++r)
+      for (int j = 0; j < n; ++j) c.buf[static_cast<std::size_t>(r * c.ld + j)] = ft::value_gen{7}(r, j);
+    auto const cv = variant == 1 ? c.cview() : fp8moe::matrix_view<float const>{};
+    ft::out_mat<double> want(m, n);
+    fg::reference::fp8_gemm(fg::dense<f8, f8, double>{a.view(), b.view(), want.view(), cv});
+    auto const mag = magnitudes(a.view(), b.view(), 0, k, cv);
+    for (int kernel = 0; kernel < 2; ++kernel) {
+      ft::out_mat<bf16> d(m, n);
+      auto const q = fc::to_params(fg::dense<f8, f8, bf16>{a.view(), b.view(), d.view(), cv});
+      CHECK(q.b_scale_granularity == (variant == 2 ? 1 : 128));
+      if (kernel == 0 || variant == 2) {
+        emulate_mma_sync(q, 2, params_writer(q));
+      } else {
+        emulate_wgmma(q, 64, 128, 3, params_writer(q));
+      }
+      CHECK(count_bad<bf16>(d.cview(), want.cview(), mag.cview(), m) == 0);
+    }
+  }
+}
+
+TEST_CASE("views -> kernel_params: grouped contiguous and masked through both kernels") {
+  int const g = 3, n = 136, k = 256;
+  std::vector<ft::qmat<f8>> bs;
+  for (int e = 0; e < g; ++e)
+    bs.push_back(ft::quantize_gen<f8>(ft::value_gen{300u + e}, n, k, t128, false, 1));
+  auto const b = pack(bs);
+  SUBCASE("contiguous") {
+    int const m = 384;
+    auto const a = ft::quantize_gen<f8>(ft::value_gen{310}, m, k, t1x128);
+    std::vector<int> ids(m, -1);
+    for (int r = 0; r < 77; ++r) ids[r] = 2;
+    for (int r = 256; r < 383; ++r) ids[r] = 0;
+    ft::out_mat<double> want(m, n);
+    fg::reference::grouped_gemm(
+        fg::grouped_contiguous<f8, f8, double>{a.view(), b.view, {ids.data(), m, 1}, want.view(), {}});
+    ft::out_mat<double> mag(m, n);
+    for (int r = 0; r < m; ++r)
+      for (int j = 0; j < n; ++j)
+        mag.buf[static_cast<std::size_t>(r * mag.ld + j)] =
+            ids[r] < 0 ? 0.0 : ft::magnitude(a.view(), r, bs[ids[r]].view(), j, 0, k);
+    for (int kernel = 0; kernel < 2; ++kernel) {
+      ft::out_mat<float> d(m, n);
+      auto const q = fc::to_params(
+          fg::grouped_contiguous<f8, f8, float>{a.view(), b.view, {ids.data(), m, 1}, d.view(), {}});
+      if (kernel == 0)
+        emulate_mma_sync(q, 2, params_writer(q));
+      else
+        emulate_wgmma(q, 128, 64, 3, params_writer(q));
+      CHECK(count_bad<float>(d.cview(), want.cview(), mag.cview(), m) == 0);
+    }
+  }
+  SUBCASE("masked") {
+    int const max_m = 100;
+    std::vector<ft::qmat<f8>> as;
+    for (int e = 0; e < g; ++e) as.push_back(ft::quantize_gen<f8>(ft::value_gen{320u + e}, max_m, k, t1x128));
+    auto const a = pack(as);
+    std::vector<int> counts{5, 0, 100};
+    for (int kernel = 0; kernel < 2; ++kernel) {
+      ft::aligned_buffer<bf16> dbuf(static_cast<std::size_t>(g * max_m * n));
+      std::memset(dbuf.data(), 0xFF, dbuf.size() * sizeof(bf16));
+      fp8moe::batched_matrix_view<bf16> dv{dbuf.data(), g, max_m, n, max_m * n, n, 1};
+      auto const q =
+          fc::to_params(fg::grouped_masked<f8, f8, bf16>{a.view, b.view, {counts.data(), g, 1}, dv, {}, 32});
+      if (kernel == 0)
+        emulate_mma_sync(q, 2, params_writer(q));
+      else
+        emulate_wgmma(q, 64, 64, 5, params_writer(q));
+      for (int e = 0; e < g; ++e) {
+        ft::out_mat<double> want(max_m, n);
+        fg::reference::fp8_gemm(fg::dense<f8, f8, double>{as[e].view(), bs[e].view(), want.view(), {}});
+        auto const mag = magnitudes(as[e].view(), bs[e].view(), 0, k);
+        fp8moe::matrix_view<bf16 const> got = dv[e];
+        CHECK(count_bad<bf16>(got, want.cview(), mag.cview(), counts[e]) == 0);
+        int touched = 0;
+        for (int r = counts[e]; r < max_m; ++r)
+          for (int j = 0; j < n; ++j) touched += !got(r, j).is_nan();
+        CHECK(touched == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("views -> kernel_params: K-grouped weight gradient in place (C == D), host k_sizes") {
+  int const m = 130, n = 144;
+  std::vector<int> ks{256, 0, 384};
+  int const kt = 640, g = 3;
+  auto const a = ft::quantize_gen<f8>(ft::value_gen{400}, m, kt, t1x128);
+  auto const b = ft::quantize_gen<f8>(ft::value_gen{401}, n, kt, t1x128);
+  std::vector<float> c0(static_cast<std::size_t>(g * m * n));
+  for (std::size_t i = 0; i < c0.size(); ++i) c0[i] = ft::value_gen{402}(static_cast<std::int64_t>(i), 0);
+  std::vector<float> want = c0, d = c0;
+  fg::reference::grouped_gemm(fg::k_grouped<f8, f8>{a.view(),
+                                                    b.view(),
+                                                    {ks.data(), g, 1},
+                                                    {want.data(), g, m, n, m * n, n, 1},
+                                                    {c0.data(), g, m, n, m * n, n, 1}});
+  std::vector<int> offsets;
+  fg::k_grouped<f8, f8> const p{a.view(),
+                                b.view(),
+                                {ks.data(), g, 1},
+                                {d.data(), g, m, n, m * n, n, 1},
+                                {d.data(), g, m, n, m * n, n, 1}};
+  auto q = fc::to_params(p, offsets);
+  CHECK(offsets == std::vector<int>{0, 256, 256, 640});
+  CHECK(q.b_scale_granularity == 1);
+  CHECK(q.out == fc::output_kind::f32);
+  q.k_offsets = offsets.data();  // the launcher passes these by value
+  emulate_mma_sync(q, 3, params_writer(q));
+  int bad = 0, k0 = 0;
+  for (int e = 0; e < g; ++e) {
+    for (int r = 0; r < m; ++r)
+      for (int j = 0; j < n; ++j) {
+        std::size_t const i = static_cast<std::size_t>(e * m * n + r * n + j);
+        double const mag = ft::magnitude(a.view(), r, b.view(), j, k0, ks[e], c0[i]);
+        if (!(std::fabs(d[i] - want[i]) <= 1e-5 * mag + std::ldexp(std::fabs(want[i]), -22))) ++bad;
+      }
+    k0 += ks[e];
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("views -> kernel_params: what the device path does not support is rejected, naming the argument") {
+  auto const a = ft::quantize_gen<f8>(ft::value_gen{500}, 64, 512, t1x128);
+  auto const b = ft::quantize_gen<f8>(ft::value_gen{501}, 128, 512, t128);
+  ft::out_mat<bf16> d(64, 128);
+  auto const ok = fg::dense<f8, f8, bf16>{a.view(), b.view(), d.view(), {}};
+  CHECK_NOTHROW((void)fc::to_params(ok));
+  auto expect = [](auto&& f, char const* arg, fp8moe::errc code) {
+    try {
+      f();
+      FAIL("no exception");
+    } catch (fp8moe::error const& e) {
+      CHECK(std::string(e.what()).find(arg) != std::string::npos);
+      CHECK_MESSAGE(e.code() == code, std::string(e.what()));
+    }
+  };
+  expect([&] { (void)fc::to_params(ok, fg::gemm_options{.promotion_k = 64}); }, "promotion_k",
+         fp8moe::errc::unsupported);
+  auto const a_row = ft::quantize_gen<f8>(ft::value_gen{502}, 64, 512, fp8moe::scaling::tile_shape{1, 0});
+  expect(
+      [&] {
+        (void)fc::to_params(fg::dense<f8, f8, bf16>{a_row.view(), b.view(), d.view(), {}});
+      },
+      "a.tile", fp8moe::errc::unsupported);
+  auto const b_blk = ft::quantize_gen<f8>(ft::value_gen{503}, 128, 512, fp8moe::scaling::tile_shape{128, 0});
+  expect(
+      [&] {
+        (void)fc::to_params(fg::dense<f8, f8, bf16>{a.view(), b_blk.view(), d.view(), {}});
+      },
+      "b.tile", fp8moe::errc::unsupported);
+  // MN-major B (a (K,N) weight viewed transposed): FP8 wgmma has no transpose
+  auto const w = ft::quantize_gen<f8>(ft::value_gen{504}, 512, 128, t128);
+  expect(
+      [&] {
+        (void)fc::to_params(fg::dense<f8, f8, bf16>{a.view(), fg::transposed(w.view()), d.view(), {}});
+      },
+      "'b'", fp8moe::errc::unsupported);
+  auto const a520 = ft::quantize_gen<f8>(ft::value_gen{505}, 64, 520, t1x128);
+  auto const b520 = ft::quantize_gen<f8>(ft::value_gen{506}, 128, 520, t128);
+  expect(
+      [&] {
+        (void)fc::to_params(fg::dense<f8, f8, bf16>{a520.view(), b520.view(), d.view(), {}});
+      },
+      "'k'", fp8moe::errc::invalid_argument);
 }
