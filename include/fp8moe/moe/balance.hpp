@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "fp8moe/comm/communicator.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
@@ -65,6 +66,16 @@ void update_bias(host_executor const&, vector_view<float> bias, vector_view<Coun
     float const m = static_cast<float>(mean_bias / static_cast<double>(E));
     for (std::int64_t e = 0; e < E; ++e) bias[e] -= m;
   }
+}
+
+/// As above, with the counts summed over the ranks of a host communicator (data-parallel group).
+template <std::integral Count, comm::host_communicator C>
+void update_bias(host_executor const& exec, vector_view<float> bias, vector_view<Count const> counts,
+                 bias_update_config cfg, C& dp) {
+  update_bias(exec, bias, counts, cfg, [&dp](std::span<std::int64_t> n) {
+    std::vector<std::int64_t> const mine(n.begin(), n.end());
+    dp.allreduce(std::span<std::int64_t const>(mine), n, comm::reduce_op::sum);
+  });
 }
 
 /// Sequence-wise balance loss configuration (DeepSeek-V3 §2.1.2 Eq. 17-20, alpha = 1e-4).
