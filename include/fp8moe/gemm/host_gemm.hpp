@@ -52,6 +52,9 @@ struct chunk_geometry {
   int blocks = 2;
   constexpr std::int64_t k_chunk() const { return static_cast<std::int64_t>(p) * blocks; }
   constexpr std::int64_t packed() const { return static_cast<std::int64_t>(p8) * blocks; }
+  /// Row stride of the packed buffers: 16 floats more than a chunk, so that the 7 rows the
+  /// micro-kernel streams never sit a multiple of 4 KiB apart (cache-set aliasing).
+  constexpr std::int64_t ld() const { return packed() + 16; }
 };
 constexpr chunk_geometry geometry(int promotion_k, blocking bl = default_blocking) {
   int const p = promotion_k > 0 ? promotion_k : 1;  // invalid values are rejected by validate()
@@ -63,7 +66,7 @@ constexpr chunk_geometry geometry(int promotion_k, blocking bl = default_blockin
 constexpr std::int64_t thread_workspace_floats(int promotion_k, blocking bl = default_blocking) {
   chunk_geometry const g = geometry(promotion_k, bl);
   std::int64_t const rows = bl.mc + bl.nc;
-  return rows * g.packed() + rows * g.blocks + static_cast<std::int64_t>(bl.mc) * bl.nc + 16;
+  return rows * g.ld() + rows * g.blocks + static_cast<std::int64_t>(bl.mc) * bl.nc + 16;
 }
 
 /// Bytes of workspace the host path needs with `threads` threads.
@@ -95,7 +98,16 @@ FP8MOE_GEMM_INLINE void pack_rows(quantized_matrix_view<T const> const& q, std::
   std::int64_t const nblk = ceil_div(ke - kb, static_cast<std::int64_t>(g.p));
   auto const* base = reinterpret_cast<std::uint8_t const*>(q.data.data);
   bool const contiguous = q.data.col_stride == 1;
+  bool const mn_major = !contiguous && q.data.row_stride == 1;
   float const* lut = fp8_lut<T>.v;
+  if (mn_major) {  // rows are strided: convert (k, 8 rows) byte runs and transpose 8x8 blocks
+    for (std::int64_t b = 0; b < nblk; ++b) {
+      std::int64_t const k = kb + b * g.p;
+      std::int64_t const len = std::min<std::int64_t>(g.p, ke - k);
+      pack_transposed<T, Simd>(base + row0 + k * q.data.col_stride, q.data.col_stride, rows, len,
+                               dst + b * g.p8, ld);
+    }
+  }
   for (std::int64_t r = 0; r < rows_pad; ++r) {
     float* out = dst + r * ld;
     if (r >= rows) {
@@ -110,6 +122,8 @@ FP8MOE_GEMM_INLINE void pack_rows(quantized_matrix_view<T const> const& q, std::
       float* o = out + b * g.p8;
       if (contiguous) {
         convert_row<T, Simd>(base + row * q.data.row_stride + k, o, len);
+      } else if (mn_major) {
+        // packed above
       } else {
         std::uint8_t const* s = base + row * q.data.row_stride + k * q.data.col_stride;
         for (std::int64_t i = 0; i < len; ++i) o[i] = lut[s[i * q.data.col_stride]];
@@ -128,7 +142,7 @@ FP8MOE_GEMM_INLINE void compute_tile(job<TA, TB, TD> const& jb, std::int64_t m_b
   std::int64_t const nt = std::min<std::int64_t>(bl.nc, jb.n - n_begin);
   std::int64_t const mtp = round_up<std::int64_t>(mt, mr);
   std::int64_t const ntp = round_up<std::int64_t>(nt, nr);
-  std::int64_t const ld = g.packed();
+  std::int64_t const ld = g.ld();
   float* const pa = ws;                       // (mtp, ld)
   float* const psa = pa + bl.mc * ld;         // (blocks, mtp)
   float* const pb = psa + bl.mc * g.blocks;   // (ntp, ld)

@@ -124,6 +124,65 @@ FP8MOE_GEMM_INLINE void convert_row(std::uint8_t const* src, float* dst, std::in
   for (; i < n; ++i) dst[i] = lut[src[i]];
 }
 
+/// Packs a strided operand: dst[r * ld + k] = value at src[r + k * stride] for r < rows, k < len
+/// (row r of the operand is a column of bytes). Full 8x8 blocks are converted eight bytes at a
+/// time and transposed in registers; the edges go through the table.
+template <class T, bool Simd>
+FP8MOE_GEMM_INLINE void pack_transposed(std::uint8_t const* src, std::int64_t stride, std::int64_t rows,
+                                        std::int64_t len, float* dst, std::int64_t ld) {
+  float const* lut = fp8_lut<T>.v;
+  std::int64_t r0 = 0;
+#if FP8MOE_GEMM_VECTOR_EXT
+  if constexpr (Simd) {
+    for (; r0 + 8 <= rows; r0 += 8) {
+      std::int64_t k0 = 0;
+      for (; k0 + 8 <= len; k0 += 8) {
+        alignas(32) float v[8][8];  // v[i] = rows r0..r0+7 at k0 + i
+        for (int i = 0; i < 8; ++i) fp8x8_to_float<T>(src + r0 + (k0 + i) * stride, v[i]);
+        v8f x0, x1, x2, x3, x4, x5, x6, x7;
+        load8(x0, v[0]);
+        load8(x1, v[1]);
+        load8(x2, v[2]);
+        load8(x3, v[3]);
+        load8(x4, v[4]);
+        load8(x5, v[5]);
+        load8(x6, v[6]);
+        load8(x7, v[7]);
+        v8f const t0 = __builtin_shufflevector(x0, x1, 0, 8, 1, 9, 4, 12, 5, 13);
+        v8f const t1 = __builtin_shufflevector(x0, x1, 2, 10, 3, 11, 6, 14, 7, 15);
+        v8f const t2 = __builtin_shufflevector(x2, x3, 0, 8, 1, 9, 4, 12, 5, 13);
+        v8f const t3 = __builtin_shufflevector(x2, x3, 2, 10, 3, 11, 6, 14, 7, 15);
+        v8f const t4 = __builtin_shufflevector(x4, x5, 0, 8, 1, 9, 4, 12, 5, 13);
+        v8f const t5 = __builtin_shufflevector(x4, x5, 2, 10, 3, 11, 6, 14, 7, 15);
+        v8f const t6 = __builtin_shufflevector(x6, x7, 0, 8, 1, 9, 4, 12, 5, 13);
+        v8f const t7 = __builtin_shufflevector(x6, x7, 2, 10, 3, 11, 6, 14, 7, 15);
+        v8f const u0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);
+        v8f const u1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+        v8f const u2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);
+        v8f const u3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+        v8f const u4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);
+        v8f const u5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+        v8f const u6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
+        v8f const u7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+        float* o = dst + r0 * ld + k0;
+        store8(o + 0 * ld, __builtin_shufflevector(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11));
+        store8(o + 1 * ld, __builtin_shufflevector(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11));
+        store8(o + 2 * ld, __builtin_shufflevector(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11));
+        store8(o + 3 * ld, __builtin_shufflevector(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11));
+        store8(o + 4 * ld, __builtin_shufflevector(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15));
+        store8(o + 5 * ld, __builtin_shufflevector(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15));
+        store8(o + 6 * ld, __builtin_shufflevector(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15));
+        store8(o + 7 * ld, __builtin_shufflevector(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15));
+      }
+      for (; k0 < len; ++k0)
+        for (std::int64_t r = r0; r < r0 + 8; ++r) dst[r * ld + k0] = lut[src[r + k0 * stride]];
+    }
+  }
+#endif
+  for (std::int64_t k = 0; k < len; ++k)
+    for (std::int64_t r = r0; r < rows; ++r) dst[r * ld + k] = lut[src[r + k * stride]];
+}
+
 /// Promotion micro-kernel: for one K block of `kv` 8-float vectors,
 ///   acc[i][j] += (sum_k a[i][k] * b[j][k]) * (sa[i] * sb[j])      i < MR, j < NR
 /// a: MR rows with stride lda floats; b: NR rows with stride ldb; acc: MR rows with stride ldc.
