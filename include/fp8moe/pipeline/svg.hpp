@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -131,8 +132,18 @@ inline std::string to_svg(timeline const& t, svg_options const& o = {}) {
   return os.str();
 }
 
-/// Writes to_svg(t, o) to `path` (through `path`.tmp and a rename). Throws fp8moe::error (io).
+/// Writes to_svg(t, o) to `path` (through `path`.tmp and a rename, so readers never see half a file).
+/// An existing non-regular target (a device such as /dev/null, a FIFO) is written in place, never
+/// replaced. Throws fp8moe::error (io).
 inline void write_svg(timeline const& t, std::string const& path, svg_options const& o = {}) {
+  std::error_code ec;
+  auto const st = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st)) {
+    std::ofstream f(path, std::ios::binary);
+    f << to_svg(t, o);
+    if (!f) throw error(errc::io, "fp8moe::pipeline::write_svg: write failed for " + path);
+    return;
+  }
   std::string const tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
