@@ -392,7 +392,7 @@ void BM_kgrouped_fp8moe_body(benchmark::State& state) {
   auto& d = f.alloc(g * m * n * 4, 2, 16);
   f.p.d = d.p, f.p.d_row_stride = n, f.p.d_group_stride = m * n, f.p.out = fc::output_kind::f32;
   f.p.c = static_cast<float const*>(d.p), f.p.c_row_stride = n, f.p.c_group_stride = m * n;  // in place
-  run_fp8moe(state, f, 2.0 * m * n * k);
+  run_fp8moe(state, f, 2.0 * m * n * k, static_cast<fc::family_choice>(state.range(4)));
 }
 void BM_kgrouped_fp8moe(benchmark::State& state) {
   guarded(state, [&] { BM_kgrouped_fp8moe_body(state); });
@@ -412,21 +412,26 @@ void BM_kgrouped_cublaslt_bf16(benchmark::State& state) {
 }
 void kgrouped_args(benchmark::internal::Benchmark* b) {
   for (auto const& mn : {std::pair<int, int>{4096, 7168}, {7168, 2048}})
-    b->Args({4, mn.first, mn.second, 8192});
+    b->Args({4, mn.first, mn.second, 8192, 0});
+}
+void kgrouped_family_args(benchmark::internal::Benchmark* b) {
+  for (auto const& mn : {std::pair<int, int>{4096, 7168}, {7168, 2048}})
+    for (auto fam : {fc::family_choice::automatic, fc::family_choice::mma_sync})
+      b->Args({4, mn.first, mn.second, 8192, static_cast<std::int64_t>(fam)});
 }
 BENCHMARK(BM_kgrouped_fp8moe)
-    ->Apply(kgrouped_args)
-    ->ArgNames({"G", "M", "N", "K_g"})
+    ->Apply(kgrouped_family_args)
+    ->ArgNames({"G", "M", "N", "K_g", "family"})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_kgrouped_cublaslt_fp8_1d1d)
     ->Apply(kgrouped_args)
-    ->ArgNames({"G", "M", "N", "K_g"})
+    ->ArgNames({"G", "M", "N", "K_g", "family"})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_kgrouped_cublaslt_bf16)
     ->Apply(kgrouped_args)
-    ->ArgNames({"G", "M", "N", "K_g"})
+    ->ArgNames({"G", "M", "N", "K_g", "family"})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 

@@ -113,12 +113,12 @@ std::vector<fg::cuda::family_choice> families(bool wgmma_ok) {
 /// Dense D (M,N) = [C +] A B^T on the device for each kernel family; checks `check_rows` rows
 /// (all when M is small) against the float64 reference and that every element was written.
 template <class TD>
-void dense_case(int m, int n, int k, bool with_c, std::uint64_t seed) {
+void dense_case(int m, int n, int k, bool with_c, std::uint64_t seed, fp8moe::scaling::tile_shape bt = t128) {
   CAPTURE(m);
   CAPTURE(n);
   CAPTURE(k);
   auto const a = ft::quantize_gen<e4m3>(ft::value_gen{seed}, m, k, t1x128);
-  auto const b = ft::quantize_gen<e4m3>(ft::value_gen{seed + 1}, n, k, t128, false, 1);
+  auto const b = ft::quantize_gen<e4m3>(ft::value_gen{seed + 1}, n, k, bt, false, 1);
   dev_q<e4m3> da(a), db(b);
   ft::out_mat<TD> hd(m, n);
   std::vector<float> hc(static_cast<std::size_t>(m) * hd.ld);
@@ -180,9 +180,10 @@ TEST_CASE("device dense: DeepSeek-V3 N x K pairs, small and partial M, both kern
   for (auto const& s : nk) dense_case<bf16>(64, s[0], s[1], false, 100 + s[0]);
   for (int m : {1, 7, 128, 200}) dense_case<bf16>(m, 2112, 1536, false, 7 + m);
   dense_case<bf16>(4096, 576, 512, false, 9);
-  dense_case<float>(130, 200, 384, true, 11);   // f32 output with C, ragged N
-  dense_case<bf16>(96, 264, 128, true, 13);     // K = one promotion block, bf16 with C
-  dense_case<bf16>(200, 7168, 576, false, 15);  // dgrad of kv_a: K = 4.5 promotion blocks
+  dense_case<float>(130, 200, 384, true, 11);          // f32 output with C, ragged N
+  dense_case<bf16>(96, 264, 128, true, 13);            // K = one promotion block, bf16 with C
+  dense_case<bf16>(200, 7168, 576, false, 15);         // dgrad of kv_a: K = 4.5 promotion blocks
+  dense_case<float>(300, 384, 640, true, 17, t1x128);  // 1x128 B scales ("1D1D"), FP32 out with C
 }
 
 TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range ids") {
@@ -324,26 +325,39 @@ TEST_CASE("device grouped masked: empty groups, rows past masked_m untouched, K-
                                                           {ks.data(), g, 1},
                                                           {ref_f.data(), g, m, n, gs, ld, 1},
                                                           {hc.data(), g, m, n, gs, ld, 1}});
-    dev_buf<float> dd(hc.data(), hc.size());  // D starts as C: in-place accumulation
+    dev_buf<float> dd(hc.size());
     fg::k_grouped<e4m3, e4m3> const p{
         da.view(), db.view(), {ks.data(), g, 1}, {dd.p, g, m, n, gs, ld, 1}, {dd.p, g, m, n, gs, ld, 1}};
-    fg::grouped_gemm(fp8moe::cuda_executor{}, p);
-    FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
-    auto const out = dd.get();
-    int bad = 0;
-    std::int64_t k0 = 0;
-    for (int e = 0; e < g; ++e) {
-      for (int r = 0; r < m; ++r)
-        for (int c = 0; c < n; ++c) {
-          std::size_t const i = static_cast<std::size_t>(e * gs + r * ld + c);
-          double const mag = ft::magnitude(a.view(), r, b.view(), c, k0, ks[e], hc[i]);
-          if (!(std::fabs(out[i] - ref_f[i]) <=
-                device_tol(ref_f[i], mag, false) + std::ldexp(std::fabs(ref_f[i]), -22)))
-            ++bad;
-        }
-      k0 += ks[e];
+    for (int pass = 0; pass < 3; ++pass) {
+      CAPTURE(pass);
+      // D starts as C: in-place accumulation
+      FP8MOE_CUDA_CHECK(cudaMemcpy(dd.p, hc.data(), hc.size() * sizeof(float), cudaMemcpyHostToDevice));
+      if (pass == 0) {
+        fg::grouped_gemm(fp8moe::cuda_executor{}, p);  // the public entry point (automatic)
+      } else {
+        std::vector<int> offsets;
+        auto const q = fg::cuda::to_params(p, offsets);
+        auto const fam = pass == 1 ? fg::cuda::family_choice::mma_sync : fg::cuda::family_choice::wgmma;
+        if (pass == 2 && families(true).size() < 3) continue;  // no sm_90a device
+        fg::cuda::run(nullptr, q, offsets.data(), "test", fam);
+      }
+      FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+      auto const out = dd.get();
+      int bad = 0;
+      std::int64_t k0 = 0;
+      for (int e = 0; e < g; ++e) {
+        for (int r = 0; r < m; ++r)
+          for (int c = 0; c < n; ++c) {
+            std::size_t const i = static_cast<std::size_t>(e * gs + r * ld + c);
+            double const mag = ft::magnitude(a.view(), r, b.view(), c, k0, ks[e], hc[i]);
+            if (!(std::fabs(out[i] - ref_f[i]) <=
+                  device_tol(ref_f[i], mag, false) + std::ldexp(std::fabs(ref_f[i]), -22)))
+              ++bad;
+          }
+        k0 += ks[e];
+      }
+      CHECK(bad == 0);
     }
-    CHECK(bad == 0);
   }
 }
 

@@ -231,8 +231,10 @@ TEST_CASE("tile selector: DeepSeek-V3 shapes map onto instantiated, fitting conf
   CHECK(small.block_n == 64);  // 17 tiles of 128 would leave 115 of 132 SMs idle
   auto const large = fc::select_tile(layout_kind::dense, 4096, 7168, 1, 132, true, false);
   CHECK((large.block_m == 128 && large.block_n == 128));
-  CHECK(fc::select_tile(layout_kind::k_grouped, 7168, 2048, 8, 132, true, true).family ==
-        fc::kernel_family::mma_sync_sm89);
+  auto const wgrad = fc::select_tile(layout_kind::k_grouped, 7168, 2048, 8, 132, true, true);
+  CHECK(wgrad.family == fc::kernel_family::wgmma_sm90a);
+  CHECK((wgrad.block_m == 128 && wgrad.block_n == 128));
+
   CHECK(fc::select_tile(layout_kind::dense, 4096, 7168, 1, 132, false, false).family ==
         fc::kernel_family::mma_sync_sm89);
 }
@@ -497,7 +499,7 @@ void emulate_wgmma(fc::kernel_params const& p, int bm, int bn, int ctas, Write&&
     fc::tile_scheduler sched(fc::make_schedule(p, bm, bn));
     fc::tile_coord t;
     for (std::int64_t ti = cta; sched.get(ti, t); ti += ctas) {
-      fc::tile_geometry const g = fc::make_tile_geometry(p, t, bm, bn, nullptr);
+      fc::tile_geometry const g = fc::make_tile_geometry(p, t, bm, bn, p.k_offsets);
       if (g.rows_valid == 0) continue;
       std::vector<float> fin(2 * 128 * (wg_n / 2), 0.0f);
       for (int kb = 0; kb < g.k_blocks; ++kb) {
@@ -523,10 +525,20 @@ void emulate_wgmma(fc::kernel_params const& p, int bm, int bn, int ctas, Write&&
           }
           for (int th = 0; th < 128; ++th) {
             int const row0 = wg_m0 + (th >> 5) * 16 + ((th & 31) >> 2);  // as the kernel computes it
-            float const sbv = sb_at(p, g, wg_n0, kbg);
-            float const s0 = sa_at(p, g, row0, kbg) * sbv, s1 = sa_at(p, g, row0 + 8, kbg) * sbv;
-            for (int i = 0; i < wg_n / 2; ++i)
-              fin[(cw * 128 + th) * (wg_n / 2) + i] += acc[th * (wg_n / 2) + i] * ((i & 2) ? s1 : s0);
+            float const sa0 = sa_at(p, g, row0, kbg), sa1 = sa_at(p, g, row0 + 8, kbg);
+            if (p.b_scale_granularity == 1) {
+              // the kernel stages the warpgroup's column scales: sbuf[c] = sb(n0 + wg_n0 + c)
+              for (int i = 0; i < wg_n / 2; ++i) {
+                coord const c = fc::wgmma_m64_acc(th, i);
+                fin[(cw * 128 + th) * (wg_n / 2) + i] +=
+                    acc[th * (wg_n / 2) + i] * (((i & 2) ? sa1 : sa0) * sb_at(p, g, wg_n0 + c.col, kbg));
+              }
+            } else {
+              float const sbv = sb_at(p, g, wg_n0, kbg);
+              float const s0 = sa0 * sbv, s1 = sa1 * sbv;
+              for (int i = 0; i < wg_n / 2; ++i)
+                fin[(cw * 128 + th) * (wg_n / 2) + i] += acc[th * (wg_n / 2) + i] * ((i & 2) ? s1 : s0);
+            }
           }
         }
       }
@@ -680,8 +692,15 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
     e.k_offsets = {0, 256, 256, 384, 640};  // group 1 empty: D_1 = C_1
     e.p.out = fc::output_kind::f32;
     bind(e);
-    emulate_mma_sync(e.p, 2, case_writer(e));
-    check_against_reference(e);
+    std::vector<float> const c0 = e.d;
+    for (int path = 0; path < 2; ++path) {
+      std::copy(c0.begin(), c0.end(), e.d.begin());  // poisoned again
+      if (path == 0)
+        emulate_mma_sync(e.p, 2, case_writer(e));
+      else
+        emulate_wgmma(e.p, 128, 128, 3, case_writer(e));
+      check_against_reference(e);
+    }
   }
 }
 
@@ -786,8 +805,10 @@ TEST_CASE("views -> kernel_params: dense (padded strides, K = 576, C, 1x128 B sc
       ft::out_mat<bf16> d(m, n);
       auto const q = fc::to_params(fg::dense<f8, f8, bf16>{a.view(), b.view(), d.view(), cv});
       CHECK(q.b_scale_granularity == (variant == 2 ? 1 : 128));
-      if (kernel == 0 || variant == 2) {
+      if (kernel == 0) {
         emulate_mma_sync(q, 2, params_writer(q));
+      } else if (variant == 2) {
+        emulate_wgmma(q, 128, 128, 3, params_writer(q));  // 1x128 B scales: 128x128 tiles only
       } else {
         emulate_wgmma(q, 64, 128, 3, params_writer(q));
       }
@@ -883,18 +904,24 @@ TEST_CASE("views -> kernel_params: K-grouped weight gradient in place (C == D), 
   CHECK(q.b_scale_granularity == 1);
   CHECK(q.out == fc::output_kind::f32);
   q.k_offsets = offsets.data();  // the launcher passes these by value
-  emulate_mma_sync(q, 3, params_writer(q));
-  int bad = 0, k0 = 0;
-  for (int e = 0; e < g; ++e) {
-    for (int r = 0; r < m; ++r)
-      for (int j = 0; j < n; ++j) {
-        std::size_t const i = static_cast<std::size_t>(e * m * n + r * n + j);
-        double const mag = ft::magnitude(a.view(), r, b.view(), j, k0, ks[e], c0[i]);
-        if (!(std::fabs(d[i] - want[i]) <= 1e-5 * mag + std::ldexp(std::fabs(want[i]), -22))) ++bad;
-      }
-    k0 += ks[e];
+  for (int kernel = 0; kernel < 2; ++kernel) {
+    std::copy(c0.begin(), c0.end(), d.begin());  // D == C again: accumulate in place
+    if (kernel == 0)
+      emulate_mma_sync(q, 3, params_writer(q));
+    else
+      emulate_wgmma(q, 128, 128, 2, params_writer(q));
+    int bad = 0, k0 = 0;
+    for (int e = 0; e < g; ++e) {
+      for (int r = 0; r < m; ++r)
+        for (int j = 0; j < n; ++j) {
+          std::size_t const i = static_cast<std::size_t>(e * m * n + r * n + j);
+          double const mag = ft::magnitude(a.view(), r, b.view(), j, k0, ks[e], c0[i]);
+          if (!(std::fabs(d[i] - want[i]) <= 1e-5 * mag + std::ldexp(std::fabs(want[i]), -22))) ++bad;
+        }
+      k0 += ks[e];
+    }
+    CHECK(bad == 0);
   }
-  CHECK(bad == 0);
 }
 
 TEST_CASE("views -> kernel_params: what the device path does not support is rejected, naming the argument") {

@@ -43,7 +43,8 @@ inline device_info query_device(int dev) {
   // The wgmma kernel has a real body only in sm_90a machine code (built for plain sm_90 it is a
   // trap stub of a few registers): require both the 9.0 binary and the register footprint.
   cudaFuncAttributes attr{};
-  FP8MOE_CUDA_CHECK(cudaFuncGetAttributes(&attr, &wgmma_gemm_kernel<128, 128, wgmma_stages_for(128, 128)>));
+  FP8MOE_CUDA_CHECK(cudaFuncGetAttributes(
+      &attr, &wgmma_gemm_kernel<128, 128, wgmma_stages_for(128, 128), b_scale_block_n>));
   info.sm90a = major == 9 && minor == 0 && attr.binaryVersion == 90 && attr.numRegs >= 64;
   return info;
 }
@@ -75,29 +76,32 @@ inline void run(cudaStream_t stream, kernel_params const& p, int const* k_offset
       select_tile(p.layout, m_hint, p.n, p.groups, dev.sms, dev.sm90a, p.b_scale_granularity == 1);
   if (choice == family_choice::mma_sync) cfg.family = kernel_family::mma_sync_sm89;
   if (choice == family_choice::wgmma) {
-    if (!dev.sm90a || p.layout == layout_kind::k_grouped || p.b_scale_granularity == 1) {
-      detail::unsupported(where, "choice",
-                          "wgmma needs an sm_90a device, 128x128 B scales and no K-grouping");
-    }
+    if (!dev.sm90a) detail::unsupported(where, "choice", "wgmma needs an sm_90a device and an sm_90a build");
     if (cfg.family != kernel_family::wgmma_sm90a) cfg = {kernel_family::wgmma_sm90a, 128, 128, 0};
   }
+  bool const per_row_b = p.b_scale_granularity == 1;
   if (p.layout == layout_kind::grouped_contiguous) {
     require(m_align % 64 == 0, where, "m_align", "a multiple of 64 on the device path",
             std::to_string(m_align));
     if (cfg.block_m > m_align) cfg.block_m = m_align;  // one expert per M tile
   }
+  bool const need_128_rows = cfg.family == kernel_family::mma_sync_sm89 || per_row_b;
+  if (p.layout == layout_kind::grouped_contiguous && need_128_rows && m_align % 128 != 0) {
+    detail::unsupported(where, "m_align", "128-row aligned expert segments for this kernel / B-scale recipe");
+  }
   if (cfg.family == kernel_family::mma_sync_sm89) {
-    if (p.layout == layout_kind::grouped_contiguous && m_align % 128 != 0) {
-      detail::unsupported(where, "m_align", "the mma.sync kernel needs 128-row aligned expert segments");
-    }
     launch_mma_sync<128, 128, 3>(p, k_offsets, dev.sms, stream);
     return;
   }
+  constexpr int s128 = wgmma_stages_for(128, 128);
+  if (per_row_b) return launch_wgmma<128, 128, s128, 1>(p, k_offsets, dev.sms, stream);
   if (cfg.block_m == 128 && cfg.block_n == 128)
-    return launch_wgmma<128, 128, wgmma_stages_for(128, 128)>(p, dev.sms, stream);
-  if (cfg.block_m == 128) return launch_wgmma<128, 64, wgmma_stages_for(128, 64)>(p, dev.sms, stream);
-  if (cfg.block_n == 128) return launch_wgmma<64, 128, wgmma_stages_for(64, 128)>(p, dev.sms, stream);
-  return launch_wgmma<64, 64, wgmma_stages_for(64, 64)>(p, dev.sms, stream);
+    return launch_wgmma<128, 128, s128>(p, k_offsets, dev.sms, stream);
+  if (cfg.block_m == 128)
+    return launch_wgmma<128, 64, wgmma_stages_for(128, 64)>(p, k_offsets, dev.sms, stream);
+  if (cfg.block_n == 128)
+    return launch_wgmma<64, 128, wgmma_stages_for(64, 128)>(p, k_offsets, dev.sms, stream);
+  return launch_wgmma<64, 64, wgmma_stages_for(64, 64)>(p, k_offsets, dev.sms, stream);
 }
 
 }  // namespace fp8moe::gemm::cuda

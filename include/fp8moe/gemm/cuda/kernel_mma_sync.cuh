@@ -188,24 +188,14 @@ void launch_mma_sync(kernel_params const& p, int const* k_offsets, int num_sms, 
   auto kernel = p.b_scale_granularity == 1 ? &mma_sync_gemm_kernel<BlockM, BlockN, Stages, 1>
                                            : &mma_sync_gemm_kernel<BlockM, BlockN, Stages, b_scale_block_n>;
   FP8MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::smem_bytes));
-  int const chunk =
-      p.layout == layout_kind::k_grouped ? k_group_table::capacity : (p.groups > 0 ? p.groups : 1);
-  for (int g0 = 0; g0 < (p.layout == layout_kind::k_grouped ? p.groups : 1); g0 += chunk) {
-    kernel_params q = p;
-    k_group_table kt{};
-    if (p.layout == layout_kind::k_grouped) {
-      q.groups = (p.groups - g0) < chunk ? (p.groups - g0) : chunk;
-      for (int i = 0; i <= q.groups; ++i) kt.offsets[i] = k_offsets[g0 + i];
-      q.d = static_cast<float*>(p.d) + g0 * p.d_group_stride;
-      if (p.c != nullptr) q.c = p.c + g0 * p.c_group_stride;
-    }
+  for_each_launch_chunk(p, k_offsets, [&](kernel_params const& q, k_group_table const& kt) {
     tile_scheduler const sched(make_schedule(q, BlockM, BlockN));
     std::int64_t const tiles = sched.max_tiles();
-    if (tiles == 0) continue;
+    if (tiles == 0) return;
     int const grid = static_cast<int>(tiles < num_sms ? tiles : num_sms);
     kernel<<<grid, S::threads, S::smem_bytes, stream>>>(q, kt);
     FP8MOE_CUDA_CHECK_LAUNCH();
-  }
+  });
 }
 
 }  // namespace fp8moe::gemm::cuda

@@ -5,7 +5,8 @@
 // mbarrier pipeline, then idles at 40 registers); warpgroups 1-2 are consumers (232 registers):
 // 4 x wgmma m64nNk32 e4m3 per K block, then the FP32 promotion with the 1x128 A / 128x128 B
 // scales on CUDA cores while the other warpgroup's wgmmas run. BF16/F32 epilogue via shared memory.
-// Layouts: dense, grouped contiguous, grouped masked (K-grouped runs on the mma.sync kernel).
+// Every layout; B scales 128x128 (BScaleRows = 128) or 1x128 per row (BScaleRows = 1, the
+// weight gradient: per-column scales staged in shared memory once per K block).
 #pragma once
 
 #include <cuda.h>
@@ -22,7 +23,7 @@
 
 namespace fp8moe::gemm::cuda {
 
-template <int BlockM, int BlockN, int Stages>
+template <int BlockM, int BlockN, int Stages, int BScaleRows = b_scale_block_n>
 struct wgmma_shape {
   static constexpr int threads = 384;  // producer warpgroup + 2 consumer warpgroups
   static constexpr int consumers = 2;
@@ -38,14 +39,18 @@ struct wgmma_shape {
                 "wgmma tile: BlockN must not straddle a 128-wide B scale block");
   static_assert(Stages >= 2 && smem_bytes <= 227 * 1024,
                 "wgmma tile: pipeline does not fit in 227 KB of shared memory");
+  static_assert(BScaleRows == b_scale_block_n || BScaleRows == 1, "B scales: 128x128 blocks or 1x128 rows");
+  // per-column B scales: 2 buffers x 2 consumer warpgroups x wg_n floats after the mbarriers
+  static_assert(BScaleRows == b_scale_block_n || 256 + 2 * consumers * wg_n * 4 <= smem_header_bytes,
+                "wgmma tile: per-column B scales do not fit in the shared-memory header");
 };
 
-template <int BlockM, int BlockN, int Stages>
+template <int BlockM, int BlockN, int Stages, int BScaleRows>
 __global__ void __launch_bounds__(384, 1)
     wgmma_gemm_kernel(kernel_params const p, __grid_constant__ CUtensorMap const tma_a,
-                      __grid_constant__ CUtensorMap const tma_b) {
+                      __grid_constant__ CUtensorMap const tma_b, __grid_constant__ k_group_table const kt) {
 #if FP8MOE_ARCH_SM90A
-  using S = wgmma_shape<BlockM, BlockN, Stages>;
+  using S = wgmma_shape<BlockM, BlockN, Stages, BScaleRows>;
   using mma = ptx::wgmma_e4m3<S::wg_n>;
   constexpr int acc_regs = mma::registers;
   constexpr int pitch = staging_pitch(BlockN);
@@ -55,8 +60,9 @@ __global__ void __launch_bounds__(384, 1)
   std::uint32_t const pad = ((raw_addr + 1023u) & ~1023u) - raw_addr;
   std::uint8_t* const smem = smem_raw + pad;
   std::uint32_t const base = raw_addr + pad;
-  std::uint32_t const full_bar = base;                // Stages x 8 bytes
-  std::uint32_t const empty_bar = base + 8 * Stages;  // Stages x 8 bytes
+  std::uint32_t const full_bar = base;                             // Stages x 8 bytes
+  std::uint32_t const empty_bar = base + 8 * Stages;               // Stages x 8 bytes
+  float* const col_scales = reinterpret_cast<float*>(smem + 256);  // [2][consumers][wg_n] (BScaleRows 1)
   std::uint32_t const stages_addr = base + smem_header_bytes;
   float* const staging = reinterpret_cast<float*>(smem + smem_header_bytes + Stages * S::stage_bytes);
 
@@ -81,10 +87,12 @@ __global__ void __launch_bounds__(384, 1)
     if (tid == 0) {
       int iter = 0;
       for (std::int64_t ti = blockIdx.x; sched.get(ti, t); ti += gridDim.x) {
-        tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN, nullptr);
+        tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN, kt.offsets);
         if (g.rows_valid == 0) continue;
         int const a_batch = p.layout == layout_kind::grouped_masked ? t.group : 0;
-        int const b_batch = p.layout == layout_kind::dense ? 0 : t.group;
+        int const b_batch =
+            (p.layout == layout_kind::grouped_contiguous || p.layout == layout_kind::grouped_masked) ? t.group
+                                                                                                     : 0;
         for (int kb = 0; kb < g.k_blocks; ++kb, ++iter) {
           int const s = iter % Stages;
           std::uint32_t const phase = (iter / Stages) & 1;
@@ -108,7 +116,7 @@ __global__ void __launch_bounds__(384, 1)
     int const row0 = wg_m0 + (wt >> 5) * 16 + ((wt & 31) >> 2);  // this thread's rows: row0, row0 + 8
     int iter = 0;
     for (std::int64_t ti = blockIdx.x; sched.get(ti, t); ti += gridDim.x) {
-      tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN, nullptr);
+      tile_geometry const g = make_tile_geometry(p, t, BlockM, BlockN, kt.offsets);
       if (g.rows_valid == 0) continue;
       float fin[acc_regs];
       FP8MOE_UNROLL
@@ -124,7 +132,23 @@ __global__ void __launch_bounds__(384, 1)
         float const sa1 = row0 + 8 < g.rows_loadable
                               ? __ldg(p.sfa + p.sfa_layout(g.sfa_group, g.m0 + row0 + 8, kbg))
                               : 0.0f;
-        float const sb = __ldg(p.sfb + p.sfb_layout(g.sfb_group, (g.n0 + wg_n0) / b_scale_block_n, kbg));
+        float sb = 1.0f;
+        float* const sbuf = col_scales + ((iter & 1) * S::consumers + cw) * S::wg_n;
+        if constexpr (BScaleRows == 1) {
+          // this warpgroup's wg_n column scales into a double buffer (a thread rewrites a buffer
+          // only after every thread of the warpgroup passed the barrier of the K block that last used it)
+          if (wt < S::wg_n) {
+            int const col = wg_n0 + wt;
+            sbuf[wt] = col < g.cols_valid ? __ldg(p.sfb + p.sfb_layout(g.sfb_group, g.n0 + col, kbg)) : 0.0f;
+          }
+          if (cw == 0) {
+            ptx::named_barrier_sync<2, 128>();
+          } else {
+            ptx::named_barrier_sync<3, 128>();
+          }
+        } else {
+          sb = __ldg(p.sfb + p.sfb_layout(g.sfb_group, (g.n0 + wg_n0) / b_scale_block_n, kbg));
+        }
 
         ptx::mbarrier_wait(full_bar + 8 * s, phase);
         std::uint32_t const a_tile = stages_addr + s * S::stage_bytes + wg_m0 * block_k;
@@ -144,9 +168,17 @@ __global__ void __launch_bounds__(384, 1)
         for (int i = 0; i < acc_regs; ++i) ptx::fence_operand(acc[i]);
         // the stage's bytes are consumed: hand it back to the producer before promoting
         if ((tid & 31) == 0) ptx::mbarrier_arrive(empty_bar + 8 * s);
-        float const s0 = sa0 * sb, s1 = sa1 * sb;
-        FP8MOE_UNROLL
-        for (int i = 0; i < acc_regs; ++i) fin[i] += acc[i] * ((i & 2) ? s1 : s0);
+        if constexpr (BScaleRows == 1) {
+          FP8MOE_UNROLL
+          for (int i = 0; i < acc_regs; ++i) {
+            coord const c = wgmma_m64_acc(wt, i);
+            fin[i] += acc[i] * (((i & 2) ? sa1 : sa0) * sbuf[c.col]);
+          }
+        } else {
+          float const s0 = sa0 * sb, s1 = sa1 * sb;
+          FP8MOE_UNROLL
+          for (int i = 0; i < acc_regs; ++i) fin[i] += acc[i] * ((i & 2) ? s1 : s0);
+        }
       }
       // epilogue: registers -> FP32 staging tile -> 16-byte stores
       FP8MOE_UNROLL
@@ -155,13 +187,13 @@ __global__ void __launch_bounds__(384, 1)
         *reinterpret_cast<float2*>(staging + (wg_m0 + c.row) * pitch + wg_n0 + c.col) =
             make_float2(fin[i], fin[i + 1]);
       }
-      ptx::named_barrier_sync(1, 256);
+      ptx::named_barrier_sync<1, 256>();
       store_tile<BlockM, BlockN>(p, g, staging, pitch, ct, 256);
-      ptx::named_barrier_sync(1, 256);
+      ptx::named_barrier_sync<1, 256>();
     }
   }
 #else
-  (void)p, (void)tma_a, (void)tma_b;
+  (void)p, (void)tma_a, (void)tma_b, (void)kt;
   __trap();
 #endif
 }
@@ -215,24 +247,27 @@ inline CUtensorMap make_operand_map(std::uint8_t const* data, std::int64_t k, st
 }
 }  // namespace detail
 
-/// Launches the wgmma kernel persistently on min(tiles, SMs) CTAs of 384 threads.
-template <int BlockM, int BlockN, int Stages>
-void launch_wgmma(kernel_params const& p, int num_sms, cudaStream_t stream) {
-  using S = wgmma_shape<BlockM, BlockN, Stages>;
-  tile_scheduler const sched(make_schedule(p, BlockM, BlockN));
-  std::int64_t const tiles = sched.max_tiles();
-  if (tiles == 0) return;
+/// Launches the wgmma kernel persistently on min(tiles, SMs) CTAs of 384 threads. K-grouped
+/// problems pass their prefix sums in `k_offsets` (host memory, G+1 entries).
+template <int BlockM, int BlockN, int Stages, int BScaleRows = b_scale_block_n>
+void launch_wgmma(kernel_params const& p, int const* k_offsets, int num_sms, cudaStream_t stream) {
+  using S = wgmma_shape<BlockM, BlockN, Stages, BScaleRows>;
+  auto kernel = &wgmma_gemm_kernel<BlockM, BlockN, Stages, BScaleRows>;
+  FP8MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::smem_bytes));
   bool const masked = p.layout == layout_kind::grouped_masked;
-  bool const grouped_b = p.layout != layout_kind::dense;
+  bool const grouped_b = p.layout == layout_kind::grouped_contiguous || masked;
   CUtensorMap const ma = detail::make_operand_map(p.a, p.k, p.m, masked ? p.groups : 1, p.a_row_stride,
                                                   p.a_group_stride, BlockM);
   CUtensorMap const mb = detail::make_operand_map(p.b, p.k, p.n, grouped_b ? p.groups : 1, p.b_row_stride,
                                                   p.b_group_stride, BlockN);
-  auto kernel = &wgmma_gemm_kernel<BlockM, BlockN, Stages>;
-  FP8MOE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::smem_bytes));
-  int const grid = static_cast<int>(tiles < num_sms ? tiles : num_sms);
-  kernel<<<grid, S::threads, S::smem_bytes, stream>>>(p, ma, mb);
-  FP8MOE_CUDA_CHECK_LAUNCH();
+  for_each_launch_chunk(p, k_offsets, [&](kernel_params const& q, k_group_table const& kt) {
+    tile_scheduler const sched(make_schedule(q, BlockM, BlockN));
+    std::int64_t const tiles = sched.max_tiles();
+    if (tiles == 0) return;
+    int const grid = static_cast<int>(tiles < num_sms ? tiles : num_sms);
+    kernel<<<grid, S::threads, S::smem_bytes, stream>>>(q, ma, mb, kt);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  });
 }
 
 }  // namespace fp8moe::gemm::cuda

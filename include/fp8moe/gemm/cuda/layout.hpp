@@ -309,8 +309,9 @@ constexpr FP8MOE_HOST_DEVICE int wgmma_stage_bytes(int block_m, int block_n) {
 constexpr FP8MOE_HOST_DEVICE int staging_pitch(int block_n) {
   return block_n + 4;
 }
-/// Bytes reserved for mbarriers and per-tile scalars at the front of dynamic shared memory.
-inline constexpr int smem_header_bytes = 1024;
+/// Bytes reserved at the front of dynamic shared memory: mbarriers (first 256 bytes), then the
+/// per-column B scales of the 1x128-B-scale variant (2 buffers x 2 warpgroups x 128 floats).
+inline constexpr int smem_header_bytes = 3072;
 /// Pipeline depth of an instantiated wgmma tile: as many stages as fit in `smem_limit` next to
 /// the FP32 staging tile, at most 6.
 constexpr FP8MOE_HOST_DEVICE int wgmma_stages_for(int block_m, int block_n, int smem_limit = 227 * 1024) {
@@ -330,17 +331,21 @@ constexpr FP8MOE_HOST_DEVICE int mma_sync_smem_bytes(int block_m, int block_n, i
   return 1024 + (pipe > staging ? pipe : staging);
 }
 
-/// The selector. wgmma (sm_90a) serves dense / contiguous / masked with 128x128 B scales; the
-/// mma.sync kernel serves everything else (K-grouped, per-row B scales, non-sm_90a devices).
-/// wgmma tiles: block_m = 64 when M <= 64 (rows past M are wasted tensor work), else 128; then
+/// The selector. On sm_90a every layout runs on wgmma; elsewhere on mma.sync (128x128 tiles).
+/// 128x128 B scales: block_m = 64 when M <= 64 (rows past M are wasted tensor work), else 128;
 /// block_n in {128, 64} minimising waves over `num_sms`, ties to 128 (less A re-reading) unless
-/// 128-wide tiles would leave more than half the SMs idle.
-/// `m` is M (dense), M_sum (contiguous) or the expected rows per group (masked).
+/// 128-wide tiles would leave more than half the SMs idle. 1x128 B scales (the weight gradient,
+/// large M and N): 128x128 only. `m` is M (dense, K-grouped), M_sum (contiguous) or the expected
+/// rows per group (masked).
 constexpr FP8MOE_HOST_DEVICE tile_config select_tile(layout_kind layout, std::int64_t m, std::int64_t n,
                                                      int groups, int num_sms, bool sm90a,
                                                      bool per_row_b_scales) {
-  if (!sm90a || per_row_b_scales || layout == layout_kind::k_grouped) {
-    return {.family = kernel_family::mma_sync_sm89, .block_m = 128, .block_n = 128, .stages = 3};
+  if (!sm90a) return {.family = kernel_family::mma_sync_sm89, .block_m = 128, .block_n = 128, .stages = 3};
+  if (per_row_b_scales || layout == layout_kind::k_grouped) {
+    return {.family = kernel_family::wgmma_sm90a,
+            .block_m = 128,
+            .block_n = 128,
+            .stages = wgmma_stages_for(128, 128)};
   }
   int const g = layout == layout_kind::grouped_masked ? (groups > 0 ? groups : 1) : 1;
   int const bm = m <= 64 ? 64 : 128;

@@ -65,6 +65,26 @@ struct k_group_table {
   int offsets[capacity + 1] = {};  ///< K offset of each group; offsets[g+1] - offsets[g] = K_g
 };
 
+/// Calls f(q, table) once per launch: once for the non-K-grouped layouts (empty table), and per
+/// chunk of at most k_group_table::capacity groups for K-grouped problems (q's groups, D and C
+/// shifted to the chunk; the table holds the chunk's absolute K offsets). Host code.
+template <class F>
+void for_each_launch_chunk(kernel_params const& p, int const* k_offsets, F&& f) {
+  if (p.layout != layout_kind::k_grouped) {
+    f(p, k_group_table{});
+    return;
+  }
+  for (int g0 = 0; g0 < p.groups; g0 += k_group_table::capacity) {
+    kernel_params q = p;
+    k_group_table kt{};
+    q.groups = (p.groups - g0) < k_group_table::capacity ? (p.groups - g0) : k_group_table::capacity;
+    for (int i = 0; i <= q.groups; ++i) kt.offsets[i] = k_offsets[g0 + i];
+    q.d = static_cast<float*>(p.d) + g0 * p.d_group_stride;
+    if (p.c != nullptr) q.c = p.c + g0 * p.c_group_stride;
+    f(q, kt);
+  }
+}
+
 /// Where one output tile's operands and outputs live.
 struct tile_geometry {
   int group;

@@ -59,8 +59,12 @@ FP8MOE_DEVICE void mma_m16n8k32_e4m3(float (&d)[4], std::uint32_t const (&a)[4],
 }
 
 // ---- named barriers -----------------------------------------------------------------------------
-FP8MOE_DEVICE void named_barrier_sync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+/// Named barrier with a compile-time id (so ptxas counts exactly the barriers in use).
+template <int Id, int Threads>
+FP8MOE_DEVICE void named_barrier_sync() {
+  static_assert(Id > 0 && Id < 16 && Threads % 32 == 0,
+                "bar.sync: id 1..15 (0 is __syncthreads), whole warps");
+  asm volatile("bar.sync %0, %1;\n" ::"n"(Id), "n"(Threads) : "memory");
 }
 
 // ---- mbarrier (sm_90) ---------------------------------------------------------------------------
