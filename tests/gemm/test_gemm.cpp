@@ -254,7 +254,8 @@ TEST_CASE("dense: every DeepSeek-V3 N x K pair at M = 1, 64, 128 (sampled output
                           {7168, 16384}, {4096, 7168}, {7168, 2048}};
   host_executor ex;
   std::uint64_t seed = 900;
-  for (auto const [n, k] : pairs) {
+  for (auto const& pair : pairs) {
+    std::int64_t const n = pair.n, k = pair.k;
     CAPTURE(n);
     CAPTURE(k);
     test::value_gen const gw{seed++, 0.02f};
@@ -285,11 +286,11 @@ TEST_CASE("dense: every DeepSeek-V3 N x K pair at M = 1, 64, 128 (sampled output
 
 TEST_CASE("dense: dX = dY * W on the same 128x128-scaled W (MN-major B, no re-quantization)") {
   // W (Nw, Kw) as stored for the forward Y = X W^T; dX (M, Kw) = dY (M, Nw) * W: K = Nw, N = Kw.
-  host_executor ex;
   struct shape {
     std::int64_t m, nw, kw;
   };
-  for (auto [m, nw, kw] : {shape{70, 448, 200}, shape{128, 576, 320}, shape{1, 300, 130}}) {
+  for (auto const& sh : {shape{70, 448, 200}, shape{128, 576, 320}, shape{1, 300, 130}}) {
+    std::int64_t const m = sh.m, nw = sh.nw, kw = sh.kw;
     CAPTURE(m);
     CAPTURE(nw);
     CAPTURE(kw);
@@ -717,7 +718,8 @@ TEST_CASE("workspace_bytes and the caller-workspace overloads") {
 
 TEST_CASE("empty extents: M = 0, N = 0, and K = 0 (D = C or 0)") {
   host_executor ex;
-  for (auto [m, n, k] : {std::array<std::int64_t, 3>{0, 64, 128}, {16, 0, 128}, {16, 40, 0}}) {
+  for (auto const& mnk : {std::array<std::int64_t, 3>{0, 64, 128}, {16, 0, 128}, {16, 40, 0}}) {
+    std::int64_t const m = mnk[0], n = mnk[1], k = mnk[2];
     CAPTURE(m);
     CAPTURE(n);
     CAPTURE(k);
