@@ -6,6 +6,7 @@
 // host build of this file checks the same generators on host_executor (the device oracle's path).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -130,7 +131,11 @@ void dense_case(int m, int n, int k, bool with_c, std::uint64_t seed, fp8moe::sc
       with_c ? fp8moe::matrix_view<float const>{dc.p, m, n, hd.ld, 1} : fp8moe::matrix_view<float const>{};
   // reference rows: all, or a spread sample for big problems
   std::vector<int> rows;
-  int const step = static_cast<double>(m) * n * k > 4e8 ? (m > 16 ? m / 16 : 1) : 1;
+  // keep the float64 work near 2e8 multiply-adds per case (the GPU test must stay well under a
+  // minute on the lent machine): all rows when small, else an even spread of at least 3 rows
+  double const per_row = static_cast<double>(n) * k;
+  int const want_rows = per_row * m <= 2e8 ? m : std::max(3, static_cast<int>(2e8 / per_row));
+  int const step = std::max(1, m / want_rows);
   for (int r = 0; r < m; r += step) rows.push_back(r);
   if (rows.back() != m - 1) rows.push_back(m - 1);
   std::vector<double> ref(rows.size() * static_cast<std::size_t>(n)), mag(ref.size());
