@@ -66,7 +66,7 @@ void check_quantized(quantized_matrix_view<T> const& q, std::int64_t rows, std::
 }
 
 template <class In>
-FP8MOE_HOST_DEVICE float load_float(In x) {
+FP8MOE_SCALING_FORCE_INLINE FP8MOE_HOST_DEVICE float load_float(In x) {
   if constexpr (std::is_same_v<std::remove_cv_t<In>, float>) return x;
   else return x.to_float();
 }
@@ -81,7 +81,7 @@ FP8MOE_HOST_DEVICE float load_float(In x) {
 
 /// Quantizes n elements src[i*ss] -> dst[i*ds] with one tile scale (the host inner loop).
 template <class T, bool Divide, saturation Sat, class In>
-FP8MOE_SCALING_CLONES inline void quantize_span(In const* src, std::int64_t ss, T* dst, std::int64_t ds, std::int64_t n, tile_scale s) {
+FP8MOE_SCALING_FORCE_INLINE inline void quantize_span(In const* src, std::int64_t ss, T* dst, std::int64_t ds, std::int64_t n, tile_scale s) {
   using F = typename T::format;
   std::uint8_t* d = reinterpret_cast<std::uint8_t*>(dst);
   if (ss == 1 && ds == 1) {
@@ -107,7 +107,7 @@ using v4i32 = std::int32_t __attribute__((vector_size(16)));
 using v4u16 = std::uint16_t __attribute__((vector_size(8)));
 
 template <class In>
-inline v4i32 load_abs_bits4(In const* p) {
+FP8MOE_SCALING_FORCE_INLINE inline v4i32 load_abs_bits4(In const* p) {
   if constexpr (std::is_same_v<In, float>) {
     v4i32 v;
     std::memcpy(&v, p, 16);
@@ -124,7 +124,7 @@ inline v4i32 load_abs_bits4(In const* p) {
 
 /// amax bits of n elements src[i*ss], combined into m (NaN policy per IgnoreNan).
 template <bool IgnoreNan, class In>
-inline std::uint32_t amax_span(In const* src, std::int64_t ss, std::int64_t n, std::uint32_t m) {
+FP8MOE_SCALING_FORCE_INLINE inline std::uint32_t amax_span(In const* src, std::int64_t ss, std::int64_t n, std::uint32_t m) {
   std::int64_t i = 0;
   if (ss == 1) {
 #if FP8MOE_SCALING_VECTOR_EXT
@@ -152,14 +152,36 @@ inline std::uint32_t amax_span(In const* src, std::int64_t ss, std::int64_t n, s
 }
 
 template <class T, class In>
-inline void quantize_span_dispatch(In const* src, std::int64_t ss, T* dst, std::int64_t ds, std::int64_t n,
-                                   tile_scale s, saturation sat) {
+FP8MOE_SCALING_FORCE_INLINE inline void quantize_span_select(In const* src, std::int64_t ss, T* dst, std::int64_t ds, std::int64_t n, tile_scale s,
+                                 saturation sat) {
   if (s.divide) {
     if (sat == saturation::finite) quantize_span<T, true, saturation::finite>(src, ss, dst, ds, n, s);
     else quantize_span<T, true, saturation::none>(src, ss, dst, ds, n, s);
   } else {
     if (sat == saturation::finite) quantize_span<T, false, saturation::finite>(src, ss, dst, ds, n, s);
     else quantize_span<T, false, saturation::none>(src, ss, dst, ds, n, s);
+  }
+}
+
+/// One tile's elements with its scale (cloned for AVX2 / AVX-512 where available).
+template <class T, class In>
+FP8MOE_SCALING_CLONES void quantize_span_dispatch(In const* src, std::int64_t ss, T* dst, std::int64_t ds,
+                                                  std::int64_t n, tile_scale s, saturation sat) {
+  quantize_span_select(src, ss, dst, ds, n, s, sat);
+}
+
+/// All 1 x tc tiles of one row: amax, scale, quantize per tile; one call per row, so the
+/// per-tile work is inlined into the AVX2 / AVX-512 clones.
+template <bool IgnoreNan, class In, class T>
+FP8MOE_SCALING_CLONES void quantize_row_tiles(In const* src, std::int64_t xs, T* dst, std::int64_t os, std::int64_t C,
+                                              std::int64_t tc, tensor_recipe const& r, float vfi, float* scales,
+                                              std::int64_t scale_stride) {
+  for (std::int64_t c0 = 0, t = 0; c0 < C; c0 += tc, ++t) {
+    std::int64_t const n = std::min(tc, C - c0);
+    std::uint32_t const m = amax_span<IgnoreNan>(src + c0 * xs, xs, n, 0u);
+    tile_scale const s = compute_tile_scale(r, amax_from_bits(m), vfi);
+    scales[t * scale_stride] = s.sf;
+    quantize_span_select(src + c0 * xs, xs, dst + c0 * os, os, n, s, r.sat);
   }
 }
 
@@ -178,14 +200,8 @@ void quantize_host_impl(host_executor const& exec, matrix_view<In const> x, tens
   if (tr == 1) {  // row tiles (1xK, MX, per-row): one pass per tile segment, segment stays in L1
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (std::int64_t row = 0; row < R; ++row) {
-      for (std::int64_t t = 0; t < SC; ++t) {
-        std::int64_t const c0 = t * tc, n = std::min(tc, C - c0);
-        In const* src = &x(row, c0);
-        std::uint32_t const m = amax_span<IgnoreNan>(src, xs, n, 0u);
-        tile_scale const s = compute_tile_scale(r, amax_from_bits(m), vfi);
-        out.scales(row, t) = s.sf;
-        quantize_span_dispatch(src, xs, &out.data(row, c0), os, n, s, r.sat);
-      }
+      quantize_row_tiles<IgnoreNan>(&x(row, 0), xs, &out.data(row, 0), os, C, tc, r, vfi, &out.scales(row, 0),
+                                    out.scales.col_stride);
     }
     return;
   }
@@ -342,6 +358,14 @@ namespace detail {
 
 /// Blocked transpose + quantize of (R,C) -> (C,R) with tiles {1,K} along the output rows
 /// (= Kx1 column tiles of the source). `load(r, c)` gives the source element as float.
+/// Source rows staged per work item in the byte buffer that turns scattered transposed writes
+/// into contiguous row writes (longer tiles write directly).
+inline constexpr std::int64_t transpose_stage_rows = 256;
+
+/// Blocked transpose + quantize of (R,C) -> (C,R) with tiles {1,K} along the output rows
+/// (= Kx1 column tiles of the source). `load(r, c)` gives the source element as float.
+/// Work item = K source rows x 64 source columns; the per-column loops are plain element-wise
+/// array code (mask selects) so they vectorise.
 template <bool IgnoreNan, class Load, class T>
 void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std::int64_t C, Load const& load,
                                   tensor_recipe const& r, float vfi, quantized_matrix_view<T> out) {
@@ -349,28 +373,58 @@ void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std
   if (R == 0 || C == 0) return;
   std::int64_t const k = resolve_tile(r.tile.cols, R);  // tile length along the source rows
   std::int64_t const bands = ceil_div(R, k);
-  constexpr std::int64_t chunk = max_chunk;  // source columns per work item (= output rows)
-  std::int64_t const chunks = ceil_div(C, chunk);
+  std::int64_t const chunks = ceil_div(C, max_chunk);
+  bool const divide = r.formula == scale_formula::deepseek_v3_inference;
   int const nt = exec.num_threads();
   (void)nt;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
   for (std::int64_t item = 0; item < bands * chunks; ++item) {
-    std::int64_t const b = item / chunks, c0 = (item % chunks) * chunk;
-    std::int64_t const nc = std::min(chunk, C - c0), r0 = b * k, nr = std::min(k, R - r0);
-    std::array<std::uint32_t, max_chunk> m{};
-    std::array<tile_scale, max_chunk> s{};
+    std::int64_t const b = item / chunks, c0 = (item % chunks) * max_chunk;
+    std::int64_t const nc = std::min(max_chunk, C - c0), r0 = b * k, nr = std::min(k, R - r0);
+    alignas(64) std::int32_t m[max_chunk] = {};
+    alignas(64) float v[max_chunk] = {};
+    alignas(64) float mult[max_chunk] = {}, sf[max_chunk] = {};
+    alignas(64) std::uint8_t q[max_chunk] = {};
     for (std::int64_t row = r0; row < r0 + nr; ++row) {
-      for (std::int64_t c = 0; c < nc; ++c) m[c] = amax_combine(m[c], abs_bits(load(row, c0 + c)), IgnoreNan);
+      for (std::int64_t c = 0; c < nc; ++c) v[c] = load(row, c0 + c);
+      for (std::int64_t c = 0; c < max_chunk; ++c) {
+        auto a = static_cast<std::int32_t>(abs_bits(v[c]));
+        if constexpr (IgnoreNan) a &= -static_cast<std::int32_t>(a <= 0x7F800000);
+        std::int32_t const gt = -static_cast<std::int32_t>(a > m[c]);
+        m[c] = (a & gt) | (m[c] & ~gt);
+      }
     }
     for (std::int64_t c = 0; c < nc; ++c) {
-      s[c] = compute_tile_scale(r, amax_from_bits(m[c]), vfi);
-      out.scales(c0 + c, b) = s[c].sf;
+      tile_scale const t = compute_tile_scale(r, amax_from_bits(static_cast<std::uint32_t>(m[c])), vfi);
+      mult[c] = t.multiplier;
+      sf[c] = t.sf;
+      out.scales(c0 + c, b) = t.sf;
     }
-    for (std::int64_t row = r0; row < r0 + nr; ++row) {
+    auto quantize_row = [&](std::int64_t row) {
+      for (std::int64_t c = 0; c < nc; ++c) v[c] = load(row, c0 + c);
+      if (divide) {
+        for (std::int64_t c = 0; c < max_chunk; ++c) q[c] = float_to_fp8_bits_select<F>(v[c] / sf[c], r.sat);
+      } else {
+        for (std::int64_t c = 0; c < max_chunk; ++c) q[c] = float_to_fp8_bits_select<F>(v[c] * mult[c], r.sat);
+      }
+    };
+    if (nr <= transpose_stage_rows) {
+      alignas(64) std::uint8_t stage[max_chunk][transpose_stage_rows];  // [output row][output col - r0]
+      for (std::int64_t row = r0; row < r0 + nr; ++row) {
+        quantize_row(row);
+        for (std::int64_t c = 0; c < nc; ++c) stage[c][row - r0] = q[c];
+      }
       for (std::int64_t c = 0; c < nc; ++c) {
-        float const x = load(row, c0 + c);
-        float const y = s[c].divide ? x / s[c].sf : x * s[c].multiplier;
-        out.data(c0 + c, row) = T::from_bits(float_to_fp8_bits_select<F>(y, r.sat));
+        if (out.data.col_stride == 1) {
+          std::memcpy(&out.data(c0 + c, r0), stage[c], static_cast<std::size_t>(nr));
+        } else {
+          for (std::int64_t j = 0; j < nr; ++j) out.data(c0 + c, r0 + j) = T::from_bits(stage[c][j]);
+        }
+      }
+    } else {
+      for (std::int64_t row = r0; row < r0 + nr; ++row) {
+        quantize_row(row);
+        for (std::int64_t c = 0; c < nc; ++c) out.data(c0 + c, row) = T::from_bits(q[c]);
       }
     }
   }

@@ -13,6 +13,14 @@
 #include "fp8moe/numeric/numeric.hpp"
 #include "fp8moe/scaling/recipe.hpp"
 
+// Host hot-loop helpers are forced inline so they are compiled into each caller's ISA clone
+// (scaling/quantize.hpp clones its loops for AVX2 / AVX-512); a no-op for nvcc and others.
+#if (defined(__GNUC__) || defined(__clang__)) && !FP8MOE_CUDA_COMPILER
+#define FP8MOE_SCALING_FORCE_INLINE __attribute__((always_inline))
+#else
+#define FP8MOE_SCALING_FORCE_INLINE
+#endif
+
 namespace fp8moe::scaling {
 
 /// The scale of one tile: q = cast(x * multiplier) (or cast(x / sf) when `divide`), and the
@@ -32,14 +40,14 @@ constexpr FP8MOE_HOST_DEVICE bool amax_ignores_nan(scale_formula f) {
 
 /// |x| as float bits: for non-negative floats (NaN included, which sort above +inf) unsigned
 /// order equals numeric order, so amax is an integer max that vectorises and needs no branches.
-constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(float x) { return fp8moe::bit_cast<std::uint32_t>(x) & 0x7FFFFFFFu; }
-constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(bfloat16_t x) {
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(float x) { return fp8moe::bit_cast<std::uint32_t>(x) & 0x7FFFFFFFu; }
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(bfloat16_t x) {
   return static_cast<std::uint32_t>(x.bits() & 0x7FFFu) << 16;
 }
 
 /// One step of the amax reduction on |x| bits. `ignore_nan`: NaN contributes 0.
 /// (Values are < 2^31, so the comparisons are done on int32: native SIMD compares on every x86.)
-constexpr FP8MOE_HOST_DEVICE std::uint32_t amax_combine(std::uint32_t m, std::uint32_t abs_x, bool ignore_nan) {
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint32_t amax_combine(std::uint32_t m, std::uint32_t abs_x, bool ignore_nan) {
   auto const v = static_cast<std::int32_t>(abs_x), mm = static_cast<std::int32_t>(m);
   std::int32_t const keep = (ignore_nan && v > 0x7F800000) ? 0 : v;
   return static_cast<std::uint32_t>(keep > mm ? keep : mm);
@@ -159,7 +167,7 @@ constexpr FP8MOE_HOST_DEVICE float dequantize_value(T q, float sf) {
 /// and -ftrapping-math). Bit-identical to fp8moe::detail::float_to_fp8_bits<F> for every float
 /// (exhaustive 2^32 check: 0 mismatches, both formats, both saturation modes; CI runs a sweep).
 template <fp8_format F>
-constexpr FP8MOE_HOST_DEVICE std::uint8_t float_to_fp8_bits_select(float x, saturation sat) {
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint8_t float_to_fp8_bits_select(float x, saturation sat) {
   constexpr int M = F::mantissa_bits;
   constexpr int shift = 23 - M;
   constexpr std::int32_t rebias = (127 - F::bias) << M;
