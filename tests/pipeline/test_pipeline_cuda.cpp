@@ -14,6 +14,7 @@
 namespace fp = fp8moe::pipeline;
 
 TEST_CASE("CUDA executor schedules pass the stream-ordered transfer-group deadlock check") {
+  // What cuda_execute checks (and re-lowers with lowering::rendezvous when needed); host-only here.
   for (auto s : {fp::dualpipe_v({.ranks = 1, .microbatches = 4}), fp::one_f_one_b({.ranks = 2, .microbatches = 4}),
                  fp::zb_h1({.ranks = 2, .microbatches = 4}), fp::dualpipe({.ranks = 2, .microbatches = 4}),
                  fp::dualpipe({.ranks = 4, .microbatches = 8}), fp::zb_h2({.ranks = 4, .microbatches = 8})}) {
@@ -21,6 +22,10 @@ TEST_CASE("CUDA executor schedules pass the stream-ordered transfer-group deadlo
     auto const rep = fp::check(s, fp::transfer_model::stream_groups);
     CHECK_MESSAGE(rep.ok, rep.error);
   }
+  auto v = fp::dualpipe_v({.ranks = 4, .microbatches = 10});
+  CHECK(!fp::check(v, fp::transfer_model::stream_groups).ok);
+  fp::add_communication(v, fp::lowering::rendezvous);
+  CHECK(fp::check(v, fp::transfer_model::stream_groups).ok);
 }
 
 #if FP8MOE_CUDA_COMPILER
@@ -310,5 +315,9 @@ TEST_CASE("CUDA executor: DualPipeV on one rank (all transfers local) matches th
 TEST_CASE("CUDA executor: 1F1B and ZB-H1 on two ranks (threads, device copies) match the host reference") {
   run_and_compare(fp::one_f_one_b({.ranks = 2, .microbatches = 4}), 4);
   run_and_compare(fp::zb_h1({.ranks = 2, .microbatches = 4}), 4);
+}
+
+TEST_CASE("CUDA executor: DualPipeV on 4 ranks (re-lowered for stream groups) matches the host reference") {
+  run_and_compare(fp::dualpipe_v({.ranks = 4, .microbatches = 8}), 8);
 }
 #endif

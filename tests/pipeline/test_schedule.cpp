@@ -273,6 +273,57 @@ TEST_CASE("add_communication: every pair's send and receive sequences agree; V t
   CHECK(again.actions == s.actions);
 }
 
+TEST_CASE("lowerings: all keep pair order and pass the async model; rendezvous also passes stream groups") {
+  char const* names[] = {"gpipe", "1f1b", "zb-h1", "zb-h2", "dualpipe", "dualpipev"};
+  int runs = 0, delay_ok = 0;
+  for (auto name : names)
+    for (int pp : {1, 2, 3, 4, 6, 8})
+      for (int m : {2 * pp, 2 * pp + 1, 3 * pp + 1, 20}) {
+        fp::schedule bare;
+        try {
+          bare = fp::make_schedule(name, {.ranks = pp, .microbatches = m, .communication = false});
+        } catch (fp8moe::error const&) {
+          continue;
+        }
+        CAPTURE(name);
+        CAPTURE(pp);
+        CAPTURE(m);
+        for (auto how : {fp::lowering::delay_sends, fp::lowering::hoist_receives, fp::lowering::rendezvous}) {
+          auto s = bare;
+          fp::add_communication(s, how);
+          auto const rep = fp::check(s);
+          CHECK_MESSAGE(rep.ok, rep.error);
+          for (int r = 0; r < s.ranks; ++r) CHECK(fp::compute_actions(s, r) == bare.actions[r]);
+          if (how == fp::lowering::rendezvous) {
+            auto const g = fp::check(s, fp::transfer_model::stream_groups);
+            CHECK_MESSAGE(g.ok, g.error);
+          }
+          if (how == fp::lowering::delay_sends) delay_ok += fp::check(s, fp::transfer_model::stream_groups).ok;
+        }
+        ++runs;
+      }
+  CHECK(runs > 100);
+  CHECK(delay_ok > runs * 3 / 4);  // the rest (DualPipe PP=8, DualPipeV >= 4 ranks) need rendezvous
+  // Everything but DualPipe/DualPipeV is stream-group safe with the default lowering.
+  for (auto name : {"gpipe", "1f1b", "zb-h1", "zb-h2"})
+    CHECK(fp::check(fp::make_schedule(name, {.ranks = 8, .microbatches = 20}), fp::transfer_model::stream_groups).ok);
+  CHECK(fp::check(fp::dualpipe({.ranks = 6, .microbatches = 12}), fp::transfer_model::stream_groups).ok);
+}
+
+TEST_CASE("stream-group model: a cross-ordered pair hangs with serialized groups but not with async transfers") {
+  // ZB-H2 on 2 ranks, PyTorch-style lowering (sends at once, receives hoisted): each rank's comm stream
+  // reaches a transfer whose counterpart sits behind another transfer in the peer's stream, so both
+  // serialized streams wait on each other; posted asynchronously they complete.
+  auto s = fp::zb_h2({.ranks = 2, .microbatches = 6, .communication = false});
+  fp::add_communication(s, fp::lowering::hoist_receives);
+  CHECK(fp::check(s, fp::transfer_model::async).ok);
+  auto const rep = fp::check(s, fp::transfer_model::stream_groups);
+  CHECK(!rep.ok);
+  CHECK(rep.error.find("deadlock with stream-ordered transfer groups") != std::string::npos);
+  fp::add_communication(s, fp::lowering::rendezvous);
+  CHECK(fp::check(s, fp::transfer_model::stream_groups).ok);
+}
+
 TEST_CASE("simulator: 1F1B bubble = (PP-1)(F+B) exactly, for any costs and M") {
   for (int pp : {2, 4, 8})
     for (int m : {pp, 2 * pp, 5 * pp})

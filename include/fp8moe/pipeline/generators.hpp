@@ -206,7 +206,11 @@ inline void repair_for_stream_groups(schedule& s) {
 ///    deepseek-ai/DualPipe placement). Deadlock-free for every generator under both transfer models.
 ///  hoist_receives: each SEND right after its producer; RECVs hoisted ahead of their consumer where
 ///    needed (PyTorch's _add_send_recv style). Deadlock-free only under transfer_model::async.
-enum class lowering { delay_sends, hoist_receives };
+///  rendezvous: built by running the ranks jointly; a transfer is placed, on both sides at once, when
+///    its consumer is waiting for it and its producer has run, into both ranks' current transfer
+///    groups. Deadlock-free under both models whenever the compute order is (use it for the CUDA
+///    executor); sends may sit later in the producer's list than with delay_sends.
+enum class lowering { delay_sends, hoist_receives, rendezvous };
 
 inline void add_communication(schedule& s, lowering how = lowering::delay_sends) {
   constexpr auto where = "fp8moe::pipeline::add_communication";
@@ -276,6 +280,55 @@ inline void add_communication(schedule& s, lowering how = lowering::delay_sends)
   auto send_of = [](message const& m) {
     return action{m.forward ? op::send_f : op::send_b, m.from_chunk, m.mb, -1, -1, m.dst};
   };
+  if (how == lowering::rendezvous) {
+    std::vector<placed const*> all;
+    std::vector<std::vector<std::vector<int>>> needs(R), makes(R);  // (rank, compute) -> message ids
+    for (int r = 0; r < R; ++r) {
+      needs[r].resize(comp[r].size());
+      makes[r].resize(comp[r].size());
+    }
+    for (int src = 0; src < R; ++src)
+      for (int dst = 0; dst < R; ++dst)
+        for (auto const& p : pair[src][dst]) {
+          int const id = static_cast<int>(all.size());
+          all.push_back(&p);
+          needs[dst][p.consumer].push_back(id);
+          makes[src][p.producer].push_back(id);
+        }
+    std::vector<char> produced(all.size(), 0), matched(all.size(), 0);
+    std::vector<std::vector<action>> out(R);
+    std::vector<std::size_t> pc(R, 0);
+    // Rounds: first every rank claims the produced inputs of its next compute (placing the transfer
+    // in both ranks' current groups), then every rank whose inputs are all here runs one compute.
+    for (bool progress = true; progress;) {
+      progress = false;
+      for (int r = 0; r < R; ++r) {
+        if (pc[r] >= comp[r].size()) continue;
+        for (int id : needs[r][pc[r]])
+          if (!matched[id] && produced[id]) {
+            out[all[id]->m.src].push_back(send_of(all[id]->m));
+            out[r].push_back(recv_of(all[id]->m));
+            matched[id] = 1;
+            progress = true;
+          }
+      }
+      for (int r = 0; r < R; ++r) {
+        if (pc[r] >= comp[r].size()) continue;
+        bool ready = true;
+        for (int id : needs[r][pc[r]]) ready = ready && matched[id];
+        if (!ready) continue;
+        out[r].push_back(comp[r][pc[r]]);
+        for (int id : makes[r][pc[r]]) produced[id] = 1;
+        ++pc[r];
+        progress = true;
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      require(pc[r] == comp[r].size(), where, "schedule", "a compute order without deadlock",
+              fp8moe::detail::concat("rank ", r, " cannot run ", to_string(comp[r][pc[r]])));
+    s.actions = std::move(out);
+    return;
+  }
   for (int src = 0; src < R; ++src)
     for (int dst = 0; dst < R; ++dst) {
       auto msgs = pair[src][dst];  // in production order

@@ -20,6 +20,7 @@
 #include "fp8moe/core/cuda/executor.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/pipeline/executor.hpp"
+#include "fp8moe/pipeline/generators.hpp"
 #include "fp8moe/pipeline/schedule.hpp"
 #include "fp8moe/pipeline/validate.hpp"
 
@@ -102,27 +103,41 @@ cuda_plan make_cuda_plan(schedule const& s, int rank, Model const& model) {
 
 }  // namespace detail
 
-/// Device bytes cuda_execute needs for rank `rank` of `s` (every staged tensor of the step).
+/// Device bytes cuda_execute needs for rank `rank` of `s` (every staged tensor of the step; the same
+/// for `s` and its re-lowered form, which moves transfers but adds none).
 template <class Model>
 std::size_t cuda_workspace_bytes(schedule const& s, int rank, Model const& model) {
   return detail::make_cuda_plan(s, rank, model).bytes;
 }
 
+/// The schedule cuda_execute runs: `s` itself when it is deadlock-free with stream-ordered transfer
+/// groups, else `s` re-lowered with lowering::rendezvous (deterministic: every rank gets the same).
+/// Throws if neither passes. Size the workspace with the result.
+inline schedule cuda_ready_schedule(schedule const& s) {
+  constexpr auto where = "fp8moe::pipeline::cuda_ready_schedule";
+  auto rep = check(s, transfer_model::stream_groups);
+  if (rep.ok) return s;
+  validate(s);  // an invalid schedule is reported as such, not re-lowered
+  schedule t = s;
+  add_communication(t, lowering::rendezvous);
+  rep = check(t, transfer_model::stream_groups);
+  require(rep.ok, where, "schedule", "deadlock-free with stream-ordered transfer groups", rep.error);
+  return t;
+}
+
 /// Enqueues rank `comm.rank()`'s list of `s`. Returns once everything is enqueued; `streams.compute`
 /// is ordered after all compute and transfers. `workspace`: device memory of cuda_workspace_bytes().
-/// The schedule must pass validate() and check(s, transfer_model::stream_groups) (throws otherwise).
+/// With opt.validate_schedule (default) a schedule that could hang with stream-ordered groups is
+/// re-lowered first (cuda_ready_schedule); otherwise `s` must already pass that check.
 template <device_p2p_communicator Comm, device_stage_model Model>
-execution_stats cuda_execute(schedule const& s, Comm& comm, Model& model, cuda_streams streams,
+execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cuda_streams streams,
                              std::span<std::byte> workspace, executor_options const& opt = {}) {
   constexpr auto where = "fp8moe::pipeline::cuda_execute";
   int const rank = comm.rank();
-  require(comm.size() == s.ranks, where, "comm", fp8moe::detail::concat(s.ranks, " ranks"),
+  require(comm.size() == s_in.ranks, where, "comm", fp8moe::detail::concat(s_in.ranks, " ranks"),
           fp8moe::detail::concat(comm.size()));
   require(streams.compute != streams.comm, where, "streams", "distinct compute and communication streams");
-  if (opt.validate_schedule) {
-    auto rep = check(s, transfer_model::stream_groups);
-    require(rep.ok, where, "schedule", "valid and deadlock-free with stream-ordered transfer groups", rep.error);
-  }
+  schedule const s = opt.validate_schedule ? cuda_ready_schedule(s_in) : s_in;
   auto const plan = detail::make_cuda_plan(s, rank, model);
   require(workspace.size() >= plan.bytes, where, "workspace", fp8moe::detail::concat(">= ", plan.bytes, " bytes"),
           fp8moe::detail::concat(workspace.size()));
