@@ -60,6 +60,30 @@ void check_alltoallv(C& c) {
   for (int j = 0; j < n; ++j)
     for (std::int64_t i = 0; i < rc[j]; ++i) CHECK(recv[at++] == a2a_value(j, r, i));
 
+  // explicit block layout: receive blocks in reverse rank order with a one-element gap after each
+  {
+    std::vector<std::int64_t> rd(n), sd(n);
+    std::int64_t at = 0, so = 0;
+    for (int j = n - 1; j >= 0; --j) {
+      rd[j] = at;
+      at += rc[j] + 1;
+    }
+    for (int j = 0; j < n; ++j) sd[j] = so, so += sc[j];
+    std::vector<float> gapped(static_cast<std::size_t>(at), -7.0f);
+    auto q = c.ialltoallv(std::span<float const>(send), comm::blocks{sc, sd}, std::span<float>(gapped),
+                          comm::blocks{rc, rd});
+    q.wait();
+    for (int j = 0; j < n; ++j) {
+      for (std::int64_t i = 0; i < rc[j]; ++i) CHECK(gapped[rd[j] + i] == a2a_value(j, r, i));
+      CHECK(gapped[rd[j] + rc[j]] == -7.0f);  // the gap is untouched
+    }
+    std::vector<std::int64_t> bad = rd;
+    bad[0] = at;  // block 0 would end past the buffer: local error, every rank throws
+    CHECK_THROWS_AS(c.alltoallv(std::span<float const>(send), comm::blocks{sc, sd}, std::span<float>(gapped),
+                                comm::blocks{rc, r == 0 && rc[0] > 0 ? bad : rd}),
+                    fp8moe::error);
+  }
+
   // byte-sized and 2-byte element types travel bit-exactly
   std::vector<bfloat16_t> sb;
   std::vector<float8_e4m3_t> s8;

@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "fp8moe/core/error.hpp"
 
@@ -60,6 +61,13 @@ p2p_op recv_op(std::span<T> buffer, int peer, int tag = 0) {
   return {p2p_op::kind::recv, buffer.data(), static_cast<std::int64_t>(buffer.size_bytes()), peer, tag};
 }
 
+/// Explicit block layout of one side of an all-to-all-v: block i (to or from rank i) is counts[i]
+/// elements starting at element displs[i] of the buffer. Blocks must lie inside the buffer.
+struct blocks {
+  std::span<std::int64_t const> counts;
+  std::span<std::int64_t const> displs;
+};
+
 /// A pending asynchronous operation. wait() blocks until it completes (host) or, for stream-ordered
 /// communicators, makes later work on the caller's stream wait for it; test() polls.
 /// Destroying a pending request waits for it (errors then are swallowed: call wait() to see them).
@@ -71,7 +79,8 @@ concept request = std::movable<R> && requires(R& r) {
 
 /// The one communication concept. Typed member templates are checked here on `float`; every
 /// implementation accepts any `transferable` element type for data movement and `reducible` for
-/// reductions. Counts are in elements; all-to-all-v blocks are packed contiguously in rank order.
+/// reductions. Counts are in elements; all-to-all-v blocks are packed contiguously in rank order,
+/// or placed explicitly with `blocks` (counts + displacements).
 template <class C>
 concept communicator = std::movable<C> && request<typename C::request> &&
     requires(C& c, C const& cc, std::span<float const> s, std::span<float> r,
@@ -103,21 +112,44 @@ using fp8moe::detail::throw_argument;
 
 /// Local (pre-transfer) validation of all-to-all-v arguments; returns "" when fine, otherwise
 /// what is wrong. Shared by the implementations so every rank phrases it the same way.
-inline std::string check_alltoallv_local(int size, std::int64_t send_elems,
-                                         std::span<std::int64_t const> send_counts, std::int64_t recv_elems,
-                                         std::span<std::int64_t const> recv_counts) {
-  if (static_cast<int>(send_counts.size()) != size || static_cast<int>(recv_counts.size()) != size)
+/// Empty displacements = blocks packed in rank order (then the counts must fill the buffer).
+inline std::string check_alltoallv_local(int size, std::int64_t send_elems, blocks send,
+                                         std::int64_t recv_elems, blocks recv) {
+  auto const n = static_cast<std::size_t>(size);
+  if (send.counts.size() != n || recv.counts.size() != n)
     return concat("send_counts/recv_counts must have one entry per rank (", size, "), got ",
-                  send_counts.size(), "/", recv_counts.size());
+                  send.counts.size(), "/", recv.counts.size());
+  if ((!send.displs.empty() && send.displs.size() != n) || (!recv.displs.empty() && recv.displs.size() != n))
+    return concat("displacements must have one entry per rank (", size, ")");
   std::int64_t ss = 0, rs = 0;
-  for (int i = 0; i < size; ++i) {
-    if (send_counts[i] < 0 || recv_counts[i] < 0) return concat("negative count for rank ", i);
-    ss += send_counts[i];
-    rs += recv_counts[i];
+  for (std::size_t i = 0; i < n; ++i) {
+    if (send.counts[i] < 0 || recv.counts[i] < 0) return concat("negative count for rank ", i);
+    if (!send.displs.empty() && (send.displs[i] < 0 || send.displs[i] + send.counts[i] > send_elems))
+      return concat("send block for rank ", i, " [", send.displs[i], ", +", send.counts[i],
+                    ") outside the send buffer of ", send_elems);
+    if (!recv.displs.empty() && (recv.displs[i] < 0 || recv.displs[i] + recv.counts[i] > recv_elems))
+      return concat("recv block for rank ", i, " [", recv.displs[i], ", +", recv.counts[i],
+                    ") outside the recv buffer of ", recv_elems);
+    ss += send.counts[i];
+    rs += recv.counts[i];
   }
-  if (ss != send_elems) return concat("send buffer holds ", send_elems, " elements, send_counts sum to ", ss);
-  if (rs != recv_elems) return concat("recv buffer holds ", recv_elems, " elements, recv_counts sum to ", rs);
+  if (send.displs.empty() && ss != send_elems)
+    return concat("send buffer holds ", send_elems, " elements, send_counts sum to ", ss);
+  if (recv.displs.empty() && rs != recv_elems)
+    return concat("recv buffer holds ", recv_elems, " elements, recv_counts sum to ", rs);
   return {};
+}
+
+/// Displacements of packed blocks (exclusive prefix sum of counts), or `displs` when given.
+inline std::vector<std::int64_t> block_displs(blocks b) {
+  if (!b.displs.empty()) return {b.displs.begin(), b.displs.end()};
+  std::vector<std::int64_t> d(b.counts.size());
+  std::int64_t at = 0;
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    d[i] = at;
+    at += b.counts[i];
+  }
+  return d;
 }
 
 /// Cross-rank validation of all-to-all-v counts from the all-gathered rows

@@ -239,7 +239,18 @@ class mpi_communicator {
   template <transferable T>
   void alltoallv(std::span<T const> send, std::span<std::int64_t const> send_counts, std::span<T> recv,
                  std::span<std::int64_t const> recv_counts, size_check check_sizes = size_check::verify) {
-    start_alltoallv(send, send_counts, recv, recv_counts, check_sizes, /*blocking=*/true).wait();
+    start_alltoallv(send, blocks{send_counts, {}}, recv, blocks{recv_counts, {}}, check_sizes, true).wait();
+  }
+  /// Explicit block layout (MPI_Alltoallv's displacements).
+  template <transferable T>
+  void alltoallv(std::span<T const> send, blocks sb, std::span<T> recv, blocks rb,
+                 size_check check_sizes = size_check::verify) {
+    start_alltoallv(send, sb, recv, rb, check_sizes, true).wait();
+  }
+  template <transferable T>
+  request ialltoallv(std::span<T const> send, blocks sb, std::span<T> recv, blocks rb,
+                     size_check check_sizes = size_check::verify) {
+    return start_alltoallv(send, sb, recv, rb, check_sizes, false);
   }
 
   /// MPI_Ialltoallv (MPI_Alltoallv when called through alltoallv). With size_check::verify, one
@@ -247,7 +258,7 @@ class mpi_communicator {
   template <transferable T>
   request ialltoallv(std::span<T const> send, std::span<std::int64_t const> send_counts, std::span<T> recv,
                      std::span<std::int64_t const> recv_counts, size_check check_sizes = size_check::verify) {
-    return start_alltoallv(send, send_counts, recv, recv_counts, check_sizes, /*blocking=*/false);
+    return start_alltoallv(send, blocks{send_counts, {}}, recv, blocks{recv_counts, {}}, check_sizes, false);
   }
 
   template <reducible T>
@@ -383,21 +394,19 @@ class mpi_communicator {
   }
 
   template <transferable T>
-  request start_alltoallv(std::span<T const> send, std::span<std::int64_t const> send_counts,
-                          std::span<T> recv, std::span<std::int64_t const> recv_counts,
+  request start_alltoallv(std::span<T const> send, blocks sb, std::span<T> recv, blocks rb,
                           size_check check_sizes, bool blocking) {
     char const* where = "fp8moe::comm::mpi_communicator::alltoallv";
-    std::string const local =
-        detail::check_alltoallv_local(size_, static_cast<std::int64_t>(send.size()), send_counts,
-                                      static_cast<std::int64_t>(recv.size()), recv_counts);
+    std::string const local = detail::check_alltoallv_local(size_, static_cast<std::int64_t>(send.size()), sb,
+                                                            static_cast<std::int64_t>(recv.size()), rb);
     if (check_sizes == size_check::verify) {
       auto const w = static_cast<std::size_t>(2 * size_ + 1);
       std::vector<std::int64_t> row(w, 0), rows(w * static_cast<std::size_t>(size_));
       row[0] = local.empty() ? 1 : 0;
       if (local.empty())
         for (int i = 0; i < size_; ++i) {
-          row[1 + i] = send_counts[i];
-          row[1 + size_ + i] = recv_counts[i];
+          row[1 + i] = sb.counts[i];
+          row[1 + size_ + i] = rb.counts[i];
         }
       check(MPI_Allgather(row.data(), static_cast<int>(w), MPI_INT64_T, rows.data(), static_cast<int>(w),
                           MPI_INT64_T, comm_),
@@ -410,14 +419,12 @@ class mpi_communicator {
     }
     request r = make_request(blocking ? "MPI_Alltoallv" : "MPI_Ialltoallv");
     r.ints_.assign(4, std::vector<int>(static_cast<std::size_t>(size_)));
-    std::int64_t sd = 0, rd = 0;
+    auto const sd = detail::block_displs(sb), rd = detail::block_displs(rb);
     for (int i = 0; i < size_; ++i) {
-      r.ints_[0][i] = block_count(static_cast<std::size_t>(send_counts[i]), where);
-      r.ints_[1][i] = block_count(static_cast<std::size_t>(sd), where);
-      r.ints_[2][i] = block_count(static_cast<std::size_t>(recv_counts[i]), where);
-      r.ints_[3][i] = block_count(static_cast<std::size_t>(rd), where);
-      sd += send_counts[i];
-      rd += recv_counts[i];
+      r.ints_[0][i] = block_count(static_cast<std::size_t>(sb.counts[i]), where);
+      r.ints_[1][i] = block_count(static_cast<std::size_t>(sd[i]), where);
+      r.ints_[2][i] = block_count(static_cast<std::size_t>(rb.counts[i]), where);
+      r.ints_[3][i] = block_count(static_cast<std::size_t>(rd[i]), where);
     }
     MPI_Datatype const t = detail::mpi_type<T>();
     if (blocking) {

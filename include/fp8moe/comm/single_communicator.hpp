@@ -70,14 +70,22 @@ class single_communicator {
 
   template <transferable T>
   void alltoallv(std::span<T const> send, std::span<std::int64_t const> send_counts, std::span<T> recv,
-                 std::span<std::int64_t const> recv_counts, size_check = size_check::verify) {
-    auto const msg = detail::check_alltoallv_local(1, static_cast<std::int64_t>(send.size()), send_counts,
-                                                   static_cast<std::int64_t>(recv.size()), recv_counts);
+                 std::span<std::int64_t const> recv_counts, size_check check = size_check::verify) {
+    alltoallv(send, blocks{send_counts, {}}, recv, blocks{recv_counts, {}}, check);
+  }
+  /// Explicit block layout: one block from this rank to itself, copied.
+  template <transferable T>
+  void alltoallv(std::span<T const> send, blocks sb, std::span<T> recv, blocks rb,
+                 size_check = size_check::verify) {
+    auto const msg = detail::check_alltoallv_local(1, static_cast<std::int64_t>(send.size()), sb,
+                                                   static_cast<std::int64_t>(recv.size()), rb);
     if (!msg.empty()) detail::throw_argument("fp8moe::comm::single_communicator::alltoallv", "counts", msg);
-    std::int64_t const rows[3] = {1, send_counts[0], recv_counts[0]};
+    std::int64_t const rows[3] = {1, sb.counts[0], rb.counts[0]};
     auto const global = detail::check_alltoallv_global(1, rows);
     if (!global.empty()) detail::throw_comm("fp8moe::comm::single_communicator::alltoallv: " + global);
-    copy(send, recv);
+    auto const sd = detail::block_displs(sb), rd = detail::block_displs(rb);
+    copy(send.subspan(static_cast<std::size_t>(sd[0]), static_cast<std::size_t>(sb.counts[0])),
+         recv.subspan(static_cast<std::size_t>(rd[0]), static_cast<std::size_t>(rb.counts[0])));
   }
 
   template <reducible T>
@@ -100,6 +108,12 @@ class single_communicator {
   request ialltoallv(std::span<T const> send, std::span<std::int64_t const> send_counts, std::span<T> recv,
                      std::span<std::int64_t const> recv_counts, size_check check = size_check::verify) {
     alltoallv(send, send_counts, recv, recv_counts, check);
+    return {};
+  }
+  template <transferable T>
+  request ialltoallv(std::span<T const> send, blocks sb, std::span<T> recv, blocks rb,
+                     size_check check = size_check::verify) {
+    alltoallv(send, sb, recv, rb, check);
     return {};
   }
   template <reducible T>

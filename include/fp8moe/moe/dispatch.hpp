@@ -4,7 +4,7 @@
 // each token travels once per destination rank (FP8 + 1x128 scales, BF16 or FP32) with its FP32
 // weights and ids localized (-1 = expert elsewhere); receive order (source rank, source token).
 // Combine sums in a fixed order in FP32 (ranks ascending, or slots ascending = bit-identical to the
-// single-rank moe::combine). Outputs overwritten; start/wait forms overlap with compute.
+// single-rank moe::combine). Outputs overwritten; X_start(...) returns a pending op to wait() on.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 #include "fp8moe/comm/communicator.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
+#include "fp8moe/core/math.hpp"
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/moe/ep_layout.hpp"
 #include "fp8moe/moe/permute.hpp"
@@ -29,31 +30,103 @@
 
 namespace fp8moe::moe {
 
+/// Host scratch buffers reused across calls (uninitialized, grown on demand, never shrunk), so
+/// repeated dispatch / combine with one handle allocate nothing after the first call. A buffer is
+/// leased by one in-flight operation at a time. Single-threaded, like the handle.
+class buffer_pool {
+  struct slot {
+    std::unique_ptr<std::byte[]> data;
+    std::size_t capacity = 0;
+    bool busy = false;
+  };
+
+ public:
+  /// Returns a released buffer to the pool when destroyed.
+  class lease {
+   public:
+    lease() = default;
+    lease(lease&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)), index_(o.index_) {}
+    lease& operator=(lease&& o) noexcept {
+      if (this != &o) {
+        release();
+        pool_ = std::exchange(o.pool_, nullptr);
+        index_ = o.index_;
+      }
+      return *this;
+    }
+    ~lease() { release(); }
+    std::byte* data() const { return pool_ ? pool_->slots_[index_].data.get() : nullptr; }
+
+   private:
+    friend class buffer_pool;
+    lease(std::shared_ptr<buffer_pool> p, std::size_t i) : pool_(std::move(p)), index_(i) {}
+    void release() {
+      if (pool_) pool_->slots_[index_].busy = false;
+      pool_ = nullptr;
+    }
+    std::shared_ptr<buffer_pool> pool_;
+    std::size_t index_ = 0;
+  };
+
+  /// A buffer of at least `bytes` (contents unspecified).
+  static lease acquire(std::shared_ptr<buffer_pool> const& pool, std::size_t bytes) {
+    auto& s = pool->slots_;
+    std::size_t fit = s.size(), grow = s.size();  // smallest free buffer that fits; else largest free
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      if (s[i].busy) continue;
+      if (s[i].capacity >= bytes && (fit == s.size() || s[i].capacity < s[fit].capacity)) fit = i;
+      if (grow == s.size() || s[i].capacity > s[grow].capacity) grow = i;
+    }
+    std::size_t const best = fit != s.size() ? fit : grow;
+    if (best == s.size()) s.emplace_back();
+    auto& b = s[best];
+    if (b.capacity < bytes) {
+      b.data.reset(new std::byte[std::max<std::size_t>(bytes, 64)]);  // default-initialized: no zeroing pass
+      b.capacity = std::max<std::size_t>(bytes, 64);
+    }
+    b.busy = true;
+    return lease(pool, best);
+  }
+  std::size_t buffers() const { return slots_.size(); }
+
+ private:
+  std::vector<slot> slots_;
+};
+
 /// What dispatch saved for combine and for both backwards (DeepEP's handle). S = rows this rank
 /// sends (one per (token, destination rank)), N = rows it receives. Host memory, owned.
 struct dispatch_handle {
   int rank = 0, ranks = 1;
   std::int64_t tokens = 0;  ///< T on this rank
   std::int64_t k = 0;
-  int local_experts = 0;                  ///< E_local of this rank
-  std::vector<std::int64_t> send_tokens;  // (R) rows sent to each rank
-  std::vector<std::int64_t> recv_tokens;  // (R) rows received from each rank
-  std::vector<std::int64_t> send_slots;   // (R) slot rows each rank returns to this one (combine_slots)
-  std::vector<std::int64_t> recv_slots;   // (R) local slots among the rows received from each rank
-  std::vector<std::int32_t> send_token;   // (S) source token of each sent row, rank-major, tokens ascending
+  int local_experts = 0;                     ///< E_local of this rank
+  std::vector<std::int64_t> send_tokens;     // (R) rows sent to each rank
+  std::vector<std::int64_t> recv_tokens;     // (R) rows received from each rank
+  std::vector<std::int64_t> send_slots;      // (R) slot rows each rank returns here (combine_slots)
+  std::vector<std::int64_t> recv_slots;      // (R) local slots among the rows received from each rank
+  std::vector<std::int32_t> send_token;      // (S) source token of each sent row, rank-major
   std::vector<std::int32_t> token_rank_row;  // (T,R) sent row of token t for rank r, or -1
-  std::vector<std::int32_t> slot_row;        // (T,k) returned slot row of (t, j), or -1 (slot not routed)
+  std::vector<std::int32_t> slot_row;        // (T,k) returned slot row of (t, j), or -1
   std::vector<std::int32_t> recv_src_rank;   // (N) source rank of each received row
   std::vector<std::int32_t> recv_src_token;  // (N) its token index on the source rank
   std::vector<std::int64_t> tokens_per_local_expert;  // (E_local) received (row, slot) pairs per local expert
   dispatch_layout layout;                             // this rank's send layout
+  /// Scratch reused by every op on this handle; by default shared by all handles of this thread
+  /// (it keeps its largest buffers until the thread exits). Replace it to isolate a handle.
+  std::shared_ptr<buffer_pool> pool = thread_pool();
+
+  static std::shared_ptr<buffer_pool> const& thread_pool() {
+    static thread_local std::shared_ptr<buffer_pool> const p = std::make_shared<buffer_pool>();
+    return p;
+  }
 
   std::int64_t num_send() const { return static_cast<std::int64_t>(send_token.size()); }
   std::int64_t num_recv() const { return static_cast<std::int64_t>(recv_src_rank.size()); }
 };
 
-/// A started expert-parallel transfer: wait() completes the communication, then the local
-/// finishing step (unpack / reduction). Owns its scratch buffers until then.
+/// A started expert-parallel operation: wait() completes the communication, then the local
+/// finishing step (unpack / reduction). Holds its scratch leases until then. The handle and the
+/// views passed to the start call must stay valid until wait() returns.
 template <class Request>
 class ep_pending {
  public:
@@ -66,29 +139,38 @@ class ep_pending {
   bool test() {
     for (auto& r : requests_)
       if (!r.test()) return false;
+    for (auto& q : parts_)
+      if (!q.test()) return false;
     return true;
   }
   void wait() {
     for (auto& r : requests_) r.wait();
     requests_.clear();
+    for (auto& q : parts_) q.wait();
+    parts_.clear();
     if (finish_) std::exchange(finish_, nullptr)();
-    scratch_.clear();
+    leases_.clear();
   }
 
-  // assembly (used by the entry points below)
+  // assembly, used by the entry points below
   void add(Request&& r) { requests_.push_back(std::move(r)); }
-  /// A scratch buffer owned until wait(); the pointer stays valid when the object moves.
-  std::byte* scratch(std::size_t bytes) {
-    scratch_.emplace_back(bytes);
-    return scratch_.back().data();
+  void add(ep_pending&& q) { parts_.push_back(std::move(q)); }
+  std::byte* scratch(dispatch_handle const& h, std::size_t bytes) {
+    leases_.push_back(buffer_pool::acquire(h.pool, bytes));
+    return leases_.back().data();
   }
   void on_complete(std::function<void()> f) { finish_ = std::move(f); }
 
  private:
   std::vector<Request> requests_;
-  std::vector<std::vector<std::byte>> scratch_;
+  std::vector<ep_pending> parts_;
+  std::vector<buffer_pool::lease> leases_;
   std::function<void()> finish_;
 };
+
+/// Whether an entry point posts non-blocking transfers (start) or runs blocking ones (the plain
+/// calls: MPI_Alltoallv is usually faster than MPI_Ialltoallv when nothing overlaps).
+enum class ep_mode { start, blocking };
 
 namespace detail {
 
@@ -98,11 +180,6 @@ inline constexpr char const* combine_where = "fp8moe::moe::combine";
 template <class T>
 bool is_packed(matrix_view<T> const& m) {
   return m.col_stride == 1 && (m.rows <= 1 || m.row_stride == m.cols);
-}
-
-template <class T>
-std::span<T> as_span(std::byte* b, std::size_t n) {
-  return {reinterpret_cast<T*>(b), n};
 }
 
 /// Gathers rows idx[i] of x into dst (n rows, row-major, x.cols wide).
@@ -141,27 +218,62 @@ inline std::vector<std::int64_t> scaled(std::vector<std::int64_t> const& rows, s
   return v;
 }
 
+/// One all-to-all-v of packed rows: blocking now, or posted into `p`. Counts were exchanged when
+/// the handle was built, so the transfer itself trusts them.
+template <class C, class T>
+void transfer(C& comm, ep_pending<typename C::request>& p, ep_mode mode, T const* send,
+              std::vector<std::int64_t> const& send_rows, T* recv, std::vector<std::int64_t> const& recv_rows,
+              std::int64_t cols) {
+  auto const sc = scaled(send_rows, cols), rc = scaled(recv_rows, cols);
+  std::int64_t ns = 0, nr = 0;
+  for (auto v : sc) ns += v;
+  for (auto v : rc) nr += v;
+  std::span<T const> s(send, static_cast<std::size_t>(ns));
+  std::span<T> r(recv, static_cast<std::size_t>(nr));
+  if (mode == ep_mode::blocking) {
+    comm.alltoallv(s, std::span<std::int64_t const>(sc), r, std::span<std::int64_t const>(rc),
+                   comm::size_check::trusted);
+  } else {
+    p.add(comm.ialltoallv(s, std::span<std::int64_t const>(sc), r, std::span<std::int64_t const>(rc),
+                          comm::size_check::trusted));
+  }
+}
+
+/// All-to-all-v with explicit element counts / displacements (blocking now, or posted into `p`).
+template <class C, class T>
+void transfer_blocks(C& comm, ep_pending<typename C::request>& p, ep_mode mode, std::span<T const> send,
+                     std::vector<std::int64_t> const& sc, std::vector<std::int64_t> const& sd,
+                     std::span<T> recv, std::vector<std::int64_t> const& rc,
+                     std::vector<std::int64_t> const& rd) {
+  comm::blocks const sb{std::span<std::int64_t const>(sc), std::span<std::int64_t const>(sd)};
+  comm::blocks const rb{std::span<std::int64_t const>(rc), std::span<std::int64_t const>(rd)};
+  if (mode == ep_mode::blocking)
+    comm.alltoallv(send, sb, recv, rb, comm::size_check::trusted);
+  else
+    p.add(comm.ialltoallv(send, sb, recv, rb, comm::size_check::trusted));
+}
+
 }  // namespace detail
 
 /// Builds the handle: the layout of ids (T,k) under `placement`, the send order, and one small
 /// all-to-all of (rows, slots, ok) per rank pair, so every receive size is known before any
 /// payload moves. Argument errors on any rank make every rank throw (nobody waits forever).
-/// Collective over `comm`; placement.ranks() must equal comm.size().
+/// Collective over `comm`; placement.ranks() must equal comm.size(). `local` = an argument error the
+/// caller found (shared with the other ranks the same way, then thrown).
 template <comm::host_communicator C>
 dispatch_handle make_dispatch_handle(host_executor const& exec, C& comm, expert_placement const& placement,
-                                     matrix_view<std::int32_t const> ids) {
+                                     matrix_view<std::int32_t const> ids, std::string local = {}) {
   constexpr char const* where = "fp8moe::moe::make_dispatch_handle";
   int const R = comm.size(), me = comm.rank();
-  std::string local;
-  try {
-    require(placement.ranks() == R, where, "placement", "ranks() == comm.size() = " + std::to_string(R),
-            std::to_string(placement.ranks()));
-    detail::check_ids(ids, placement, where);
-    require(ids.rows <= std::numeric_limits<std::int32_t>::max() / std::max<std::int64_t>(1, R), where, "ids",
-            "T * ranks within int32");
-  } catch (fp8moe::error const& e) {
-    local = e.what();
-  }
+  if (local.empty()) try {
+      require(placement.ranks() == R, where, "placement", "ranks() == comm.size() = " + std::to_string(R),
+              std::to_string(placement.ranks()));
+      detail::check_ids(ids, placement, where);
+      require(ids.rows <= std::numeric_limits<std::int32_t>::max() / std::max<std::int64_t>(1, R), where,
+              "ids", "T * ranks within int32");
+    } catch (fp8moe::error const& e) {
+      local = e.what();
+    }
   dispatch_handle h;
   h.rank = me;
   h.ranks = R;
@@ -232,12 +344,26 @@ dispatch_handle make_dispatch_handle(host_executor const& exec, C& comm, expert_
   return h;
 }
 
-/// The cached dispatch (also combine's backward): row i of recv (N,C) = row send_token[i'] of x
-/// (T,C) on its source rank. Any transferable element type; recv may be strided (then unpacked).
-template <comm::host_communicator C, class S, class T>
-requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T> ep_pending<typename C::request>
-dispatch_rows_start(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<S> x,
-                    matrix_view<T> recv) {
+namespace detail {
+/// FP8 payload: per-row (1 x n) scale tiles, scales shaped (T, ceil(H / n)).
+template <class FS>
+scaling::quantized_matrix_view<std::remove_const_t<FS> const> checked_fp8(
+    scaling::quantized_matrix_view<FS> x) {
+  scaling::quantized_matrix_view<std::remove_const_t<FS> const> const xc = x;
+  require(xc.tile_rows() == 1, dispatch_where, "x.tile", "per-row (1 x n) scale tiles");
+  check_shape(xc.scales, xc.rows(), scaling::scale_cols(xc.tile, xc.cols()), dispatch_where, "x.scales");
+  return xc;
+}
+}  // namespace detail
+
+namespace detail {
+
+/// x rows to their destinations. The rows this rank keeps never enter the communicator: they are
+/// gathered straight into their place in recv, and only the other ranks' rows are packed.
+template <class C, class S, class T>
+ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C& comm,
+                                                   dispatch_handle const& h, matrix_view<S> x,
+                                                   matrix_view<T> recv, ep_mode mode) {
   constexpr char const* where = "fp8moe::moe::dispatch_rows";
   check_matrix(x, where, "x");
   require(x.rows == h.tokens, where, "x", std::to_string(h.tokens) + " rows (T of the handle)",
@@ -247,33 +373,204 @@ dispatch_rows_start(host_executor const& exec, C& comm, dispatch_handle const& h
   require(comm.size() == h.ranks && comm.rank() == h.rank, where, "comm", "the communicator of the handle");
   ep_pending<typename C::request> p;
   auto const Cn = x.cols, S_ = h.num_send(), N = h.num_recv();
-  auto* sbuf = p.scratch(static_cast<std::size_t>(S_ * Cn) * sizeof(T));
-  detail::gather_rows(exec, matrix_view<T const>(x), h.send_token.data(), S_, reinterpret_cast<T*>(sbuf));
-  auto const sc = detail::scaled(h.send_tokens, Cn), rc = detail::scaled(h.recv_tokens, Cn);
-  std::span<T> dst;
-  bool const direct = detail::is_packed(recv);
-  if (direct) {
-    dst = {recv.data, static_cast<std::size_t>(N * Cn)};
-  } else {
-    auto* rbuf = p.scratch(static_cast<std::size_t>(N * Cn) * sizeof(T));
-    dst = detail::as_span<T>(rbuf, static_cast<std::size_t>(N * Cn));
-    p.on_complete(
-        [exec, src = dst.data(), recv] { detail::scatter_packed(exec, static_cast<T const*>(src), recv); });
+  auto const R = static_cast<std::size_t>(h.ranks), me = static_cast<std::size_t>(h.rank);
+  std::vector<std::int64_t> sc(R), sd(R), rc(R), rd(R);
+  std::int64_t so = 0, ro = 0, packed = 0, self_src = 0, self_dst = 0;
+  for (std::size_t r = 0; r < R; ++r) {
+    if (r == me) self_src = so, self_dst = ro;
+    sc[r] = r == me ? 0 : h.send_tokens[r] * Cn;
+    sd[r] = packed * Cn;
+    rc[r] = r == me ? 0 : h.recv_tokens[r] * Cn;
+    rd[r] = ro * Cn;
+    if (r != me) packed += h.send_tokens[r];
+    so += h.send_tokens[r];
+    ro += h.recv_tokens[r];
   }
-  p.add(comm.ialltoallv(
-      std::span<T const>(reinterpret_cast<T const*>(sbuf), static_cast<std::size_t>(S_ * Cn)),
-      std::span<std::int64_t const>(sc), dst, std::span<std::int64_t const>(rc), comm::size_check::trusted));
+  std::int64_t const n_self = h.send_tokens[me];
+  auto* send = reinterpret_cast<T*>(p.scratch(h, static_cast<std::size_t>(packed * Cn) * sizeof(T)));
+  matrix_view<T const> const xc = x;
+  gather_rows(exec, xc, h.send_token.data(), self_src, send);
+  gather_rows(exec, xc, h.send_token.data() + self_src + n_self, S_ - self_src - n_self,
+              send + self_src * Cn);
+  T* dst = recv.data;
+  if (!is_packed(recv)) {
+    dst = reinterpret_cast<T*>(p.scratch(h, static_cast<std::size_t>(N * Cn) * sizeof(T)));
+    p.on_complete([exec, dst, recv] { scatter_packed(exec, static_cast<T const*>(dst), recv); });
+  }
+  gather_rows(exec, xc, h.send_token.data() + self_src, n_self, dst + self_dst * Cn);
+  transfer_blocks(comm, p, mode, std::span<T const>(send, static_cast<std::size_t>(packed * Cn)), sc, sd,
+                  std::span<T>(dst, static_cast<std::size_t>(N * Cn)), rc, rd);
   return p;
 }
 
+/// The forward dispatch in one transfer: each sent row is [payload x (C elements) | 32-bit words
+/// localized ids (k), source token (1), weights (k), scales (S)], unpacked at wait(). One
+/// collective instead of several: fewer synchronizations (what dominates on a busy host).
+/// x.cols may be 0 (routing only).
+template <class C, class S, class T>
+ep_pending<typename C::request> dispatch_fused_impl(
+    host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
+    matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
+    matrix_view<float const> weights, matrix_view<T> recv_x, matrix_view<float> recv_scales,
+    matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights, ep_mode mode) {
+  check_matrix(ids, dispatch_where, "ids");
+  check_shape(ids, h.tokens, h.k, dispatch_where, "ids");
+  check_matrix(weights, dispatch_where, "weights");
+  check_shape(weights, h.tokens, h.k, dispatch_where, "weights");
+  check_matrix(recv_ids, dispatch_where, "recv_ids");
+  check_shape(recv_ids, h.num_recv(), h.k, dispatch_where, "recv_ids");
+  check_matrix(recv_weights, dispatch_where, "recv_weights");
+  check_shape(recv_weights, h.num_recv(), h.k, dispatch_where, "recv_weights");
+  std::int64_t const H = x.cols, Sc = scales.cols;
+  if (H > 0) {
+    check_matrix(x, dispatch_where, "x");
+    require(x.rows == h.tokens, dispatch_where, "x", std::to_string(h.tokens) + " rows",
+            std::to_string(x.rows));
+    check_matrix(recv_x, dispatch_where, "recv_x");
+    check_shape(recv_x, h.num_recv(), H, dispatch_where, "recv_x");
+  }
+  if (Sc > 0) {
+    check_matrix(scales, dispatch_where, "scales");
+    require(scales.rows == h.tokens, dispatch_where, "scales", std::to_string(h.tokens) + " rows",
+            std::to_string(scales.rows));
+    check_matrix(recv_scales, dispatch_where, "recv_scales");
+    check_shape(recv_scales, h.num_recv(), Sc, dispatch_where, "recv_scales");
+  }
+  require(placement.ranks() == h.ranks && placement.local_experts(h.rank) == h.local_experts, dispatch_where,
+          "placement", "the placement of the handle");
+  require(comm.size() == h.ranks && comm.rank() == h.rank, dispatch_where, "comm",
+          "the communicator of the handle");
+  std::int64_t const S_ = h.num_send(), N = h.num_recv(), k = h.k, W = 2 * k + 1 + Sc;
+  std::int64_t const PB = H * static_cast<std::int64_t>(sizeof(T)), RB = PB + 4 * W;  // bytes per row
+  ep_pending<typename C::request> p;
+  auto* send = p.scratch(h, static_cast<std::size_t>(S_ * RB));
+  auto* recv = p.scratch(h, static_cast<std::size_t>(N * RB));
+  // destination rank of every sent row, for the id localization
+  std::vector<std::int32_t> dest(static_cast<std::size_t>(S_));
+  {
+    std::int64_t row = 0;
+    for (int r = 0; r < h.ranks; ++r)
+      for (std::int64_t i = 0; i < h.send_tokens[static_cast<std::size_t>(r)]; ++i)
+        dest[static_cast<std::size_t>(row++)] = r;
+  }
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static) if (S_ * RB > 262144)
+#endif
+  for (std::int64_t row = 0; row < S_; ++row) {
+    std::int32_t const t = h.send_token[static_cast<std::size_t>(row)];
+    int const r = dest[static_cast<std::size_t>(row)];
+    std::byte* d = send + row * RB;
+    if (H > 0) {
+      if (x.col_stride == 1) {
+        std::memcpy(d, x.row(t), static_cast<std::size_t>(PB));
+      } else {
+        for (std::int64_t c = 0; c < H; ++c) {
+          T const v = x(t, c);
+          std::memcpy(d + c * static_cast<std::int64_t>(sizeof(T)), &v, sizeof(T));
+        }
+      }
+    }
+    std::uint32_t words[256];
+    std::byte* m = d + PB;
+    for (std::int64_t w0 = 0; w0 < W; w0 += 256) {  // words in chunks of 256 (k + S can be large)
+      std::int64_t const n = std::min<std::int64_t>(256, W - w0);
+      for (std::int64_t q = 0; q < n; ++q) {
+        std::int64_t const w = w0 + q;
+        std::uint32_t v;
+        if (w < k) {
+          std::int32_t const e = ids(t, w);
+          v = static_cast<std::uint32_t>((e >= 0 && placement.rank_of(e) == r) ? placement.local_of(e) : -1);
+        } else if (w == k) {
+          v = static_cast<std::uint32_t>(t);
+        } else if (w <= 2 * k) {
+          v = fp8moe::bit_cast<std::uint32_t>(weights(t, w - k - 1));
+        } else {
+          v = fp8moe::bit_cast<std::uint32_t>(scales(t, w - 2 * k - 1));
+        }
+        words[q] = v;
+      }
+      std::memcpy(m + 4 * w0, words, static_cast<std::size_t>(4 * n));
+    }
+  }
+  auto* hp = &h;
+  p.on_complete([exec, hp, recv, recv_x, recv_scales, recv_ids, recv_weights, N, k, H, Sc, PB, RB, W] {
+    std::fill(hp->tokens_per_local_expert.begin(), hp->tokens_per_local_expert.end(), 0);
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static) if (N * RB > 262144)
+#endif
+    for (std::int64_t i = 0; i < N; ++i) {
+      std::byte const* src = recv + i * RB;
+      if (H > 0) {
+        if (recv_x.col_stride == 1) {
+          std::memcpy(recv_x.row(i), src, static_cast<std::size_t>(PB));
+        } else {
+          for (std::int64_t c = 0; c < H; ++c)
+            std::memcpy(&recv_x(i, c), src + c * static_cast<std::int64_t>(sizeof(T)), sizeof(T));
+        }
+      }
+      std::byte const* m = src + PB;
+      auto word = [m](std::int64_t w) {
+        std::uint32_t v;
+        std::memcpy(&v, m + 4 * w, 4);
+        return v;
+      };
+      for (std::int64_t j = 0; j < k; ++j) {
+        recv_ids(i, j) = static_cast<std::int32_t>(word(j));
+        recv_weights(i, j) = fp8moe::bit_cast<float>(word(k + 1 + j));
+      }
+      hp->recv_src_token[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(word(k));
+      for (std::int64_t c = 0; c < Sc; ++c) recv_scales(i, c) = fp8moe::bit_cast<float>(word(2 * k + 1 + c));
+    }
+    for (std::int64_t i = 0; i < N; ++i)
+      for (std::int64_t j = 0; j < k; ++j)
+        if (recv_ids(i, j) >= 0) ++hp->tokens_per_local_expert[static_cast<std::size_t>(recv_ids(i, j))];
+    (void)W;
+  });
+  transfer(comm, p, mode, static_cast<std::byte const*>(send), h.send_tokens, recv, h.recv_tokens, RB);
+  return p;
+}
+
+/// The forward dispatch: x rows straight into recv_x (dispatch_rows_impl), and the routing words
+/// (+ scales) in a second, small transfer; both posted before either is waited on.
+template <class C, class S, class T>
+ep_pending<typename C::request> dispatch_forward_impl(
+    host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
+    matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
+    matrix_view<float const> weights, matrix_view<T> recv_x, matrix_view<float> recv_scales,
+    matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights, ep_mode mode) {
+  // validate everything before the first transfer starts
+  check_matrix(x, dispatch_where, "x");
+  require(x.rows == h.tokens, dispatch_where, "x", std::to_string(h.tokens) + " rows",
+          std::to_string(x.rows));
+  check_matrix(recv_x, dispatch_where, "recv_x");
+  check_shape(recv_x, h.num_recv(), x.cols, dispatch_where, "recv_x");
+  ep_pending<typename C::request> p;
+  ep_pending<typename C::request> meta =
+      dispatch_fused_impl(exec, comm, h, placement, matrix_view<std::byte const>{}, scales, ids, weights,
+                          matrix_view<std::byte>{}, recv_scales, recv_ids, recv_weights, mode);
+  p.add(dispatch_rows_impl(exec, comm, h, x, recv_x, mode));
+  p.add(std::move(meta));
+  return p;
+}
+
+}  // namespace detail
+
+/// The cached dispatch (also combine's backward): recv (N,C) row i = x (T,C) row send_token[.] of
+/// its source rank. Any transferable element type; recv may be strided (then unpacked at wait()).
+template <comm::host_communicator C, class S, class T>
+requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T> ep_pending<typename C::request>
+dispatch_rows_start(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<S> x,
+                    matrix_view<T> recv) {
+  return detail::dispatch_rows_impl(exec, comm, h, x, recv, ep_mode::start);
+}
 template <comm::host_communicator C, class S, class T>
 requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
 void dispatch_rows(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<S> x,
                    matrix_view<T> recv) {
-  dispatch_rows_start(exec, comm, h, x, recv).wait();
+  detail::dispatch_rows_impl(exec, comm, h, x, recv, ep_mode::blocking).wait();
 }
 
-/// Routing metadata: recv_weights (N,k) = the source's weights (FP32, all k slots), recv_ids (N,k)
+/// Routing metadata: recv_weights (N,k) = the source's FP32 weights (all k slots), recv_ids (N,k)
 /// = local expert id on this rank or -1; also fills h.recv_src_token and h.tokens_per_local_expert.
 template <comm::host_communicator C>
 ep_pending<typename C::request> dispatch_routing_start(host_executor const& exec, C& comm, dispatch_handle& h,
@@ -282,52 +579,38 @@ ep_pending<typename C::request> dispatch_routing_start(host_executor const& exec
                                                        matrix_view<float const> weights,
                                                        matrix_view<std::int32_t> recv_ids,
                                                        matrix_view<float> recv_weights) {
-  constexpr char const* where = "fp8moe::moe::dispatch_routing";
-  check_shape(ids, h.tokens, h.k, where, "ids");
-  check_matrix(weights, where, "weights");
-  check_shape(weights, h.tokens, h.k, where, "weights");
-  check_shape(recv_ids, h.num_recv(), h.k, where, "recv_ids");
-  check_shape(recv_weights, h.num_recv(), h.k, where, "recv_weights");
-  require(placement.ranks() == h.ranks, where, "placement", "the placement of the handle");
-  std::int64_t const S_ = h.num_send(), N = h.num_recv(), k = h.k;
-  ep_pending<typename C::request> p;
-  // ids localized per destination, plus the source token index in the last column
-  auto* sbuf = p.scratch(static_cast<std::size_t>(S_ * (k + 1)) * sizeof(std::int32_t));
-  auto* sid = reinterpret_cast<std::int32_t*>(sbuf);
-  std::int64_t row = 0;
-  for (int r = 0; r < h.ranks; ++r)
-    for (std::int64_t i = 0; i < h.send_tokens[static_cast<std::size_t>(r)]; ++i, ++row) {
-      std::int32_t const t = h.send_token[static_cast<std::size_t>(row)];
-      for (std::int64_t j = 0; j < k; ++j) {
-        std::int32_t const e = ids(t, j);
-        sid[row * (k + 1) + j] = (e >= 0 && placement.rank_of(e) == r) ? placement.local_of(e) : -1;
-      }
-      sid[row * (k + 1) + k] = t;
-    }
-  auto* rbuf = p.scratch(static_cast<std::size_t>(N * (k + 1)) * sizeof(std::int32_t));
-  auto const sc = detail::scaled(h.send_tokens, k + 1), rc = detail::scaled(h.recv_tokens, k + 1);
-  p.add(comm.ialltoallv(std::span<std::int32_t const>(sid, static_cast<std::size_t>(S_ * (k + 1))),
-                        std::span<std::int64_t const>(sc),
-                        detail::as_span<std::int32_t>(rbuf, static_cast<std::size_t>(N * (k + 1))),
-                        std::span<std::int64_t const>(rc), comm::size_check::trusted));
-  auto wp = dispatch_rows_start(exec, comm, h, weights, recv_weights);
-  auto* hp = &h;
-  auto* rid = reinterpret_cast<std::int32_t const*>(rbuf);
-  // the weights' transfer completes inside this pending object too
-  auto inner = std::make_shared<ep_pending<typename C::request>>(std::move(wp));
-  p.on_complete([inner, hp, rid, recv_ids, N, k] {
-    inner->wait();
-    std::fill(hp->tokens_per_local_expert.begin(), hp->tokens_per_local_expert.end(), 0);
-    for (std::int64_t i = 0; i < N; ++i) {
-      for (std::int64_t j = 0; j < k; ++j) {
-        std::int32_t const l = rid[i * (k + 1) + j];
-        recv_ids(i, j) = l;
-        if (l >= 0) ++hp->tokens_per_local_expert[static_cast<std::size_t>(l)];
-      }
-      hp->recv_src_token[static_cast<std::size_t>(i)] = rid[i * (k + 1) + k];
-    }
-  });
-  return p;
+  return detail::dispatch_fused_impl(exec, comm, h, placement, matrix_view<std::byte const>{}, {}, ids,
+                                     weights, matrix_view<std::byte>{}, {}, recv_ids, recv_weights,
+                                     ep_mode::start);
+}
+
+/// Caller-owned receive buffers of the forward dispatch, each with h.num_recv() rows.
+template <class T>
+struct dispatch_outputs {
+  matrix_view<T> x;               // (N,H)
+  matrix_view<float> scales;      // (N,S) FP8 payloads, else empty
+  matrix_view<std::int32_t> ids;  // (N,k) local expert ids or -1
+  matrix_view<float> weights;     // (N,k)
+};
+
+/// The forward dispatch into caller-owned buffers (the hot path: nothing but the handle's reused
+/// scratch is allocated): x (T,H) [+ scales (T,S), empty for BF16/FP32], ids (T,k), weights (T,k).
+template <comm::host_communicator C, class S, class T>
+requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T> ep_pending<typename C::request>
+dispatch_into_start(host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
+                    matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
+                    matrix_view<float const> weights, dispatch_outputs<T> out) {
+  return detail::dispatch_forward_impl(exec, comm, h, placement, x, scales, ids, weights, out.x, out.scales,
+                                       out.ids, out.weights, ep_mode::start);
+}
+template <comm::host_communicator C, class S, class T>
+requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
+void dispatch_into(host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
+                   matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
+                   matrix_view<float const> weights, dispatch_outputs<T> out) {
+  detail::dispatch_forward_impl(exec, comm, h, placement, x, scales, ids, weights, out.x, out.scales, out.ids,
+                                out.weights, ep_mode::blocking)
+      .wait();
 }
 
 /// Owning result of the allocating dispatch.
@@ -344,76 +627,89 @@ struct dispatch_result {
 template <class Request, class T>
 class pending_dispatch {
  public:
-  pending_dispatch(std::unique_ptr<dispatch_result<T>> r, std::vector<ep_pending<Request>> parts)
-      : result_(std::move(r)), parts_(std::move(parts)) {}
-  bool test() {
-    for (auto& p : parts_)
-      if (!p.test()) return false;
-    return true;
-  }
+  pending_dispatch(std::unique_ptr<dispatch_result<T>> r, ep_pending<Request> p)
+      : result_(std::move(r)), pending_(std::move(p)) {}
+  bool test() { return pending_.test(); }
   dispatch_result<T> wait() {
-    for (auto& p : parts_) p.wait();
-    parts_.clear();
+    pending_.wait();
     return std::move(*result_);
   }
 
  private:
   std::unique_ptr<dispatch_result<T>> result_;  // stable address while transfers are in flight
-  std::vector<ep_pending<Request>> parts_;
+  ep_pending<Request> pending_;
 };
 
 namespace detail {
 template <class C, class S, class T>
-pending_dispatch<typename C::request, T> dispatch_start_impl(
-    host_executor const& exec, C& comm, expert_placement const& placement, matrix_view<S> x,
-    matrix_view<float const> scales, matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
+pending_dispatch<typename C::request, T> dispatch_impl(host_executor const& exec, C& comm,
+                                                       expert_placement const& placement, matrix_view<S> x,
+                                                       matrix_view<float const> scales,
+                                                       matrix_view<std::int32_t const> ids,
+                                                       matrix_view<float const> weights, ep_mode mode) {
+  std::string local;  // argument errors travel with the count exchange, so every rank throws
+  try {
+    check_matrix(x, dispatch_where, "x");
+    check_matrix(weights, dispatch_where, "weights");
+    require(x.rows == ids.rows && weights.rows == ids.rows && weights.cols == ids.cols &&
+                (scales.cols == 0 || scales.rows == ids.rows),
+            dispatch_where, "x / scales / weights", "T rows each and weights shaped like ids (T,k)");
+  } catch (fp8moe::error const& e) {
+    local = e.what();
+  }
   auto res = std::make_unique<dispatch_result<T>>();
-  res->handle = make_dispatch_handle(exec, comm, placement, ids);
+  res->handle = make_dispatch_handle(exec, comm, placement, ids, local);
   auto const N = res->handle.num_recv(), k = res->handle.k;
   res->x = host_matrix<T>(N, x.cols);
   res->weights = host_matrix<float>(N, k);
   res->ids = host_matrix<std::int32_t>(N, k);
-  std::vector<ep_pending<typename C::request>> parts;
-  parts.push_back(dispatch_rows_start(exec, comm, res->handle, x, res->x.view()));
-  if (scales.data != nullptr || scales.cols > 0) {
-    res->scales = host_matrix<float>(N, scales.cols);
-    parts.push_back(dispatch_rows_start(exec, comm, res->handle, scales, res->scales.view()));
-  }
-  parts.push_back(dispatch_routing_start(exec, comm, res->handle, placement, ids, weights, res->ids.view(),
-                                         res->weights.view()));
-  return {std::move(res), std::move(parts)};
+  if (scales.cols > 0) res->scales = host_matrix<float>(N, scales.cols);
+  auto p = dispatch_forward_impl(exec, comm, res->handle, placement, x, scales, ids, weights, res->x.view(),
+                                 res->scales.view(), res->ids.view(), res->weights.view(), mode);
+  return {std::move(res), std::move(p)};
 }
 }  // namespace detail
 
-/// Dispatch BF16 / FP32 (any transferable) rows x (T,H) with ids (T,k) and weights (T,k).
-/// Collective. The handle in the result serves combine and both backwards.
+/// Dispatch BF16 / FP32 (any transferable) rows x (T,H) with ids (T,k) and FP32 weights (T,k).
+/// Collective; builds the handle (blocking count exchange), then starts the payload transfers.
 template <comm::host_communicator C, class S, class T = std::remove_const_t<S>>
 pending_dispatch<typename C::request, T> dispatch_start(host_executor const& exec, C& comm,
                                                         expert_placement const& placement, matrix_view<S> x,
                                                         matrix_view<std::int32_t const> ids,
                                                         matrix_view<float const> weights) {
-  return detail::dispatch_start_impl<C, S, T>(exec, comm, placement, x, matrix_view<float const>{}, ids,
-                                              weights);
+  return detail::dispatch_impl<C, S, T>(exec, comm, placement, x, {}, ids, weights, ep_mode::start);
 }
 
-/// Dispatch FP8 rows with their per-row (1 x 128) scales.
+/// Dispatch FP8 rows with their per-row (1 x 128) scales; the scales travel with the routing words.
 template <comm::host_communicator C, class FS, class F = std::remove_const_t<FS>>
 pending_dispatch<typename C::request, F> dispatch_start(host_executor const& exec, C& comm,
                                                         expert_placement const& placement,
                                                         scaling::quantized_matrix_view<FS> x,
                                                         matrix_view<std::int32_t const> ids,
                                                         matrix_view<float const> weights) {
-  scaling::quantized_matrix_view<F const> const xc = x;
-  require(xc.tile_rows() == 1, detail::dispatch_where, "x.tile", "per-row (1 x n) scale tiles");
-  check_shape(xc.scales, xc.rows(), scaling::scale_cols(xc.tile, xc.cols()), detail::dispatch_where,
-              "x.scales");
-  return detail::dispatch_start_impl<C, F const, F>(exec, comm, placement, xc.data, xc.scales, ids, weights);
+  return detail::dispatch_impl<C, F const, F>(exec, comm, placement, detail::checked_fp8(x).data,
+                                              detail::checked_fp8(x).scales, ids, weights, ep_mode::start);
 }
 
-template <comm::host_communicator C, class X>
-auto dispatch(host_executor const& exec, C& comm, expert_placement const& placement, X x,
-              matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
-  return dispatch_start(exec, comm, placement, x, ids, weights).wait();
+template <comm::host_communicator C, class S>
+dispatch_result<std::remove_const_t<S>> dispatch(host_executor const& exec, C& comm,
+                                                 expert_placement const& placement, matrix_view<S> x,
+                                                 matrix_view<std::int32_t const> ids,
+                                                 matrix_view<float const> weights) {
+  return detail::dispatch_impl<C, S, std::remove_const_t<S>>(exec, comm, placement, x, {}, ids, weights,
+                                                             ep_mode::blocking)
+      .wait();
+}
+template <comm::host_communicator C, class FS>
+dispatch_result<std::remove_const_t<FS>> dispatch(host_executor const& exec, C& comm,
+                                                  expert_placement const& placement,
+                                                  scaling::quantized_matrix_view<FS> x,
+                                                  matrix_view<std::int32_t const> ids,
+                                                  matrix_view<float const> weights) {
+  using F = std::remove_const_t<FS>;
+  return detail::dispatch_impl<C, F const, F>(exec, comm, placement, detail::checked_fp8(x).data,
+                                              detail::checked_fp8(x).scales, ids, weights, ep_mode::blocking)
+      .wait();
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -424,70 +720,51 @@ namespace detail {
 /// rows in the table's column order (ranks ascending, or slots ascending).
 inline permute_plan table_plan(std::int64_t T, std::int64_t width, std::int64_t rows,
                                std::int32_t const* table) {
+  static std::int32_t empty_table = -1;  // stands in for the (0 x width) table of a rank without tokens
   permute_plan p;
   p.tokens = T;
   p.k = width;
   p.experts = 1;
   p.rows = rows;
-  static std::int32_t empty_table = -1;  // stands in for the (0 x width) table of a rank without tokens
   p.slot_row = table ? const_cast<std::int32_t*>(table) : &empty_table;  // read only by moe::combine
   return p;
 }
-}  // namespace detail
 
-/// Combine (dispatch's adjoint): partial (N,C) rows go back to their source; out (T,C) token t =
-/// sum over the ranks it was sent to, ranks ascending, in FP32; Out float or bfloat16_t. Tokens
-/// sent nowhere get 0. Typical partial = moe::combine of the local experts' weighted outputs.
-template <comm::host_communicator C, class Y, class Out>
-requires comm::transferable<std::remove_const_t<Y>> ep_pending<typename C::request> combine_start(
-    host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<Y> partial,
-    matrix_view<Out> out) {
+template <class C, class Y, class Out>
+ep_pending<typename C::request> combine_impl(host_executor const& exec, C& comm, dispatch_handle const& h,
+                                             matrix_view<Y> partial, matrix_view<Out> out, ep_mode mode) {
   using YT = std::remove_const_t<Y>;
-  check_matrix(partial, detail::combine_where, "partial");
-  require(partial.rows == h.num_recv(), detail::combine_where, "partial",
+  check_matrix(partial, combine_where, "partial");
+  require(partial.rows == h.num_recv(), combine_where, "partial",
           std::to_string(h.num_recv()) + " rows (N of the handle)", std::to_string(partial.rows));
-  check_matrix(out, detail::combine_where, "out");
-  check_shape(out, h.tokens, partial.cols, detail::combine_where, "out");
-  require(comm.size() == h.ranks && comm.rank() == h.rank, detail::combine_where, "comm",
+  check_matrix(out, combine_where, "out");
+  check_shape(out, h.tokens, partial.cols, combine_where, "out");
+  require(comm.size() == h.ranks && comm.rank() == h.rank, combine_where, "comm",
           "the communicator of the handle");
   std::int64_t const Cn = partial.cols, N = h.num_recv(), S_ = h.num_send();
   ep_pending<typename C::request> p;
   YT const* src = partial.data;
-  if (!detail::is_packed(partial)) {
-    auto* pbuf = p.scratch(static_cast<std::size_t>(N * Cn) * sizeof(YT));
+  if (!is_packed(partial)) {
+    auto* packed = reinterpret_cast<YT*>(p.scratch(h, static_cast<std::size_t>(N * Cn) * sizeof(YT)));
     std::vector<std::int32_t> iota(static_cast<std::size_t>(N));
     for (std::int64_t i = 0; i < N; ++i) iota[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
-    detail::gather_rows(exec, matrix_view<YT const>(partial), iota.data(), N, reinterpret_cast<YT*>(pbuf));
-    src = reinterpret_cast<YT const*>(pbuf);
+    gather_rows(exec, matrix_view<YT const>(partial), iota.data(), N, packed);
+    src = packed;
   }
-  auto* rbuf = p.scratch(static_cast<std::size_t>(S_ * Cn) * sizeof(YT));
-  auto const sc = detail::scaled(h.recv_tokens, Cn), rc = detail::scaled(h.send_tokens, Cn);
-  p.add(comm.ialltoallv(std::span<YT const>(src, static_cast<std::size_t>(N * Cn)),
-                        std::span<std::int64_t const>(sc),
-                        detail::as_span<YT>(rbuf, static_cast<std::size_t>(S_ * Cn)),
-                        std::span<std::int64_t const>(rc), comm::size_check::trusted));
-  auto const* rows = reinterpret_cast<YT const*>(rbuf);
+  auto* rows = reinterpret_cast<YT*>(p.scratch(h, static_cast<std::size_t>(S_ * Cn) * sizeof(YT)));
   p.on_complete([exec, &h, rows, S_, Cn, out] {
-    combine(exec, detail::table_plan(h.tokens, h.ranks, S_, h.token_rank_row.data()),
-            make_matrix(rows, S_, Cn), matrix_view<float const>{}, out);
+    combine(exec, table_plan(h.tokens, h.ranks, S_, h.token_rank_row.data()),
+            make_matrix(static_cast<YT const*>(rows), S_, Cn), matrix_view<float const>{}, out);
   });
+  transfer(comm, p, mode, src, h.recv_tokens, rows, h.send_tokens, Cn);
   return p;
 }
 
-template <comm::host_communicator C, class Y, class Out>
-void combine(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<Y> partial,
-             matrix_view<Out> out) {
-  combine_start(exec, comm, h, partial, out).wait();
-}
-
-/// Slot-exact combine: every (received row, local slot) output y(local_plan.slot_row[i,j]) (M,C)
-/// goes back to the source, which computes out (T,C) token t = sum_j weights(t,j) * y_tj, j
-/// ascending, in FP32 with moe::combine: bit-identical to the single-rank MoE for any rank count.
-/// weights (T,k) empty = unweighted (dispatch's slot-exact backward). Costs one row per slot.
-template <comm::host_communicator C, class Y, class Out>
-requires comm::transferable<std::remove_const_t<Y>> ep_pending<typename C::request> combine_slots_start(
-    host_executor const& exec, C& comm, dispatch_handle const& h, permute_plan const& local_plan,
-    matrix_view<Y> y, matrix_view<float const> weights, matrix_view<Out> out) {
+template <class C, class Y, class Out>
+ep_pending<typename C::request> combine_slots_impl(host_executor const& exec, C& comm,
+                                                   dispatch_handle const& h, permute_plan const& local_plan,
+                                                   matrix_view<Y> y, matrix_view<float const> weights,
+                                                   matrix_view<Out> out, ep_mode mode) {
   using YT = std::remove_const_t<Y>;
   constexpr char const* where = "fp8moe::moe::combine_slots";
   check_matrix(y, where, "y");
@@ -503,58 +780,84 @@ requires comm::transferable<std::remove_const_t<Y>> ep_pending<typename C::reque
   require(comm.size() == h.ranks && comm.rank() == h.rank, where, "comm", "the communicator of the handle");
   std::int64_t const Cn = y.cols, k = h.k;
   // rows to return, per source rank: (received row, slot) ascending
+  std::int64_t Sl = 0, Rl = 0;
+  for (auto v : h.recv_slots) Sl += v;
+  for (auto v : h.send_slots) Rl += v;
   std::vector<std::int32_t> order;
-  order.reserve(static_cast<std::size_t>(local_plan.tokens * k));
+  order.reserve(static_cast<std::size_t>(Sl));
   std::int64_t i = 0;
   for (int r = 0; r < h.ranks; ++r) {
     std::int64_t n = 0;
     for (std::int64_t c = 0; c < h.recv_tokens[static_cast<std::size_t>(r)]; ++c, ++i)
       for (std::int64_t j = 0; j < k; ++j) {
         std::int32_t const row = local_plan.slot_row[i * k + j];
-        require(row >= -1 && row < y.rows, where, "local_plan.slot_row", "rows of y");
+        if (row < -1 || row >= y.rows)
+          throw_argument(where, "local_plan.slot_row", "rows of y or -1",
+                         concat(row, " at (", i, ", ", j, ")"));
         if (row >= 0) {
           order.push_back(row);
           ++n;
         }
       }
-    require(n == h.recv_slots[static_cast<std::size_t>(r)], where, "local_plan",
-            detail::concat(h.recv_slots[static_cast<std::size_t>(r)], " routed slots from rank ", r,
-                           " (the dispatched ids)"),
-            std::to_string(n));
+    if (n != h.recv_slots[static_cast<std::size_t>(r)])
+      throw_argument(where, "local_plan",
+                     concat(h.recv_slots[static_cast<std::size_t>(r)], " routed slots from rank ", r,
+                            " (the dispatched ids)"),
+                     std::to_string(n));
   }
-  std::int64_t const Sl = static_cast<std::int64_t>(order.size());
-  std::int64_t Rl = 0;
-  for (auto v : h.send_slots) Rl += v;
   ep_pending<typename C::request> p;
-  auto* sbuf = p.scratch(static_cast<std::size_t>(Sl * Cn) * sizeof(YT));
-  detail::gather_rows(exec, matrix_view<YT const>(y), order.data(), Sl, reinterpret_cast<YT*>(sbuf));
-  auto* rbuf = p.scratch(static_cast<std::size_t>(Rl * Cn) * sizeof(YT));
-  auto const sc = detail::scaled(h.recv_slots, Cn), rc = detail::scaled(h.send_slots, Cn);
-  p.add(comm.ialltoallv(
-      std::span<YT const>(reinterpret_cast<YT const*>(sbuf), static_cast<std::size_t>(Sl * Cn)),
-      std::span<std::int64_t const>(sc), detail::as_span<YT>(rbuf, static_cast<std::size_t>(Rl * Cn)),
-      std::span<std::int64_t const>(rc), comm::size_check::trusted));
-  auto const* rows = reinterpret_cast<YT const*>(rbuf);
+  auto* send = reinterpret_cast<YT*>(p.scratch(h, static_cast<std::size_t>(Sl * Cn) * sizeof(YT)));
+  gather_rows(exec, matrix_view<YT const>(y), order.data(), Sl, send);
+  auto* rows = reinterpret_cast<YT*>(p.scratch(h, static_cast<std::size_t>(Rl * Cn) * sizeof(YT)));
   p.on_complete([exec, &h, rows, Rl, Cn, weights, out] {
-    combine(exec, detail::table_plan(h.tokens, h.k, Rl, h.slot_row.data()), make_matrix(rows, Rl, Cn),
-            weights, out);
+    combine(exec, table_plan(h.tokens, h.k, Rl, h.slot_row.data()),
+            make_matrix(static_cast<YT const*>(rows), Rl, Cn), weights, out);
   });
+  transfer(comm, p, mode, static_cast<YT const*>(send), h.recv_slots, rows, h.send_slots, Cn);
   return p;
 }
+}  // namespace detail
 
+/// Combine (dispatch's adjoint): partial (N,C) rows go back to their source; out (T,C) token t =
+/// sum over the ranks it was sent to, ranks ascending, in FP32; Out float or bfloat16_t (rounded
+/// once). Tokens sent nowhere get 0. Typical partial = moe::combine of the local weighted outputs.
 template <comm::host_communicator C, class Y, class Out>
+requires comm::transferable<std::remove_const_t<Y>> ep_pending<typename C::request> combine_start(
+    host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<Y> partial,
+    matrix_view<Out> out) {
+  return detail::combine_impl(exec, comm, h, partial, out, ep_mode::start);
+}
+template <comm::host_communicator C, class Y, class Out>
+requires comm::transferable<std::remove_const_t<Y>>
+void combine(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<Y> partial,
+             matrix_view<Out> out) {
+  detail::combine_impl(exec, comm, h, partial, out, ep_mode::blocking).wait();
+}
+
+/// Slot-exact combine: each (received row, local slot) output y(local_plan.slot_row[i,j]) (M,C)
+/// goes back to its source, which computes out (T,C) token t = sum_j weights(t,j) * y_tj, j
+/// ascending, in FP32 with moe::combine: bit-identical to the single-rank MoE for any rank count.
+/// weights (T,k) empty = unweighted (dispatch's slot-exact backward). Moves one row per slot.
+template <comm::host_communicator C, class Y, class Out>
+requires comm::transferable<std::remove_const_t<Y>> ep_pending<typename C::request> combine_slots_start(
+    host_executor const& exec, C& comm, dispatch_handle const& h, permute_plan const& local_plan,
+    matrix_view<Y> y, matrix_view<float const> weights, matrix_view<Out> out) {
+  return detail::combine_slots_impl(exec, comm, h, local_plan, y, weights, out, ep_mode::start);
+}
+template <comm::host_communicator C, class Y, class Out>
+requires comm::transferable<std::remove_const_t<Y>>
 void combine_slots(host_executor const& exec, C& comm, dispatch_handle const& h,
                    permute_plan const& local_plan, matrix_view<Y> y, matrix_view<float const> weights,
                    matrix_view<Out> out) {
-  combine_slots_start(exec, comm, h, local_plan, y, weights, out).wait();
+  detail::combine_slots_impl(exec, comm, h, local_plan, y, weights, out, ep_mode::blocking).wait();
 }
 
 // ------------------------------------------------------------------------------------------------
 // Backward: dispatch's backward is a combine, combine's backward is a (cached) dispatch.
 
 /// dx (T,H) = sum over ranks of d_recv_x (N,H); dweights (T,k) = sum over ranks of d_recv_weights
-/// (N,k) (each slot is non-zero on its expert's rank only, so this sum is exact). Either pair may
-/// be empty (rows == 0 and cols == 0) to skip it.
+/// (N,k) (each slot is non-zero on its expert's rank only, so that sum is exact). Pass empty
+/// views for a pair to skip it.
 template <comm::host_communicator C, class G, class DX>
 void dispatch_backward(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<G> d_recv_x,
                        matrix_view<float const> d_recv_weights, matrix_view<DX> dx,
@@ -562,14 +865,12 @@ void dispatch_backward(host_executor const& exec, C& comm, dispatch_handle const
   bool const do_x = !(d_recv_x.rows == 0 && d_recv_x.cols == 0 && dx.rows == 0 && dx.cols == 0);
   bool const do_w =
       !(d_recv_weights.rows == 0 && d_recv_weights.cols == 0 && dweights.rows == 0 && dweights.cols == 0);
-  std::vector<ep_pending<typename C::request>> parts;
-  if (do_x) parts.push_back(combine_start(exec, comm, h, d_recv_x, dx));
-  if (do_w) parts.push_back(combine_start(exec, comm, h, d_recv_weights, dweights));
-  for (auto& p : parts) p.wait();
+  if (do_x) combine(exec, comm, h, d_recv_x, dx);
+  if (do_w) combine(exec, comm, h, d_recv_weights, dweights);
 }
 
 /// Slot-exact backward of dispatch: d_permuted (M,H) rows (gradient of the permuted expert inputs)
-/// return per slot and dx (T,H) = sum_j in slot order (bit-identical to moe::permute_backward).
+/// return per slot and dx (T,H) = their sum, slots ascending (bit-identical to moe::permute_backward).
 template <comm::host_communicator C, class G, class DX>
 void dispatch_backward_slots(host_executor const& exec, C& comm, dispatch_handle const& h,
                              permute_plan const& local_plan, matrix_view<G> d_permuted, matrix_view<DX> dx) {
