@@ -19,6 +19,7 @@
 #include "fp8moe/numeric/numeric.hpp"
 #include "test_support.hpp"
 #if FP8MOE_CUDA_COMPILER
+#include "fp8moe/moe/cuda/balance.cuh"
 #include "fp8moe/moe/cuda/router.cuh"
 #endif
 
@@ -581,6 +582,45 @@ TEST_CASE("router (CUDA): device route matches the host path") {
     CHECK(bd == bh);
     for (void* p : {(void*)dl, (void*)db, (void*)dw, (void*)di, (void*)dn, (void*)ddw, (void*)ddl})
       FP8MOE_CUDA_CHECK(cudaFree(p));
+  }
+}
+TEST_CASE("balance (CUDA): sequence loss and its gradient match the host path") {
+  if (cuda_device_count() == 0) return;
+  for (auto sf : {moe::score::sigmoid, moe::score::softmax}) {
+    moe::router_config const c{.experts = 64, .groups = 8, .topk_groups = 2, .k = 6, .score = sf};
+    std::int64_t const T = 512, L = 128;
+    moe::sequence_balance_config const cfg{.alpha = 1e-4f, .sequence_length = L};
+    auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 1.0f, 121);
+    double const lh =
+        moe::sequence_balance_loss(host_executor{}, c, make_matrix(logits.data(), T, c.experts), cfg);
+    std::vector<float> gh(logits.size(), 0.5f);
+    moe::sequence_balance_loss_backward(host_executor{}, c,
+                                        matrix_view<float const>(make_matrix(logits.data(), T, c.experts)),
+                                        make_matrix(gh.data(), T, c.experts), cfg, 3.0f);
+    float *dl, *dg, *dloss;
+    void* ws;
+    std::size_t const wsb = moe::balance_workspace_bytes(T, c.experts, c.k, T / L);
+    FP8MOE_CUDA_CHECK(cudaMalloc(&dl, logits.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMalloc(&dg, logits.size() * 4));
+    FP8MOE_CUDA_CHECK(cudaMalloc(&dloss, 4));
+    FP8MOE_CUDA_CHECK(cudaMalloc(&ws, wsb));
+    FP8MOE_CUDA_CHECK(cudaMemcpy(dl, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
+    std::vector<float> const half(logits.size(), 0.5f);
+    FP8MOE_CUDA_CHECK(cudaMemcpy(dg, half.data(), half.size() * 4, cudaMemcpyHostToDevice));
+    cuda_executor ex{nullptr};
+    auto const lv = matrix_view<float const>(make_matrix(dl, T, c.experts));
+    moe::sequence_balance_loss(ex, c, lv, cfg, dloss, moe::device_workspace{ws, wsb});
+    moe::sequence_balance_loss_backward(ex, c, lv, make_matrix(dg, T, c.experts), cfg, 3.0f,
+                                        moe::device_workspace{ws, wsb});
+    float ld = 0;
+    std::vector<float> gd(logits.size());
+    FP8MOE_CUDA_CHECK(cudaMemcpy(&ld, dloss, 4, cudaMemcpyDeviceToHost));
+    FP8MOE_CUDA_CHECK(cudaMemcpy(gd.data(), dg, gd.size() * 4, cudaMemcpyDeviceToHost));
+    CHECK(std::abs(ld - lh) <= 1e-5 * lh);  // FP32 scores (device expf within 2 ulp), float result
+    double gmax = 0;
+    for (float g : gh) gmax = std::max(gmax, std::abs(g - 0.5));
+    for (std::size_t i = 0; i < gd.size(); ++i) REQUIRE(std::abs(gd[i] - gh[i]) <= 1e-5 * gmax + 1e-7);
+    for (void* q : {(void*)dl, (void*)dg, (void*)dloss, ws}) FP8MOE_CUDA_CHECK(cudaFree(q));
   }
 }
 #endif

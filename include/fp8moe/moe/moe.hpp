@@ -2,7 +2,7 @@
 // Copyright (c) 2026 The fp8moe authors.
 // Umbrella header of the moe module (host headers only): router, balancing, permute / combine,
 // the grouped SwiGLU expert block.
-// CUDA paths (nvcc): "fp8moe/moe/cuda/router.cuh", "fp8moe/moe/cuda/permute.cuh",
+// CUDA paths (nvcc): "fp8moe/moe/cuda/router.cuh", "fp8moe/moe/cuda/balance.cuh", "fp8moe/moe/cuda/permute.cuh",
 // "fp8moe/moe/cuda/expert_block.cuh".
 #pragma once
 
