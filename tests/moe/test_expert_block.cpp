@@ -304,6 +304,30 @@ TEST_CASE("expert_block: SwiGLU backward against finite differences; bad input")
   CHECK(rel_l2(out, ref.out) < 0.051);
 }
 
+TEST_CASE("expert_block: zero tokens (an idle rank) runs forward and backward, gradients zero") {
+  problem const P(700);
+  moe::expert_block_state st;
+  std::vector<float> x, out, wts, dout, dx, dw;
+  std::vector<std::int32_t> ids;
+  moe::expert_block(host_executor{}, moe::expert_block_config{}, make_matrix(x.data(), 0, P.H),
+                    matrix_view<std::int32_t const>(make_matrix(ids.data(), 0, P.k)),
+                    matrix_view<float const>(make_matrix(wts.data(), 0, P.k)), P.ew(), P.sw(),
+                    make_matrix(out.data(), 0, P.H), st);
+  std::vector<float> g13(static_cast<std::size_t>(P.E * 2 * P.I * P.H), NAN),
+      g2(static_cast<std::size_t>(P.E * P.H * P.I), NAN), gs13(static_cast<std::size_t>(2 * P.Is * P.H), NAN),
+      gs2(static_cast<std::size_t>(P.H * P.Is), NAN);
+  moe::expert_block_backward(host_executor{}, moe::expert_block_config{}, st,
+                             matrix_view<float const>(make_matrix(wts.data(), 0, P.k)), P.ew(), P.sw(),
+                             matrix_view<float const>(make_matrix(dout.data(), 0, P.H)),
+                             make_matrix(dx.data(), 0, P.H), make_matrix(dw.data(), 0, P.k),
+                             {{g13.data(), P.E, 2 * P.I, P.H, 2 * P.I * P.H, P.H, 1},
+                              {g2.data(), P.E, P.H, P.I, P.H * P.I, P.I, 1},
+                              make_matrix(gs13.data(), 2 * P.Is, P.H),
+                              make_matrix(gs2.data(), P.H, P.Is)});
+  for (auto const* v : {&g13, &g2, &gs13, &gs2})
+    for (float g : *v) REQUIRE(g == 0.0f);
+}
+
 TEST_CASE("gemm layouts: contiguous and masked problems built from plans compute the same rows") {
   problem const P(600);
   auto const xq =

@@ -328,6 +328,23 @@ TEST_CASE("permute/combine: bad shapes are rejected before writing") {
       fp8moe::error);
 }
 
+TEST_CASE("route / plan / permute / combine with zero tokens (an idle expert-parallel rank)") {
+  moe::router_config const c{.experts = 8, .groups = 2, .topk_groups = 1, .k = 2};
+  std::vector<float> logits;
+  auto const r = moe::route(host_executor{}, c, make_matrix(logits.data(), 0, 8));
+  CHECK(r.ids.rows() == 0);
+  CHECK(r.counts == std::vector<std::int32_t>(8, 0));
+  std::vector<float> x;
+  auto const p =
+      moe::permute(host_executor{}, make_matrix(x.data(), 0, 64), r, moe::contiguous{.m_align = 128});
+  CHECK(p.plan.rows_in_use() == 0);
+  CHECK(p.x.rows() == 0);
+  std::vector<float> out;
+  moe::combine(host_executor{}, p.plan.view(), p.x.view(), r.weights.view(), make_matrix(out.data(), 0, 64));
+  auto const pm = moe::permute(host_executor{}, make_matrix(x.data(), 0, 64), r, moe::masked{.max_m = 4});
+  CHECK(pm.plan.counts() == std::vector<std::int32_t>(8, 0));
+}
+
 #if FP8MOE_CUDA_COMPILER
 #include "fp8moe/core/cuda/executor.hpp"
 

@@ -252,7 +252,7 @@ void expert_block_backward(host_executor const& exec, expert_block_config const&
   constexpr char const* where = "fp8moe::moe::expert_block_backward";
   std::int64_t const T = st.tokens, H = st.hidden, I = st.inter, E = st.experts, k = st.k,
                      Is = st.shared_inter;
-  require(st.plan.view().slot_row != nullptr, where, "state", "the state of a forward call");
+  require(st.experts > 0, where, "state", "the state of a forward call");
   detail::check_block_weights(w, sw, H, cfg);
   require(w.w13.batches() == E && w.w13.rows() == 2 * I, where, "weights", "the weights of the forward call");
   require(sw.present() == (Is > 0), where, "shared", "the shared expert of the forward call");

@@ -140,7 +140,8 @@ inline void check_plan(permute_plan const& p, char const* where) {
   require(p.tokens >= 0 && p.k >= 1 && p.experts >= 1 && p.rows >= 0 && p.align >= 1, where, "plan",
           "T >= 0, k >= 1, E >= 1, rows >= 0, align >= 1");
   require(p.rows == 0 || (p.row_token && p.row_slot && p.row_expert), where, "plan", "non-null row arrays");
-  require(p.slot_row && p.expert_offset && p.counts, where, "plan", "non-null slot_row/expert_offset/counts");
+  require((p.tokens == 0 || p.slot_row) && p.expert_offset && p.counts, where, "plan",
+          "non-null slot_row (T > 0), expert_offset and counts");
   if (p.layout == layout_kind::masked)
     require(p.rows == p.experts * p.align, where, "plan.rows", "E * max_m", std::to_string(p.rows));
 }
@@ -303,7 +304,8 @@ template <class Y, class Out>
 void combine(host_executor const& exec, permute_plan const& p, matrix_view<Y> y,
              matrix_view<float const> weights, matrix_view<Out> out) {
   constexpr char const* where = "fp8moe::moe::combine";
-  require(p.tokens >= 0 && p.k >= 1 && p.slot_row != nullptr, where, "plan", "T >= 0, k >= 1, slot_row");
+  require(p.tokens >= 0 && p.k >= 1 && (p.tokens == 0 || p.slot_row != nullptr), where, "plan",
+          "T >= 0, k >= 1, slot_row");
   check_matrix(y, where, "y");
   require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
   require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",

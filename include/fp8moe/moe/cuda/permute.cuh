@@ -362,7 +362,8 @@ template <class Y, class Out>
 void combine(cuda_executor const& exec, permute_plan const& p, matrix_view<Y> y,
              matrix_view<float const> weights, matrix_view<Out> out) {
   constexpr char const* where = "fp8moe::moe::combine";
-  require(p.tokens >= 0 && p.k >= 1 && p.slot_row != nullptr, where, "plan", "T >= 0, k >= 1, slot_row");
+  require(p.tokens >= 0 && p.k >= 1 && (p.tokens == 0 || p.slot_row != nullptr), where, "plan",
+          "T >= 0, k >= 1, slot_row");
   require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
   require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",
           "empty or (T,k)");
