@@ -108,11 +108,25 @@ FP8MOE_GEMM_INLINE void pack_rows(quantized_matrix_view<T const> const& q, std::
                                dst + b * g.p8, ld);
     }
   }
+  // scales: one per (block, row), walking the scale matrix without a division per element
+  std::int64_t const tr = q.tile_rows(), tc = q.tile_cols();
+  for (std::int64_t b = 0; b < nblk; ++b) {
+    float const* col = q.scales.data + ((kb + b * g.p) / tc) * q.scales.col_stride;
+    float* out = sc + b * rows_pad;
+    std::int64_t srow = row0 / tr, rem = row0 % tr;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      out[r] = col[srow * q.scales.row_stride];
+      if (++rem == tr) {
+        rem = 0;
+        ++srow;
+      }
+    }
+    for (std::int64_t r = rows; r < rows_pad; ++r) out[r] = 0.0f;
+  }
   for (std::int64_t r = 0; r < rows_pad; ++r) {
     float* out = dst + r * ld;
     if (r >= rows) {
       for (std::int64_t i = 0; i < nblk * g.p8; ++i) out[i] = 0.0f;
-      for (std::int64_t b = 0; b < nblk; ++b) sc[b * rows_pad + r] = 0.0f;
       continue;
     }
     std::int64_t const row = row0 + r;
@@ -129,7 +143,6 @@ FP8MOE_GEMM_INLINE void pack_rows(quantized_matrix_view<T const> const& q, std::
         for (std::int64_t i = 0; i < len; ++i) o[i] = lut[s[i * q.data.col_stride]];
       }
       for (std::int64_t i = len; i < g.p8; ++i) o[i] = 0.0f;
-      sc[b * rows_pad + r] = q.scale_at(row, k);
     }
   }
 }
