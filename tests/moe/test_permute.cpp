@@ -400,6 +400,48 @@ TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host p
                  make_matrix(dperm, dp.rows, H));
     auto const pd = to_host(dperm, ph.size());
     CHECK(std::memcmp(pd.data(), ph.data(), ph.size() * 2) == 0);
+    // FP8 rows with 1x128 scales, and the per-row weights
+    {
+      scaling::quantized_matrix<float8_e4m3_t> xq(T, H, scaling::tile_1x128);
+      for (std::int64_t i = 0; i < T * H; ++i)
+        xq.data.storage()[static_cast<std::size_t>(i)] =
+            float8_e4m3_t::from_bits(static_cast<std::uint8_t>((i * 37) % 126));
+      for (std::size_t i = 0; i < xq.scales.storage().size(); ++i)
+        xq.scales.storage()[i] = 0.5f + static_cast<float>(i);
+      scaling::quantized_matrix<float8_e4m3_t> oq(hp.rows, H, scaling::tile_1x128);
+      std::fill(oq.scales.storage().begin(), oq.scales.storage().end(), NAN);
+      moe::permute(host_executor{}, hp, xq.view(), oq.view());
+      auto* dxd = to_device(xq.data.storage());
+      auto* dxs = to_device(xq.scales.storage());
+      auto* dod =
+          to_device(std::vector<float8_e4m3_t>(oq.data.storage().size(), float8_e4m3_t::from_bits(0x7F)));
+      auto* dos = to_device(std::vector<float>(oq.scales.storage().size(), NAN));
+      scaling::quantized_matrix_view<float8_e4m3_t const> const xv(
+          make_matrix(static_cast<float8_e4m3_t const*>(dxd), T, H),
+          make_matrix(static_cast<float const*>(dxs), T, H / 128), scaling::tile_1x128);
+      moe::permute(
+          ex, dp, xv,
+          scaling::quantized_matrix_view<float8_e4m3_t>{
+              make_matrix(dod, dp.rows, H), make_matrix(dos, dp.rows, H / 128), scaling::tile_1x128});
+      auto const od8 = to_host(dod, oq.data.storage().size());
+      auto const ods = to_host(dos, oq.scales.storage().size());
+      for (std::int64_t r = 0; r < hp.rows; ++r) {
+        if (!(host.row_token()[r] >= 0 || (!is_masked && r < host.rows_in_use())))
+          continue;  // untouched rows
+        for (std::int64_t h = 0; h < H; ++h) REQUIRE(od8[r * H + h].bits() == oq.data(r, h).bits());
+        for (std::int64_t c = 0; c < H / 128; ++c) REQUIRE(ods[r * (H / 128) + c] == oq.scales(r, c));
+      }
+      std::vector<float> const wr = test::random_uniform(static_cast<std::size_t>(T * k), 0.0f, 1.0f, 56);
+      std::vector<float> pwh(static_cast<std::size_t>(hp.rows));
+      moe::permute_weights(host_executor{}, hp, cview(wr, T, k), make_vector(pwh.data(), hp.rows));
+      auto* dwr = to_device(wr);
+      float* dpw = to_device(std::vector<float>(pwh.size(), NAN));
+      moe::permute_weights(ex, dp, make_matrix(static_cast<float const*>(dwr), T, k),
+                           make_vector(dpw, dp.rows));
+      CHECK(to_host(dpw, pwh.size()) == pwh);
+      for (void* ptr : {(void*)dxd, (void*)dxs, (void*)dod, (void*)dos, (void*)dwr, (void*)dpw})
+        FP8MOE_CUDA_CHECK(cudaFree(ptr));
+    }
     // combine FP32 rows -> BF16, weighted; combine_backward
     auto const y = test::random_normal(static_cast<std::size_t>(hp.rows * H), 1.0f, 53);
     auto const w = test::random_uniform(static_cast<std::size_t>(T * k), 0.0f, 1.0f, 54);
