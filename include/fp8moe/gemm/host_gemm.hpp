@@ -266,6 +266,7 @@ void run_jobs(host_executor const& exec, std::span<job<TA, TB, TD> const> jobs, 
     for (std::int64_t t = 0; t < tiles; ++t) tile(t, ws);
   }
 #else
+  (void)per_thread;
   for (std::int64_t t = 0; t < tiles; ++t) tile(t, base);
 #endif
 }
