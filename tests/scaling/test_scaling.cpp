@@ -217,6 +217,82 @@ TEST_CASE("scale formulas reproduce the published vectors (fp8_numerics.md §7.3
                            1.0f).multiplier == 112.0f);
 }
 
+TEST_CASE("element helpers: amax NaN policy, quantize_value, dequantize_value, delayed_scale_update") {
+  float const qnan = std::numeric_limits<float>::quiet_NaN();
+  // propagate: a NaN wins and stays; ignore: a NaN contributes nothing. +-Inf counts as inf.
+  std::uint32_t p = 0, i = 0;
+  for (float v : {1.0f, -3.0f, qnan, 2.0f}) {
+    p = amax_combine(p, abs_bits(v), false);
+    i = amax_combine(i, abs_bits(v), true);
+  }
+  CHECK(std::isnan(amax_from_bits(p)));
+  CHECK(amax_from_bits(i) == 3.0f);
+  CHECK(amax_from_bits(amax_combine(i, abs_bits(-INFINITY), true)) == INFINITY);
+  CHECK(abs_bits(bfloat16_t(-2.0f)) == bits(2.0f));
+  bool const ign = amax_ignores_nan(scale_formula::transformer_engine) && amax_ignores_nan(scale_formula::te_mxfp8) &&
+                   amax_ignores_nan(scale_formula::deepep);
+  bool const prop = !amax_ignores_nan(scale_formula::deepgemm) && !amax_ignores_nan(scale_formula::ocp_mx) &&
+                    !amax_ignores_nan(scale_formula::deepseek_v3_inference);
+  CHECK(ign);
+  CHECK(prop);
+  // quantize_value: multiply (or divide) then RNE with the requested saturation
+  tile_scale const s{2.0f, 0.5f, false};
+  CHECK(quantize_value<float8_e4m3_t>(1.5f, s, saturation::finite).bits() == float8_e4m3_t(3.0f).bits());
+  CHECK(quantize_value<float8_e4m3_t>(300.0f, s, saturation::finite).bits() == 0x7E);
+  CHECK(quantize_value<float8_e4m3_t>(300.0f, s, saturation::none).bits() == 0x7F);
+  CHECK(quantize_value<float8_e5m2_t>(-1e6f, s, saturation::none).bits() == 0xFC);
+  tile_scale const d{0.0f, 3.0f, true};
+  CHECK(quantize_value<float8_e4m3_t>(3.0f, d, saturation::finite).bits() == 0x38);  // 3 / 3 = 1
+  CHECK(dequantize_value(float8_e4m3_t(1.5f), 0.25f) == 0.375f);
+  CHECK(std::isnan(dequantize_value(float8_e4m3_t::from_bits(0x7F), 1.0f)));
+  // delayed_scale_update: keep-previous rules and FLT_MAX
+  CHECK(delayed_scale_update(te_delayed.activation, 2.0f, 5.0f) == 224.0f);
+  CHECK(delayed_scale_update(te_delayed.activation, 0.0f, 5.0f) == 5.0f);
+  CHECK(delayed_scale_update(te_delayed.activation, qnan, 5.0f) == 5.0f);
+  CHECK(delayed_scale_update(te_delayed.activation, INFINITY, 5.0f) == 5.0f);
+  CHECK(delayed_scale_update(te_delayed.activation, 1e-39f, 5.0f) == std::numeric_limits<float>::max());
+  tensor_recipe p2 = te_delayed.activation;
+  p2.encoding = scale_encoding::power_of_two;
+  CHECK(delayed_scale_update(p2, 3.0f, 1.0f) == 128.0f);  // 149.33 floored to a power of two
+}
+
+TEST_CASE("CUDA row-tile mapping: every element of every shape is covered exactly once (host emulation)") {
+  CHECK(lanes_per_row_tile(128, 2) == 16);
+  CHECK(lanes_per_row_tile(128, 4) == 32);
+  CHECK(lanes_per_row_tile(32, 2) == 4);
+  CHECK(lanes_per_row_tile(32, 4) == 8);
+  CHECK(lanes_per_row_tile(64, 4) == 16);
+  CHECK(lanes_per_row_tile(0, 2) == 0);
+  CHECK(lanes_per_row_tile(96, 2) == 0);   // 12 lanes: not a power of two
+  CHECK(lanes_per_row_tile(512, 2) == 0);  // 64 lanes: more than a warp
+  for (int eb : {2, 4}) {
+    for (std::int64_t tc : {32, 128}) {
+      int const L = lanes_per_row_tile(tc, eb);
+      REQUIRE(L != 0);
+      std::int64_t const vec = 16 / eb;
+      for (auto [R, C] : {std::pair<std::int64_t, std::int64_t>{3, 300}, {5, 128}, {1, 7}, {7, 33}}) {
+        std::vector<int> hits(static_cast<std::size_t>(R * C), 0);
+        std::int64_t const warps = row_tile_warps(R, C, L, eb);
+        bool groups_ok = true;
+        for (std::int64_t w = 0; w < warps + 1; ++w) {  // one extra warp must be all dead
+          for (int lane = 0; lane < 32; ++lane) {
+            row_tile_lane const x = row_tile_lane_of(w, lane, L, eb, R, C);
+            if (w == warps) groups_ok = groups_ok && !x.live;
+            if (!x.live) continue;
+            // the group's lanes cover one tile: lane 0 of the group starts it
+            if (lane % L == 0) groups_ok = groups_ok && x.col == x.tile * tc;
+            for (std::int64_t c = x.col; c < std::min(x.col + vec, C); ++c) ++hits[static_cast<std::size_t>(x.row * C + c)];
+          }
+        }
+        CHECK(groups_ok);
+        bool once = true;
+        for (int h : hits) once = once && h == 1;
+        CHECK_MESSAGE(once, "eb " << eb << " tc " << tc << " shape " << R << "x" << C);
+      }
+    }
+  }
+}
+
 TEST_CASE("scale formulas equal the float64 oracle over 4000 amax values per formula") {
   std::mt19937_64 g{7};
   std::uniform_int_distribution<std::uint32_t> u{0, 0x7F7FFFFFu};

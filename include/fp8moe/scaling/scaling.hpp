@@ -11,3 +11,4 @@
 #include "fp8moe/scaling/quantized.hpp"
 #include "fp8moe/scaling/recipe.hpp"
 #include "fp8moe/scaling/scale_math.hpp"
+#include "fp8moe/scaling/tile_mapping.hpp"

@@ -15,20 +15,11 @@
 #include "fp8moe/numeric/cuda/convert.cuh"
 #include "fp8moe/scaling/quantize.hpp"
 #include "fp8moe/scaling/scale_math.hpp"
+#include "fp8moe/scaling/tile_mapping.hpp"
 
 namespace fp8moe::scaling::cuda {
 
 inline constexpr int block_threads = 256;
-
-/// Lanes that share one row tile in the warp-vector kernel: tile_cols elements of In as 16-byte
-/// vectors (4 floats or 8 bf16). 0 when the tile does not map onto 4..32 lanes of one warp.
-template <class In>
-constexpr FP8MOE_HOST_DEVICE int lanes_per_row_tile(std::int64_t tile_cols) {
-  constexpr std::int64_t vec = 16 / sizeof(In);
-  if (tile_cols % vec != 0) return 0;
-  std::int64_t const l = tile_cols / vec;
-  return (l == 4 || l == 8 || l == 16 || l == 32) ? static_cast<int>(l) : 0;
-}
 
 namespace detail {
 
@@ -92,16 +83,12 @@ __global__ void __launch_bounds__(block_threads) quantize_row_tiles_kernel(matri
                                                                            quantized_matrix_view<T> out, float vfi,
                                                                            bool vec_ok) {
   constexpr int vec = 16 / sizeof(In);
-  constexpr int tile_cols = L * vec;
   std::int64_t const C = x.cols;
-  std::int64_t const sc = ceil_div<std::int64_t>(C, tile_cols);
-  std::int64_t const tiles = x.rows * sc;
   int const lane = threadIdx.x % 32, sub = lane % L;
   std::int64_t const warp = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  std::int64_t const tile = warp * (32 / L) + lane / L;
-  bool const live = tile < tiles;
-  std::int64_t const row = live ? tile / sc : 0, t = live ? tile % sc : 0;
-  std::int64_t const c0 = t * tile_cols + sub * vec;
+  row_tile_lane const w = row_tile_lane_of(warp, lane, L, sizeof(In), x.rows, C);
+  bool const live = w.live;
+  std::int64_t const row = w.row, t = w.tile, c0 = w.col;
   float v[vec];
   if (live && vec_ok && c0 + vec <= C) {
     if constexpr (std::is_same_v<In, float>) {
@@ -319,12 +306,12 @@ void launch_quantize(cudaStream_t st, matrix_view<In const> x, tensor_recipe con
   float const vfi = scaling::detail::value_for_inf<In>(r);
   std::int64_t const tr = resolve_tile(r.tile.rows, R), tc = resolve_tile(r.tile.cols, C);
   std::int64_t const SR = scale_rows(r.tile, R), SC = scale_cols(r.tile, C);
-  int const L = tr == 1 ? lanes_per_row_tile<In>(tc) : 0;
+  int const L = tr == 1 ? lanes_per_row_tile(tc, sizeof(In)) : 0;
   if (L != 0) {
     constexpr int vec = 16 / sizeof(In);
     bool const vec_ok = x.col_stride == 1 && out.data.col_stride == 1 && aligned(x.data, 16) &&
                         x.row_stride % vec == 0 && aligned(out.data.data, vec) && out.data.row_stride % vec == 0;
-    std::int64_t const warps = ceil_div<std::int64_t>(R * SC, 32 / L);
+    std::int64_t const warps = row_tile_warps(R, C, L, sizeof(In));
     unsigned const grid = static_cast<unsigned>(ceil_div<std::int64_t>(warps, block_threads / 32));
     switch (L) {
       case 4: quantize_row_tiles_kernel<In, T, IgnoreNan, 4><<<grid, block_threads, 0, st>>>(x, r, out, vfi, vec_ok); break;
