@@ -391,6 +391,15 @@ void check_ep_errors(C& comm) {
     CHECK(e.code() == (me == R - 1 ? errc::invalid_argument : errc::communication));
   }
   ids(2, 1) = 1;
+  // x with the wrong number of rows on the last rank only: found before the count exchange and
+  // shared through it
+  host_matrix<float> x_short(me == R - 1 ? 3 : 4, 8, 1.0f);
+  try {
+    (void)moe::dispatch(exec, comm, good, cview(x_short), cview(ids), cview(w));
+    FAIL("short x accepted");
+  } catch (fp8moe::error const& e) {
+    CHECK(e.code() == (me == R - 1 ? errc::invalid_argument : errc::communication));
+  }
   // local shape errors after a valid handle
   auto d = moe::dispatch(exec, comm, good, cview(x), cview(ids), cview(w));
   host_matrix<float> bad_out(3, 8);

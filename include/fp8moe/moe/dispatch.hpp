@@ -168,10 +168,6 @@ class ep_pending {
   std::function<void()> finish_;
 };
 
-/// Whether an entry point posts non-blocking transfers (start) or runs blocking ones (the plain
-/// calls: MPI_Alltoallv is usually faster than MPI_Ialltoallv when nothing overlaps).
-enum class ep_mode { start, blocking };
-
 namespace detail {
 
 inline constexpr char const* dispatch_where = "fp8moe::moe::dispatch";
@@ -218,10 +214,11 @@ inline std::vector<std::int64_t> scaled(std::vector<std::int64_t> const& rows, s
   return v;
 }
 
-/// One all-to-all-v of packed rows: blocking now, or posted into `p`. Counts were exchanged when
-/// the handle was built, so the transfer itself trusts them.
+/// One all-to-all-v of packed rows, posted into `p` (non-blocking even for the plain calls, which
+/// wait at once: MPI_Ialltoallv + wait measured faster than MPI_Alltoallv in bench/mpi_dispatch.cpp). Counts
+/// were exchanged when the handle was built, so the transfer itself trusts them.
 template <class C, class T>
-void transfer(C& comm, ep_pending<typename C::request>& p, ep_mode mode, T const* send,
+void transfer(C& comm, ep_pending<typename C::request>& p, T const* send,
               std::vector<std::int64_t> const& send_rows, T* recv, std::vector<std::int64_t> const& recv_rows,
               std::int64_t cols) {
   auto const sc = scaled(send_rows, cols), rc = scaled(recv_rows, cols);
@@ -230,27 +227,19 @@ void transfer(C& comm, ep_pending<typename C::request>& p, ep_mode mode, T const
   for (auto v : rc) nr += v;
   std::span<T const> s(send, static_cast<std::size_t>(ns));
   std::span<T> r(recv, static_cast<std::size_t>(nr));
-  if (mode == ep_mode::blocking) {
-    comm.alltoallv(s, std::span<std::int64_t const>(sc), r, std::span<std::int64_t const>(rc),
-                   comm::size_check::trusted);
-  } else {
-    p.add(comm.ialltoallv(s, std::span<std::int64_t const>(sc), r, std::span<std::int64_t const>(rc),
-                          comm::size_check::trusted));
-  }
+  p.add(comm.ialltoallv(s, std::span<std::int64_t const>(sc), r, std::span<std::int64_t const>(rc),
+                        comm::size_check::trusted));
 }
 
-/// All-to-all-v with explicit element counts / displacements (blocking now, or posted into `p`).
+/// All-to-all-v with explicit element counts / displacements, posted into `p`.
 template <class C, class T>
-void transfer_blocks(C& comm, ep_pending<typename C::request>& p, ep_mode mode, std::span<T const> send,
+void transfer_blocks(C& comm, ep_pending<typename C::request>& p, std::span<T const> send,
                      std::vector<std::int64_t> const& sc, std::vector<std::int64_t> const& sd,
                      std::span<T> recv, std::vector<std::int64_t> const& rc,
                      std::vector<std::int64_t> const& rd) {
   comm::blocks const sb{std::span<std::int64_t const>(sc), std::span<std::int64_t const>(sd)};
   comm::blocks const rb{std::span<std::int64_t const>(rc), std::span<std::int64_t const>(rd)};
-  if (mode == ep_mode::blocking)
-    comm.alltoallv(send, sb, recv, rb, comm::size_check::trusted);
-  else
-    p.add(comm.ialltoallv(send, sb, recv, rb, comm::size_check::trusted));
+  p.add(comm.ialltoallv(send, sb, recv, rb, comm::size_check::trusted));
 }
 
 }  // namespace detail
@@ -363,7 +352,7 @@ namespace detail {
 template <class C, class S, class T>
 ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C& comm,
                                                    dispatch_handle const& h, matrix_view<S> x,
-                                                   matrix_view<T> recv, ep_mode mode) {
+                                                   matrix_view<T> recv) {
   constexpr char const* where = "fp8moe::moe::dispatch_rows";
   check_matrix(x, where, "x");
   require(x.rows == h.tokens, where, "x", std::to_string(h.tokens) + " rows (T of the handle)",
@@ -398,7 +387,7 @@ ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C&
     p.on_complete([exec, dst, recv] { scatter_packed(exec, static_cast<T const*>(dst), recv); });
   }
   gather_rows(exec, xc, h.send_token.data() + self_src, n_self, dst + self_dst * Cn);
-  transfer_blocks(comm, p, mode, std::span<T const>(send, static_cast<std::size_t>(packed * Cn)), sc, sd,
+  transfer_blocks(comm, p, std::span<T const>(send, static_cast<std::size_t>(packed * Cn)), sc, sd,
                   std::span<T>(dst, static_cast<std::size_t>(N * Cn)), rc, rd);
   return p;
 }
@@ -412,7 +401,7 @@ ep_pending<typename C::request> dispatch_fused_impl(
     host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
     matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
     matrix_view<float const> weights, matrix_view<T> recv_x, matrix_view<float> recv_scales,
-    matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights, ep_mode mode) {
+    matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights) {
   check_matrix(ids, dispatch_where, "ids");
   check_shape(ids, h.tokens, h.k, dispatch_where, "ids");
   check_matrix(weights, dispatch_where, "weights");
@@ -526,7 +515,7 @@ ep_pending<typename C::request> dispatch_fused_impl(
         if (recv_ids(i, j) >= 0) ++hp->tokens_per_local_expert[static_cast<std::size_t>(recv_ids(i, j))];
     (void)W;
   });
-  transfer(comm, p, mode, static_cast<std::byte const*>(send), h.send_tokens, recv, h.recv_tokens, RB);
+  transfer(comm, p, static_cast<std::byte const*>(send), h.send_tokens, recv, h.recv_tokens, RB);
   return p;
 }
 
@@ -537,7 +526,7 @@ ep_pending<typename C::request> dispatch_forward_impl(
     host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
     matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
     matrix_view<float const> weights, matrix_view<T> recv_x, matrix_view<float> recv_scales,
-    matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights, ep_mode mode) {
+    matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights) {
   // validate everything before the first transfer starts
   check_matrix(x, dispatch_where, "x");
   require(x.rows == h.tokens, dispatch_where, "x", std::to_string(h.tokens) + " rows",
@@ -547,8 +536,8 @@ ep_pending<typename C::request> dispatch_forward_impl(
   ep_pending<typename C::request> p;
   ep_pending<typename C::request> meta =
       dispatch_fused_impl(exec, comm, h, placement, matrix_view<std::byte const>{}, scales, ids, weights,
-                          matrix_view<std::byte>{}, recv_scales, recv_ids, recv_weights, mode);
-  p.add(dispatch_rows_impl(exec, comm, h, x, recv_x, mode));
+                          matrix_view<std::byte>{}, recv_scales, recv_ids, recv_weights);
+  p.add(dispatch_rows_impl(exec, comm, h, x, recv_x));
   p.add(std::move(meta));
   return p;
 }
@@ -561,13 +550,13 @@ template <comm::host_communicator C, class S, class T>
 requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T> ep_pending<typename C::request>
 dispatch_rows_start(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<S> x,
                     matrix_view<T> recv) {
-  return detail::dispatch_rows_impl(exec, comm, h, x, recv, ep_mode::start);
+  return detail::dispatch_rows_impl(exec, comm, h, x, recv);
 }
 template <comm::host_communicator C, class S, class T>
 requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
 void dispatch_rows(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<S> x,
                    matrix_view<T> recv) {
-  detail::dispatch_rows_impl(exec, comm, h, x, recv, ep_mode::blocking).wait();
+  detail::dispatch_rows_impl(exec, comm, h, x, recv).wait();
 }
 
 /// Routing metadata: recv_weights (N,k) = the source's FP32 weights (all k slots), recv_ids (N,k)
@@ -580,8 +569,7 @@ ep_pending<typename C::request> dispatch_routing_start(host_executor const& exec
                                                        matrix_view<std::int32_t> recv_ids,
                                                        matrix_view<float> recv_weights) {
   return detail::dispatch_fused_impl(exec, comm, h, placement, matrix_view<std::byte const>{}, {}, ids,
-                                     weights, matrix_view<std::byte>{}, {}, recv_ids, recv_weights,
-                                     ep_mode::start);
+                                     weights, matrix_view<std::byte>{}, {}, recv_ids, recv_weights);
 }
 
 /// Caller-owned receive buffers of the forward dispatch, each with h.num_recv() rows.
@@ -601,7 +589,7 @@ dispatch_into_start(host_executor const& exec, C& comm, dispatch_handle& h, expe
                     matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
                     matrix_view<float const> weights, dispatch_outputs<T> out) {
   return detail::dispatch_forward_impl(exec, comm, h, placement, x, scales, ids, weights, out.x, out.scales,
-                                       out.ids, out.weights, ep_mode::start);
+                                       out.ids, out.weights);
 }
 template <comm::host_communicator C, class S, class T>
 requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
@@ -609,7 +597,7 @@ void dispatch_into(host_executor const& exec, C& comm, dispatch_handle& h, exper
                    matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
                    matrix_view<float const> weights, dispatch_outputs<T> out) {
   detail::dispatch_forward_impl(exec, comm, h, placement, x, scales, ids, weights, out.x, out.scales, out.ids,
-                                out.weights, ep_mode::blocking)
+                                out.weights)
       .wait();
 }
 
@@ -646,7 +634,7 @@ pending_dispatch<typename C::request, T> dispatch_impl(host_executor const& exec
                                                        expert_placement const& placement, matrix_view<S> x,
                                                        matrix_view<float const> scales,
                                                        matrix_view<std::int32_t const> ids,
-                                                       matrix_view<float const> weights, ep_mode mode) {
+                                                       matrix_view<float const> weights) {
   std::string local;  // argument errors travel with the count exchange, so every rank throws
   try {
     check_matrix(x, dispatch_where, "x");
@@ -665,7 +653,7 @@ pending_dispatch<typename C::request, T> dispatch_impl(host_executor const& exec
   res->ids = host_matrix<std::int32_t>(N, k);
   if (scales.cols > 0) res->scales = host_matrix<float>(N, scales.cols);
   auto p = dispatch_forward_impl(exec, comm, res->handle, placement, x, scales, ids, weights, res->x.view(),
-                                 res->scales.view(), res->ids.view(), res->weights.view(), mode);
+                                 res->scales.view(), res->ids.view(), res->weights.view());
   return {std::move(res), std::move(p)};
 }
 }  // namespace detail
@@ -677,7 +665,7 @@ pending_dispatch<typename C::request, T> dispatch_start(host_executor const& exe
                                                         expert_placement const& placement, matrix_view<S> x,
                                                         matrix_view<std::int32_t const> ids,
                                                         matrix_view<float const> weights) {
-  return detail::dispatch_impl<C, S, T>(exec, comm, placement, x, {}, ids, weights, ep_mode::start);
+  return detail::dispatch_impl<C, S, T>(exec, comm, placement, x, {}, ids, weights);
 }
 
 /// Dispatch FP8 rows with their per-row (1 x 128) scales; the scales travel with the routing words.
@@ -688,7 +676,7 @@ pending_dispatch<typename C::request, F> dispatch_start(host_executor const& exe
                                                         matrix_view<std::int32_t const> ids,
                                                         matrix_view<float const> weights) {
   return detail::dispatch_impl<C, F const, F>(exec, comm, placement, detail::checked_fp8(x).data,
-                                              detail::checked_fp8(x).scales, ids, weights, ep_mode::start);
+                                              detail::checked_fp8(x).scales, ids, weights);
 }
 
 template <comm::host_communicator C, class S>
@@ -696,8 +684,7 @@ dispatch_result<std::remove_const_t<S>> dispatch(host_executor const& exec, C& c
                                                  expert_placement const& placement, matrix_view<S> x,
                                                  matrix_view<std::int32_t const> ids,
                                                  matrix_view<float const> weights) {
-  return detail::dispatch_impl<C, S, std::remove_const_t<S>>(exec, comm, placement, x, {}, ids, weights,
-                                                             ep_mode::blocking)
+  return detail::dispatch_impl<C, S, std::remove_const_t<S>>(exec, comm, placement, x, {}, ids, weights)
       .wait();
 }
 template <comm::host_communicator C, class FS>
@@ -708,7 +695,7 @@ dispatch_result<std::remove_const_t<FS>> dispatch(host_executor const& exec, C& 
                                                   matrix_view<float const> weights) {
   using F = std::remove_const_t<FS>;
   return detail::dispatch_impl<C, F const, F>(exec, comm, placement, detail::checked_fp8(x).data,
-                                              detail::checked_fp8(x).scales, ids, weights, ep_mode::blocking)
+                                              detail::checked_fp8(x).scales, ids, weights)
       .wait();
 }
 
@@ -732,7 +719,7 @@ inline permute_plan table_plan(std::int64_t T, std::int64_t width, std::int64_t 
 
 template <class C, class Y, class Out>
 ep_pending<typename C::request> combine_impl(host_executor const& exec, C& comm, dispatch_handle const& h,
-                                             matrix_view<Y> partial, matrix_view<Out> out, ep_mode mode) {
+                                             matrix_view<Y> partial, matrix_view<Out> out) {
   using YT = std::remove_const_t<Y>;
   check_matrix(partial, combine_where, "partial");
   require(partial.rows == h.num_recv(), combine_where, "partial",
@@ -756,7 +743,7 @@ ep_pending<typename C::request> combine_impl(host_executor const& exec, C& comm,
     combine(exec, table_plan(h.tokens, h.ranks, S_, h.token_rank_row.data()),
             make_matrix(static_cast<YT const*>(rows), S_, Cn), matrix_view<float const>{}, out);
   });
-  transfer(comm, p, mode, src, h.recv_tokens, rows, h.send_tokens, Cn);
+  transfer(comm, p, src, h.recv_tokens, rows, h.send_tokens, Cn);
   return p;
 }
 
@@ -764,7 +751,7 @@ template <class C, class Y, class Out>
 ep_pending<typename C::request> combine_slots_impl(host_executor const& exec, C& comm,
                                                    dispatch_handle const& h, permute_plan const& local_plan,
                                                    matrix_view<Y> y, matrix_view<float const> weights,
-                                                   matrix_view<Out> out, ep_mode mode) {
+                                                   matrix_view<Out> out) {
   using YT = std::remove_const_t<Y>;
   constexpr char const* where = "fp8moe::moe::combine_slots";
   check_matrix(y, where, "y");
@@ -813,7 +800,7 @@ ep_pending<typename C::request> combine_slots_impl(host_executor const& exec, C&
     combine(exec, table_plan(h.tokens, h.k, Rl, h.slot_row.data()),
             make_matrix(static_cast<YT const*>(rows), Rl, Cn), weights, out);
   });
-  transfer(comm, p, mode, static_cast<YT const*>(send), h.recv_slots, rows, h.send_slots, Cn);
+  transfer(comm, p, static_cast<YT const*>(send), h.recv_slots, rows, h.send_slots, Cn);
   return p;
 }
 }  // namespace detail
@@ -825,13 +812,13 @@ template <comm::host_communicator C, class Y, class Out>
 requires comm::transferable<std::remove_const_t<Y>> ep_pending<typename C::request> combine_start(
     host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<Y> partial,
     matrix_view<Out> out) {
-  return detail::combine_impl(exec, comm, h, partial, out, ep_mode::start);
+  return detail::combine_impl(exec, comm, h, partial, out);
 }
 template <comm::host_communicator C, class Y, class Out>
 requires comm::transferable<std::remove_const_t<Y>>
 void combine(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<Y> partial,
              matrix_view<Out> out) {
-  detail::combine_impl(exec, comm, h, partial, out, ep_mode::blocking).wait();
+  detail::combine_impl(exec, comm, h, partial, out).wait();
 }
 
 /// Slot-exact combine: each (received row, local slot) output y(local_plan.slot_row[i,j]) (M,C)
@@ -842,14 +829,14 @@ template <comm::host_communicator C, class Y, class Out>
 requires comm::transferable<std::remove_const_t<Y>> ep_pending<typename C::request> combine_slots_start(
     host_executor const& exec, C& comm, dispatch_handle const& h, permute_plan const& local_plan,
     matrix_view<Y> y, matrix_view<float const> weights, matrix_view<Out> out) {
-  return detail::combine_slots_impl(exec, comm, h, local_plan, y, weights, out, ep_mode::start);
+  return detail::combine_slots_impl(exec, comm, h, local_plan, y, weights, out);
 }
 template <comm::host_communicator C, class Y, class Out>
 requires comm::transferable<std::remove_const_t<Y>>
 void combine_slots(host_executor const& exec, C& comm, dispatch_handle const& h,
                    permute_plan const& local_plan, matrix_view<Y> y, matrix_view<float const> weights,
                    matrix_view<Out> out) {
-  detail::combine_slots_impl(exec, comm, h, local_plan, y, weights, out, ep_mode::blocking).wait();
+  detail::combine_slots_impl(exec, comm, h, local_plan, y, weights, out).wait();
 }
 
 // ------------------------------------------------------------------------------------------------
