@@ -28,17 +28,28 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--schedule") name = next();
-    else if (a == "--pp") cfg.ranks = std::stoi(next());
-    else if (a == "--mb") cfg.microbatches = std::stoi(next());
-    else if (a == "--f") c.f = std::stod(next());
-    else if (a == "--b") c.b = std::stod(next());
-    else if (a == "--w") c.w = std::stod(next());
-    else if (a == "--fb") c.fb = std::stod(next());
-    else if (a == "--comm") c.comm = std::stod(next());
-    else if (a == "--svg") svg = next();
-    else if (a == "--json") json = next();
-    else if (a == "--compute-only") with_comm = false;
+    if (a == "--schedule")
+      name = next();
+    else if (a == "--pp")
+      cfg.ranks = std::stoi(next());
+    else if (a == "--mb")
+      cfg.microbatches = std::stoi(next());
+    else if (a == "--f")
+      c.f = std::stod(next());
+    else if (a == "--b")
+      c.b = std::stod(next());
+    else if (a == "--w")
+      c.w = std::stod(next());
+    else if (a == "--fb")
+      c.fb = std::stod(next());
+    else if (a == "--comm")
+      c.comm = std::stod(next());
+    else if (a == "--svg")
+      svg = next();
+    else if (a == "--json")
+      json = next();
+    else if (a == "--compute-only")
+      with_comm = false;
     else {
       std::fprintf(stderr,
                    "usage: %s [--schedule gpipe|1f1b|zb-h1|zb-h2|dualpipe|dualpipev] [--pp N] [--mb M]\n"
@@ -60,7 +71,8 @@ int main(int argc, char** argv) {
     } else {
       std::ofstream(json) << text;
     }
-    std::fprintf(stderr, "%s PP=%d M=%d: makespan %.4g, bubble %.4g (per-rank span %.4g), peak activations %d, "
+    std::fprintf(stderr,
+                 "%s PP=%d M=%d: makespan %.4g, bubble %.4g (per-rank span %.4g), peak activations %d, "
                  "parameter copies %d -> %s\n",
                  s.name.c_str(), s.ranks, s.microbatches, t.makespan, t.bubble, t.span_bubble,
                  t.max_peak_activations, t.parameter_copies, svg.c_str());

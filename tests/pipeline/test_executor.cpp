@@ -118,9 +118,9 @@ TEST_CASE("executor (threads as ranks): every schedule matches the one-process r
     char const* name;
     int ranks, microbatches;
   };
-  for (auto c : {run_case{"gpipe", 4, 6}, run_case{"1f1b", 4, 8}, run_case{"zb-h1", 4, 8}, run_case{"zb-h2", 3, 7},
-                 run_case{"dualpipe", 4, 8}, run_case{"dualpipe", 2, 6}, run_case{"dualpipev", 2, 5},
-                 run_case{"dualpipev", 1, 4}, run_case{"dualpipev", 3, 6}}) {
+  for (auto c : {run_case{"gpipe", 4, 6}, run_case{"1f1b", 4, 8}, run_case{"zb-h1", 4, 8},
+                 run_case{"zb-h2", 3, 7}, run_case{"dualpipe", 4, 8}, run_case{"dualpipe", 2, 6},
+                 run_case{"dualpipev", 2, 5}, run_case{"dualpipev", 1, 4}, run_case{"dualpipev", 3, 6}}) {
     CAPTURE(c.name);
     CAPTURE(c.ranks);
     auto const s = fp::make_schedule(c.name, {.ranks = c.ranks, .microbatches = c.microbatches});
@@ -161,7 +161,8 @@ TEST_CASE("executor: no deadlock on any valid generated schedule (grid, threads 
           continue;  // parameters the generator rejects (e.g. DualPipe with odd PP)
         }
         auto p = toy::problem::make(s.stages, m, 1, 4);
-        auto const got = run_threads<toy::stage_model>(s, p, fp::executor_options{.progress_thread = (m % 2 == 0)});
+        auto const got =
+            run_threads<toy::stage_model>(s, p, fp::executor_options{.progress_thread = (m % 2 == 0)});
         for (float l : got.losses) CHECK(std::isfinite(l));
         ++runs;
       }

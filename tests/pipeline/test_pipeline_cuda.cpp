@@ -2,7 +2,8 @@
 // Copyright (c) 2026 The fp8moe authors.
 // CUDA executor (pipeline/cuda/executor.hpp). Host build: the schedules it runs pass the stream-group
 // deadlock check it requires. nvcc build (gpu label): the toy MLP as device kernels, DualPipeV on one
-// rank and 1F1B / ZB-H1 on two ranks (threads, device-to-device copies as transfers), against the host reference.
+// rank and 1F1B / ZB-H1 on two ranks (threads, device-to-device copies as transfers), against the host
+// reference.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -15,9 +16,10 @@ namespace fp = fp8moe::pipeline;
 
 TEST_CASE("CUDA executor schedules pass the stream-ordered transfer-group deadlock check") {
   // What cuda_execute checks (and re-lowers with lowering::rendezvous when needed); host-only here.
-  for (auto s : {fp::dualpipe_v({.ranks = 1, .microbatches = 4}), fp::one_f_one_b({.ranks = 2, .microbatches = 4}),
-                 fp::zb_h1({.ranks = 2, .microbatches = 4}), fp::dualpipe({.ranks = 2, .microbatches = 4}),
-                 fp::dualpipe({.ranks = 4, .microbatches = 8}), fp::zb_h2({.ranks = 4, .microbatches = 8})}) {
+  for (auto s :
+       {fp::dualpipe_v({.ranks = 1, .microbatches = 4}), fp::one_f_one_b({.ranks = 2, .microbatches = 4}),
+        fp::zb_h1({.ranks = 2, .microbatches = 4}), fp::dualpipe({.ranks = 2, .microbatches = 4}),
+        fp::dualpipe({.ranks = 4, .microbatches = 8}), fp::zb_h2({.ranks = 4, .microbatches = 8})}) {
     CAPTURE(s.name);
     auto const rep = fp::check(s, fp::transfer_model::stream_groups);
     CHECK_MESSAGE(rep.ok, rep.error);
@@ -135,16 +137,19 @@ class device_toy {
                               static_cast<float>(p_->loss_scale()));
       FP8MOE_CUDA_CHECK_LAUNCH();
     } else {
-      FP8MOE_CUDA_CHECK(cudaMemcpyAsync(out.data(), y_[key], n_ * sizeof(float), cudaMemcpyDeviceToDevice, st));
+      FP8MOE_CUDA_CHECK(
+          cudaMemcpyAsync(out.data(), y_[key], n_ * sizeof(float), cudaMemcpyDeviceToDevice, st));
     }
   }
-  void backward_input(fp::task const& t, std::span<std::byte const> gout, std::span<std::byte> gin, cudaStream_t st) {
+  void backward_input(fp::task const& t, std::span<std::byte const> gout, std::span<std::byte> gin,
+                      cudaStream_t st) {
     std::pair<int, int> const key{t.chunk, t.microbatch};
     float const* g = t.last ? gl_[key] : reinterpret_cast<float const*>(gout.data());
     k_gz<<<1, 128, 0, st>>>(y_[key], g, gz_[key], n_);
     FP8MOE_CUDA_CHECK_LAUNCH();
     if (!t.first) {
-      k_gx<<<1, 128, 0, st>>>(gz_[key], w_[t.chunk], reinterpret_cast<float*>(gin.data()), p_->rows, p_->hidden);
+      k_gx<<<1, 128, 0, st>>>(gz_[key], w_[t.chunk], reinterpret_cast<float*>(gin.data()), p_->rows,
+                              p_->hidden);
       FP8MOE_CUDA_CHECK_LAUNCH();
     }
   }

@@ -78,17 +78,20 @@ TEST_CASE("golden: DualPipe PP=8, M=20 equals the README figure trace (ranks 0, 
       "[F1.9+B0.5] B1.9 I0.6 W0.6 I0.7 W0.7 I0.8 W0.8 I0.9 W0.9";
   std::string const r3 =
       "F0.0 F1.0 F0.1 F1.1 F0.2 F1.2 F0.3 F1.3 F0.4 B1.0 [F1.4+B0.0] [F0.5+B1.1] [F1.5+B0.1] [F0.6+B1.2] "
-      "[F1.6+B0.2] [F0.7+B1.3] [F1.7+B0.3] [F0.8+B1.4] [F1.8+B0.4] [F0.9+B1.5] [F1.9+B0.5] B1.6 B0.6 B1.7 B0.7 "
+      "[F1.6+B0.2] [F0.7+B1.3] [F1.7+B0.3] [F0.8+B1.4] [F1.8+B0.4] [F0.9+B1.5] [F1.9+B0.5] B1.6 B0.6 B1.7 "
+      "B0.7 "
       "I1.8 I0.8 I1.9 I0.9 W1.8 W0.8 W1.9 W0.9";
   std::string const r4 =
       "F1.0 F0.0 F1.1 F0.1 F1.2 F0.2 F1.3 F0.3 F1.4 B0.0 [F0.4+B1.0] [F1.5+B0.1] [F0.5+B1.1] [F1.6+B0.2] "
-      "[F0.6+B1.2] [F1.7+B0.3] [F0.7+B1.3] [F1.8+B0.4] [F0.8+B1.4] [F1.9+B0.5] [F0.9+B1.5] B0.6 B1.6 B0.7 B1.7 "
+      "[F0.6+B1.2] [F1.7+B0.3] [F0.7+B1.3] [F1.8+B0.4] [F0.8+B1.4] [F1.9+B0.5] [F0.9+B1.5] B0.6 B1.6 B0.7 "
+      "B1.7 "
       "I0.8 I1.8 I0.9 I1.9 W0.8 W1.8 W0.9 W1.9";
   std::string const r7 =
       "F1.0 F1.1 F1.2 F1.3 F1.4 F1.5 F1.6 F0.0 I0.0 W0.0 F0.1 I0.1 W0.1 F0.2 I0.2 W0.2 F0.3 [F1.7+B0.3] "
       "[F0.4+B1.0] [F1.8+B0.4] [F0.5+B1.1] [F1.9+B0.5] [F0.6+B1.2] B0.6 [F0.7+B1.3] B0.7 [F0.8+B1.4] B0.8 "
       "[F0.9+B1.5] B0.9 I1.6 W1.6 I1.7 W1.7 I1.8 W1.8 I1.9 W1.9";
-  auto const got = lines(fp::to_table(fp::dualpipe({.ranks = 8, .microbatches = 20, .communication = false})));
+  auto const got =
+      lines(fp::to_table(fp::dualpipe({.ranks = 8, .microbatches = 20, .communication = false})));
   REQUIRE(got.size() == 8);
   CHECK(got[0] == from_reference(r0, 0, 8));
   CHECK(got[3] == from_reference(r3, 3, 8));
@@ -99,18 +102,28 @@ TEST_CASE("golden: DualPipe PP=8, M=20 equals the README figure trace (ranks 0, 
 TEST_CASE("golden: DualPipeV 4 ranks, 10 micro-batches equals PyTorch's dualpipev_4rank_10mb.csv") {
   // pytorch test/distributed/pipelining/artifacts/dualpipev_4rank_10mb.csv (stage ids: rank r holds r, 7-r).
   std::vector<std::string> const csv = {
-      "0F0,0F1,0F2,0F3,0F4,0F5,0F6,7F0,7I0,7W0,7F1,7I1,7W1,7F2,7I2,7W2,7F3,(0F7;7B3)OVERLAP_F_B,(7F4;0B0)OVERLAP_F_B,"
-      "(0F8;7B4)OVERLAP_F_B,(7F5;0B1)OVERLAP_F_B,(0F9;7B5)OVERLAP_F_B,(7F6;0B2)OVERLAP_F_B,7B6,(7F7;0B3)OVERLAP_F_B,"
+      "0F0,0F1,0F2,0F3,0F4,0F5,0F6,7F0,7I0,7W0,7F1,7I1,7W1,7F2,7I2,7W2,7F3,(0F7;7B3)OVERLAP_F_B,(7F4;0B0)"
+      "OVERLAP_F_B,"
+      "(0F8;7B4)OVERLAP_F_B,(7F5;0B1)OVERLAP_F_B,(0F9;7B5)OVERLAP_F_B,(7F6;0B2)OVERLAP_F_B,7B6,(7F7;0B3)"
+      "OVERLAP_F_B,"
       "7B7,(7F8;0B4)OVERLAP_F_B,7B8,(7F9;0B5)OVERLAP_F_B,7B9,0I6,0W6,0I7,0W7,0I8,0W8,0I9,0W9",
       "1F0,1F1,1F2,1F3,1F4,6F0,1F5,6F1,6I0,6W0,6F2,6I1,6W1,6F3,(1F6;6B2)OVERLAP_F_B,(6F4;1B0)OVERLAP_F_B,"
-      "(1F7;6B3)OVERLAP_F_B,(6F5;1B1)OVERLAP_F_B,(1F8;6B4)OVERLAP_F_B,(6F6;1B2)OVERLAP_F_B,(1F9;6B5)OVERLAP_F_B,"
-      "(6F7;1B3)OVERLAP_F_B,6B6,(6F8;1B4)OVERLAP_F_B,6B7,(6F9;1B5)OVERLAP_F_B,6B8,1B6,6I9,1I7,6W9,1I8,1W7,1I9,1W8,1W9",
-      "2F0,2F1,2F2,5F0,2F3,5F1,2F4,5F2,5I0,5W0,5F3,(2F5;5B1)OVERLAP_F_B,(5F4;2B0)OVERLAP_F_B,(2F6;5B2)OVERLAP_F_B,"
-      "(5F5;2B1)OVERLAP_F_B,(2F7;5B3)OVERLAP_F_B,(5F6;2B2)OVERLAP_F_B,(2F8;5B4)OVERLAP_F_B,(5F7;2B3)OVERLAP_F_B,"
-      "(2F9;5B5)OVERLAP_F_B,(5F8;2B4)OVERLAP_F_B,5B6,(5F9;2B5)OVERLAP_F_B,5B7,2B6,5B8,2I7,5I9,2I8,2W7,2I9,5W9,2W8,2W9",
-      "3F0,4F0,3F1,4F1,3F2,4F2,3F3,4F3,3F4,4B0,(4F4;3B0)OVERLAP_F_B,(3F5;4B1)OVERLAP_F_B,(4F5;3B1)OVERLAP_F_B,"
-      "(3F6;4B2)OVERLAP_F_B,(4F6;3B2)OVERLAP_F_B,(3F7;4B3)OVERLAP_F_B,(4F7;3B3)OVERLAP_F_B,(3F8;4B4)OVERLAP_F_B,"
-      "(4F8;3B4)OVERLAP_F_B,(3F9;4B5)OVERLAP_F_B,(4F9;3B5)OVERLAP_F_B,4B6,3B6,4B7,3B7,4I8,3I8,4I9,3I9,4W8,3W8,4W9,3W9"};
+      "(1F7;6B3)OVERLAP_F_B,(6F5;1B1)OVERLAP_F_B,(1F8;6B4)OVERLAP_F_B,(6F6;1B2)OVERLAP_F_B,(1F9;6B5)OVERLAP_"
+      "F_B,"
+      "(6F7;1B3)OVERLAP_F_B,6B6,(6F8;1B4)OVERLAP_F_B,6B7,(6F9;1B5)OVERLAP_F_B,6B8,1B6,6I9,1I7,6W9,1I8,1W7,"
+      "1I9,1W8,1W9",
+      "2F0,2F1,2F2,5F0,2F3,5F1,2F4,5F2,5I0,5W0,5F3,(2F5;5B1)OVERLAP_F_B,(5F4;2B0)OVERLAP_F_B,(2F6;5B2)"
+      "OVERLAP_F_B,"
+      "(5F5;2B1)OVERLAP_F_B,(2F7;5B3)OVERLAP_F_B,(5F6;2B2)OVERLAP_F_B,(2F8;5B4)OVERLAP_F_B,(5F7;2B3)OVERLAP_"
+      "F_B,"
+      "(2F9;5B5)OVERLAP_F_B,(5F8;2B4)OVERLAP_F_B,5B6,(5F9;2B5)OVERLAP_F_B,5B7,2B6,5B8,2I7,5I9,2I8,2W7,2I9,"
+      "5W9,2W8,2W9",
+      "3F0,4F0,3F1,4F1,3F2,4F2,3F3,4F3,3F4,4B0,(4F4;3B0)OVERLAP_F_B,(3F5;4B1)OVERLAP_F_B,(4F5;3B1)OVERLAP_F_"
+      "B,"
+      "(3F6;4B2)OVERLAP_F_B,(4F6;3B2)OVERLAP_F_B,(3F7;4B3)OVERLAP_F_B,(4F7;3B3)OVERLAP_F_B,(3F8;4B4)OVERLAP_"
+      "F_B,"
+      "(4F8;3B4)OVERLAP_F_B,(3F9;4B5)OVERLAP_F_B,(4F9;3B5)OVERLAP_F_B,4B6,3B6,4B7,3B7,4I8,3I8,4I9,3I9,4W8,"
+      "3W8,4W9,3W9"};
   auto const s = fp::dualpipe_v({.ranks = 4, .microbatches = 10});
   auto const got = lines(fp::to_table(s));
   REQUIRE(got.size() == 4);
@@ -163,9 +176,12 @@ TEST_CASE("DualPipe (below 2·PP) and DualPipeV (below 2·ranks) reject with the
     return "no error";
   };
   CHECK(msg([] { fp::dualpipe({.ranks = 3, .microbatches = 12}); }).find("PP even") != std::string::npos);
-  CHECK(msg([] { fp::dualpipe({.ranks = 4, .microbatches = 9}); }).find("an even number") != std::string::npos);
-  CHECK(msg([] { fp::dualpipe({.ranks = 4, .microbatches = 6}); }).find(">= 2*ranks = 8") != std::string::npos);
-  CHECK(msg([] { fp::dualpipe_v({.ranks = 4, .microbatches = 7}); }).find(">= 2*ranks = 8") != std::string::npos);
+  CHECK(msg([] { fp::dualpipe({.ranks = 4, .microbatches = 9}); }).find("an even number") !=
+        std::string::npos);
+  CHECK(msg([] { fp::dualpipe({.ranks = 4, .microbatches = 6}); }).find(">= 2*ranks = 8") !=
+        std::string::npos);
+  CHECK(msg([] { fp::dualpipe_v({.ranks = 4, .microbatches = 7}); }).find(">= 2*ranks = 8") !=
+        std::string::npos);
   CHECK(msg([] { fp::one_f_one_b({.ranks = 0, .microbatches = 4}); }).find("'ranks'") != std::string::npos);
   CHECK(msg([] { fp::gpipe({.ranks = 2, .microbatches = 0}); }).find("'microbatches'") != std::string::npos);
   CHECK(msg([] { fp::zb_h1({.ranks = -1, .microbatches = 4}); }).find("'ranks'") != std::string::npos);
@@ -298,7 +314,8 @@ TEST_CASE("lowerings: all keep pair order and pass the async model; rendezvous a
             auto const g = fp::check(s, fp::transfer_model::stream_groups);
             CHECK_MESSAGE(g.ok, g.error);
           }
-          if (how == fp::lowering::delay_sends) delay_ok += fp::check(s, fp::transfer_model::stream_groups).ok;
+          if (how == fp::lowering::delay_sends)
+            delay_ok += fp::check(s, fp::transfer_model::stream_groups).ok;
         }
         ++runs;
       }
@@ -306,11 +323,14 @@ TEST_CASE("lowerings: all keep pair order and pass the async model; rendezvous a
   CHECK(delay_ok > runs * 3 / 4);  // the rest (DualPipe PP=8, DualPipeV >= 4 ranks) need rendezvous
   // Everything but DualPipe/DualPipeV is stream-group safe with the default lowering.
   for (auto name : {"gpipe", "1f1b", "zb-h1", "zb-h2"})
-    CHECK(fp::check(fp::make_schedule(name, {.ranks = 8, .microbatches = 20}), fp::transfer_model::stream_groups).ok);
+    CHECK(fp::check(fp::make_schedule(name, {.ranks = 8, .microbatches = 20}),
+                    fp::transfer_model::stream_groups)
+              .ok);
   CHECK(fp::check(fp::dualpipe({.ranks = 6, .microbatches = 12}), fp::transfer_model::stream_groups).ok);
 }
 
-TEST_CASE("stream-group model: a cross-ordered pair hangs with serialized groups but not with async transfers") {
+TEST_CASE(
+    "stream-group model: a cross-ordered pair hangs with serialized groups but not with async transfers") {
   // ZB-H2 on 2 ranks, PyTorch-style lowering (sends at once, receives hoisted): each rank's comm stream
   // reaches a transfer whose counterpart sits behind another transfer in the peer's stream, so both
   // serialized streams wait on each other; posted asynchronously they complete.
@@ -352,7 +372,8 @@ TEST_CASE("simulator: ZB-H1 bubble = (PP-1)(F+B-2W) (ZB1P), ZB-H2 per-rank = (PP
     }
 }
 
-TEST_CASE("simulator: DualPipe bubble = (PP/2-1)(F&B+B-3W) where exact, a bound where not; PP+1 activations") {
+TEST_CASE(
+    "simulator: DualPipe bubble = (PP/2-1)(F&B+B-3W) where exact, a bound where not; PP+1 activations") {
   // Exact regime: F = B - W and W <= F (dualpipe.md §1.11).
   for (int pp : {2, 4, 6, 8, 16})
     for (int m : {2 * pp, 2 * pp + 2, 6 * pp})
@@ -380,7 +401,8 @@ TEST_CASE("simulator: DualPipe bubble = (PP/2-1)(F&B+B-3W) where exact, a bound 
   auto const u = fp::simulate(fp::dualpipe({.ranks = 8, .microbatches = 20}), d);
   CHECK(u.bubble > fp::formula::dualpipe(8, d));
   // Idle does not grow with M.
-  auto const big = fp::simulate(fp::dualpipe({.ranks = 8, .microbatches = 64}), fp::costs{.f = 1, .b = 2, .w = 1, .fb = 3});
+  auto const big = fp::simulate(fp::dualpipe({.ranks = 8, .microbatches = 64}),
+                                fp::costs{.f = 1, .b = 2, .w = 1, .fb = 3});
   CHECK(big.bubble == doctest::Approx(6.0));
 }
 
@@ -397,7 +419,8 @@ TEST_CASE("simulator: communication latency delays cross-rank inputs only") {
   CHECK(t.bubble >= g.bubble - 1e-12);
   // DualPipeV on one rank has no transfers: latency changes nothing.
   auto const a = fp::simulate(fp::dualpipe_v({.ranks = 1, .microbatches = 4}), c);
-  auto const b = fp::simulate(fp::dualpipe_v({.ranks = 1, .microbatches = 4}), fp::costs{.f = 1, .b = 2, .w = 1});
+  auto const b =
+      fp::simulate(fp::dualpipe_v({.ranks = 1, .microbatches = 4}), fp::costs{.f = 1, .b = 2, .w = 1});
   CHECK(a.makespan == doctest::Approx(b.makespan));
   CHECK_THROWS_AS(fp::simulate(a.sched, fp::costs{.f = -1}), fp8moe::error);
   CHECK_THROWS_AS(fp::simulate(a.sched, fp::costs{.f = 1, .b = 1, .w = 2}), fp8moe::error);
@@ -421,7 +444,8 @@ TEST_CASE("printing: action strings, JSON and the table") {
 }
 
 TEST_CASE("SVG: well-formed document with one box per action half, written atomically") {
-  auto const t = fp::simulate(fp::dualpipe({.ranks = 4, .microbatches = 8}), {.f = 1, .b = 2, .w = 1, .fb = 3});
+  auto const t =
+      fp::simulate(fp::dualpipe({.ranks = 4, .microbatches = 8}), {.f = 1, .b = 2, .w = 1, .fb = 3});
   auto const svg = fp::to_svg(t);
   CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
   CHECK(svg.find("</svg>") != std::string::npos);

@@ -132,7 +132,9 @@ class stage_model {
   stage_model(problem const& p, fp8moe::pipeline::schedule const& s, int rank) : p_(&p) {
     for (int k : s.rank_chunks(rank)) grads_[k].assign(p.grad_size(), 0.0f);
   }
-  std::size_t activation_bytes(int) const { return static_cast<std::size_t>(p_->rows * p_->hidden) * sizeof(float); }
+  std::size_t activation_bytes(int) const {
+    return static_cast<std::size_t>(p_->rows * p_->hidden) * sizeof(float);
+  }
 
   void forward(fp8moe::pipeline::task const& t, std::span<std::byte const> in, std::span<std::byte> out) {
     int const n = p_->rows * p_->hidden;
@@ -162,7 +164,8 @@ class stage_model {
     }
     sv.gz.resize(n);
     std::vector<float> gx(n);
-    stage_backward_input<float>(*p_, t.stage, sv.y.data(), sv.g.data(), sv.gz.data(), t.first ? nullptr : gx.data());
+    stage_backward_input<float>(*p_, t.stage, sv.y.data(), sv.g.data(), sv.gz.data(),
+                                t.first ? nullptr : gx.data());
     if (!t.first) std::memcpy(grad_in.data(), gx.data(), n * sizeof(float));
     ++input_backwards;
   }
@@ -191,8 +194,9 @@ class stage_model {
 class overlapped_stage_model : public stage_model {
  public:
   using stage_model::stage_model;
-  void forward_backward(fp8moe::pipeline::task const& tf, std::span<std::byte const> fi, std::span<std::byte> fo,
-                        fp8moe::pipeline::task const& tb, std::span<std::byte const> bi, std::span<std::byte> bo) {
+  void forward_backward(fp8moe::pipeline::task const& tf, std::span<std::byte const> fi,
+                        std::span<std::byte> fo, fp8moe::pipeline::task const& tb,
+                        std::span<std::byte const> bi, std::span<std::byte> bo) {
     // Interleave as DualPipe's hook may: the backward's input-gradient first, then the forward.
     backward_input(tb, bi, bo);
     forward(tf, fi, fo);

@@ -28,7 +28,8 @@ class communicator_p2p {
     return comm_->isend_recv(std::span<comm::p2p_op const>(&op, 1));
   }
   request irecv(std::span<std::byte> data, int peer, int tag) {
-    comm::p2p_op const op{comm::p2p_op::kind::recv, data.data(), static_cast<std::int64_t>(data.size()), peer, tag};
+    comm::p2p_op const op{comm::p2p_op::kind::recv, data.data(), static_cast<std::int64_t>(data.size()), peer,
+                          tag};
     return comm_->isend_recv(std::span<comm::p2p_op const>(&op, 1));
   }
   void wait(request& r) { r.wait(); }

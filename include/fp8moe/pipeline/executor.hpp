@@ -71,15 +71,15 @@ concept stage_model = requires(M& m, task const& t, std::span<std::byte const> i
 
 /// Optional: a full backward in one call (otherwise backward_input then backward_weight).
 template <class M>
-concept stage_model_full_backward =
-    stage_model<M> && requires(M& m, task const& t, std::span<std::byte const> in, std::span<std::byte> out) {
-      m.backward(t, in, out);
-    };
+concept stage_model_full_backward = stage_model<M> &&
+    requires(M& m, task const& t, std::span<std::byte const> in, std::span<std::byte> out) {
+  m.backward(t, in, out);
+};
 
 /// Optional: a fused overlapped forward/backward pair (DualPipe's overlapped_forward_backward).
 template <class M>
-concept stage_model_overlapped = stage_model<M> && requires(M& m, task const& t, std::span<std::byte const> in,
-                                                            std::span<std::byte> out) {
+concept stage_model_overlapped = stage_model<M> &&
+    requires(M& m, task const& t, std::span<std::byte const> in, std::span<std::byte> out) {
   m.forward_backward(t, in, out, t, in, out);
 };
 
@@ -99,8 +99,9 @@ class weight_grad_fifo {
     require(!q_.empty(), where, "W", "a pending input-gradient backward", "empty FIFO");
     auto e = std::move(q_.front());
     q_.pop_front();
-    require(e.chunk == chunk && e.mb == mb, where, "W", fp8moe::detail::concat("chunk ", e.chunk, " mb ", e.mb),
-            fp8moe::detail::concat("chunk ", chunk, " mb ", mb));
+    if (e.chunk != chunk || e.mb != mb)
+      require(false, where, "W", fp8moe::detail::concat("chunk ", e.chunk, " mb ", e.mb),
+              fp8moe::detail::concat("chunk ", chunk, " mb ", mb));
     e.work();
   }
   std::size_t size() const { return q_.size(); }
@@ -209,7 +210,7 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
   };
   using key = std::tuple<int, int, int>;  // (1 = activation into chunk / 0 = gradient into chunk, chunk, mb)
   std::map<key, slot> inbox;
-  std::deque<slot> outbox_pending;                // sends in flight
+  std::deque<slot> outbox_pending;                 // sends in flight
   std::map<key, std::vector<std::byte>> produced;  // outputs waiting for their SEND action
   weight_grad_fifo fifo;
   execution_stats st;
@@ -241,8 +242,10 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
     int const other = forward ? s.prev_chunk(chunk) : s.next_chunk(chunk);
     if (other < 0) return {};
     auto it = inbox.find({forward, chunk, mb});
-    require(it != inbox.end(), where, "schedule",
-            fp8moe::detail::concat("a RECV or local hand-off before rank ", rank, " uses chunk ", chunk, " mb ", mb));
+    if (it == inbox.end())
+      require(false, where, "schedule",
+              fp8moe::detail::concat("a RECV or local hand-off before rank ", rank, " uses chunk ", chunk,
+                                     " mb ", mb));
     if (it->second.pending) {
       bool done = false;  // a request that test() completed is not waited on again
       if constexpr (p2p_testable<Comm>) done = comm.test(it->second.req);
@@ -317,7 +320,8 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
         slot sl;
         sl.data = std::move(it->second);
         produced.erase(it);
-        sl.req = comm.isend(std::span<std::byte const>(sl.data), a.peer, forward ? tag_activation : tag_gradient);
+        sl.req =
+            comm.isend(std::span<std::byte const>(sl.data), a.peer, forward ? tag_activation : tag_gradient);
         sl.pending = true;
         outbox_pending.push_back(std::move(sl));
         ++st.sends;
@@ -389,7 +393,8 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
   }
   for (auto& sl : outbox_pending)
     if (sl.pending) comm.wait(sl.req);
-  require(fifo.empty(), where, "schedule", "every I followed by its W", fp8moe::detail::concat(fifo.size(), " pending"));
+  require(fifo.empty(), where, "schedule", "every I followed by its W",
+          fp8moe::detail::concat(fifo.size(), " pending"));
   require(inbox.empty() && produced.empty(), where, "schedule", "every transfer consumed");
   return st;
 }

@@ -31,7 +31,9 @@ struct schedule_config {
 
 namespace detail {
 
-inline std::string str(int v) { return std::to_string(v); }
+inline std::string str(int v) {
+  return std::to_string(v);
+}
 
 inline void check_common(std::string_view where, schedule_config const& c) {
   require(c.ranks >= 1, where, "ranks", ">= 1", str(c.ranks));
@@ -247,8 +249,10 @@ inline void add_communication(schedule& s, lowering how = lowering::delay_sends)
   auto consumer = [&](int r, message const& m) {
     for (int x = 0; x < static_cast<int>(comp[r].size()); ++x) {
       auto const& a = comp[r][x];
-      if (m.forward && (a.kind == op::f || a.kind == op::fb) && a.chunk == m.to_chunk && a.mb == m.mb) return x;
-      if (!m.forward && (a.kind == op::b || a.kind == op::i) && a.chunk == m.to_chunk && a.mb == m.mb) return x;
+      if (m.forward && (a.kind == op::f || a.kind == op::fb) && a.chunk == m.to_chunk && a.mb == m.mb)
+        return x;
+      if (!m.forward && (a.kind == op::b || a.kind == op::i) && a.chunk == m.to_chunk && a.mb == m.mb)
+        return x;
       if (!m.forward && a.kind == op::fb && a.chunk2 == m.to_chunk && a.mb2 == m.mb) return x;
     }
     return -1;
@@ -324,8 +328,9 @@ inline void add_communication(schedule& s, lowering how = lowering::delay_sends)
       }
     }
     for (int r = 0; r < R; ++r)
-      require(pc[r] == comp[r].size(), where, "schedule", "a compute order without deadlock",
-              fp8moe::detail::concat("rank ", r, " cannot run ", to_string(comp[r][pc[r]])));
+      if (pc[r] != comp[r].size())
+        require(false, where, "schedule", "a compute order without deadlock",
+                fp8moe::detail::concat("rank ", r, " cannot run ", to_string(comp[r][pc[r]])));
     s.actions = std::move(out);
     return;
   }
@@ -335,14 +340,16 @@ inline void add_communication(schedule& s, lowering how = lowering::delay_sends)
       if (how == lowering::hoist_receives) {
         int limit = static_cast<int>(comp[dst].size());
         std::vector<int> pos(msgs.size());
-        for (int k = static_cast<int>(msgs.size()) - 1; k >= 0; --k) pos[k] = limit = std::min(limit, msgs[k].consumer);
+        for (int k = static_cast<int>(msgs.size()) - 1; k >= 0; --k)
+          pos[k] = limit = std::min(limit, msgs[k].consumer);
         for (std::size_t k = 0; k < msgs.size(); ++k) {
           recv_at[dst][pos[k]].push_back(recv_of(msgs[k].m));
           send_after[src][msgs[k].producer].push_back(send_of(msgs[k].m));
         }
       } else {
         // The receiver's consumption order (stable: production order breaks ties).
-        std::stable_sort(msgs.begin(), msgs.end(), [](auto const& a, auto const& b) { return a.consumer < b.consumer; });
+        std::stable_sort(msgs.begin(), msgs.end(),
+                         [](auto const& a, auto const& b) { return a.consumer < b.consumer; });
         int at = -1;
         for (auto const& p : msgs) {
           at = std::max(at, p.producer);
@@ -429,7 +436,8 @@ inline schedule dualpipe(schedule_config const& c) {
   int const pp = c.ranks, m = c.microbatches;
   require(pp % 2 == 0, where, "ranks", "an even number of pipeline ranks (PP even)", detail::str(pp));
   require(m % 2 == 0, where, "microbatches", "an even number (half per direction)", detail::str(m));
-  require(m >= 2 * pp, where, "microbatches", fp8moe::detail::concat(">= 2*ranks = ", 2 * pp), detail::str(m));
+  require(m >= 2 * pp, where, "microbatches", fp8moe::detail::concat(">= 2*ranks = ", 2 * pp),
+          detail::str(m));
   schedule s;
   s.name = "dualpipe";
   s.ranks = pp;
@@ -453,8 +461,8 @@ inline schedule dualpipe(schedule_config const& c) {
     int const dir0 = r, dir1 = pp + (pp - 1 - r);  // this rank's chunk of direction 0 / 1
     int const h = std::min(r, pp - 1 - r);
     bool const middle = r == pp / 2 - 1 || r == pp / 2;
-    detail::dualpipe_rank(s.actions[r], second_half ? dir1 : dir0, second_half ? dir0 : dir1, h, pp / 2, m / 2,
-                          middle);
+    detail::dualpipe_rank(s.actions[r], second_half ? dir1 : dir0, second_half ? dir0 : dir1, h, pp / 2,
+                          m / 2, middle);
   }
   return detail::finish(std::move(s), c.communication);
 }
@@ -466,8 +474,8 @@ inline schedule dualpipe_v(schedule_config const& c) {
   constexpr auto where = "fp8moe::pipeline::dualpipe_v";
   detail::check_common(where, c);
   int const n = c.ranks, m = c.microbatches;
-  require(m >= 2 * n, where, "microbatches", fp8moe::detail::concat(">= 2*ranks = ", 2 * n, " (the number of stages)"),
-          detail::str(m));
+  require(m >= 2 * n, where, "microbatches",
+          fp8moe::detail::concat(">= 2*ranks = ", 2 * n, " (the number of stages)"), detail::str(m));
   schedule s;
   s.name = "dualpipev";
   s.ranks = n;
@@ -493,8 +501,8 @@ inline schedule make_schedule(std::string_view name, schedule_config const& c) {
   if (name == "zb-h2" || name == "zb2p") return zb_h2(c);
   if (name == "dualpipe") return dualpipe(c);
   if (name == "dualpipev" || name == "dualpipe-v") return dualpipe_v(c);
-  require(false, "fp8moe::pipeline::make_schedule", "name", "gpipe, 1f1b, zb-h1, zb-h2, dualpipe or dualpipev",
-          std::string(name));
+  require(false, "fp8moe::pipeline::make_schedule", "name",
+          "gpipe, 1f1b, zb-h1, zb-h2, dualpipe or dualpipev", std::string(name));
   return {};
 }
 

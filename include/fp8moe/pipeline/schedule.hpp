@@ -24,22 +24,37 @@ enum class op : std::uint8_t { f, b, i, w, fb, send_f, recv_f, send_b, recv_b };
 
 constexpr std::string_view to_string(op o) noexcept {
   switch (o) {
-    case op::f: return "F";
-    case op::b: return "B";
-    case op::i: return "I";
-    case op::w: return "W";
-    case op::fb: return "FB";
-    case op::send_f: return "SEND_F";
-    case op::recv_f: return "RECV_F";
-    case op::send_b: return "SEND_B";
-    case op::recv_b: return "RECV_B";
+    case op::f:
+      return "F";
+    case op::b:
+      return "B";
+    case op::i:
+      return "I";
+    case op::w:
+      return "W";
+    case op::fb:
+      return "FB";
+    case op::send_f:
+      return "SEND_F";
+    case op::recv_f:
+      return "RECV_F";
+    case op::send_b:
+      return "SEND_B";
+    case op::recv_b:
+      return "RECV_B";
   }
   return "?";
 }
 
-constexpr bool is_compute(op o) noexcept { return o <= op::fb; }
-constexpr bool is_send(op o) noexcept { return o == op::send_f || o == op::send_b; }
-constexpr bool is_recv(op o) noexcept { return o == op::recv_f || o == op::recv_b; }
+constexpr bool is_compute(op o) noexcept {
+  return o <= op::fb;
+}
+constexpr bool is_send(op o) noexcept {
+  return o == op::send_f || o == op::send_b;
+}
+constexpr bool is_recv(op o) noexcept {
+  return o == op::recv_f || o == op::recv_b;
+}
 
 /// One step of one rank. For F/B/I/W and the transfers, (chunk, mb) name the work; for fb, (chunk, mb)
 /// is the forward half and (chunk2, mb2) the backward half (always a full backward). A send names the
@@ -77,10 +92,10 @@ struct chain {
 struct schedule {
   std::string name;
   int ranks = 0;
-  int microbatches = 0;              ///< total over all chains
-  int stages = 0;                    ///< distinct model stages
-  std::vector<int> chunk_rank;       ///< (chunks)
-  std::vector<int> chunk_stage;      ///< (chunks)
+  int microbatches = 0;          ///< total over all chains
+  int stages = 0;                ///< distinct model stages
+  std::vector<int> chunk_rank;   ///< (chunks)
+  std::vector<int> chunk_stage;  ///< (chunks)
   std::vector<chain> chains;
   std::vector<std::vector<action>> actions;  ///< (ranks) ordered lists
 
@@ -187,8 +202,8 @@ inline std::string to_json(schedule const& s) {
   for (std::size_t c = 0; c < s.chains.size(); ++c) {
     os << (c ? "," : "") << "{\"chunks\":";
     detail::json_ints(os, s.chains[c].chunks);
-    os << ",\"microbatches\":" << s.chains[c].microbatches << ",\"first_microbatch\":"
-       << s.chains[c].first_microbatch << '}';
+    os << ",\"microbatches\":" << s.chains[c].microbatches
+       << ",\"first_microbatch\":" << s.chains[c].first_microbatch << '}';
   }
   os << "],\"actions\":[";
   for (int r = 0; r < s.ranks; ++r) {

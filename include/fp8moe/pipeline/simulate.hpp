@@ -29,12 +29,18 @@ struct costs {
   constexpr double overlapped() const { return fb >= 0 ? fb : f + b; }
   constexpr double of(op o) const {
     switch (o) {
-      case op::f: return f;
-      case op::b: return b;
-      case op::i: return input_only();
-      case op::w: return w;
-      case op::fb: return overlapped();
-      default: return 0;
+      case op::f:
+        return f;
+      case op::b:
+        return b;
+      case op::i:
+        return input_only();
+      case op::w:
+        return w;
+      case op::fb:
+        return overlapped();
+      default:
+        return 0;
     }
   }
 };
@@ -50,14 +56,14 @@ struct timeline {
   costs cost;
   std::vector<std::vector<timed_action>> ranks;
   double makespan = 0;
-  std::vector<double> busy;              ///< (ranks) summed compute time
-  std::vector<double> idle;              ///< (ranks) makespan - busy
-  double bubble = 0;                     ///< max over ranks of idle
-  std::vector<double> span_idle;         ///< (ranks) idle between the rank's own first start and last end
-  double span_bubble = 0;                ///< max over ranks of span_idle (the "parallelogram" measure)
-  std::vector<int> peak_activations;     ///< (ranks) peak live chunk-activations (F allocates, B/I frees)
+  std::vector<double> busy;           ///< (ranks) summed compute time
+  std::vector<double> idle;           ///< (ranks) makespan - busy
+  double bubble = 0;                  ///< max over ranks of idle
+  std::vector<double> span_idle;      ///< (ranks) idle between the rank's own first start and last end
+  double span_bubble = 0;             ///< max over ranks of span_idle (the "parallelogram" measure)
+  std::vector<int> peak_activations;  ///< (ranks) peak live chunk-activations (F allocates, B/I frees)
   int max_peak_activations = 0;
-  int parameter_copies = 0;              ///< max chunks (stage copies) held by one rank
+  int parameter_copies = 0;  ///< max chunks (stage copies) held by one rank
 };
 
 /// Simulates `s` (validated first: an invalid or deadlocking schedule throws fp8moe::error).
@@ -128,7 +134,8 @@ inline timeline simulate(schedule const& s, costs const& c) {
     t.span_bubble = std::max(t.span_bubble, t.span_idle.back());
     int live = 0;
     for (auto const& a : s.actions[r]) {
-      if (a.kind == op::f || a.kind == op::fb) t.peak_activations[r] = std::max(t.peak_activations[r], ++live);
+      if (a.kind == op::f || a.kind == op::fb)
+        t.peak_activations[r] = std::max(t.peak_activations[r], ++live);
       if (a.kind == op::b || a.kind == op::i || a.kind == op::fb) --live;
     }
     t.max_peak_activations = std::max(t.max_peak_activations, t.peak_activations[r]);
@@ -140,11 +147,19 @@ inline timeline simulate(schedule const& s, costs const& c) {
 /// Published bubble formulas (DeepSeek-V3 Table 2; deepseek-ai/DualPipe README), in the `costs` units.
 /// They are exact only in the regimes docs/pipeline.md states; elsewhere they are bounds or estimates.
 namespace formula {
-constexpr double one_f_one_b(int pp, costs const& c) { return (pp - 1) * (c.f + c.b); }
-constexpr double zb1p(int pp, costs const& c) { return (pp - 1) * (c.f + c.b - 2 * c.w); }
-constexpr double zb2p(int pp, costs const& c) { return (pp - 1) * (c.f + c.b - 3 * c.w); }
+constexpr double one_f_one_b(int pp, costs const& c) {
+  return (pp - 1) * (c.f + c.b);
+}
+constexpr double zb1p(int pp, costs const& c) {
+  return (pp - 1) * (c.f + c.b - 2 * c.w);
+}
+constexpr double zb2p(int pp, costs const& c) {
+  return (pp - 1) * (c.f + c.b - 3 * c.w);
+}
 /// DualPipe with PP ranks (and DualPipeV with PP/2 ranks): (PP/2 - 1)(F&B + B - 3W).
-constexpr double dualpipe(int pp, costs const& c) { return (pp / 2 - 1) * (c.overlapped() + c.b - 3 * c.w); }
+constexpr double dualpipe(int pp, costs const& c) {
+  return (pp / 2 - 1) * (c.overlapped() + c.b - 3 * c.w);
+}
 }  // namespace formula
 
 }  // namespace fp8moe::pipeline

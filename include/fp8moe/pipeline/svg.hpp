@@ -21,20 +21,25 @@
 namespace fp8moe::pipeline {
 
 struct svg_options {
-  double unit_px = 0;      ///< pixels per time unit; 0 = fit the timeline into ~1400 px
-  int row_px = 30;         ///< height of one rank's row
+  double unit_px = 0;  ///< pixels per time unit; 0 = fit the timeline into ~1400 px
+  int row_px = 30;     ///< height of one rank's row
   bool show_numbers = true;
-  std::string title;       ///< default: "<name>  PP=<ranks>  M=<mb>  makespan .. bubble .."
+  std::string title;  ///< default: "<name>  PP=<ranks>  M=<mb>  makespan .. bubble .."
 };
 
 namespace detail {
 inline char const* svg_fill(op kind, bool second_chain) {
   switch (kind) {
-    case op::f: return second_chain ? "#e08a00" : "#ffc266";
-    case op::b: return second_chain ? "#1b5e20" : "#43a047";
-    case op::i: return second_chain ? "#558b2f" : "#aed581";
-    case op::w: return second_chain ? "#1565c0" : "#90caf9";
-    default: return "#cccccc";
+    case op::f:
+      return second_chain ? "#e08a00" : "#ffc266";
+    case op::b:
+      return second_chain ? "#1b5e20" : "#43a047";
+    case op::i:
+      return second_chain ? "#558b2f" : "#aed581";
+    case op::w:
+      return second_chain ? "#1565c0" : "#90caf9";
+    default:
+      return "#cccccc";
   }
 }
 inline std::string svg_num(double v) {
@@ -46,11 +51,16 @@ inline std::string svg_num(double v) {
 inline std::string svg_escape(std::string const& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
   }
   return out;
 }
@@ -69,14 +79,16 @@ inline std::string to_svg(timeline const& t, svg_options const& o = {}) {
   std::ostringstream os;
   os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << n(width) << "\" height=\"" << n(height)
      << "\" viewBox=\"0 0 " << n(width) << ' ' << n(height) << "\" font-family=\"sans-serif\">\n";
-  os << "<rect x=\"0\" y=\"0\" width=\"" << n(width) << "\" height=\"" << n(height) << "\" fill=\"white\"/>\n";
+  os << "<rect x=\"0\" y=\"0\" width=\"" << n(width) << "\" height=\"" << n(height)
+     << "\" fill=\"white\"/>\n";
   std::string title = o.title;
   if (title.empty())
-    title = fp8moe::detail::concat(s.name, "  PP=", s.ranks, "  M=", s.microbatches, "  makespan ", n(t.makespan),
-                                   "  bubble ", n(t.bubble), "  (F=", n(t.cost.f), " B=", n(t.cost.b),
-                                   " W=", n(t.cost.w), " F&B=", n(t.cost.overlapped()), ")");
-  os << "<text x=\"" << left << "\" y=\"20\" font-size=\"14\" font-weight=\"bold\">" << detail::svg_escape(title)
-     << "</text>\n";
+    title =
+        fp8moe::detail::concat(s.name, "  PP=", s.ranks, "  M=", s.microbatches, "  makespan ", n(t.makespan),
+                               "  bubble ", n(t.bubble), "  (F=", n(t.cost.f), " B=", n(t.cost.b),
+                               " W=", n(t.cost.w), " F&B=", n(t.cost.overlapped()), ")");
+  os << "<text x=\"" << left << "\" y=\"20\" font-size=\"14\" font-weight=\"bold\">"
+     << detail::svg_escape(title) << "</text>\n";
   // Time axis: a tick every `step` units.
   double step = 1;  // 1, 2, 5, 10, 20, 50, ...
   for (int k = 0; span / step > 40; ++k) step *= (k % 3 == 1) ? 2.5 : 2;
@@ -84,25 +96,27 @@ inline std::string to_svg(timeline const& t, svg_options const& o = {}) {
     double const px = left + x * unit;
     os << "<line x1=\"" << n(px) << "\" y1=\"" << top - 4 << "\" x2=\"" << n(px) << "\" y2=\""
        << top + s.ranks * row << "\" stroke=\"#e0e0e0\" stroke-width=\"1\"/>\n";
-    os << "<text x=\"" << n(px) << "\" y=\"" << top - 8 << "\" font-size=\"9\" text-anchor=\"middle\" fill=\"#666\">"
-       << n(x) << "</text>\n";
+    os << "<text x=\"" << n(px) << "\" y=\"" << top - 8
+       << "\" font-size=\"9\" text-anchor=\"middle\" fill=\"#666\">" << n(x) << "</text>\n";
   }
   for (int r = 0; r < s.ranks; ++r) {
     int const y = top + r * row;
-    os << "<text x=\"" << left - 8 << "\" y=\"" << y + row / 2 + 4 << "\" font-size=\"12\" text-anchor=\"end\">rank "
-       << r << "</text>\n";
+    os << "<text x=\"" << left - 8 << "\" y=\"" << y + row / 2 + 4
+       << "\" font-size=\"12\" text-anchor=\"end\">rank " << r << "</text>\n";
     for (auto const& ta : t.ranks[r]) {
       auto const& a = ta.a;
       double const x0 = left + ta.start * unit, w = (ta.end - ta.start) * unit;
       auto box = [&](op kind, int chunk, int mb, double yy, double hh) {
         bool const second = s.locate(chunk).first == 1;
         os << "<rect x=\"" << n(x0) << "\" y=\"" << n(yy) << "\" width=\"" << n(w) << "\" height=\"" << n(hh)
-           << "\" fill=\"" << detail::svg_fill(kind, second) << "\" stroke=\"#333\" stroke-width=\"0.6\"><title>"
-           << detail::svg_escape(to_string(a)) << " [" << n(ta.start) << ", " << n(ta.end) << ")</title></rect>\n";
+           << "\" fill=\"" << detail::svg_fill(kind, second)
+           << "\" stroke=\"#333\" stroke-width=\"0.6\"><title>" << detail::svg_escape(to_string(a)) << " ["
+           << n(ta.start) << ", " << n(ta.end) << ")</title></rect>\n";
         if (o.show_numbers && w >= 9) {
           double const fs = std::min(11.0, std::min(hh - 2, w * 0.6));
-          os << "<text x=\"" << n(x0 + w / 2) << "\" y=\"" << n(yy + hh / 2 + fs * 0.35) << "\" font-size=\"" << n(fs)
-             << "\" text-anchor=\"middle\" fill=\"" << (second ? "white" : "black") << "\">" << mb << "</text>\n";
+          os << "<text x=\"" << n(x0 + w / 2) << "\" y=\"" << n(yy + hh / 2 + fs * 0.35) << "\" font-size=\""
+             << n(fs) << "\" text-anchor=\"middle\" fill=\"" << (second ? "white" : "black") << "\">" << mb
+             << "</text>\n";
         }
       };
       if (a.kind == op::fb) {
@@ -117,13 +131,16 @@ inline std::string to_svg(timeline const& t, svg_options const& o = {}) {
     op kind;
     char const* label;
   };
-  item const items[] = {{op::f, "F forward"}, {op::b, "B full backward"}, {op::i, "I input-gradient backward"},
+  item const items[] = {{op::f, "F forward"},
+                        {op::b, "B full backward"},
+                        {op::i, "I input-gradient backward"},
                         {op::w, "W weight-gradient backward"}};
   double lx = left;
   for (auto const& it : items) {
     os << "<rect x=\"" << n(lx) << "\" y=\"" << legend_y - 10 << "\" width=\"14\" height=\"12\" fill=\""
        << detail::svg_fill(it.kind, false) << "\" stroke=\"#333\" stroke-width=\"0.6\"/>\n";
-    os << "<text x=\"" << n(lx + 18) << "\" y=\"" << legend_y << "\" font-size=\"11\">" << it.label << "</text>\n";
+    os << "<text x=\"" << n(lx + 18) << "\" y=\"" << legend_y << "\" font-size=\"11\">" << it.label
+       << "</text>\n";
     lx += 28 + 7.0 * std::string(it.label).size();
   }
   os << "<text x=\"" << n(lx) << "\" y=\"" << legend_y

@@ -112,9 +112,9 @@ class thread_communicator {
   }
   static void deliver(std::span<std::byte const> data, thread_world::pending_recv& r) {
     if (data.size() != r.buffer.size())
-      throw error(errc::communication, fp8moe::detail::concat("fp8moe::pipeline::thread_communicator: message of ",
-                                                              data.size(), " bytes for a receive of ",
-                                                              r.buffer.size(), " bytes"));
+      throw error(errc::communication,
+                  fp8moe::detail::concat("fp8moe::pipeline::thread_communicator: message of ", data.size(),
+                                         " bytes for a receive of ", r.buffer.size(), " bytes"));
     if (!data.empty()) std::memcpy(r.buffer.data(), data.data(), data.size());
     r.state->done = true;
   }

@@ -53,15 +53,22 @@ inline std::vector<dependency> dependencies(schedule const& s, work_index const&
     if (n >= 0) add(w.bwd_input, n, j, op::recv_b, c);
   };
   switch (a.kind) {
-    case op::f: fwd_deps(a.chunk, a.mb); break;
+    case op::f:
+      fwd_deps(a.chunk, a.mb);
+      break;
     case op::b:
-    case op::i: bwd_deps(a.chunk, a.mb); break;
-    case op::w: add(w.bwd_input, a.chunk, a.mb, op::f, a.chunk); break;
+    case op::i:
+      bwd_deps(a.chunk, a.mb);
+      break;
+    case op::w:
+      add(w.bwd_input, a.chunk, a.mb, op::f, a.chunk);
+      break;
     case op::fb:
       fwd_deps(a.chunk, a.mb);
       bwd_deps(a.chunk2, a.mb2);
       break;
-    default: break;
+    default:
+      break;
   }
   return d;
 }
@@ -86,11 +93,11 @@ inline void route_through_sends(schedule const& s, std::vector<dependency>& deps
 
 /// State of the stream-groups simulation (transfer_model::stream_groups), see check().
 struct group_state {
-  std::vector<std::vector<std::vector<int>>> groups;        // (rank, group) -> action indices
-  std::vector<std::vector<int>> group_of;                   // (rank, action) -> group or -1
-  std::vector<std::vector<std::pair<int, int>>> partner;    // (rank, action) -> (peer, peer's group)
-  std::vector<std::vector<char>> started, finished;         // (rank, group)
-  std::vector<int> gp, cpc;                                 // next group / next action per rank
+  std::vector<std::vector<std::vector<int>>> groups;      // (rank, group) -> action indices
+  std::vector<std::vector<int>> group_of;                 // (rank, action) -> group or -1
+  std::vector<std::vector<std::pair<int, int>>> partner;  // (rank, action) -> (peer, peer's group)
+  std::vector<std::vector<char>> started, finished;       // (rank, group)
+  std::vector<int> gp, cpc;                               // next group / next action per rank
   bool done(schedule const& s) const {
     for (std::size_t r = 0; r < gp.size(); ++r)
       if (gp[r] < static_cast<int>(groups[r].size()) || cpc[r] < static_cast<int>(s.actions[r].size()))
@@ -219,7 +226,8 @@ inline group_state simulate_groups(schedule const& s, work_index const& w,
 
 /// Work index and per-action dependencies (remote ones routed through their SENDs) of a schedule
 /// that is structurally valid.
-inline std::pair<work_index, std::vector<std::vector<std::vector<dependency>>>> index_schedule(schedule const& s) {
+inline std::pair<work_index, std::vector<std::vector<std::vector<dependency>>>> index_schedule(
+    schedule const& s) {
   work_index w;
   for (int r = 0; r < s.ranks; ++r)
     for (int x = 0; x < static_cast<int>(s.actions[r].size()); ++x) {
@@ -291,7 +299,8 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
   }
   for (int k = 0; k < C; ++k)
     if (seen[k] != 1) return fail("chunk ", k, " must be on exactly one chain");
-  if (total_mb != s.microbatches) return fail("chains hold ", total_mb, " micro-batches, schedule says ", s.microbatches);
+  if (total_mb != s.microbatches)
+    return fail("chains hold ", total_mb, " micro-batches, schedule says ", s.microbatches);
 
   bool const comm = detail::has_transfers(s);
   // Ranges, placement and the work index.
@@ -300,7 +309,8 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
   for (int r = 0; r < R; ++r)
     for (int x = 0; x < static_cast<int>(s.actions[r].size()); ++x) {
       auto const& a = s.actions[r][x];
-      if (!in_range(a.chunk, a.mb)) return fail("rank ", r, " action ", x, " (", to_string(a), "): chunk/mb out of range");
+      if (!in_range(a.chunk, a.mb))
+        return fail("rank ", r, " action ", x, " (", to_string(a), "): chunk/mb out of range");
       if (a.kind == op::fb && !in_range(a.chunk2, a.mb2))
         return fail("rank ", r, " action ", x, " (", to_string(a), "): backward chunk/mb out of range");
       if (!is_compute(a.kind)) {
@@ -319,17 +329,24 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
       };
       bool okp = true;
       switch (a.kind) {
-        case op::f: okp = put(w.fwd, a.chunk, a.mb, "forward"); break;
+        case op::f:
+          okp = put(w.fwd, a.chunk, a.mb, "forward");
+          break;
         case op::b:
           okp = put(w.bwd_input, a.chunk, a.mb, "backward") && put(w.bwd_weight, a.chunk, a.mb, "backward");
           break;
-        case op::i: okp = put(w.bwd_input, a.chunk, a.mb, "input-gradient backward"); break;
-        case op::w: okp = put(w.bwd_weight, a.chunk, a.mb, "weight-gradient backward"); break;
+        case op::i:
+          okp = put(w.bwd_input, a.chunk, a.mb, "input-gradient backward");
+          break;
+        case op::w:
+          okp = put(w.bwd_weight, a.chunk, a.mb, "weight-gradient backward");
+          break;
         case op::fb:
           okp = put(w.fwd, a.chunk, a.mb, "forward") && put(w.bwd_input, a.chunk2, a.mb2, "backward") &&
                 put(w.bwd_weight, a.chunk2, a.mb2, "backward");
           break;
-        default: break;
+        default:
+          break;
       }
       if (!okp) return rep;
     }
@@ -337,7 +354,8 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
     for (int j = 0; j < s.chain_microbatches(k); ++j) {
       if (!w.fwd.count({k, j})) return fail("missing forward of chunk ", k, " mb ", j);
       if (!w.bwd_input.count({k, j})) return fail("missing backward (B or I) of chunk ", k, " mb ", j);
-      if (!w.bwd_weight.count({k, j})) return fail("missing weight gradient (B or W) of chunk ", k, " mb ", j);
+      if (!w.bwd_weight.count({k, j}))
+        return fail("missing weight gradient (B or W) of chunk ", k, " mb ", j);
     }
 
   // Same-rank order and, across ranks, the transfers.
@@ -351,7 +369,8 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
       for (auto const& d : detail::dependencies(s, w, r, a)) {
         if (!d.remote) {
           if (d.index >= x)
-            return fail("rank ", r, " action ", x, " (", to_string(a), ") runs before its input (action ", d.index, ")");
+            return fail("rank ", r, " action ", x, " (", to_string(a), ") runs before its input (action ",
+                        d.index, ")");
           continue;
         }
         if (!comm) continue;
@@ -359,8 +378,8 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
         int const cc = d.chunk, mb = d.mb;
         auto it = recv_pos.find({forward, cc, mb});
         if (it == recv_pos.end())
-          return fail("rank ", r, " action ", x, " (", to_string(a), ") has no earlier RECV_", forward ? 'F' : 'B',
-                      " of its input from rank ", d.rank);
+          return fail("rank ", r, " action ", x, " (", to_string(a), ") has no earlier RECV_",
+                      forward ? 'F' : 'B', " of its input from rank ", d.rank);
         if (s.actions[r][it->second].peer != d.rank)
           return fail("rank ", r, " RECV for ", to_string(a), " names peer ", s.actions[r][it->second].peer,
                       ", the producer is on rank ", d.rank);
@@ -380,7 +399,8 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
         if (is_send(a.kind)) {
           bool const f = a.kind == op::send_f;
           if (!produced.count({f, a.chunk, a.mb}))
-            return fail("rank ", r, " action ", x, " (", to_string(a), ") sends before the compute producing it");
+            return fail("rank ", r, " action ", x, " (", to_string(a),
+                        ") sends before the compute producing it");
           int const to = f ? s.next_chunk(a.chunk) : s.prev_chunk(a.chunk);
           if (to < 0 || s.chunk_rank[to] != a.peer)
             return fail("rank ", r, " action ", x, " (", to_string(a), ") sends to rank ", a.peer,
@@ -397,10 +417,10 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
           return fail("rank ", i, " sends ", a.size(), " tensors to rank ", j, ", which receives ", b.size());
         for (std::size_t k = 0; k < a.size(); ++k)
           if (a[k] != b[k])
-            return fail("transfer ", k, " from rank ", i, " to rank ", j, ": sent ", std::get<0>(a[k]) ? "F" : "B",
-                        " chunk ", std::get<1>(a[k]), " mb ", std::get<2>(a[k]), ", received ",
-                        std::get<0>(b[k]) ? "F" : "B", " chunk ", std::get<1>(b[k]), " mb ", std::get<2>(b[k]),
-                        " (order differs)");
+            return fail("transfer ", k, " from rank ", i, " to rank ", j, ": sent ",
+                        std::get<0>(a[k]) ? "F" : "B", " chunk ", std::get<1>(a[k]), " mb ",
+                        std::get<2>(a[k]), ", received ", std::get<0>(b[k]) ? "F" : "B", " chunk ",
+                        std::get<1>(b[k]), " mb ", std::get<2>(b[k]), " (order differs)");
       }
   }
 
@@ -443,8 +463,8 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
     std::string stuck;
     for (int r = 0; r < R; ++r)
       if (gp[r] < static_cast<int>(groups[r].size()) || cpc[r] < static_cast<int>(s.actions[r].size()))
-        stuck += fp8moe::detail::concat(" rank ", r, " at group ", gp[r], " of ", groups[r].size(), ", action ",
-                                        cpc[r], ";");
+        stuck += fp8moe::detail::concat(" rank ", r, " at group ", gp[r], " of ", groups[r].size(),
+                                        ", action ", cpc[r], ";");
     if (!stuck.empty()) return fail("deadlock with stream-ordered transfer groups:", stuck);
   }
   return rep;

@@ -50,9 +50,10 @@ concept device_stage_model = requires(M& m, task const& t, std::span<std::byte c
 };
 
 template <class M>
-concept device_stage_model_overlapped =
-    device_stage_model<M> && requires(M& m, task const& t, std::span<std::byte const> in, std::span<std::byte> out,
-                                      cudaStream_t st) { m.forward_backward(t, in, out, t, in, out, st); };
+concept device_stage_model_overlapped = device_stage_model<M> &&
+    requires(M& m, task const& t, std::span<std::byte const> in, std::span<std::byte> out, cudaStream_t st) {
+  m.forward_backward(t, in, out, t, in, out, st);
+};
 
 struct cuda_streams {
   cudaStream_t compute = nullptr;
@@ -62,7 +63,9 @@ struct cuda_streams {
 namespace detail {
 
 inline constexpr std::size_t cuda_align = 256;
-inline std::size_t align_up(std::size_t n) { return (n + cuda_align - 1) / cuda_align * cuda_align; }
+inline std::size_t align_up(std::size_t n) {
+  return (n + cuda_align - 1) / cuda_align * cuda_align;
+}
 
 /// Workspace layout of one rank: a region per received tensor and per produced tensor that leaves a
 /// compute (sent or handed to a local chunk). Keys (1 = activation / 0 = gradient, chunk, mb) as in
@@ -86,16 +89,25 @@ cuda_plan make_cuda_plan(schedule const& s, int rank, Model const& model) {
       place(p.out_offset, {forward, c, j}, model.activation_bytes(forward ? c : other));
     };
     switch (a.kind) {
-      case op::recv_f: place(p.in_offset, {1, a.chunk, a.mb}, model.activation_bytes(s.prev_chunk(a.chunk))); break;
-      case op::recv_b: place(p.in_offset, {0, a.chunk, a.mb}, model.activation_bytes(a.chunk)); break;
-      case op::f: outputs(true, a.chunk, a.mb); break;
+      case op::recv_f:
+        place(p.in_offset, {1, a.chunk, a.mb}, model.activation_bytes(s.prev_chunk(a.chunk)));
+        break;
+      case op::recv_b:
+        place(p.in_offset, {0, a.chunk, a.mb}, model.activation_bytes(a.chunk));
+        break;
+      case op::f:
+        outputs(true, a.chunk, a.mb);
+        break;
       case op::b:
-      case op::i: outputs(false, a.chunk, a.mb); break;
+      case op::i:
+        outputs(false, a.chunk, a.mb);
+        break;
       case op::fb:
         outputs(true, a.chunk, a.mb);
         outputs(false, a.chunk2, a.mb2);
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return p;
@@ -139,8 +151,8 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
   require(streams.compute != streams.comm, where, "streams", "distinct compute and communication streams");
   schedule const s = opt.validate_schedule ? cuda_ready_schedule(s_in) : s_in;
   auto const plan = detail::make_cuda_plan(s, rank, model);
-  require(workspace.size() >= plan.bytes, where, "workspace", fp8moe::detail::concat(">= ", plan.bytes, " bytes"),
-          fp8moe::detail::concat(workspace.size()));
+  require(workspace.size() >= plan.bytes, where, "workspace",
+          fp8moe::detail::concat(">= ", plan.bytes, " bytes"), fp8moe::detail::concat(workspace.size()));
 
   using key = std::tuple<int, int, int>;
   std::vector<cudaEvent_t> events;
@@ -157,8 +169,8 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
     }
   } release{events};
 
-  std::map<key, cudaEvent_t> produced_event;  // producer's output ready (compute stream)
-  std::map<key, cudaEvent_t> received_event;  // transfer group holding the receive done (comm stream)
+  std::map<key, cudaEvent_t> produced_event;     // producer's output ready (compute stream)
+  std::map<key, cudaEvent_t> received_event;     // transfer group holding the receive done (comm stream)
   std::map<key, std::span<std::byte>> local_in;  // local hand-offs: consumer key -> producer's region
   execution_stats st;
   weight_grad_fifo fifo;
@@ -223,7 +235,8 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
         bool const fwd = t.kind == op::send_f || t.kind == op::recv_f;
         if (is_send(t.kind)) {
           int const to = fwd ? s.next_chunk(t.chunk) : s.prev_chunk(t.chunk);
-          auto buf = region(plan.out_offset, {fwd, t.chunk, t.mb}, model.activation_bytes(fwd ? t.chunk : to));
+          auto buf =
+              region(plan.out_offset, {fwd, t.chunk, t.mb}, model.activation_bytes(fwd ? t.chunk : to));
           comm.send(buf.data(), buf.size(), t.peer, streams.comm);
           ++st.sends;
         } else {
@@ -237,7 +250,8 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
       cudaEvent_t done = new_event();
       FP8MOE_CUDA_CHECK(cudaEventRecord(done, streams.comm));
       for (std::size_t z = x; z < y; ++z)
-        if (is_recv(list[z].kind)) received_event[{list[z].kind == op::recv_f, list[z].chunk, list[z].mb}] = done;
+        if (is_recv(list[z].kind))
+          received_event[{list[z].kind == op::recv_f, list[z].chunk, list[z].mb}] = done;
       x = y;
       continue;
     }
@@ -264,7 +278,9 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
         st.max_fifo = std::max(st.max_fifo, fifo.size());
         break;
       }
-      case op::w: fifo.pop_and_run(a.chunk, a.mb); break;
+      case op::w:
+        fifo.pop_and_run(a.chunk, a.mb);
+        break;
       case op::fb: {
         auto fi = input(true, a.chunk, a.mb);
         auto bi = input(false, a.chunk2, a.mb2);
@@ -286,7 +302,8 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
         mark_produced({{1, a.chunk, a.mb}, {0, a.chunk2, a.mb2}});
         break;
       }
-      default: break;
+      default:
+        break;
     }
     ++st.computes;
     ++x;
