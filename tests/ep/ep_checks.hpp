@@ -195,11 +195,12 @@ void check_ep_against_single_rank(C& comm, ep_case const& cs) {
           global_cnt[static_cast<std::size_t>(placement.global_id(me, l))]);
 
   // local experts on the received rows (the local permute plan of the MoE engineer's permute)
-  moe::route_result local_route{d.ids, d.weights,
-                                std::vector<std::int32_t>(static_cast<std::size_t>(std::max(El, 1)))};
-  for (std::int64_t i = 0; i < N; ++i)
-    for (int j = 0; j < k; ++j)
-      if (d.ids(i, j) >= 0) ++local_route.counts[static_cast<std::size_t>(d.ids(i, j))];
+  auto local_route = moe::local_route(d);
+  CHECK(local_route.counts.size() == static_cast<std::size_t>(El));
+  for (int l = 0; l < El; ++l)
+    CHECK(local_route.counts[static_cast<std::size_t>(l)] == cnt[static_cast<std::size_t>(l)]);
+  if (local_route.counts.empty())
+    local_route.counts.assign(1, 0);  // a rank without experts: one empty expert
   auto const lpp = local_permute(exec, d.x, local_route, 4);
   auto const& lp = *lpp;
   auto const global = [&](int l) { return placement.global_id(me, l); };

@@ -611,6 +611,19 @@ struct dispatch_result {
   host_matrix<std::int32_t> ids;  // (N,k) local expert ids, -1 for experts on other ranks
 };
 
+/// The received routing as a single-rank route_result over this rank's E_local experts (ids with
+/// -1 for other ranks' experts, all k weights, counts per local expert), so moe::permute can lay
+/// the received rows out for the grouped GEMM. Copies ids and weights (convenience).
+template <class T>
+route_result local_route(dispatch_result<T> const& d) {
+  route_result r{d.ids, d.weights,
+                 std::vector<std::int32_t>(static_cast<std::size_t>(d.handle.local_experts))};
+  for (int l = 0; l < d.handle.local_experts; ++l)
+    r.counts[static_cast<std::size_t>(l)] =
+        static_cast<std::int32_t>(d.handle.tokens_per_local_expert[static_cast<std::size_t>(l)]);
+  return r;
+}
+
 /// A started allocating dispatch; wait() returns the result.
 template <class Request, class T>
 class pending_dispatch {
