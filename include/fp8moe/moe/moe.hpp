@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // Umbrella header of the moe module (host headers only): router, balancing, permute / combine,
-// the grouped SwiGLU expert block.
-// CUDA paths (nvcc): "fp8moe/moe/cuda/router.cuh", "fp8moe/moe/cuda/balance.cuh", "fp8moe/moe/cuda/permute.cuh",
-// "fp8moe/moe/cuda/expert_block.cuh".
+// the grouped SwiGLU expert block, expert-parallel layout and dispatch / combine.
+// CUDA paths (nvcc): "fp8moe/moe/cuda/router.cuh", "fp8moe/moe/cuda/balance.cuh",
+// "fp8moe/moe/cuda/permute.cuh", "fp8moe/moe/cuda/expert_block.cuh".
 #pragma once
 
 #include "fp8moe/moe/balance.hpp"
+#include "fp8moe/moe/dispatch.hpp"
+#include "fp8moe/moe/ep_layout.hpp"
 #include "fp8moe/moe/expert_block.hpp"
 #include "fp8moe/moe/gemm_layouts.hpp"
 #include "fp8moe/moe/permute.hpp"
