@@ -355,22 +355,24 @@ struct expert_weights {
 TEST_CASE("grouped contiguous: padding rows, empty groups, one group, C") {
   host_executor ex;
   struct layout_case {
-    std::vector<std::int64_t> rows;  // valid rows per expert (segments padded to 128)
+    std::vector<std::int64_t> rows;  // valid rows per expert (segments padded to m_align)
     std::int64_t n, k;
     bool with_c;
+    int align = 128;
   };
   std::vector<layout_case> const cases = {
       {{5, 0, 130, 128, 1}, 200, 256, false},  // empty group, partial segments, exact 128
       {{300}, 96, 576, true},                  // all rows in one group
-      {{0, 0, 0}, 64, 128, true},              // every row padding? no rows at all
+      {{0, 0, 0}, 64, 128, true},              // no rows at all (only the trailing padding)
       {{17, 64, 0, 200}, 300, 384, true},
+      {{17, 64, 0, 70}, 136, 256, false, 64},  // 64-row alignment (DeepGEMM PR #350)
   };
   std::uint64_t seed = 5000;
   for (auto const& lc : cases) {
     std::int64_t const g = static_cast<std::int64_t>(lc.rows.size());
     std::vector<int> ids;
     for (std::int64_t e = 0; e < g; ++e) {
-      std::int64_t const seg = round_up<std::int64_t>(lc.rows[static_cast<std::size_t>(e)], 128);
+      std::int64_t const seg = round_up<std::int64_t>(lc.rows[static_cast<std::size_t>(e)], lc.align);
       for (std::int64_t r = 0; r < seg; ++r)
         ids.push_back(r < lc.rows[static_cast<std::size_t>(e)] ? static_cast<int>(e) : -1);
     }
@@ -397,12 +399,13 @@ TEST_CASE("grouped contiguous: padding rows, empty groups, one group, C") {
       for (std::int64_t j = 0; j < lc.n; ++j) c.buf[static_cast<std::size_t>(i * c.ld + j)] = gc(i, j);
     matrix_view<float const> const cv = lc.with_c ? c.cview() : matrix_view<float const>{};
     test::out_mat<bfloat16_t> d(m, lc.n);
-    gemm::grouped_contiguous<e4m3, e4m3, bfloat16_t> p{a.view(), w.view(), {ids.data(), m, 1}, d.view(), cv};
+    gemm::grouped_contiguous<e4m3, e4m3, bfloat16_t> p{a.view(), w.view(), {ids.data(), m, 1},
+                                                       d.view(), cv,       lc.align};
     gemm::grouped_gemm(ex, p);
     test::out_mat<double> ref(m, lc.n);
     ref.poison();
-    gemm::reference::grouped_gemm(
-        gemm::grouped_contiguous<e4m3, e4m3, double>{a.view(), w.view(), {ids.data(), m, 1}, ref.view(), cv});
+    gemm::reference::grouped_gemm(gemm::grouped_contiguous<e4m3, e4m3, double>{
+        a.view(), w.view(), {ids.data(), m, 1}, ref.view(), cv, lc.align});
     checker chk;
     int padding_bad = 0;
     for (std::int64_t i = 0; i < m; ++i) {
