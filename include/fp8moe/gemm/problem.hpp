@@ -17,7 +17,8 @@
 // group, for K-grouped). The last block may be partial (K = 576 is 4.5 blocks). For every (m, n):
 //     acc = C(m,n) if C is given, else 0                               (FP32)
 //     for each block kb:  partial = sum_{k in kb} a(m,k) * b(n,k)        (FP8 values, FP32 sum)
-//                         acc    += partial * sa(m,kb) * sb(n,kb)        (FP32)
+//                         acc    += partial * (sa(m,kb) * sb(n,kb))      (FP32; scale product
+//                                                                         first, as DeepGEMM)
 //     D(m,n) = round(acc)                                                (to float or bf16, RNE)
 // so each operand's scale must be constant over a promotion block: its tile extent along K is a
 // multiple of P or covers all of K (per-tensor / per-row scaling). 1x128 A with 128x128 B is the
