@@ -161,7 +161,7 @@ __global__ void combine_vec_kernel(permute_plan p, matrix_view<Y const> y, matri
   for (std::int64_t h = static_cast<std::int64_t>(threadIdx.x) * V; h < out.cols;
        h += static_cast<std::int64_t>(blockDim.x) * V) {
     float acc[V];
-    FP8MOE_UNROLL
+#pragma unroll
     for (int v = 0; v < V; ++v) acc[v] = 0.0f;
     for (std::int64_t j = 0; j < p.k; ++j) {
       std::int32_t const r = p.slot_row[t * p.k + j];
@@ -169,11 +169,11 @@ __global__ void combine_vec_kernel(permute_plan p, matrix_view<Y const> y, matri
       float const wj = w.rows ? w(t, j) : 1.0f;
       uint4 const raw = *reinterpret_cast<uint4 const*>(y.row(r) + h);
       Y const* yv = reinterpret_cast<Y const*>(&raw);
-      FP8MOE_UNROLL
+#pragma unroll
       for (int v = 0; v < V; ++v) acc[v] += wj * static_cast<float>(yv[v]);
     }
     Out* o = out.row(t) + h;
-    FP8MOE_UNROLL
+#pragma unroll
     for (int v = 0; v < V; ++v) o[v] = static_cast<Out>(acc[v]);
   }
 }
