@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <concepts>
 #include <condition_variable>
 #include <cstddef>
@@ -151,13 +152,18 @@ class compute_worker {
       error_ = nullptr;
     }
     cv_.notify_all();
-    for (;;) {
+    // Poll, yielding at first, then backing off to short sleeps so that the poller does not take a
+    // core from the compute on machines with few of them.
+    for (int spins = 0;; ++spins) {
       {
         std::lock_guard l(m_);
         if (!busy_) break;
       }
       poll();
-      std::this_thread::yield();
+      if (spins < 64)
+        std::this_thread::yield();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
     if (error_) std::rethrow_exception(error_);
   }
