@@ -3,7 +3,8 @@
 // comm/: nccl_communicator. Everywhere: the concept holds, NCCL/CUDA codes become fp8moe::error
 // naming the call, and without a GPU construction fails with a clear error. With a GPU (one rank:
 // NCCL forbids two ranks on one device): all-to-all-v (packed and explicit blocks), size mismatch
-// detected before any transfer, all-reduce, all-gather, async forms, self point-to-point, split.
+// detected before any transfer, all-reduce, all-gather, async forms, self point-to-point, split;
+// and (nvcc build) the device EP dispatch / combine against the host path on the same inputs.
 #include <doctest/doctest.h>
 
 #include <cuda_runtime_api.h>
@@ -13,6 +14,10 @@
 
 #include "fp8moe/comm/nccl_communicator.hpp"
 #include "fp8moe/numeric/numeric.hpp"
+#if FP8MOE_CUDA_COMPILER
+#include "fp8moe/comm/single_communicator.hpp"
+#include "fp8moe/moe/cuda/dispatch.cuh"
+#endif
 
 using namespace fp8moe;
 
@@ -124,3 +129,77 @@ TEST_CASE("nccl_communicator: single rank on one GPU") {
   }
   FP8MOE_CUDA_CHECK(cudaStreamDestroy(stream));
 }
+
+#if FP8MOE_CUDA_COMPILER
+TEST_CASE("expert parallel over NCCL (one rank): device dispatch / combine equal the host path") {
+  if (cuda_device_count() == 0) return;
+  cudaStream_t stream = nullptr;
+  FP8MOE_CUDA_CHECK(cudaStreamCreate(&stream));
+  {
+    auto c = comm::nccl_communicator::single(stream);
+    cuda_executor exec{stream};
+    std::int64_t const T = 300, H = 256, S = 2;
+    int const E = 8, k = 3;
+    auto const placement = moe::expert_placement::uniform(E, 1);
+    host_matrix<std::int32_t> ids(T, k);
+    host_matrix<float> w(T, k), sc(T, S);
+    host_matrix<float8_e4m3_t> x(T, H);
+    for (std::int64_t t = 0; t < T; ++t) {
+      for (int j = 0; j < k; ++j) {
+        ids(t, j) = static_cast<std::int32_t>((t * 3 + j * 5) % E);
+        w(t, j) = 0.25f + 0.125f * static_cast<float>(j);
+      }
+      for (std::int64_t h = 0; h < H; ++h)
+        x(t, h) = float8_e4m3_t(static_cast<float>((t * 7 + h) % 29) - 14.0f);
+      for (std::int64_t q = 0; q < S; ++q) sc(t, q) = static_cast<float>(1 + (t + q) % 4);
+    }
+    // host reference on the size-1 host communicator
+    comm::single_communicator hc;
+    auto ref = moe::dispatch(host_executor{}, hc, placement,
+                             scaling::quantized_matrix_view<float8_e4m3_t const>(
+                                 matrix_view<float8_e4m3_t const>(x.view()),
+                                 matrix_view<float const>(sc.view()), scaling::tile_1x128),
+                             matrix_view<std::int32_t const>(ids.view()), matrix_view<float const>(w.view()));
+    device_buffer<std::int32_t> d_ids(ids.storage());
+    device_buffer<float> d_w(w.storage()), d_sc(sc.storage());
+    device_buffer<float8_e4m3_t> d_x(x.storage());
+    auto dh = moe::make_dispatch_handle(exec, c, placement,
+                                        make_matrix(static_cast<std::int32_t const*>(d_ids.p), T, k));
+    std::int64_t const N = dh.host.num_recv();
+    CHECK(N == ref.handle.num_recv());
+    device_buffer<float8_e4m3_t> rx(std::vector<float8_e4m3_t>(static_cast<std::size_t>(N * H)));
+    device_buffer<float> rs(std::vector<float>(static_cast<std::size_t>(N * S))),
+        rw(std::vector<float>(static_cast<std::size_t>(N * k)));
+    device_buffer<std::int32_t> ri(std::vector<std::int32_t>(static_cast<std::size_t>(N * k)));
+    moe::dispatch_into(
+        exec, c, dh, placement, make_matrix(static_cast<float8_e4m3_t const*>(d_x.p), T, H),
+        make_matrix(static_cast<float const*>(d_sc.p), T, S),
+        make_matrix(static_cast<std::int32_t const*>(d_ids.p), T, k),
+        make_matrix(static_cast<float const*>(d_w.p), T, k),
+        moe::dispatch_outputs<float8_e4m3_t>{make_matrix(rx.p, N, H), make_matrix(rs.p, N, S),
+                                             make_matrix(ri.p, N, k), make_matrix(rw.p, N, k)});
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    auto hx = rx.host();
+    bool same = true;
+    for (std::int64_t i = 0; i < N * H; ++i)
+      same = same &&
+             hx[static_cast<std::size_t>(i)].bits() == ref.x.storage()[static_cast<std::size_t>(i)].bits();
+    CHECK(same);
+    CHECK(rs.host() == ref.scales.storage());
+    CHECK(rw.host() == ref.weights.storage());
+    CHECK(ri.host() == ref.ids.storage());
+    // combine of FP32 partials: bit-identical to the host combine
+    std::vector<float> part(static_cast<std::size_t>(N * H));
+    for (std::size_t i = 0; i < part.size(); ++i) part[i] = static_cast<float>(i % 97) * 0.03125f - 1.5f;
+    host_matrix<float> out_ref(T, H);
+    moe::combine(host_executor{}, hc, ref.handle, make_matrix(static_cast<float const*>(part.data()), N, H),
+                 out_ref.view());
+    device_buffer<float> d_part(part), d_out(std::vector<float>(static_cast<std::size_t>(T * H), -9.0f));
+    moe::combine(exec, c, dh, make_matrix(static_cast<float const*>(d_part.p), N, H),
+                 make_matrix(d_out.p, T, H));
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    CHECK(d_out.host() == out_ref.storage());
+  }
+  FP8MOE_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+#endif

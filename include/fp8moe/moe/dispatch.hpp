@@ -244,16 +244,13 @@ void transfer_blocks(C& comm, ep_pending<typename C::request>& p, std::span<T co
 
 }  // namespace detail
 
-/// Builds the handle: the layout of ids (T,k) under `placement`, the send order, and one small
-/// all-to-all of (rows, slots, ok) per rank pair, so every receive size is known before any
-/// payload moves. Argument errors on any rank make every rank throw (nobody waits forever).
-/// Collective over `comm`; placement.ranks() must equal comm.size(). `local` = an argument error the
-/// caller found (shared with the other ranks the same way, then thrown).
-template <comm::host_communicator C>
-dispatch_handle make_dispatch_handle(host_executor const& exec, C& comm, expert_placement const& placement,
-                                     matrix_view<std::int32_t const> ids, std::string local = {}) {
+namespace detail {
+/// make_dispatch_handle with host-resident ids and the (rows, slots, ok) all-to-all supplied by
+/// the caller (the device path stages it through device memory).
+template <class Exchange>
+dispatch_handle build_handle(host_executor const& exec, int R, int me, expert_placement const& placement,
+                             matrix_view<std::int32_t const> ids, std::string local, Exchange&& exchange) {
   constexpr char const* where = "fp8moe::moe::make_dispatch_handle";
-  int const R = comm.size(), me = comm.rank();
   if (local.empty()) try {
       require(placement.ranks() == R, where, "placement", "ranks() == comm.size() = " + std::to_string(R),
               std::to_string(placement.ranks()));
@@ -284,7 +281,7 @@ dispatch_handle make_dispatch_handle(host_executor const& exec, C& comm, expert_
     out[3 * r + 1] = h.send_slots[static_cast<std::size_t>(r)];
     out[3 * r + 2] = local.empty() ? 1 : 0;
   }
-  comm.alltoall(std::span<std::int64_t const>(out), std::span<std::int64_t>(in), comm::size_check::trusted);
+  exchange(std::span<std::int64_t const>(out), std::span<std::int64_t>(in));
   if (!local.empty()) throw fp8moe::error(errc::invalid_argument, local);
   for (int r = 0; r < R; ++r)
     if (in[3 * r + 2] == 0)
@@ -331,6 +328,21 @@ dispatch_handle make_dispatch_handle(host_executor const& exec, C& comm, expert_
   h.recv_src_token.assign(static_cast<std::size_t>(N), -1);
   h.tokens_per_local_expert.assign(static_cast<std::size_t>(h.local_experts), 0);
   return h;
+}
+}  // namespace detail
+
+/// Builds the handle: the layout of ids (T,k) under `placement`, the send order, and one small
+/// all-to-all of (rows, slots, ok) per rank pair, so every receive size is known before any
+/// payload moves. Argument errors on any rank make every rank throw (nobody waits forever).
+/// Collective over `comm`; placement.ranks() must equal comm.size(). `local` = an argument error the
+/// caller found (shared with the other ranks the same way, then thrown).
+template <comm::host_communicator C>
+dispatch_handle make_dispatch_handle(host_executor const& exec, C& comm, expert_placement const& placement,
+                                     matrix_view<std::int32_t const> ids, std::string local = {}) {
+  return detail::build_handle(exec, comm.size(), comm.rank(), placement, ids, std::move(local),
+                              [&comm](std::span<std::int64_t const> out, std::span<std::int64_t> in) {
+                                comm.alltoall(out, in, comm::size_check::trusted);
+                              });
 }
 
 namespace detail {

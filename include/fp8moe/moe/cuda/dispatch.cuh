@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// Expert-parallel dispatch / combine over a device communicator (nccl_communicator): the same
+// handle, orders and results as the host path in moe/dispatch.hpp, with device gather / pack /
+// unpack kernels and the device moe::combine. Everything after the handle is stream-ordered on
+// exec.stream, which must be the communicator's stream; building the handle synchronizes it.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <concepts>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "fp8moe/core/cuda/executor.hpp"
+#include "fp8moe/moe/cuda/permute.cuh"
+#include "fp8moe/moe/dispatch.hpp"
+
+namespace fp8moe::moe {
+
+/// A communicator over device memory whose operations are ordered on `stream()`.
+template <class C>
+concept device_communicator = comm::communicator<C> &&
+                              C::memory == comm::memory_space::device&& requires(C const& c) {
+  { c.stream() } -> std::convertible_to<cudaStream_t>;
+};
+
+namespace cuda_detail {
+
+/// Device memory owned for the duration of one stream-ordered operation.
+class stream_buffer {
+ public:
+  stream_buffer(std::size_t bytes, cudaStream_t s) : stream_(s) {
+    if (bytes) FP8MOE_CUDA_CHECK(cudaMallocAsync(&p_, bytes, s));
+  }
+  stream_buffer(stream_buffer const&) = delete;
+  stream_buffer& operator=(stream_buffer const&) = delete;
+  ~stream_buffer() {
+    if (p_) cudaFreeAsync(p_, stream_);
+  }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  void* p_ = nullptr;
+  cudaStream_t stream_;
+};
+
+/// dst row i (row_bytes) = src row idx[i]; one block per row; 16-byte vectors when aligned.
+__global__ void gather_rows_kernel(std::byte const* src, std::int64_t src_stride_bytes,
+                                   std::int64_t row_bytes, std::int32_t const* idx, std::byte* dst,
+                                   std::int64_t dst_stride_bytes) {
+  std::int64_t const i = blockIdx.x;
+  std::byte const* s = src + static_cast<std::int64_t>(idx[i]) * src_stride_bytes;
+  std::byte* d = dst + i * dst_stride_bytes;
+  bool const vec = ((reinterpret_cast<std::uintptr_t>(s) | reinterpret_cast<std::uintptr_t>(d) |
+                     static_cast<std::uintptr_t>(row_bytes)) &
+                    15u) == 0;
+  if (vec) {
+    auto const* s4 = reinterpret_cast<uint4 const*>(s);
+    auto* d4 = reinterpret_cast<uint4*>(d);
+    for (std::int64_t c = threadIdx.x; c < row_bytes / 16; c += blockDim.x) d4[c] = s4[c];
+  } else {
+    for (std::int64_t c = threadIdx.x; c < row_bytes; c += blockDim.x) d[c] = s[c];
+  }
+}
+
+/// Routing words of every sent row: [localized ids (k) | source token | weights (k) | scales (S)].
+__global__ void pack_meta_kernel(std::int32_t const* send_token, std::int32_t const* send_dest,
+                                 std::int32_t const* rank_of, std::int32_t const* local_of,
+                                 matrix_view<std::int32_t const> ids, matrix_view<float const> weights,
+                                 matrix_view<float const> scales, std::int64_t S_, std::uint32_t* words) {
+  std::int64_t const row = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row >= S_) return;
+  std::int64_t const k = ids.cols, Sc = scales.cols, W = 2 * k + 1 + Sc;
+  std::int32_t const t = send_token[row], r = send_dest[row];
+  std::uint32_t* w = words + row * W;
+  for (std::int64_t j = 0; j < k; ++j) {
+    std::int32_t const e = ids(t, j);
+    w[j] = static_cast<std::uint32_t>((e >= 0 && rank_of[e] == r) ? local_of[e] : -1);
+    w[k + 1 + j] = __float_as_uint(weights(t, j));
+  }
+  w[k] = static_cast<std::uint32_t>(t);
+  for (std::int64_t c = 0; c < Sc; ++c) w[2 * k + 1 + c] = __float_as_uint(scales(t, c));
+}
+
+__global__ void unpack_meta_kernel(std::uint32_t const* words, std::int64_t N, std::int64_t k,
+                                   std::int64_t Sc, matrix_view<std::int32_t> ids, matrix_view<float> weights,
+                                   matrix_view<float> scales, std::int32_t* src_token) {
+  std::int64_t const i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  std::int64_t const W = 2 * k + 1 + Sc;
+  std::uint32_t const* w = words + i * W;
+  for (std::int64_t j = 0; j < k; ++j) {
+    ids(i, j) = static_cast<std::int32_t>(w[j]);
+    weights(i, j) = __uint_as_float(w[k + 1 + j]);
+  }
+  src_token[i] = static_cast<std::int32_t>(w[k]);
+  for (std::int64_t c = 0; c < Sc; ++c) scales(i, c) = __uint_as_float(w[2 * k + 1 + c]);
+}
+
+template <class T>
+std::int32_t* upload(std::vector<T> const& v) {
+  std::int32_t* p = nullptr;
+  FP8MOE_CUDA_CHECK(
+      cudaMalloc(reinterpret_cast<void**>(&p), std::max<std::size_t>(v.size(), 1) * sizeof(std::int32_t)));
+  std::vector<std::int32_t> c(v.begin(), v.end());
+  if (!c.empty())
+    FP8MOE_CUDA_CHECK(cudaMemcpy(p, c.data(), c.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
+  return p;
+}
+
+}  // namespace cuda_detail
+
+/// The handle with its tables in device memory (send order, (T,R) and (T,k) reduction tables,
+/// placement, received source tokens). Owns the device arrays.
+class device_dispatch_handle {
+ public:
+  dispatch_handle host;                    // counts and orders (host)
+  std::int32_t* send_token = nullptr;      // (S)
+  std::int32_t* send_dest = nullptr;       // (S) destination rank of each sent row
+  std::int32_t* token_rank_row = nullptr;  // (T,R)
+  std::int32_t* slot_row = nullptr;        // (T,k)
+  std::int32_t* rank_of = nullptr;         // (E)
+  std::int32_t* local_of = nullptr;        // (E)
+  std::int32_t* recv_src_token = nullptr;  // (N), filled by dispatch_into
+
+  device_dispatch_handle() = default;
+  device_dispatch_handle(device_dispatch_handle&& o) noexcept { *this = std::move(o); }
+  device_dispatch_handle& operator=(device_dispatch_handle&& o) noexcept {
+    if (this != &o) {
+      release();
+      host = std::move(o.host);
+      for (auto [a, b] : {std::pair{&send_token, &o.send_token}, std::pair{&send_dest, &o.send_dest},
+                          std::pair{&token_rank_row, &o.token_rank_row}, std::pair{&slot_row, &o.slot_row},
+                          std::pair{&rank_of, &o.rank_of}, std::pair{&local_of, &o.local_of},
+                          std::pair{&recv_src_token, &o.recv_src_token}})
+        *a = std::exchange(*b, nullptr);
+    }
+    return *this;
+  }
+  ~device_dispatch_handle() { release(); }
+
+ private:
+  void release() noexcept {
+    for (auto* p : {send_token, send_dest, token_rank_row, slot_row, rank_of, local_of, recv_src_token})
+      if (p) cudaFree(p);
+    send_token = send_dest = token_rank_row = slot_row = rank_of = local_of = recv_src_token = nullptr;
+  }
+};
+
+/// Builds the handle from device ids (T,k) (row-major): copies them to the host, computes the
+/// layout there and exchanges the counts through the device communicator (synchronizes the stream).
+template <device_communicator C>
+device_dispatch_handle make_dispatch_handle(cuda_executor const& exec, C& comm,
+                                            expert_placement const& placement,
+                                            matrix_view<std::int32_t const> ids) {
+  constexpr char const* where = "fp8moe::moe::make_dispatch_handle";
+  require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
+  require(ids.col_stride == 1 && (ids.rows <= 1 || ids.row_stride == ids.cols), where, "ids",
+          "row-major contiguous device ids (T,k)");
+  std::vector<std::int32_t> hid(static_cast<std::size_t>(ids.rows * ids.cols));
+  if (!hid.empty())
+    FP8MOE_CUDA_CHECK(
+        cudaMemcpyAsync(hid.data(), ids.data, hid.size() * 4, cudaMemcpyDeviceToHost, exec.stream));
+  FP8MOE_CUDA_CHECK(cudaStreamSynchronize(exec.stream));
+  int const R = comm.size();
+  cuda_detail::stream_buffer dbuf(static_cast<std::size_t>(6 * R) * sizeof(std::int64_t), exec.stream);
+  auto exchange = [&](std::span<std::int64_t const> out, std::span<std::int64_t> in) {
+    auto* d_out = dbuf.template as<std::int64_t>();
+    auto* d_in = d_out + 3 * R;
+    FP8MOE_CUDA_CHECK(
+        cudaMemcpyAsync(d_out, out.data(), out.size_bytes(), cudaMemcpyHostToDevice, exec.stream));
+    comm.alltoall(std::span<std::int64_t const>(d_out, out.size()), std::span<std::int64_t>(d_in, in.size()),
+                  comm::size_check::trusted);
+    FP8MOE_CUDA_CHECK(cudaMemcpyAsync(in.data(), d_in, in.size_bytes(), cudaMemcpyDeviceToHost, exec.stream));
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(exec.stream));
+  };
+  device_dispatch_handle d;
+  d.host = detail::build_handle(host_executor{1}, R, comm.rank(), placement,
+                                make_matrix(static_cast<std::int32_t const*>(hid.data()), ids.rows, ids.cols),
+                                {}, exchange);
+  auto const& h = d.host;
+  std::vector<std::int32_t> dest;
+  for (int r = 0; r < h.ranks; ++r) dest.insert(dest.end(), static_cast<std::size_t>(h.send_tokens[r]), r);
+  std::vector<std::int32_t> rank_of(static_cast<std::size_t>(placement.experts())),
+      local_of(static_cast<std::size_t>(placement.experts()));
+  for (int e = 0; e < placement.experts(); ++e) {
+    rank_of[static_cast<std::size_t>(e)] = placement.rank_of(e);
+    local_of[static_cast<std::size_t>(e)] = placement.local_of(e);
+  }
+  d.send_token = cuda_detail::upload(h.send_token);
+  d.send_dest = cuda_detail::upload(dest);
+  d.token_rank_row = cuda_detail::upload(h.token_rank_row);
+  d.slot_row = cuda_detail::upload(h.slot_row);
+  d.rank_of = cuda_detail::upload(rank_of);
+  d.local_of = cuda_detail::upload(local_of);
+  d.recv_src_token =
+      cuda_detail::upload(std::vector<std::int32_t>(static_cast<std::size_t>(h.num_recv()), -1));
+  return d;
+}
+
+/// The cached dispatch on the device: recv (N,C) row i = x (T,C) row of its source token. Rows this
+/// rank keeps are gathered straight into recv; the others are packed and sent. Unit column strides.
+template <device_communicator C, class S, class T>
+requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
+void dispatch_rows(cuda_executor const& exec, C& comm, device_dispatch_handle const& d, matrix_view<S> x,
+                   matrix_view<T> recv) {
+  constexpr char const* where = "fp8moe::moe::dispatch_rows";
+  auto const& h = d.host;
+  require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
+  require(x.rows == h.tokens && x.col_stride == 1, where, "x", "(T,C) device rows with unit column stride");
+  check_shape(recv, h.num_recv(), x.cols, where, "recv");
+  require(recv.col_stride == 1 && (recv.rows <= 1 || recv.row_stride == recv.cols), where, "recv",
+          "packed row-major device rows");
+  std::int64_t const Cn = x.cols, S_ = h.num_send(), N = h.num_recv();
+  auto const R = static_cast<std::size_t>(h.ranks), me = static_cast<std::size_t>(h.rank);
+  std::vector<std::int64_t> sc(R), sd(R), rc(R), rd(R);
+  std::int64_t so = 0, ro = 0, packed = 0, self_src = 0, self_dst = 0;
+  for (std::size_t r = 0; r < R; ++r) {
+    if (r == me) self_src = so, self_dst = ro;
+    sc[r] = r == me ? 0 : h.send_tokens[r] * Cn;
+    sd[r] = packed * Cn;
+    rc[r] = r == me ? 0 : h.recv_tokens[r] * Cn;
+    rd[r] = ro * Cn;
+    if (r != me) packed += h.send_tokens[r];
+    so += h.send_tokens[r];
+    ro += h.recv_tokens[r];
+  }
+  std::int64_t const n_self = h.send_tokens[me], rb = Cn * static_cast<std::int64_t>(sizeof(T));
+  cuda_detail::stream_buffer send(static_cast<std::size_t>(packed * rb), exec.stream);
+  auto const* src = reinterpret_cast<std::byte const*>(x.data);
+  std::int64_t const src_stride = x.row_stride * static_cast<std::int64_t>(sizeof(T));
+  auto launch = [&](std::int64_t first, std::int64_t n, std::byte* dst) {
+    if (n <= 0 || rb == 0) return;
+    cuda_detail::gather_rows_kernel<<<static_cast<unsigned>(n), 128, 0, exec.stream>>>(
+        src, src_stride, rb, d.send_token + first, dst, rb);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  };
+  launch(0, self_src, send.as<std::byte>());
+  launch(self_src + n_self, S_ - self_src - n_self, send.as<std::byte>() + self_src * rb);
+  launch(self_src, n_self, reinterpret_cast<std::byte*>(recv.data) + self_dst * rb);
+  comm.alltoallv(std::span<T const>(send.as<T>(), static_cast<std::size_t>(packed * Cn)),
+                 comm::blocks{std::span<std::int64_t const>(sc), std::span<std::int64_t const>(sd)},
+                 std::span<T>(recv.data, static_cast<std::size_t>(N * Cn)),
+                 comm::blocks{std::span<std::int64_t const>(rc), std::span<std::int64_t const>(rd)},
+                 comm::size_check::trusted);
+}
+
+/// Forward dispatch on the device into caller-owned device buffers (see the host dispatch_into).
+/// d.recv_src_token receives the source token of every received row. The host-side
+/// d.host.tokens_per_local_expert is not filled here (the device permute plan counts its experts).
+template <device_communicator C, class S, class T>
+requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
+void dispatch_into(cuda_executor const& exec, C& comm, device_dispatch_handle& d,
+                   expert_placement const& placement, matrix_view<S> x, matrix_view<float const> scales,
+                   matrix_view<std::int32_t const> ids, matrix_view<float const> weights,
+                   dispatch_outputs<T> out) {
+  constexpr char const* where = "fp8moe::moe::dispatch";
+  auto const& h = d.host;
+  check_shape(ids, h.tokens, h.k, where, "ids");
+  check_shape(weights, h.tokens, h.k, where, "weights");
+  check_shape(out.ids, h.num_recv(), h.k, where, "recv_ids");
+  check_shape(out.weights, h.num_recv(), h.k, where, "recv_weights");
+  std::int64_t const Sc = scales.cols, k = h.k, W = 2 * k + 1 + Sc, S_ = h.num_send(), N = h.num_recv();
+  if (Sc > 0) {
+    require(scales.rows == h.tokens, where, "scales", std::to_string(h.tokens) + " rows");
+    check_shape(out.scales, N, Sc, where, "recv_scales");
+  }
+  require(placement.ranks() == h.ranks, where, "placement", "the placement of the handle");
+  dispatch_rows(exec, comm, d, x, out.x);
+  cuda_detail::stream_buffer sw(static_cast<std::size_t>(S_ * W) * 4, exec.stream),
+      rw(static_cast<std::size_t>(N * W) * 4, exec.stream);
+  if (S_ > 0) {
+    cuda_detail::pack_meta_kernel<<<static_cast<unsigned>((S_ + 127) / 128), 128, 0, exec.stream>>>(
+        d.send_token, d.send_dest, d.rank_of, d.local_of, ids, weights, scales, S_, sw.as<std::uint32_t>());
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
+  auto const sc = detail::scaled(h.send_tokens, W), rc = detail::scaled(h.recv_tokens, W);
+  comm.alltoallv(std::span<std::uint32_t const>(sw.as<std::uint32_t>(), static_cast<std::size_t>(S_ * W)),
+                 std::span<std::int64_t const>(sc),
+                 std::span<std::uint32_t>(rw.as<std::uint32_t>(), static_cast<std::size_t>(N * W)),
+                 std::span<std::int64_t const>(rc), comm::size_check::trusted);
+  if (N > 0) {
+    cuda_detail::unpack_meta_kernel<<<static_cast<unsigned>((N + 127) / 128), 128, 0, exec.stream>>>(
+        rw.as<std::uint32_t>(), N, k, Sc, out.ids, out.weights, out.scales, d.recv_src_token);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
+}
+
+/// Combine on the device: partial (N,C) rows back to their sources, summed over ranks ascending in
+/// FP32 by the device moe::combine (same order and bits as the host combine).
+template <device_communicator C, class Y, class Out>
+void combine(cuda_executor const& exec, C& comm, device_dispatch_handle const& d, matrix_view<Y> partial,
+             matrix_view<Out> out) {
+  using YT = std::remove_const_t<Y>;
+  constexpr char const* where = "fp8moe::moe::combine";
+  auto const& h = d.host;
+  require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
+  require(partial.rows == h.num_recv() && partial.col_stride == 1 &&
+              (partial.rows <= 1 || partial.row_stride == partial.cols),
+          where, "partial", "packed row-major device rows (N,C)");
+  check_shape(out, h.tokens, partial.cols, where, "out");
+  std::int64_t const Cn = partial.cols, S_ = h.num_send(), N = h.num_recv();
+  cuda_detail::stream_buffer rows(static_cast<std::size_t>(S_ * Cn) * sizeof(YT), exec.stream);
+  auto const sc = detail::scaled(h.recv_tokens, Cn), rc = detail::scaled(h.send_tokens, Cn);
+  comm.alltoallv(std::span<YT const>(partial.data, static_cast<std::size_t>(N * Cn)),
+                 std::span<std::int64_t const>(sc),
+                 std::span<YT>(rows.as<YT>(), static_cast<std::size_t>(S_ * Cn)),
+                 std::span<std::int64_t const>(rc), comm::size_check::trusted);
+  combine(exec, detail::table_plan(h.tokens, h.ranks, S_, d.token_rank_row),
+          make_matrix(static_cast<YT const*>(rows.as<YT>()), S_, Cn), matrix_view<float const>{}, out);
+}
+
+/// Backward on the device: dispatch's backward is combine, combine's backward is dispatch_rows.
+template <device_communicator C, class G, class D>
+void combine_backward(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
+                      matrix_view<G> dout, matrix_view<D> d_partial) {
+  dispatch_rows(exec, comm, d, dout, d_partial);
+}
+
+}  // namespace fp8moe::moe
