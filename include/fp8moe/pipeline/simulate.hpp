@@ -93,6 +93,12 @@ inline timeline simulate(schedule const& s, costs const& c) {
   t.ranks.resize(R);
   t.busy.assign(R, 0);
   bool const comm = detail::has_transfers(s);
+  std::vector<std::vector<std::vector<detail::dependency>>> all_deps(R);
+  for (int r = 0; r < R; ++r)
+    for (auto const& a : s.actions[r]) {
+      all_deps[r].push_back(detail::dependencies(s, w, r, a));
+      if (comm) detail::route_through_sends(s, all_deps[r].back());
+    }
   std::vector<int> pc(R, 0);
   std::vector<double> clock(R, 0);
   for (bool progress = true; progress;) {
@@ -102,9 +108,7 @@ inline timeline simulate(schedule const& s, costs const& c) {
         auto const& a = s.actions[r][pc[r]];
         double ready = clock[r];
         bool ok = true;
-        auto deps = detail::dependencies(s, w, r, a);
-        if (comm) detail::route_through_sends(s, deps);
-        for (auto const& d : deps) {
+        for (auto const& d : all_deps[r][pc[r]]) {
           if (!done[d.rank][d.index]) {
             ok = false;
             break;
