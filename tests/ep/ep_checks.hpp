@@ -372,6 +372,71 @@ void check_ep_round_trip(C& comm, std::int64_t T, std::int64_t H, int E, int k) 
   CHECK(bf_ok);
 }
 
+/// Caller-owned, strided views: the hot path (handle, then dispatch_into / dispatch_rows_start /
+/// dispatch_routing_start / combine_start into views whose rows are padded) gives the same values
+/// as the allocating dispatch, and polling test() before wait() is harmless.
+template <comm::host_communicator C>
+void check_ep_views(C& comm) {
+  host_executor exec;
+  int const R = comm.size(), me = comm.rank();
+  int const E = 6, k = 2;
+  std::int64_t const T = 23 + 4 * me, H = 10;
+  auto const placement = moe::expert_placement::uniform(E, R);
+  host_matrix<std::int32_t> ids(T, k);
+  host_matrix<float> w(T, k), x(T, H);
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (int j = 0; j < k; ++j) {
+      ids(t, j) = static_cast<std::int32_t>((t * 5 + j * 7 + me) % E);
+      w(t, j) = 0.5f + static_cast<float>(j);
+    }
+    for (std::int64_t h = 0; h < H; ++h) x(t, h) = ep_value(me, t, h);
+  }
+  auto ref = moe::dispatch(exec, comm, placement, cview(x), cview(ids), cview(w));
+  auto h = moe::make_dispatch_handle(exec, comm, placement, cview(ids));
+  std::int64_t const N = h.num_recv();
+  CHECK(N == ref.handle.num_recv());
+  // rows padded to 13 columns: the unpack path
+  host_matrix<float> rx(N, 13, poison_float()), rw(N, 5, poison_float());
+  host_matrix<std::int32_t> ri(N, 5, -99);
+  auto px = moe::dispatch_rows_start(exec, comm, h, cview(x), make_matrix(rx.data(), N, H, 13));
+  auto pr = moe::dispatch_routing_start(exec, comm, h, placement, cview(ids), cview(w),
+                                        make_matrix(ri.data(), N, k, 5), make_matrix(rw.data(), N, k, 5));
+  while (!(px.test() && pr.test())) {
+  }
+  px.wait();
+  pr.wait();
+  bool same = true;
+  for (std::int64_t i = 0; i < N; ++i) {
+    for (std::int64_t c = 0; c < H; ++c) same = same && rx(i, c) == ref.x(i, c);
+    for (std::int64_t c = H; c < 13; ++c) same = same && std::isnan(rx(i, c));  // padding untouched
+    for (int j = 0; j < k; ++j) same = same && ri(i, j) == ref.ids(i, j) && rw(i, j) == ref.weights(i, j);
+    same = same && h.recv_src_token[static_cast<std::size_t>(i)] ==
+                       ref.handle.recv_src_token[static_cast<std::size_t>(i)];
+  }
+  CHECK(same);
+  CHECK(h.tokens_per_local_expert == ref.handle.tokens_per_local_expert);
+  // dispatch_into with packed caller buffers
+  host_matrix<float> ix(N, H, poison_float()), iw(N, k, poison_float());
+  host_matrix<std::int32_t> ii(N, k, -99);
+  moe::dispatch_into(exec, comm, h, placement, cview(x), matrix_view<float const>{}, cview(ids), cview(w),
+                     moe::dispatch_outputs<float>{ix.view(), {}, ii.view(), iw.view()});
+  CHECK(ix.storage() == ref.x.storage());
+  CHECK(ii.storage() == ref.ids.storage());
+  CHECK(iw.storage() == ref.weights.storage());
+  // combine from a strided partial: the pack path, same bits as from a packed one
+  host_matrix<float> padded(N, 13, 0.0f), out_a(T, H, poison_float()), out_b(T, H, poison_float());
+  for (std::int64_t i = 0; i < N; ++i)
+    for (std::int64_t c = 0; c < H; ++c) padded(i, c) = ref.x(i, c) * 0.5f + static_cast<float>(i % 3);
+  host_matrix<float> packed(N, H);
+  for (std::int64_t i = 0; i < N; ++i)
+    for (std::int64_t c = 0; c < H; ++c) packed(i, c) = padded(i, c);
+  auto pc = moe::combine_start(exec, comm, h, matrix_view<float const>(make_matrix(padded.data(), N, H, 13)),
+                               out_a.view());
+  pc.wait();
+  moe::combine(exec, comm, h, cview(packed), out_b.view());
+  CHECK(out_a.storage() == out_b.storage());
+}
+
 /// Argument errors: every rank throws (nobody hangs in the count exchange).
 template <comm::host_communicator C>
 void check_ep_errors(C& comm) {

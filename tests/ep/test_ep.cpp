@@ -88,4 +88,5 @@ TEST_CASE("ep on single_communicator: EP size 1 equals the single-rank MoE") {
   test::check_ep_adjoint(c, 8, 3, 40, 12);
   test::check_ep_round_trip(c, 45, 256, 8, 4);
   test::check_ep_errors(c);
+  test::check_ep_views(c);
 }

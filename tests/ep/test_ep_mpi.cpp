@@ -127,6 +127,11 @@ TEST_CASE("ep over MPI: deterministic across runs") {
   CHECK(runs[0] == runs[1]);
 }
 
+TEST_CASE("ep over MPI: caller-owned strided views, polling") {
+  comm::mpi_communicator c;
+  test::check_ep_views(c);
+}
+
 TEST_CASE("ep over MPI: argument errors reach every rank") {
   comm::mpi_communicator c;
   test::check_ep_errors(c);

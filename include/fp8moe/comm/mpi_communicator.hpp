@@ -137,18 +137,36 @@ class mpi_communicator {
     }
     ~request() { finish_quietly(); }
 
+    /// Polls; once everything has completed, runs the same checks as wait() (and may throw).
     bool test() {
       if (reqs_.empty()) return true;
       int flag = 0;
-      detail::mpi_check(MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE),
-                        "MPI_Testall", rank_, size_);
-      return flag != 0;  // statuses of receives are checked by wait()
+      std::vector<MPI_Status> st(reqs_.size());
+      int const rc = MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &flag, st.data());
+      if (rc != MPI_SUCCESS) {
+        complete(st, rc);
+        return true;
+      }
+      if (flag) complete(st, MPI_SUCCESS);
+      return flag != 0;
     }
     void wait() {
       if (reqs_.empty()) return;
       std::vector<MPI_Status> st(reqs_.size());
       int const rc = MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), st.data());
-      if (rc == MPI_ERR_IN_STATUS)  // complete what is still pending before reporting
+      complete(st, rc);
+    }
+
+   private:
+    friend class mpi_communicator;
+    struct expected_recv {
+      std::size_t index;
+      int bytes, peer, tag;
+    };
+    /// After Waitall/Testall returned everything (or an error): finish what is still pending,
+    /// release, then report MPI errors and receive-size mismatches.
+    void complete(std::vector<MPI_Status>& st, int rc) {
+      if (rc == MPI_ERR_IN_STATUS)
         for (std::size_t i = 0; i < reqs_.size(); ++i)
           if (st[i].MPI_ERROR == MPI_ERR_PENDING) MPI_Wait(&reqs_[i], &st[i]);
       std::vector<expected_recv> expect = std::move(expect_);
@@ -168,13 +186,6 @@ class mpi_communicator {
                                             " bytes from rank ", e.peer, " (tag ", e.tag, "), got ", bytes));
       }
     }
-
-   private:
-    friend class mpi_communicator;
-    struct expected_recv {
-      std::size_t index;
-      int bytes, peer, tag;
-    };
     void finish_quietly() noexcept {
       if (!reqs_.empty()) MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE);
       reqs_.clear();
