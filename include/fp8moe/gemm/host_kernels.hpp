@@ -42,7 +42,10 @@ typedef float v8f __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
 typedef std::uint32_t v8u __attribute__((vector_size(32)));
 typedef std::int32_t v8i __attribute__((vector_size(32)));
-typedef std::uint8_t v8b __attribute__((vector_size(8)));
+typedef std::uint8_t v16b __attribute__((vector_size(16)));
+typedef std::uint16_t v8s __attribute__((vector_size(16)));
+typedef std::uint32_t v4u __attribute__((vector_size(16)));
+typedef std::uint64_t v2q __attribute__((vector_size(16)));
 
 // 32-byte vectors cross helper boundaries by reference only (no by-value vector ABI involved).
 FP8MOE_GEMM_INLINE void load8(v8f& v, float const* p) {
@@ -71,15 +74,29 @@ FP8MOE_GEMM_INLINE v4f hsum4(v8f const& v0, v8f const& v1, v8f const& v2, v8f co
   return __builtin_shufflevector(u, u, 0, 1, 2, 3) + __builtin_shufflevector(u, u, 4, 5, 6, 7);
 }
 
-/// Eight FP8 codes -> eight exact floats at dst, by integer arithmetic on the bit fields.
+/// Zero-extends 16 bytes to two vectors of eight 32-bit lanes (byte/word unpacks with zero;
+/// the compiler emits pmovzx/punpck, no scalar extraction).
+FP8MOE_GEMM_INLINE void widen16(v16b const& b, v8u& lo, v8u& hi) {
+  v16b const z{};
+  v8s const zw{};
+  v8s const w0 = (v8s)__builtin_shufflevector(b, z, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  v8s const w1 =
+      (v8s)__builtin_shufflevector(b, z, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  v4u const q0 = (v4u)__builtin_shufflevector(w0, zw, 0, 8, 1, 9, 2, 10, 3, 11);
+  v4u const q1 = (v4u)__builtin_shufflevector(w0, zw, 4, 12, 5, 13, 6, 14, 7, 15);
+  v4u const q2 = (v4u)__builtin_shufflevector(w1, zw, 0, 8, 1, 9, 2, 10, 3, 11);
+  v4u const q3 = (v4u)__builtin_shufflevector(w1, zw, 4, 12, 5, 13, 6, 14, 7, 15);
+  lo = __builtin_shufflevector(q0, q1, 0, 1, 2, 3, 4, 5, 6, 7);
+  hi = __builtin_shufflevector(q2, q3, 0, 1, 2, 3, 4, 5, 6, 7);
+}
+
+/// Eight FP8 codes (in 32-bit lanes) -> eight exact floats at dst, by integer arithmetic on the
+/// bit fields.
 template <class T>
-FP8MOE_GEMM_INLINE void fp8x8_to_float(std::uint8_t const* src, float* dst) {
+FP8MOE_GEMM_INLINE void fp8_lanes_to_float(v8u const& x, float* dst) {
   using F = typename T::format;
   constexpr int M = F::mantissa_bits;
   constexpr std::uint32_t exp_shift = 127u - static_cast<std::uint32_t>(F::bias);
-  v8b bytes;
-  std::memcpy(&bytes, src, 8);
-  v8u const x = __builtin_convertvector(bytes, v8u);
   v8u const sign = (x & 0x80u) << 24;
   v8u const mag = x & 0x7Fu;
   // normal numbers: rebias the exponent field
@@ -97,6 +114,28 @@ FP8MOE_GEMM_INLINE void fp8x8_to_float(std::uint8_t const* src, float* dst) {
   }
   v8f const f = (v8f)bits;
   store8(dst, f);
+}
+
+/// Eight FP8 codes at src -> eight floats at dst (reads exactly 8 bytes).
+template <class T>
+FP8MOE_GEMM_INLINE void fp8x8_to_float(std::uint8_t const* src, float* dst) {
+  std::uint64_t w;
+  std::memcpy(&w, src, 8);
+  v2q const q{w, 0};
+  v8u lo, hi;
+  widen16((v16b)q, lo, hi);
+  fp8_lanes_to_float<T>(lo, dst);
+}
+
+/// Sixteen FP8 codes at src -> sixteen floats at dst (reads exactly 16 bytes).
+template <class T>
+FP8MOE_GEMM_INLINE void fp8x16_to_float(std::uint8_t const* src, float* dst) {
+  v16b b;
+  std::memcpy(&b, src, 16);
+  v8u lo, hi;
+  widen16(b, lo, hi);
+  fp8_lanes_to_float<T>(lo, dst);
+  fp8_lanes_to_float<T>(hi, dst + 8);
 }
 #endif
 
@@ -117,6 +156,7 @@ FP8MOE_GEMM_INLINE void convert_row(std::uint8_t const* src, float* dst, std::in
   std::int64_t i = 0;
 #if FP8MOE_GEMM_VECTOR_EXT
   if constexpr (Simd) {
+    for (; i + 16 <= n; i += 16) fp8x16_to_float<T>(src + i, dst + i);
     for (; i + 8 <= n; i += 8) fp8x8_to_float<T>(src + i, dst + i);
   }
 #endif
