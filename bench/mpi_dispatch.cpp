@@ -190,16 +190,18 @@ void BM_dispatch_bf16(benchmark::State& st) {
     st.counters["fp8_time_vs_bf16"] = median_s["dispatch_fp8"] / median_s["dispatch_bf16"];
 }
 
-/// The handle reused (no layout, no count exchange): the same bytes as the raw call in one
-/// collective. `start`: the start/wait form (MPI_Ialltoallv) the DualPipe executor overlaps.
-void cached_dispatch(benchmark::State& st, char const* name, bool start) {
+/// The handle reused (no layout, no count exchange): the same bytes as the raw call, one
+/// collective for x and one for the routing words. `start`: the start/wait form the DualPipe
+/// executor overlaps with compute.
+template <class T>
+void cached_dispatch(benchmark::State& st, char const* name, bool start, fm::matrix_view<T const> x,
+                     fm::matrix_view<float const> sc) {
   fm::host_executor exec;
   auto h = handle();
-  raw_alltoallv raw(h, row_bytes(true), false);
-  receive_buffers<fm::float8_e4m3_t> rb;
-  auto const out = rb.views(h.num_recv(), true);
-  auto const x = fm::matrix_view<fm::float8_e4m3_t const>(prob->x8.view());
-  auto const sc = fm::matrix_view<float const>(prob->scales.view());
+  bool const fp8 = sc.cols > 0;
+  raw_alltoallv raw(h, row_bytes(fp8), false);
+  receive_buffers<T> rb;
+  auto const out = rb.views(h.num_recv(), fp8);
   compare(st, name, raw.sent, raw, [&] {
     if (start)
       moe::dispatch_into_start(exec, *world, h, prob->placement, x, sc, ids_view(), weights_view(), out)
@@ -208,11 +210,25 @@ void cached_dispatch(benchmark::State& st, char const* name, bool start) {
       moe::dispatch_into(exec, *world, h, prob->placement, x, sc, ids_view(), weights_view(), out);
   });
 }
+auto x8() {
+  return fm::matrix_view<fm::float8_e4m3_t const>(prob->x8.view());
+}
+auto x16() {
+  return fm::matrix_view<fm::bfloat16_t const>(prob->x16.view());
+}
+auto scales8() {
+  return fm::matrix_view<float const>(prob->scales.view());
+}
 void BM_dispatch_fp8_cached(benchmark::State& st) {
-  cached_dispatch(st, "dispatch_fp8_cached", false);
+  cached_dispatch(st, "dispatch_fp8_cached", false, x8(), scales8());
 }
 void BM_dispatch_fp8_cached_start(benchmark::State& st) {
-  cached_dispatch(st, "dispatch_fp8_cached_start", true);
+  cached_dispatch(st, "dispatch_fp8_cached_start", true, x8(), scales8());
+}
+void BM_dispatch_bf16_cached(benchmark::State& st) {
+  cached_dispatch(st, "dispatch_bf16_cached", false, x16(), fm::matrix_view<float const>{});
+  if (median_s.count("dispatch_fp8_cached"))
+    st.counters["fp8_time_vs_bf16"] = median_s["dispatch_fp8_cached"] / median_s["dispatch_bf16_cached"];
 }
 
 /// Combine: BF16 partials (N,H) back to their sources, FP32 sum over ranks, BF16 output (T,H).
@@ -233,6 +249,7 @@ BENCHMARK(BM_dispatch_fp8_cached_start)
     ->Iterations(kIterations)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dispatch_bf16_cached)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dispatch_bf16)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_combine_bf16)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -259,7 +276,7 @@ int main(int argc, char** argv) {
         comm.size(), static_cast<long long>(kTokens), static_cast<long long>(kHidden), kExperts, kTopk,
         kIterations);
     for (char const* name : {"dispatch_fp8", "dispatch_fp8_cached", "dispatch_fp8_cached_start",
-                             "dispatch_bf16", "combine_bf16"})
+                             "dispatch_bf16_cached", "dispatch_bf16", "combine_bf16"})
       if (median_s.count(name))
         std::printf("  %-26s %8.3f ms   raw MPI_Alltoallv %8.3f ms   x_raw %.3f\n", name,
                     1e3 * median_s[name], 1e3 * median_s[std::string(name) + "/raw"],
