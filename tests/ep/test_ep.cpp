@@ -90,3 +90,29 @@ TEST_CASE("ep on single_communicator: EP size 1 equals the single-rank MoE") {
   test::check_ep_errors(c);
   test::check_ep_views(c);
 }
+
+TEST_CASE("buffer_pool: leases reuse free buffers, grow on demand, never share a busy one") {
+  auto pool = std::make_shared<moe::buffer_pool>();
+  std::byte* first = nullptr;
+  {
+    auto a = moe::buffer_pool::acquire(pool, 1000);
+    first = a.data();
+    REQUIRE(first != nullptr);
+    auto b = moe::buffer_pool::acquire(pool, 10);  // a is busy: a second buffer
+    CHECK(b.data() != first);
+    CHECK(pool->buffers() == 2);
+  }
+  auto c = moe::buffer_pool::acquire(pool, 500);  // both free again: the smallest that fits (1000)
+  CHECK(c.data() == first);
+  auto d = moe::buffer_pool::acquire(pool, 4096);  // the free 10-byte one grows
+  CHECK(pool->buffers() == 2);
+  auto moved = std::move(d);
+  CHECK(moved.data() != nullptr);
+  CHECK(d.data() == nullptr);
+  auto e = moe::buffer_pool::acquire(pool, 1);  // none free: a third buffer
+  CHECK(pool->buffers() == 3);
+  // handles share their thread's pool unless given another
+  moe::dispatch_handle h1, h2;
+  CHECK(h1.pool == h2.pool);
+  CHECK(h1.pool == moe::dispatch_handle::thread_pool());
+}

@@ -162,9 +162,9 @@ class ep_pending {
   void on_complete(std::function<void()> f) { finish_ = std::move(f); }
 
  private:
+  std::vector<buffer_pool::lease> leases_;  // first: released last, after the requests have waited
   std::vector<Request> requests_;
   std::vector<ep_pending> parts_;
-  std::vector<buffer_pool::lease> leases_;
   std::function<void()> finish_;
 };
 
