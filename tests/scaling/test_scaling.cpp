@@ -270,7 +270,8 @@ TEST_CASE("CUDA row-tile mapping: every element of every shape is covered exactl
       int const L = lanes_per_row_tile(tc, eb);
       REQUIRE(L != 0);
       std::int64_t const vec = 16 / eb;
-      for (auto [R, C] : {std::pair<std::int64_t, std::int64_t>{3, 300}, {5, 128}, {1, 7}, {7, 33}}) {
+      for (auto const& shape : {std::pair<std::int64_t, std::int64_t>{3, 300}, {5, 128}, {1, 7}, {7, 33}}) {
+        std::int64_t const R = shape.first, C = shape.second;
         std::vector<int> hits(static_cast<std::size_t>(R * C), 0);
         std::int64_t const warps = row_tile_warps(R, C, L, eb);
         bool groups_ok = true;

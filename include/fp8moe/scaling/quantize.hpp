@@ -480,10 +480,9 @@ void transpose_requantize(host_executor const& exec, quantized_matrix_view<Q> xq
   check_matrix(qc.data, where, "xq.data");
   detail::check_quantized(qc, qc.data.rows, qc.data.cols, qc.tile, where, "xq");
   detail::validate_transpose(qc.rows(), qc.cols(), r, out, where);
-  auto const& lut = detail::decode_table_v<QT>.v;
   std::int64_t const tr = qc.tile_rows(), tc = qc.tile_cols();
-  auto const load = [qc, &lut, tr, tc](std::int64_t row, std::int64_t c) {
-    return lut[qc.data(row, c).bits()] * qc.scales(row / tr, c / tc);
+  auto const load = [qc, tr, tc](std::int64_t row, std::int64_t c) {
+    return detail::decode_table_v<QT>.v[qc.data(row, c).bits()] * qc.scales(row / tr, c / tc);
   };
   if (amax_ignores_nan(r.formula)) detail::transpose_quantize_host_impl<true>(exec, qc.rows(), qc.cols(), load, r, 3.40282347e38f, out);
   else detail::transpose_quantize_host_impl<false>(exec, qc.rows(), qc.cols(), load, r, 3.40282347e38f, out);

@@ -178,7 +178,9 @@ FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint8_t float_to_f
   std::int32_t const u = fp8moe::bit_cast<std::int32_t>(x);
   std::int32_t const sign = (u >> 24) & 0x80;
   std::int32_t const a = u & 0x7FFFFFFF;
-  std::int32_t const normal = ((a + ((1 << (shift - 1)) - 1) + ((a >> shift) & 1)) >> shift) - rebias;
+  auto const ua = static_cast<std::uint32_t>(a);  // unsigned: NaN magnitudes must not overflow the rounding add
+  std::int32_t const normal =
+      static_cast<std::int32_t>((ua + ((1u << (shift - 1)) - 1u) + ((ua >> shift) & 1u)) >> shift) - rebias;
   std::int32_t const sub = fp8moe::bit_cast<std::int32_t>(fp8moe::bit_cast<float>(a) + magic) - magic_bits;
   std::int32_t const is_sub = -static_cast<std::int32_t>(a < min_normal);
   std::int32_t code = (sub & is_sub) | (normal & ~is_sub);
