@@ -376,21 +376,25 @@ TEST_CASE(
     "simulator: DualPipe bubble = (PP/2-1)(F&B+B-3W) where exact, a bound where not; PP+1 activations") {
   // Exact regime: F = B - W and W <= F (dualpipe.md §1.11).
   for (int pp : {2, 4, 6, 8, 16})
-    for (int m : {2 * pp, 2 * pp + 2, 6 * pp})
+    for (int m : {2 * pp, 2 * pp + 2, 6 * pp}) {
+      if (pp == 16 && m == 6 * pp) continue;  // keep the test fast; M-independence is checked below
+      auto const dp = fp::dualpipe({.ranks = pp, .microbatches = m});
+      auto const dv = fp::dualpipe_v({.ranks = pp / 2, .microbatches = m / 2});
       for (auto c : {fp::costs{.f = 1, .b = 2, .w = 1, .fb = 3}, fp::costs{.f = 1, .b = 2, .w = 1, .fb = 2.5},
                      fp::costs{.f = 2, .b = 3, .w = 1, .fb = 4}}) {
         CAPTURE(pp);
         CAPTURE(m);
-        auto const t = fp::simulate(fp::dualpipe({.ranks = pp, .microbatches = m}), c);
+        auto const t = fp::simulate(dp, c);
         CHECK(t.bubble == doctest::Approx(fp::formula::dualpipe(pp, c)));
         CHECK(t.max_peak_activations == pp + 1);
         CHECK(t.parameter_copies == 2);
         // Cut in half: DualPipeV on PP/2 ranks with M/2 micro-batches has the same makespan and bubble.
-        auto const v = fp::simulate(fp::dualpipe_v({.ranks = pp / 2, .microbatches = m / 2}), c);
+        auto const v = fp::simulate(dv, c);
         CHECK(v.makespan == doctest::Approx(t.makespan));
         CHECK(v.bubble == doctest::Approx(t.bubble));
         CHECK(v.max_peak_activations == pp + 1);
       }
+    }
   // Upper bound when W <= F < B - W: idle never exceeds the formula and is strictly below it here.
   fp::costs const c{.f = 1, .b = 3, .w = 1, .fb = 3.5};
   auto const t = fp::simulate(fp::dualpipe({.ranks = 8, .microbatches = 20}), c);

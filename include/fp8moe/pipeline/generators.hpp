@@ -246,16 +246,18 @@ inline void add_communication(schedule& s, lowering how = lowering::delay_sends)
     return m;
   };
   // Index of the compute on rank r consuming a message.
-  auto consumer = [&](int r, message const& m) {
+  // Index of the compute on rank r consuming a message: (forward?, chunk, mb) -> compute index.
+  std::vector<std::map<std::tuple<bool, int, int>, int>> consumers(R);
+  for (int r = 0; r < R; ++r)
     for (int x = 0; x < static_cast<int>(comp[r].size()); ++x) {
       auto const& a = comp[r][x];
-      if (m.forward && (a.kind == op::f || a.kind == op::fb) && a.chunk == m.to_chunk && a.mb == m.mb)
-        return x;
-      if (!m.forward && (a.kind == op::b || a.kind == op::i) && a.chunk == m.to_chunk && a.mb == m.mb)
-        return x;
-      if (!m.forward && a.kind == op::fb && a.chunk2 == m.to_chunk && a.mb2 == m.mb) return x;
+      if (a.kind == op::f || a.kind == op::fb) consumers[r].emplace(std::tuple{true, a.chunk, a.mb}, x);
+      if (a.kind == op::b || a.kind == op::i) consumers[r].emplace(std::tuple{false, a.chunk, a.mb}, x);
+      if (a.kind == op::fb) consumers[r].emplace(std::tuple{false, a.chunk2, a.mb2}, x);
     }
-    return -1;
+  auto consumer = [&](int r, message const& m) {
+    auto it = consumers[r].find({m.forward, m.to_chunk, m.mb});
+    return it == consumers[r].end() ? -1 : it->second;
   };
 
   // recv_at[dst][x] / send_after[src][x]: transfers inserted before / after compute x.
