@@ -199,6 +199,29 @@ TEST_CASE("expert parallel over NCCL (one rank): device dispatch / combine equal
                  make_matrix(d_out.p, T, H));
     FP8MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
     CHECK(d_out.host() == out_ref.storage());
+    // slot-exact combine: y rows in the local permute layout, weighted sum in slot order
+    auto lr = moe::local_route(ref);
+    host_matrix<float> xf(N, H);
+    for (std::int64_t i = 0; i < N; ++i)
+      for (std::int64_t h = 0; h < H; ++h) xf(i, h) = ref.x(i, h).to_float() * ref.scales(i, h / 128);
+    auto lp =
+        moe::permute(host_executor{}, matrix_view<float const>(xf.view()), lr, moe::contiguous{.m_align = 8});
+    std::int64_t const M = lp.plan.view().rows;
+    host_matrix<float> y(M, H);
+    for (std::int64_t r = 0; r < M; ++r)
+      for (std::int64_t h = 0; h < H; ++h) y(r, h) = lp.x(r, h) * 0.75f + static_cast<float>(r % 5);
+    host_matrix<float> slots_ref(T, H);
+    moe::combine_slots(host_executor{}, hc, ref.handle, lp.plan.view(), matrix_view<float const>(y.view()),
+                       matrix_view<float const>(w.view()), slots_ref.view());
+    device_buffer<std::int32_t> d_slot_row(lp.plan.slot_row());
+    device_buffer<float> d_y(y.storage()),
+        d_slots(std::vector<float>(static_cast<std::size_t>(T * H), -9.0f));
+    moe::permute_plan dplan = lp.plan.view();
+    dplan.slot_row = d_slot_row.p;  // combine_slots reads only tokens, k, rows and slot_row
+    moe::combine_slots(exec, c, dh, dplan, make_matrix(static_cast<float const*>(d_y.p), M, H),
+                       make_matrix(static_cast<float const*>(d_w.p), T, k), make_matrix(d_slots.p, T, H));
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    CHECK(d_slots.host() == slots_ref.storage());
   }
   FP8MOE_CUDA_CHECK(cudaStreamDestroy(stream));
 }

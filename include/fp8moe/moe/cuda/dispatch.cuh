@@ -10,6 +10,7 @@
 
 #include <concepts>
 #include <cstdint>
+#include <cub/device/device_scan.cuh>
 #include <span>
 #include <vector>
 
@@ -100,6 +101,28 @@ __global__ void unpack_meta_kernel(std::uint32_t const* words, std::int64_t N, s
   }
   src_token[i] = static_cast<std::int32_t>(w[k]);
   for (std::int64_t c = 0; c < Sc; ++c) scales(i, c) = __uint_as_float(w[2 * k + 1 + c]);
+}
+
+/// Routed slots per received row (slot_row >= 0).
+__global__ void count_slots_kernel(std::int32_t const* slot_row, std::int64_t N, std::int64_t k,
+                                   std::int32_t* count) {
+  std::int64_t const i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  std::int32_t c = 0;
+  for (std::int64_t j = 0; j < k; ++j) c += slot_row[i * k + j] >= 0;
+  count[i] = c;
+}
+
+/// order[offset[i] + q] = the q-th routed slot row of received row i ((row, slot) ascending).
+__global__ void slot_order_kernel(std::int32_t const* slot_row, std::int64_t N, std::int64_t k,
+                                  std::int32_t const* offset, std::int32_t* order) {
+  std::int64_t const i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  std::int32_t at = offset[i];
+  for (std::int64_t j = 0; j < k; ++j) {
+    std::int32_t const r = slot_row[i * k + j];
+    if (r >= 0) order[at++] = r;
+  }
 }
 
 template <class T>
@@ -313,6 +336,81 @@ void combine(cuda_executor const& exec, C& comm, device_dispatch_handle const& d
                  std::span<std::int64_t const>(rc), comm::size_check::trusted);
   combine(exec, detail::table_plan(h.tokens, h.ranks, S_, d.token_rank_row),
           make_matrix(static_cast<YT const*>(rows.as<YT>()), S_, Cn), matrix_view<float const>{}, out);
+}
+
+/// Slot-exact combine on the device (see the host combine_slots): every (received row, local
+/// slot) output y(local_plan.slot_row[i,j]) (M,C) goes back to its source, where the device
+/// moe::combine sums weights(t,j) * y_tj in slot order. local_plan.slot_row is read on the device;
+/// its routed-slot counts are trusted to match the dispatched ids (no host copy).
+template <device_communicator C, class Y, class Out>
+void combine_slots(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
+                   permute_plan const& local_plan, matrix_view<Y> y, matrix_view<float const> weights,
+                   matrix_view<Out> out) {
+  using YT = std::remove_const_t<Y>;
+  constexpr char const* where = "fp8moe::moe::combine_slots";
+  auto const& h = d.host;
+  require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
+  require(local_plan.tokens == h.num_recv() && local_plan.k == h.k &&
+              (local_plan.slot_row != nullptr || local_plan.tokens == 0),
+          where, "local_plan", "a device permute plan of the received rows (N x k)");
+  require(y.rows == local_plan.rows && y.col_stride == 1, where, "y",
+          "(plan rows, C) with unit column stride");
+  require(weights.rows == 0 || (weights.rows == h.tokens && weights.cols == h.k), where, "weights",
+          "empty or (T,k)");
+  check_shape(out, h.tokens, y.cols, where, "out");
+  std::int64_t const Cn = y.cols, N = h.num_recv(), k = h.k;
+  std::int64_t Sl = 0, Rl = 0;
+  for (auto v : h.recv_slots) Sl += v;
+  for (auto v : h.send_slots) Rl += v;
+  std::int64_t const rb = Cn * static_cast<std::int64_t>(sizeof(YT));
+  cuda_detail::stream_buffer send(static_cast<std::size_t>(Sl * rb), exec.stream),
+      rows(static_cast<std::size_t>(Rl * rb), exec.stream);
+  if (N > 0 && Sl > 0) {
+    std::size_t temp = 0;
+    FP8MOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, temp, static_cast<std::int32_t const*>(nullptr),
+                                                    static_cast<std::int32_t*>(nullptr), static_cast<int>(N),
+                                                    exec.stream));
+    cuda_detail::stream_buffer count(static_cast<std::size_t>(N) * 4, exec.stream),
+        offset(static_cast<std::size_t>(N) * 4, exec.stream),
+        order(static_cast<std::size_t>(Sl) * 4, exec.stream), scratch(temp, exec.stream);
+    unsigned const blocks = static_cast<unsigned>((N + 127) / 128);
+    cuda_detail::count_slots_kernel<<<blocks, 128, 0, exec.stream>>>(local_plan.slot_row, N, k,
+                                                                     count.as<std::int32_t>());
+    FP8MOE_CUDA_CHECK_LAUNCH();
+    FP8MOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scratch.as<void>(), temp, count.as<std::int32_t>(),
+                                                    offset.as<std::int32_t>(), static_cast<int>(N),
+                                                    exec.stream));
+    cuda_detail::slot_order_kernel<<<blocks, 128, 0, exec.stream>>>(
+        local_plan.slot_row, N, k, offset.as<std::int32_t>(), order.as<std::int32_t>());
+    FP8MOE_CUDA_CHECK_LAUNCH();
+    if (rb > 0) {
+      cuda_detail::gather_rows_kernel<<<static_cast<unsigned>(Sl), 128, 0, exec.stream>>>(
+          reinterpret_cast<std::byte const*>(y.data), y.row_stride * static_cast<std::int64_t>(sizeof(YT)),
+          rb, order.as<std::int32_t>(), send.as<std::byte>(), rb);
+      FP8MOE_CUDA_CHECK_LAUNCH();
+    }
+  }
+  auto const sc = detail::scaled(h.recv_slots, Cn), rc = detail::scaled(h.send_slots, Cn);
+  comm.alltoallv(std::span<YT const>(send.as<YT>(), static_cast<std::size_t>(Sl * Cn)),
+                 std::span<std::int64_t const>(sc),
+                 std::span<YT>(rows.as<YT>(), static_cast<std::size_t>(Rl * Cn)),
+                 std::span<std::int64_t const>(rc), comm::size_check::trusted);
+  combine(exec, detail::table_plan(h.tokens, h.k, Rl, d.slot_row),
+          make_matrix(static_cast<YT const*>(rows.as<YT>()), Rl, Cn), weights, out);
+}
+
+/// dispatch's backward on the device: dx (T,H) = sum over ranks of d_recv_x (N,H), ranks ascending.
+template <device_communicator C, class G, class DX>
+void dispatch_backward(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
+                       matrix_view<G> d_recv_x, matrix_view<DX> dx) {
+  combine(exec, comm, d, d_recv_x, dx);
+}
+
+/// Slot-exact backward of dispatch on the device (bit-identical to moe::permute_backward).
+template <device_communicator C, class G, class DX>
+void dispatch_backward_slots(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
+                             permute_plan const& local_plan, matrix_view<G> d_permuted, matrix_view<DX> dx) {
+  combine_slots(exec, comm, d, local_plan, d_permuted, matrix_view<float const>{}, dx);
 }
 
 /// Backward on the device: dispatch's backward is combine, combine's backward is dispatch_rows.
