@@ -130,6 +130,19 @@ TEST_CASE("executor (threads as ranks): every schedule matches the one-process r
   }
 }
 
+TEST_CASE("executor: the rendezvous and hoist_receives lowerings run and match the reference too") {
+  for (auto how : {fp::lowering::rendezvous, fp::lowering::hoist_receives}) {
+    for (auto bare : {fp::dualpipe_v({.ranks = 4, .microbatches = 8, .communication = false}),
+                      fp::dualpipe({.ranks = 4, .microbatches = 8, .communication = false}),
+                      fp::zb_h2({.ranks = 3, .microbatches = 6, .communication = false})}) {
+      CAPTURE(bare.name);
+      fp::add_communication(bare, how);
+      auto const p = toy::problem::make(bare.stages, bare.microbatches);
+      compare(run_threads<toy::stage_model>(bare, p), p);
+    }
+  }
+}
+
 TEST_CASE("executor: fused forward/backward hook, and the non-threaded path, give the same results") {
   auto const s = fp::dualpipe({.ranks = 4, .microbatches = 10});
   auto const p = toy::problem::make(s.stages, 10);
