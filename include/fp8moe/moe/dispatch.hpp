@@ -404,16 +404,15 @@ ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C&
   return p;
 }
 
-/// The forward dispatch in one transfer: each sent row is [payload x (C elements) | 32-bit words
-/// localized ids (k), source token (1), weights (k), scales (S)], unpacked at wait(). One
-/// collective instead of several: fewer synchronizations (what dominates on a busy host).
-/// x.cols may be 0 (routing only).
-template <class C, class S, class T>
-ep_pending<typename C::request> dispatch_fused_impl(
+/// The routing words of every sent row in one transfer of 32-bit words:
+/// [ids localized to the destination (k) | source token (1) | weights (k) | scales (S)],
+/// unpacked into recv_ids / recv_weights / recv_scales and the handle at wait(). scales may be
+/// empty (BF16 / FP32 payloads).
+template <class C>
+ep_pending<typename C::request> dispatch_meta_impl(
     host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
-    matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
-    matrix_view<float const> weights, matrix_view<T> recv_x, matrix_view<float> recv_scales,
-    matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights) {
+    matrix_view<float const> scales, matrix_view<std::int32_t const> ids, matrix_view<float const> weights,
+    matrix_view<float> recv_scales, matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights) {
   check_matrix(ids, dispatch_where, "ids");
   check_shape(ids, h.tokens, h.k, dispatch_where, "ids");
   check_matrix(weights, dispatch_where, "weights");
@@ -422,14 +421,7 @@ ep_pending<typename C::request> dispatch_fused_impl(
   check_shape(recv_ids, h.num_recv(), h.k, dispatch_where, "recv_ids");
   check_matrix(recv_weights, dispatch_where, "recv_weights");
   check_shape(recv_weights, h.num_recv(), h.k, dispatch_where, "recv_weights");
-  std::int64_t const H = x.cols, Sc = scales.cols;
-  if (H > 0) {
-    check_matrix(x, dispatch_where, "x");
-    require(x.rows == h.tokens, dispatch_where, "x", std::to_string(h.tokens) + " rows",
-            std::to_string(x.rows));
-    check_matrix(recv_x, dispatch_where, "recv_x");
-    check_shape(recv_x, h.num_recv(), H, dispatch_where, "recv_x");
-  }
+  std::int64_t const Sc = scales.cols;
   if (Sc > 0) {
     check_matrix(scales, dispatch_where, "scales");
     require(scales.rows == h.tokens, dispatch_where, "scales", std::to_string(h.tokens) + " rows",
@@ -442,92 +434,39 @@ ep_pending<typename C::request> dispatch_fused_impl(
   require(comm.size() == h.ranks && comm.rank() == h.rank, dispatch_where, "comm",
           "the communicator of the handle");
   std::int64_t const S_ = h.num_send(), N = h.num_recv(), k = h.k, W = 2 * k + 1 + Sc;
-  std::int64_t const PB = H * static_cast<std::int64_t>(sizeof(T)), RB = PB + 4 * W;  // bytes per row
   ep_pending<typename C::request> p;
-  auto* send = p.scratch(h, static_cast<std::size_t>(S_ * RB));
-  auto* recv = p.scratch(h, static_cast<std::size_t>(N * RB));
-  // destination rank of every sent row, for the id localization
-  std::vector<std::int32_t> dest(static_cast<std::size_t>(S_));
-  {
-    std::int64_t row = 0;
-    for (int r = 0; r < h.ranks; ++r)
-      for (std::int64_t i = 0; i < h.send_tokens[static_cast<std::size_t>(r)]; ++i)
-        dest[static_cast<std::size_t>(row++)] = r;
-  }
-#if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static) if (S_ * RB > 262144)
-#endif
-  for (std::int64_t row = 0; row < S_; ++row) {
-    std::int32_t const t = h.send_token[static_cast<std::size_t>(row)];
-    int const r = dest[static_cast<std::size_t>(row)];
-    std::byte* d = send + row * RB;
-    if (H > 0) {
-      if (x.col_stride == 1) {
-        std::memcpy(d, x.row(t), static_cast<std::size_t>(PB));
-      } else {
-        for (std::int64_t c = 0; c < H; ++c) {
-          T const v = x(t, c);
-          std::memcpy(d + c * static_cast<std::int64_t>(sizeof(T)), &v, sizeof(T));
-        }
-      }
-    }
-    std::uint32_t words[256];
-    std::byte* m = d + PB;
-    for (std::int64_t w0 = 0; w0 < W; w0 += 256) {  // words in chunks of 256 (k + S can be large)
-      std::int64_t const n = std::min<std::int64_t>(256, W - w0);
-      for (std::int64_t q = 0; q < n; ++q) {
-        std::int64_t const w = w0 + q;
-        std::uint32_t v;
-        if (w < k) {
-          std::int32_t const e = ids(t, w);
-          v = static_cast<std::uint32_t>((e >= 0 && placement.rank_of(e) == r) ? placement.local_of(e) : -1);
-        } else if (w == k) {
-          v = static_cast<std::uint32_t>(t);
-        } else if (w <= 2 * k) {
-          v = fp8moe::bit_cast<std::uint32_t>(weights(t, w - k - 1));
-        } else {
-          v = fp8moe::bit_cast<std::uint32_t>(scales(t, w - 2 * k - 1));
-        }
-        words[q] = v;
-      }
-      std::memcpy(m + 4 * w0, words, static_cast<std::size_t>(4 * n));
-    }
-  }
-  auto* hp = &h;
-  p.on_complete([exec, hp, recv, recv_x, recv_scales, recv_ids, recv_weights, N, k, H, Sc, PB, RB, W] {
-    std::fill(hp->tokens_per_local_expert.begin(), hp->tokens_per_local_expert.end(), 0);
-#if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static) if (N * RB > 262144)
-#endif
-    for (std::int64_t i = 0; i < N; ++i) {
-      std::byte const* src = recv + i * RB;
-      if (H > 0) {
-        if (recv_x.col_stride == 1) {
-          std::memcpy(recv_x.row(i), src, static_cast<std::size_t>(PB));
-        } else {
-          for (std::int64_t c = 0; c < H; ++c)
-            std::memcpy(&recv_x(i, c), src + c * static_cast<std::int64_t>(sizeof(T)), sizeof(T));
-        }
-      }
-      std::byte const* m = src + PB;
-      auto word = [m](std::int64_t w) {
-        std::uint32_t v;
-        std::memcpy(&v, m + 4 * w, 4);
-        return v;
-      };
+  auto* send = reinterpret_cast<std::uint32_t*>(p.scratch(h, static_cast<std::size_t>(S_ * W) * 4));
+  auto* recv = reinterpret_cast<std::uint32_t*>(p.scratch(h, static_cast<std::size_t>(N * W) * 4));
+  std::int64_t row = 0;
+  for (int r = 0; r < h.ranks; ++r)
+    for (std::int64_t i = 0; i < h.send_tokens[static_cast<std::size_t>(r)]; ++i, ++row) {
+      std::int32_t const t = h.send_token[static_cast<std::size_t>(row)];
+      std::uint32_t* w = send + row * W;
       for (std::int64_t j = 0; j < k; ++j) {
-        recv_ids(i, j) = static_cast<std::int32_t>(word(j));
-        recv_weights(i, j) = fp8moe::bit_cast<float>(word(k + 1 + j));
+        std::int32_t const e = ids(t, j);
+        w[j] = static_cast<std::uint32_t>((e >= 0 && placement.rank_of(e) == r) ? placement.local_of(e) : -1);
+        w[k + 1 + j] = fp8moe::bit_cast<std::uint32_t>(weights(t, j));
       }
-      hp->recv_src_token[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(word(k));
-      for (std::int64_t c = 0; c < Sc; ++c) recv_scales(i, c) = fp8moe::bit_cast<float>(word(2 * k + 1 + c));
+      w[k] = static_cast<std::uint32_t>(t);
+      for (std::int64_t c = 0; c < Sc; ++c) w[2 * k + 1 + c] = fp8moe::bit_cast<std::uint32_t>(scales(t, c));
     }
-    for (std::int64_t i = 0; i < N; ++i)
-      for (std::int64_t j = 0; j < k; ++j)
-        if (recv_ids(i, j) >= 0) ++hp->tokens_per_local_expert[static_cast<std::size_t>(recv_ids(i, j))];
-    (void)W;
+  (void)exec;
+  auto* hp = &h;
+  p.on_complete([hp, recv, recv_scales, recv_ids, recv_weights, N, k, Sc, W] {
+    std::fill(hp->tokens_per_local_expert.begin(), hp->tokens_per_local_expert.end(), 0);
+    for (std::int64_t i = 0; i < N; ++i) {
+      std::uint32_t const* w = recv + i * W;
+      for (std::int64_t j = 0; j < k; ++j) {
+        auto const l = static_cast<std::int32_t>(w[j]);
+        recv_ids(i, j) = l;
+        if (l >= 0) ++hp->tokens_per_local_expert[static_cast<std::size_t>(l)];
+        recv_weights(i, j) = fp8moe::bit_cast<float>(w[k + 1 + j]);
+      }
+      hp->recv_src_token[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(w[k]);
+      for (std::int64_t c = 0; c < Sc; ++c) recv_scales(i, c) = fp8moe::bit_cast<float>(w[2 * k + 1 + c]);
+    }
   });
-  transfer(comm, p, static_cast<std::byte const*>(send), h.send_tokens, recv, h.recv_tokens, RB);
+  transfer(comm, p, static_cast<std::uint32_t const*>(send), h.send_tokens, recv, h.recv_tokens, W);
   return p;
 }
 
@@ -547,8 +486,7 @@ ep_pending<typename C::request> dispatch_forward_impl(
   check_shape(recv_x, h.num_recv(), x.cols, dispatch_where, "recv_x");
   ep_pending<typename C::request> p;
   ep_pending<typename C::request> meta =
-      dispatch_fused_impl(exec, comm, h, placement, matrix_view<std::byte const>{}, scales, ids, weights,
-                          matrix_view<std::byte>{}, recv_scales, recv_ids, recv_weights);
+      dispatch_meta_impl(exec, comm, h, placement, scales, ids, weights, recv_scales, recv_ids, recv_weights);
   p.add(dispatch_rows_impl(exec, comm, h, x, recv_x));
   p.add(std::move(meta));
   return p;
@@ -580,8 +518,7 @@ ep_pending<typename C::request> dispatch_routing_start(host_executor const& exec
                                                        matrix_view<float const> weights,
                                                        matrix_view<std::int32_t> recv_ids,
                                                        matrix_view<float> recv_weights) {
-  return detail::dispatch_fused_impl(exec, comm, h, placement, matrix_view<std::byte const>{}, {}, ids,
-                                     weights, matrix_view<std::byte>{}, {}, recv_ids, recv_weights);
+  return detail::dispatch_meta_impl(exec, comm, h, placement, {}, ids, weights, {}, recv_ids, recv_weights);
 }
 
 /// Caller-owned receive buffers of the forward dispatch, each with h.num_recv() rows.
