@@ -711,7 +711,12 @@ TEST_CASE("workspace_bytes and the caller-workspace overloads") {
   test::out_mat<float> d1(m, n), d2(m, n);
   std::vector<std::byte> ws(gemm::workspace_bytes(two));
   gemm::fp8_gemm(two, gemm::dense<e4m3, e4m3, float>{a.view(), b.view(), d1.view(), {}}, {}, ws);
-  gemm::fp8_gemm(one, a.view(), b.view(), d2.view());
+  // non-const operand views (quantized_matrix_view<T>) are accepted by the convenience overload
+  scaling::quantized_matrix_view<e4m3> const a_mut{
+      {a.data.data(), m, k, a.ld, 1},
+      {const_cast<float*>(a.scales.data()), a.srows, a.scols, a.scols, 1},
+      a.tile};
+  gemm::fp8_gemm(one, a_mut, b.view(), d2.view());
   int differ = 0;  // same tiles, same order inside a tile: identical bits for any thread count
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t j = 0; j < n; ++j) differ += d1.at(i, j) == d2.at(i, j) ? 0 : 1;

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "fp8moe/core/executor.hpp"
@@ -56,18 +57,24 @@ void fp8_gemm(host_executor const& exec, dense<TA, TB, TD> const& p, gemm_option
   fp8_gemm(exec, p, o, detail::alloc_workspace<TD>(buf, exec, o));
 }
 
-/// Convenience: D = A * B^T.
+/// Convenience: D = A * B^T. Operand views may be const or not (quantized_matrix::view()).
 template <class TA, class TB, class TD>
-void fp8_gemm(host_executor const& exec, quantized_matrix_view<TA const> a, quantized_matrix_view<TB const> b,
+void fp8_gemm(host_executor const& exec, quantized_matrix_view<TA> a, quantized_matrix_view<TB> b,
               matrix_view<TD> d, gemm_options const& o = {}) {
-  fp8_gemm(exec, dense<TA, TB, TD>{a, b, d, {}}, o);
+  using A = std::remove_const_t<TA>;
+  using B = std::remove_const_t<TB>;
+  fp8_gemm(exec, dense<A, B, TD>{quantized_matrix_view<A const>(a), quantized_matrix_view<B const>(b), d, {}},
+           o);
 }
 
 /// Convenience: D = C + A * B^T.
 template <class TA, class TB, class TD>
-void fp8_gemm(host_executor const& exec, quantized_matrix_view<TA const> a, quantized_matrix_view<TB const> b,
+void fp8_gemm(host_executor const& exec, quantized_matrix_view<TA> a, quantized_matrix_view<TB> b,
               matrix_view<TD> d, matrix_view<float const> c, gemm_options const& o = {}) {
-  fp8_gemm(exec, dense<TA, TB, TD>{a, b, d, c}, o);
+  using A = std::remove_const_t<TA>;
+  using B = std::remove_const_t<TB>;
+  fp8_gemm(exec, dense<A, B, TD>{quantized_matrix_view<A const>(a), quantized_matrix_view<B const>(b), d, c},
+           o);
 }
 
 // ---- grouped ------------------------------------------------------------------------------------

@@ -98,8 +98,9 @@ struct quantized_batched_view {
   FP8MOE_HOST_DEVICE quantized_matrix_view<T> operator[](std::int64_t g) const {
     return quantized_matrix_view<T>(data[g], scales[g], tile);
   }
-  FP8MOE_HOST_DEVICE operator quantized_batched_view<T const>() const  // NOLINT: implicit to const
-      requires(!std::is_const_v<T>) {
+  template <class U>
+  requires(std::is_same_v<U, T const> && !std::is_const_v<T>) FP8MOE_HOST_DEVICE
+  operator quantized_batched_view<U>() const {  // implicit T -> T const
     return {data, scales, tile};
   }
 };
