@@ -86,9 +86,9 @@ __global__ void __launch_bounds__(block_threads) quantize_row_tiles_kernel(matri
   std::int64_t const C = x.cols;
   int const lane = threadIdx.x % 32, sub = lane % L;
   std::int64_t const warp = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  row_tile_lane const w = row_tile_lane_of(warp, lane, L, sizeof(In), x.rows, C);
-  bool const live = w.live;
-  std::int64_t const row = w.row, t = w.tile, c0 = w.col;
+  row_tile_lane const me = row_tile_lane_of(warp, lane, L, sizeof(In), x.rows, C);
+  bool const live = me.live;
+  std::int64_t const row = me.row, t = me.tile, c0 = me.col;
   float v[vec];
   if (live && vec_ok && c0 + vec <= C) {
     if constexpr (std::is_same_v<In, float>) {
@@ -96,11 +96,11 @@ __global__ void __launch_bounds__(block_threads) quantize_row_tiles_kernel(matri
       v[0] = p.x; v[1] = p.y; v[2] = p.z; v[3] = p.w;
     } else {
       uint4 const p = *reinterpret_cast<uint4 const*>(&x(row, c0));
-      std::uint32_t const w[4] = {p.x, p.y, p.z, p.w};
+      std::uint32_t const words[4] = {p.x, p.y, p.z, p.w};  // element 2i in the low half
       #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        v[2 * i] = __uint_as_float(w[i] << 16);
-        v[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
+        v[2 * i] = __uint_as_float(words[i] << 16);
+        v[2 * i + 1] = __uint_as_float(words[i] & 0xFFFF0000u);
       }
     }
   } else {
@@ -122,10 +122,10 @@ __global__ void __launch_bounds__(block_threads) quantize_row_tiles_kernel(matri
     if constexpr (vec == 4) {
       *reinterpret_cast<std::uint32_t*>(dst + c0) = q[0] | (q[1] << 8) | (q[2] << 16) | (static_cast<std::uint32_t>(q[3]) << 24);
     } else {
-      uint2 w;
-      w.x = q[0] | (q[1] << 8) | (q[2] << 16) | (static_cast<std::uint32_t>(q[3]) << 24);
-      w.y = q[4] | (q[5] << 8) | (q[6] << 16) | (static_cast<std::uint32_t>(q[7]) << 24);
-      *reinterpret_cast<uint2*>(dst + c0) = w;
+      uint2 packed;
+      packed.x = q[0] | (q[1] << 8) | (q[2] << 16) | (static_cast<std::uint32_t>(q[3]) << 24);
+      packed.y = q[4] | (q[5] << 8) | (q[6] << 16) | (static_cast<std::uint32_t>(q[7]) << 24);
+      *reinterpret_cast<uint2*>(dst + c0) = packed;
     }
   } else {
     #pragma unroll
