@@ -163,7 +163,7 @@ struct receive_buffers {
 };
 
 /// The forward dispatch as a training step runs it: layout + count exchange (a new handle each
-/// time: a second synchronization), then the fused payload transfer into caller-owned buffers.
+/// time: a second synchronization), then x and the routing words (posted together) into caller-owned buffers.
 template <class T>
 void forward_dispatch(benchmark::State& st, char const* name, fm::matrix_view<T const> x,
                       fm::matrix_view<float const> scales) {
