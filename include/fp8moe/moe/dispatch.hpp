@@ -255,8 +255,8 @@ dispatch_handle build_handle(host_executor const& exec, int R, int me, expert_pl
       require(placement.ranks() == R, where, "placement", "ranks() == comm.size() = " + std::to_string(R),
               std::to_string(placement.ranks()));
       detail::check_ids(ids, placement, where);
-      require(ids.rows <= std::numeric_limits<std::int32_t>::max() / std::max<std::int64_t>(1, R), where,
-              "ids", "T * ranks within int32");
+      require(ids.rows * std::max<std::int64_t>({1, R, ids.cols}) <= std::numeric_limits<std::int32_t>::max(),
+              where, "ids", "T * ranks and T * k within int32 (row indices of the handle)");
     } catch (fp8moe::error const& e) {
       local = e.what();
     }
