@@ -31,6 +31,9 @@ target_compile_features(fp8moe INTERFACE cxx_std_20)
 target_sources(fp8moe INTERFACE FILE_SET HEADERS BASE_DIRS include FILES ${_core_hpp})
 # OpenMP is used when the consumer has it (host loops); absent OpenMP the code runs serially.
 target_link_libraries(fp8moe INTERFACE $<TARGET_NAME_IF_EXISTS:OpenMP::OpenMP_CXX>)
+# The pipeline executors use std::thread.
+find_package(Threads REQUIRED)
+target_link_libraries(fp8moe INTERFACE Threads::Threads)
 
 # ---- CUDA runtime layer: always defined and exported; usable where CUDA::cudart exists
 add_library(fp8moe_cuda INTERFACE)
