@@ -58,6 +58,21 @@ struct task {
   bool last = false;
 };
 
+namespace detail {
+/// The task of (chunk, micro-batch within the chain) of schedule s: its stage, global micro-batch
+/// and whether the chunk starts / ends its chain (shared by the host and CUDA executors).
+inline task task_of(schedule const& s, int chunk, int mb) {
+  task t;
+  t.chunk = chunk;
+  t.stage = s.chunk_stage[chunk];
+  t.microbatch = mb;
+  t.global_microbatch = s.global_microbatch(chunk, mb);
+  t.first = s.prev_chunk(chunk) < 0;
+  t.last = s.next_chunk(chunk) < 0;
+  return t;
+}
+}  // namespace detail
+
 /// The model side. activation_bytes(chunk): size of the chunk's output tensor (= the next chunk's
 /// input = the gradient it receives). forward writes `output`; backward_input reads `grad_output`
 /// (empty for the last chunk) and writes `grad_input` (empty for the first chunk); backward_weight
@@ -221,16 +236,7 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
   weight_grad_fifo fifo;
   execution_stats st;
 
-  auto make_task = [&](int chunk, int mb) {
-    task t;
-    t.chunk = chunk;
-    t.stage = s.chunk_stage[chunk];
-    t.microbatch = mb;
-    t.global_microbatch = s.global_microbatch(chunk, mb);
-    t.first = s.prev_chunk(chunk) < 0;
-    t.last = s.next_chunk(chunk) < 0;
-    return t;
-  };
+  auto make_task = [&](int chunk, int mb) { return detail::task_of(s, chunk, mb); };
   auto poll_all = [&] {
     if constexpr (p2p_testable<Comm>) {
       for (auto& [k, sl] : inbox)

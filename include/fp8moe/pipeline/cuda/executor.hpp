@@ -180,16 +180,7 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
     if (it == map.end()) return {};
     return workspace.subspan(it->second, n);
   };
-  auto make_task = [&](int chunk, int mb) {
-    task t;
-    t.chunk = chunk;
-    t.stage = s.chunk_stage[chunk];
-    t.microbatch = mb;
-    t.global_microbatch = s.global_microbatch(chunk, mb);
-    t.first = s.prev_chunk(chunk) < 0;
-    t.last = s.next_chunk(chunk) < 0;
-    return t;
-  };
+  auto make_task = [&](int chunk, int mb) { return pipeline::detail::task_of(s, chunk, mb); };
   // Input of a compute half: wait for its transfer group, or take the local producer's region.
   auto input = [&](bool forward, int chunk, int mb) -> std::span<std::byte const> {
     int const other = forward ? s.prev_chunk(chunk) : s.next_chunk(chunk);
