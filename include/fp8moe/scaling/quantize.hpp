@@ -13,6 +13,10 @@
 #include <string>
 #include <type_traits>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
@@ -74,10 +78,44 @@ FP8MOE_SCALING_FORCE_INLINE FP8MOE_HOST_DEVICE float load_float(In x) {
 // The quantize loop vectorises from plain C++ (float_to_fp8_bits_select); on x86-64 Linux with
 // GCC it is also cloned for AVX2 and AVX-512 and picked at load time (ifunc), ~3x faster than SSE2.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !FP8MOE_CUDA_COMPILER
-#define FP8MOE_SCALING_CLONES __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#define FP8MOE_SCALING_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define FP8MOE_SCALING_CLONES
 #endif
+
+/// Raw bits of float / bf16 elements read through a may_alias type (the contiguous loops below
+/// work on bits so they vectorise as plain integer SIMD).
+#if defined(__GNUC__) || defined(__clang__)
+#define FP8MOE_SCALING_MAY_ALIAS __attribute__((may_alias))
+#else
+#define FP8MOE_SCALING_MAY_ALIAS
+#endif
+using alias_u16 = std::uint16_t FP8MOE_SCALING_MAY_ALIAS;
+using alias_i16 = std::int16_t FP8MOE_SCALING_MAY_ALIAS;
+using alias_i32 = std::int32_t FP8MOE_SCALING_MAY_ALIAS;
+
+/// Element i of a contiguous float / bf16 array as float (bf16: bits << 16, exact).
+template <class In>
+FP8MOE_SCALING_FORCE_INLINE inline float load_contig(In const* src, std::int64_t i) {
+  if constexpr (std::is_same_v<In, float>) {
+    return src[i];
+  } else {
+    auto const b = static_cast<std::uint32_t>(reinterpret_cast<alias_u16 const*>(src)[i]) << 16;
+    return fp8moe::bit_cast<float>(b);
+  }
+}
+
+/// Quantizes n contiguous elements with one tile scale (`Divide`: x / sf, else x * multiplier).
+template <class T, bool Divide, saturation Sat, class In>
+FP8MOE_SCALING_FORCE_INLINE inline void encode_contig(In const* src, std::uint8_t* d, std::int64_t n, tile_scale s) {
+  using F = typename T::format;
+  float const k = Divide ? s.sf : s.multiplier;
+#pragma omp simd
+  for (std::int64_t i = 0; i < n; ++i) {
+    float const x = load_contig(src, i);
+    d[i] = float_to_fp8_bits_select<F>(Divide ? x / k : x * k, Sat);
+  }
+}
 
 /// Quantizes n elements src[i*ss] -> dst[i*ds] with one tile scale (the host inner loop).
 template <class T, bool Divide, saturation Sat, class In>
@@ -85,11 +123,7 @@ FP8MOE_SCALING_FORCE_INLINE inline void quantize_span(In const* src, std::int64_
   using F = typename T::format;
   std::uint8_t* d = reinterpret_cast<std::uint8_t*>(dst);
   if (ss == 1 && ds == 1) {
-    for (std::int64_t i = 0; i < n; ++i) {
-      float const x = load_float(src[i]);
-      float const y = Divide ? x / s.sf : x * s.multiplier;
-      d[i] = float_to_fp8_bits_select<F>(y, Sat);
-    }
+    encode_contig<T, Divide, Sat>(src, d, n, s);
   } else {
     for (std::int64_t i = 0; i < n; ++i) {
       float const x = load_float(src[i * ss]);
@@ -99,55 +133,39 @@ FP8MOE_SCALING_FORCE_INLINE inline void quantize_span(In const* src, std::int64_
   }
 }
 
-#if (defined(__GNUC__) || defined(__clang__)) && !FP8MOE_CUDA_COMPILER
-#define FP8MOE_SCALING_VECTOR_EXT 1
-// 128-bit GCC/Clang vector extensions: native compares on every x86-64 (SSE2) and AArch64,
-// where the auto-vectoriser cannot form an unsigned/int32 max reduction without SSE4.1.
-using v4i32 = std::int32_t __attribute__((vector_size(16)));
-using v4u16 = std::uint16_t __attribute__((vector_size(8)));
-
-template <class In>
-FP8MOE_SCALING_FORCE_INLINE inline v4i32 load_abs_bits4(In const* p) {
+/// amax bits of n contiguous elements (NaN policy per IgnoreNan). |x| bits are non-negative
+/// int32 (int16 for bf16: the top half of the float bits), so amax is a signed integer max
+/// reduction (NaN bits sort above inf); IgnoreNan zeroes NaN bits first.
+template <bool IgnoreNan, class In>
+FP8MOE_SCALING_FORCE_INLINE inline std::uint32_t amax_contig(In const* src, std::int64_t n) {
   if constexpr (std::is_same_v<In, float>) {
-    v4i32 v;
-    std::memcpy(&v, p, 16);
-    return v & 0x7FFFFFFF;
+    alias_i32 const* p = reinterpret_cast<alias_i32 const*>(src);
+    std::int32_t m = 0;
+#pragma omp simd reduction(max : m)
+    for (std::int64_t i = 0; i < n; ++i) {
+      std::int32_t a = p[i] & 0x7FFFFFFF;
+      if constexpr (IgnoreNan) a = a > 0x7F800000 ? 0 : a;
+      m = a > m ? a : m;
+    }
+    return static_cast<std::uint32_t>(m);
   } else {
-    v4u16 h;
-    std::memcpy(&h, p, 8);
-    return (__builtin_convertvector(h, v4i32) & 0x7FFF) << 16;
+    alias_i16 const* p = reinterpret_cast<alias_i16 const*>(src);
+    std::int16_t m = 0;
+#pragma omp simd reduction(max : m)
+    for (std::int64_t i = 0; i < n; ++i) {
+      auto a = static_cast<std::int16_t>(p[i] & 0x7FFF);
+      if constexpr (IgnoreNan) a = a > 0x7F80 ? std::int16_t{0} : a;
+      m = a > m ? a : m;
+    }
+    return static_cast<std::uint32_t>(static_cast<std::uint16_t>(m)) << 16;
   }
 }
-#else
-#define FP8MOE_SCALING_VECTOR_EXT 0
-#endif
 
 /// amax bits of n elements src[i*ss], combined into m (NaN policy per IgnoreNan).
 template <bool IgnoreNan, class In>
 FP8MOE_SCALING_FORCE_INLINE inline std::uint32_t amax_span(In const* src, std::int64_t ss, std::int64_t n, std::uint32_t m) {
-  std::int64_t i = 0;
-  if (ss == 1) {
-#if FP8MOE_SCALING_VECTOR_EXT
-    v4i32 a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};  // two accumulators: independent compare chains
-    for (; i + 8 <= n; i += 8) {
-      v4i32 v0 = load_abs_bits4(src + i), v1 = load_abs_bits4(src + i + 4);
-      if constexpr (IgnoreNan) {
-        v0 &= ~(v0 > 0x7F800000);
-        v1 &= ~(v1 > 0x7F800000);
-      }
-      v4i32 const g0 = v0 > a0, g1 = v1 > a1;
-      a0 = (v0 & g0) | (a0 & ~g0);
-      a1 = (v1 & g1) | (a1 & ~g1);
-    }
-    for (int j = 0; j < 4; ++j) {
-      m = amax_combine(m, static_cast<std::uint32_t>(a0[j]), false);
-      m = amax_combine(m, static_cast<std::uint32_t>(a1[j]), false);
-    }
-#endif
-    for (; i < n; ++i) m = amax_combine(m, abs_bits(src[i]), IgnoreNan);
-  } else {
-    for (; i < n; ++i) m = amax_combine(m, abs_bits(src[i * ss]), IgnoreNan);
-  }
+  if (ss == 1) return amax_combine(m, amax_contig<IgnoreNan>(src, n), false);
+  for (std::int64_t i = 0; i < n; ++i) m = amax_combine(m, abs_bits(src[i * ss]), IgnoreNan);
   return m;
 }
 
@@ -170,18 +188,70 @@ FP8MOE_SCALING_CLONES void quantize_span_dispatch(In const* src, std::int64_t ss
   quantize_span_select(src, ss, dst, ds, n, s, sat);
 }
 
-/// All 1 x tc tiles of one row: amax, scale, quantize per tile; one call per row, so the
-/// per-tile work is inlined into the AVX2 / AVX-512 clones.
+/// amax bits of one row span (cloned; the per-tensor amax pass).
+template <bool IgnoreNan, class In>
+FP8MOE_SCALING_CLONES std::uint32_t amax_span_dispatch(In const* src, std::int64_t ss, std::int64_t n, std::uint32_t m) {
+  return amax_span<IgnoreNan>(src, ss, n, m);
+}
+
+/// Row tiles are processed in batches of up to this many elements (and max_batch_tiles tiles):
+/// amax of every tile of the batch, then all their scales (independent divisions overlap), then
+/// the encode, while the batch is still in L1.
+inline constexpr std::int64_t batch_elements = 4096;
+inline constexpr std::int64_t max_batch_tiles = 128;
+
+/// All 1 x tc tiles of one row: amax, scale, quantize per batch of tiles; one call per row, so
+/// the per-tile work is inlined into the AVX2 / AVX-512 clones.
 template <bool IgnoreNan, class In, class T>
 FP8MOE_SCALING_CLONES void quantize_row_tiles(In const* src, std::int64_t xs, T* dst, std::int64_t os, std::int64_t C,
                                               std::int64_t tc, tensor_recipe const& r, float vfi, float* scales,
                                               std::int64_t scale_stride) {
-  for (std::int64_t c0 = 0, t = 0; c0 < C; c0 += tc, ++t) {
-    std::int64_t const n = std::min(tc, C - c0);
-    std::uint32_t const m = amax_span<IgnoreNan>(src + c0 * xs, xs, n, 0u);
-    tile_scale const s = compute_tile_scale(r, amax_from_bits(m), vfi);
-    scales[t * scale_stride] = s.sf;
-    quantize_span_select(src + c0 * xs, xs, dst + c0 * os, os, n, s, r.sat);
+  std::int64_t const bt = std::clamp<std::int64_t>(batch_elements / tc, 1, max_batch_tiles);
+  std::uint32_t m[max_batch_tiles];
+  tile_scale s[max_batch_tiles];
+  for (std::int64_t c0 = 0, t0 = 0; c0 < C; c0 += bt * tc, t0 += bt) {
+    std::int64_t const nt = std::min(bt, ceil_div(C - c0, tc));
+    for (std::int64_t t = 0; t < nt; ++t) {
+      std::int64_t const c = c0 + t * tc;
+      m[t] = amax_span<IgnoreNan>(src + c * xs, xs, std::min(tc, C - c), 0u);
+    }
+    for (std::int64_t t = 0; t < nt; ++t) {
+      s[t] = compute_tile_scale(r, amax_from_bits(m[t]), vfi);
+      scales[(t0 + t) * scale_stride] = s[t].sf;
+    }
+    for (std::int64_t t = 0; t < nt; ++t) {
+      std::int64_t const c = c0 + t * tc;
+      quantize_span_select(src + c * xs, xs, dst + c * os, os, std::min(tc, C - c), s[t], r.sat);
+    }
+  }
+}
+
+/// Columns of one tr x tc work item (at least one tile, at most max_chunk tiles).
+inline constexpr std::int64_t block_columns = 1024;
+
+/// One work item of tr x tc tiles: rows [r0, r0+nr) x tiles [t0, t0+nt) (cloned).
+template <bool IgnoreNan, class In, class T>
+FP8MOE_SCALING_CLONES void quantize_tile_block(matrix_view<In const> x, tensor_recipe const& r, float vfi,
+                                               quantized_matrix_view<T> out, std::int64_t b, std::int64_t r0,
+                                               std::int64_t nr, std::int64_t t0, std::int64_t nt, std::int64_t tc) {
+  std::int64_t const C = x.cols, xs = x.col_stride, os = out.data.col_stride;
+  std::array<std::uint32_t, max_chunk> m{};
+  std::array<tile_scale, max_chunk> s{};
+  for (std::int64_t row = r0; row < r0 + nr; ++row) {
+    for (std::int64_t t = 0; t < nt; ++t) {
+      std::int64_t const c0 = (t0 + t) * tc;
+      m[t] = amax_span<IgnoreNan>(&x(row, c0), xs, std::min(tc, C - c0), m[t]);
+    }
+  }
+  for (std::int64_t t = 0; t < nt; ++t) {
+    s[t] = compute_tile_scale(r, amax_from_bits(m[t]), vfi);
+    out.scales(b, t0 + t) = s[t].sf;
+  }
+  for (std::int64_t row = r0; row < r0 + nr; ++row) {
+    for (std::int64_t t = 0; t < nt; ++t) {
+      std::int64_t const c0 = (t0 + t) * tc;
+      quantize_span_select(&x(row, c0), xs, &out.data(row, c0), os, std::min(tc, C - c0), s[t], r.sat);
+    }
   }
 }
 
@@ -197,7 +267,7 @@ void quantize_host_impl(host_executor const& exec, matrix_view<In const> x, tens
   (void)nt;
   std::int64_t const xs = x.col_stride, os = out.data.col_stride;
 
-  if (tr == 1) {  // row tiles (1xK, MX, per-row): one pass per tile segment, segment stays in L1
+  if (tr == 1) {  // row tiles (1xK, MX, per-row): one pass per batch of tiles, batch stays in L1
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (std::int64_t row = 0; row < R; ++row) {
       quantize_row_tiles<IgnoreNan>(&x(row, 0), xs, &out.data(row, 0), os, C, tc, r, vfi, &out.scales(row, 0),
@@ -210,7 +280,7 @@ void quantize_host_impl(host_executor const& exec, matrix_view<In const> x, tens
       std::int64_t const r0 = b * tr, nr = std::min(tr, R - r0);
       std::uint32_t m = 0;
 #pragma omp parallel for schedule(static) reduction(max : m) num_threads(nt)
-      for (std::int64_t row = r0; row < r0 + nr; ++row) m = amax_span<IgnoreNan>(&x(row, 0), xs, C, m);
+      for (std::int64_t row = r0; row < r0 + nr; ++row) m = amax_span_dispatch<IgnoreNan>(&x(row, 0), xs, C, m);
       tile_scale const s = compute_tile_scale(r, amax_from_bits(m), vfi);
       out.scales(b, 0) = s.sf;
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -220,32 +290,16 @@ void quantize_host_impl(host_executor const& exec, matrix_view<In const> x, tens
     }
     return;
   }
-  // tr x tc tiles: work item = (band of tr rows) x (chunk of tiles >= 64 columns wide)
-  std::int64_t const tiles_per_chunk = tc >= max_chunk ? 1 : max_chunk / tc;
+  // tr x tc tiles: work item = (band of tr rows) x (chunk of tiles >= block_columns wide, so each
+  // row segment is a long contiguous stream for the prefetcher; 128x128 bf16: 128 x 1024, 256 KB)
+  std::int64_t const tiles_per_chunk = std::clamp<std::int64_t>(block_columns / tc, 1, max_chunk);
   std::int64_t const chunks = ceil_div(SC, tiles_per_chunk);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#pragma omp parallel for schedule(static) num_threads(nt)
   for (std::int64_t item = 0; item < SR * chunks; ++item) {
     std::int64_t const b = item / chunks, t0 = (item % chunks) * tiles_per_chunk;
-    std::int64_t const nt_chunk = std::min(tiles_per_chunk, SC - t0);
-    std::int64_t const r0 = b * tr, nr = std::min(tr, R - r0);
-    std::array<std::uint32_t, max_chunk> m{};
-    std::array<tile_scale, max_chunk> s{};
-    for (std::int64_t row = r0; row < r0 + nr; ++row) {
-      for (std::int64_t t = 0; t < nt_chunk; ++t) {
-        std::int64_t const c0 = (t0 + t) * tc;
-        m[t] = amax_span<IgnoreNan>(&x(row, c0), xs, std::min(tc, C - c0), m[t]);
-      }
-    }
-    for (std::int64_t t = 0; t < nt_chunk; ++t) {
-      s[t] = compute_tile_scale(r, amax_from_bits(m[t]), vfi);
-      out.scales(b, t0 + t) = s[t].sf;
-    }
-    for (std::int64_t row = r0; row < r0 + nr; ++row) {
-      for (std::int64_t t = 0; t < nt_chunk; ++t) {
-        std::int64_t const c0 = (t0 + t) * tc;
-        quantize_span_dispatch(&x(row, c0), xs, &out.data(row, c0), os, std::min(tc, C - c0), s[t], r.sat);
-      }
-    }
+    std::int64_t const r0 = b * tr;
+    quantize_tile_block<IgnoreNan>(x, r, vfi, out, b, r0, std::min(tr, R - r0), t0,
+                                   std::min(tiles_per_chunk, SC - t0), tc);
   }
 }
 
@@ -277,6 +331,26 @@ struct decode_table {
 };
 template <class T>
 inline constexpr decode_table<T> decode_table_v{};
+
+/// One row of dequantize: dst[c] = lut[src[c]] * scales[c / tc] (cloned; contiguous rows are
+/// simd loops over a tile with one scale).
+template <class Out>
+FP8MOE_SCALING_CLONES void dequantize_row(float const* lut, std::uint8_t const* src, std::int64_t ss, Out* dst,
+                                          std::int64_t ds, std::int64_t C, std::int64_t tc, float const* scales,
+                                          std::int64_t scale_stride) {
+  for (std::int64_t c0 = 0, t = 0; c0 < C; c0 += tc, ++t) {
+    float const sf = scales[t * scale_stride];
+    std::int64_t const n = std::min(tc, C - c0);
+    std::uint8_t const* s = src + c0 * ss;
+    Out* d = dst + c0 * ds;
+    if (ss == 1 && ds == 1) {
+#pragma omp simd
+      for (std::int64_t i = 0; i < n; ++i) d[i] = from_float<Out>(lut[s[i]] * sf);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) d[i * ds] = from_float<Out>(lut[s[i * ss]] * sf);
+    }
+  }
+}
 
 }  // namespace detail
 
@@ -330,24 +404,14 @@ void dequantize(host_executor const& exec, quantized_matrix_view<T> q, matrix_vi
   check_shape(y, qc.rows(), qc.cols(), where, "y");
   std::int64_t const R = qc.rows(), C = qc.cols();
   if (R == 0 || C == 0) return;
-  std::int64_t const tr = qc.tile_rows(), tc = qc.tile_cols(), SC = scale_cols(qc.tile, C);
+  std::int64_t const tr = qc.tile_rows(), tc = qc.tile_cols();
   auto const& lut = detail::decode_table_v<Q>.v;
   int const nt = exec.num_threads();
   (void)nt;
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (std::int64_t row = 0; row < R; ++row) {
-    for (std::int64_t t = 0; t < SC; ++t) {
-      float const sf = qc.scales(row / tr, t);
-      std::int64_t const c0 = t * tc, n = std::min(tc, C - c0);
-      std::uint8_t const* src = reinterpret_cast<std::uint8_t const*>(&qc.data(row, c0));
-      Out* dst = &y(row, c0);
-      std::int64_t const ss = qc.data.col_stride, ds = y.col_stride;
-      if (ss == 1 && ds == 1) {
-        for (std::int64_t i = 0; i < n; ++i) dst[i] = from_float<Out>(lut[src[i]] * sf);
-      } else {
-        for (std::int64_t i = 0; i < n; ++i) dst[i * ds] = from_float<Out>(lut[src[i * ss]] * sf);
-      }
-    }
+    detail::dequantize_row(lut.data(), reinterpret_cast<std::uint8_t const*>(&qc.data(row, 0)), qc.data.col_stride,
+                           &y(row, 0), y.col_stride, C, tc, &qc.scales(row / tr, 0), qc.scales.col_stride);
   }
 }
 
@@ -356,77 +420,145 @@ void dequantize(host_executor const& exec, quantized_matrix_view<T> q, matrix_vi
 
 namespace detail {
 
-/// Blocked transpose + quantize of (R,C) -> (C,R) with tiles {1,K} along the output rows
-/// (= Kx1 column tiles of the source). `load(r, c)` gives the source element as float.
+#if (defined(__GNUC__) || defined(__clang__)) && !FP8MOE_CUDA_COMPILER
+#define FP8MOE_SCALING_VECTOR_EXT 1
+using v16u8 = std::uint8_t __attribute__((vector_size(16)));
+
+/// dst row i (16 bytes) = column i of the 16x16 byte block at src (strides in bytes). Four rounds
+/// of "out[2i] = interleave_lo(in[i], in[i+8]), out[2i+1] = interleave_hi(in[i], in[i+8])": each
+/// round rotates the 8-bit (vector, byte) index left by one, so four rounds swap row and column.
+FP8MOE_SCALING_FORCE_INLINE inline void transpose_16x16_bytes(std::uint8_t const* src, std::int64_t src_stride,
+                                                              std::uint8_t* dst, std::int64_t dst_stride) {
+  v16u8 a[16], b[16];
+  for (int i = 0; i < 16; ++i) std::memcpy(&a[i], src + i * src_stride, 16);
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 8; ++i) {
+#if defined(__clang__)
+      b[2 * i] = __builtin_shufflevector(a[i], a[i + 8], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      b[2 * i + 1] = __builtin_shufflevector(a[i], a[i + 8], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+#else
+      b[2 * i] = __builtin_shuffle(a[i], a[i + 8], v16u8{0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23});
+      b[2 * i + 1] = __builtin_shuffle(a[i], a[i + 8], v16u8{8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31});
+#endif
+    }
+    for (int i = 0; i < 16; ++i) a[i] = b[i];
+  }
+  for (int i = 0; i < 16; ++i) std::memcpy(dst + i * dst_stride, &a[i], 16);
+}
+#else
+#define FP8MOE_SCALING_VECTOR_EXT 0
+#endif
+
 /// Source rows staged per work item in the byte buffer that turns scattered transposed writes
 /// into contiguous row writes (longer tiles write directly).
 inline constexpr std::int64_t transpose_stage_rows = 256;
+/// Source columns per transpose work item (= output rows it writes).
+inline constexpr std::int64_t transpose_columns = 128;
 
-/// Blocked transpose + quantize of (R,C) -> (C,R) with tiles {1,K} along the output rows
-/// (= Kx1 column tiles of the source). `load(r, c)` gives the source element as float.
-/// Work item = K source rows x 64 source columns; the per-column loops are plain element-wise
-/// array code (mask selects) so they vectorise.
-template <bool IgnoreNan, class Load, class T>
-void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std::int64_t C, Load const& load,
-                                  tensor_recipe const& r, float vfi, quantized_matrix_view<T> out) {
+/// One work item of the blocked transpose + quantize of (R,C) -> (C,R) with tiles {1,K} along
+/// the output rows (= Kx1 column tiles of the source): source rows [r0, r0+nr) x columns
+/// [c0, c0+nc), nc <= transpose_columns. `load_row(row, c0, nc, v)` writes the source elements
+/// (row, c0..c0+nc) as float to v. The per-column loops are plain element-wise array code.
+template <bool IgnoreNan, bool Divide, saturation Sat, class LoadRow, class T>
+FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& load_row, tensor_recipe const& r, float vfi,
+                                                                quantized_matrix_view<T> out, std::int64_t b,
+                                                                std::int64_t r0, std::int64_t nr, std::int64_t c0,
+                                                                std::int64_t nc) {
   using F = typename T::format;
-  if (R == 0 || C == 0) return;
-  std::int64_t const k = resolve_tile(r.tile.cols, R);  // tile length along the source rows
-  std::int64_t const bands = ceil_div(R, k);
-  std::int64_t const chunks = ceil_div(C, max_chunk);
-  bool const divide = r.formula == scale_formula::deepseek_v3_inference;
-  int const nt = exec.num_threads();
-  (void)nt;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (std::int64_t item = 0; item < bands * chunks; ++item) {
-    std::int64_t const b = item / chunks, c0 = (item % chunks) * max_chunk;
-    std::int64_t const nc = std::min(max_chunk, C - c0), r0 = b * k, nr = std::min(k, R - r0);
-    alignas(64) std::int32_t m[max_chunk] = {};
-    alignas(64) float v[max_chunk] = {};
-    alignas(64) float mult[max_chunk] = {}, sf[max_chunk] = {};
-    alignas(64) std::uint8_t q[max_chunk] = {};
+  alignas(64) std::int32_t m[transpose_columns] = {};
+  alignas(64) float v[transpose_columns] = {};
+  alignas(64) float k[transpose_columns] = {};
+  alignas(64) std::uint8_t q[transpose_columns] = {};
+  for (std::int64_t row = r0; row < r0 + nr; ++row) {
+    load_row(row, c0, nc, v);
+#pragma omp simd
+    for (std::int64_t c = 0; c < transpose_columns; ++c) {
+      std::int32_t a = fp8moe::bit_cast<std::int32_t>(v[c]) & 0x7FFFFFFF;
+      if constexpr (IgnoreNan) a = a > 0x7F800000 ? 0 : a;
+      m[c] = a > m[c] ? a : m[c];
+    }
+  }
+  for (std::int64_t c = 0; c < nc; ++c) {
+    tile_scale const t = compute_tile_scale(r, amax_from_bits(static_cast<std::uint32_t>(m[c])), vfi);
+    k[c] = Divide ? t.sf : t.multiplier;
+    out.scales(c0 + c, b) = t.sf;
+  }
+  auto const quantize_row = [&](std::int64_t row) {
+    load_row(row, c0, nc, v);
+#pragma omp simd
+    for (std::int64_t c = 0; c < transpose_columns; ++c) q[c] = float_to_fp8_bits_select<F>(Divide ? v[c] / k[c] : v[c] * k[c], Sat);
+  };
+  if (nr <= transpose_stage_rows) {
+    // quantized source rows, row-major [source row - r0][column - c0]; transposed on the way out
+    alignas(64) std::uint8_t stage[transpose_stage_rows][transpose_columns];
     for (std::int64_t row = r0; row < r0 + nr; ++row) {
-      for (std::int64_t c = 0; c < nc; ++c) v[c] = load(row, c0 + c);
-      for (std::int64_t c = 0; c < max_chunk; ++c) {
-        auto a = static_cast<std::int32_t>(abs_bits(v[c]));
-        if constexpr (IgnoreNan) a &= -static_cast<std::int32_t>(a <= 0x7F800000);
-        std::int32_t const gt = -static_cast<std::int32_t>(a > m[c]);
-        m[c] = (a & gt) | (m[c] & ~gt);
-      }
+      quantize_row(row);
+      std::memcpy(stage[row - r0], q, sizeof q);
     }
-    for (std::int64_t c = 0; c < nc; ++c) {
-      tile_scale const t = compute_tile_scale(r, amax_from_bits(static_cast<std::uint32_t>(m[c])), vfi);
-      mult[c] = t.multiplier;
-      sf[c] = t.sf;
-      out.scales(c0 + c, b) = t.sf;
-    }
-    auto quantize_row = [&](std::int64_t row) {
-      for (std::int64_t c = 0; c < nc; ++c) v[c] = load(row, c0 + c);
-      if (divide) {
-        for (std::int64_t c = 0; c < max_chunk; ++c) q[c] = float_to_fp8_bits_select<F>(v[c] / sf[c], r.sat);
-      } else {
-        for (std::int64_t c = 0; c < max_chunk; ++c) q[c] = float_to_fp8_bits_select<F>(v[c] * mult[c], r.sat);
-      }
-    };
-    if (nr <= transpose_stage_rows) {
-      alignas(64) std::uint8_t stage[max_chunk][transpose_stage_rows];  // [output row][output col - r0]
-      for (std::int64_t row = r0; row < r0 + nr; ++row) {
-        quantize_row(row);
-        for (std::int64_t c = 0; c < nc; ++c) stage[c][row - r0] = q[c];
-      }
-      for (std::int64_t c = 0; c < nc; ++c) {
-        if (out.data.col_stride == 1) {
-          std::memcpy(&out.data(c0 + c, r0), stage[c], static_cast<std::size_t>(nr));
-        } else {
-          for (std::int64_t j = 0; j < nr; ++j) out.data(c0 + c, r0 + j) = T::from_bits(stage[c][j]);
+    std::int64_t c_done = 0, j_done = 0;  // extents written by 16x16 blocks
+#if FP8MOE_SCALING_VECTOR_EXT
+    if (out.data.col_stride == 1) {
+      c_done = nc / 16 * 16;
+      j_done = nr / 16 * 16;
+      for (std::int64_t cb = 0; cb < c_done; cb += 16) {
+        for (std::int64_t jb = 0; jb < j_done; jb += 16) {
+          transpose_16x16_bytes(&stage[jb][cb], transpose_columns,
+                                reinterpret_cast<std::uint8_t*>(&out.data(c0 + cb, r0 + jb)), out.data.row_stride);
         }
       }
-    } else {
-      for (std::int64_t row = r0; row < r0 + nr; ++row) {
-        quantize_row(row);
-        for (std::int64_t c = 0; c < nc; ++c) out.data(c0 + c, row) = T::from_bits(q[c]);
-      }
     }
+#endif
+    for (std::int64_t c = 0; c < nc; ++c) {  // edges (and every element without vector extensions)
+      for (std::int64_t j = c < c_done ? j_done : 0; j < nr; ++j) out.data(c0 + c, r0 + j) = T::from_bits(stage[j][c]);
+    }
+  } else {
+    for (std::int64_t row = r0; row < r0 + nr; ++row) {
+      quantize_row(row);
+      for (std::int64_t c = 0; c < nc; ++c) out.data(c0 + c, row) = T::from_bits(q[c]);
+    }
+  }
+}
+
+/// Work items [first, last) of the blocked transpose (cloned for AVX2 / AVX-512; the scale
+/// direction and saturation are resolved once per call).
+template <bool IgnoreNan, class LoadRow, class T>
+FP8MOE_SCALING_CLONES void transpose_quantize_items(LoadRow const& load_row, std::int64_t R, std::int64_t C,
+                                                    tensor_recipe const& r, float vfi, quantized_matrix_view<T> out,
+                                                    std::int64_t first, std::int64_t last) {
+  std::int64_t const k = resolve_tile(r.tile.cols, R);  // tile length along the source rows
+  std::int64_t const chunks = ceil_div(C, transpose_columns);
+  bool const divide = r.formula == scale_formula::deepseek_v3_inference;
+  for (std::int64_t item = first; item < last; ++item) {
+    std::int64_t const b = item / chunks, c0 = (item % chunks) * transpose_columns;
+    std::int64_t const nc = std::min(transpose_columns, C - c0), r0 = b * k, nr = std::min(k, R - r0);
+    if (divide) {
+      if (r.sat == saturation::finite) transpose_quantize_item<IgnoreNan, true, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0, nc);
+      else transpose_quantize_item<IgnoreNan, true, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0, nc);
+    } else {
+      if (r.sat == saturation::finite) transpose_quantize_item<IgnoreNan, false, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0, nc);
+      else transpose_quantize_item<IgnoreNan, false, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0, nc);
+    }
+  }
+}
+
+/// Blocked transpose + quantize of (R,C) -> (C,R): work item = K source rows x 128 source columns,
+/// static schedule over contiguous ranges of items.
+template <bool IgnoreNan, class LoadRow, class T>
+void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std::int64_t C, LoadRow const& load_row,
+                                  tensor_recipe const& r, float vfi, quantized_matrix_view<T> out) {
+  if (R == 0 || C == 0) return;
+  std::int64_t const items = ceil_div(R, resolve_tile(r.tile.cols, R)) * ceil_div(C, transpose_columns);
+  int const nt = exec.num_threads();
+  (void)nt;
+#pragma omp parallel num_threads(nt)
+  {
+    std::int64_t first = 0, last = items;
+#if defined(_OPENMP)
+    std::int64_t const threads = omp_get_num_threads(), id = omp_get_thread_num();
+    first = items * id / threads;
+    last = items * (id + 1) / threads;
+#endif
+    if (first < last) transpose_quantize_items<IgnoreNan>(load_row, R, C, r, vfi, out, first, last);
   }
 }
 
@@ -458,10 +590,18 @@ void transpose_requantize(host_executor const& exec, matrix_view<In> x, tensor_r
   matrix_view<I const> const xc = x;
   check_matrix(xc, where, "x");
   detail::validate_transpose(xc.rows, xc.cols, r, out, where);
-  auto const load = [xc](std::int64_t row, std::int64_t c) { return detail::load_float(xc(row, c)); };
+  auto const load_row = [xc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v) {
+    if (xc.col_stride == 1) {
+      I const* src = &xc(row, c0);
+#pragma omp simd
+      for (std::int64_t c = 0; c < nc; ++c) v[c] = detail::load_contig(src, c);
+    } else {
+      for (std::int64_t c = 0; c < nc; ++c) v[c] = detail::load_float(xc(row, c0 + c));
+    }
+  };
   float const vfi = detail::value_for_inf<I>(r);
-  if (amax_ignores_nan(r.formula)) detail::transpose_quantize_host_impl<true>(exec, xc.rows, xc.cols, load, r, vfi, out);
-  else detail::transpose_quantize_host_impl<false>(exec, xc.rows, xc.cols, load, r, vfi, out);
+  if (amax_ignores_nan(r.formula)) detail::transpose_quantize_host_impl<true>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
+  else detail::transpose_quantize_host_impl<false>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
 }
 
 /// From an already quantized x (R,C) (e.g. 1x128 row tiles): each element is dequantized
@@ -481,11 +621,12 @@ void transpose_requantize(host_executor const& exec, quantized_matrix_view<Q> xq
   detail::check_quantized(qc, qc.data.rows, qc.data.cols, qc.tile, where, "xq");
   detail::validate_transpose(qc.rows(), qc.cols(), r, out, where);
   std::int64_t const tr = qc.tile_rows(), tc = qc.tile_cols();
-  auto const load = [qc, tr, tc](std::int64_t row, std::int64_t c) {
-    return detail::decode_table_v<QT>.v[qc.data(row, c).bits()] * qc.scales(row / tr, c / tc);
+  auto const load_row = [qc, tr, tc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v) {
+    auto const& lut = detail::decode_table_v<QT>.v;
+    for (std::int64_t c = 0; c < nc; ++c) v[c] = lut[qc.data(row, c0 + c).bits()] * qc.scales(row / tr, (c0 + c) / tc);
   };
-  if (amax_ignores_nan(r.formula)) detail::transpose_quantize_host_impl<true>(exec, qc.rows(), qc.cols(), load, r, 3.40282347e38f, out);
-  else detail::transpose_quantize_host_impl<false>(exec, qc.rows(), qc.cols(), load, r, 3.40282347e38f, out);
+  if (amax_ignores_nan(r.formula)) detail::transpose_quantize_host_impl<true>(exec, qc.rows(), qc.cols(), load_row, r, 3.40282347e38f, out);
+  else detail::transpose_quantize_host_impl<false>(exec, qc.rows(), qc.cols(), load_row, r, 3.40282347e38f, out);
 }
 
 }  // namespace fp8moe::scaling

@@ -163,32 +163,37 @@ constexpr FP8MOE_HOST_DEVICE float dequantize_value(T q, float sf) {
 }
 
 /// The float -> FP8 conversion written without branches (integer RNE for normals, the float
-/// adder's RNE for subnormals, selects as bit masks on int32 so GCC vectorises it even with SSE2
-/// and -ftrapping-math). Bit-identical to fp8moe::detail::float_to_fp8_bits<F> for every float
-/// (exhaustive 2^32 check: 0 mismatches, both formats, both saturation modes; CI runs a sweep).
+/// adder's RNE for subnormals, selects as bit masks / min on int32 so GCC vectorises it even with
+/// SSE2 and -ftrapping-math). Overflow is one min(): the overflow code is max_code (saturating)
+/// or max_code + 1 (E4M3 NaN, E5M2 inf), so "code > max_code ? over : code" == min(code, over).
+/// Bit-identical to fp8moe::detail::float_to_fp8_bits<F> for every float (exhaustive 2^32
+/// check: 0 mismatches, both formats, both saturation modes; CI runs a strided sweep).
 template <fp8_format F>
 FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint8_t float_to_fp8_bits_select(float x, saturation sat) {
   constexpr int M = F::mantissa_bits;
   constexpr int shift = 23 - M;
-  constexpr std::int32_t rebias = (127 - F::bias) << M;
+  static_assert(F::overflow_code == F::max_code + 1 && F::nan_code >= F::overflow_code,
+                "float_to_fp8_bits_select: overflow as min() needs overflow_code == max_code + 1");
+  // normal code = (RNE of a at bit `shift`) - rebias, with the rebias folded into the addend
+  // (a multiple of 2^shift, so it commutes with the shift; a >= min_normal keeps it positive)
+  constexpr std::uint32_t addend = ((1u << (shift - 1)) - 1u) - (static_cast<std::uint32_t>(127 - F::bias) << 23);
   constexpr std::int32_t min_normal = (127 + 1 - F::bias) << 23;
   // magic: a float whose ulp is the FP8 subnormal step 2^(1 - bias - M)
   constexpr std::int32_t magic_bits = (127 + 1 - F::bias - M + 23) << 23;
   constexpr float magic = fp8moe::bit_cast<float>(magic_bits);
   std::int32_t const u = fp8moe::bit_cast<std::int32_t>(x);
-  std::int32_t const sign = (u >> 24) & 0x80;
   std::int32_t const a = u & 0x7FFFFFFF;
   auto const ua = static_cast<std::uint32_t>(a);  // unsigned: NaN magnitudes must not overflow the rounding add
-  std::int32_t const normal =
-      static_cast<std::int32_t>((ua + ((1u << (shift - 1)) - 1u) + ((ua >> shift) & 1u)) >> shift) - rebias;
-  std::int32_t const sub = fp8moe::bit_cast<std::int32_t>(fp8moe::bit_cast<float>(a) + magic) - magic_bits;
-  std::int32_t const is_sub = -static_cast<std::int32_t>(a < min_normal);
-  std::int32_t code = (sub & is_sub) | (normal & ~is_sub);
+  // (unsigned wrap for a < min_normal is discarded by the select below)
+  auto normal = static_cast<std::int32_t>((ua + addend + ((ua >> shift) & 1u)) >> shift);
   std::int32_t const over_code = sat == saturation::finite ? F::max_code : F::overflow_code;
-  std::int32_t const over = -static_cast<std::int32_t>(code > F::max_code);
-  code = ((over_code & over) | (code & ~over)) | sign;
-  std::int32_t const nan = -static_cast<std::int32_t>(a > 0x7F800000);
-  return static_cast<std::uint8_t>((F::nan_code & nan) | (code & ~nan));
+  normal = normal < over_code ? normal : over_code;
+  // subnormal: a + magic rounds a to the subnormal step; its low mantissa bits are the code
+  // (<= 2^M, magic's low 23 bits are zero), the upper bits are dropped by the final uint8 cast
+  std::int32_t const sub = fp8moe::bit_cast<std::int32_t>(fp8moe::bit_cast<float>(a) + magic);
+  std::int32_t code = a < min_normal ? sub : normal;
+  code |= (u >> 24) & 0x80;
+  return static_cast<std::uint8_t>(a > 0x7F800000 ? std::int32_t{F::nan_code} : code);
 }
 
 }  // namespace fp8moe::scaling
