@@ -260,4 +260,14 @@ void check_split(C& c) {
   CHECK_THROWS_AS((void)c.split(-1, 0), fp8moe::error);
 }
 
+/// Every check above, in order: the conformance suite a host communicator must pass.
+template <comm::host_communicator C>
+void check_conformance(C& c) {
+  check_alltoallv(c);
+  check_alltoallv_mismatch(c);
+  check_collectives(c);
+  check_point_to_point(c);
+  check_split(c);
+}
+
 }  // namespace fp8moe::test

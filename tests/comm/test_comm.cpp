@@ -18,11 +18,7 @@ TEST_CASE("single_communicator: conformance") {
   comm::single_communicator c;
   CHECK(c.rank() == 0);
   CHECK(c.size() == 1);
-  test::check_alltoallv(c);
-  test::check_alltoallv_mismatch(c);
-  test::check_collectives(c);
-  test::check_point_to_point(c);
-  test::check_split(c);
+  test::check_conformance(c);
 }
 
 TEST_CASE("single_communicator: self messages match by tag in posting order") {

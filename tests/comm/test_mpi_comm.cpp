@@ -19,11 +19,7 @@ TEST_CASE("mpi_communicator: conformance") {
   int world = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   CHECK(c.size() == world);
-  test::check_alltoallv(c);
-  test::check_alltoallv_mismatch(c);
-  test::check_collectives(c);
-  test::check_point_to_point(c);
-  test::check_split(c);
+  test::check_conformance(c);
 }
 
 TEST_CASE("mpi_communicator: move keeps the communicator, split groups are independent") {
