@@ -60,6 +60,14 @@ struct checker {
     exact_unq.push_back(unq);
   }
   double diff() const { return test::calc_diff(got, exact_unq); }
+  /// Output (i, j) of a dense A (M,K) * B (N,K)^T against the float64 block-scaled dot with
+  /// promotion every p (tolerance as element()), and against the unquantized sources ga / gb.
+  template <class A, class B, class GA, class GB>
+  void dense_element(double got_v, A const& a, B const& b, GA const& ga, GB const& gb, std::int64_t i,
+                     std::int64_t j, std::int64_t k, int p, bool bf16) {
+    double const exact = gemm::reference::block_scaled_dot(a, i, b, j, 0, k, p);
+    element(got_v, exact, test::magnitude(a, i, b, j, 0, k), p, k, bf16, unquantized(ga, i, gb, j, 0, k));
+  }
 };
 
 struct tile_pair {
@@ -273,11 +281,7 @@ TEST_CASE("dense: every DeepSeek-V3 N x K pair at M = 1, 64, 128 (sampled output
       for (int s = 0; s < 150; ++s)
         at.emplace_back(static_cast<std::int64_t>(g() % m), static_cast<std::int64_t>(g() % n));
       checker chk;
-      for (auto [i, j] : at) {
-        double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, 0, k, 128);
-        chk.element(d.at(i, j), exact, test::magnitude(a.view(), i, b.view(), j, 0, k), 128, k, true,
-                    unquantized(gx, i, gw, j, 0, k));
-      }
+      for (auto [i, j] : at) chk.dense_element(d.at(i, j), a.view(), b.view(), gx, gw, i, j, k, 128, true);
       CHECK(chk.failures == 0);
       CHECK(chk.diff() < 1e-3);
     }
@@ -486,61 +490,57 @@ TEST_CASE("k_grouped: weight gradient dW_g = dY_g^T X_g, 1x128 along tokens, FP3
   auto const b = test::quantize_gen<e4m3>(xt, nh, total, scaling::tile_1x128);
   test::out_mat<float> d(g * mo, nh);
   test::value_gen const gc{13, 0.5f};
-  for (std::int64_t i = 0; i < g * mo; ++i)
-    for (std::int64_t j = 0; j < nh; ++j) d.buf[static_cast<std::size_t>(i * d.ld + j)] = gc(i, j);  // C == D
+  auto const fill_c = [&](test::out_mat<float>& m) {  // (G*mo, nh) = C
+    for (std::int64_t i = 0; i < g * mo; ++i)
+      for (std::int64_t j = 0; j < nh; ++j) m.buf[static_cast<std::size_t>(i * m.ld + j)] = gc(i, j);
+  };
+  // f(e, i, j, k0, kg, c0) for every output: group e reduces over K = [k0, k0 + kg), C(e, i, j) = c0
+  auto const for_each_output = [&](auto&& f) {
+    std::int64_t k0 = 0;
+    for (std::int64_t e = 0; e < g; ++e) {
+      std::int64_t const kg = tokens[static_cast<std::size_t>(e)];
+      for (std::int64_t i = 0; i < mo; ++i)
+        for (std::int64_t j = 0; j < nh; ++j) f(e, i, j, k0, kg, static_cast<double>(gc(e * mo + i, j)));
+      k0 += kg;
+    }
+  };
+  fill_c(d);  // C == D
   batched_matrix_view<float> const dv{d.buf.data(), g, mo, nh, mo * d.ld, d.ld, 1};
   gemm::k_grouped<e4m3, e4m3> p{a.view(), b.view(), {tokens.data(), g, 1}, dv, dv};
   for (auto isa : {gemm::host::kernel_isa::automatic, gemm::host::kernel_isa::baseline}) {
-    for (std::int64_t i = 0; i < g * mo; ++i)
-      for (std::int64_t j = 0; j < nh; ++j) d.buf[static_cast<std::size_t>(i * d.ld + j)] = gc(i, j);
+    fill_c(d);
     gemm::validate(p);
     std::vector<std::byte> ws(gemm::workspace_bytes(ex));
     auto const jobs = gemm::host::make_jobs(p);
     gemm::host::run_jobs<e4m3, e4m3, float>(ex, jobs, {}, ws, isa);
     checker chk;
-    std::int64_t k0 = 0;
-    for (std::int64_t e = 0; e < g; ++e) {
-      std::int64_t const kg = tokens[static_cast<std::size_t>(e)];
-      for (std::int64_t i = 0; i < mo; ++i) {
-        for (std::int64_t j = 0; j < nh; ++j) {
-          double const c0 = gc(e * mo + i, j);
+    for_each_output(
+        [&](std::int64_t e, std::int64_t i, std::int64_t j, std::int64_t k0, std::int64_t kg, double c0) {
           double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, k0, kg, 128, c0);
           chk.element(dv(e, i, j), exact, test::magnitude(a.view(), i, b.view(), j, k0, kg, c0), 128, kg,
                       false, c0 + unquantized(dyt, i, xt, j, k0, kg));
-        }
-      }
-      k0 += kg;
-    }
+        });
     CHECK(chk.failures == 0);
     CHECK(chk.diff() < 1e-3);
   }
   // the reference entry point agrees with block_scaled_dot (and writes every group, empty ones = C)
   test::out_mat<float> r(g * mo, nh);
-  for (std::int64_t i = 0; i < g * mo; ++i)
-    for (std::int64_t j = 0; j < nh; ++j) r.buf[static_cast<std::size_t>(i * r.ld + j)] = gc(i, j);
+  fill_c(r);
   batched_matrix_view<float> const rv{r.buf.data(), g, mo, nh, mo * r.ld, r.ld, 1};
   gemm::reference::grouped_gemm(
       gemm::k_grouped<e4m3, e4m3>{a.view(), b.view(), {tokens.data(), g, 1}, rv, rv});
   // allocating overload of the host path, from D = C again: equal to the reference within the bound
-  for (std::int64_t i = 0; i < g * mo; ++i)
-    for (std::int64_t j = 0; j < nh; ++j) d.buf[static_cast<std::size_t>(i * d.ld + j)] = gc(i, j);
+  fill_c(d);
   gemm::grouped_gemm(ex, p);
   int bad = 0;
-  std::int64_t k0 = 0;
-  for (std::int64_t e = 0; e < g; ++e) {
-    std::int64_t const kg = tokens[static_cast<std::size_t>(e)];
-    for (std::int64_t i = 0; i < mo; ++i) {
-      for (std::int64_t j = 0; j < nh; ++j) {
-        double const c0 = gc(e * mo + i, j);
+  for_each_output(
+      [&](std::int64_t e, std::int64_t i, std::int64_t j, std::int64_t k0, std::int64_t kg, double c0) {
         double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, k0, kg, 128, c0);
         bad += rv(e, i, j) == static_cast<float>(exact) ? 0 : 1;  // reference = its own formula, rounded
         double const tol =
             test::tolerance(exact, test::magnitude(a.view(), i, b.view(), j, k0, kg, c0), 128, kg, false);
         bad += std::fabs(dv(e, i, j) - exact) <= tol ? 0 : 1;
-      }
-    }
-    k0 += kg;
-  }
+      });
   for (std::int64_t j = 0; j < nh; ++j) {
     bad += rv(1, 7, j) == static_cast<float>(gc(mo + 7, j)) ? 0 : 1;  // empty group: D = C exactly
     bad += dv(1, 7, j) == static_cast<float>(gc(mo + 7, j)) ? 0 : 1;
@@ -710,11 +710,8 @@ TEST_CASE("options_for: promotion interval from the operands' tiles (MX blocks o
   gemm::fp8_gemm(host_executor{}, a.view(), b.view(), d.view(), o);
   checker chk;
   for (std::int64_t i = 0; i < m; ++i)
-    for (std::int64_t j = 0; j < n; ++j) {
-      double const exact = gemm::reference::block_scaled_dot(a.view(), i, b.view(), j, 0, k, 32);
-      chk.element(d.at(i, j), exact, test::magnitude(a.view(), i, b.view(), j, 0, k), 32, k, false,
-                  unquantized(gx, i, gw, j, 0, k));
-    }
+    for (std::int64_t j = 0; j < n; ++j)
+      chk.dense_element(d.at(i, j), a.view(), b.view(), gx, gw, i, j, k, 32, false);
   CHECK(chk.failures == 0);
   CHECK(chk.diff() < 1e-3);
 }
