@@ -621,20 +621,32 @@ void check_against_reference(emu_case const& e) {
   CHECK(bad == 0);
 }
 
+/// A wgmma tile of the emulator: BM x BN, run by `ctas` persistent CTAs.
+struct wgmma_run {
+  int block_m, block_n, ctas;
+};
+
+/// Runs e through the emulated wgmma kernel (w) or the mma.sync kernel (mma_ctas CTAs), then checks
+/// it against the reference.
+void emulate_and_check(emu_case& e, bool wgmma, wgmma_run w, int mma_ctas) {
+  if (wgmma)
+    emulate_wgmma(e.p, w.block_m, w.block_n, w.ctas, case_writer(e));
+  else
+    emulate_mma_sync(e.p, mma_ctas, case_writer(e));
+  check_against_reference(e);
+}
+
 }  // namespace
 
 TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, every layout") {
   SUBCASE("dense, partial tiles in M and N, bf16") {
+    // path 0: mma.sync on 3 CTAs; paths 1-4: every wgmma tile shape
+    constexpr wgmma_run tiles[] = {{0, 0, 0}, {128, 128, 2}, {64, 128, 5}, {128, 64, 1}, {64, 64, 7}};
     for (int path = 0; path < 5; ++path) {
       auto e = make_case(fc::layout_kind::dense, 100, 200, 384, 1, 128, false, 11 + path);
       e.p.out = fc::output_kind::bf16;
       bind(e);
-      if (path == 0) emulate_mma_sync(e.p, 3, case_writer(e));
-      if (path == 1) emulate_wgmma(e.p, 128, 128, 2, case_writer(e));
-      if (path == 2) emulate_wgmma(e.p, 64, 128, 5, case_writer(e));
-      if (path == 3) emulate_wgmma(e.p, 128, 64, 1, case_writer(e));
-      if (path == 4) emulate_wgmma(e.p, 64, 64, 7, case_writer(e));
-      check_against_reference(e);
+      emulate_and_check(e, path > 0, tiles[path], 3);
     }
   }
   SUBCASE("dense, K = 576 (partial last 128-block, zero-filled past K)") {
@@ -642,19 +654,14 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
       auto e = make_case(fc::layout_kind::dense, 64, 576, 576, 1, 128, false, 51 + path);
       e.p.out = fc::output_kind::f32;
       bind(e);
-      if (path == 0)
-        emulate_mma_sync(e.p, 2, case_writer(e));
-      else
-        emulate_wgmma(e.p, 64, 128, 3, case_writer(e));
-      check_against_reference(e);
+      emulate_and_check(e, path == 1, {64, 128, 3}, 2);
     }
   }
   SUBCASE("dense with C, f32 output") {
     auto e = make_case(fc::layout_kind::dense, 70, 136, 256, 1, 128, true, 5);
     e.p.out = fc::output_kind::f32;
     bind(e);
-    emulate_wgmma(e.p, 128, 128, 2, case_writer(e));
-    check_against_reference(e);
+    emulate_and_check(e, true, {128, 128, 2}, 0);
   }
   SUBCASE("grouped contiguous: padding rows (-1 and out-of-range ids) and an all-padding block") {
     for (int path = 0; path < 2; ++path) {
@@ -667,11 +674,7 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
       e.m_indices[395] = 9;   // out of range: padding on the device
       e.p.out = path == 0 ? fc::output_kind::bf16 : fc::output_kind::f32;
       bind(e);
-      if (path == 0)
-        emulate_wgmma(e.p, 128, 128, 3, case_writer(e));
-      else
-        emulate_mma_sync(e.p, 2, case_writer(e));
-      check_against_reference(e);
+      emulate_and_check(e, path == 0, {128, 128, 3}, 2);
     }
   }
   SUBCASE("grouped masked: empty groups, partial tiles, rows past masked_m untouched") {
@@ -680,11 +683,7 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
       e.masked_m = {0, 130, 7, 160};
       e.p.out = fc::output_kind::bf16;
       bind(e);
-      if (path == 0)
-        emulate_wgmma(e.p, 64, 64, 4, case_writer(e));
-      else
-        emulate_mma_sync(e.p, 3, case_writer(e));
-      check_against_reference(e);
+      emulate_and_check(e, path == 0, {64, 64, 4}, 3);
     }
   }
   SUBCASE("K-grouped weight gradient: 1x128 B scales, empty group, C accumulate") {
@@ -695,11 +694,7 @@ TEST_CASE("host emulation of the device tile loops equals the float64 GEMM, ever
     std::vector<float> const c0 = e.d;
     for (int path = 0; path < 2; ++path) {
       std::copy(c0.begin(), c0.end(), e.d.begin());  // poisoned again
-      if (path == 0)
-        emulate_mma_sync(e.p, 2, case_writer(e));
-      else
-        emulate_wgmma(e.p, 128, 128, 3, case_writer(e));
-      check_against_reference(e);
+      emulate_and_check(e, path == 1, {128, 128, 3}, 2);
     }
   }
 }
