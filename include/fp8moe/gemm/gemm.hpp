@@ -24,8 +24,14 @@ inline std::size_t workspace_bytes(host_executor const& exec, gemm_options const
 }
 
 namespace detail {
-template <class TD>
-inline constexpr bool output_ok = output_element<TD>;
+/// The element types every host entry point accepts (compile-time diagnostics).
+template <class TA, class TB, class TD>
+constexpr void check_element_types() {
+  static_assert(float8_type<TA> && float8_type<TB>,
+                "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
+  static_assert(output_element<TD>,
+                "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
+}
 
 template <class T>
 std::span<std::byte> alloc_workspace(std::vector<std::byte>& buf, host_executor const& exec,
@@ -41,10 +47,7 @@ std::span<std::byte> alloc_workspace(std::vector<std::byte>& buf, host_executor 
 template <class TA, class TB, class TD>
 void fp8_gemm(host_executor const& exec, dense<TA, TB, TD> const& p, gemm_options const& o,
               std::span<std::byte> workspace) {
-  static_assert(float8_type<TA> && float8_type<TB>,
-                "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(output_element<TD>,
-                "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
+  detail::check_element_types<TA, TB, TD>();
   validate(p, o);
   auto const jobs = host::make_jobs(p);
   host::run_jobs<TA, TB, TD>(exec, jobs, o, workspace);
@@ -83,10 +86,7 @@ void fp8_gemm(host_executor const& exec, quantized_matrix_view<TA> a, quantized_
 template <class TA, class TB, class TD>
 void grouped_gemm(host_executor const& exec, grouped_contiguous<TA, TB, TD> const& p, gemm_options const& o,
                   std::span<std::byte> workspace) {
-  static_assert(float8_type<TA> && float8_type<TB>,
-                "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(output_element<TD>,
-                "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
+  detail::check_element_types<TA, TB, TD>();
   validate(p, o);
   check_indices(p);
   std::vector<std::int64_t> padding;
@@ -99,10 +99,7 @@ void grouped_gemm(host_executor const& exec, grouped_contiguous<TA, TB, TD> cons
 template <class TA, class TB, class TD>
 void grouped_gemm(host_executor const& exec, grouped_masked<TA, TB, TD> const& p, gemm_options const& o,
                   std::span<std::byte> workspace) {
-  static_assert(float8_type<TA> && float8_type<TB>,
-                "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(output_element<TD>,
-                "fp8moe::gemm: D must be float or bfloat16_t (FP8 output is not supported)");
+  detail::check_element_types<TA, TB, TD>();
   validate(p, o);
   check_indices(p);
   auto const jobs = host::make_jobs(p);
@@ -113,8 +110,7 @@ void grouped_gemm(host_executor const& exec, grouped_masked<TA, TB, TD> const& p
 template <class TA, class TB>
 void grouped_gemm(host_executor const& exec, k_grouped<TA, TB> const& p, gemm_options const& o,
                   std::span<std::byte> workspace) {
-  static_assert(float8_type<TA> && float8_type<TB>,
-                "fp8moe::gemm: A and B must be float8_e4m3_t or float8_e5m2_t");
+  detail::check_element_types<TA, TB, float>();
   validate(p, o);
   auto const jobs = host::make_jobs(p);
   host::run_jobs<TA, TB, float>(exec, jobs, o, workspace);
