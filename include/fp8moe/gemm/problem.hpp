@@ -241,6 +241,13 @@ inline void check_k_tile(std::int64_t tile_k_raw, std::int64_t k_extent, int p, 
           "tile along K = " + num(tile_k_raw));
 }
 
+/// Both operands' scale tiles along K (0: whole extent) against the promotion interval.
+inline void check_k_tiles(std::int64_t a_tile_k, std::int64_t b_tile_k, std::int64_t k_extent,
+                          gemm_options const& o, char const* where) {
+  check_k_tile(a_tile_k, k_extent, o.promotion_k, where, "a.tile");
+  check_k_tile(b_tile_k, k_extent, o.promotion_k, where, "b.tile");
+}
+
 /// FP8 data: extents, K-major (A) or either major (B), 16-byte alignment of pointer and stride.
 template <class T>
 void check_fp8_data(matrix_view<T const> const& m, bool allow_mn_major, char const* where, char const* arg) {
@@ -334,8 +341,7 @@ void validate(dense<TA, TB, TD> const& p, gemm_options const& o = {}) {
           detail::num(p.b.cols()));
   detail::check_scales(p.a, where, "a.scales");
   detail::check_scales(p.b, where, "b.scales");
-  detail::check_k_tile(p.a.tile.cols, p.k(), o.promotion_k, where, "a.tile");
-  detail::check_k_tile(p.b.tile.cols, p.k(), o.promotion_k, where, "b.tile");
+  detail::check_k_tiles(p.a.tile.cols, p.b.tile.cols, p.k(), o, where);
   detail::check_output(p.d, p.m(), p.n(), where, "d");
   detail::check_c(p.c, p.d, p.m(), p.n(), where);
 }
@@ -351,8 +357,7 @@ void validate(grouped_contiguous<TA, TB, TD> const& p, gemm_options const& o = {
   require(p.b.cols() == p.a.cols(), where, "b",
           "K = " + detail::num(p.a.cols()) + " columns (B is G x N x K)", detail::num(p.b.cols()));
   detail::check_scales(p.a, where, "a.scales");
-  detail::check_k_tile(p.a.tile.cols, p.k(), o.promotion_k, where, "a.tile");
-  detail::check_k_tile(p.b.tile.cols, p.k(), o.promotion_k, where, "b.tile");
+  detail::check_k_tiles(p.a.tile.cols, p.b.tile.cols, p.k(), o, where);
   for (std::int64_t g = 0; g < p.b.batches(); ++g) {
     detail::check_fp8_data(p.b[g].data, true, where, "b");
     detail::check_scales(p.b[g], where, "b.scales");
@@ -373,8 +378,7 @@ void validate(grouped_masked<TA, TB, TD> const& p, gemm_options const& o = {}) {
           detail::num(p.b.batches()));
   require(p.b.cols() == p.a.cols(), where, "b", "K = " + detail::num(p.a.cols()) + " columns",
           detail::num(p.b.cols()));
-  detail::check_k_tile(p.a.tile.cols, p.k(), o.promotion_k, where, "a.tile");
-  detail::check_k_tile(p.b.tile.cols, p.k(), o.promotion_k, where, "b.tile");
+  detail::check_k_tiles(p.a.tile.cols, p.b.tile.cols, p.k(), o, where);
   require(p.masked_m.size == p.groups(), where, "masked_m", detail::num(p.groups()) + " entries",
           detail::num(p.masked_m.size));
   require(p.groups() == 0 || p.masked_m.data != nullptr, where, "masked_m", "non-null data", "nullptr");
@@ -423,8 +427,7 @@ void validate(k_grouped<TA, TB> const& p, gemm_options const& o = {}) {
   }
   require(total == p.k_total(), where, "k_sizes",
           "sizes summing to the K extent of a (" + detail::num(p.k_total()) + ")", detail::num(total));
-  detail::check_k_tile(ta, p.k_total(), o.promotion_k, where, "a.tile");
-  detail::check_k_tile(tb, p.k_total(), o.promotion_k, where, "b.tile");
+  detail::check_k_tiles(ta, tb, p.k_total(), o, where);
   require(p.d.batches == p.groups(), where, "d", detail::num(p.groups()) + " groups",
           detail::num(p.d.batches));
   require(p.c.data == nullptr || p.c.batches == p.groups(), where, "c", detail::num(p.groups()) + " groups",
