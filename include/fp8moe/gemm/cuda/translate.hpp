@@ -65,6 +65,18 @@ output_kind output_of() {
   return std::is_same_v<TD, float> ? output_kind::f32 : output_kind::bf16;
 }
 
+/// The expert weights B (G,N,K) of the grouped layouts and their per-expert scales: K-major data
+/// (unless N = 1), 128x128 or 1x128 scale blocks.
+template <class TB>
+void set_expert_weights(kernel_params& q, quantized_batched_view<TB const> const& b, std::int64_t n,
+                        char const* where) {
+  q.b = reinterpret_cast<std::uint8_t const*>(b.data.data), q.b_row_stride = b.data.row_stride;
+  q.b_group_stride = b.data.batch_stride;
+  if (b.data.col_stride != 1 && n > 1) unsupported(where, "b", "K-major expert weights");
+  q.sfb = b.scales.data, q.sfb_layout = {b.scales.row_stride, b.scales.col_stride, b.scales.batch_stride};
+  q.b_scale_granularity = b_granularity(b.tile, where);
+}
+
 }  // namespace detail
 
 // ---- views -> kernel_params -------------------------------------------------------------------
@@ -104,13 +116,8 @@ kernel_params to_params(grouped_contiguous<TA, TB, TD> const& p, gemm_options co
   q.m = static_cast<int>(p.m()), q.n = static_cast<int>(p.n()), q.k = static_cast<int>(p.k());
   q.groups = static_cast<int>(p.groups());
   q.a = reinterpret_cast<std::uint8_t const*>(p.a.data.data), q.a_row_stride = p.a.data.row_stride;
-  q.b = reinterpret_cast<std::uint8_t const*>(p.b.data.data), q.b_row_stride = p.b.data.row_stride;
-  q.b_group_stride = p.b.data.batch_stride;
-  if (p.b.data.col_stride != 1 && p.n() > 1) detail::unsupported(where, "b", "K-major expert weights");
   q.sfa = p.a.scales.data, q.sfa_layout = {p.a.scales.row_stride, p.a.scales.col_stride, 0};
-  q.sfb = p.b.scales.data,
-  q.sfb_layout = {p.b.scales.row_stride, p.b.scales.col_stride, p.b.scales.batch_stride};
-  q.b_scale_granularity = detail::b_granularity(p.b.tile, where);
+  detail::set_expert_weights(q, p.b, p.n(), where);
   q.d = p.d.data, q.d_row_stride = p.d.row_stride, q.out = detail::output_of<TD>();
   q.c = p.c.data, q.c_row_stride = p.c.row_stride;
   q.m_indices = p.m_indices.data;
@@ -132,14 +139,9 @@ kernel_params to_params(grouped_masked<TA, TB, TD> const& p, gemm_options const&
   q.groups = static_cast<int>(p.groups());
   q.a = reinterpret_cast<std::uint8_t const*>(p.a.data.data), q.a_row_stride = p.a.data.row_stride;
   q.a_group_stride = p.a.data.batch_stride;
-  q.b = reinterpret_cast<std::uint8_t const*>(p.b.data.data), q.b_row_stride = p.b.data.row_stride;
-  q.b_group_stride = p.b.data.batch_stride;
-  if (p.b.data.col_stride != 1 && p.n() > 1) detail::unsupported(where, "b", "K-major expert weights");
   q.sfa = p.a.scales.data,
   q.sfa_layout = {p.a.scales.row_stride, p.a.scales.col_stride, p.a.scales.batch_stride};
-  q.sfb = p.b.scales.data,
-  q.sfb_layout = {p.b.scales.row_stride, p.b.scales.col_stride, p.b.scales.batch_stride};
-  q.b_scale_granularity = detail::b_granularity(p.b.tile, where);
+  detail::set_expert_weights(q, p.b, p.n(), where);
   q.d = p.d.data, q.d_row_stride = p.d.row_stride, q.d_group_stride = p.d.batch_stride;
   q.out = detail::output_of<TD>();
   q.c = p.c.data, q.c_row_stride = p.c.row_stride, q.c_group_stride = p.c.batch_stride;
