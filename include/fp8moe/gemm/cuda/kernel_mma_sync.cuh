@@ -35,6 +35,23 @@ struct mma_sync_shape {
                 "BlockN must divide or be a multiple of the 128-wide B scale block");
 };
 
+/// cp.async of one Rows x 128-byte K block into a 128B-swizzled stage at `dst`, Threads threads
+/// cooperating (Rows * 8 a multiple of Threads): 16-byte chunk c of row r comes from
+/// src + r * row_stride + 16c when r < rows_ok and 16c < k_left, else it is zero-filled (the
+/// address passed is `fallback`, always valid). Shared by the A and B operands.
+template <int Rows, int Threads>
+FP8MOE_DEVICE void load_block_async(std::uint32_t dst, std::uint8_t const* src, std::int64_t row_stride,
+                                    int rows_ok, int k_left, std::uint8_t const* fallback, int tid) {
+  static_assert(Rows * 8 % Threads == 0,
+                "load_block_async: Rows * 8 chunks must split evenly over the threads");
+  FP8MOE_UNROLL
+  for (int i = 0; i < Rows * 8 / Threads; ++i) {
+    int const idx = tid + i * Threads, r = idx >> 3, c = idx & 7;
+    bool const ok = r < rows_ok && c * 16 < k_left;
+    ptx::cp_async_16(dst + tile_offset_sw128(r, c * 16), ok ? src + r * row_stride + c * 16 : fallback, ok);
+  }
+}
+
 template <int BlockM, int BlockN, int Stages, int BScaleRows>
 __global__ void __launch_bounds__(256, 1)
     mma_sync_gemm_kernel(kernel_params const p, __grid_constant__ k_group_table const kt) {
@@ -65,20 +82,8 @@ __global__ void __launch_bounds__(256, 1)
       std::uint8_t const* a_src = p.a + g.a_offset + static_cast<std::int64_t>(kb) * block_k;
       std::uint8_t const* b_src = p.b + g.b_offset + static_cast<std::int64_t>(kb) * block_k;
       int const k_left = g.k_len - kb * block_k;  // bytes of this K block that exist
-      FP8MOE_UNROLL
-      for (int i = 0; i < BlockM * 8 / S::threads; ++i) {
-        int const idx = tid + i * S::threads, r = idx >> 3, c = idx & 7;
-        bool const ok = r < g.rows_loadable && c * 16 < k_left;
-        ptx::cp_async_16(a_dst + tile_offset_sw128(r, c * 16), ok ? a_src + r * p.a_row_stride + c * 16 : p.a,
-                         ok);
-      }
-      FP8MOE_UNROLL
-      for (int i = 0; i < BlockN * 8 / S::threads; ++i) {
-        int const idx = tid + i * S::threads, r = idx >> 3, c = idx & 7;
-        bool const ok = r < g.cols_valid && c * 16 < k_left;
-        ptx::cp_async_16(b_dst + tile_offset_sw128(r, c * 16), ok ? b_src + r * p.b_row_stride + c * 16 : p.b,
-                         ok);
-      }
+      load_block_async<BlockM, S::threads>(a_dst, a_src, p.a_row_stride, g.rows_loadable, k_left, p.a, tid);
+      load_block_async<BlockN, S::threads>(b_dst, b_src, p.b_row_stride, g.cols_valid, k_left, p.b, tid);
     };
 
     float fin[S::m_tiles][S::n_tiles][4];
