@@ -12,7 +12,9 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fp8moe/gemm/cuda/gemm.hpp"
@@ -313,26 +315,19 @@ void BM_contiguous_cublaslt_bf16_same_flops_body(benchmark::State& state) {
 void BM_contiguous_cublaslt_bf16_same_flops(benchmark::State& state) {
   guarded(state, [&] { BM_contiguous_cublaslt_bf16_same_flops_body(state); });
 }
-void grouped_args(benchmark::internal::Benchmark* b) {
-  for (auto const& gm : {std::pair<int, int>{4, 8192}, {8, 4096}})
+/// {G, m_per, N, K} grid of the grouped benchmarks, timed by CUDA events (manual time, us).
+void grouped_grid(benchmark::internal::Benchmark* b, std::initializer_list<std::pair<int, int>> gms) {
+  for (auto const& gm : gms)
     for (auto const& nk : {std::pair<int, int>{4096, 7168}, {7168, 2048}})
       b->Args({gm.first, gm.second, nk.first, nk.second});
+  b->ArgNames({"G", "m_per", "N", "K"})->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
-BENCHMARK(BM_contiguous_fp8moe)
-    ->Apply(grouped_args)
-    ->ArgNames({"G", "m_per", "N", "K"})
-    ->UseManualTime()
-    ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_contiguous_cublaslt_fp8_same_flops)
-    ->Apply(grouped_args)
-    ->ArgNames({"G", "m_per", "N", "K"})
-    ->UseManualTime()
-    ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_contiguous_cublaslt_bf16_same_flops)
-    ->Apply(grouped_args)
-    ->ArgNames({"G", "m_per", "N", "K"})
-    ->UseManualTime()
-    ->Unit(benchmark::kMicrosecond);
+void grouped_args(benchmark::internal::Benchmark* b) {
+  grouped_grid(b, {{4, 8192}, {8, 4096}});
+}
+BENCHMARK(BM_contiguous_fp8moe)->Apply(grouped_args);
+BENCHMARK(BM_contiguous_cublaslt_fp8_same_flops)->Apply(grouped_args);
+BENCHMARK(BM_contiguous_cublaslt_bf16_same_flops)->Apply(grouped_args);
 
 // Grouped masked (decoding): G groups, every group masked_m = m_per of max_m = 2*m_per.
 void BM_masked_fp8moe_body(benchmark::State& state) {
@@ -356,27 +351,15 @@ void BM_masked_fp8moe(benchmark::State& state) {
   guarded(state, [&] { BM_masked_fp8moe_body(state); });
 }
 void masked_args(benchmark::internal::Benchmark* b) {
-  for (auto const& gm : {std::pair<int, int>{1, 1024}, {2, 512}, {4, 256}})
-    for (auto const& nk : {std::pair<int, int>{4096, 7168}, {7168, 2048}})
-      b->Args({gm.first, gm.second, nk.first, nk.second});
+  grouped_grid(b, {{1, 1024}, {2, 512}, {4, 256}});
 }
-BENCHMARK(BM_masked_fp8moe)
-    ->Apply(masked_args)
-    ->ArgNames({"G", "m_per", "N", "K"})
-    ->UseManualTime()
-    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_masked_fp8moe)->Apply(masked_args);
 BENCHMARK(BM_contiguous_cublaslt_fp8_same_flops)
     ->Name("BM_masked_cublaslt_fp8_same_flops")
-    ->Apply(masked_args)
-    ->ArgNames({"G", "m_per", "N", "K"})
-    ->UseManualTime()
-    ->Unit(benchmark::kMicrosecond);
+    ->Apply(masked_args);
 BENCHMARK(BM_contiguous_cublaslt_bf16_same_flops)
     ->Name("BM_masked_cublaslt_bf16_same_flops")
-    ->Apply(masked_args)
-    ->ArgNames({"G", "m_per", "N", "K"})
-    ->UseManualTime()
-    ->Unit(benchmark::kMicrosecond);
+    ->Apply(masked_args);
 
 // K-grouped weight gradient: D_g (M,N) FP32 += A_g B_g^T over K_g tokens per group, 1x128 x 1x128
 // scales. Baseline: one cuBLASLt 1D1D (VEC128 x VEC128) GEMM over all G*K_g tokens, FP32 out.
