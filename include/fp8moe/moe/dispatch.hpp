@@ -359,6 +359,37 @@ scaling::quantized_matrix_view<std::remove_const_t<FS> const> checked_fp8(
 
 namespace detail {
 
+/// The all-to-all block layout of dispatch_rows (host and device) for rows of `row_elements`
+/// elements: the rows this rank keeps stay out of the exchange (count 0 to itself); the others are
+/// packed in rank order. Counts and displacements in elements, one entry per rank.
+struct rows_exchange {
+  std::vector<std::int64_t> sc, sd, rc, rd;  // (R) send counts / displacements, recv counts / displacements
+  std::int64_t packed = 0;                   // rows sent to other ranks
+  std::int64_t self_src = 0;                 // send-order index of this rank's first own row
+  std::int64_t self_dst = 0;                 // recv row of this rank's first own row
+  std::int64_t n_self = 0;                   // rows this rank keeps
+};
+
+inline rows_exchange plan_rows_exchange(dispatch_handle const& h, std::int64_t row_elements) {
+  auto const R = static_cast<std::size_t>(h.ranks), me = static_cast<std::size_t>(h.rank);
+  std::int64_t const Cn = row_elements;
+  rows_exchange e;
+  e.sc.resize(R), e.sd.resize(R), e.rc.resize(R), e.rd.resize(R);
+  std::int64_t so = 0, ro = 0;
+  for (std::size_t r = 0; r < R; ++r) {
+    if (r == me) e.self_src = so, e.self_dst = ro;
+    e.sc[r] = r == me ? 0 : h.send_tokens[r] * Cn;
+    e.sd[r] = e.packed * Cn;
+    e.rc[r] = r == me ? 0 : h.recv_tokens[r] * Cn;
+    e.rd[r] = ro * Cn;
+    if (r != me) e.packed += h.send_tokens[r];
+    so += h.send_tokens[r];
+    ro += h.recv_tokens[r];
+  }
+  e.n_self = h.send_tokens[me];
+  return e;
+}
+
 /// x rows to their destinations. The rows this rank keeps never enter the communicator: they are
 /// gathered straight into their place in recv, and only the other ranks' rows are packed.
 template <class C, class S, class T>
@@ -374,20 +405,8 @@ ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C&
   require(comm.size() == h.ranks && comm.rank() == h.rank, where, "comm", "the communicator of the handle");
   ep_pending<typename C::request> p;
   auto const Cn = x.cols, S_ = h.num_send(), N = h.num_recv();
-  auto const R = static_cast<std::size_t>(h.ranks), me = static_cast<std::size_t>(h.rank);
-  std::vector<std::int64_t> sc(R), sd(R), rc(R), rd(R);
-  std::int64_t so = 0, ro = 0, packed = 0, self_src = 0, self_dst = 0;
-  for (std::size_t r = 0; r < R; ++r) {
-    if (r == me) self_src = so, self_dst = ro;
-    sc[r] = r == me ? 0 : h.send_tokens[r] * Cn;
-    sd[r] = packed * Cn;
-    rc[r] = r == me ? 0 : h.recv_tokens[r] * Cn;
-    rd[r] = ro * Cn;
-    if (r != me) packed += h.send_tokens[r];
-    so += h.send_tokens[r];
-    ro += h.recv_tokens[r];
-  }
-  std::int64_t const n_self = h.send_tokens[me];
+  auto const e = plan_rows_exchange(h, Cn);
+  std::int64_t const packed = e.packed, self_src = e.self_src, self_dst = e.self_dst, n_self = e.n_self;
   auto* send = reinterpret_cast<T*>(p.scratch(h, static_cast<std::size_t>(packed * Cn) * sizeof(T)));
   matrix_view<T const> const xc = x;
   gather_rows(exec, xc, h.send_token.data(), self_src, send);
@@ -399,8 +418,8 @@ ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C&
     p.on_complete([exec, dst, recv] { scatter_packed(exec, static_cast<T const*>(dst), recv); });
   }
   gather_rows(exec, xc, h.send_token.data() + self_src, n_self, dst + self_dst * Cn);
-  transfer_blocks(comm, p, std::span<T const>(send, static_cast<std::size_t>(packed * Cn)), sc, sd,
-                  std::span<T>(dst, static_cast<std::size_t>(N * Cn)), rc, rd);
+  transfer_blocks(comm, p, std::span<T const>(send, static_cast<std::size_t>(packed * Cn)), e.sc, e.sd,
+                  std::span<T>(dst, static_cast<std::size_t>(N * Cn)), e.rc, e.rd);
   return p;
 }
 

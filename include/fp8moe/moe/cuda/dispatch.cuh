@@ -240,20 +240,9 @@ void dispatch_rows(cuda_executor const& exec, C& comm, device_dispatch_handle co
   require(recv.col_stride == 1 && (recv.rows <= 1 || recv.row_stride == recv.cols), where, "recv",
           "packed row-major device rows");
   std::int64_t const Cn = x.cols, S_ = h.num_send(), N = h.num_recv();
-  auto const R = static_cast<std::size_t>(h.ranks), me = static_cast<std::size_t>(h.rank);
-  std::vector<std::int64_t> sc(R), sd(R), rc(R), rd(R);
-  std::int64_t so = 0, ro = 0, packed = 0, self_src = 0, self_dst = 0;
-  for (std::size_t r = 0; r < R; ++r) {
-    if (r == me) self_src = so, self_dst = ro;
-    sc[r] = r == me ? 0 : h.send_tokens[r] * Cn;
-    sd[r] = packed * Cn;
-    rc[r] = r == me ? 0 : h.recv_tokens[r] * Cn;
-    rd[r] = ro * Cn;
-    if (r != me) packed += h.send_tokens[r];
-    so += h.send_tokens[r];
-    ro += h.recv_tokens[r];
-  }
-  std::int64_t const n_self = h.send_tokens[me], rb = Cn * static_cast<std::int64_t>(sizeof(T));
+  auto const e = detail::plan_rows_exchange(h, Cn);
+  std::int64_t const packed = e.packed, self_src = e.self_src, self_dst = e.self_dst, n_self = e.n_self;
+  std::int64_t const rb = Cn * static_cast<std::int64_t>(sizeof(T));
   cuda_detail::stream_buffer send(static_cast<std::size_t>(packed * rb), exec.stream);
   auto const* src = reinterpret_cast<std::byte const*>(x.data);
   std::int64_t const src_stride = x.row_stride * static_cast<std::int64_t>(sizeof(T));
@@ -267,9 +256,9 @@ void dispatch_rows(cuda_executor const& exec, C& comm, device_dispatch_handle co
   launch(self_src + n_self, S_ - self_src - n_self, send.as<std::byte>() + self_src * rb);
   launch(self_src, n_self, reinterpret_cast<std::byte*>(recv.data) + self_dst * rb);
   comm.alltoallv(std::span<T const>(send.as<T>(), static_cast<std::size_t>(packed * Cn)),
-                 comm::blocks{std::span<std::int64_t const>(sc), std::span<std::int64_t const>(sd)},
+                 comm::blocks{std::span<std::int64_t const>(e.sc), std::span<std::int64_t const>(e.sd)},
                  std::span<T>(recv.data, static_cast<std::size_t>(N * Cn)),
-                 comm::blocks{std::span<std::int64_t const>(rc), std::span<std::int64_t const>(rd)},
+                 comm::blocks{std::span<std::int64_t const>(e.rc), std::span<std::int64_t const>(e.rd)},
                  comm::size_check::trusted);
 }
 
