@@ -234,6 +234,43 @@ inline void check_slot_rows(permute_plan const& p, char const* where) {
               concat("slot_row[", i, "] = ", p.slot_row[i]));
 }
 
+/// The argument checks of combine shared by the host and device overloads (views only, no data
+/// read): the plan's slot_row, y (M,H), weights empty or (T,k), out (T,H).
+template <class Y, class Out>
+void check_combine_args(permute_plan const& p, matrix_view<Y> const& y,
+                        matrix_view<float const> const& weights, matrix_view<Out> const& out,
+                        char const* where) {
+  require(p.tokens >= 0 && p.k >= 1 && (p.tokens == 0 || p.slot_row != nullptr), where, "plan",
+          "T >= 0, k >= 1, slot_row");
+  check_matrix(y, where, "y");
+  require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
+  require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",
+          "empty or (T,k) = " + fp8moe::detail::shape_string(p.tokens, p.k),
+          fp8moe::detail::shape_string(weights.rows, weights.cols));
+  check_matrix(out, where, "out");
+  check_shape(out, p.tokens, y.cols, where, "out");
+}
+
+/// The argument checks of combine_backward shared by the host and device overloads (views only):
+/// the plan, y (M,H), weights and dweights empty or (T,k), dout (T,H), dy (M,H).
+template <class Y, class G, class DY>
+void check_combine_backward_args(permute_plan const& p, matrix_view<Y> const& y,
+                                 matrix_view<float const> const& weights, matrix_view<G> const& dout,
+                                 matrix_view<DY> const& dy, matrix_view<float> const& dweights,
+                                 char const* where) {
+  check_plan(p, where);
+  check_matrix(y, where, "y");
+  require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
+  require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",
+          "empty or (T,k)");
+  check_matrix(dout, where, "dout");
+  check_shape(dout, p.tokens, y.cols, where, "dout");
+  check_matrix(dy, where, "dy");
+  check_shape(dy, p.rows, y.cols, where, "dy");
+  require(dweights.rows == 0 || (dweights.rows == p.tokens && dweights.cols == p.k), where, "dweights",
+          "empty or (T,k)");
+}
+
 }  // namespace detail
 
 /// out (M,H) row r = x (T,H) row row_token[r]; contiguous padding rows below expert_offset[E] are
@@ -304,15 +341,7 @@ template <class Y, class Out>
 void combine(host_executor const& exec, permute_plan const& p, matrix_view<Y> y,
              matrix_view<float const> weights, matrix_view<Out> out) {
   constexpr char const* where = "fp8moe::moe::combine";
-  require(p.tokens >= 0 && p.k >= 1 && (p.tokens == 0 || p.slot_row != nullptr), where, "plan",
-          "T >= 0, k >= 1, slot_row");
-  check_matrix(y, where, "y");
-  require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
-  require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",
-          "empty or (T,k) = " + fp8moe::detail::shape_string(p.tokens, p.k),
-          fp8moe::detail::shape_string(weights.rows, weights.cols));
-  check_matrix(out, where, "out");
-  check_shape(out, p.tokens, y.cols, where, "out");
+  detail::check_combine_args(p, y, weights, out, where);
   detail::check_slot_rows(p, where);
   std::int64_t const H = y.cols, k = p.k;
 #if FP8MOE_HAS_OPENMP
@@ -364,17 +393,7 @@ void combine_backward(host_executor const& exec, permute_plan const& p, matrix_v
                       matrix_view<float const> weights, matrix_view<G> dout, matrix_view<DY> dy,
                       matrix_view<float> dweights) {
   constexpr char const* where = "fp8moe::moe::combine_backward";
-  detail::check_plan(p, where);
-  check_matrix(y, where, "y");
-  require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
-  require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",
-          "empty or (T,k)");
-  check_matrix(dout, where, "dout");
-  check_shape(dout, p.tokens, y.cols, where, "dout");
-  check_matrix(dy, where, "dy");
-  check_shape(dy, p.rows, y.cols, where, "dy");
-  require(dweights.rows == 0 || (dweights.rows == p.tokens && dweights.cols == p.k), where, "dweights",
-          "empty or (T,k)");
+  detail::check_combine_backward_args(p, y, weights, dout, dy, dweights, where);
   detail::check_slot_rows(p, where);
   std::int64_t const H = y.cols, k = p.k;
 #if FP8MOE_HAS_OPENMP

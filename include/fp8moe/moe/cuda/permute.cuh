@@ -361,13 +361,7 @@ void permute(cuda_executor const& exec, permute_plan const& p, scaling::quantize
 template <class Y, class Out>
 void combine(cuda_executor const& exec, permute_plan const& p, matrix_view<Y> y,
              matrix_view<float const> weights, matrix_view<Out> out) {
-  constexpr char const* where = "fp8moe::moe::combine";
-  require(p.tokens >= 0 && p.k >= 1 && (p.tokens == 0 || p.slot_row != nullptr), where, "plan",
-          "T >= 0, k >= 1, slot_row");
-  require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
-  require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",
-          "empty or (T,k)");
-  check_shape(out, p.tokens, y.cols, where, "out");
+  detail::check_combine_args(p, y, weights, out, "fp8moe::moe::combine");
   if (p.tokens == 0 || y.cols == 0) return;
   using YC = std::add_const_t<Y>;
   using YV = std::remove_const_t<Y>;
@@ -396,15 +390,7 @@ template <class Y, class G, class DY>
 void combine_backward(cuda_executor const& exec, permute_plan const& p, matrix_view<Y> y,
                       matrix_view<float const> weights, matrix_view<G> dout, matrix_view<DY> dy,
                       matrix_view<float> dweights) {
-  constexpr char const* where = "fp8moe::moe::combine_backward";
-  detail::check_plan(p, where);
-  require(y.rows == p.rows, where, "y", std::to_string(p.rows) + " rows (M)", std::to_string(y.rows));
-  require(weights.rows == 0 || (weights.rows == p.tokens && weights.cols == p.k), where, "weights",
-          "empty or (T,k)");
-  check_shape(dout, p.tokens, y.cols, where, "dout");
-  check_shape(dy, p.rows, y.cols, where, "dy");
-  require(dweights.rows == 0 || (dweights.rows == p.tokens && dweights.cols == p.k), where, "dweights",
-          "empty or (T,k)");
+  detail::check_combine_backward_args(p, y, weights, dout, dy, dweights, "fp8moe::moe::combine_backward");
   using YC = std::add_const_t<Y>;
   using GC = std::add_const_t<G>;
   if (p.rows > 0 && y.cols > 0) {
