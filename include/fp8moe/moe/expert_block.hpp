@@ -160,6 +160,47 @@ void check_block_weights(expert_weights<W> const& w, shared_expert_weights<W> co
   }
 }
 
+/// The argument checks of the forward shared by the host and device overloads (views only, no data
+/// read): x (T,H), the weights against H and cfg, ids (T,k) with k >= 1, weights (T,k), out (T,H).
+template <class In, class Out, class W>
+void check_block_args(expert_block_config const& cfg, matrix_view<In> const& x,
+                      matrix_view<std::int32_t const> const& ids, matrix_view<float const> const& weights,
+                      expert_weights<W> const& w, shared_expert_weights<W> const& sw,
+                      matrix_view<Out> const& out) {
+  constexpr char const* where = block_where;
+  check_matrix(x, where, "x");
+  std::int64_t const T = x.rows, H = x.cols, k = ids.cols;
+  check_block_weights(w, sw, H, cfg);
+  check_matrix(ids, where, "ids");
+  require(ids.rows == T && k >= 1, where, "ids", "(T, k) with T = " + std::to_string(T),
+          std::to_string(ids.rows));
+  check_shape(weights, T, k, where, "weights");
+  check_matrix(out, where, "out");
+  check_shape(out, T, H, where, "out");
+}
+
+/// The gradient-shape checks of the backward shared by the host and device overloads: weights and
+/// dweights (T,k), dout / dx (T,H), dw13 (E,2I,H), dw2 (E,H,I) and, with a shared expert (Is > 0),
+/// dsw13 (2Is,H) and dsw2 (H,Is).
+template <class G>
+void check_block_grad_args(std::int64_t T, std::int64_t H, std::int64_t I, std::int64_t E, std::int64_t k,
+                           std::int64_t Is, matrix_view<float const> const& weights,
+                           matrix_view<G> const& dout, matrix_view<float> const& dx,
+                           matrix_view<float> const& dweights, expert_block_grads const& g,
+                           char const* where) {
+  check_shape(weights, T, k, where, "weights");
+  check_matrix(dout, where, "dout");
+  check_shape(dout, T, H, where, "dout");
+  check_shape(dx, T, H, where, "dx");
+  check_shape(dweights, T, k, where, "dweights");
+  require(g.dw13.batches == E && g.dw13.rows == 2 * I && g.dw13.cols == H, where, "grads.dw13", "(E, 2I, H)");
+  require(g.dw2.batches == E && g.dw2.rows == H && g.dw2.cols == I, where, "grads.dw2", "(E, H, I)");
+  if (Is > 0) {
+    check_shape(g.dsw13, 2 * Is, H, where, "grads.dsw13");
+    check_shape(g.dsw2, H, Is, where, "grads.dsw2");
+  }
+}
+
 }  // namespace detail
 
 /// Forward. x (T,H) float or bf16; ids (T,k) in [0,E) or -1 (not routed here); weights (T,k)
@@ -172,15 +213,8 @@ void expert_block(host_executor const& exec, expert_block_config const& cfg, mat
                   expert_block_state& st) {
   static_assert(std::is_same_v<W, fp8_t>, "fp8moe::moe::expert_block: weights must be float8_e4m3_t");
   constexpr char const* where = detail::block_where;
-  check_matrix(x, where, "x");
+  detail::check_block_args(cfg, x, ids, weights, w, sw, out);
   std::int64_t const T = x.rows, H = x.cols, k = ids.cols, E = w.w13.batches(), I = w.w13.rows() / 2;
-  detail::check_block_weights(w, sw, H, cfg);
-  check_matrix(ids, where, "ids");
-  require(ids.rows == T && k >= 1, where, "ids", "(T, k) with T = " + std::to_string(T),
-          std::to_string(ids.rows));
-  check_shape(weights, T, k, where, "weights");
-  check_matrix(out, where, "out");
-  check_shape(out, T, H, where, "out");
   std::vector<std::int32_t> counts(static_cast<std::size_t>(E), 0);
   for (std::int64_t t = 0; t < T; ++t)
     for (std::int64_t j = 0; j < k; ++j) {
@@ -256,17 +290,7 @@ void expert_block_backward(host_executor const& exec, expert_block_config const&
   detail::check_block_weights(w, sw, H, cfg);
   require(w.w13.batches() == E && w.w13.rows() == 2 * I, where, "weights", "the weights of the forward call");
   require(sw.present() == (Is > 0), where, "shared", "the shared expert of the forward call");
-  check_shape(weights, T, k, where, "weights");
-  check_matrix(dout, where, "dout");
-  check_shape(dout, T, H, where, "dout");
-  check_shape(dx, T, H, where, "dx");
-  check_shape(dweights, T, k, where, "dweights");
-  require(g.dw13.batches == E && g.dw13.rows == 2 * I && g.dw13.cols == H, where, "grads.dw13", "(E, 2I, H)");
-  require(g.dw2.batches == E && g.dw2.rows == H && g.dw2.cols == I, where, "grads.dw2", "(E, H, I)");
-  if (Is > 0) {
-    check_shape(g.dsw13, 2 * Is, H, where, "grads.dsw13");
-    check_shape(g.dsw2, H, Is, where, "grads.dsw2");
-  }
+  detail::check_block_grad_args(T, H, I, E, k, Is, weights, dout, dx, dweights, g, where);
   auto const& p = st.plan.view();
   std::int64_t const M = p.rows;
   auto const tile = cfg.gradient.tile;

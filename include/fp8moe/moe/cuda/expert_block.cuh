@@ -181,12 +181,8 @@ void expert_block(cuda_executor const& exec, expert_block_config const& cfg, mat
                   expert_weights<W> const& w, shared_expert_weights<W> const& sw, matrix_view<Out> out,
                   cuda_expert_block_state& st) {
   static_assert(std::is_same_v<W, fp8_t>, "fp8moe::moe::expert_block: weights must be float8_e4m3_t");
-  constexpr char const* where = detail::block_where;
+  detail::check_block_args(cfg, x, ids, weights, w, sw, out);
   std::int64_t const T = x.rows, H = x.cols, k = ids.cols, E = w.w13.batches(), I = w.w13.rows() / 2;
-  detail::check_block_weights(w, sw, H, cfg);
-  require(ids.rows == T && k >= 1, where, "ids", "(T, k)");
-  check_shape(weights, T, k, where, "weights");
-  check_shape(out, T, H, where, "out");
   std::int64_t const Is = sw.present() ? sw.w13.rows() / 2 : 0;
   contiguous const layout{cfg.m_align};
   std::int64_t const M = plan_rows(layout, T, k, E);
@@ -268,15 +264,8 @@ void expert_block_backward(cuda_executor const& exec, expert_block_config const&
             where, "swt", "(H, 2Is) and (Is, H)");
     require(T % 128 == 0, where, "T", "a multiple of 128 with a shared expert on the device",
             std::to_string(T));
-    check_shape(g.dsw13, 2 * Is, H, where, "grads.dsw13");
-    check_shape(g.dsw2, H, Is, where, "grads.dsw2");
   }
-  check_shape(weights, T, k, where, "weights");
-  check_shape(dout, T, H, where, "dout");
-  check_shape(dx, T, H, where, "dx");
-  check_shape(dweights, T, k, where, "dweights");
-  require(g.dw13.batches == E && g.dw13.rows == 2 * I && g.dw13.cols == H, where, "grads.dw13", "(E, 2I, H)");
-  require(g.dw2.batches == E && g.dw2.rows == H && g.dw2.cols == I, where, "grads.dw2", "(E, H, I)");
+  detail::check_block_grad_args(T, H, I, E, k, Is, weights, dout, dx, dweights, g, where);
   auto const& p = st.plan->view();
   std::int64_t const M = p.rows;
   auto const tile = cfg.gradient.tile;
