@@ -32,6 +32,16 @@ struct no_count_reduce {
   void operator()(std::span<std::int64_t>) const {}
 };
 
+namespace detail {
+/// One expert's aux-loss-free bias step gamma * sign(mean load - load), decided exactly in integers
+/// as sign(total - E * load) (host update_bias and the device kernel).
+constexpr FP8MOE_HOST_DEVICE float bias_step(std::int64_t total, std::int64_t experts, std::int64_t load,
+                                             float gamma) {
+  std::int64_t const d = total - experts * load;  // E * (mean - load)
+  return gamma * (d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f));
+}
+}  // namespace detail
+
 /// bias_i += gamma * sign(mean load - load_i) (arXiv:2408.15664 Alg. 1; Megatron get_updated_expert_bias).
 /// counts (E) integer tokens per expert of this rank; `reduce` sums them over data-parallel ranks in
 /// place (e.g. a communicator's all-reduce), called once with E int64 values. sign(0) = 0. The sign is
@@ -57,9 +67,7 @@ void update_bias(host_executor const&, vector_view<float> bias, vector_view<Coun
   for (auto v : n) total += v;
   double mean_bias = 0.0;
   for (std::int64_t e = 0; e < E; ++e) {
-    std::int64_t const d = total - E * n[static_cast<std::size_t>(e)];  // E * (mean - load_i)
-    float const sign = d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f);
-    bias[e] += cfg.gamma * sign;
+    bias[e] += detail::bias_step(total, E, n[static_cast<std::size_t>(e)], cfg.gamma);
     mean_bias += bias[e];
   }
   if (cfg.recenter) {

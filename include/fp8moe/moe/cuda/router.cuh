@@ -75,8 +75,7 @@ __global__ void update_bias_kernel(vector_view<float> bias, vector_view<Count co
   }
   __syncthreads();
   for (std::int64_t e = threadIdx.x; e < bias.size; e += blockDim.x) {
-    long long const d = total - bias.size * static_cast<long long>(counts[e]);
-    bias[e] += gamma * (d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f));
+    bias[e] += detail::bias_step(total, bias.size, static_cast<std::int64_t>(counts[e]), gamma);
   }
 }
 
