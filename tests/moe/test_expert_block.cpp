@@ -17,6 +17,7 @@
 #include "fp8moe/scaling/quantize.hpp"
 #include "test_support.hpp"
 #if FP8MOE_CUDA_COMPILER
+#include "device_memory.hpp"
 #include "fp8moe/moe/cuda/expert_block.cuh"
 #endif
 
@@ -367,24 +368,13 @@ TEST_CASE("gemm layouts: contiguous and masked problems built from plans compute
 
 #if FP8MOE_CUDA_COMPILER
 namespace {
-template <class T>
-T* upload(T const* h, std::size_t n) {
-  T* d = nullptr;
-  FP8MOE_CUDA_CHECK(cudaMalloc(&d, std::max<std::size_t>(n, 1) * sizeof(T)));
-  FP8MOE_CUDA_CHECK(cudaMemcpy(d, h, n * sizeof(T), cudaMemcpyHostToDevice));
-  return d;
-}
-template <class T>
-std::vector<T> download(T const* d, std::size_t n) {
-  std::vector<T> h(n);
-  FP8MOE_CUDA_CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return h;
-}
+using fp8moe::test::to_device;
+using fp8moe::test::to_host;
 /// Device copy of a stacked (G*R, C) quantized matrix as a batched (G, R, C) view (128x128 blocks).
 gemm::quantized_batched_view<fp8> upload_batched(scaling::quantized_matrix<fp8> const& q, std::int64_t G,
                                                  std::int64_t R, std::int64_t C, std::vector<void*>& owned) {
-  auto* d = upload(q.data.data(), q.data.storage().size());
-  auto* s = upload(q.scales.data(), q.scales.storage().size());
+  auto* d = to_device(q.data.data(), q.data.storage().size());
+  auto* s = to_device(q.scales.data(), q.scales.storage().size());
   owned.push_back(d);
   owned.push_back(s);
   return {{d, G, R, C, R * C, C, 1},
@@ -425,12 +415,12 @@ TEST_CASE("expert_block (CUDA): forward and backward match the host path") {
   moe::transpose_expert_weights<fp8>(ex, s2, s2t);
   moe::expert_weights<fp8> const dw{w13, w2}, dwt{w13t, w2t};
   moe::shared_expert_weights<fp8> const dsw{single(s13), single(s2)}, dswt{single(s13t), single(s2t)};
-  auto* dxin = upload(P.x.data(), P.x.size());
-  auto* dids = upload(P.ids.data(), P.ids.size());
-  auto* dwts = upload(P.weights.data(), P.weights.size());
+  auto* dxin = to_device(P.x.data(), P.x.size());
+  auto* dids = to_device(P.ids.data(), P.ids.size());
+  auto* dwts = to_device(P.weights.data(), P.weights.size());
   auto const dout_h = test::random_normal(static_cast<std::size_t>(P.T * P.H), 1.0f, 501);
-  auto* ddout = upload(dout_h.data(), dout_h.size());
-  float* dout_fwd = upload(std::vector<float>(dout_h.size(), NAN).data(), dout_h.size());
+  auto* ddout = to_device(dout_h.data(), dout_h.size());
+  float* dout_fwd = to_device(std::vector<float>(dout_h.size(), NAN));
   for (void* q : {(void*)dxin, (void*)dids, (void*)dwts, (void*)ddout, (void*)dout_fwd}) owned.push_back(q);
   moe::expert_block_config const cfg{};
   moe::cuda_expert_block_state st;
@@ -449,7 +439,7 @@ TEST_CASE("expert_block (CUDA): forward and backward match the host path") {
                     make_matrix(out_h.data(), P.T, P.H), hs);
   // Same quantizers (bit-exact by contract) but a different FP32 summation order in the GEMMs: an
   // activation may round to the neighbouring FP8 value (1 in ~1e5), so 2e-3 relative L2 is loose.
-  CHECK(rel_l2(download(dout_fwd, out_h.size()), out_h) < 2e-3);
+  CHECK(rel_l2(to_host(dout_fwd, out_h.size()), out_h) < 2e-3);
   // backward
   std::vector<float> dx_h(out_h.size()), dwt_h(P.weights.size()), g13(P.w13d.size()), g2(P.w2d.size()),
       gs13(P.s13d.size()), gs2(P.s2d.size());
@@ -479,12 +469,12 @@ TEST_CASE("expert_block (CUDA): forward and backward match the host path") {
                               make_matrix(dgs13, 2 * P.Is, P.H),
                               make_matrix(dgs2, P.H, P.Is)});
   FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
-  CHECK(rel_l2(download(ddx, dx_h.size()), dx_h) < 5e-3);
-  CHECK(rel_l2(download(ddw, dwt_h.size()), dwt_h) < 5e-3);
-  CHECK(rel_l2(download(dg13, g13.size()), g13) < 5e-3);
-  CHECK(rel_l2(download(dg2, g2.size()), g2) < 5e-3);
-  CHECK(rel_l2(download(dgs13, gs13.size()), gs13) < 5e-3);
-  CHECK(rel_l2(download(dgs2, gs2.size()), gs2) < 5e-3);
+  CHECK(rel_l2(to_host(ddx, dx_h.size()), dx_h) < 5e-3);
+  CHECK(rel_l2(to_host(ddw, dwt_h.size()), dwt_h) < 5e-3);
+  CHECK(rel_l2(to_host(dg13, g13.size()), g13) < 5e-3);
+  CHECK(rel_l2(to_host(dg2, g2.size()), g2) < 5e-3);
+  CHECK(rel_l2(to_host(dgs13, gs13.size()), gs13) < 5e-3);
+  CHECK(rel_l2(to_host(dgs2, gs2.size()), gs2) < 5e-3);
   for (void* q : owned) FP8MOE_CUDA_CHECK(cudaFree(q));
 }
 #endif

@@ -346,22 +346,12 @@ TEST_CASE("route / plan / permute / combine with zero tokens (an idle expert-par
 }
 
 #if FP8MOE_CUDA_COMPILER
+#include "device_memory.hpp"
 #include "fp8moe/core/cuda/executor.hpp"
 
 namespace {
-template <class T>
-T* to_device(std::vector<T> const& v) {
-  T* d = nullptr;
-  FP8MOE_CUDA_CHECK(cudaMalloc(&d, std::max<std::size_t>(v.size(), 1) * sizeof(T)));
-  FP8MOE_CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return d;
-}
-template <class T>
-std::vector<T> to_host(T const* d, std::size_t n) {
-  std::vector<T> v(n);
-  FP8MOE_CUDA_CHECK(cudaMemcpy(v.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return v;
-}
+using fp8moe::test::to_device;
+using fp8moe::test::to_host;
 }  // namespace
 
 TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host path bit for bit") {

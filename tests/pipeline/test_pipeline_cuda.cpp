@@ -38,6 +38,7 @@ TEST_CASE("CUDA executor schedules pass the stream-ordered transfer-group deadlo
 #include <mutex>
 #include <thread>
 
+#include "device_memory.hpp"
 #include "fp8moe/pipeline/cuda/executor.hpp"
 
 namespace {
@@ -88,31 +89,25 @@ __global__ void k_gw(float const* x, float const* gz, float* grad, int rows, int
   }
 }
 
-template <class T>
-T* device_copy(std::vector<T> const& v) {
-  T* p = nullptr;
-  FP8MOE_CUDA_CHECK(cudaMalloc(&p, v.size() * sizeof(T)));
-  FP8MOE_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return p;
-}
+using fp8moe::test::to_device;
 
 /// The toy MLP of toy_mlp.hpp on the device: parameters, data and saved tensors in device memory.
 class device_toy {
  public:
   device_toy(toy::problem const& p, fp::schedule const& s, int rank) : p_(&p), n_(p.rows * p.hidden) {
     for (int mb = 0; mb < p.microbatches; ++mb) {
-      x0_.push_back(device_copy(p.x[mb]));
-      t_.push_back(device_copy(p.target[mb]));
+      x0_.push_back(to_device(p.x[mb]));
+      t_.push_back(to_device(p.target[mb]));
     }
     FP8MOE_CUDA_CHECK(cudaMalloc(&loss_, p.microbatches * sizeof(float)));
     FP8MOE_CUDA_CHECK(cudaMemset(loss_, 0xFF, p.microbatches * sizeof(float)));  // poison (NaN)
     for (int k : s.rank_chunks(rank)) {
       int const st = s.chunk_stage[k];
-      w_[k] = device_copy(p.w[st]);
-      b_[k] = device_copy(p.b[st]);
-      g_[k] = device_copy(std::vector<float>(p.grad_size(), 0.0f));
+      w_[k] = to_device(p.w[st]);
+      b_[k] = to_device(p.b[st]);
+      g_[k] = to_device(std::vector<float>(p.grad_size(), 0.0f));
       for (int mb = 0; mb < s.chain_microbatches(k); ++mb)
-        for (auto* m : {&x_, &y_, &gl_, &gz_}) (*m)[{k, mb}] = device_copy(std::vector<float>(n_, 0.0f));
+        for (auto* m : {&x_, &y_, &gl_, &gz_}) (*m)[{k, mb}] = to_device(std::vector<float>(n_, 0.0f));
     }
   }
   ~device_toy() {
