@@ -101,15 +101,27 @@ void BM_gpu_copy_route_bytes(benchmark::State& st) {
 }
 BENCHMARK(BM_gpu_copy_route_bytes)->Arg(16384)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
+/// The DeepSeek-V3 routing of T tokens on the device and its contiguous (m_align 128) plan, built.
+struct v3_plan {
+  std::int64_t tokens;
+  dvec<std::int32_t> ids;
+  moe::cuda_permute_plan plan;
+  v3_plan(fm::cuda_executor const& ex, std::int64_t T)
+      : tokens(T), ids(v3_ids(T)), plan(ex, moe::contiguous{.m_align = 128}, T, cfg.k, cfg.experts) {
+    build(ex);
+  }
+  /// (Re)builds the plan from the ids on ex's stream.
+  void build(fm::cuda_executor const& ex) {
+    moe::build_permute_plan(ex, fm::matrix_view<std::int32_t const>(fm::make_matrix(ids.p, tokens, cfg.k)),
+                            plan.view(), plan.workspace());
+  }
+};
+
 void BM_gpu_build_plan(benchmark::State& st) {
   std::int64_t const T = st.range(0);
-  dvec<std::int32_t> ids(v3_ids(T));
   fm::cuda_executor ex{};
-  moe::cuda_permute_plan plan(ex, moe::contiguous{.m_align = 128}, T, cfg.k, cfg.experts);
-  timed(st, [&] {
-    moe::build_permute_plan(ex, fm::matrix_view<std::int32_t const>(fm::make_matrix(ids.p, T, cfg.k)),
-                            plan.view(), plan.workspace());
-  });
+  v3_plan vp(ex, T);
+  timed(st, [&] { vp.build(ex); });
   st.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(st.iterations() * T), benchmark::Counter::kIsRate);
 }
@@ -119,12 +131,9 @@ BENCHMARK(BM_gpu_build_plan)->Arg(16384)->UseManualTime()->Unit(benchmark::kMicr
 template <class E>
 void gpu_permute(benchmark::State& st) {
   std::int64_t const T = 4096, H = st.range(0);
-  dvec<std::int32_t> ids(v3_ids(T));
   fm::cuda_executor ex{};
-  moe::cuda_permute_plan plan(ex, moe::contiguous{.m_align = 128}, T, cfg.k, cfg.experts);
-  moe::build_permute_plan(ex, fm::matrix_view<std::int32_t const>(fm::make_matrix(ids.p, T, cfg.k)),
-                          plan.view(), plan.workspace());
-  auto const& p = plan.view();
+  v3_plan const vp(ex, T);
+  auto const& p = vp.plan.view();
   dvec<E> x(static_cast<std::size_t>(T * H)), out(static_cast<std::size_t>(p.rows * H));
   FP8MOE_CUDA_CHECK(cudaMemset(x.p, 0x3C, x.n * sizeof(E)));
   timed(st, [&] {
@@ -148,12 +157,9 @@ BENCHMARK(BM_gpu_copy_permute_bf16_bytes)->Arg(7168)->UseManualTime()->Unit(benc
 
 void BM_gpu_combine_bf16(benchmark::State& st) {
   std::int64_t const T = 4096, H = st.range(0);
-  dvec<std::int32_t> ids(v3_ids(T));
   fm::cuda_executor ex{};
-  moe::cuda_permute_plan plan(ex, moe::contiguous{.m_align = 128}, T, cfg.k, cfg.experts);
-  moe::build_permute_plan(ex, fm::matrix_view<std::int32_t const>(fm::make_matrix(ids.p, T, cfg.k)),
-                          plan.view(), plan.workspace());
-  auto const& p = plan.view();
+  v3_plan const vp(ex, T);
+  auto const& p = vp.plan.view();
   dvec<fm::bfloat16_t> y(static_cast<std::size_t>(p.rows * H)), out(static_cast<std::size_t>(T * H));
   FP8MOE_CUDA_CHECK(cudaMemset(y.p, 0x3C, y.n * 2));
   dvec<float> w(std::vector<float>(static_cast<std::size_t>(T * cfg.k), 0.125f));
