@@ -102,27 +102,19 @@ void BM_permute_bf16(benchmark::State& st) {
 void BM_permute_fp8(benchmark::State& st) {
   bm_permute<fm::float8_e4m3_t>(st);
 }
-// {T, H}: 1024 tokens leave ~32 rows per expert, so 3/4 of the 128-aligned rows are zeroed padding
-// (not counted in bytes_per_second); 8192 tokens (~256 rows per expert) is the training case.
-BENCHMARK(BM_permute_bf16)
-    ->Args({1024, 2048})
-    ->Args({8192, 1024})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(BM_permute_fp8)
-    ->Args({1024, 2048})
-    ->Args({8192, 1024})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+// {T, H} of the permute / combine benchmarks and their memcpy baselines: 1024 tokens leave ~32 rows
+// per expert, so 3/4 of the 128-aligned rows are zeroed padding (not counted in bytes_per_second);
+// 8192 tokens (~256 rows per expert) is the training case.
+void token_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({1024, 2048})->Args({8192, 1024})->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK(BM_permute_bf16)->Apply(token_shapes);
+BENCHMARK(BM_permute_fp8)->Apply(token_shapes);
 
 void BM_memcpy_permute_bf16_bytes(benchmark::State& st) {
   bm_memcpy(st, static_cast<std::size_t>(st.range(0) * cfg.k * st.range(1) * 2));
 }
-BENCHMARK(BM_memcpy_permute_bf16_bytes)
-    ->Args({1024, 2048})
-    ->Args({8192, 1024})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_memcpy_permute_bf16_bytes)->Apply(token_shapes);
 
 // ---- combine (unpermute) BF16 rows -> BF16 tokens, weighted, FP32 accumulation
 void BM_combine_bf16(benchmark::State& st) {
@@ -143,21 +135,13 @@ void BM_combine_bf16(benchmark::State& st) {
   // bytes: k rows read per token + one row written
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * Tn * (cfg.k + 1) * H * 2));
 }
-BENCHMARK(BM_combine_bf16)
-    ->Args({1024, 2048})
-    ->Args({8192, 1024})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_combine_bf16)->Apply(token_shapes);
 
 void BM_memcpy_combine_bf16_bytes(
     benchmark::State& st) {  // half the bytes each way: read + write = same total
   bm_memcpy(st, static_cast<std::size_t>(st.range(0) * (cfg.k + 1) * st.range(1) * 2 / 2));
 }
-BENCHMARK(BM_memcpy_combine_bf16_bytes)
-    ->Args({1024, 2048})
-    ->Args({8192, 1024})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_memcpy_combine_bf16_bytes)->Apply(token_shapes);
 
 }  // namespace
 
