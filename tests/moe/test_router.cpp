@@ -370,6 +370,13 @@ TEST_CASE("router: backward matches central finite differences (sigmoid/softmax,
   }
 }
 
+// the per-expert step shared by the host update and the device kernel, at compile time:
+// sign(total - E * load) * gamma, exact in integers (total 100 over E = 4: mean 25)
+static_assert(moe::detail::bias_step(100, 4, 10, 0.5f) == 0.5f);
+static_assert(moe::detail::bias_step(100, 4, 25, 0.5f) == 0.0f);
+static_assert(moe::detail::bias_step(100, 4, 26, 0.5f) == -0.5f);
+static_assert(moe::detail::bias_step(3, 2, 1, 0.25f) == 0.25f);  // 3 - 2 = 1 > 0: below the mean 1.5
+
 TEST_CASE("balance: bias update sign and magnitude, exact integer counts, reduce callback") {
   std::vector<float> bias{0.5f, -0.25f, 0.0f, 1.0f};
   std::vector<std::int32_t> const counts{10, 20, 30, 40};  // mean 25
