@@ -19,6 +19,7 @@
 #if FP8MOE_CUDA_COMPILER
 #include <cuda_runtime.h>
 
+#include "device_memory.hpp"
 #include "fp8moe/gemm/cuda/gemm.hpp"
 #endif
 
@@ -61,24 +62,7 @@ TEST_CASE("host path on the device tests' generators equals the float64 referenc
 namespace {
 
 template <class T>
-struct dev_buf {
-  T* p = nullptr;
-  std::size_t n = 0;
-  explicit dev_buf(std::size_t count) : n(count) {
-    FP8MOE_CUDA_CHECK(cudaMalloc(&p, (count ? count : 1) * sizeof(T)));
-  }
-  dev_buf(T const* host, std::size_t count) : dev_buf(count) {
-    FP8MOE_CUDA_CHECK(cudaMemcpy(p, host, count * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~dev_buf() { cudaFree(p); }
-  dev_buf(dev_buf const&) = delete;
-  void poison() { FP8MOE_CUDA_CHECK(cudaMemset(p, 0xFF, n * sizeof(T))); }
-  std::vector<T> get() const {
-    std::vector<T> h(n);
-    FP8MOE_CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
+using dev_buf = ft::device_array<T>;
 
 /// A quantized operand mirrored on the device (same strides, row-major scales).
 template <class T>

@@ -2,7 +2,8 @@
 // Copyright (c) 2026 The fp8moe authors.
 // Device-memory helpers for the GPU test variants (nvcc only): to_device copies host values into a
 // fresh cudaMalloc allocation (at least one element, so empty inputs give a valid pointer; the caller
-// frees it or lets the process end), to_host copies n elements back. Both synchronous (legacy stream).
+// frees it or lets the process end), to_host copies n elements back, device_array owns its memory.
+// All synchronous (legacy stream).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -37,5 +38,24 @@ std::vector<T> to_host(T const* d, std::size_t n) {
   FP8MOE_CUDA_CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
   return h;
 }
+
+/// An owning device array of n elements (at least one allocated), optionally copied from the host.
+template <class T>
+struct device_array {
+  T* p = nullptr;
+  std::size_t n = 0;
+  explicit device_array(std::size_t count) : n(count) {
+    FP8MOE_CUDA_CHECK(cudaMalloc(&p, std::max<std::size_t>(n, 1) * sizeof(T)));
+  }
+  device_array(T const* host, std::size_t count) : device_array(count) {
+    FP8MOE_CUDA_CHECK(cudaMemcpy(p, host, n * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  ~device_array() { cudaFree(p); }
+  device_array(device_array const&) = delete;
+  device_array& operator=(device_array const&) = delete;
+  /// Every byte 0xFF (NaN for floating-point elements).
+  void poison() { FP8MOE_CUDA_CHECK(cudaMemset(p, 0xFF, n * sizeof(T))); }
+  std::vector<T> get() const { return to_host(p, n); }
+};
 
 }  // namespace fp8moe::test
