@@ -26,6 +26,16 @@ namespace moe = fp8moe::moe;
 
 namespace {
 
+/// Central difference of loss(v) in element i with step h; the denominator is the step actually
+/// taken in FP32, (v_i + h) - (v_i - h), so the rounding of v_i +- h adds no error.
+template <class Loss>
+double central_difference(std::vector<float> const& v, std::size_t i, float h, Loss&& loss) {
+  auto vp = v, vm = v;
+  vp[i] += h;
+  vm[i] -= h;
+  return (loss(vp) - loss(vm)) / (static_cast<double>(vp[i]) - vm[i]);
+}
+
 /// Random routing: k distinct experts per token; `drop` = probability of a -1 slot (EP: remote).
 std::vector<std::int32_t> random_ids(std::int64_t T, int k, int E, std::uint64_t seed, float drop = 0.0f) {
   std::mt19937_64 g{seed};
@@ -263,10 +273,8 @@ TEST_CASE("permute backward and combine backward match central finite difference
   test::poison(dx);
   moe::permute_backward(host_executor{}, p, cview(gp, p.rows, H), make_matrix(dx.data(), T, H));
   for (std::size_t i = 0; i < x.size(); ++i) {
-    auto xp = x, xm = x;
-    xp[i] += 0.5f;  // L is linear: h = 0.5 has no truncation error; x +- 0.5 rounds by <= 2^-24 |x|
-    xm[i] -= 0.5f;
-    double const fd = (loss_perm(xp) - loss_perm(xm)) / (static_cast<double>(xp[i]) - xm[i]);
+    // L is linear: h = 0.5 has no truncation error; x +- 0.5 rounds by <= 2^-24 |x|
+    double const fd = central_difference(x, i, 0.5f, loss_perm);
     REQUIRE(std::abs(dx[i] - fd) <= 1e-5 * (1 + std::abs(fd)));
   }
   // L(y, w) = <g, combine(y, w)>
@@ -288,17 +296,13 @@ TEST_CASE("permute backward and combine backward match central finite difference
   // h = 1e-2: L is linear in each argument; the FP32 rounding of the H changed outputs (2^-24 each)
   // divided by 2h bounds the error: sqrt(H) * 6e-8 * 3 / 0.02 ~ 5e-5.
   for (std::size_t i = 0; i < y.size(); ++i) {
-    auto yp = y, ym = y;
-    yp[i] += 1e-2f;
-    ym[i] -= 1e-2f;
-    double const fd = (loss_comb(yp, w) - loss_comb(ym, w)) / (static_cast<double>(yp[i]) - ym[i]);
+    double const fd =
+        central_difference(y, i, 1e-2f, [&](std::vector<float> const& yy) { return loss_comb(yy, w); });
     REQUIRE(std::abs(dy[i] - fd) <= 2e-4 * (1 + std::abs(fd)));
   }
   for (std::size_t i = 0; i < w.size(); ++i) {
-    auto wp = w, wm = w;
-    wp[i] += 1e-2f;
-    wm[i] -= 1e-2f;
-    double const fd = (loss_comb(y, wp) - loss_comb(y, wm)) / (static_cast<double>(wp[i]) - wm[i]);
+    double const fd =
+        central_difference(w, i, 1e-2f, [&](std::vector<float> const& ww) { return loss_comb(y, ww); });
     REQUIRE(std::abs(dw[i] - fd) <= 2e-4 * (1 + std::abs(fd)));
     if (ids[i] < 0) CHECK(dw[i] == 0.0f);
   }
