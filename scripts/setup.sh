@@ -13,6 +13,7 @@ dpkg -s nlohmann-json3-dev >/dev/null 2>&1 || need+=(nlohmann-json3-dev)
 dpkg -s libcli11-dev >/dev/null 2>&1 || need+=(libcli11-dev)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
+command -v clang-format >/dev/null 2>&1 || need+=(clang-format)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
