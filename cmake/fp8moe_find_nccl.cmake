@@ -3,7 +3,7 @@
 if(NOT TARGET fp8moe::nccl_library)
   find_path(FP8MOE_NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_ROOT} ENV NCCL_ROOT ${CUDAToolkit_INCLUDE_DIRS}
             PATH_SUFFIXES include)
-  find_library(FP8MOE_NCCL_LIBRARY NAMES nccl HINTS ${NCCL_ROOT} ENV NCCL_ROOT ${CUDAToolkit_LIBRARY_DIR}
+  find_library(FP8MOE_NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${NCCL_ROOT} ENV NCCL_ROOT ${CUDAToolkit_LIBRARY_DIR}
                PATH_SUFFIXES lib lib64)
   if(FP8MOE_NCCL_INCLUDE_DIR AND FP8MOE_NCCL_LIBRARY)
     add_library(fp8moe::nccl_library UNKNOWN IMPORTED)

@@ -15,8 +15,11 @@ MIN_TIME=${MIN_TIME:-0.3}
 t0=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 [ -d .deps ] && export LD_LIBRARY_PATH=$PWD/.deps/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+# NCCL: the toolkit's, else the one PyTorch's image ships as a Python package
+nccl_root=$(python3 -c 'import nvidia.nccl, os; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null || true)
+[ -n "$nccl_root" ] && export LD_LIBRARY_PATH=$nccl_root/lib:$LD_LIBRARY_PATH
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP8MOE_ENABLE_CUDA=ON -DFP8MOE_ENABLE_MPI=OFF \
-  -DFP8MOE_CUDA_ARCHITECTURES=90a -DCMAKE_PREFIX_PATH="$PWD/.deps" >"$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
+  -DFP8MOE_CUDA_ARCHITECTURES=90a -DCMAKE_PREFIX_PATH="$PWD/.deps" ${nccl_root:+-DNCCL_ROOT=$nccl_root} >"$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
 tests=$(cd "$BUILD" && ctest -L gpu -N | awk '/Test +#/{print $3}')
 benches=$(ninja -C "$BUILD" -t targets all 2>/dev/null | grep -o '^bench_gpu_[A-Za-z0-9_]*' | sort -u)
 echo "== building: $tests $benches"
