@@ -587,6 +587,39 @@ TEST_CASE("transpose_requantize from the high-precision source equals quantizing
   }
 }
 
+TEST_CASE("transpose_requantize: float source, division formula, E5M2, strided source and output views") {
+  // 200 = 128 + 72 source rows (16x16 byte blocks plus an 8-row edge); 40 = 2*16 + 8 columns
+  constexpr std::int64_t R = 200, C = 40;
+  host_executor exec;
+  auto const x = make_input<float>(R * C, 37);  // (R,C) row-major
+  std::vector<float> xt(static_cast<std::size_t>(R * C));  // (C,R) row-major: the explicit transpose
+  for (std::int64_t i = 0; i < R; ++i)
+    for (std::int64_t j = 0; j < C; ++j) xt[static_cast<std::size_t>(j * R + i)] = x[static_cast<std::size_t>(i * C + j)];
+  matrix_view<float const> const x_col_major{xt.data(), R, C, 1, R};  // the same x, col_stride R
+  tensor_recipe const divide{.tile = tile_1x128, .formula = scale_formula::deepseek_v3_inference};
+  tensor_recipe const e5m2{.format = element_format::e5m2, .tile = tile_1x128, .formula = scale_formula::deepgemm,
+                           .sat = saturation::none};
+  auto check = [&](tensor_recipe const& r, auto fp8) {
+    using T = decltype(fp8);
+    quantized_matrix<T> out(C, R, r.tile);  // contiguous source, contiguous output
+    test::poison(out.data.storage());
+    test::poison(out.scales.storage());
+    transpose_requantize(exec, make_matrix(x.data(), R, C), r, out.view());
+    CHECK(oracle_mismatches(r, make_matrix<float const>(xt.data(), C, R), out.view()) == 0);
+    quantized_matrix<T> out2(C, R, r.tile);  // strided source, column-major output data
+    std::vector<T> data_cm(static_cast<std::size_t>(C * R));
+    test::poison(data_cm);
+    test::poison(out2.scales.storage());
+    auto v2 = out2.view();
+    v2.data = matrix_view<T>{data_cm.data(), C, R, 1, C};
+    transpose_requantize(exec, x_col_major, r, v2);
+    CHECK(oracle_mismatches(r, make_matrix<float const>(xt.data(), C, R), v2) == 0);
+  };
+  check(deepseek_v3.activation, float8_e4m3_t{});
+  check(divide, float8_e4m3_t{});
+  check(e5m2, float8_e5m2_t{});
+}
+
 TEST_CASE("transpose_requantize from 1x128-quantized data: exact with power-of-two scales") {
   constexpr std::int64_t R = 256, C = 256;
   host_executor exec;
