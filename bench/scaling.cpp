@@ -26,7 +26,9 @@ namespace fs = fp8moe::scaling;
 namespace {
 
 /// Fastest repetition: interference from other processes only ever adds time.
-double min_of(std::vector<double> const& v) { return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end()); }
+double min_of(std::vector<double> const& v) {
+  return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
+}
 
 constexpr std::int64_t R = 4096, C = 7168;  // (T,H) of a DeepSeek-V3 activation block
 
@@ -51,7 +53,8 @@ void memcpy_parallel(void* dst, void const* src, std::size_t bytes) {
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int t = 0; t < nt; ++t) {
     std::size_t const b = static_cast<std::size_t>(t) * chunk;
-    if (b < bytes) std::memcpy(static_cast<char*>(dst) + b, static_cast<char const*>(src) + b, std::min(chunk, bytes - b));
+    if (b < bytes)
+      std::memcpy(static_cast<char*>(dst) + b, static_cast<char const*>(src) + b, std::min(chunk, bytes - b));
   }
 }
 
@@ -66,8 +69,18 @@ void BM_memcpy(benchmark::State& st) {
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * 2 * static_cast<std::int64_t>(bytes));
 }
 // the input sizes of the quantize benchmarks: bf16 (2 B/elem) and float (4 B/elem)
-BENCHMARK(BM_memcpy)->Name("memcpy/bf16_input_bytes")->Arg(R * C * 2)->UseRealTime()->Unit(benchmark::kMillisecond)->ComputeStatistics("min", min_of);
-BENCHMARK(BM_memcpy)->Name("memcpy/float_input_bytes")->Arg(R * C * 4)->UseRealTime()->Unit(benchmark::kMillisecond)->ComputeStatistics("min", min_of);
+BENCHMARK(BM_memcpy)
+    ->Name("memcpy/bf16_input_bytes")
+    ->Arg(R* C * 2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->ComputeStatistics("min", min_of);
+BENCHMARK(BM_memcpy)
+    ->Name("memcpy/float_input_bytes")
+    ->Arg(R* C * 4)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->ComputeStatistics("min", min_of);
 
 template <class In, class T = fm::float8_e4m3_t>
 void BM_quantize(benchmark::State& st, fs::tensor_recipe r) {
@@ -79,8 +92,8 @@ void BM_quantize(benchmark::State& st, fs::tensor_recipe r) {
     benchmark::DoNotOptimize(q.data.data());
     benchmark::ClobberMemory();
   }
-  std::int64_t const bytes = R * C * static_cast<std::int64_t>(sizeof(In)) + R * C +
-                             q.scales.rows() * q.scales.cols() * 4;
+  std::int64_t const bytes =
+      R * C * static_cast<std::int64_t>(sizeof(In)) + R * C + q.scales.rows() * q.scales.cols() * 4;
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * bytes);
 }
 
@@ -95,7 +108,8 @@ void BM_dequantize(benchmark::State& st, fs::tensor_recipe r) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  std::int64_t const bytes = R * C + q.scales.rows() * q.scales.cols() * 4 + R * C * static_cast<std::int64_t>(sizeof(Out));
+  std::int64_t const bytes =
+      R * C + q.scales.rows() * q.scales.cols() * 4 + R * C * static_cast<std::int64_t>(sizeof(Out));
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * bytes);
 }
 
@@ -109,7 +123,8 @@ void BM_transpose_requantize(benchmark::State& st, fs::tensor_recipe r) {
     benchmark::DoNotOptimize(q.data.data());
     benchmark::ClobberMemory();
   }
-  std::int64_t const bytes = R * C * static_cast<std::int64_t>(sizeof(In)) + R * C + q.scales.rows() * q.scales.cols() * 4;
+  std::int64_t const bytes =
+      R * C * static_cast<std::int64_t>(sizeof(In)) + R * C + q.scales.rows() * q.scales.cols() * 4;
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * bytes);
 }
 
@@ -117,7 +132,10 @@ void BM_transpose_requantize(benchmark::State& st, fs::tensor_recipe r) {
 
 int main(int argc, char** argv) {
   auto reg = [](std::string const& name, auto fn) {
-    benchmark::RegisterBenchmark(name.c_str(), fn)->UseRealTime()->Unit(benchmark::kMillisecond)->ComputeStatistics("min", min_of);
+    benchmark::RegisterBenchmark(name.c_str(), fn)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond)
+        ->ComputeStatistics("min", min_of);
   };
   struct named {
     char const* name;
@@ -132,7 +150,8 @@ int main(int argc, char** argv) {
                               {"mxfp8_ocp", fs::mxfp8_ocp.activation}};
   for (auto const& c : bf16_cases) {
     fs::tensor_recipe const r = c.r;
-    reg(std::string("quantize/bf16/") + c.name, [r](benchmark::State& st) { BM_quantize<fm::bfloat16_t>(st, r); });
+    reg(std::string("quantize/bf16/") + c.name,
+        [r](benchmark::State& st) { BM_quantize<fm::bfloat16_t>(st, r); });
   }
   named const float_cases[] = {{"deepseek_v3.activation_1x128", fs::deepseek_v3.activation},
                                {"deepseek_v3.weight_128x128", fs::deepseek_v3.weight},
@@ -141,13 +160,16 @@ int main(int argc, char** argv) {
     fs::tensor_recipe const r = c.r;
     reg(std::string("quantize/float/") + c.name, [r](benchmark::State& st) { BM_quantize<float>(st, r); });
   }
-  reg("quantize/bf16/te_current.gradient_e5m2",
-      [](benchmark::State& st) { BM_quantize<fm::bfloat16_t, fm::float8_e5m2_t>(st, fs::te_current.gradient); });
+  reg("quantize/bf16/te_current.gradient_e5m2", [](benchmark::State& st) {
+    BM_quantize<fm::bfloat16_t, fm::float8_e5m2_t>(st, fs::te_current.gradient);
+  });
   reg("dequantize/to_bf16/deepseek_v3.activation",
       [](benchmark::State& st) { BM_dequantize<fm::bfloat16_t>(st, fs::deepseek_v3.activation); });
-  reg("dequantize/to_float/deepseek_v3.weight", [](benchmark::State& st) { BM_dequantize<float>(st, fs::deepseek_v3.weight); });
-  reg("transpose_requantize/bf16/deepseek_v3_ue8m0.activation",
-      [](benchmark::State& st) { BM_transpose_requantize<fm::bfloat16_t>(st, fs::deepseek_v3_ue8m0.activation); });
+  reg("dequantize/to_float/deepseek_v3.weight",
+      [](benchmark::State& st) { BM_dequantize<float>(st, fs::deepseek_v3.weight); });
+  reg("transpose_requantize/bf16/deepseek_v3_ue8m0.activation", [](benchmark::State& st) {
+    BM_transpose_requantize<fm::bfloat16_t>(st, fs::deepseek_v3_ue8m0.activation);
+  });
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -25,11 +25,11 @@ constexpr std::int64_t R = 4096, C = 7168;  // (T,H)
 struct device_state {
   cudaStream_t stream{};
   cudaEvent_t start{}, stop{};
-  void* x = nullptr;   // (R,C) float input
-  void* xb = nullptr;  // (R,C) the same values in bf16
-  void* y = nullptr;   // copy destination / dequantized output, as large as a float input
+  void* x = nullptr;               // (R,C) float input
+  void* xb = nullptr;              // (R,C) the same values in bf16
+  void* y = nullptr;               // copy destination / dequantized output, as large as a float input
   fm::float8_e4m3_t* q = nullptr;  // (R,C)
-  float* s = nullptr;  // scales, large enough for every recipe (C/32 per row)
+  float* s = nullptr;              // scales, large enough for every recipe (C/32 per row)
   device_state() {
     FP8MOE_CUDA_CHECK(cudaStreamCreate(&stream));
     FP8MOE_CUDA_CHECK(cudaEventCreate(&start));
@@ -72,8 +72,13 @@ void time_loop(benchmark::State& st, F&& f, std::int64_t bytes) {
 
 void copy_baseline(benchmark::State& st, std::int64_t bytes) {
   auto& d = dev();
-  time_loop(st, [&] { FP8MOE_CUDA_CHECK(cudaMemcpyAsync(d.y, d.x, static_cast<std::size_t>(bytes), cudaMemcpyDeviceToDevice, d.stream)); },
-            2 * bytes);
+  time_loop(
+      st,
+      [&] {
+        FP8MOE_CUDA_CHECK(
+            cudaMemcpyAsync(d.y, d.x, static_cast<std::size_t>(bytes), cudaMemcpyDeviceToDevice, d.stream));
+      },
+      2 * bytes);
 }
 
 template <class In>
@@ -81,11 +86,12 @@ void quantize_bench(benchmark::State& st, fs::tensor_recipe r) {
   auto& d = dev();
   fm::cuda_executor exec{d.stream};
   auto const x = fm::make_matrix(static_cast<In const*>(std::is_same_v<In, float> ? d.x : d.xb), R, C);
-  fs::quantized_matrix_view<fm::float8_e4m3_t> out{fm::make_matrix(d.q, R, C),
-                                                   fm::make_matrix(d.s, fs::scale_rows(r.tile, R), fs::scale_cols(r.tile, C)),
-                                                   r.tile};
+  fs::quantized_matrix_view<fm::float8_e4m3_t> out{
+      fm::make_matrix(d.q, R, C), fm::make_matrix(d.s, fs::scale_rows(r.tile, R), fs::scale_cols(r.tile, C)),
+      r.tile};
   std::int64_t const bytes = R * C * static_cast<std::int64_t>(sizeof(In)) + R * C + out.scales.size() * 4;
-  time_loop(st, [&] { fs::quantize(exec, x, r, out); }, bytes);
+  time_loop(
+      st, [&] { fs::quantize(exec, x, r, out); }, bytes);
 }
 
 template <class Out>
@@ -96,21 +102,23 @@ void dequantize_bench(benchmark::State& st, fs::tensor_recipe r) {
       fm::make_matrix<fm::float8_e4m3_t const>(d.q, R, C),
       fm::make_matrix<float const>(d.s, fs::scale_rows(r.tile, R), fs::scale_cols(r.tile, C)), r.tile};
   fs::quantize(exec, fm::make_matrix(static_cast<float const*>(d.x), R, C), r,
-               fs::quantized_matrix_view<fm::float8_e4m3_t>{fm::make_matrix(d.q, R, C),
-                                                            fm::make_matrix(d.s, q.scales.rows, q.scales.cols), r.tile});
+               fs::quantized_matrix_view<fm::float8_e4m3_t>{
+                   fm::make_matrix(d.q, R, C), fm::make_matrix(d.s, q.scales.rows, q.scales.cols), r.tile});
   auto const y = fm::make_matrix(static_cast<Out*>(d.y), R, C);
   std::int64_t const bytes = R * C + q.scales.size() * 4 + R * C * static_cast<std::int64_t>(sizeof(Out));
-  time_loop(st, [&] { fs::dequantize(exec, q, y); }, bytes);
+  time_loop(
+      st, [&] { fs::dequantize(exec, q, y); }, bytes);
 }
 
 void transpose_bench(benchmark::State& st, fs::tensor_recipe r) {
   auto& d = dev();
   fm::cuda_executor exec{d.stream};
   auto const x = fm::make_matrix(static_cast<fm::bfloat16_t const*>(d.xb), R, C);
-  fs::quantized_matrix_view<fm::float8_e4m3_t> out{fm::make_matrix(d.q, C, R),
-                                                   fm::make_matrix(d.s, C, fs::scale_cols(r.tile, R)), r.tile};
+  fs::quantized_matrix_view<fm::float8_e4m3_t> out{
+      fm::make_matrix(d.q, C, R), fm::make_matrix(d.s, C, fs::scale_cols(r.tile, R)), r.tile};
   std::int64_t const bytes = R * C * 2 + R * C + out.scales.size() * 4;
-  time_loop(st, [&] { fs::transpose_requantize(exec, x, r, out); }, bytes);
+  time_loop(
+      st, [&] { fs::transpose_requantize(exec, x, r, out); }, bytes);
 }
 
 }  // namespace
@@ -121,7 +129,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   auto reg = [](std::string const& name, auto fn) {
-    benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.2);
+    benchmark::RegisterBenchmark(name.c_str(), fn)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond)
+        ->MinTime(0.2);
   };
   reg("copy_d2d/bf16_input_bytes", [](benchmark::State& st) { copy_baseline(st, R * C * 2); });
   reg("copy_d2d/float_input_bytes", [](benchmark::State& st) { copy_baseline(st, R * C * 4); });
@@ -137,12 +148,14 @@ int main(int argc, char** argv) {
                          {"mxfp8", fs::mxfp8.activation}};
   for (auto const& c : cases) {
     fs::tensor_recipe const r = c.r;
-    reg(std::string("quantize/bf16/") + c.name, [r](benchmark::State& st) { quantize_bench<fm::bfloat16_t>(st, r); });
+    reg(std::string("quantize/bf16/") + c.name,
+        [r](benchmark::State& st) { quantize_bench<fm::bfloat16_t>(st, r); });
     reg(std::string("quantize/float/") + c.name, [r](benchmark::State& st) { quantize_bench<float>(st, r); });
   }
   reg("dequantize/to_bf16/deepseek_v3.activation",
       [](benchmark::State& st) { dequantize_bench<fm::bfloat16_t>(st, fs::deepseek_v3.activation); });
-  reg("dequantize/to_float/deepseek_v3.weight", [](benchmark::State& st) { dequantize_bench<float>(st, fs::deepseek_v3.weight); });
+  reg("dequantize/to_float/deepseek_v3.weight",
+      [](benchmark::State& st) { dequantize_bench<float>(st, fs::deepseek_v3.weight); });
   reg("transpose_requantize/bf16/deepseek_v3_ue8m0.activation",
       [](benchmark::State& st) { transpose_bench(st, fs::deepseek_v3_ue8m0.activation); });
   benchmark::Initialize(&argc, argv);

@@ -58,24 +58,27 @@ struct quantized_stack {
     for (std::int64_t i = 0; i < e; ++i) {
       fs::quantize(exec, fm::matrix_view<float const>(fm::make_matrix(w.data() + i * r * c, r, c)),
                    fs::deepseek_v3.weight,
-                   fs::quantized_matrix_view<fm::float8_e4m3_t>{fm::make_matrix(data.data() + i * r * c, r, c),
-                                                                fm::make_matrix(scales.data() + i * sr * sc, sr, sc),
-                                                                fs::block_128x128});
+                   fs::quantized_matrix_view<fm::float8_e4m3_t>{
+                       fm::make_matrix(data.data() + i * r * c, r, c),
+                       fm::make_matrix(scales.data() + i * sr * sc, sr, sc), fs::block_128x128});
     }
   }
   fm::gemm::quantized_batched_view<fm::float8_e4m3_t const> view() const {
-    return {{data.data(), E, R, C, R * C, C, 1}, {scales.data(), E, sr, sc, sr * sc, sc, 1}, fs::block_128x128};
+    return {
+        {data.data(), E, R, C, R * C, C, 1}, {scales.data(), E, sr, sc, sr * sc, sc, 1}, fs::block_128x128};
   }
   fs::quantized_matrix_view<fm::float8_e4m3_t const> matrix(std::int64_t i) const { return view()[i]; }
 };
 
-double silu(double x) { return x / (1.0 + std::exp(-x)); }
+double silu(double x) {
+  return x / (1.0 + std::exp(-x));
+}
 
 /// float64 model of the layer (no FP8): out = sum_j w_tj * E_{id_tj}(x_t) + shared(x_t).
 std::vector<double> reference_forward(std::vector<float> const& x, moe::route_result const& r,
                                       std::vector<float> const& w13, std::vector<float> const& w2,
-                                      std::vector<float> const& s13, std::vector<float> const& s2, std::int64_t T,
-                                      std::int64_t H, std::int64_t I, std::int64_t Is) {
+                                      std::vector<float> const& s13, std::vector<float> const& s2,
+                                      std::int64_t T, std::int64_t H, std::int64_t I, std::int64_t Is) {
   std::vector<double> out(static_cast<std::size_t>(T * H), 0.0);
   auto mlp = [&](float const* a13, float const* a2, std::int64_t inter, std::int64_t t, double scale) {
     std::vector<double> act(static_cast<std::size_t>(inter));
@@ -111,24 +114,29 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; ++i)
     if (std::string(argv[i]) == "--tokens") T = std::atoll(argv[i + 1]);
   constexpr std::int64_t H = 512, I = 256, Is = 256, E = 32;
-  constexpr moe::router_config rc{.experts = E, .groups = 8, .topk_groups = 4, .k = 8,
-                                  .score = moe::score_function::sigmoid, .route_scale = 2.5f};
+  constexpr moe::router_config rc{.experts = E,
+                                  .groups = 8,
+                                  .topk_groups = 4,
+                                  .k = 8,
+                                  .score = moe::score_function::sigmoid,
+                                  .route_scale = 2.5f};
   fm::host_executor exec;
   bool ok = true;
-  std::printf("moe_layer: T=%lld tokens, H=%lld, %lld routed experts (I=%lld) in %d groups, keep %d, top-%d, "
-              "1 shared expert (I=%lld), %d threads\n",
-              static_cast<long long>(T), static_cast<long long>(H), static_cast<long long>(E),
-              static_cast<long long>(I), rc.groups, rc.topk_groups, rc.k, static_cast<long long>(Is),
-              exec.num_threads());
+  std::printf(
+      "moe_layer: T=%lld tokens, H=%lld, %lld routed experts (I=%lld) in %d groups, keep %d, top-%d, "
+      "1 shared expert (I=%lld), %d threads\n",
+      static_cast<long long>(T), static_cast<long long>(H), static_cast<long long>(E),
+      static_cast<long long>(I), rc.groups, rc.topk_groups, rc.k, static_cast<long long>(Is),
+      exec.num_threads());
 
   // ---- inputs and weights (float masters; the block quantizes x itself, weights are FP8 128x128)
-  auto const x = normal(static_cast<std::size_t>(T * H), 1.0f, 1);                // (T,H)
-  auto const gate = normal(static_cast<std::size_t>(E * H), 0.05f, 2);            // (E,H)
-  auto const w13 = normal(static_cast<std::size_t>(E * 2 * I * H), 0.044f, 3);    // (E,2I,H)
-  auto const w2 = normal(static_cast<std::size_t>(E * H * I), 0.0625f, 4);        // (E,H,I)
-  auto const s13 = normal(static_cast<std::size_t>(2 * Is * H), 0.044f, 5);       // (2Is,H)
-  auto const s2 = normal(static_cast<std::size_t>(H * Is), 0.0625f, 6);           // (H,Is)
-  std::vector<float> bias(static_cast<std::size_t>(E), 0.0f);                      // (E)
+  auto const x = normal(static_cast<std::size_t>(T * H), 1.0f, 1);              // (T,H)
+  auto const gate = normal(static_cast<std::size_t>(E * H), 0.05f, 2);          // (E,H)
+  auto const w13 = normal(static_cast<std::size_t>(E * 2 * I * H), 0.044f, 3);  // (E,2I,H)
+  auto const w2 = normal(static_cast<std::size_t>(E * H * I), 0.0625f, 4);      // (E,H,I)
+  auto const s13 = normal(static_cast<std::size_t>(2 * Is * H), 0.044f, 5);     // (2Is,H)
+  auto const s2 = normal(static_cast<std::size_t>(H * Is), 0.0625f, 6);         // (H,Is)
+  std::vector<float> bias(static_cast<std::size_t>(E), 0.0f);                   // (E)
   for (std::int64_t e = 0; e < E; ++e) bias[e] = -0.02f + 0.04f * static_cast<float>(e % 5) / 4.0f;
   quantized_stack const q13(exec, w13, E, 2 * I, H), q2(exec, w2, E, H, I), qs13(exec, s13, 1, 2 * Is, H),
       qs2(exec, s2, 1, H, Is);
@@ -148,8 +156,8 @@ int main(int argc, char** argv) {
   double const route_ms = ms_since(t0);
   std::int32_t cmin = r.counts[0], cmax = r.counts[0];
   for (auto c : r.counts) cmin = std::min(cmin, c), cmax = std::max(cmax, c);
-  std::printf("  route            %8.2f ms   tokens per expert: min %d, max %d, mean %.1f\n", route_ms, cmin, cmax,
-              static_cast<double>(T * rc.k) / E);
+  std::printf("  route            %8.2f ms   tokens per expert: min %d, max %d, mean %.1f\n", route_ms, cmin,
+              cmax, static_cast<double>(T * rc.k) / E);
 
   // ---- FP8 expert block forward
   moe::expert_block_config const cfg{};
@@ -164,11 +172,12 @@ int main(int argc, char** argv) {
   auto const ref = reference_forward(x, r, w13, w2, s13, s2, T, H, I, Is);
   double const err = rel_l2(out, ref);
   double num = 0, den = 0;
-  for (std::size_t i = 0; i < out.size(); ++i) num += out[i] * ref[i], den += out[i] * out[i] + ref[i] * ref[i];
+  for (std::size_t i = 0; i < out.size(); ++i)
+    num += out[i] * ref[i], den += out[i] * out[i] + ref[i] * ref[i];
   double const diff = 1 - 2 * num / den;
   double const flops = 2.0 * T * H * (3.0 * I * rc.k + 3.0 * Is);
-  std::printf("  forward (FP8)    %8.2f ms   %6.1f GFLOP/s   vs float64 model: rel L2 %.4f, calc_diff %.2e\n", fwd_ms,
-              flops / fwd_ms * 1e-6, err, diff);
+  std::printf("  forward (FP8)    %8.2f ms   %6.1f GFLOP/s   vs float64 model: rel L2 %.4f, calc_diff %.2e\n",
+              fwd_ms, flops / fwd_ms * 1e-6, err, diff);
   // Four E4M3 roundings on the path (x, W13, SwiGLU output, W2), each with relative RMS error about
   // 2^-4/sqrt(3) = 0.036, add in quadrature to ~0.072; calc_diff ~ rel_l2^2 / 2.
   ok = ok && err < 0.08 && diff < 3.5e-3;
@@ -185,16 +194,17 @@ int main(int argc, char** argv) {
   moe::expert_block_backward(exec, cfg, st, r.weights.view(), ew, sw,
                              fm::matrix_view<float const>(fm::make_matrix(dout.data(), T, H)),
                              fm::make_matrix(dx.data(), T, H), fm::make_matrix(dwts.data(), T, rc.k), g);
-  moe::route_backward(exec, rc, fm::matrix_view<float const>(fm::make_matrix(logits.data(), T, E)), r.ids.view(),
-                      fm::matrix_view<float const>(fm::make_matrix(dwts.data(), T, rc.k)),
+  moe::route_backward(exec, rc, fm::matrix_view<float const>(fm::make_matrix(logits.data(), T, E)),
+                      r.ids.view(), fm::matrix_view<float const>(fm::make_matrix(dwts.data(), T, rc.k)),
                       fm::make_matrix(dlogits.data(), T, E));
   double const bwd_ms = ms_since(t0);
   double gn = 0;
   bool finite = true;
   for (auto const* v : {&dx, &dw13, &dw2, &ds13, &ds2, &dlogits})
     for (float f : *v) gn += static_cast<double>(f) * f, finite = finite && std::isfinite(f);
-  std::printf("  backward (FP8)   %8.2f ms   %6.1f GFLOP/s   |grad| = %.4g (dx, dW13, dW2, shared, dlogits)\n",
-              bwd_ms, 2 * flops / bwd_ms * 1e-6, std::sqrt(gn));
+  std::printf(
+      "  backward (FP8)   %8.2f ms   %6.1f GFLOP/s   |grad| = %.4g (dx, dW13, dW2, shared, dlogits)\n",
+      bwd_ms, 2 * flops / bwd_ms * 1e-6, std::sqrt(gn));
   ok = ok && finite && gn > 0;
 
   // ---- aux-loss-free balancing: b_i += 0.001 * sign(mean load - load_i)
@@ -212,8 +222,9 @@ int main(int argc, char** argv) {
   pp::validate(dual);
   auto const td = pp::simulate(dual, c);
   auto const t1 = pp::simulate(pp::one_f_one_b({.ranks = 8, .microbatches = 20}), c);
-  std::printf("  DualPipe PP=8 M=20: makespan %.0f (1F1B %.0f), bubble %.1f (1F1B %.1f), peak activations %d\n",
-              td.makespan, t1.makespan, td.bubble, t1.bubble, td.max_peak_activations);
+  std::printf(
+      "  DualPipe PP=8 M=20: makespan %.0f (1F1B %.0f), bubble %.1f (1F1B %.1f), peak activations %d\n",
+      td.makespan, t1.makespan, td.bubble, t1.bubble, td.max_peak_activations);
   ok = ok && td.makespan < t1.makespan;
 
   std::printf("moe_layer: %s\n", ok ? "OK" : "CHECK FAILED");

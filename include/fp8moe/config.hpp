@@ -57,5 +57,6 @@
 
 namespace fp8moe {
 /// Library version as a single comparable integer: major*10000 + minor*100 + patch.
-inline constexpr int version = FP8MOE_VERSION_MAJOR * 10000 + FP8MOE_VERSION_MINOR * 100 + FP8MOE_VERSION_PATCH;
+inline constexpr int version =
+    FP8MOE_VERSION_MAJOR * 10000 + FP8MOE_VERSION_MINOR * 100 + FP8MOE_VERSION_PATCH;
 }  // namespace fp8moe

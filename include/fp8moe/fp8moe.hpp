@@ -5,14 +5,14 @@
 // comm/nccl_communicator.hpp; include those explicitly.
 #pragma once
 
+#include "fp8moe/comm/comm.hpp"
 #include "fp8moe/config.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/math.hpp"
 #include "fp8moe/core/view.hpp"
-#include "fp8moe/numeric/numeric.hpp"
-#include "fp8moe/scaling/scaling.hpp"
 #include "fp8moe/gemm/gemm.hpp"
-#include "fp8moe/comm/comm.hpp"
 #include "fp8moe/moe/moe.hpp"
+#include "fp8moe/numeric/numeric.hpp"
 #include "fp8moe/pipeline/pipeline.hpp"
+#include "fp8moe/scaling/scaling.hpp"

@@ -4,5 +4,7 @@
 #include <fp8moe/scaling/recipe.hpp>
 
 namespace fs = fp8moe::scaling;
-constexpr auto bad = fs::checked(fs::tensor_recipe{.tile = {1, 64}, .encoding = fs::scale_encoding::ue8m0,
-                                                   .formula = fs::scale_formula::te_mxfp8, .amax_floor = 0.0f});
+constexpr auto bad = fs::checked(fs::tensor_recipe{.tile = {1, 64},
+                                                   .encoding = fs::scale_encoding::ue8m0,
+                                                   .formula = fs::scale_formula::te_mxfp8,
+                                                   .amax_floor = 0.0f});

@@ -61,7 +61,8 @@ TEST_CASE("check_matrix / check_shape reject bad views with messages naming the 
   }
   CHECK_THROWS_AS(check_matrix(make_matrix<float>(nullptr, 2, 2), "op", "y"), error);
   CHECK_THROWS_AS(check_matrix(matrix_view<float>{v.data(), -1, 2, 2, 1}, "op", "y"), error);
-  CHECK_THROWS_AS(check_matrix(matrix_view<float>{v.data(), 4, 2, 1, 3}, "op", "y"), error);  // col_stride < rows
+  CHECK_THROWS_AS(check_matrix(matrix_view<float>{v.data(), 4, 2, 1, 3}, "op", "y"),
+                  error);  // col_stride < rows
   CHECK_NOTHROW(check_shape(make_matrix(v.data(), 4, 4), 4, 4, "op", "x"));
   CHECK_THROWS_WITH_AS(check_shape(make_matrix(v.data(), 4, 4), 2, 8, "op", "x"),
                        "op: argument 'x': expected 2x8, got 4x4", error);

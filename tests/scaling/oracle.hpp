@@ -20,10 +20,18 @@ using fp8moe::scaling::element_format;
 using fp8moe::scaling::scale_formula;
 using fp8moe::scaling::tensor_recipe;
 
-inline double fmax_of(element_format f) { return f == element_format::e4m3 ? 448.0 : 57344.0; }
-inline int mbits(element_format f) { return f == element_format::e4m3 ? 3 : 2; }
-inline int bias(element_format f) { return f == element_format::e4m3 ? 7 : 15; }
-inline int max_code(element_format f) { return f == element_format::e4m3 ? 0x7E : 0x7B; }
+inline double fmax_of(element_format f) {
+  return f == element_format::e4m3 ? 448.0 : 57344.0;
+}
+inline int mbits(element_format f) {
+  return f == element_format::e4m3 ? 3 : 2;
+}
+inline int bias(element_format f) {
+  return f == element_format::e4m3 ? 7 : 15;
+}
+inline int max_code(element_format f) {
+  return f == element_format::e4m3 ? 0x7E : 0x7B;
+}
 
 /// Value of a non-negative FP8 code from the OCP definition (codes up to max_code + 1).
 inline double code_value(element_format f, int c) {
@@ -45,8 +53,10 @@ inline std::uint8_t encode(element_format f, double y, bool saturate) {
     int lo = 0, hi = mc + 1;  // largest code with value <= a
     while (lo < hi) {
       int const mid = (lo + hi + 1) / 2;
-      if (code_value(f, mid) <= a) lo = mid;
-      else hi = mid - 1;
+      if (code_value(f, mid) <= a)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     best = lo;
     if (lo < mc + 1) {
@@ -67,8 +77,12 @@ struct scale {
   bool divide = false;
 };
 
-inline double f32(double x) { return static_cast<double>(static_cast<float>(x)); }
-inline double nan() { return std::numeric_limits<double>::quiet_NaN(); }
+inline double f32(double x) {
+  return static_cast<double>(static_cast<float>(x));
+}
+inline double nan() {
+  return std::numeric_limits<double>::quiet_NaN();
+}
 
 /// DeepGEMM ceil_to_ue8m0 (exponent clamped to [-126, 127]; NaN/Inf -> 2^127; 0 -> 2^-126).
 inline double ceil_pow2_clamped(double v) {
@@ -82,7 +96,8 @@ inline double ceil_pow2_clamped(double v) {
 /// amax over a tile with the formula's NaN policy.
 template <class It>
 double amax(scale_formula f, It begin, It end) {
-  bool const ignore = f == scale_formula::transformer_engine || f == scale_formula::deepep || f == scale_formula::te_mxfp8;
+  bool const ignore =
+      f == scale_formula::transformer_engine || f == scale_formula::deepep || f == scale_formula::te_mxfp8;
   double m = 0;
   for (It it = begin; it != end; ++it) {
     double const v = std::fabs(static_cast<double>(*it));
@@ -97,7 +112,8 @@ double amax(scale_formula f, It begin, It end) {
 
 /// The per-tile scale of recipe r for an amax (only the default pow2 roundings are modelled:
 /// ceil of sf for deepgemm/deepep/te_mxfp8 and TE, floor for ocp_mx).
-inline scale tile_scale(tensor_recipe const& r, double amax_in, double value_for_inf = 3.4028234663852886e38) {
+inline scale tile_scale(tensor_recipe const& r, double amax_in,
+                        double value_for_inf = 3.4028234663852886e38) {
   double const fmax = fmax_of(r.format);
   double const floor_v = static_cast<double>(r.amax_floor);
   double const a = amax_in < floor_v ? floor_v : amax_in;
@@ -136,9 +152,12 @@ inline scale tile_scale(tensor_recipe const& r, double amax_in, double value_for
       double const v = f32(a * f32(1.0 / fmax));
       if (std::isnan(v)) return {nan(), nan(), false};
       double k;
-      if (std::isinf(v)) k = 127;
-      else if (v <= std::ldexp(1.0, -127)) k = -127;
-      else k = std::min(127.0, std::ceil(std::log2(v)));
+      if (std::isinf(v))
+        k = 127;
+      else if (v <= std::ldexp(1.0, -127))
+        k = -127;
+      else
+        k = std::min(127.0, std::ceil(std::log2(v)));
       return {std::ldexp(1.0, -static_cast<int>(k)), std::ldexp(1.0, static_cast<int>(k)), false};
     }
   }

@@ -25,7 +25,9 @@ using namespace fp8moe::scaling;
 
 namespace {
 
-std::uint32_t bits(float f) { return fp8moe::bit_cast<std::uint32_t>(f); }
+std::uint32_t bits(float f) {
+  return fp8moe::bit_cast<std::uint32_t>(f);
+}
 bool same_float(float a, double b) {
   return std::isnan(a) ? std::isnan(b) : bits(a) == bits(static_cast<float>(b));
 }
@@ -67,9 +69,11 @@ std::int64_t oracle_mismatches(tensor_recipe const& r, matrix_view<In const> x, 
       std::vector<double> tile;
       for (std::int64_t i = b * tr; i < std::min(R, (b + 1) * tr); ++i)
         for (std::int64_t j = t * tc; j < std::min(C, (t + 1) * tc); ++j) tile.push_back(to_d(x(i, j)));
-      oracle::scale const s = oracle::tile_scale(r, oracle::amax(r.formula, tile.begin(), tile.end()), vfi_of<In>(r));
+      oracle::scale const s =
+          oracle::tile_scale(r, oracle::amax(r.formula, tile.begin(), tile.end()), vfi_of<In>(r));
       if (!same_float(q.scales(b, t), s.sf)) {
-        if (bad++ == 0) MESSAGE("scale (" << b << "," << t << "): got " << q.scales(b, t) << " want " << s.sf);
+        if (bad++ == 0)
+          MESSAGE("scale (" << b << "," << t << "): got " << q.scales(b, t) << " want " << s.sf);
       }
       for (std::int64_t i = b * tr; i < std::min(R, (b + 1) * tr); ++i) {
         for (std::int64_t j = t * tc; j < std::min(C, (t + 1) * tc); ++j) {
@@ -105,32 +109,50 @@ std::vector<named_recipe> all_recipes() {
       {"mxfp8_ocp", mxfp8_ocp.activation},
       {"e5m2_weights.weight", e5m2_weights.weight},
       {"deepseek_v3_inference 1x128", {.tile = tile_1x128, .formula = scale_formula::deepseek_v3_inference}},
-      {"deepseek_v3_inference ue8m0", {.tile = tile_1x128, .encoding = scale_encoding::ue8m0,
-                                       .formula = scale_formula::deepseek_v3_inference}},
+      {"deepseek_v3_inference ue8m0",
+       {.tile = tile_1x128,
+        .encoding = scale_encoding::ue8m0,
+        .formula = scale_formula::deepseek_v3_inference}},
       {"deepep 1x128", {.tile = tile_1x128, .formula = scale_formula::deepep}},
-      {"deepep ue8m0", {.tile = tile_1x128, .encoding = scale_encoding::ue8m0, .formula = scale_formula::deepep}},
+      {"deepep ue8m0",
+       {.tile = tile_1x128, .encoding = scale_encoding::ue8m0, .formula = scale_formula::deepep}},
       {"sglang eps 1e-10", {.tile = tile_1x128, .amax_floor = 1e-10f}},
-      {"te 128x1 pow2", {.tile = tile_128x1, .encoding = scale_encoding::power_of_two,
-                         .formula = scale_formula::transformer_engine, .amax_floor = 0.0f}},
+      {"te 128x1 pow2",
+       {.tile = tile_128x1,
+        .encoding = scale_encoding::power_of_two,
+        .formula = scale_formula::transformer_engine,
+        .amax_floor = 0.0f}},
       {"per-row deepgemm", {.tile = per_row}},
-      {"te per-tensor e4m3 nosat", {.tile = per_tensor, .formula = scale_formula::transformer_engine,
-                                    .amax_floor = 0.0f, .sat = saturation::none}},
-      {"mx 32x32 e5m2", {.format = element_format::e5m2, .tile = {32, 32}, .encoding = scale_encoding::ue8m0,
-                         .formula = scale_formula::te_mxfp8, .amax_floor = 0.0f}},
-      {"ocp mx 32x1 e5m2", {.format = element_format::e5m2, .tile = {32, 1}, .encoding = scale_encoding::ue8m0,
-                            .pow2_rounding = e8m0_rounding::toward_zero, .formula = scale_formula::ocp_mx,
-                            .amax_floor = 0.0f}},
+      {"te per-tensor e4m3 nosat",
+       {.tile = per_tensor,
+        .formula = scale_formula::transformer_engine,
+        .amax_floor = 0.0f,
+        .sat = saturation::none}},
+      {"mx 32x32 e5m2",
+       {.format = element_format::e5m2,
+        .tile = {32, 32},
+        .encoding = scale_encoding::ue8m0,
+        .formula = scale_formula::te_mxfp8,
+        .amax_floor = 0.0f}},
+      {"ocp mx 32x1 e5m2",
+       {.format = element_format::e5m2,
+        .tile = {32, 1},
+        .encoding = scale_encoding::ue8m0,
+        .pow2_rounding = e8m0_rounding::toward_zero,
+        .formula = scale_formula::ocp_mx,
+        .amax_floor = 0.0f}},
   };
   return v;
 }
 
 template <class T, class In>
-std::int64_t run_oracle_case(tensor_recipe const& r, std::vector<In> const& xs, std::int64_t R, std::int64_t C,
-                             bool mn_major = false) {
+std::int64_t run_oracle_case(tensor_recipe const& r, std::vector<In> const& xs, std::int64_t R,
+                             std::int64_t C, bool mn_major = false) {
   host_executor exec;
   std::vector<T> data(static_cast<std::size_t>(R * C));
   test::poison(data);
-  scale_layout const l = mn_major ? mn_major_scale_layout(r.tile, R, C) : row_major_scale_layout(r.tile, R, C);
+  scale_layout const l =
+      mn_major ? mn_major_scale_layout(r.tile, R, C) : row_major_scale_layout(r.tile, R, C);
   std::vector<float> sc(static_cast<std::size_t>(l.required_elements()));
   test::poison(sc);
   quantized_matrix_view<T> q{make_matrix(data.data(), R, C), make_scale_view(sc.data(), l), r.tile};
@@ -149,7 +171,8 @@ std::int64_t run_oracle_any(tensor_recipe const& r, std::vector<In> const& xs, s
 }  // namespace
 
 // ---- compile-time checks
-static_assert(checked(deepseek_v3) == deepseek_v3 && checked(mxfp8) == mxfp8 && checked(te_delayed) == te_delayed);
+static_assert(checked(deepseek_v3) == deepseek_v3 && checked(mxfp8) == mxfp8 &&
+              checked(te_delayed) == te_delayed);
 static_assert(!recipe_problem(tensor_recipe{.tile = {-1, 128}}).empty());
 static_assert(!recipe_problem(tensor_recipe{.tile = {1, 64}, .formula = scale_formula::ocp_mx}).empty());
 static_assert(!recipe_problem(tensor_recipe{.amax_floor = 0.0f}).empty());  // deepgemm fp32 needs a floor
@@ -162,11 +185,15 @@ static_assert(packed_ue8m0_layout(6, 5) == scale_layout{6, 2, 1, 8});
 
 TEST_CASE("scale formulas reproduce the published vectors (fp8_numerics.md §7.3)") {
   tensor_recipe const te = te_current.activation;
-  tensor_recipe const te_p2{.tile = per_tensor, .encoding = scale_encoding::power_of_two,
-                            .formula = scale_formula::transformer_engine, .amax_floor = 0.0f};
+  tensor_recipe const te_p2{.tile = per_tensor,
+                            .encoding = scale_encoding::power_of_two,
+                            .formula = scale_formula::transformer_engine,
+                            .amax_floor = 0.0f};
   tensor_recipe const dg = deepseek_v3.activation, dg8 = deepseek_v3_ue8m0.activation;
   tensor_recipe const sgl{.tile = tile_1x128, .formula = scale_formula::deepep, .amax_floor = 1e-10f};
-  tensor_recipe const sgl8{.tile = tile_1x128, .encoding = scale_encoding::ue8m0, .formula = scale_formula::deepep,
+  tensor_recipe const sgl8{.tile = tile_1x128,
+                           .encoding = scale_encoding::ue8m0,
+                           .formula = scale_formula::deepep,
                            .amax_floor = 1e-10f};
   struct row {
     float amax, te_scale, te_pow2, dg_sf, dg8_sf, sgl_sf;
@@ -196,14 +223,17 @@ TEST_CASE("scale formulas reproduce the published vectors (fp8_numerics.md §7.3
     CHECK(compute_tile_scale(dg8, w.amax).sf == w.dg8_sf);
     if (w.amax < inf) {  // DeepEP: inf amax gives inf sf (no table entry for the byte path)
       CHECK(near6(compute_tile_scale(sgl, w.amax).sf, w.sgl_sf));
-      CHECK(float8_e8m0_t::from_float(compute_tile_scale(sgl8, w.amax).sf, e8m0_rounding::toward_zero).bits() ==
-            w.sgl_byte);
+      CHECK(
+          float8_e8m0_t::from_float(compute_tile_scale(sgl8, w.amax).sf, e8m0_rounding::toward_zero).bits() ==
+          w.sgl_byte);
     }
     tile_scale const mx = compute_tile_scale(mxfp8_tensor, w.amax);
     CHECK(float8_e8m0_t::from_float(mx.sf, e8m0_rounding::toward_zero).bits() == w.te_mx_byte);
     tile_scale const ocp = compute_tile_scale(mxfp8_ocp_tensor, w.amax);
-    if (w.ocp_byte == 0xFF) CHECK(std::isnan(ocp.sf));
-    else CHECK(float8_e8m0_t::from_float(ocp.sf, e8m0_rounding::toward_zero).bits() == w.ocp_byte);
+    if (w.ocp_byte == 0xFF)
+      CHECK(std::isnan(ocp.sf));
+    else
+      CHECK(float8_e8m0_t::from_float(ocp.sf, e8m0_rounding::toward_zero).bits() == w.ocp_byte);
   }
   // NaN amax: TE -> 1; DeepGEMM UE8M0 -> 2^127; TE MXFP8 / OCP -> NaN scale
   float const qnan = std::numeric_limits<float>::quiet_NaN();
@@ -212,9 +242,12 @@ TEST_CASE("scale formulas reproduce the published vectors (fp8_numerics.md §7.3
   CHECK(std::isnan(compute_tile_scale(mxfp8_tensor, qnan).sf));
   CHECK(std::isnan(compute_tile_scale(mxfp8_ocp_tensor, qnan).sf));
   // TE margin: scale = (448 * 2^-2) / amax
-  CHECK(compute_tile_scale(tensor_recipe{.tile = per_tensor, .formula = scale_formula::transformer_engine,
-                                         .amax_floor = 0.0f, .margin = 2},
-                           1.0f).multiplier == 112.0f);
+  CHECK(compute_tile_scale(tensor_recipe{.tile = per_tensor,
+                                         .formula = scale_formula::transformer_engine,
+                                         .amax_floor = 0.0f,
+                                         .margin = 2},
+                           1.0f)
+            .multiplier == 112.0f);
 }
 
 TEST_CASE("element helpers: amax NaN policy, quantize_value, dequantize_value, delayed_scale_update") {
@@ -229,8 +262,8 @@ TEST_CASE("element helpers: amax NaN policy, quantize_value, dequantize_value, d
   CHECK(amax_from_bits(i) == 3.0f);
   CHECK(amax_from_bits(amax_combine(i, abs_bits(-INFINITY), true)) == INFINITY);
   CHECK(abs_bits(bfloat16_t(-2.0f)) == bits(2.0f));
-  bool const ign = amax_ignores_nan(scale_formula::transformer_engine) && amax_ignores_nan(scale_formula::te_mxfp8) &&
-                   amax_ignores_nan(scale_formula::deepep);
+  bool const ign = amax_ignores_nan(scale_formula::transformer_engine) &&
+                   amax_ignores_nan(scale_formula::te_mxfp8) && amax_ignores_nan(scale_formula::deepep);
   bool const prop = !amax_ignores_nan(scale_formula::deepgemm) && !amax_ignores_nan(scale_formula::ocp_mx) &&
                     !amax_ignores_nan(scale_formula::deepseek_v3_inference);
   CHECK(ign);
@@ -282,7 +315,8 @@ TEST_CASE("CUDA row-tile mapping: every element of every shape is covered exactl
             if (!x.live) continue;
             // the group's lanes cover one tile: lane 0 of the group starts it
             if (lane % L == 0) groups_ok = groups_ok && x.col == x.tile * tc;
-            for (std::int64_t c = x.col; c < std::min(x.col + vec, C); ++c) ++hits[static_cast<std::size_t>(x.row * C + c)];
+            for (std::int64_t c = x.col; c < std::min(x.col + vec, C); ++c)
+              ++hits[static_cast<std::size_t>(x.row * C + c)];
           }
         }
         CHECK(groups_ok);
@@ -310,7 +344,9 @@ TEST_CASE("scale formulas equal the float64 oracle over 4000 amax values per for
   CHECK(bad == 0);
 }
 
-TEST_CASE("quantize: every preset and formula equals the float64 oracle bit for bit (float and bf16, partial tiles)") {
+TEST_CASE(
+    "quantize: every preset and formula equals the float64 oracle bit for bit (float and bf16, partial "
+    "tiles)") {
   // 200 x 300 with 128 tiles: partial tiles on both edges (200 = 128 + 72, 300 = 2*128 + 44)
   constexpr std::int64_t R = 200, C = 300;
   auto const xf = make_input<float>(R * C, 11);
@@ -337,13 +373,16 @@ TEST_CASE("quantize: fp32 op order is reproduced on inputs at FP8 rounding ties"
     x[static_cast<std::size_t>(i * C)] = a;
     for (std::int64_t j = 1; j < C; ++j) {
       int const c = code_d(g);
-      double const mid = (oracle::code_value(element_format::e4m3, c) + oracle::code_value(element_format::e4m3, c + 1)) / 2;
+      double const mid =
+          (oracle::code_value(element_format::e4m3, c) + oracle::code_value(element_format::e4m3, c + 1)) / 2;
       x[static_cast<std::size_t>(i * C + j)] = static_cast<float>(mid * sf) * ((j & 1) ? 1.0f : -1.0f);
     }
   }
-  tensor_recipe const dg{.tile = tile_1x128}, ds{.tile = tile_1x128, .formula = scale_formula::deepseek_v3_inference};
+  tensor_recipe const dg{.tile = tile_1x128},
+      ds{.tile = tile_1x128, .formula = scale_formula::deepseek_v3_inference};
   tensor_recipe const ep{.tile = tile_1x128, .formula = scale_formula::deepep};
-  tensor_recipe const te{.tile = tile_1x128, .formula = scale_formula::transformer_engine, .amax_floor = 0.0f};
+  tensor_recipe const te{
+      .tile = tile_1x128, .formula = scale_formula::transformer_engine, .amax_floor = 0.0f};
   for (tensor_recipe const& r : {dg, ds, ep, te}) CHECK(run_oracle_any(r, x, R, C) == 0);
   host_executor exec;
   auto const a = quantize(exec, make_matrix(x.data(), R, C), dg);
@@ -354,8 +393,8 @@ TEST_CASE("quantize: fp32 op order is reproduced on inputs at FP8 rounding ties"
     ab += a.data.storage()[i].bits() != b.data.storage()[i].bits();
     ac += a.data.storage()[i].bits() != c.data.storage()[i].bits();
   }
-  MESSAGE("elements where the op order changes the FP8 code: deepgemm vs deepseek_v3_inference " << ab
-          << ", deepgemm vs transformer_engine " << ac << " of " << x.size());
+  MESSAGE("elements where the op order changes the FP8 code: deepgemm vs deepseek_v3_inference "
+          << ab << ", deepgemm vs transformer_engine " << ac << " of " << x.size());
   CHECK(ab > 0);
   CHECK(ac > 0);
 }
@@ -373,11 +412,13 @@ TEST_CASE("quantize: MN-major TMA-aligned scale layout gives the same values as 
   CHECK(l.required_elements() == 132 * 3);
   std::vector<float8_e4m3_t> data(R * C);
   std::vector<float> sc(static_cast<std::size_t>(l.required_elements()), -1.0f);
-  quantized_matrix_view<float8_e4m3_t> b{make_matrix(data.data(), R, C), make_scale_view(sc.data(), l), r.tile};
+  quantized_matrix_view<float8_e4m3_t> b{make_matrix(data.data(), R, C), make_scale_view(sc.data(), l),
+                                         r.tile};
   quantize(exec, make_matrix(x.data(), R, C), r, b);
   CHECK(std::memcmp(data.data(), a.data.data(), data.size()) == 0);
   for (std::int64_t i = 0; i < l.rows; ++i)
-    for (std::int64_t j = 0; j < l.cols; ++j) CHECK(bits(sc[static_cast<std::size_t>(i + j * 132)]) == bits(a.scales(i, j)));
+    for (std::int64_t j = 0; j < l.cols; ++j)
+      CHECK(bits(sc[static_cast<std::size_t>(i + j * 132)]) == bits(a.scales(i, j)));
   CHECK(sc[130] == -1.0f);  // padding untouched
   CHECK(run_oracle_any(deepseek_v3.weight, x, R, C, true) == 0);
 }
@@ -403,11 +444,12 @@ TEST_CASE("quantize edge cases: zero tiles, tiny amax, amax at the max, NaN and 
   host_executor exec;
   constexpr std::int64_t C = 256;  // two 1x128 tiles per row
   std::vector<float> x(4 * C);
-  for (std::int64_t i = 0; i < 4 * C; ++i) x[static_cast<std::size_t>(i)] = std::sin(0.37f * static_cast<float>(i));
-  for (int j = 0; j < 128; ++j) x[static_cast<std::size_t>(j)] = 0.0f;  // row 0 tile 0: all zeros
+  for (std::int64_t i = 0; i < 4 * C; ++i)
+    x[static_cast<std::size_t>(i)] = std::sin(0.37f * static_cast<float>(i));
+  for (int j = 0; j < 128; ++j) x[static_cast<std::size_t>(j)] = 0.0f;           // row 0 tile 0: all zeros
   for (int j = 0; j < 128; ++j) x[static_cast<std::size_t>(128 + j)] *= 1e-30f;  // row 0 tile 1: tiny
-  x[static_cast<std::size_t>(C + 5)] = 448.0f;                                       // row 1 tile 0: amax = max
-  x[static_cast<std::size_t>(C + 130)] = -448.0f;                                    // row 1 tile 1
+  x[static_cast<std::size_t>(C + 5)] = 448.0f;                                   // row 1 tile 0: amax = max
+  x[static_cast<std::size_t>(C + 130)] = -448.0f;                                // row 1 tile 1
   x[static_cast<std::size_t>(2 * C + 7)] = std::numeric_limits<float>::quiet_NaN();  // row 2 tile 0: NaN
   x[static_cast<std::size_t>(2 * C + 200)] = INFINITY;                               // row 2 tile 1: +inf
   x[static_cast<std::size_t>(3 * C + 1)] = 1e-42f;                                   // row 3: a subnormal
@@ -421,24 +463,24 @@ TEST_CASE("quantize edge cases: zero tiles, tiny amax, amax at the max, NaN and 
   CHECK(q.scales(0, 0) == static_cast<float>(1e-4f / 448.0f));  // zero tile: floored amax
   CHECK(q.data(0, 3).bits() == 0x00);
   CHECK(q.scales(1, 0) == 1.0f);
-  CHECK(q.data(1, 5).bits() == 0x7E);                       // amax exactly 448 -> 448
-  CHECK(std::isnan(q.scales(2, 0)));                        // DeepGEMM: NaN propagates into the scale
-  CHECK(q.data(2, 0).bits() == 0x7F);                       // ... and the whole tile is NaN
-  CHECK(q.scales(2, 1) == INFINITY);                        // Inf amax: sf = inf, 1/sf = 0
-  CHECK(q.data(2, 200).bits() == 0x7F);                     // inf * 0 = NaN
-  CHECK((q.data(2, 201).bits() & 0x7F) == 0x00);           // finite * 0 = +-0
+  CHECK(q.data(1, 5).bits() == 0x7E);             // amax exactly 448 -> 448
+  CHECK(std::isnan(q.scales(2, 0)));              // DeepGEMM: NaN propagates into the scale
+  CHECK(q.data(2, 0).bits() == 0x7F);             // ... and the whole tile is NaN
+  CHECK(q.scales(2, 1) == INFINITY);              // Inf amax: sf = inf, 1/sf = 0
+  CHECK(q.data(2, 200).bits() == 0x7F);           // inf * 0 = NaN
+  CHECK((q.data(2, 201).bits() & 0x7F) == 0x00);  // finite * 0 = +-0
   auto t = quantize(exec, make_matrix(x.data(), 4, C), te_blockwise.activation);
-  CHECK(t.scales(0, 0) == 1.0f);                            // TE: amax 0 -> scale 1
-  CHECK(!std::isnan(t.scales(2, 0)));                       // TE: NaN element ignored by the amax
-  CHECK(t.data(2, 7).bits() == 0x7F);                       // the NaN element itself stays NaN
-  CHECK(t.scales(2, 1) == 1.0f);                            // TE: inf amax -> scale 1
-  CHECK(t.data(2, 200).bits() == 0x7E);                     // inf saturates to 448
+  CHECK(t.scales(0, 0) == 1.0f);         // TE: amax 0 -> scale 1
+  CHECK(!std::isnan(t.scales(2, 0)));    // TE: NaN element ignored by the amax
+  CHECK(t.data(2, 7).bits() == 0x7F);    // the NaN element itself stays NaN
+  CHECK(t.scales(2, 1) == 1.0f);         // TE: inf amax -> scale 1
+  CHECK(t.data(2, 200).bits() == 0x7E);  // inf saturates to 448
   auto m = quantize(exec, make_matrix(x.data(), 4, C), mxfp8.activation);
-  CHECK(m.scales(0, 0) == 0x1p-127f);                       // TE MXFP8: zero block -> 0x00
-  CHECK(m.scales(2, 6) == 0x1p127f);                        // inf -> 0xFE
+  CHECK(m.scales(0, 0) == 0x1p-127f);  // TE MXFP8: zero block -> 0x00
+  CHECK(m.scales(2, 6) == 0x1p127f);   // inf -> 0xFE
   auto o = quantize(exec, make_matrix(x.data(), 4, C), mxfp8_ocp.activation);
-  CHECK(std::isnan(o.scales(2, 0)));                        // OCP MX: NaN -> NaN scale
-  CHECK(std::isnan(o.scales(2, 6)));                        // inf -> NaN scale (0xFF)
+  CHECK(std::isnan(o.scales(2, 0)));  // OCP MX: NaN -> NaN scale
+  CHECK(std::isnan(o.scales(2, 6)));  // inf -> NaN scale (0xFF)
   // empty tensors: nothing written, no throw
   for (auto [R, C2] : {std::pair<std::int64_t, std::int64_t>{0, 5}, {5, 0}, {0, 0}}) {
     std::vector<float> e(static_cast<std::size_t>(R * C2) + 1, 1.0f);
@@ -458,8 +500,8 @@ TEST_CASE("quantize validates arguments before writing and names them") {
   std::vector<float8_e4m3_t> d(8 * 256, float8_e4m3_t::from_bits(0x55));
   std::vector<float> s(8 * 2, -7.0f);
   auto view = [&](std::int64_t sc_cols) {
-    return quantized_matrix_view<float8_e4m3_t>{make_matrix(d.data(), 8, 256), make_matrix(s.data(), 8, sc_cols),
-                                                tile_1x128};
+    return quantized_matrix_view<float8_e4m3_t>{make_matrix(d.data(), 8, 256),
+                                                make_matrix(s.data(), 8, sc_cols), tile_1x128};
   };
   auto const xv = make_matrix(x.data(), 8, 256);
   auto throws_naming = [&](auto&& f, char const* needle) {
@@ -471,19 +513,30 @@ TEST_CASE("quantize validates arguments before writing and names them") {
       CHECK_MESSAGE(std::string(e.what()).find(needle) != std::string::npos, e.what());
     }
   };
-  throws_naming([&] { quantize(exec, matrix_view<float const>{nullptr, 8, 256, 256, 1}, deepseek_v3.activation, view(2)); }, "'x'");
+  throws_naming(
+      [&] {
+        quantize(exec, matrix_view<float const>{nullptr, 8, 256, 256, 1}, deepseek_v3.activation, view(2));
+      },
+      "'x'");
   throws_naming([&] { quantize(exec, xv, deepseek_v3.activation, view(3)); }, "'out.scales'");
-  throws_naming([&] { quantize(exec, make_matrix(x.data(), 8, 256, 100), deepseek_v3.activation, view(2)); }, "row_stride");
-  throws_naming([&] { quantize(exec, xv, te_current.gradient, view(2)); }, "'out.data'");  // e5m2 recipe, e4m3 out
+  throws_naming([&] { quantize(exec, make_matrix(x.data(), 8, 256, 100), deepseek_v3.activation, view(2)); },
+                "row_stride");
+  throws_naming([&] { quantize(exec, xv, te_current.gradient, view(2)); },
+                "'out.data'");  // e5m2 recipe, e4m3 out
   throws_naming([&] { quantize(exec, xv, te_delayed.activation, view(2)); }, "'recipe.source'");
   throws_naming([&] { quantize(exec, xv, tensor_recipe{.tile = {1, -4}}, view(2)); }, "'recipe'");
   throws_naming([&] { quantize(exec, xv, deepseek_v3.weight, view(2)); }, "'out.tile'");
-  throws_naming([&] { quantize(exec, make_matrix(x.data(), 8, 200), deepseek_v3.activation, view(2)); }, "'out.data'");
-  throws_naming([&] {
-    quantize(exec, xv, deepseek_v3.activation,
-             quantized_matrix_view<float8_e4m3_t>{make_matrix(d.data(), 8, 256), make_matrix<float>(nullptr, 8, 2), tile_1x128});
-  }, "'out.scales'");
-  throws_naming([&] { (void)quantize<float8_e5m2_t>(exec, xv, deepseek_v3.activation); }, "T (output element type)");
+  throws_naming([&] { quantize(exec, make_matrix(x.data(), 8, 200), deepseek_v3.activation, view(2)); },
+                "'out.data'");
+  throws_naming(
+      [&] {
+        quantize(exec, xv, deepseek_v3.activation,
+                 quantized_matrix_view<float8_e4m3_t>{make_matrix(d.data(), 8, 256),
+                                                      make_matrix<float>(nullptr, 8, 2), tile_1x128});
+      },
+      "'out.scales'");
+  throws_naming([&] { (void)quantize<float8_e5m2_t>(exec, xv, deepseek_v3.activation); },
+                "T (output element type)");
   // nothing was written by any failing call
   bool untouched = true;
   for (auto v : d) untouched = untouched && v.bits() == 0x55;
@@ -500,7 +553,8 @@ TEST_CASE("quantize validates arguments before writing and names them") {
   quantized_matrix<float8_e4m3_t> qt(256, 8, tile_1x128);
   throws_naming([&] { transpose_requantize(exec, xv, deepseek_v3.weight, qt.view()); }, "'recipe.tile'");
   quantized_matrix<float8_e4m3_t> qt_wrong(8, 256, tile_1x128);
-  throws_naming([&] { transpose_requantize(exec, xv, deepseek_v3.activation, qt_wrong.view()); }, "'out.data'");
+  throws_naming([&] { transpose_requantize(exec, xv, deepseek_v3.activation, qt_wrong.view()); },
+                "'out.data'");
   host_matrix<float> nonpow2(2, 3, 0.75f);
   host_matrix<std::int32_t> packed(2, 1);
   throws_naming([&] { pack_ue8m0(exec, nonpow2.view(), packed.view()); }, "'scales'");
@@ -535,7 +589,8 @@ TEST_CASE("round trip: |x - dequantize(quantize(x))| within the derived bound, f
           double const xv = x[static_cast<std::size_t>(i * C + j)], sf = q.view().scale_at(i, j);
           double bound = std::fabs(xv) * (std::ldexp(1.0, -(M + 1)) + std::ldexp(1.0, -23)) +
                          sf * std::ldexp(1.0, -B - M) * (1 + 1e-6);
-          if (r.formula == scale_formula::ocp_mx) bound = std::max(bound, (std::fabs(xv) / sf - oracle::fmax_of(r.format)) * sf * 1.0001);
+          if (r.formula == scale_formula::ocp_mx)
+            bound = std::max(bound, (std::fabs(xv) / sf - oracle::fmax_of(r.format)) * sf * 1.0001);
           double const err = std::fabs(xv - y(i, j));
           worst = std::max(worst, err / bound);
           ys[static_cast<std::size_t>(i * C + j)] = y(i, j);
@@ -545,8 +600,10 @@ TEST_CASE("round trip: |x - dequantize(quantize(x))| within the derived bound, f
       // DeepGEMM's calc_diff between x and its round trip: E4M3 ~1e-3, E5M2 ~4e-3
       CHECK(test::calc_diff(x, ys) < (r.format == element_format::e4m3 ? 2e-3 : 8e-3));
     };
-    if (r.format == element_format::e4m3) check(quantize<float8_e4m3_t>(exec, make_matrix(x.data(), R, C), r));
-    else check(quantize<float8_e5m2_t>(exec, make_matrix(x.data(), R, C), r));
+    if (r.format == element_format::e4m3)
+      check(quantize<float8_e4m3_t>(exec, make_matrix(x.data(), R, C), r));
+    else
+      check(quantize<float8_e5m2_t>(exec, make_matrix(x.data(), R, C), r));
   }
 }
 
@@ -562,7 +619,8 @@ TEST_CASE("dequantize equals float(q) * sf in fp32, into float and bf16") {
   std::int64_t bad = 0;
   for (std::int64_t i = 0; i < R; ++i) {
     for (std::int64_t j = 0; j < C; ++j) {
-      double const want = oracle::f32(oracle::decode(element_format::e4m3, q.data(i, j).bits()) * q.scales(i / 128, j / 128));
+      double const want =
+          oracle::f32(oracle::decode(element_format::e4m3, q.data(i, j).bits()) * q.scales(i / 128, j / 128));
       bad += !same_float(yf(i, j), want);
       bad += yb(i, j).bits() != bfloat16_t(static_cast<float>(want)).bits();
     }
@@ -576,7 +634,8 @@ TEST_CASE("transpose_requantize from the high-precision source equals quantizing
   auto const xb = make_input<bfloat16_t>(R * C, 31);
   std::vector<bfloat16_t> xt(static_cast<std::size_t>(R * C));
   for (std::int64_t i = 0; i < R; ++i)
-    for (std::int64_t j = 0; j < C; ++j) xt[static_cast<std::size_t>(j * R + i)] = xb[static_cast<std::size_t>(i * C + j)];
+    for (std::int64_t j = 0; j < C; ++j)
+      xt[static_cast<std::size_t>(j * R + i)] = xb[static_cast<std::size_t>(i * C + j)];
   for (tensor_recipe const r : {deepseek_v3.activation, deepseek_v3_ue8m0.activation, te_blockwise.activation,
                                 mxfp8.activation, tensor_recipe{.tile = per_row}}) {
     quantized_matrix<float8_e4m3_t> out(C, R, r.tile);
@@ -591,13 +650,16 @@ TEST_CASE("transpose_requantize: float source, division formula, E5M2, strided s
   // 200 = 128 + 72 source rows (16x16 byte blocks plus an 8-row edge); 40 = 2*16 + 8 columns
   constexpr std::int64_t R = 200, C = 40;
   host_executor exec;
-  auto const x = make_input<float>(R * C, 37);  // (R,C) row-major
+  auto const x = make_input<float>(R * C, 37);             // (R,C) row-major
   std::vector<float> xt(static_cast<std::size_t>(R * C));  // (C,R) row-major: the explicit transpose
   for (std::int64_t i = 0; i < R; ++i)
-    for (std::int64_t j = 0; j < C; ++j) xt[static_cast<std::size_t>(j * R + i)] = x[static_cast<std::size_t>(i * C + j)];
+    for (std::int64_t j = 0; j < C; ++j)
+      xt[static_cast<std::size_t>(j * R + i)] = x[static_cast<std::size_t>(i * C + j)];
   matrix_view<float const> const x_col_major{xt.data(), R, C, 1, R};  // the same x, col_stride R
   tensor_recipe const divide{.tile = tile_1x128, .formula = scale_formula::deepseek_v3_inference};
-  tensor_recipe const e5m2{.format = element_format::e5m2, .tile = tile_1x128, .formula = scale_formula::deepgemm,
+  tensor_recipe const e5m2{.format = element_format::e5m2,
+                           .tile = tile_1x128,
+                           .formula = scale_formula::deepgemm,
                            .sat = saturation::none};
   auto check = [&](tensor_recipe const& r, auto fp8) {
     using T = decltype(fp8);
@@ -655,8 +717,10 @@ TEST_CASE("float_to_fp8_bits_select equals the numeric conversion (strided 2^32 
   for (std::uint64_t u = 0; u < (1ull << 32); u += 4093) {
     float const f = fp8moe::bit_cast<float>(static_cast<std::uint32_t>(u));
     for (saturation s : {saturation::finite, saturation::none}) {
-      bad += float_to_fp8_bits_select<e4m3_format>(f, s) != fp8moe::detail::float_to_fp8_bits<e4m3_format>(f, s);
-      bad += float_to_fp8_bits_select<e5m2_format>(f, s) != fp8moe::detail::float_to_fp8_bits<e5m2_format>(f, s);
+      bad +=
+          float_to_fp8_bits_select<e4m3_format>(f, s) != fp8moe::detail::float_to_fp8_bits<e4m3_format>(f, s);
+      bad +=
+          float_to_fp8_bits_select<e5m2_format>(f, s) != fp8moe::detail::float_to_fp8_bits<e5m2_format>(f, s);
     }
   }
   CHECK(bad == 0);
@@ -678,7 +742,8 @@ TEST_CASE("pack_ue8m0: 4 exponent bytes per int32 along K, MN-major TMA-aligned"
     for (std::int64_t j = 0; j < 8; ++j) {
       auto const word = static_cast<std::uint32_t>(buf[static_cast<std::size_t>(i + (j / 4) * 8)]);
       int const byte = static_cast<int>((word >> (8 * (j % 4))) & 0xFF);
-      int const want = j < sk ? static_cast<int>(std::lround(std::log2(static_cast<double>(s(i, j))))) + 127 : 0;
+      int const want =
+          j < sk ? static_cast<int>(std::lround(std::log2(static_cast<double>(s(i, j))))) + 127 : 0;
       CHECK(byte == want);
     }
   }
@@ -716,7 +781,8 @@ TEST_CASE("MX swizzled scale layout: the cuBLAS formula, a bijection onto the pa
   CHECK(sw[static_cast<std::size_t>(mx_swizzled_offset(250, 7, sc))] == 0x00);  // padding zeroed
 }
 
-TEST_CASE("delayed scaling follows Transformer Engine (history roll, max / most_recent, keep-previous rules)") {
+TEST_CASE(
+    "delayed scaling follows Transformer Engine (history roll, max / most_recent, keep-previous rules)") {
   tensor_recipe r = te_delayed.activation;
   r.amax_history_len = 3;
   delayed_scaling st(r);
@@ -814,7 +880,9 @@ struct device_buffer {
     FP8MOE_CUDA_CHECK(cudaMemset(p, 0xFF, std::max<std::size_t>(1, n) * sizeof(T)));  // poison
   }
   ~device_buffer() { cudaFree(p); }
-  void upload(std::vector<T> const& v) { FP8MOE_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice)); }
+  void upload(std::vector<T> const& v) {
+    FP8MOE_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
   std::vector<T> download() const {
     std::vector<T> v(n);
     FP8MOE_CUDA_CHECK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
@@ -823,11 +891,13 @@ struct device_buffer {
 };
 
 template <class T, class In>
-std::int64_t device_vs_host(tensor_recipe const& r, std::vector<In> const& xs, std::int64_t R, std::int64_t C, bool mn_major) {
+std::int64_t device_vs_host(tensor_recipe const& r, std::vector<In> const& xs, std::int64_t R, std::int64_t C,
+                            bool mn_major) {
   host_executor hx;
   cuda_executor dx{};
   auto const hq = quantize<T>(hx, make_matrix(xs.data(), R, C), r);
-  scale_layout const l = mn_major ? mn_major_scale_layout(r.tile, R, C) : row_major_scale_layout(r.tile, R, C);
+  scale_layout const l =
+      mn_major ? mn_major_scale_layout(r.tile, R, C) : row_major_scale_layout(r.tile, R, C);
   device_buffer<In> dxs(xs.size());
   dxs.upload(xs);
   device_buffer<T> dd(static_cast<std::size_t>(R * C));
@@ -838,7 +908,8 @@ std::int64_t device_vs_host(tensor_recipe const& r, std::vector<In> const& xs, s
   auto const d = dd.download();
   auto const s = ds.download();
   std::int64_t bad = 0;
-  for (std::int64_t i = 0; i < R * C; ++i) bad += d[static_cast<std::size_t>(i)].bits() != hq.data.storage()[static_cast<std::size_t>(i)].bits();
+  for (std::int64_t i = 0; i < R * C; ++i)
+    bad += d[static_cast<std::size_t>(i)].bits() != hq.data.storage()[static_cast<std::size_t>(i)].bits();
   auto const sv = make_scale_view(s.data(), l);
   for (std::int64_t i = 0; i < l.rows; ++i)
     for (std::int64_t j = 0; j < l.cols; ++j) bad += !same_float(sv(i, j), hq.scales(i, j));
@@ -849,7 +920,8 @@ std::int64_t device_vs_host(tensor_recipe const& r, std::vector<In> const& xs, s
   dequantize(hx, hq.view(), hy.view());
   FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
   auto const y = dy.download();
-  for (std::int64_t i = 0; i < R * C; ++i) bad += !same_float(y[static_cast<std::size_t>(i)], hy.storage()[static_cast<std::size_t>(i)]);
+  for (std::int64_t i = 0; i < R * C; ++i)
+    bad += !same_float(y[static_cast<std::size_t>(i)], hy.storage()[static_cast<std::size_t>(i)]);
   return bad;
 }
 
@@ -878,14 +950,16 @@ TEST_CASE("CUDA transpose_requantize equals the host path (high-precision and qu
   host_executor hx;
   cuda_executor dx{};
   auto const xb = make_input<bfloat16_t>(R * C, 51);
-  for (tensor_recipe const r : {deepseek_v3.activation, deepseek_v3_ue8m0.activation, te_blockwise.activation}) {
+  for (tensor_recipe const r :
+       {deepseek_v3.activation, deepseek_v3_ue8m0.activation, te_blockwise.activation}) {
     quantized_matrix<float8_e4m3_t> h(C, R, r.tile);
     transpose_requantize(hx, make_matrix(xb.data(), R, C), r, h.view());
     device_buffer<bfloat16_t> dxs(xb.size());
     dxs.upload(xb);
     device_buffer<float8_e4m3_t> dd(static_cast<std::size_t>(R * C));
     device_buffer<float> ds(static_cast<std::size_t>(C * scale_cols(r.tile, R)));
-    quantized_matrix_view<float8_e4m3_t> dq{make_matrix(dd.p, C, R), make_matrix(ds.p, C, scale_cols(r.tile, R)), r.tile};
+    quantized_matrix_view<float8_e4m3_t> dq{make_matrix(dd.p, C, R),
+                                            make_matrix(ds.p, C, scale_cols(r.tile, R)), r.tile};
     transpose_requantize(dx, make_matrix<bfloat16_t const>(dxs.p, R, C), r, dq);
     FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
     auto const d = dd.download();
@@ -903,7 +977,8 @@ TEST_CASE("CUDA transpose_requantize equals the host path (high-precision and qu
     qd.upload(hq.data.storage());
     qs.upload(hq.scales.storage());
     quantized_matrix_view<float8_e4m3_t const> dsrc{make_matrix<float8_e4m3_t const>(qd.p, R, C),
-                                                    make_matrix<float const>(qs.p, R, scale_cols(r.tile, C)), r.tile};
+                                                    make_matrix<float const>(qs.p, R, scale_cols(r.tile, C)),
+                                                    r.tile};
     transpose_requantize(dx, dsrc, r, dq);
     FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
     auto const d2 = dd.download();

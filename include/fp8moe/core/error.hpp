@@ -23,12 +23,18 @@ enum class errc {
 
 constexpr std::string_view to_string(errc c) noexcept {
   switch (c) {
-    case errc::invalid_argument: return "invalid argument";
-    case errc::unsupported: return "unsupported";
-    case errc::cuda: return "CUDA error";
-    case errc::communication: return "communication error";
-    case errc::io: return "I/O error";
-    case errc::internal: return "internal error";
+    case errc::invalid_argument:
+      return "invalid argument";
+    case errc::unsupported:
+      return "unsupported";
+    case errc::cuda:
+      return "CUDA error";
+    case errc::communication:
+      return "communication error";
+    case errc::io:
+      return "I/O error";
+    case errc::internal:
+      return "internal error";
   }
   return "error";
 }
@@ -37,8 +43,7 @@ constexpr std::string_view to_string(errc c) noexcept {
 /// expectation, e.g. "fp8moe::scaling::quantize: argument 'scales': expected 8x4 floats, got 8x3".
 class error : public std::runtime_error {
  public:
-  error(errc code, std::string const& message)
-      : std::runtime_error(message), code_(code) {}
+  error(errc code, std::string const& message) : std::runtime_error(message), code_(code) {}
   errc code() const noexcept { return code_; }
 
  private:

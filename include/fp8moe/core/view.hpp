@@ -25,8 +25,8 @@ struct vector_view {
   FP8MOE_HOST_DEVICE T& operator[](std::int64_t i) const { return data[i * stride]; }
   FP8MOE_HOST_DEVICE bool empty() const { return size == 0; }
   template <class U>
-    requires(std::is_same_v<U, T const> && !std::is_const_v<T>)
-  FP8MOE_HOST_DEVICE operator vector_view<U>() const {  // implicit T -> T const
+  requires(std::is_same_v<U, T const> && !std::is_const_v<T>) FP8MOE_HOST_DEVICE operator vector_view<U>()
+      const {  // implicit T -> T const
     return {data, size, stride};
   }
 };
@@ -50,8 +50,8 @@ struct matrix_view {
   FP8MOE_HOST_DEVICE std::int64_t size() const { return rows * cols; }
   FP8MOE_HOST_DEVICE bool is_row_major() const { return col_stride == 1 && row_stride >= cols; }
   template <class U>
-    requires(std::is_same_v<U, T const> && !std::is_const_v<T>)
-  FP8MOE_HOST_DEVICE operator matrix_view<U>() const {  // implicit T -> T const
+  requires(std::is_same_v<U, T const> && !std::is_const_v<T>) FP8MOE_HOST_DEVICE operator matrix_view<U>()
+      const {  // implicit T -> T const
     return {data, rows, cols, row_stride, col_stride};
   }
 };
@@ -74,8 +74,8 @@ struct batched_matrix_view {
     return {data + b * batch_stride, rows, cols, row_stride, col_stride};
   }
   template <class U>
-    requires(std::is_same_v<U, T const> && !std::is_const_v<T>)
-  FP8MOE_HOST_DEVICE operator batched_matrix_view<U>() const {  // implicit T -> T const
+  requires(std::is_same_v<U, T const> && !std::is_const_v<T>) FP8MOE_HOST_DEVICE
+  operator batched_matrix_view<U>() const {  // implicit T -> T const
     return {data, batches, rows, cols, batch_stride, row_stride, col_stride};
   }
 };

@@ -5,8 +5,8 @@
 #pragma once
 
 #include <cstdint>
-#include <type_traits>
 #include <limits>
+#include <type_traits>
 
 #include "fp8moe/config.hpp"
 #include "fp8moe/core/math.hpp"
@@ -43,11 +43,21 @@ struct bfloat16_t {
   constexpr FP8MOE_HOST_DEVICE explicit operator double() const { return static_cast<double>(to_float()); }
   constexpr FP8MOE_HOST_DEVICE bool is_nan() const { return (bits_ & 0x7FFFu) > 0x7F80u; }
 
-  friend constexpr FP8MOE_HOST_DEVICE bool operator==(bfloat16_t a, bfloat16_t b) { return a.to_float() == b.to_float(); }
-  friend constexpr FP8MOE_HOST_DEVICE bool operator<(bfloat16_t a, bfloat16_t b) { return a.to_float() < b.to_float(); }
-  friend constexpr FP8MOE_HOST_DEVICE bool operator>(bfloat16_t a, bfloat16_t b) { return a.to_float() > b.to_float(); }
-  friend constexpr FP8MOE_HOST_DEVICE bool operator<=(bfloat16_t a, bfloat16_t b) { return a.to_float() <= b.to_float(); }
-  friend constexpr FP8MOE_HOST_DEVICE bool operator>=(bfloat16_t a, bfloat16_t b) { return a.to_float() >= b.to_float(); }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator==(bfloat16_t a, bfloat16_t b) {
+    return a.to_float() == b.to_float();
+  }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator<(bfloat16_t a, bfloat16_t b) {
+    return a.to_float() < b.to_float();
+  }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator>(bfloat16_t a, bfloat16_t b) {
+    return a.to_float() > b.to_float();
+  }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator<=(bfloat16_t a, bfloat16_t b) {
+    return a.to_float() <= b.to_float();
+  }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator>=(bfloat16_t a, bfloat16_t b) {
+    return a.to_float() >= b.to_float();
+  }
   friend constexpr FP8MOE_HOST_DEVICE bfloat16_t operator-(bfloat16_t a) {
     return from_bits(static_cast<std::uint16_t>(a.bits_ ^ 0x8000u));
   }

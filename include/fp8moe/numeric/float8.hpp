@@ -27,7 +27,7 @@ struct e4m3_format {
   static constexpr int mantissa_bits = 3;
   static constexpr int bias = 7;
   static constexpr bool has_infinity = false;
-  static constexpr std::uint8_t max_code = 0x7E;       // 448
+  static constexpr std::uint8_t max_code = 0x7E;  // 448
   static constexpr std::uint8_t nan_code = 0x7F;
   static constexpr std::uint8_t overflow_code = 0x7F;  // non-saturating overflow: NaN
   static constexpr float max_value = 448.0f;
@@ -39,7 +39,7 @@ struct e5m2_format {
   static constexpr int mantissa_bits = 2;
   static constexpr int bias = 15;
   static constexpr bool has_infinity = true;
-  static constexpr std::uint8_t max_code = 0x7B;       // 57344
+  static constexpr std::uint8_t max_code = 0x7B;  // 57344
   static constexpr std::uint8_t nan_code = 0x7F;
   static constexpr std::uint8_t overflow_code = 0x7C;  // non-saturating overflow: +inf
   static constexpr float max_value = 57344.0f;
@@ -53,7 +53,8 @@ concept fp8_format = requires {
   { F::bias } -> std::convertible_to<int>;
   { F::max_code } -> std::convertible_to<std::uint8_t>;
   { F::max_value } -> std::convertible_to<float>;
-} && (F::exponent_bits + F::mantissa_bits == 7);
+}
+&&(F::exponent_bits + F::mantissa_bits == 7);
 
 namespace detail {
 
@@ -133,7 +134,8 @@ struct float8_t {
   std::uint8_t bits_;  // public so the type stays an aggregate-compatible, trivially copyable byte
 
   float8_t() = default;
-  constexpr FP8MOE_HOST_DEVICE explicit float8_t(float x) : bits_(detail::float_to_fp8_bits<F>(x, saturation::finite)) {}
+  constexpr FP8MOE_HOST_DEVICE explicit float8_t(float x)
+      : bits_(detail::float_to_fp8_bits<F>(x, saturation::finite)) {}
   constexpr FP8MOE_HOST_DEVICE explicit float8_t(double x) : float8_t(static_cast<float>(x)) {}
 
   static constexpr FP8MOE_HOST_DEVICE float8_t from_bits(std::uint8_t b) {
@@ -150,20 +152,34 @@ struct float8_t {
   constexpr FP8MOE_HOST_DEVICE explicit operator double() const { return static_cast<double>(to_float()); }
 
   constexpr FP8MOE_HOST_DEVICE bool is_nan() const {
-    if constexpr (F::has_infinity) return (bits_ & 0x7Fu) > 0x7Cu;
-    else return (bits_ & 0x7Fu) == 0x7Fu;
+    if constexpr (F::has_infinity)
+      return (bits_ & 0x7Fu) > 0x7Cu;
+    else
+      return (bits_ & 0x7Fu) == 0x7Fu;
   }
   constexpr FP8MOE_HOST_DEVICE bool is_inf() const {
-    if constexpr (F::has_infinity) return (bits_ & 0x7Fu) == 0x7Cu;
-    else return false;
+    if constexpr (F::has_infinity)
+      return (bits_ & 0x7Fu) == 0x7Cu;
+    else
+      return false;
   }
 
   // IEEE comparison semantics (NaN unordered, -0 == +0), evaluated exactly through float.
-  friend constexpr FP8MOE_HOST_DEVICE bool operator==(float8_t a, float8_t b) { return a.to_float() == b.to_float(); }
-  friend constexpr FP8MOE_HOST_DEVICE bool operator<(float8_t a, float8_t b) { return a.to_float() < b.to_float(); }
-  friend constexpr FP8MOE_HOST_DEVICE bool operator>(float8_t a, float8_t b) { return a.to_float() > b.to_float(); }
-  friend constexpr FP8MOE_HOST_DEVICE bool operator<=(float8_t a, float8_t b) { return a.to_float() <= b.to_float(); }
-  friend constexpr FP8MOE_HOST_DEVICE bool operator>=(float8_t a, float8_t b) { return a.to_float() >= b.to_float(); }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator==(float8_t a, float8_t b) {
+    return a.to_float() == b.to_float();
+  }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator<(float8_t a, float8_t b) {
+    return a.to_float() < b.to_float();
+  }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator>(float8_t a, float8_t b) {
+    return a.to_float() > b.to_float();
+  }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator<=(float8_t a, float8_t b) {
+    return a.to_float() <= b.to_float();
+  }
+  friend constexpr FP8MOE_HOST_DEVICE bool operator>=(float8_t a, float8_t b) {
+    return a.to_float() >= b.to_float();
+  }
   friend constexpr FP8MOE_HOST_DEVICE float8_t operator-(float8_t a) { return from_bits(a.bits_ ^ 0x80u); }
 };
 

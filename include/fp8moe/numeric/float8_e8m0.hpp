@@ -7,8 +7,8 @@
 #pragma once
 
 #include <cstdint>
-#include <type_traits>
 #include <limits>
+#include <type_traits>
 
 #include "fp8moe/config.hpp"
 #include "fp8moe/core/math.hpp"
@@ -18,26 +18,29 @@ namespace fp8moe {
 
 /// Rounding of a positive magnitude to a power of two.
 enum class e8m0_rounding : std::uint8_t {
-  toward_zero,      ///< floor: the float's biased exponent (cuda RZ, OCP MX scale algorithm)
-  toward_pos_inf,   ///< ceil: next power of two >= |x| (cuda RP, TE MXFP8, DeepGEMM UE8M0)
-  nearest           ///< nearest in the linear mantissa, |x| >= 1.5*2^e rounds up (ml_dtypes, PyTorch)
+  toward_zero,     ///< floor: the float's biased exponent (cuda RZ, OCP MX scale algorithm)
+  toward_pos_inf,  ///< ceil: next power of two >= |x| (cuda RP, TE MXFP8, DeepGEMM UE8M0)
+  nearest          ///< nearest in the linear mantissa, |x| >= 1.5*2^e rounds up (ml_dtypes, PyTorch)
 };
 
 namespace detail {
 
 constexpr FP8MOE_HOST_DEVICE std::uint8_t float_to_e8m0_bits(float x, e8m0_rounding rnd, saturation sat) {
   std::uint32_t const a = fp8moe::bit_cast<std::uint32_t>(x) & 0x7FFFFFFFu;  // sign ignored
-  if (a > 0x7F800000u) return 0xFF;                                            // NaN
+  if (a > 0x7F800000u) return 0xFF;                                          // NaN
   std::uint8_t const overflow = sat == saturation::finite ? 0xFE : 0xFF;
-  if (a == 0x7F800000u) return overflow;                                       // inf
+  if (a == 0x7F800000u) return overflow;  // inf
   std::uint32_t const e = a >> 23;
   std::uint32_t const mant = a & 0x007FFFFFu;
   std::uint32_t r = e;
   switch (rnd) {
-    case e8m0_rounding::toward_zero: break;
+    case e8m0_rounding::toward_zero:
+      break;
     case e8m0_rounding::toward_pos_inf:
-      if (e == 0) r = a > 0x00400000u ? 1u : 0u;  // (2^-127, 2^-126) -> 2^-126; <= 2^-127 -> 0x00
-      else if (mant != 0) r = e + 1;
+      if (e == 0)
+        r = a > 0x00400000u ? 1u : 0u;  // (2^-127, 2^-126) -> 2^-126; <= 2^-127 -> 0x00
+      else if (mant != 0)
+        r = e + 1;
       break;
     case e8m0_rounding::nearest: {
       bool const guard = (mant >> 22) & 1u;

@@ -15,20 +15,26 @@ namespace fp8moe {
 
 /// Element types that ops read and write as "high precision" rows: float and bfloat16_t.
 template <class T>
-concept wide_element = std::same_as<std::remove_cv_t<T>, float> || std::same_as<std::remove_cv_t<T>, bfloat16_t>;
+concept wide_element = std::same_as < std::remove_cv_t<T>,
+float > || std::same_as<std::remove_cv_t<T>, bfloat16_t>;
 
 template <class T>
 constexpr FP8MOE_HOST_DEVICE float to_float(T x) {
-  if constexpr (std::is_same_v<T, float>) return x;
-  else if constexpr (std::is_same_v<T, double>) return static_cast<float>(x);
-  else return x.to_float();
+  if constexpr (std::is_same_v<T, float>)
+    return x;
+  else if constexpr (std::is_same_v<T, double>)
+    return static_cast<float>(x);
+  else
+    return x.to_float();
 }
 
 /// float -> T: RNE, saturating for FP8 types.
 template <class T>
 constexpr FP8MOE_HOST_DEVICE T from_float(float x) {
-  if constexpr (std::is_same_v<T, float>) return x;
-  else return T(x);
+  if constexpr (std::is_same_v<T, float>)
+    return x;
+  else
+    return T(x);
 }
 
 /// Largest finite value of an FP8 element type, as float (448 for e4m3, 57344 for e5m2).

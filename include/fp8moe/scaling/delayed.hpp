@@ -23,9 +23,11 @@ namespace fp8moe::scaling {
 /// scale = (fmax * 2^-margin) / amax when amax is finite and > 0, else the previous scale;
 /// an infinite result becomes FLT_MAX; power_of_two/ue8m0 encodings then floor the scale to a
 /// power of two (TE's mantissa mask) as the per-tensor current recipe does.
-constexpr FP8MOE_HOST_DEVICE float delayed_scale_update(tensor_recipe const& r, float amax, float previous_scale) {
+constexpr FP8MOE_HOST_DEVICE float delayed_scale_update(tensor_recipe const& r, float amax,
+                                                        float previous_scale) {
   if (!(detail::is_finite_float(amax) && amax > 0.0f)) return previous_scale;
-  float const scaled_max = max_value(r.format) * detail::pow2_of_code(static_cast<std::uint32_t>(127 - r.margin));
+  float const scaled_max =
+      max_value(r.format) * detail::pow2_of_code(static_cast<std::uint32_t>(127 - r.margin));
   float scale = scaled_max / amax;
   if (!detail::is_finite_float(scale)) scale = 3.40282347e38f;
   if (r.encoding != scale_encoding::fp32) scale = detail::te_pow2_scale(scale, r.pow2_rounding);
@@ -36,7 +38,8 @@ constexpr FP8MOE_HOST_DEVICE float delayed_scale_update(tensor_recipe const& r, 
 class delayed_scaling {
  public:
   /// `r` must be a valid recipe with source == delayed (tile per_tensor); initial scale 1.
-  explicit delayed_scaling(tensor_recipe const& r, float initial_scale = 1.0f) : recipe_(r), scale_(initial_scale) {
+  explicit delayed_scaling(tensor_recipe const& r, float initial_scale = 1.0f)
+      : recipe_(r), scale_(initial_scale) {
     constexpr char const* where = "fp8moe::scaling::delayed_scaling";
     detail::check_recipe(r, where);
     require(r.source == amax_source::delayed, where, "recipe.source", "amax_source::delayed", "current");
@@ -83,10 +86,12 @@ class delayed_scaling {
 /// Quantizes x (R,C) with the state's current scale (per tensor): q = cast(x * scale), sf =
 /// scale_inv, and records amax(x) (NaN ignored) into the state's history. Overwrites out.
 template <class In, class T>
-void quantize(host_executor const& exec, matrix_view<In> x, delayed_scaling& state, quantized_matrix_view<T> out) {
+void quantize(host_executor const& exec, matrix_view<In> x, delayed_scaling& state,
+              quantized_matrix_view<T> out) {
   static_assert(float8_type<T>,
                 "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(wide_element<In>, "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
+  static_assert(wide_element<In>,
+                "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
   constexpr char const* where = "fp8moe::scaling::quantize";
   using I = std::remove_const_t<In>;
   matrix_view<I const> const xc = x;
@@ -103,7 +108,8 @@ void quantize(host_executor const& exec, matrix_view<In> x, delayed_scaling& sta
 #pragma omp parallel for schedule(static) reduction(max : m) num_threads(nt)
   for (std::int64_t row = 0; row < R; ++row) {
     m = detail::amax_span<true>(&xc(row, 0), xc.col_stride, C, m);
-    detail::quantize_span_dispatch(&xc(row, 0), xc.col_stride, &out.data(row, 0), out.data.col_stride, C, s, r.sat);
+    detail::quantize_span_dispatch(&xc(row, 0), xc.col_stride, &out.data(row, 0), out.data.col_stride, C, s,
+                                   r.sat);
   }
   out.scales(0, 0) = s.sf;
   state.record_amax(amax_from_bits(m));

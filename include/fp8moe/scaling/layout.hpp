@@ -33,21 +33,25 @@ struct scale_layout {
 };
 
 /// Row-major (scale_rows, scale_cols).
-constexpr FP8MOE_HOST_DEVICE scale_layout row_major_scale_layout(std::int64_t scale_rows, std::int64_t scale_cols) {
+constexpr FP8MOE_HOST_DEVICE scale_layout row_major_scale_layout(std::int64_t scale_rows,
+                                                                 std::int64_t scale_cols) {
   return {scale_rows, scale_cols, scale_cols, 1};
 }
 
 /// DeepGEMM `get_mn_major_tma_aligned_tensor`: (mn, sf_k) with strides (1, align(mn, 4)), so each
 /// K-column of fp32 scales starts at a 16-byte boundary (TMA requirement). Buffer: align(mn,4)*sf_k.
-constexpr FP8MOE_HOST_DEVICE scale_layout mn_major_scale_layout(std::int64_t scale_rows, std::int64_t scale_cols) {
+constexpr FP8MOE_HOST_DEVICE scale_layout mn_major_scale_layout(std::int64_t scale_rows,
+                                                                std::int64_t scale_cols) {
   return {scale_rows, scale_cols, 1, round_up<std::int64_t>(scale_rows, 4)};
 }
 
 /// Layout of the scales of an R x C matrix quantized with `tile`, MN-major TMA-aligned.
-constexpr FP8MOE_HOST_DEVICE scale_layout mn_major_scale_layout(tile_shape tile, std::int64_t rows, std::int64_t cols) {
+constexpr FP8MOE_HOST_DEVICE scale_layout mn_major_scale_layout(tile_shape tile, std::int64_t rows,
+                                                                std::int64_t cols) {
   return mn_major_scale_layout(scale_rows(tile, rows), scale_cols(tile, cols));
 }
-constexpr FP8MOE_HOST_DEVICE scale_layout row_major_scale_layout(tile_shape tile, std::int64_t rows, std::int64_t cols) {
+constexpr FP8MOE_HOST_DEVICE scale_layout row_major_scale_layout(tile_shape tile, std::int64_t rows,
+                                                                 std::int64_t cols) {
   return row_major_scale_layout(scale_rows(tile, rows), scale_cols(tile, cols));
 }
 
@@ -60,7 +64,8 @@ constexpr FP8MOE_HOST_DEVICE matrix_view<T> make_scale_view(T* data, scale_layou
 /// Packed UE8M0 layout (DeepGEMM SM100 / `pack_ue8m0_to_int`): int32 (mn, ceil(sf_k/4)), strides
 /// (1, align(mn, 4)); byte j%4 (little-endian, low byte first) of word (m, j/4) is the E8M0
 /// exponent of scale (m, j); K is padded with 0x00 bytes.
-constexpr FP8MOE_HOST_DEVICE scale_layout packed_ue8m0_layout(std::int64_t scale_rows, std::int64_t scale_cols) {
+constexpr FP8MOE_HOST_DEVICE scale_layout packed_ue8m0_layout(std::int64_t scale_rows,
+                                                              std::int64_t scale_cols) {
   return {scale_rows, ceil_div<std::int64_t>(scale_cols, 4), 1, round_up<std::int64_t>(scale_rows, 4)};
 }
 
@@ -68,7 +73,8 @@ namespace detail {
 /// E8M0 code of an exact power of two (2^-127 .. 2^127), or 0xFF when s is not one.
 constexpr FP8MOE_HOST_DEVICE std::uint32_t exact_pow2_code(float s) {
   std::uint8_t const c = fp8moe::detail::float_to_e8m0_bits(s, e8m0_rounding::toward_zero, saturation::none);
-  if (c == 0xFF || fp8moe::bit_cast<std::uint32_t>(fp8moe::detail::e8m0_bits_to_float(c)) != fp8moe::bit_cast<std::uint32_t>(s)) {
+  if (c == 0xFF || fp8moe::bit_cast<std::uint32_t>(fp8moe::detail::e8m0_bits_to_float(c)) !=
+                       fp8moe::bit_cast<std::uint32_t>(s)) {
     return 0xFFu;
   }
   return c;
@@ -113,12 +119,14 @@ void pack_ue8m0(host_executor const&, matrix_view<S> scales, matrix_view<std::in
 /// Byte offset of MXFP8 scale (i, j) (row i of the data, scale column j = K-block) in the
 /// cuBLAS "1D block scaling factors" / TE swizzled layout: 128x4 tiles of 512 bytes,
 /// idx = (i/128 * ceil(SC/4) + j/4) * 512 + (i%32) * 16 + (i%128/32) * 4 + j%4 (fp8_numerics.md §5.5).
-constexpr FP8MOE_HOST_DEVICE std::int64_t mx_swizzled_offset(std::int64_t i, std::int64_t j, std::int64_t scale_cols) {
+constexpr FP8MOE_HOST_DEVICE std::int64_t mx_swizzled_offset(std::int64_t i, std::int64_t j,
+                                                             std::int64_t scale_cols) {
   std::int64_t const tiles_x = ceil_div<std::int64_t>(scale_cols, 4);
   return (i / 128 * tiles_x + j / 4) * 512 + (i % 128 % 32) * 16 + (i % 128 / 32) * 4 + j % 4;
 }
 /// Bytes of the swizzled MX scale buffer: roundup(rows, 128) * roundup(scale_cols, 4).
-constexpr FP8MOE_HOST_DEVICE std::int64_t mx_swizzled_bytes(std::int64_t scale_rows, std::int64_t scale_cols) {
+constexpr FP8MOE_HOST_DEVICE std::int64_t mx_swizzled_bytes(std::int64_t scale_rows,
+                                                            std::int64_t scale_cols) {
   return round_up<std::int64_t>(scale_rows, 128) * round_up<std::int64_t>(scale_cols, 4);
 }
 

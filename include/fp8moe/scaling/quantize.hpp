@@ -37,11 +37,14 @@ inline constexpr std::int64_t max_chunk = 64;
 /// TE block scaling replaces an infinite scale by the input type's max; per-tensor by FLT_MAX.
 template <class In>
 constexpr float value_for_inf(tensor_recipe const& r) {
-  if (std::is_same_v<std::remove_cv_t<In>, bfloat16_t> && r.tile != per_tensor) return 3.38953139e38f;  // bf16 max
+  if (std::is_same_v<std::remove_cv_t<In>, bfloat16_t> && r.tile != per_tensor)
+    return 3.38953139e38f;  // bf16 max
   return 3.40282347e38f;
 }
 
-inline char const* format_name(element_format f) { return f == element_format::e4m3 ? "e4m3" : "e5m2"; }
+inline char const* format_name(element_format f) {
+  return f == element_format::e4m3 ? "e4m3" : "e5m2";
+}
 
 inline void check_recipe(tensor_recipe const& r, std::string_view where) {
   std::string_view const p = recipe_problem(r);
@@ -50,7 +53,8 @@ inline void check_recipe(tensor_recipe const& r, std::string_view where) {
 
 template <class T>
 void check_format(tensor_recipe const& r, std::string_view where, std::string_view arg) {
-  require(format_of<T>() == r.format, where, arg, std::string("element type ") + format_name(r.format) + " (recipe.format)",
+  require(format_of<T>() == r.format, where, arg,
+          std::string("element type ") + format_name(r.format) + " (recipe.format)",
           format_name(format_of<T>()));
 }
 
@@ -71,13 +75,16 @@ void check_quantized(quantized_matrix_view<T> const& q, std::int64_t rows, std::
 
 template <class In>
 FP8MOE_SCALING_FORCE_INLINE FP8MOE_HOST_DEVICE float load_float(In x) {
-  if constexpr (std::is_same_v<std::remove_cv_t<In>, float>) return x;
-  else return x.to_float();
+  if constexpr (std::is_same_v<std::remove_cv_t<In>, float>)
+    return x;
+  else
+    return x.to_float();
 }
 
 // The quantize loop vectorises from plain C++ (float_to_fp8_bits_select); on x86-64 Linux with
 // GCC it is also cloned for AVX2 and AVX-512 and picked at load time (ifunc), ~3x faster than SSE2.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !FP8MOE_CUDA_COMPILER
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !FP8MOE_CUDA_COMPILER
 #define FP8MOE_SCALING_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define FP8MOE_SCALING_CLONES
@@ -107,7 +114,8 @@ FP8MOE_SCALING_FORCE_INLINE inline float load_contig(In const* src, std::int64_t
 
 /// Quantizes n contiguous elements with one tile scale (`Divide`: x / sf, else x * multiplier).
 template <class T, bool Divide, saturation Sat, class In>
-FP8MOE_SCALING_FORCE_INLINE inline void encode_contig(In const* src, std::uint8_t* d, std::int64_t n, tile_scale s) {
+FP8MOE_SCALING_FORCE_INLINE inline void encode_contig(In const* src, std::uint8_t* d, std::int64_t n,
+                                                      tile_scale s) {
   using F = typename T::format;
   float const k = Divide ? s.sf : s.multiplier;
 #pragma omp simd
@@ -119,7 +127,8 @@ FP8MOE_SCALING_FORCE_INLINE inline void encode_contig(In const* src, std::uint8_
 
 /// Quantizes n elements src[i*ss] -> dst[i*ds] with one tile scale (the host inner loop).
 template <class T, bool Divide, saturation Sat, class In>
-FP8MOE_SCALING_FORCE_INLINE inline void quantize_span(In const* src, std::int64_t ss, T* dst, std::int64_t ds, std::int64_t n, tile_scale s) {
+FP8MOE_SCALING_FORCE_INLINE inline void quantize_span(In const* src, std::int64_t ss, T* dst, std::int64_t ds,
+                                                      std::int64_t n, tile_scale s) {
   using F = typename T::format;
   std::uint8_t* d = reinterpret_cast<std::uint8_t*>(dst);
   if (ss == 1 && ds == 1) {
@@ -163,21 +172,27 @@ FP8MOE_SCALING_FORCE_INLINE inline std::uint32_t amax_contig(In const* src, std:
 
 /// amax bits of n elements src[i*ss], combined into m (NaN policy per IgnoreNan).
 template <bool IgnoreNan, class In>
-FP8MOE_SCALING_FORCE_INLINE inline std::uint32_t amax_span(In const* src, std::int64_t ss, std::int64_t n, std::uint32_t m) {
+FP8MOE_SCALING_FORCE_INLINE inline std::uint32_t amax_span(In const* src, std::int64_t ss, std::int64_t n,
+                                                           std::uint32_t m) {
   if (ss == 1) return amax_combine(m, amax_contig<IgnoreNan>(src, n), false);
   for (std::int64_t i = 0; i < n; ++i) m = amax_combine(m, abs_bits(src[i * ss]), IgnoreNan);
   return m;
 }
 
 template <class T, class In>
-FP8MOE_SCALING_FORCE_INLINE inline void quantize_span_select(In const* src, std::int64_t ss, T* dst, std::int64_t ds, std::int64_t n, tile_scale s,
-                                 saturation sat) {
+FP8MOE_SCALING_FORCE_INLINE inline void quantize_span_select(In const* src, std::int64_t ss, T* dst,
+                                                             std::int64_t ds, std::int64_t n, tile_scale s,
+                                                             saturation sat) {
   if (s.divide) {
-    if (sat == saturation::finite) quantize_span<T, true, saturation::finite>(src, ss, dst, ds, n, s);
-    else quantize_span<T, true, saturation::none>(src, ss, dst, ds, n, s);
+    if (sat == saturation::finite)
+      quantize_span<T, true, saturation::finite>(src, ss, dst, ds, n, s);
+    else
+      quantize_span<T, true, saturation::none>(src, ss, dst, ds, n, s);
   } else {
-    if (sat == saturation::finite) quantize_span<T, false, saturation::finite>(src, ss, dst, ds, n, s);
-    else quantize_span<T, false, saturation::none>(src, ss, dst, ds, n, s);
+    if (sat == saturation::finite)
+      quantize_span<T, false, saturation::finite>(src, ss, dst, ds, n, s);
+    else
+      quantize_span<T, false, saturation::none>(src, ss, dst, ds, n, s);
   }
 }
 
@@ -190,7 +205,8 @@ FP8MOE_SCALING_CLONES void quantize_span_dispatch(In const* src, std::int64_t ss
 
 /// amax bits of one row span (cloned; the per-tensor amax pass).
 template <bool IgnoreNan, class In>
-FP8MOE_SCALING_CLONES std::uint32_t amax_span_dispatch(In const* src, std::int64_t ss, std::int64_t n, std::uint32_t m) {
+FP8MOE_SCALING_CLONES std::uint32_t amax_span_dispatch(In const* src, std::int64_t ss, std::int64_t n,
+                                                       std::uint32_t m) {
   return amax_span<IgnoreNan>(src, ss, n, m);
 }
 
@@ -203,9 +219,9 @@ inline constexpr std::int64_t max_batch_tiles = 128;
 /// All 1 x tc tiles of one row: amax, scale, quantize per batch of tiles; one call per row, so
 /// the per-tile work is inlined into the AVX2 / AVX-512 clones.
 template <bool IgnoreNan, class In, class T>
-FP8MOE_SCALING_CLONES void quantize_row_tiles(In const* src, std::int64_t xs, T* dst, std::int64_t os, std::int64_t C,
-                                              std::int64_t tc, tensor_recipe const& r, float vfi, float* scales,
-                                              std::int64_t scale_stride) {
+FP8MOE_SCALING_CLONES void quantize_row_tiles(In const* src, std::int64_t xs, T* dst, std::int64_t os,
+                                              std::int64_t C, std::int64_t tc, tensor_recipe const& r,
+                                              float vfi, float* scales, std::int64_t scale_stride) {
   std::int64_t const bt = std::clamp<std::int64_t>(batch_elements / tc, 1, max_batch_tiles);
   std::uint32_t m[max_batch_tiles];
   tile_scale s[max_batch_tiles];
@@ -233,7 +249,8 @@ inline constexpr std::int64_t block_columns = 1024;
 template <bool IgnoreNan, class In, class T>
 FP8MOE_SCALING_CLONES void quantize_tile_block(matrix_view<In const> x, tensor_recipe const& r, float vfi,
                                                quantized_matrix_view<T> out, std::int64_t b, std::int64_t r0,
-                                               std::int64_t nr, std::int64_t t0, std::int64_t nt, std::int64_t tc) {
+                                               std::int64_t nr, std::int64_t t0, std::int64_t nt,
+                                               std::int64_t tc) {
   std::int64_t const C = x.cols, xs = x.col_stride, os = out.data.col_stride;
   std::array<std::uint32_t, max_chunk> m{};
   std::array<tile_scale, max_chunk> s{};
@@ -280,7 +297,8 @@ void quantize_host_impl(host_executor const& exec, matrix_view<In const> x, tens
       std::int64_t const r0 = b * tr, nr = std::min(tr, R - r0);
       std::uint32_t m = 0;
 #pragma omp parallel for schedule(static) reduction(max : m) num_threads(nt)
-      for (std::int64_t row = r0; row < r0 + nr; ++row) m = amax_span_dispatch<IgnoreNan>(&x(row, 0), xs, C, m);
+      for (std::int64_t row = r0; row < r0 + nr; ++row)
+        m = amax_span_dispatch<IgnoreNan>(&x(row, 0), xs, C, m);
       tile_scale const s = compute_tile_scale(r, amax_from_bits(m), vfi);
       out.scales(b, 0) = s.sf;
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -308,7 +326,8 @@ void validate_quantize(matrix_view<In const> x, tensor_recipe const& r, quantize
                        std::string_view where) {
   check_recipe(r, where);
   require(r.source == amax_source::current, where, "recipe.source",
-          "amax_source::current (for delayed scaling pass a delayed_scaling state: scaling/delayed.hpp)", "delayed");
+          "amax_source::current (for delayed scaling pass a delayed_scaling state: scaling/delayed.hpp)",
+          "delayed");
   check_format<T>(r, where, "out.data");
   check_matrix(x, where, "x");
   check_quantized(out, x.rows, x.cols, r.tile, where, "out");
@@ -317,8 +336,10 @@ void validate_quantize(matrix_view<In const> x, tensor_recipe const& r, quantize
 template <class In, class T>
 void quantize_validated(host_executor const& exec, matrix_view<In const> x, tensor_recipe const& r,
                         quantized_matrix_view<T> out) {
-  if (amax_ignores_nan(r.formula)) quantize_host_impl<true>(exec, x, r, out);
-  else quantize_host_impl<false>(exec, x, r, out);
+  if (amax_ignores_nan(r.formula))
+    quantize_host_impl<true>(exec, x, r, out);
+  else
+    quantize_host_impl<false>(exec, x, r, out);
 }
 
 /// 256-entry decode table of an FP8 format (exact floats; NaN codes decode to NaN).
@@ -326,7 +347,8 @@ template <class T>
 struct decode_table {
   std::array<float, 256> v{};
   constexpr decode_table() {
-    for (int i = 0; i < 256; ++i) v[static_cast<std::size_t>(i)] = T::from_bits(static_cast<std::uint8_t>(i)).to_float();
+    for (int i = 0; i < 256; ++i)
+      v[static_cast<std::size_t>(i)] = T::from_bits(static_cast<std::uint8_t>(i)).to_float();
   }
 };
 template <class T>
@@ -335,9 +357,9 @@ inline constexpr decode_table<T> decode_table_v{};
 /// One row of dequantize: dst[c] = lut[src[c]] * scales[c / tc] (cloned; contiguous rows are
 /// simd loops over a tile with one scale).
 template <class Out>
-FP8MOE_SCALING_CLONES void dequantize_row(float const* lut, std::uint8_t const* src, std::int64_t ss, Out* dst,
-                                          std::int64_t ds, std::int64_t C, std::int64_t tc, float const* scales,
-                                          std::int64_t scale_stride) {
+FP8MOE_SCALING_CLONES void dequantize_row(float const* lut, std::uint8_t const* src, std::int64_t ss,
+                                          Out* dst, std::int64_t ds, std::int64_t C, std::int64_t tc,
+                                          float const* scales, std::int64_t scale_stride) {
   for (std::int64_t c0 = 0, t = 0; c0 < C; c0 += tc, ++t) {
     float const sf = scales[t * scale_stride];
     std::int64_t const n = std::min(tc, C - c0);
@@ -361,10 +383,12 @@ FP8MOE_SCALING_CLONES void dequantize_row(float const* lut, std::uint8_t const* 
 /// in any layout (row-major or mn_major_scale_layout). Overwrites out. Current-amax recipes only.
 /// Throws fp8moe::error (before writing) on a bad recipe, element type, shape or stride.
 template <class In, class T>
-void quantize(host_executor const& exec, matrix_view<In> x, tensor_recipe const& r, quantized_matrix_view<T> out) {
+void quantize(host_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
+              quantized_matrix_view<T> out) {
   static_assert(float8_type<T>,
                 "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(wide_element<In>, "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
+  static_assert(wide_element<In>,
+                "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
   using I = std::remove_const_t<In>;
   matrix_view<I const> const xc = x;
   detail::validate_quantize(xc, r, out, detail::quantize_where);
@@ -410,8 +434,9 @@ void dequantize(host_executor const& exec, quantized_matrix_view<T> q, matrix_vi
   (void)nt;
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (std::int64_t row = 0; row < R; ++row) {
-    detail::dequantize_row(lut.data(), reinterpret_cast<std::uint8_t const*>(&qc.data(row, 0)), qc.data.col_stride,
-                           &y(row, 0), y.col_stride, C, tc, &qc.scales(row / tr, 0), qc.scales.col_stride);
+    detail::dequantize_row(lut.data(), reinterpret_cast<std::uint8_t const*>(&qc.data(row, 0)),
+                           qc.data.col_stride, &y(row, 0), y.col_stride, C, tc, &qc.scales(row / tr, 0),
+                           qc.scales.col_stride);
   }
 }
 
@@ -427,18 +452,23 @@ using v16u8 = std::uint8_t __attribute__((vector_size(16)));
 /// dst row i (16 bytes) = column i of the 16x16 byte block at src (strides in bytes). Four rounds
 /// of "out[2i] = interleave_lo(in[i], in[i+8]), out[2i+1] = interleave_hi(in[i], in[i+8])": each
 /// round rotates the 8-bit (vector, byte) index left by one, so four rounds swap row and column.
-FP8MOE_SCALING_FORCE_INLINE inline void transpose_16x16_bytes(std::uint8_t const* src, std::int64_t src_stride,
-                                                              std::uint8_t* dst, std::int64_t dst_stride) {
+FP8MOE_SCALING_FORCE_INLINE inline void transpose_16x16_bytes(std::uint8_t const* src,
+                                                              std::int64_t src_stride, std::uint8_t* dst,
+                                                              std::int64_t dst_stride) {
   v16u8 a[16], b[16];
   for (int i = 0; i < 16; ++i) std::memcpy(&a[i], src + i * src_stride, 16);
   for (int round = 0; round < 4; ++round) {
     for (int i = 0; i < 8; ++i) {
 #if defined(__clang__)
-      b[2 * i] = __builtin_shufflevector(a[i], a[i + 8], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-      b[2 * i + 1] = __builtin_shufflevector(a[i], a[i + 8], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+      b[2 * i] =
+          __builtin_shufflevector(a[i], a[i + 8], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      b[2 * i + 1] = __builtin_shufflevector(a[i], a[i + 8], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14,
+                                             30, 15, 31);
 #else
-      b[2 * i] = __builtin_shuffle(a[i], a[i + 8], v16u8{0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23});
-      b[2 * i + 1] = __builtin_shuffle(a[i], a[i + 8], v16u8{8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31});
+      b[2 * i] =
+          __builtin_shuffle(a[i], a[i + 8], v16u8{0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23});
+      b[2 * i + 1] = __builtin_shuffle(a[i], a[i + 8],
+                                       v16u8{8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31});
 #endif
     }
     for (int i = 0; i < 16; ++i) a[i] = b[i];
@@ -460,10 +490,11 @@ inline constexpr std::int64_t transpose_columns = 128;
 /// [c0, c0+nc), nc <= transpose_columns. `load_row(row, c0, nc, v)` writes the source elements
 /// (row, c0..c0+nc) as float to v. The per-column loops are plain element-wise array code.
 template <bool IgnoreNan, bool Divide, saturation Sat, class LoadRow, class T>
-FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& load_row, tensor_recipe const& r, float vfi,
+FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& load_row,
+                                                                tensor_recipe const& r, float vfi,
                                                                 quantized_matrix_view<T> out, std::int64_t b,
-                                                                std::int64_t r0, std::int64_t nr, std::int64_t c0,
-                                                                std::int64_t nc) {
+                                                                std::int64_t r0, std::int64_t nr,
+                                                                std::int64_t c0, std::int64_t nc) {
   using F = typename T::format;
   alignas(64) std::int32_t m[transpose_columns] = {};
   alignas(64) float v[transpose_columns] = {};
@@ -486,7 +517,8 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& l
   auto const quantize_row = [&](std::int64_t row) {
     load_row(row, c0, nc, v);
 #pragma omp simd
-    for (std::int64_t c = 0; c < transpose_columns; ++c) q[c] = float_to_fp8_bits_select<F>(Divide ? v[c] / k[c] : v[c] * k[c], Sat);
+    for (std::int64_t c = 0; c < transpose_columns; ++c)
+      q[c] = float_to_fp8_bits_select<F>(Divide ? v[c] / k[c] : v[c] * k[c], Sat);
   };
   if (nr <= transpose_stage_rows) {
     // quantized source rows, row-major [source row - r0][column - c0]; transposed on the way out
@@ -503,13 +535,15 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& l
       for (std::int64_t cb = 0; cb < c_done; cb += 16) {
         for (std::int64_t jb = 0; jb < j_done; jb += 16) {
           transpose_16x16_bytes(&stage[jb][cb], transpose_columns,
-                                reinterpret_cast<std::uint8_t*>(&out.data(c0 + cb, r0 + jb)), out.data.row_stride);
+                                reinterpret_cast<std::uint8_t*>(&out.data(c0 + cb, r0 + jb)),
+                                out.data.row_stride);
         }
       }
     }
 #endif
     for (std::int64_t c = 0; c < nc; ++c) {  // edges (and every element without vector extensions)
-      for (std::int64_t j = c < c_done ? j_done : 0; j < nr; ++j) out.data(c0 + c, r0 + j) = T::from_bits(stage[j][c]);
+      for (std::int64_t j = c < c_done ? j_done : 0; j < nr; ++j)
+        out.data(c0 + c, r0 + j) = T::from_bits(stage[j][c]);
     }
   } else {
     for (std::int64_t row = r0; row < r0 + nr; ++row) {
@@ -523,8 +557,9 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& l
 /// direction and saturation are resolved once per call).
 template <bool IgnoreNan, class LoadRow, class T>
 FP8MOE_SCALING_CLONES void transpose_quantize_items(LoadRow const& load_row, std::int64_t R, std::int64_t C,
-                                                    tensor_recipe const& r, float vfi, quantized_matrix_view<T> out,
-                                                    std::int64_t first, std::int64_t last) {
+                                                    tensor_recipe const& r, float vfi,
+                                                    quantized_matrix_view<T> out, std::int64_t first,
+                                                    std::int64_t last) {
   std::int64_t const k = resolve_tile(r.tile.cols, R);  // tile length along the source rows
   std::int64_t const chunks = ceil_div(C, transpose_columns);
   bool const divide = r.formula == scale_formula::deepseek_v3_inference;
@@ -532,11 +567,17 @@ FP8MOE_SCALING_CLONES void transpose_quantize_items(LoadRow const& load_row, std
     std::int64_t const b = item / chunks, c0 = (item % chunks) * transpose_columns;
     std::int64_t const nc = std::min(transpose_columns, C - c0), r0 = b * k, nr = std::min(k, R - r0);
     if (divide) {
-      if (r.sat == saturation::finite) transpose_quantize_item<IgnoreNan, true, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0, nc);
-      else transpose_quantize_item<IgnoreNan, true, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0, nc);
+      if (r.sat == saturation::finite)
+        transpose_quantize_item<IgnoreNan, true, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0,
+                                                                     nc);
+      else
+        transpose_quantize_item<IgnoreNan, true, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0, nc);
     } else {
-      if (r.sat == saturation::finite) transpose_quantize_item<IgnoreNan, false, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0, nc);
-      else transpose_quantize_item<IgnoreNan, false, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0, nc);
+      if (r.sat == saturation::finite)
+        transpose_quantize_item<IgnoreNan, false, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0,
+                                                                      nc);
+      else
+        transpose_quantize_item<IgnoreNan, false, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0, nc);
     }
   }
 }
@@ -544,8 +585,9 @@ FP8MOE_SCALING_CLONES void transpose_quantize_items(LoadRow const& load_row, std
 /// Blocked transpose + quantize of (R,C) -> (C,R): work item = K source rows x 128 source columns,
 /// static schedule over contiguous ranges of items.
 template <bool IgnoreNan, class LoadRow, class T>
-void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std::int64_t C, LoadRow const& load_row,
-                                  tensor_recipe const& r, float vfi, quantized_matrix_view<T> out) {
+void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std::int64_t C,
+                                  LoadRow const& load_row, tensor_recipe const& r, float vfi,
+                                  quantized_matrix_view<T> out) {
   if (R == 0 || C == 0) return;
   std::int64_t const items = ceil_div(R, resolve_tile(r.tile.cols, R)) * ceil_div(C, transpose_columns);
   int const nt = exec.num_threads();
@@ -563,8 +605,8 @@ void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std
 }
 
 template <class T>
-void validate_transpose(std::int64_t R, std::int64_t C, tensor_recipe const& r, quantized_matrix_view<T> const& out,
-                        std::string_view where) {
+void validate_transpose(std::int64_t R, std::int64_t C, tensor_recipe const& r,
+                        quantized_matrix_view<T> const& out, std::string_view where) {
   check_recipe(r, where);
   require(r.source == amax_source::current, where, "recipe.source", "amax_source::current", "delayed");
   require(r.tile.rows == 1, where, "recipe.tile",
@@ -583,7 +625,8 @@ template <class In, class T>
 void transpose_requantize(host_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
   static_assert(float8_type<T>,
-                "fp8moe::scaling::transpose_requantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
+                "fp8moe::scaling::transpose_requantize: the output element type must be float8_e4m3_t or "
+                "float8_e5m2_t");
   static_assert(wide_element<In>, "fp8moe::scaling::transpose_requantize: x must be float or bfloat16_t");
   constexpr char const* where = "fp8moe::scaling::transpose_requantize";
   using I = std::remove_const_t<In>;
@@ -600,8 +643,10 @@ void transpose_requantize(host_executor const& exec, matrix_view<In> x, tensor_r
     }
   };
   float const vfi = detail::value_for_inf<I>(r);
-  if (amax_ignores_nan(r.formula)) detail::transpose_quantize_host_impl<true>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
-  else detail::transpose_quantize_host_impl<false>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
+  if (amax_ignores_nan(r.formula))
+    detail::transpose_quantize_host_impl<true>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
+  else
+    detail::transpose_quantize_host_impl<false>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
 }
 
 /// From an already quantized x (R,C) (e.g. 1x128 row tiles): each element is dequantized
@@ -613,8 +658,9 @@ template <class Q, class T>
 void transpose_requantize(host_executor const& exec, quantized_matrix_view<Q> xq, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
   using QT = std::remove_const_t<Q>;
-  static_assert(float8_type<QT> && float8_type<T>,
-                "fp8moe::scaling::transpose_requantize: the element types must be float8_e4m3_t or float8_e5m2_t");
+  static_assert(
+      float8_type<QT> && float8_type<T>,
+      "fp8moe::scaling::transpose_requantize: the element types must be float8_e4m3_t or float8_e5m2_t");
   constexpr char const* where = "fp8moe::scaling::transpose_requantize";
   quantized_matrix_view<QT const> const qc = xq;
   check_matrix(qc.data, where, "xq.data");
@@ -623,10 +669,13 @@ void transpose_requantize(host_executor const& exec, quantized_matrix_view<Q> xq
   std::int64_t const tr = qc.tile_rows(), tc = qc.tile_cols();
   auto const load_row = [qc, tr, tc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v) {
     auto const& lut = detail::decode_table_v<QT>.v;
-    for (std::int64_t c = 0; c < nc; ++c) v[c] = lut[qc.data(row, c0 + c).bits()] * qc.scales(row / tr, (c0 + c) / tc);
+    for (std::int64_t c = 0; c < nc; ++c)
+      v[c] = lut[qc.data(row, c0 + c).bits()] * qc.scales(row / tr, (c0 + c) / tc);
   };
-  if (amax_ignores_nan(r.formula)) detail::transpose_quantize_host_impl<true>(exec, qc.rows(), qc.cols(), load_row, r, 3.40282347e38f, out);
-  else detail::transpose_quantize_host_impl<false>(exec, qc.rows(), qc.cols(), load_row, r, 3.40282347e38f, out);
+  if (amax_ignores_nan(r.formula))
+    detail::transpose_quantize_host_impl<true>(exec, qc.rows(), qc.cols(), load_row, r, 3.40282347e38f, out);
+  else
+    detail::transpose_quantize_host_impl<false>(exec, qc.rows(), qc.cols(), load_row, r, 3.40282347e38f, out);
 }
 
 }  // namespace fp8moe::scaling

@@ -29,8 +29,8 @@ constexpr FP8MOE_HOST_DEVICE std::int64_t scale_cols(tile_shape t, std::int64_t 
 /// Non-owning quantized matrix.
 template <class T>
 struct quantized_matrix_view {
-  matrix_view<T> data;       // (R, C) FP8
-  matrix_view<float> scales; // (scale_rows, scale_cols) dequant multipliers; const-ness follows T
+  matrix_view<T> data;        // (R, C) FP8
+  matrix_view<float> scales;  // (scale_rows, scale_cols) dequant multipliers; const-ness follows T
   tile_shape tile{};
 
   FP8MOE_HOST_DEVICE std::int64_t rows() const { return data.rows; }

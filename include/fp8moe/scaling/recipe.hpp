@@ -17,9 +17,13 @@ namespace fp8moe::scaling {
 /// FP8 element format of one tensor role.
 enum class element_format : std::uint8_t { e4m3, e5m2 };
 
-constexpr float max_value(element_format f) { return f == element_format::e4m3 ? 448.0f : 57344.0f; }
+constexpr float max_value(element_format f) {
+  return f == element_format::e4m3 ? 448.0f : 57344.0f;
+}
 /// Exponent of the largest normal (OCP MX "emax_elem"): 8 for E4M3, 15 for E5M2.
-constexpr int max_exponent(element_format f) { return f == element_format::e4m3 ? 8 : 15; }
+constexpr int max_exponent(element_format f) {
+  return f == element_format::e4m3 ? 8 : 15;
+}
 
 template <class T>
 constexpr element_format format_of() {
@@ -52,12 +56,13 @@ enum class scale_encoding : std::uint8_t { fp32, power_of_two, ue8m0 };
 /// Bit-exactness with a stack requires its formula; with power-of-two scales all coincide.
 /// The full definitions (NaN/Inf policy included) are in scale_math.hpp and docs/scaling.md.
 enum class scale_formula : std::uint8_t {
-  deepgemm,               ///< sf = max(amax, floor) / fmax; q = x * (1/sf)            (DeepGEMM python, SGLang Triton)
-  deepseek_v3_inference,  ///< s = max(amax, floor) / fmax; q = x / s                   (DeepSeek-V3 kernel.py)
+  deepgemm,  ///< sf = max(amax, floor) / fmax; q = x * (1/sf)            (DeepGEMM python, SGLang Triton)
+  deepseek_v3_inference,  ///< s = max(amax, floor) / fmax; q = x / s                   (DeepSeek-V3
+                          ///< kernel.py)
   transformer_engine,     ///< scale = fmax / amax (amax 0/inf/nan -> 1); q = x * scale; sf = 1/scale (TE)
   ocp_mx,                 ///< X = 2^(floor(log2 amax) - emax_elem); q = x / X, clamped      (OCP MX spec)
-  deepep,                 ///< scale = fmax / a; sf = a * (1/fmax); q = x * scale; fmaxf amax (DeepEP, SGLang CUDA)
-  te_mxfp8                ///< e = ceil_e8m0(amax * (1/fmax)); q = x * 2^(127-e); sf = 2^(e-127) (TE MXFP8, cuBLAS RCEIL)
+  deepep,   ///< scale = fmax / a; sf = a * (1/fmax); q = x * scale; fmaxf amax (DeepEP, SGLang CUDA)
+  te_mxfp8  ///< e = ceil_e8m0(amax * (1/fmax)); q = x * 2^(127-e); sf = 2^(e-127) (TE MXFP8, cuBLAS RCEIL)
 };
 
 /// Where amax comes from: this tensor now (current), or an amax history of previous steps (delayed).
@@ -107,45 +112,62 @@ inline constexpr recipe deepseek_v3_ue8m0{
 
 /// Transformer Engine DelayedScaling (HYBRID: E4M3 forward, E5M2 backward), per tensor, history
 /// 1024 reduced with max, margin 0.
-inline constexpr tensor_recipe te_delayed_forward{.format = element_format::e4m3, .tile = per_tensor,
-                                                  .formula = scale_formula::transformer_engine, .amax_floor = 0.0f,
-                                                  .source = amax_source::delayed, .amax_history_len = 1024};
+inline constexpr tensor_recipe te_delayed_forward{.format = element_format::e4m3,
+                                                  .tile = per_tensor,
+                                                  .formula = scale_formula::transformer_engine,
+                                                  .amax_floor = 0.0f,
+                                                  .source = amax_source::delayed,
+                                                  .amax_history_len = 1024};
 inline constexpr recipe te_delayed{
     .activation = te_delayed_forward,
     .weight = te_delayed_forward,
-    .gradient = {.format = element_format::e5m2, .tile = per_tensor, .formula = scale_formula::transformer_engine,
-                 .amax_floor = 0.0f, .source = amax_source::delayed, .amax_history_len = 1024},
+    .gradient = {.format = element_format::e5m2,
+                 .tile = per_tensor,
+                 .formula = scale_formula::transformer_engine,
+                 .amax_floor = 0.0f,
+                 .source = amax_source::delayed,
+                 .amax_history_len = 1024},
 };
 
 /// Transformer Engine Float8CurrentScaling (HYBRID), per tensor, current amax, epsilon 0.
 inline constexpr recipe te_current{
     .activation = {.tile = per_tensor, .formula = scale_formula::transformer_engine, .amax_floor = 0.0f},
     .weight = {.tile = per_tensor, .formula = scale_formula::transformer_engine, .amax_floor = 0.0f},
-    .gradient = {.format = element_format::e5m2, .tile = per_tensor, .formula = scale_formula::transformer_engine,
+    .gradient = {.format = element_format::e5m2,
+                 .tile = per_tensor,
+                 .formula = scale_formula::transformer_engine,
                  .amax_floor = 0.0f},
 };
 
 /// MXFP8 as NVIDIA implements it (TE/cuBLAS "RCEIL"): blocks of 32 along K, E4M3 elements,
 /// UE8M0 scale = 2^ceil(log2(amax/448)) (TE quantize_mxfp8.cuh op order).
-inline constexpr tensor_recipe mxfp8_tensor{.tile = mx_block_32, .encoding = scale_encoding::ue8m0,
-                                            .formula = scale_formula::te_mxfp8, .amax_floor = 0.0f};
+inline constexpr tensor_recipe mxfp8_tensor{.tile = mx_block_32,
+                                            .encoding = scale_encoding::ue8m0,
+                                            .formula = scale_formula::te_mxfp8,
+                                            .amax_floor = 0.0f};
 inline constexpr recipe mxfp8{.activation = mxfp8_tensor, .weight = mxfp8_tensor, .gradient = mxfp8_tensor};
 
 /// MXFP8 as the OCP MX v1.0 spec (§6.3) defines it: X = 2^(floor(log2 amax) - 8), elements clamped.
-inline constexpr tensor_recipe mxfp8_ocp_tensor{.tile = mx_block_32, .encoding = scale_encoding::ue8m0,
+inline constexpr tensor_recipe mxfp8_ocp_tensor{.tile = mx_block_32,
+                                                .encoding = scale_encoding::ue8m0,
                                                 .pow2_rounding = e8m0_rounding::toward_zero,
-                                                .formula = scale_formula::ocp_mx, .amax_floor = 0.0f};
-inline constexpr recipe mxfp8_ocp{.activation = mxfp8_ocp_tensor, .weight = mxfp8_ocp_tensor,
-                                  .gradient = mxfp8_ocp_tensor};
+                                                .formula = scale_formula::ocp_mx,
+                                                .amax_floor = 0.0f};
+inline constexpr recipe mxfp8_ocp{
+    .activation = mxfp8_ocp_tensor, .weight = mxfp8_ocp_tensor, .gradient = mxfp8_ocp_tensor};
 
 /// Transformer Engine Float8BlockScaling (default: power-of-two scales, epsilon 0): 1x128
 /// activations and gradients, 128x128 weights, E4M3, scale = 448/amax floored to a power of two.
-inline constexpr tensor_recipe te_blockwise_tile{.tile = tile_1x128, .encoding = scale_encoding::power_of_two,
-                                                 .formula = scale_formula::transformer_engine, .amax_floor = 0.0f};
+inline constexpr tensor_recipe te_blockwise_tile{.tile = tile_1x128,
+                                                 .encoding = scale_encoding::power_of_two,
+                                                 .formula = scale_formula::transformer_engine,
+                                                 .amax_floor = 0.0f};
 inline constexpr recipe te_blockwise{
     .activation = te_blockwise_tile,
-    .weight = {.tile = block_128x128, .encoding = scale_encoding::power_of_two,
-               .formula = scale_formula::transformer_engine, .amax_floor = 0.0f},
+    .weight = {.tile = block_128x128,
+               .encoding = scale_encoding::power_of_two,
+               .formula = scale_formula::transformer_engine,
+               .amax_floor = 0.0f},
     .gradient = te_blockwise_tile,
 };
 
@@ -166,13 +188,16 @@ constexpr std::string_view recipe_problem(tensor_recipe const& r) {
   if (mx) {
     bool const ok_r = r.tile.rows == 1 || r.tile.rows == 32;
     bool const ok_c = r.tile.cols == 1 || r.tile.cols == 32;
-    if (!ok_r || !ok_c || (r.tile.rows == 1 && r.tile.cols == 1)) return "MX formulas need blocks of 32 ({1,32}, {32,1} or {32,32})";
+    if (!ok_r || !ok_c || (r.tile.rows == 1 && r.tile.cols == 1))
+      return "MX formulas need blocks of 32 ({1,32}, {32,1} or {32,32})";
   }
   if (!(r.amax_floor >= 0.0f) || r.amax_floor > 3.4028234e38f) return "amax_floor must be finite and >= 0";
-  bool const sf_division = r.formula == scale_formula::deepgemm || r.formula == scale_formula::deepseek_v3_inference ||
+  bool const sf_division = r.formula == scale_formula::deepgemm ||
+                           r.formula == scale_formula::deepseek_v3_inference ||
                            r.formula == scale_formula::deepep;
   if (sf_division && r.encoding == scale_encoding::fp32 && !(r.amax_floor >= 1e-35f)) {
-    return "amax_floor must be >= 1e-35 for fp32 deepgemm/deepseek_v3_inference/deepep scales (an all-zero tile would give 0 * inf)";
+    return "amax_floor must be >= 1e-35 for fp32 deepgemm/deepseek_v3_inference/deepep scales (an all-zero "
+           "tile would give 0 * inf)";
   }
   if (r.margin < 0 || r.margin > 126) return "margin must be in [0, 126]";
   if (r.source == amax_source::delayed) {
@@ -196,11 +221,16 @@ inline void invalid_recipe_delayed_scaling_needs_per_tensor_tile_and_history() {
 consteval tensor_recipe checked(tensor_recipe r) {
   std::string_view const p = recipe_problem(r);
   if (!p.empty()) {
-    if (r.tile.rows < 0 || r.tile.cols < 0) detail::invalid_recipe_negative_tile();
-    else if (p.starts_with("MX")) detail::invalid_recipe_mx_block_must_be_32();
-    else if (p.starts_with("amax_floor")) detail::invalid_recipe_amax_floor();
-    else if (p.starts_with("margin")) detail::invalid_recipe_margin();
-    else detail::invalid_recipe_delayed_scaling_needs_per_tensor_tile_and_history();
+    if (r.tile.rows < 0 || r.tile.cols < 0)
+      detail::invalid_recipe_negative_tile();
+    else if (p.starts_with("MX"))
+      detail::invalid_recipe_mx_block_must_be_32();
+    else if (p.starts_with("amax_floor"))
+      detail::invalid_recipe_amax_floor();
+    else if (p.starts_with("margin"))
+      detail::invalid_recipe_margin();
+    else
+      detail::invalid_recipe_delayed_scaling_needs_per_tensor_tile_and_history();
   }
   return r;
 }

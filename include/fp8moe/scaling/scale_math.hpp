@@ -40,19 +40,25 @@ constexpr FP8MOE_HOST_DEVICE bool amax_ignores_nan(scale_formula f) {
 
 /// |x| as float bits: for non-negative floats (NaN included, which sort above +inf) unsigned
 /// order equals numeric order, so amax is an integer max that vectorises and needs no branches.
-FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(float x) { return fp8moe::bit_cast<std::uint32_t>(x) & 0x7FFFFFFFu; }
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(float x) {
+  return fp8moe::bit_cast<std::uint32_t>(x) & 0x7FFFFFFFu;
+}
 FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint32_t abs_bits(bfloat16_t x) {
   return static_cast<std::uint32_t>(x.bits() & 0x7FFFu) << 16;
 }
 
 /// One step of the amax reduction on |x| bits. `ignore_nan`: NaN contributes 0.
 /// (Values are < 2^31, so the comparisons are done on int32: native SIMD compares on every x86.)
-FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint32_t amax_combine(std::uint32_t m, std::uint32_t abs_x, bool ignore_nan) {
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint32_t amax_combine(std::uint32_t m,
+                                                                                    std::uint32_t abs_x,
+                                                                                    bool ignore_nan) {
   auto const v = static_cast<std::int32_t>(abs_x), mm = static_cast<std::int32_t>(m);
   std::int32_t const keep = (ignore_nan && v > 0x7F800000) ? 0 : v;
   return static_cast<std::uint32_t>(keep > mm ? keep : mm);
 }
-constexpr FP8MOE_HOST_DEVICE float amax_from_bits(std::uint32_t m) { return fp8moe::bit_cast<float>(m); }
+constexpr FP8MOE_HOST_DEVICE float amax_from_bits(std::uint32_t m) {
+  return fp8moe::bit_cast<float>(m);
+}
 
 namespace detail {
 
@@ -68,7 +74,9 @@ constexpr FP8MOE_HOST_DEVICE std::uint32_t clamped_pow2_code(float x, e8m0_round
   return c == 0xFFu ? 254u : (c == 0u ? 1u : c);
 }
 
-constexpr FP8MOE_HOST_DEVICE bool is_finite_float(float x) { return (abs_bits(x)) < 0x7F800000u; }
+constexpr FP8MOE_HOST_DEVICE bool is_finite_float(float x) {
+  return (abs_bits(x)) < 0x7F800000u;
+}
 
 /// fl32(1/fmax) as TE's Quantized_Limits<T>::max_norm_rcp.
 constexpr FP8MOE_HOST_DEVICE float max_norm_rcp(element_format f) {
@@ -80,12 +88,15 @@ constexpr FP8MOE_HOST_DEVICE float max_norm_rcp(element_format f) {
 constexpr FP8MOE_HOST_DEVICE float te_pow2_scale(float scale, e8m0_rounding rnd) {
   std::uint32_t const b = fp8moe::bit_cast<std::uint32_t>(scale);
   switch (rnd) {
-    case e8m0_rounding::toward_pos_inf: return fp8moe::bit_cast<float>(b & 0xFF800000u);  // TE: keep sign+exponent
-    case e8m0_rounding::toward_zero: {  // sf down = scale up, capped at 2^127
-      std::uint32_t const c = fp8moe::detail::float_to_e8m0_bits(scale, e8m0_rounding::toward_pos_inf, saturation::finite);
+    case e8m0_rounding::toward_pos_inf:
+      return fp8moe::bit_cast<float>(b & 0xFF800000u);  // TE: keep sign+exponent
+    case e8m0_rounding::toward_zero: {                  // sf down = scale up, capped at 2^127
+      std::uint32_t const c =
+          fp8moe::detail::float_to_e8m0_bits(scale, e8m0_rounding::toward_pos_inf, saturation::finite);
       return pow2_of_code(c);
     }
-    case e8m0_rounding::nearest: break;
+    case e8m0_rounding::nearest:
+      break;
   }
   return pow2_of_code(fp8moe::detail::float_to_e8m0_bits(scale, e8m0_rounding::nearest, saturation::finite));
 }
@@ -137,8 +148,8 @@ constexpr FP8MOE_HOST_DEVICE tile_scale compute_tile_scale(tensor_recipe const& 
     }
     case scale_formula::te_mxfp8: {
       // biased_exp = float_to_e8m0(amax * max_norm_rcp); multiplier = exp2f_rcp(biased_exp)
-      std::uint32_t const c =
-          fp8moe::detail::float_to_e8m0_bits(a * detail::max_norm_rcp(r.format), r.pow2_rounding, saturation::finite);
+      std::uint32_t const c = fp8moe::detail::float_to_e8m0_bits(a * detail::max_norm_rcp(r.format),
+                                                                 r.pow2_rounding, saturation::finite);
       if (c == 0xFFu) {
         float const nan = fp8moe::bit_cast<float>(0x7FFFFFFFu);
         return {nan, nan, false};
@@ -169,21 +180,24 @@ constexpr FP8MOE_HOST_DEVICE float dequantize_value(T q, float sf) {
 /// Bit-identical to fp8moe::detail::float_to_fp8_bits<F> for every float (exhaustive 2^32
 /// check: 0 mismatches, both formats, both saturation modes; CI runs a strided sweep).
 template <fp8_format F>
-FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint8_t float_to_fp8_bits_select(float x, saturation sat) {
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE std::uint8_t float_to_fp8_bits_select(
+    float x, saturation sat) {
   constexpr int M = F::mantissa_bits;
   constexpr int shift = 23 - M;
   static_assert(F::overflow_code == F::max_code + 1 && F::nan_code >= F::overflow_code,
                 "float_to_fp8_bits_select: overflow as min() needs overflow_code == max_code + 1");
   // normal code = (RNE of a at bit `shift`) - rebias, with the rebias folded into the addend
   // (a multiple of 2^shift, so it commutes with the shift; a >= min_normal keeps it positive)
-  constexpr std::uint32_t addend = ((1u << (shift - 1)) - 1u) - (static_cast<std::uint32_t>(127 - F::bias) << 23);
+  constexpr std::uint32_t addend =
+      ((1u << (shift - 1)) - 1u) - (static_cast<std::uint32_t>(127 - F::bias) << 23);
   constexpr std::int32_t min_normal = (127 + 1 - F::bias) << 23;
   // magic: a float whose ulp is the FP8 subnormal step 2^(1 - bias - M)
   constexpr std::int32_t magic_bits = (127 + 1 - F::bias - M + 23) << 23;
   constexpr float magic = fp8moe::bit_cast<float>(magic_bits);
   std::int32_t const u = fp8moe::bit_cast<std::int32_t>(x);
   std::int32_t const a = u & 0x7FFFFFFF;
-  auto const ua = static_cast<std::uint32_t>(a);  // unsigned: NaN magnitudes must not overflow the rounding add
+  auto const ua =
+      static_cast<std::uint32_t>(a);  // unsigned: NaN magnitudes must not overflow the rounding add
   // (unsigned wrap for a < min_normal is discarded by the select below)
   auto normal = static_cast<std::int32_t>((ua + addend + ((ua >> shift) & 1u)) >> shift);
   std::int32_t const over_code = sat == saturation::finite ? F::max_code : F::overflow_code;

@@ -33,7 +33,8 @@ struct row_tile_lane {
 /// Global warp `warp`, lane `lane`: groups of L = lanes_per_row_tile lanes take consecutive tiles
 /// in row-major tile order; lane % L picks the vector inside the tile.
 constexpr FP8MOE_HOST_DEVICE row_tile_lane row_tile_lane_of(std::int64_t warp, int lane, int lanes_per_tile,
-                                                             int elem_bytes, std::int64_t rows, std::int64_t cols) {
+                                                            int elem_bytes, std::int64_t rows,
+                                                            std::int64_t cols) {
   std::int64_t const vec = 16 / elem_bytes;
   std::int64_t const tile_cols = lanes_per_tile * vec;
   std::int64_t const sc = ceil_div<std::int64_t>(cols, tile_cols);
@@ -48,8 +49,8 @@ constexpr FP8MOE_HOST_DEVICE row_tile_lane row_tile_lane_of(std::int64_t warp, i
 }
 
 /// Warps the row-tile kernel needs for a rows x cols matrix.
-constexpr FP8MOE_HOST_DEVICE std::int64_t row_tile_warps(std::int64_t rows, std::int64_t cols, int lanes_per_tile,
-                                                         int elem_bytes) {
+constexpr FP8MOE_HOST_DEVICE std::int64_t row_tile_warps(std::int64_t rows, std::int64_t cols,
+                                                         int lanes_per_tile, int elem_bytes) {
   std::int64_t const tile_cols = lanes_per_tile * (16 / elem_bytes);
   return ceil_div<std::int64_t>(rows * ceil_div<std::int64_t>(cols, tile_cols), 32 / lanes_per_tile);
 }

@@ -23,8 +23,8 @@ struct is_device_executor<cuda_executor> : std::true_type {};
 
 namespace detail {
 [[noreturn]] inline void throw_cuda(cudaError_t e, char const* call, char const* file, int line) {
-  throw error(errc::cuda, concat(call, " failed: ", cudaGetErrorName(e), " (", cudaGetErrorString(e),
-                                 ") at ", file, ":", line));
+  throw error(errc::cuda, concat(call, " failed: ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ") at ",
+                                 file, ":", line));
 }
 }  // namespace detail
 
@@ -41,9 +41,9 @@ inline int cuda_device_count() {
 }  // namespace fp8moe
 
 /// Checks a CUDA runtime call: FP8MOE_CUDA_CHECK(cudaMemcpyAsync(...)).
-#define FP8MOE_CUDA_CHECK(call)                                                     \
-  do {                                                                              \
-    cudaError_t fp8moe_err_ = (call);                                               \
+#define FP8MOE_CUDA_CHECK(call)                                                                           \
+  do {                                                                                                    \
+    cudaError_t fp8moe_err_ = (call);                                                                     \
     if (fp8moe_err_ != cudaSuccess) ::fp8moe::detail::throw_cuda(fp8moe_err_, #call, __FILE__, __LINE__); \
   } while (0)
 

@@ -12,8 +12,10 @@
 
 namespace fp8moe {
 
-static_assert(sizeof(__nv_fp8_e4m3) == sizeof(float8_e4m3_t) && alignof(__nv_fp8_e4m3) == alignof(float8_e4m3_t));
-static_assert(sizeof(__nv_fp8_e5m2) == sizeof(float8_e5m2_t) && alignof(__nv_fp8_e5m2) == alignof(float8_e5m2_t));
+static_assert(sizeof(__nv_fp8_e4m3) == sizeof(float8_e4m3_t) &&
+              alignof(__nv_fp8_e4m3) == alignof(float8_e4m3_t));
+static_assert(sizeof(__nv_fp8_e5m2) == sizeof(float8_e5m2_t) &&
+              alignof(__nv_fp8_e5m2) == alignof(float8_e5m2_t));
 static_assert(sizeof(__nv_bfloat16) == sizeof(bfloat16_t));
 
 FP8MOE_HOST_DEVICE __nv_fp8_e4m3 to_nv(float8_e4m3_t x) {
@@ -36,9 +38,15 @@ FP8MOE_HOST_DEVICE __nv_bfloat16 to_nv(bfloat16_t x) {
   r.x = x.bits();
   return __nv_bfloat16(r);
 }
-FP8MOE_HOST_DEVICE float8_e4m3_t from_nv(__nv_fp8_e4m3 x) { return float8_e4m3_t::from_bits(x.__x); }
-FP8MOE_HOST_DEVICE float8_e5m2_t from_nv(__nv_fp8_e5m2 x) { return float8_e5m2_t::from_bits(x.__x); }
-FP8MOE_HOST_DEVICE float8_e8m0_t from_nv(__nv_fp8_e8m0 x) { return float8_e8m0_t::from_bits(x.__x); }
+FP8MOE_HOST_DEVICE float8_e4m3_t from_nv(__nv_fp8_e4m3 x) {
+  return float8_e4m3_t::from_bits(x.__x);
+}
+FP8MOE_HOST_DEVICE float8_e5m2_t from_nv(__nv_fp8_e5m2 x) {
+  return float8_e5m2_t::from_bits(x.__x);
+}
+FP8MOE_HOST_DEVICE float8_e8m0_t from_nv(__nv_fp8_e8m0 x) {
+  return float8_e8m0_t::from_bits(x.__x);
+}
 FP8MOE_HOST_DEVICE bfloat16_t from_nv(__nv_bfloat16 x) {
   __nv_bfloat16_raw r(x);
   return bfloat16_t::from_bits(r.x);

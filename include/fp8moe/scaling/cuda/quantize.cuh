@@ -25,8 +25,10 @@ namespace detail {
 
 template <class In>
 FP8MOE_DEVICE float to_f(In x) {
-  if constexpr (std::is_same_v<In, float>) return x;
-  else return x.to_float();
+  if constexpr (std::is_same_v<In, float>)
+    return x;
+  else
+    return x.to_float();
 }
 
 /// y -> FP8 code with the host path's exact semantics (NaN -> 0x7F whatever the hardware gives).
@@ -54,7 +56,9 @@ FP8MOE_DEVICE void encode2(float y0, float y1, saturation sat, std::uint8_t* q) 
   }
 }
 
-FP8MOE_DEVICE float scaled(float x, tile_scale const& s) { return s.divide ? x / s.sf : x * s.multiplier; }
+FP8MOE_DEVICE float scaled(float x, tile_scale const& s) {
+  return s.divide ? x / s.sf : x * s.multiplier;
+}
 
 /// Max of |x| bits over the lanes of one group (width a power of two <= 32, aligned in the warp).
 FP8MOE_DEVICE std::uint32_t group_max(std::uint32_t m, int width) {
@@ -79,9 +83,9 @@ FP8MOE_DEVICE std::uint32_t block_max(std::uint32_t m, std::uint32_t* red) {
 // ---- 1) row tiles (1 x tile_cols) mapped onto groups of L lanes, one 16-byte vector per lane
 
 template <class In, class T, bool IgnoreNan, int L>
-__global__ void __launch_bounds__(block_threads) quantize_row_tiles_kernel(matrix_view<In const> x, tensor_recipe r,
-                                                                           quantized_matrix_view<T> out, float vfi,
-                                                                           bool vec_ok) {
+__global__ void __launch_bounds__(block_threads)
+    quantize_row_tiles_kernel(matrix_view<In const> x, tensor_recipe r, quantized_matrix_view<T> out,
+                              float vfi, bool vec_ok) {
   constexpr int vec = 16 / sizeof(In);
   std::int64_t const C = x.cols;
   int const lane = threadIdx.x % 32, sub = lane % L;
@@ -93,34 +97,38 @@ __global__ void __launch_bounds__(block_threads) quantize_row_tiles_kernel(matri
   if (live && vec_ok && c0 + vec <= C) {
     if constexpr (std::is_same_v<In, float>) {
       float4 const p = *reinterpret_cast<float4 const*>(&x(row, c0));
-      v[0] = p.x; v[1] = p.y; v[2] = p.z; v[3] = p.w;
+      v[0] = p.x;
+      v[1] = p.y;
+      v[2] = p.z;
+      v[3] = p.w;
     } else {
       uint4 const p = *reinterpret_cast<uint4 const*>(&x(row, c0));
       std::uint32_t const words[4] = {p.x, p.y, p.z, p.w};  // element 2i in the low half
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < 4; ++i) {
         v[2 * i] = __uint_as_float(words[i] << 16);
         v[2 * i + 1] = __uint_as_float(words[i] & 0xFFFF0000u);
       }
     }
   } else {
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < vec; ++i) v[i] = (live && c0 + i < C) ? to_f(x(row, c0 + i)) : 0.0f;
   }
   std::uint32_t m = 0;
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < vec; ++i) m = amax_combine(m, abs_bits(v[i]), IgnoreNan);
   m = group_max(m, L);
   if (!live) return;
   tile_scale const s = compute_tile_scale(r, amax_from_bits(m), vfi);
   if (sub == 0) out.scales(row, t) = s.sf;
   std::uint8_t q[vec];
-  #pragma unroll
+#pragma unroll
   for (int i = 0; i < vec; i += 2) encode2<T>(scaled(v[i], s), scaled(v[i + 1], s), r.sat, q + i);
   std::uint8_t* dst = reinterpret_cast<std::uint8_t*>(&out.data(row, 0));
   if (vec_ok && c0 + vec <= C) {
     if constexpr (vec == 4) {
-      *reinterpret_cast<std::uint32_t*>(dst + c0) = q[0] | (q[1] << 8) | (q[2] << 16) | (static_cast<std::uint32_t>(q[3]) << 24);
+      *reinterpret_cast<std::uint32_t*>(dst + c0) =
+          q[0] | (q[1] << 8) | (q[2] << 16) | (static_cast<std::uint32_t>(q[3]) << 24);
     } else {
       uint2 packed;
       packed.x = q[0] | (q[1] << 8) | (q[2] << 16) | (static_cast<std::uint32_t>(q[3]) << 24);
@@ -128,7 +136,7 @@ __global__ void __launch_bounds__(block_threads) quantize_row_tiles_kernel(matri
       *reinterpret_cast<uint2*>(dst + c0) = packed;
     }
   } else {
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < vec; ++i) {
       if (c0 + i < C) reinterpret_cast<std::uint8_t&>(out.data(row, c0 + i)) = q[i];
     }
@@ -138,8 +146,8 @@ __global__ void __launch_bounds__(block_threads) quantize_row_tiles_kernel(matri
 // ---- 2) any tile (tr x tc): one CTA per tile, two passes over it (the second from L2)
 
 template <class In, class T, bool IgnoreNan>
-__global__ void __launch_bounds__(block_threads) quantize_tiles_kernel(matrix_view<In const> x, tensor_recipe r,
-                                                                       quantized_matrix_view<T> out, float vfi) {
+__global__ void __launch_bounds__(block_threads)
+    quantize_tiles_kernel(matrix_view<In const> x, tensor_recipe r, quantized_matrix_view<T> out, float vfi) {
   __shared__ std::uint32_t red[block_threads / 32];
   std::int64_t const R = x.rows, C = x.cols;
   std::int64_t const tr = resolve_tile(r.tile.rows, R), tc = resolve_tile(r.tile.cols, C);
@@ -177,9 +185,9 @@ __global__ void __launch_bounds__(block_threads) amax_kernel(matrix_view<In cons
 }
 
 template <class In, class T>
-__global__ void __launch_bounds__(block_threads) quantize_tensor_kernel(matrix_view<In const> x, tensor_recipe r,
-                                                                        quantized_matrix_view<T> out,
-                                                                        std::uint32_t const* amax, float vfi) {
+__global__ void __launch_bounds__(block_threads)
+    quantize_tensor_kernel(matrix_view<In const> x, tensor_recipe r, quantized_matrix_view<T> out,
+                           std::uint32_t const* amax, float vfi) {
   tile_scale const s = compute_tile_scale(r, amax_from_bits(*amax), vfi);
   std::int64_t const n = x.rows * x.cols;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -212,9 +220,9 @@ struct dequant_loader {
 };
 
 template <class Load, class T, bool IgnoreNan>
-__global__ void __launch_bounds__(block_threads) transpose_quantize_kernel(Load load, std::int64_t R, std::int64_t C,
-                                                                           tensor_recipe r,
-                                                                           quantized_matrix_view<T> out, float vfi) {
+__global__ void __launch_bounds__(block_threads)
+    transpose_quantize_kernel(Load load, std::int64_t R, std::int64_t C, tensor_recipe r,
+                              quantized_matrix_view<T> out, float vfi) {
   __shared__ std::uint32_t part[8][32];
   __shared__ float ts_mult[32], ts_sf[32];
   __shared__ std::uint8_t stage[32][33];  // [output row = source col][source row], +1 against bank conflicts
@@ -230,7 +238,7 @@ __global__ void __launch_bounds__(block_threads) transpose_quantize_kernel(Load 
   part[ly][lx] = m;
   __syncthreads();
   if (ly == 0) {
-    #pragma unroll
+#pragma unroll
     for (int w = 1; w < 8; ++w) m = part[w][lx] > m ? part[w][lx] : m;
     tile_scale const t = compute_tile_scale(r, amax_from_bits(m), vfi);
     ts_mult[lx] = t.multiplier;
@@ -246,7 +254,8 @@ __global__ void __launch_bounds__(block_threads) transpose_quantize_kernel(Load 
     }
     __syncthreads();
     for (int i = ly; i < 32; i += 8) {  // warp ly writes 32 consecutive bytes of output row c0 + i
-      if (c0 + i < C && j0 + lx < nr) reinterpret_cast<std::uint8_t&>(out.data(c0 + i, r0 + j0 + lx)) = stage[i][lx];
+      if (c0 + i < C && j0 + lx < nr)
+        reinterpret_cast<std::uint8_t&>(out.data(c0 + i, r0 + j0 + lx)) = stage[i][lx];
     }
     __syncthreads();
   }
@@ -255,8 +264,8 @@ __global__ void __launch_bounds__(block_threads) transpose_quantize_kernel(Load 
 // ---- 5) dequantize: 4 consecutive elements per thread
 
 template <class Q, class Out>
-__global__ void __launch_bounds__(block_threads) dequantize_kernel(quantized_matrix_view<Q const> q, matrix_view<Out> y,
-                                                                   bool vec_ok) {
+__global__ void __launch_bounds__(block_threads)
+    dequantize_kernel(quantized_matrix_view<Q const> q, matrix_view<Out> y, bool vec_ok) {
   using F = typename Q::format;
   std::int64_t const C = q.data.cols, groups = ceil_div<std::int64_t>(C, 4);
   std::int64_t const tr = q.tile_rows(), tc = q.tile_cols();
@@ -266,13 +275,17 @@ __global__ void __launch_bounds__(block_threads) dequantize_kernel(quantized_mat
     std::int64_t const row = g / groups, c0 = (g % groups) * 4;
     float v[4];
     if (vec_ok && c0 + 4 <= C) {
-      float4 const f = fp8moe::cuda::cvt_fp8x4_to_float4<F>(*reinterpret_cast<std::uint32_t const*>(&q.data(row, c0)));
-      v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
+      float4 const f =
+          fp8moe::cuda::cvt_fp8x4_to_float4<F>(*reinterpret_cast<std::uint32_t const*>(&q.data(row, c0)));
+      v[0] = f.x;
+      v[1] = f.y;
+      v[2] = f.z;
+      v[3] = f.w;
     } else {
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < 4; ++i) v[i] = c0 + i < C ? q.data(row, c0 + i).to_float() : 0.0f;
     }
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < 4; ++i) v[i] = v[i] * q.scales(row / tr, (c0 + i < C ? c0 + i : c0) / tc);
     if (vec_ok && c0 + 4 <= C) {
       if constexpr (std::is_same_v<Out, float>) {
@@ -284,7 +297,7 @@ __global__ void __launch_bounds__(block_threads) dequantize_kernel(quantized_mat
         *reinterpret_cast<uint2*>(&y(row, c0)) = w;
       }
     } else {
-      #pragma unroll
+#pragma unroll
       for (int i = 0; i < 4; ++i) {
         if (c0 + i < C) y(row, c0 + i) = from_float<Out>(v[i]);
       }
@@ -292,7 +305,9 @@ __global__ void __launch_bounds__(block_threads) dequantize_kernel(quantized_mat
   }
 }
 
-inline bool aligned(void const* p, std::size_t bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
+inline bool aligned(void const* p, std::size_t bytes) {
+  return reinterpret_cast<std::uintptr_t>(p) % bytes == 0;
+}
 
 inline unsigned grid_for(std::int64_t work, std::int64_t per_block) {
   std::int64_t const g = ceil_div<std::int64_t>(work, per_block);
@@ -300,7 +315,8 @@ inline unsigned grid_for(std::int64_t work, std::int64_t per_block) {
 }
 
 template <bool IgnoreNan, class In, class T>
-void launch_quantize(cudaStream_t st, matrix_view<In const> x, tensor_recipe const& r, quantized_matrix_view<T> out) {
+void launch_quantize(cudaStream_t st, matrix_view<In const> x, tensor_recipe const& r,
+                     quantized_matrix_view<T> out) {
   std::int64_t const R = x.rows, C = x.cols;
   if (R == 0 || C == 0) return;
   float const vfi = scaling::detail::value_for_inf<In>(r);
@@ -310,14 +326,27 @@ void launch_quantize(cudaStream_t st, matrix_view<In const> x, tensor_recipe con
   if (L != 0) {
     constexpr int vec = 16 / sizeof(In);
     bool const vec_ok = x.col_stride == 1 && out.data.col_stride == 1 && aligned(x.data, 16) &&
-                        x.row_stride % vec == 0 && aligned(out.data.data, vec) && out.data.row_stride % vec == 0;
+                        x.row_stride % vec == 0 && aligned(out.data.data, vec) &&
+                        out.data.row_stride % vec == 0;
     std::int64_t const warps = row_tile_warps(R, C, L, sizeof(In));
     unsigned const grid = static_cast<unsigned>(ceil_div<std::int64_t>(warps, block_threads / 32));
     switch (L) {
-      case 4: quantize_row_tiles_kernel<In, T, IgnoreNan, 4><<<grid, block_threads, 0, st>>>(x, r, out, vfi, vec_ok); break;
-      case 8: quantize_row_tiles_kernel<In, T, IgnoreNan, 8><<<grid, block_threads, 0, st>>>(x, r, out, vfi, vec_ok); break;
-      case 16: quantize_row_tiles_kernel<In, T, IgnoreNan, 16><<<grid, block_threads, 0, st>>>(x, r, out, vfi, vec_ok); break;
-      default: quantize_row_tiles_kernel<In, T, IgnoreNan, 32><<<grid, block_threads, 0, st>>>(x, r, out, vfi, vec_ok); break;
+      case 4:
+        quantize_row_tiles_kernel<In, T, IgnoreNan, 4>
+            <<<grid, block_threads, 0, st>>>(x, r, out, vfi, vec_ok);
+        break;
+      case 8:
+        quantize_row_tiles_kernel<In, T, IgnoreNan, 8>
+            <<<grid, block_threads, 0, st>>>(x, r, out, vfi, vec_ok);
+        break;
+      case 16:
+        quantize_row_tiles_kernel<In, T, IgnoreNan, 16>
+            <<<grid, block_threads, 0, st>>>(x, r, out, vfi, vec_ok);
+        break;
+      default:
+        quantize_row_tiles_kernel<In, T, IgnoreNan, 32>
+            <<<grid, block_threads, 0, st>>>(x, r, out, vfi, vec_ok);
+        break;
     }
   } else if (SR * SC == 1 && R * C > 65536) {
     float* slot = &out.scales(0, 0);
@@ -330,14 +359,15 @@ void launch_quantize(cudaStream_t st, matrix_view<In const> x, tensor_recipe con
     FP8MOE_CUDA_CHECK_LAUNCH();
     finalize_tensor_scale_kernel<<<1, 1, 0, st>>>(r, slot, vfi);
   } else {
-    quantize_tiles_kernel<In, T, IgnoreNan><<<static_cast<unsigned>(SR * SC), block_threads, 0, st>>>(x, r, out, vfi);
+    quantize_tiles_kernel<In, T, IgnoreNan>
+        <<<static_cast<unsigned>(SR * SC), block_threads, 0, st>>>(x, r, out, vfi);
   }
   FP8MOE_CUDA_CHECK_LAUNCH();
 }
 
 template <bool IgnoreNan, class Load, class T>
-void launch_transpose(cudaStream_t st, Load const& load, std::int64_t R, std::int64_t C, tensor_recipe const& r,
-                      quantized_matrix_view<T> out, float vfi) {
+void launch_transpose(cudaStream_t st, Load const& load, std::int64_t R, std::int64_t C,
+                      tensor_recipe const& r, quantized_matrix_view<T> out, float vfi) {
   if (R == 0 || C == 0) return;
   std::int64_t const bands = scale_cols(r.tile, R);
   dim3 const grid(static_cast<unsigned>(ceil_div<std::int64_t>(C, 32)), static_cast<unsigned>(bands));
@@ -355,15 +385,19 @@ namespace fp8moe::scaling {
 /// 1xK row tiles of 32/64/128 (float) or 32/.../256 (bf16) elements run one 16-byte vector per
 /// lane with a shuffle amax; other tiles one CTA per tile; per tensor a two-pass amax.
 template <class In, class T>
-void quantize(cuda_executor const& exec, matrix_view<In> x, tensor_recipe const& r, quantized_matrix_view<T> out) {
+void quantize(cuda_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
+              quantized_matrix_view<T> out) {
   static_assert(float8_type<T>,
                 "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(wide_element<In>, "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
+  static_assert(wide_element<In>,
+                "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
   using I = std::remove_const_t<In>;
   matrix_view<I const> const xc = x;
   detail::validate_quantize(xc, r, out, detail::quantize_where);
-  if (amax_ignores_nan(r.formula)) cuda::detail::launch_quantize<true>(exec.stream, xc, r, out);
-  else cuda::detail::launch_quantize<false>(exec.stream, xc, r, out);
+  if (amax_ignores_nan(r.formula))
+    cuda::detail::launch_quantize<true>(exec.stream, xc, r, out);
+  else
+    cuda::detail::launch_quantize<false>(exec.stream, xc, r, out);
 }
 
 /// CUDA dequantize: y = float(q) * sf (bf16: RNE), as the host overload.
@@ -380,12 +414,13 @@ void dequantize(cuda_executor const& exec, quantized_matrix_view<T> q, matrix_vi
   check_matrix(y, where, "y");
   check_shape(y, qc.rows(), qc.cols(), where, "y");
   if (qc.rows() == 0 || qc.cols() == 0) return;
-  bool const vec_ok = qc.data.col_stride == 1 && y.col_stride == 1 && cuda::detail::aligned(qc.data.data, 4) &&
-                      qc.data.row_stride % 4 == 0 && cuda::detail::aligned(y.data, 4 * sizeof(Out)) &&
-                      y.row_stride % 4 == 0;
+  bool const vec_ok = qc.data.col_stride == 1 && y.col_stride == 1 &&
+                      cuda::detail::aligned(qc.data.data, 4) && qc.data.row_stride % 4 == 0 &&
+                      cuda::detail::aligned(y.data, 4 * sizeof(Out)) && y.row_stride % 4 == 0;
   std::int64_t const work = qc.rows() * ceil_div<std::int64_t>(qc.cols(), 4);
-  cuda::detail::dequantize_kernel<Q, Out><<<cuda::detail::grid_for(work, cuda::block_threads), cuda::block_threads, 0,
-                                            exec.stream>>>(qc, y, vec_ok);
+  cuda::detail::dequantize_kernel<Q, Out>
+      <<<cuda::detail::grid_for(work, cuda::block_threads), cuda::block_threads, 0, exec.stream>>>(qc, y,
+                                                                                                   vec_ok);
   FP8MOE_CUDA_CHECK_LAUNCH();
 }
 
@@ -394,7 +429,8 @@ template <class In, class T>
 void transpose_requantize(cuda_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
   static_assert(float8_type<T>,
-                "fp8moe::scaling::transpose_requantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
+                "fp8moe::scaling::transpose_requantize: the output element type must be float8_e4m3_t or "
+                "float8_e5m2_t");
   static_assert(wide_element<In>, "fp8moe::scaling::transpose_requantize: x must be float or bfloat16_t");
   constexpr char const* where = "fp8moe::scaling::transpose_requantize";
   using I = std::remove_const_t<In>;
@@ -403,8 +439,10 @@ void transpose_requantize(cuda_executor const& exec, matrix_view<In> x, tensor_r
   detail::validate_transpose(xc.rows, xc.cols, r, out, where);
   cuda::detail::wide_loader<I> const load{xc};
   float const vfi = detail::value_for_inf<I>(r);
-  if (amax_ignores_nan(r.formula)) cuda::detail::launch_transpose<true>(exec.stream, load, xc.rows, xc.cols, r, out, vfi);
-  else cuda::detail::launch_transpose<false>(exec.stream, load, xc.rows, xc.cols, r, out, vfi);
+  if (amax_ignores_nan(r.formula))
+    cuda::detail::launch_transpose<true>(exec.stream, load, xc.rows, xc.cols, r, out, vfi);
+  else
+    cuda::detail::launch_transpose<false>(exec.stream, load, xc.rows, xc.cols, r, out, vfi);
 }
 
 /// CUDA transpose_requantize from an already quantized source (see the host overload).
@@ -412,16 +450,19 @@ template <class Q, class T>
 void transpose_requantize(cuda_executor const& exec, quantized_matrix_view<Q> xq, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
   using QT = std::remove_const_t<Q>;
-  static_assert(float8_type<QT> && float8_type<T>,
-                "fp8moe::scaling::transpose_requantize: the element types must be float8_e4m3_t or float8_e5m2_t");
+  static_assert(
+      float8_type<QT> && float8_type<T>,
+      "fp8moe::scaling::transpose_requantize: the element types must be float8_e4m3_t or float8_e5m2_t");
   constexpr char const* where = "fp8moe::scaling::transpose_requantize";
   quantized_matrix_view<QT const> const qc = xq;
   check_matrix(qc.data, where, "xq.data");
   detail::check_quantized(qc, qc.data.rows, qc.data.cols, qc.tile, where, "xq");
   detail::validate_transpose(qc.rows(), qc.cols(), r, out, where);
   cuda::detail::dequant_loader<QT> const load{qc, qc.tile_rows(), qc.tile_cols()};
-  if (amax_ignores_nan(r.formula)) cuda::detail::launch_transpose<true>(exec.stream, load, qc.rows(), qc.cols(), r, out, 3.40282347e38f);
-  else cuda::detail::launch_transpose<false>(exec.stream, load, qc.rows(), qc.cols(), r, out, 3.40282347e38f);
+  if (amax_ignores_nan(r.formula))
+    cuda::detail::launch_transpose<true>(exec.stream, load, qc.rows(), qc.cols(), r, out, 3.40282347e38f);
+  else
+    cuda::detail::launch_transpose<false>(exec.stream, load, qc.rows(), qc.cols(), r, out, 3.40282347e38f);
 }
 
 }  // namespace fp8moe::scaling
