@@ -374,6 +374,20 @@ FP8MOE_SCALING_CLONES void dequantize_row(float const* lut, std::uint8_t const* 
   }
 }
 
+/// Entry checks shared by the host and CUDA quantize overloads: element types at compile time,
+/// then recipe, views and shapes (before anything is written). Returns x as a const view.
+template <class In, class T>
+matrix_view<std::remove_const_t<In> const> checked_quantize_args(matrix_view<In> x, tensor_recipe const& r,
+                                                                 quantized_matrix_view<T> const& out) {
+  static_assert(float8_type<T>,
+                "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
+  static_assert(wide_element<In>,
+                "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
+  matrix_view<std::remove_const_t<In> const> const xc = x;
+  validate_quantize(xc, r, out, quantize_where);
+  return xc;
+}
+
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
@@ -385,14 +399,7 @@ FP8MOE_SCALING_CLONES void dequantize_row(float const* lut, std::uint8_t const* 
 template <class In, class T>
 void quantize(host_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
               quantized_matrix_view<T> out) {
-  static_assert(float8_type<T>,
-                "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(wide_element<In>,
-                "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
-  using I = std::remove_const_t<In>;
-  matrix_view<I const> const xc = x;
-  detail::validate_quantize(xc, r, out, detail::quantize_where);
-  detail::quantize_validated(exec, xc, r, out);
+  detail::quantize_validated(exec, detail::checked_quantize_args(x, r, out), r, out);
 }
 
 /// Allocating overload: returns a quantized_matrix<T> (row-major data and scales).
@@ -616,6 +623,21 @@ void validate_transpose(std::int64_t R, std::int64_t C, tensor_recipe const& r,
   check_quantized(out, C, R, r.tile, where, "out");
 }
 
+/// Entry checks shared by the host and CUDA transpose_requantize-from-source overloads.
+template <class In, class T>
+matrix_view<std::remove_const_t<In> const> checked_transpose_args(matrix_view<In> x, tensor_recipe const& r,
+                                                                  quantized_matrix_view<T> const& out) {
+  static_assert(float8_type<T>,
+                "fp8moe::scaling::transpose_requantize: the output element type must be float8_e4m3_t or "
+                "float8_e5m2_t");
+  static_assert(wide_element<In>, "fp8moe::scaling::transpose_requantize: x must be float or bfloat16_t");
+  constexpr char const* where = "fp8moe::scaling::transpose_requantize";
+  matrix_view<std::remove_const_t<In> const> const xc = x;
+  check_matrix(xc, where, "x");
+  validate_transpose(xc.rows, xc.cols, r, out, where);
+  return xc;
+}
+
 }  // namespace detail
 
 /// From the high-precision source (TE style, no double quantization): x (R,C) -> out = quantized
@@ -624,15 +646,8 @@ void validate_transpose(std::int64_t R, std::int64_t C, tensor_recipe const& r,
 template <class In, class T>
 void transpose_requantize(host_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
-  static_assert(float8_type<T>,
-                "fp8moe::scaling::transpose_requantize: the output element type must be float8_e4m3_t or "
-                "float8_e5m2_t");
-  static_assert(wide_element<In>, "fp8moe::scaling::transpose_requantize: x must be float or bfloat16_t");
-  constexpr char const* where = "fp8moe::scaling::transpose_requantize";
   using I = std::remove_const_t<In>;
-  matrix_view<I const> const xc = x;
-  check_matrix(xc, where, "x");
-  detail::validate_transpose(xc.rows, xc.cols, r, out, where);
+  matrix_view<I const> const xc = detail::checked_transpose_args(x, r, out);
   auto const load_row = [xc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v) {
     if (xc.col_stride == 1) {
       I const* src = &xc(row, c0);

@@ -387,13 +387,7 @@ namespace fp8moe::scaling {
 template <class In, class T>
 void quantize(cuda_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
               quantized_matrix_view<T> out) {
-  static_assert(float8_type<T>,
-                "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(wide_element<In>,
-                "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
-  using I = std::remove_const_t<In>;
-  matrix_view<I const> const xc = x;
-  detail::validate_quantize(xc, r, out, detail::quantize_where);
+  auto const xc = detail::checked_quantize_args(x, r, out);
   if (amax_ignores_nan(r.formula))
     cuda::detail::launch_quantize<true>(exec.stream, xc, r, out);
   else
@@ -428,15 +422,8 @@ void dequantize(cuda_executor const& exec, quantized_matrix_view<T> q, matrix_vi
 template <class In, class T>
 void transpose_requantize(cuda_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
-  static_assert(float8_type<T>,
-                "fp8moe::scaling::transpose_requantize: the output element type must be float8_e4m3_t or "
-                "float8_e5m2_t");
-  static_assert(wide_element<In>, "fp8moe::scaling::transpose_requantize: x must be float or bfloat16_t");
-  constexpr char const* where = "fp8moe::scaling::transpose_requantize";
   using I = std::remove_const_t<In>;
-  matrix_view<I const> const xc = x;
-  check_matrix(xc, where, "x");
-  detail::validate_transpose(xc.rows, xc.cols, r, out, where);
+  matrix_view<I const> const xc = detail::checked_transpose_args(x, r, out);
   cuda::detail::wide_loader<I> const load{xc};
   float const vfi = detail::value_for_inf<I>(r);
   if (amax_ignores_nan(r.formula))
