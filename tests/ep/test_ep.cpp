@@ -4,6 +4,8 @@
 // (DeepEP's layout test), and the full EP checks on single_communicator (EP size 1).
 #include <doctest/doctest.h>
 
+#include <string>
+
 #include "ep_checks.hpp"
 #include "fp8moe/comm/single_communicator.hpp"
 #include "fp8moe/moe/ep_layout.hpp"
@@ -30,6 +32,12 @@ TEST_CASE("expert_placement: uniform, uneven, explicit") {
   CHECK_THROWS_AS(moe::expert_placement::uniform(4, 0), fp8moe::error);
   CHECK_THROWS_AS(moe::expert_placement::explicit_placement({}, 2), fp8moe::error);
   CHECK_THROWS_AS(moe::expert_placement::explicit_placement({0, -1}, 2), fp8moe::error);
+  try {
+    moe::expert_placement::explicit_placement({0, 1, 2}, 2);
+    FAIL("rank 2 of 2 accepted");
+  } catch (fp8moe::error const& e) {
+    CHECK(std::string(e.what()).find("rank_of[2] = 2") != std::string::npos);
+  }
   CHECK_THROWS_AS(moe::expert_placement::explicit_placement({0, 1}, 2, 3), fp8moe::error);
 }
 
@@ -77,6 +85,15 @@ TEST_CASE("compute_dispatch_layout equals a brute-force count") {
   CHECK_THROWS_AS(moe::compute_dispatch_layout(exec, test::cview(ids), pl, l), fp8moe::error);
   ids(5, 2) = -2;
   CHECK_THROWS_AS(moe::compute_dispatch_layout(exec, test::cview(ids), pl, l), fp8moe::error);
+  // the message (formatted only on failure) names the offending id and the valid range
+  std::string msg;
+  try {
+    moe::compute_dispatch_layout(exec, test::cview(ids), pl, l);
+  } catch (fp8moe::error const& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("ids(5, 2) = -2") != std::string::npos);
+  CHECK(msg.find("values in [-1, E = " + std::to_string(E) + ")") != std::string::npos);
 }
 
 TEST_CASE("ep on single_communicator: EP size 1 equals the single-rank MoE") {

@@ -55,8 +55,9 @@ class expert_placement {
     p.local_of_.resize(rank_of.size());
     for (std::size_t e = 0; e < rank_of.size(); ++e) {
       int const r = rank_of[e];
-      require(r >= 0 && r < ranks, where, "rank_of", "values in [0, " + std::to_string(ranks) + ")",
-              detail::concat("rank_of[", e, "] = ", r));
+      if (r < 0 || r >= ranks)  // message built only on failure (require's arguments are eager)
+        ::fp8moe::detail::throw_argument(where, "rank_of", "values in [0, " + std::to_string(ranks) + ")",
+                                         detail::concat("rank_of[", e, "] = ", r));
       p.local_of_[e] = p.local_count_[static_cast<std::size_t>(r)]++;
     }
     p.rank_of_ = std::move(rank_of);
@@ -95,15 +96,18 @@ struct dispatch_layout {
 };
 
 namespace detail {
+/// O(T*k) compares; the message is built only for the offending id (require() would format its
+/// strings for every element: that cost 2.4 ms per call at T=1024, k=8, see docs/expert_parallel.md).
 inline void check_ids(matrix_view<std::int32_t const> ids, expert_placement const& p, char const* where) {
   check_matrix(ids, where, "ids");
   require(p.experts() >= 1, where, "placement", "a placement with experts");
+  std::int32_t const E = p.experts();
   for (std::int64_t t = 0; t < ids.rows; ++t)
     for (std::int64_t j = 0; j < ids.cols; ++j) {
       std::int32_t const e = ids(t, j);
-      require(e >= -1 && e < p.experts(), where, "ids",
-              "values in [-1, E = " + std::to_string(p.experts()) + ")",
-              concat("ids(", t, ", ", j, ") = ", e));
+      if (e < -1 || e >= E)
+        ::fp8moe::detail::throw_argument(where, "ids", concat("values in [-1, E = ", E, ")"),
+                                         concat("ids(", t, ", ", j, ") = ", e));
     }
 }
 }  // namespace detail
