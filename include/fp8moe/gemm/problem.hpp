@@ -413,15 +413,19 @@ void validate(k_grouped<TA, TB> const& p, gemm_options const& o = {}) {
   std::int64_t total = 0;
   for (std::int64_t g = 0; g < p.groups(); ++g) {
     std::int64_t const kg = p.k_sizes[g];
-    require(kg >= 0, where, "k_sizes", "non-negative sizes",
-            "k_sizes[" + detail::num(g) + "] = " + detail::num(kg));
+    // messages are formatted only on failure: these loops run on every call
+    if (kg < 0)
+      require(false, where, "k_sizes", "non-negative sizes",
+              "k_sizes[" + detail::num(g) + "] = " + detail::num(kg));
     if (p.groups() > 1) {
-      require(ta <= 0 || kg % ta == 0, where, "k_sizes",
-              "sizes that are multiples of a's scale tile along K (" + detail::num(ta) + ")",
-              "k_sizes[" + detail::num(g) + "] = " + detail::num(kg));
-      require(tb <= 0 || kg % tb == 0, where, "k_sizes",
-              "sizes that are multiples of b's scale tile along K (" + detail::num(tb) + ")",
-              "k_sizes[" + detail::num(g) + "] = " + detail::num(kg));
+      if (ta > 0 && kg % ta != 0)
+        require(false, where, "k_sizes",
+                "sizes that are multiples of a's scale tile along K (" + detail::num(ta) + ")",
+                "k_sizes[" + detail::num(g) + "] = " + detail::num(kg));
+      if (tb > 0 && kg % tb != 0)
+        require(false, where, "k_sizes",
+                "sizes that are multiples of b's scale tile along K (" + detail::num(tb) + ")",
+                "k_sizes[" + detail::num(g) + "] = " + detail::num(kg));
     }
     total += kg;
   }
@@ -448,14 +452,17 @@ void check_indices(grouped_contiguous<TA, TB, TD> const& p) {
     std::int64_t const end = w + p.m_align < p.m() ? w + p.m_align : p.m();
     for (std::int64_t r = w; r < end; ++r) {
       int const e = p.m_indices[r];
-      require(e >= -1 && e < g, where, "m_indices", "expert ids in [-1, " + detail::num(g) + ")",
-              "m_indices[" + detail::num(r) + "] = " + detail::num(e));
+      // messages are formatted only on failure: this loop runs over every row on every call
+      if (e < -1 || e >= g)
+        require(false, where, "m_indices", "expert ids in [-1, " + detail::num(g) + ")",
+                "m_indices[" + detail::num(r) + "] = " + detail::num(e));
       if (e < 0) continue;
-      require(id < 0 || id == e, where, "m_indices",
-              "one expert per aligned window of " + detail::num(p.m_align) +
-                  " rows (segments aligned to m_align)",
-              "experts " + detail::num(id) + " and " + detail::num(e) + " in rows " + detail::num(w) + ".." +
-                  detail::num(end - 1));
+      if (id >= 0 && id != e)
+        require(false, where, "m_indices",
+                "one expert per aligned window of " + detail::num(p.m_align) +
+                    " rows (segments aligned to m_align)",
+                "experts " + detail::num(id) + " and " + detail::num(e) + " in rows " + detail::num(w) +
+                    ".." + detail::num(end - 1));
       id = e;
     }
   }
@@ -466,8 +473,9 @@ void check_indices(grouped_masked<TA, TB, TD> const& p) {
   constexpr char const* where = "fp8moe::gemm::grouped_gemm(masked)";
   for (std::int64_t g = 0; g < p.groups(); ++g) {
     int const m = p.masked_m[g];
-    require(m >= 0 && m <= p.max_m(), where, "masked_m", "counts in [0, " + detail::num(p.max_m()) + "]",
-            "masked_m[" + detail::num(g) + "] = " + detail::num(m));
+    if (m < 0 || m > p.max_m())
+      require(false, where, "masked_m", "counts in [0, " + detail::num(p.max_m()) + "]",
+              "masked_m[" + detail::num(g) + "] = " + detail::num(m));
   }
 }
 
