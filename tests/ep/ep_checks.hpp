@@ -57,28 +57,15 @@ struct toy_experts {
   }
 };
 
-/// moe::permute (contiguous layout) that also accepts zero rows: the plan arrays of an empty
-/// routing are empty, so the zero-row case gets a plan view with placeholder (never read) pointers.
+/// moe::permute (contiguous layout) of this rank's routed rows; zero rows (an idle rank) included.
 struct local_moe {
   moe::host_permute_plan owner{};
   moe::permute_plan plan{};
   host_matrix<float> x{};
-  std::int32_t dummy[2] = {0, 0};
 };
 inline std::unique_ptr<local_moe> local_permute(host_executor const& exec, host_matrix<float> const& x,
                                                 moe::route_result const& r, int m_align) {
   auto out = std::make_unique<local_moe>();
-  if (x.rows() == 0) {
-    out->plan.tokens = 0;
-    out->plan.k = r.ids.cols();
-    out->plan.experts = static_cast<std::int64_t>(r.counts.size());
-    out->plan.rows = 0;
-    out->plan.align = m_align;
-    out->plan.slot_row = out->plan.expert_offset = out->plan.counts = out->dummy;
-    out->plan.row_token = out->plan.row_slot = out->plan.row_expert = out->dummy;
-    out->x = host_matrix<float>(0, x.cols());
-    return out;
-  }
   auto p = moe::permute(exec, matrix_view<float const>(x.view()), r, moe::contiguous{.m_align = m_align});
   out->owner = std::move(p.plan);
   out->plan = out->owner.view();

@@ -638,6 +638,22 @@ matrix_view<std::remove_const_t<In> const> checked_transpose_args(matrix_view<In
   return xc;
 }
 
+/// Entry checks shared by the host and CUDA transpose_requantize-from-FP8 overloads.
+template <class Q, class T>
+quantized_matrix_view<std::remove_const_t<Q> const> checked_transpose_args(
+    quantized_matrix_view<Q> xq, tensor_recipe const& r, quantized_matrix_view<T> const& out) {
+  using QT = std::remove_const_t<Q>;
+  static_assert(
+      float8_type<QT> && float8_type<T>,
+      "fp8moe::scaling::transpose_requantize: the element types must be float8_e4m3_t or float8_e5m2_t");
+  constexpr char const* where = "fp8moe::scaling::transpose_requantize";
+  quantized_matrix_view<QT const> const qc = xq;
+  check_matrix(qc.data, where, "xq.data");
+  check_quantized(qc, qc.data.rows, qc.data.cols, qc.tile, where, "xq");
+  validate_transpose(qc.rows(), qc.cols(), r, out, where);
+  return qc;
+}
+
 }  // namespace detail
 
 /// From the high-precision source (TE style, no double quantization): x (R,C) -> out = quantized
@@ -673,14 +689,7 @@ template <class Q, class T>
 void transpose_requantize(host_executor const& exec, quantized_matrix_view<Q> xq, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
   using QT = std::remove_const_t<Q>;
-  static_assert(
-      float8_type<QT> && float8_type<T>,
-      "fp8moe::scaling::transpose_requantize: the element types must be float8_e4m3_t or float8_e5m2_t");
-  constexpr char const* where = "fp8moe::scaling::transpose_requantize";
-  quantized_matrix_view<QT const> const qc = xq;
-  check_matrix(qc.data, where, "xq.data");
-  detail::check_quantized(qc, qc.data.rows, qc.data.cols, qc.tile, where, "xq");
-  detail::validate_transpose(qc.rows(), qc.cols(), r, out, where);
+  quantized_matrix_view<QT const> const qc = detail::checked_transpose_args(xq, r, out);
   std::int64_t const tr = qc.tile_rows(), tc = qc.tile_cols();
   auto const load_row = [qc, tr, tc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v) {
     auto const& lut = detail::decode_table_v<QT>.v;

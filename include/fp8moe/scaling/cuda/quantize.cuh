@@ -437,14 +437,7 @@ template <class Q, class T>
 void transpose_requantize(cuda_executor const& exec, quantized_matrix_view<Q> xq, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
   using QT = std::remove_const_t<Q>;
-  static_assert(
-      float8_type<QT> && float8_type<T>,
-      "fp8moe::scaling::transpose_requantize: the element types must be float8_e4m3_t or float8_e5m2_t");
-  constexpr char const* where = "fp8moe::scaling::transpose_requantize";
-  quantized_matrix_view<QT const> const qc = xq;
-  check_matrix(qc.data, where, "xq.data");
-  detail::check_quantized(qc, qc.data.rows, qc.data.cols, qc.tile, where, "xq");
-  detail::validate_transpose(qc.rows(), qc.cols(), r, out, where);
+  quantized_matrix_view<QT const> const qc = detail::checked_transpose_args(xq, r, out);
   cuda::detail::dequant_loader<QT> const load{qc, qc.tile_rows(), qc.tile_cols()};
   if (amax_ignores_nan(r.formula))
     cuda::detail::launch_transpose<true>(exec.stream, load, qc.rows(), qc.cols(), r, out, 3.40282347e38f);
