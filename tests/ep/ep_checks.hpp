@@ -214,7 +214,7 @@ void check_ep_against_single_rank(C& comm, ep_case const& cs) {
         for (int j = 0; j < k; ++j) {
           int const e = routed.ids(t, j);
           if (placement.rank_of(e) != r) continue;
-          acc += routed.weights(t, j) * y_ref(ref.plan.slot_row[t * k + j], c);
+          acc = std::fma(routed.weights(t, j), y_ref(ref.plan.slot_row[t * k + j], c), acc);
           hit = true;
         }
         if (hit) total += acc, any = true;

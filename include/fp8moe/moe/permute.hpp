@@ -7,9 +7,11 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -234,6 +236,88 @@ inline void check_slot_rows(permute_plan const& p, char const* where) {
               concat("slot_row[", i, "] = ", p.slot_row[i]));
 }
 
+// The combine row kernel vectorises from plain C++; on x86-64 Linux with GCC it is also cloned for
+// AVX-512 and AVX2+FMA (picked at load time). GCC's -O3 unroll-and-jam of the slot loop defeats the
+// register blocking (4-5x slower, measured), so it is switched off for this function only.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !FP8MOE_CUDA_COMPILER
+#define FP8MOE_COMBINE_CLONES                                                  \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
+                 optimize("no-loop-unroll-and-jam")))
+#else
+#define FP8MOE_COMBINE_CLONES
+#endif
+
+/// o[0..H) = sum_{j<n} w[j] * rows[j][0..H) (unit stride), acc = fma(w, y, acc) in FP32, j ascending,
+/// rounded once to Out. Register-blocked: a block of 32 accumulators takes every row before it is
+/// stored, so the accumulators never round-trip through memory.
+template <class Y, class Out>
+FP8MOE_COMBINE_CLONES void combine_row(Y const* const* rows, float const* w, std::int64_t n, std::int64_t H,
+                                       Out* o) {
+  constexpr std::int64_t B = 32;
+  std::int64_t h = 0;
+  for (; h + B <= H; h += B) {
+    float acc[B] = {};
+    for (std::int64_t j = 0; j < n; ++j) {
+      float const wj = w[j];
+      Y const* yj = rows[j] + h;
+      for (std::int64_t c = 0; c < B; ++c) acc[c] = std::fma(wj, static_cast<float>(yj[c]), acc[c]);
+    }
+    for (std::int64_t c = 0; c < B; ++c) o[h + c] = static_cast<Out>(acc[c]);
+  }
+  for (; h < H; ++h) {
+    float a = 0.0f;
+    for (std::int64_t j = 0; j < n; ++j) a = std::fma(w[j], static_cast<float>(rows[j][h]), a);
+    o[h] = static_cast<Out>(a);
+  }
+}
+
+/// The one host combine loop: out (T,H) token t = sum over j ascending of w(t,j) * row_of(t,j)
+/// (nullptr = slot not routed; w = 1 when weights is empty), as combine_row. row_of returns rows
+/// with column stride y_col_stride. moe::combine and the expert-parallel combines (whose rows live
+/// in more than one buffer) all reduce through here.
+template <class Out, class RowOf>
+void combine_tokens(host_executor const& exec, std::int64_t T, std::int64_t k, std::int64_t H,
+                    std::int64_t y_col_stride, RowOf const& row_of, matrix_view<float const> weights,
+                    matrix_view<Out> out) {
+  using Y = std::remove_const_t<
+      std::remove_pointer_t<std::invoke_result_t<RowOf const&, std::int64_t, std::int64_t>>>;
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel num_threads(exec.num_threads()) if (T * H * k > 65536)
+#endif
+  {
+    std::vector<Y const*> rows(static_cast<std::size_t>(k));
+    std::vector<float> w(static_cast<std::size_t>(k)), acc;
+#if FP8MOE_HAS_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (std::int64_t t = 0; t < T; ++t) {
+      std::int64_t n = 0;
+      for (std::int64_t j = 0; j < k; ++j) {
+        Y const* r = row_of(t, j);
+        if (!r) continue;
+        rows[static_cast<std::size_t>(n)] = r;
+        w[static_cast<std::size_t>(n++)] = weights.rows ? weights(t, j) : 1.0f;
+      }
+      Out* o = out.row(t);
+      if (y_col_stride == 1 && out.col_stride == 1) {
+        combine_row(rows.data(), w.data(), n, H, o);
+        continue;
+      }
+      acc.assign(static_cast<std::size_t>(H), 0.0f);  // strided views: the same arithmetic, plain loops
+      for (std::int64_t j = 0; j < n; ++j)
+        for (std::int64_t h = 0; h < H; ++h)
+          acc[static_cast<std::size_t>(h)] =
+              std::fma(w[static_cast<std::size_t>(j)],
+                       static_cast<float>(rows[static_cast<std::size_t>(j)][h * y_col_stride]),
+                       acc[static_cast<std::size_t>(h)]);
+      for (std::int64_t h = 0; h < H; ++h)
+        o[h * out.col_stride] = static_cast<Out>(acc[static_cast<std::size_t>(h)]);
+    }
+  }
+  (void)exec;
+}
+
 /// The argument checks of combine shared by the host and device overloads (views only, no data
 /// read): the plan's slot_row, y (M,H), weights empty or (T,k), out (T,H).
 template <class Y, class Out>
@@ -334,48 +418,25 @@ inline void permute_weights(host_executor const&, permute_plan const& p, matrix_
 }
 
 /// Combine: out (T,H) token t = sum_{j=0..k-1, slot_row[t,j] >= 0} w(t,j) * y(slot_row[t,j]), in FP32,
-/// j ascending (bit-reproducible). weights (T,k) empty = unweighted sum. y any float-convertible type;
-/// out float or bfloat16_t (rounded once at the end). Reads only plan.slot_row, so any producer of
-/// rows (local permute, expert-parallel receive buffers) can use it.
+/// j ascending, each term fused (acc = fma(w, y, acc): one rounding per term, the same bits on the
+/// host, on the GPU and under any -ffp-contract), bit-reproducible. weights (T,k) empty = unweighted
+/// sum (w = 1, so each term is an exact add). y any float-convertible type; out float or
+/// bfloat16_t (rounded once at the end). Reads only plan.slot_row, so any producer of rows (local
+/// permute, expert-parallel receive buffers) can use it.
 template <class Y, class Out>
 void combine(host_executor const& exec, permute_plan const& p, matrix_view<Y> y,
              matrix_view<float const> weights, matrix_view<Out> out) {
   constexpr char const* where = "fp8moe::moe::combine";
   detail::check_combine_args(p, y, weights, out, where);
   detail::check_slot_rows(p, where);
-  std::int64_t const H = y.cols, k = p.k;
-#if FP8MOE_HAS_OPENMP
-#pragma omp parallel num_threads(exec.num_threads())
-#endif
-  {
-    std::vector<float> acc(static_cast<std::size_t>(H));
-#if FP8MOE_HAS_OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (std::int64_t t = 0; t < p.tokens; ++t) {
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (std::int64_t j = 0; j < k; ++j) {
+  std::int64_t const k = p.k;
+  detail::combine_tokens(
+      exec, p.tokens, k, y.cols, y.col_stride,
+      [&](std::int64_t t, std::int64_t j) -> Y const* {
         std::int32_t const r = p.slot_row[t * k + j];
-        if (r < 0) continue;
-        float const w = weights.rows ? weights(t, j) : 1.0f;
-        Y const* yr = y.row(r);
-        float* a = acc.data();
-        if (y.col_stride == 1) {  // unit stride: a loop the compiler vectorizes
-          for (std::int64_t h = 0; h < H; ++h) a[h] += w * static_cast<float>(yr[h]);
-        } else {
-          for (std::int64_t h = 0; h < H; ++h) a[h] += w * static_cast<float>(yr[h * y.col_stride]);
-        }
-      }
-      Out* o = out.row(t);
-      if (out.col_stride == 1) {
-        for (std::int64_t h = 0; h < H; ++h) o[h] = static_cast<Out>(acc[static_cast<std::size_t>(h)]);
-      } else {
-        for (std::int64_t h = 0; h < H; ++h)
-          o[h * out.col_stride] = static_cast<Out>(acc[static_cast<std::size_t>(h)]);
-      }
-    }
-  }
-  (void)exec;
+        return r < 0 ? nullptr : y.row(r);
+      },
+      weights, out);
 }
 
 /// Backward of permute: dx (T,H) = sum over the slots of token t of dout (M,H) row slot_row[t,j].

@@ -133,7 +133,7 @@ __global__ void permute_rows_kernel(permute_plan p, matrix_view<T const> x, matr
     dst[c * out.col_stride] = t >= 0 ? x(t, c) : pad;
 }
 
-/// One block per token; thread h accumulates sum_j w(t,j) y(slot_row[t,j], h) in FP32, j ascending.
+/// One block per token; thread h computes acc = fma(w(t,j), y(slot_row[t,j], h), acc) in FP32, j ascending.
 template <class Y, class Out>
 __global__ void combine_kernel(permute_plan p, matrix_view<Y const> y, matrix_view<float const> w,
                                matrix_view<Out> out) {
@@ -144,7 +144,7 @@ __global__ void combine_kernel(permute_plan p, matrix_view<Y const> y, matrix_vi
       std::int32_t const r = p.slot_row[t * p.k + j];
       if (r < 0) continue;
       float const wj = w.rows ? w(t, j) : 1.0f;
-      acc += wj * static_cast<float>(y(r, h));
+      acc = fmaf(wj, static_cast<float>(y(r, h)), acc);  // fused, as the host combine_row
     }
     out(t, h) = static_cast<Out>(acc);
   }
@@ -170,7 +170,7 @@ __global__ void combine_vec_kernel(permute_plan p, matrix_view<Y const> y, matri
       uint4 const raw = *reinterpret_cast<uint4 const*>(y.row(r) + h);
       Y const* yv = reinterpret_cast<Y const*>(&raw);
 #pragma unroll
-      for (int v = 0; v < V; ++v) acc[v] += wj * static_cast<float>(yv[v]);
+      for (int v = 0; v < V; ++v) acc[v] = fmaf(wj, static_cast<float>(yv[v]), acc[v]);
     }
     Out* o = out.row(t) + h;
 #pragma unroll
