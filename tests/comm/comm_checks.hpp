@@ -139,6 +139,112 @@ void check_alltoallv_mismatch(C& c) {
   for (float v : good) CHECK(v == 1.0f);
 }
 
+/// All-to-all-v from gathered rows (row_gather_communicator): rank src sends to rank dst the rows
+/// rows_for(src, dst) of its matrix x (value = src * 1e4 + row * 10 + col, exact in float), in that
+/// order (repeats and reversed orders included), from a strided x; the receiver places the blocks
+/// in reverse rank order with gaps. Then FP8 rows, and errors on one rank reaching every rank.
+inline std::vector<std::int32_t> rows_for(int src, int dst, std::int32_t x_rows) {
+  std::vector<std::int32_t> v;
+  std::int32_t const n = (src * 3 + dst * 5 + 2) % 6;  // 0..5 rows, zero for some pairs
+  for (std::int32_t i = 0; i < n; ++i) v.push_back((x_rows - 1 - i * (dst + 1) + 4 * x_rows) % x_rows);
+  if (n > 2) v.push_back(v[1]);  // a row sent twice
+  return v;
+}
+inline float row_value(int src, std::int32_t row, std::int64_t col) {
+  return static_cast<float>(src * 10000 + row * 10 + col);
+}
+
+template <comm::row_gather_communicator C>
+void check_alltoallv_rows(C& c) {
+  int const r = c.rank(), n = c.size();
+  std::int32_t const X = 9;
+  std::int64_t const W = 3, stride = 5;  // 3 elements per row, rows 5 apart (a column slice)
+  std::vector<float> x(static_cast<std::size_t>(X * stride), -1.0f);
+  for (std::int32_t i = 0; i < X; ++i)
+    for (std::int64_t j = 0; j < W; ++j) x[static_cast<std::size_t>(i * stride + j)] = row_value(r, i, j);
+  // index blocks stored in reverse rank order (explicit row displacements)
+  std::vector<std::int32_t> index;
+  std::vector<std::int64_t> counts(n), displs(n), rc(n), rd(n);
+  for (int j = n - 1; j >= 0; --j) {
+    auto const v = rows_for(r, j, X);
+    displs[j] = static_cast<std::int64_t>(index.size());
+    counts[j] = static_cast<std::int64_t>(v.size());
+    index.insert(index.end(), v.begin(), v.end());
+  }
+  std::int64_t at = 0;
+  for (int j = n - 1; j >= 0; --j) {
+    rc[j] = static_cast<std::int64_t>(rows_for(j, r, X).size()) * W;
+    rd[j] = at;
+    at += rc[j] + 1;  // one-element gap after each block
+  }
+  comm::gathered_rows<float> const g{x.data(), X, W, stride, index, comm::blocks{counts, displs}};
+  for (auto check : {comm::size_check::verify, comm::size_check::trusted}) {
+    std::vector<float> recv(static_cast<std::size_t>(at), -7.0f);
+    c.ialltoallv_rows(g, std::span<float>(recv), comm::blocks{rc, rd}, check).wait();
+    for (int j = 0; j < n; ++j) {
+      auto const v = rows_for(j, r, X);
+      for (std::size_t q = 0; q < v.size(); ++q)
+        for (std::int64_t col = 0; col < W; ++col)
+          CHECK(recv[static_cast<std::size_t>(rd[j] + static_cast<std::int64_t>(q) * W + col)] ==
+                row_value(j, v[q], col));
+      CHECK(recv[static_cast<std::size_t>(rd[j] + rc[j])] == -7.0f);  // the gap is untouched
+    }
+  }
+  // FP8 rows, packed blocks on both sides, travel bit-exactly
+  {
+    std::vector<float8_e4m3_t> x8(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i)
+      x8[i] = float8_e4m3_t(static_cast<float>(static_cast<int>(x[i]) % 29) - 14.0f);
+    std::vector<std::int32_t> idx;
+    std::vector<std::int64_t> cnt(n), rcnt(n);
+    std::int64_t total = 0;
+    for (int j = 0; j < n; ++j) {
+      auto const v = rows_for(r, j, X);
+      idx.insert(idx.end(), v.begin(), v.end());
+      cnt[j] = static_cast<std::int64_t>(v.size());
+      rcnt[j] = static_cast<std::int64_t>(rows_for(j, r, X).size()) * W;
+      total += rcnt[j];
+    }
+    std::vector<float8_e4m3_t> recv(static_cast<std::size_t>(total));
+    c.ialltoallv_rows(comm::gathered_rows<float8_e4m3_t>{x8.data(), X, W, stride, idx, comm::blocks{cnt, {}}},
+                      std::span<float8_e4m3_t>(recv), comm::blocks{rcnt, {}})
+        .wait();
+    std::size_t q = 0;
+    for (int j = 0; j < n; ++j)
+      for (std::int32_t row : rows_for(j, r, X))
+        for (std::int64_t col = 0; col < W; ++col, ++q)
+          CHECK(recv[q].bits() ==
+                float8_e4m3_t(static_cast<float>(static_cast<int>(row_value(j, row, col)) % 29) - 14.0f)
+                    .bits());
+  }
+  // an index outside x on the last rank only: it throws invalid_argument, every other rank
+  // communication, before any transfer; then a count mismatch throws communication everywhere
+  {
+    std::vector<std::int32_t> bad = index;
+    REQUIRE((r != n - 1 || counts[n - 1] > 0));  // index[0] is in the block the last rank sends itself
+    if (r == n - 1) bad[0] = X;
+    std::vector<float> recv(static_cast<std::size_t>(at));
+    try {
+      c.ialltoallv_rows(comm::gathered_rows<float>{x.data(), X, W, stride, bad, comm::blocks{counts, displs}},
+                        std::span<float>(recv), comm::blocks{rc, rd})
+          .wait();
+      FAIL("alltoallv_rows accepted a row index outside x");
+    } catch (fp8moe::error const& e) {
+      CHECK(e.code() == (r == n - 1 ? errc::invalid_argument : errc::communication));
+    }
+    std::vector<std::int64_t> more = rc;
+    more[0] += W;  // this rank expects one row more from rank 0 than rank 0 sends
+    std::vector<float> bigger(static_cast<std::size_t>(at + W));
+    try {
+      c.ialltoallv_rows(g, std::span<float>(bigger), comm::blocks{r == 0 ? more : rc, rd}).wait();
+      FAIL("alltoallv_rows accepted mismatched counts");
+    } catch (fp8moe::error const& e) {
+      CHECK(e.code() == errc::communication);
+      CHECK(std::string(e.what()).find("which expects") != std::string::npos);
+    }
+  }
+}
+
 template <comm::host_communicator C>
 void check_collectives(C& c) {
   int const r = c.rank(), n = c.size();
@@ -265,6 +371,7 @@ template <comm::host_communicator C>
 void check_conformance(C& c) {
   check_alltoallv(c);
   check_alltoallv_mismatch(c);
+  if constexpr (comm::row_gather_communicator<C>) check_alltoallv_rows(c);
   check_collectives(c);
   check_point_to_point(c);
   check_split(c);

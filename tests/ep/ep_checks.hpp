@@ -13,6 +13,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fp8moe/comm/communicator.hpp"
@@ -25,6 +26,59 @@
 namespace fp8moe::test {
 
 /// Source-determined payload value, so a receiver can recompute what it must have received.
+/// A host communicator that hides ialltoallv_rows (not a row_gather_communicator), so the
+/// expert-parallel ops take their pack-then-all-to-all-v path; everything else is forwarded.
+template <comm::host_communicator C>
+class packing_only {
+ public:
+  using request = typename C::request;
+  static constexpr comm::memory_space memory = C::memory;
+  explicit packing_only(C& c) : c_(&c) {}
+  int rank() const { return c_->rank(); }
+  int size() const { return c_->size(); }
+  void barrier() { c_->barrier(); }
+  packing_only split(int color, int key) const {
+    auto owned = std::make_shared<C>(c_->split(color, key));
+    packing_only p(*owned);
+    p.owned_ = std::move(owned);
+    return p;
+  }
+  template <class... A>
+  decltype(auto) alltoall(A&&... a) {
+    return c_->alltoall(std::forward<A>(a)...);
+  }
+  template <class... A>
+  decltype(auto) alltoallv(A&&... a) {
+    return c_->alltoallv(std::forward<A>(a)...);
+  }
+  template <class... A>
+  decltype(auto) ialltoallv(A&&... a) {
+    return c_->ialltoallv(std::forward<A>(a)...);
+  }
+  template <class... A>
+  decltype(auto) allreduce(A&&... a) {
+    return c_->allreduce(std::forward<A>(a)...);
+  }
+  template <class... A>
+  decltype(auto) iallreduce(A&&... a) {
+    return c_->iallreduce(std::forward<A>(a)...);
+  }
+  template <class... A>
+  decltype(auto) allgather(A&&... a) {
+    return c_->allgather(std::forward<A>(a)...);
+  }
+  template <class... A>
+  decltype(auto) iallgather(A&&... a) {
+    return c_->iallgather(std::forward<A>(a)...);
+  }
+  void send_recv(std::span<comm::p2p_op const> ops) { c_->send_recv(ops); }
+  request isend_recv(std::span<comm::p2p_op const> ops) { return c_->isend_recv(ops); }
+
+ private:
+  C* c_;
+  std::shared_ptr<C> owned_;  // set on communicators made by split
+};
+
 inline float ep_value(int src_rank, std::int64_t token, std::int64_t h) {
   auto const u = static_cast<std::uint64_t>(src_rank * 1000003 + token * 131 + h * 7919);
   return static_cast<float>(static_cast<int>((u * 2654435761u) % 2001) - 1000) / 256.0f;

@@ -136,3 +136,20 @@ TEST_CASE("ep over MPI: argument errors reach every rank") {
   comm::mpi_communicator c;
   test::check_ep_errors(c);
 }
+
+TEST_CASE("ep over MPI without row gathering: the pack path gives the same bits") {
+  comm::mpi_communicator c;
+  test::packing_only<comm::mpi_communicator> packing(c);
+  static_assert(comm::host_communicator<decltype(packing)>);
+  static_assert(!comm::row_gather_communicator<decltype(packing)>);
+  test::check_ep_against_single_rank(
+      packing, {.name = "uniform, packed", .experts = 8, .k = 3, .hidden = 16, .tokens = {37, 50, 23, 41}});
+  test::check_ep_against_single_rank(packing, {.name = "all experts on rank 0, packed",
+                                               .experts = 6,
+                                               .k = 4,
+                                               .hidden = 8,
+                                               .tokens = {19, 0, 17, 25},
+                                               .rank_of = all_on_rank0(6)});
+  test::check_ep_round_trip(packing, 45 + c.rank(), 256, 8, 4);
+  test::check_ep_views(packing);
+}

@@ -68,6 +68,21 @@ struct blocks {
   std::span<std::int64_t const> displs;
 };
 
+/// The send side of an all-to-all-v whose blocks are rows of a matrix, gathered by the communicator
+/// itself instead of packed by the caller first: block i (to rank i) is the rows
+/// index[rows.displs[i] .. rows.displs[i] + rows.counts[i]) of `base`, in that order, row r being
+/// row_elements elements starting at base + r * row_stride. rows.counts / rows.displs count rows
+/// (empty displs = packed in rank order); every index lies in [0, base_rows).
+template <class T>
+struct gathered_rows {
+  T const* base = nullptr;
+  std::int64_t base_rows = 0;     ///< rows addressable from base (the bound every index is checked against)
+  std::int64_t row_elements = 0;  ///< elements per row
+  std::int64_t row_stride = 0;    ///< elements from one row to the next (>= row_elements)
+  std::span<std::int32_t const> index;
+  blocks rows;
+};
+
 /// A pending asynchronous operation. wait() blocks until it completes (host) or, for stream-ordered
 /// communicators, makes later work on the caller's stream wait for it; test() polls.
 /// Destroying a pending request waits for it (errors then are swallowed: call wait() to see them).
@@ -105,6 +120,16 @@ concept communicator = std::movable<C> && request<typename C::request> &&
 template <class C>
 concept host_communicator = communicator<C> && C::memory == memory_space::host;
 
+/// Optional capability: an all-to-all-v that reads its send blocks as gathered rows (no pack pass;
+/// MPI builds one indexed datatype per destination). recv blocks count elements, as in alltoallv.
+/// The expert-parallel dispatch uses it when present and packs the rows itself otherwise.
+template <class C>
+concept row_gather_communicator = communicator<C> &&
+    requires(C& c, gathered_rows<float> g, std::span<float> r, blocks b) {
+  { c.ialltoallv_rows(g, r, b) } -> std::same_as<typename C::request>;
+  { c.ialltoallv_rows(g, r, b, size_check::trusted) } -> std::same_as<typename C::request>;
+};
+
 namespace detail {
 
 using fp8moe::detail::concat;
@@ -137,6 +162,36 @@ inline std::string check_alltoallv_local(int size, std::int64_t send_elems, bloc
     return concat("send buffer holds ", send_elems, " elements, send_counts sum to ", ss);
   if (recv.displs.empty() && rs != recv_elems)
     return concat("recv buffer holds ", recv_elems, " elements, recv_counts sum to ", rs);
+  return {};
+}
+
+/// Local validation of gathered send rows: shape, block bounds inside `index` and every used index
+/// inside [0, base_rows). Returns "" when fine. `send_elems` receives each rank's element count.
+template <class T>
+std::string check_gathered_rows_local(int size, gathered_rows<T> const& g,
+                                      std::vector<std::int64_t>& send_elems) {
+  auto const n = static_cast<std::size_t>(size);
+  send_elems.assign(n, 0);
+  if (g.rows.counts.size() != n || (!g.rows.displs.empty() && g.rows.displs.size() != n))
+    return concat("send.rows must have one count (and displacement) per rank (", size, "), got ",
+                  g.rows.counts.size(), "/", g.rows.displs.size());
+  if (g.row_elements < 0 || g.row_stride < g.row_elements || g.base_rows < 0)
+    return concat("send rows need row_elements >= 0, row_stride >= row_elements and base_rows >= 0, got ",
+                  g.row_elements, ", ", g.row_stride, ", ", g.base_rows);
+  auto const idx = static_cast<std::int64_t>(g.index.size());
+  std::int64_t at = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::int64_t const c = g.rows.counts[i], d = g.rows.displs.empty() ? at : g.rows.displs[i];
+    if (c < 0 || d < 0 || d + c > idx)
+      return concat("send rows for rank ", i, " [", d, ", +", c, ") outside the index of ", idx, " rows");
+    for (std::int64_t j = d; j < d + c; ++j)
+      if (g.index[static_cast<std::size_t>(j)] < 0 || g.index[static_cast<std::size_t>(j)] >= g.base_rows)
+        return concat("send row index[", j, "] = ", g.index[static_cast<std::size_t>(j)], " for rank ", i,
+                      " outside [0, ", g.base_rows, ")");
+    if (c > 0 && g.base == nullptr && g.row_elements > 0) return concat("send rows: base is null");
+    send_elems[i] = c * g.row_elements;
+    at = d + c;
+  }
   return {};
 }
 

@@ -128,10 +128,13 @@ class mpi_communicator {
         reqs_ = std::move(o.reqs_);
         ints_ = std::move(o.ints_);
         expect_ = std::move(o.expect_);
+        types_ = std::move(o.types_);
+        type_args_ = std::move(o.type_args_);
         rank_ = o.rank_;
         size_ = o.size_;
         call_ = o.call_;
         o.reqs_.clear();
+        o.types_.clear();
       }
       return *this;
     }
@@ -172,6 +175,7 @@ class mpi_communicator {
       std::vector<expected_recv> expect = std::move(expect_);
       reqs_.clear();
       ints_.clear();
+      free_types();
       if (rc != MPI_SUCCESS) {
         for (auto const& s : st)
           if (s.MPI_ERROR != MPI_SUCCESS && s.MPI_ERROR != MPI_ERR_PENDING)
@@ -189,10 +193,22 @@ class mpi_communicator {
     void finish_quietly() noexcept {
       if (!reqs_.empty()) MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE);
       reqs_.clear();
+      free_types();
+    }
+    /// Derived datatypes an operation uses (MPI reads them until completion), freed after it.
+    void free_types() noexcept {
+      int finalized = 0;
+      MPI_Finalized(&finalized);
+      for (auto& t : types_)
+        if (t != MPI_DATATYPE_NULL && !finalized) MPI_Type_free(&t);
+      types_.clear();
+      type_args_.clear();
     }
     std::vector<MPI_Request> reqs_;
     std::vector<std::vector<int>> ints_;
     std::vector<expected_recv> expect_;
+    std::vector<MPI_Datatype> types_;      // owned derived datatypes (MPI_DATATYPE_NULL where unused)
+    std::vector<MPI_Datatype> type_args_;  // the send + recv type arrays an MPI_Ialltoallw reads
     int rank_ = 0, size_ = 1;
     char const* call_ = "";
   };
@@ -270,6 +286,68 @@ class mpi_communicator {
   request ialltoallv(std::span<T const> send, std::span<std::int64_t const> send_counts, std::span<T> recv,
                      std::span<std::int64_t const> recv_counts, size_check check_sizes = size_check::verify) {
     return start_alltoallv(send, blocks{send_counts, {}}, recv, blocks{recv_counts, {}}, check_sizes, false);
+  }
+
+  /// All-to-all-v straight from gathered rows: MPI_Ialltoallw with one hindexed-block datatype per
+  /// destination (its rows, in index order) and one per source on the receive side (byte
+  /// displacements as MPI_Aint, so the receive buffer may exceed INT_MAX bytes). No pack pass by
+  /// the caller. size_check as in ialltoallv (element counts).
+  template <transferable T>
+  request ialltoallv_rows(gathered_rows<T> send, std::span<T> recv, blocks rb,
+                          size_check check_sizes = size_check::verify) {
+    char const* where = "fp8moe::comm::mpi_communicator::alltoallv_rows";
+    std::vector<std::int64_t> sc;
+    std::string local = detail::check_gathered_rows_local(size_, send, sc);
+    if (local.empty()) {
+      std::int64_t total = 0;
+      for (auto v : sc) total += v;
+      local = detail::check_alltoallv_local(size_, total, blocks{sc, {}},
+                                            static_cast<std::int64_t>(recv.size()), rb);
+    }
+    verify_counts(where, local, sc, rb.counts, check_sizes);
+    auto const n = static_cast<std::size_t>(size_);
+    request r = make_request("MPI_Ialltoallw");
+    r.ints_.assign(4, std::vector<int>(n, 0));  // send counts, send displs, recv counts, recv displs
+    r.types_.assign(2 * n, MPI_DATATYPE_NULL);
+    std::vector<MPI_Datatype> types(2 * n, MPI_BYTE);
+    auto const rd = detail::block_displs(rb);
+    MPI_Datatype const t = detail::mpi_type<T>();
+    int const row_len = block_count(static_cast<std::size_t>(send.row_elements), where);
+    std::vector<MPI_Aint> disp;
+    std::int64_t at = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::int64_t const c = send.rows.counts[i], d = send.rows.displs.empty() ? at : send.rows.displs[i];
+      at = d + c;
+      if (c > 0 && row_len > 0) {
+        disp.resize(static_cast<std::size_t>(c));
+        for (std::int64_t j = 0; j < c; ++j)
+          disp[static_cast<std::size_t>(j)] =
+              static_cast<MPI_Aint>(static_cast<std::int64_t>(send.index[static_cast<std::size_t>(d + j)]) *
+                                    send.row_stride * static_cast<std::int64_t>(sizeof(T)));
+        check(MPI_Type_create_hindexed_block(block_count(static_cast<std::size_t>(c), where), row_len,
+                                             disp.data(), t, &r.types_[i]),
+              "MPI_Type_create_hindexed_block");
+        check(MPI_Type_commit(&r.types_[i]), "MPI_Type_commit");
+        types[i] = r.types_[i];
+        r.ints_[0][i] = 1;
+      }
+      if (rb.counts[i] > 0) {
+        MPI_Aint const off = static_cast<MPI_Aint>(rd[i] * static_cast<std::int64_t>(sizeof(T)));
+        check(MPI_Type_create_hindexed_block(1, block_count(static_cast<std::size_t>(rb.counts[i]), where),
+                                             &off, t, &r.types_[n + i]),
+              "MPI_Type_create_hindexed_block");
+        check(MPI_Type_commit(&r.types_[n + i]), "MPI_Type_commit");
+        types[n + i] = r.types_[n + i];
+        r.ints_[2][i] = 1;
+      }
+    }
+    r.reqs_.resize(1);
+    r.type_args_ = std::move(types);  // MPI reads the type arrays until completion
+    check(
+        MPI_Ialltoallw(send.base, r.ints_[0].data(), r.ints_[1].data(), r.type_args_.data(), recv.data(),
+                       r.ints_[2].data(), r.ints_[3].data(), r.type_args_.data() + n, comm_, r.reqs_.data()),
+        "MPI_Ialltoallw");
+    return r;
   }
 
   template <reducible T>
@@ -404,20 +482,19 @@ class mpi_communicator {
                                         ", max ", -all[2], "); this is rank ", rank_, " with ", send));
   }
 
-  template <transferable T>
-  request start_alltoallv(std::span<T const> send, blocks sb, std::span<T> recv, blocks rb,
-                          size_check check_sizes, bool blocking) {
-    char const* where = "fp8moe::comm::mpi_communicator::alltoallv";
-    std::string const local = detail::check_alltoallv_local(size_, static_cast<std::int64_t>(send.size()), sb,
-                                                            static_cast<std::int64_t>(recv.size()), rb);
+  /// All-to-all-v count agreement. `local` is this rank's own finding ("" = fine). With
+  /// size_check::verify one MPI_Allgather of every rank's [ok, send counts, recv counts] lets every
+  /// rank throw the same error (or none) before any transfer; trusted only reports `local`.
+  void verify_counts(char const* where, std::string const& local, std::span<std::int64_t const> send_counts,
+                     std::span<std::int64_t const> recv_counts, size_check check_sizes) {
     if (check_sizes == size_check::verify) {
       auto const w = static_cast<std::size_t>(2 * size_ + 1);
       std::vector<std::int64_t> row(w, 0), rows(w * static_cast<std::size_t>(size_));
       row[0] = local.empty() ? 1 : 0;
       if (local.empty())
         for (int i = 0; i < size_; ++i) {
-          row[1 + i] = sb.counts[i];
-          row[1 + size_ + i] = rb.counts[i];
+          row[1 + i] = send_counts[i];
+          row[1 + size_ + i] = recv_counts[i];
         }
       check(MPI_Allgather(row.data(), static_cast<int>(w), MPI_INT64_T, rows.data(), static_cast<int>(w),
                           MPI_INT64_T, comm_),
@@ -428,6 +505,15 @@ class mpi_communicator {
     } else if (!local.empty()) {
       detail::throw_argument(where, "counts", local);
     }
+  }
+
+  template <transferable T>
+  request start_alltoallv(std::span<T const> send, blocks sb, std::span<T> recv, blocks rb,
+                          size_check check_sizes, bool blocking) {
+    char const* where = "fp8moe::comm::mpi_communicator::alltoallv";
+    std::string const local = detail::check_alltoallv_local(size_, static_cast<std::int64_t>(send.size()), sb,
+                                                            static_cast<std::int64_t>(recv.size()), rb);
+    verify_counts(where, local, sb.counts, rb.counts, check_sizes);
     request r = make_request(blocking ? "MPI_Alltoallv" : "MPI_Ialltoallv");
     r.ints_.assign(4, std::vector<int>(static_cast<std::size_t>(size_)));
     auto const sd = detail::block_displs(sb), rd = detail::block_displs(rb);
@@ -457,5 +543,6 @@ class mpi_communicator {
 };
 
 static_assert(communicator<mpi_communicator>);
+static_assert(row_gather_communicator<mpi_communicator>);
 
 }  // namespace fp8moe::comm

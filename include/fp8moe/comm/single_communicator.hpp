@@ -116,6 +116,29 @@ class single_communicator {
     alltoallv(send, sb, recv, rb, check);
     return {};
   }
+  /// Gathered send rows (the one block to this rank), copied row by row into recv.
+  template <transferable T>
+  request ialltoallv_rows(gathered_rows<T> send, std::span<T> recv, blocks rb,
+                          size_check = size_check::verify) {
+    constexpr char const* where = "fp8moe::comm::single_communicator::alltoallv_rows";
+    std::vector<std::int64_t> sc;
+    auto msg = detail::check_gathered_rows_local(1, send, sc);
+    if (msg.empty()) {
+      msg =
+          detail::check_alltoallv_local(1, sc[0], blocks{sc, {}}, static_cast<std::int64_t>(recv.size()), rb);
+    }
+    if (!msg.empty()) detail::throw_argument(where, "counts", msg);
+    std::int64_t const rows[3] = {1, sc[0], rb.counts[0]};
+    auto const global = detail::check_alltoallv_global(1, rows);
+    if (!global.empty()) detail::throw_comm(detail::concat(where, ": ", global));
+    auto const rd = detail::block_displs(rb);
+    std::int64_t const first = send.rows.displs.empty() ? 0 : send.rows.displs[0];
+    T* out = recv.data() + rd[0];
+    for (std::int64_t j = 0; j < send.rows.counts[0]; ++j, out += send.row_elements)
+      std::memcpy(out, send.base + send.index[static_cast<std::size_t>(first + j)] * send.row_stride,
+                  static_cast<std::size_t>(send.row_elements) * sizeof(T));
+    return {};
+  }
   template <reducible T>
   request iallreduce(std::span<T const> send, std::span<T> recv, reduce_op op,
                      size_check check = size_check::verify) {
@@ -173,5 +196,6 @@ class single_communicator {
 };
 
 static_assert(communicator<single_communicator>);
+static_assert(row_gather_communicator<single_communicator>);
 
 }  // namespace fp8moe::comm

@@ -391,7 +391,8 @@ inline rows_exchange plan_rows_exchange(dispatch_handle const& h, std::int64_t r
 }
 
 /// x rows to their destinations. The rows this rank keeps never enter the communicator: they are
-/// gathered straight into their place in recv, and only the other ranks' rows are packed.
+/// gathered straight into their place in recv. The other ranks' rows are read in place by a
+/// row_gather_communicator (MPI: indexed datatypes) and packed first for any other communicator.
 template <class C, class S, class T>
 ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C& comm,
                                                    dispatch_handle const& h, matrix_view<S> x,
@@ -407,19 +408,41 @@ ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C&
   auto const Cn = x.cols, S_ = h.num_send(), N = h.num_recv();
   auto const e = plan_rows_exchange(h, Cn);
   std::int64_t const packed = e.packed, self_src = e.self_src, self_dst = e.self_dst, n_self = e.n_self;
-  auto* send = reinterpret_cast<T*>(p.scratch(h, static_cast<std::size_t>(packed * Cn) * sizeof(T)));
   matrix_view<T const> const xc = x;
-  gather_rows(exec, xc, h.send_token.data(), self_src, send);
-  gather_rows(exec, xc, h.send_token.data() + self_src + n_self, S_ - self_src - n_self,
-              send + self_src * Cn);
   T* dst = recv.data;
   if (!is_packed(recv)) {
     dst = reinterpret_cast<T*>(p.scratch(h, static_cast<std::size_t>(N * Cn) * sizeof(T)));
     p.on_complete([exec, dst, recv] { scatter_packed(exec, static_cast<T const*>(dst), recv); });
   }
-  gather_rows(exec, xc, h.send_token.data() + self_src, n_self, dst + self_dst * Cn);
-  transfer_blocks(comm, p, std::span<T const>(send, static_cast<std::size_t>(packed * Cn)), e.sc, e.sd,
-                  std::span<T>(dst, static_cast<std::size_t>(N * Cn)), e.rc, e.rd);
+  std::span<T> const dst_span(dst, static_cast<std::size_t>(N * Cn));
+  bool gathered = false;
+  if constexpr (comm::row_gather_communicator<C>) {
+    if (x.col_stride == 1) {
+      // the communicator reads the rows where they are (MPI: one indexed datatype per destination):
+      // no pack pass. Blocks index the send order; this rank's own block stays out of the exchange.
+      auto const R = static_cast<std::size_t>(h.ranks);
+      std::vector<std::int64_t> counts(R), displs(R);
+      std::int64_t at = 0;
+      for (std::size_t r = 0; r < R; ++r) {
+        counts[r] = r == static_cast<std::size_t>(h.rank) ? 0 : h.send_tokens[r];
+        displs[r] = at;
+        at += h.send_tokens[r];
+      }
+      comm::gathered_rows<T> const g{x.data,       x.rows,       Cn,
+                                     x.row_stride, h.send_token, comm::blocks{counts, displs}};
+      p.add(comm.ialltoallv_rows(g, dst_span, comm::blocks{e.rc, e.rd}, comm::size_check::trusted));
+      gathered = true;
+    }
+  }
+  if (!gathered) {  // pack the other ranks' rows (rank order), then one all-to-all-v
+    auto* send = reinterpret_cast<T*>(p.scratch(h, static_cast<std::size_t>(packed * Cn) * sizeof(T)));
+    gather_rows(exec, xc, h.send_token.data(), self_src, send);
+    gather_rows(exec, xc, h.send_token.data() + self_src + n_self, S_ - self_src - n_self,
+                send + self_src * Cn);
+    transfer_blocks(comm, p, std::span<T const>(send, static_cast<std::size_t>(packed * Cn)), e.sc, e.sd,
+                    dst_span, e.rc, e.rd);
+  }
+  gather_rows(exec, xc, h.send_token.data() + self_src, n_self, dst + self_dst * Cn);  // kept rows, in place
   return p;
 }
 
@@ -698,6 +721,75 @@ inline permute_plan table_plan(std::int64_t T, std::int64_t width, std::int64_t 
   return p;
 }
 
+/// Prefix sums of per-rank row counts: off[r] = sum_{q<r} n[q], off[R] = total.
+inline std::vector<std::int64_t> row_offsets(std::vector<std::int64_t> const& n) {
+  std::vector<std::int64_t> off(n.size() + 1, 0);
+  for (std::size_t r = 0; r < n.size(); ++r) off[r + 1] = off[r] + n[r];
+  return off;
+}
+
+/// The return trip of both combines: rows of `y` (the received order, `order[i]` = row of y of
+/// returned row i, `ret_off` = per-source-rank offsets into `order`) go back to the ranks they came
+/// from and land in `rows` in the send order (`back_off`), this rank's own block excluded on both
+/// sides. A row_gather_communicator reads the rows of y where they are; otherwise they are packed
+/// first. Returns where this rank's own rows can be read in place (stride Cn), indexed like
+/// `order`: kept[i - ret_off[me]].
+template <class C, class YT>
+YT const* return_rows(host_executor const& exec, C& comm, ep_pending<typename C::request>& p,
+                      dispatch_handle const& h, matrix_view<YT const> y, std::span<std::int32_t const> order,
+                      std::vector<std::int64_t> const& ret_off, std::vector<std::int64_t> const& back_off,
+                      YT* rows) {
+  auto const R = static_cast<std::size_t>(h.ranks), me = static_cast<std::size_t>(h.rank);
+  std::int64_t const Cn = y.cols;
+  std::vector<std::int64_t> sc(R), sd(R), rc(R), rd(R);
+  std::int64_t compact = 0;
+  for (std::size_t r = 0; r < R; ++r) {
+    bool const self = r == me;
+    sc[r] = self ? 0 : ret_off[r + 1] - ret_off[r];  // rows, for the gathered form
+    sd[r] = ret_off[r];
+    rc[r] = self ? 0 : (back_off[r + 1] - back_off[r]) * Cn;
+    rd[r] = compact * Cn;
+    if (!self) compact += back_off[r + 1] - back_off[r];
+  }
+  std::span<YT> const recv(rows, static_cast<std::size_t>(compact * Cn));
+  if constexpr (comm::row_gather_communicator<C>) {
+    if (y.col_stride == 1) {
+      comm::gathered_rows<YT> const g{y.data, y.rows, Cn, y.row_stride, order, comm::blocks{sc, sd}};
+      p.add(comm.ialltoallv_rows(g, recv, comm::blocks{rc, rd}, comm::size_check::trusted));
+      return nullptr;  // own rows: read from y itself
+    }
+  }
+  // pack every returned row (this rank's own too: the reduction then reads unit-stride rows)
+  auto const n = static_cast<std::int64_t>(order.size());
+  auto* send = reinterpret_cast<YT*>(p.scratch(h, static_cast<std::size_t>(n * Cn) * sizeof(YT)));
+  gather_rows(exec, y, order.data(), n, send);
+  for (std::size_t r = 0; r < R; ++r) sc[r] *= Cn, sd[r] *= Cn;
+  transfer_blocks(comm, p, std::span<YT const>(send, static_cast<std::size_t>(n * Cn)), sc, sd, recv, rc, rd);
+  return send + ret_off[me] * Cn;
+}
+
+/// Reduction of a combine: out (T,C) token t = sum over the table's columns c ascending (ranks for
+/// combine, slots for combine_slots) of w(t,c) * row, where table(t,c) is a row of the send order
+/// (-1 = none); other ranks' rows are in `rows` (compacted, own block excluded), this rank's own
+/// rows at own_row(i - back_off[me]). One summation code: detail::combine_tokens.
+template <class YT, class OwnRow, class Out>
+void reduce_returned(host_executor const& exec, dispatch_handle const& h, std::int32_t const* table,
+                     std::int64_t width, std::int64_t Cn, YT const* rows,
+                     std::vector<std::int64_t> const& back_off, OwnRow const& own_row,
+                     matrix_view<float const> weights, matrix_view<Out> out) {
+  auto const me = static_cast<std::size_t>(h.rank);
+  std::int64_t const own_first = back_off[me], own_end = back_off[me + 1], own_n = own_end - own_first;
+  combine_tokens(
+      exec, h.tokens, width, Cn, 1,
+      [&](std::int64_t t, std::int64_t c) -> YT const* {
+        std::int64_t const i = table[t * width + c];
+        if (i < 0) return nullptr;
+        if (i >= own_first && i < own_end) return own_row(i - own_first);
+        return rows + (i < own_first ? i : i - own_n) * Cn;
+      },
+      weights, out);
+}
+
 template <class C, class Y, class Out>
 ep_pending<typename C::request> combine_impl(host_executor const& exec, C& comm, dispatch_handle const& h,
                                              matrix_view<Y> partial, matrix_view<Out> out) {
@@ -710,21 +802,23 @@ ep_pending<typename C::request> combine_impl(host_executor const& exec, C& comm,
   require(comm.size() == h.ranks && comm.rank() == h.rank, combine_where, "comm",
           "the communicator of the handle");
   std::int64_t const Cn = partial.cols, N = h.num_recv(), S_ = h.num_send();
+  auto const me = static_cast<std::size_t>(h.rank);
   ep_pending<typename C::request> p;
-  YT const* src = partial.data;
-  if (!is_packed(partial)) {
-    auto* packed = reinterpret_cast<YT*>(p.scratch(h, static_cast<std::size_t>(N * Cn) * sizeof(YT)));
-    std::vector<std::int32_t> iota(static_cast<std::size_t>(N));
-    for (std::int64_t i = 0; i < N; ++i) iota[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
-    gather_rows(exec, matrix_view<YT const>(partial), iota.data(), N, packed);
-    src = packed;
-  }
-  auto* rows = reinterpret_cast<YT*>(p.scratch(h, static_cast<std::size_t>(S_ * Cn) * sizeof(YT)));
-  p.on_complete([exec, &h, rows, S_, Cn, out] {
-    combine(exec, table_plan(h.tokens, h.ranks, S_, h.token_rank_row.data()),
-            make_matrix(static_cast<YT const*>(rows), S_, Cn), matrix_view<float const>{}, out);
+  auto const ret_off = row_offsets(h.recv_tokens), back_off = row_offsets(h.send_tokens);
+  auto* rows = reinterpret_cast<YT*>(
+      p.scratch(h, static_cast<std::size_t>((S_ - h.send_tokens[me]) * Cn) * sizeof(YT)));
+  std::vector<std::int32_t> iota(static_cast<std::size_t>(N));  // partial rows go back in received order
+  for (std::int64_t i = 0; i < N; ++i) iota[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i);
+  YT const* own =
+      return_rows(exec, comm, p, h, matrix_view<YT const>(partial), iota, ret_off, back_off, rows);
+  matrix_view<YT const> const pc = partial;
+  std::int64_t const own_at = ret_off[me];
+  p.on_complete([exec, &h, rows, Cn, out, pc, own, own_at, back_off] {
+    reduce_returned(
+        exec, h, h.token_rank_row.data(), h.ranks, Cn, static_cast<YT const*>(rows), back_off,
+        [&](std::int64_t i) { return own ? own + i * Cn : pc.row(own_at + i); }, matrix_view<float const>{},
+        out);
   });
-  transfer(comm, p, src, h.recv_tokens, rows, h.send_tokens, Cn);
   return p;
 }
 
@@ -747,10 +841,10 @@ ep_pending<typename C::request> combine_slots_impl(host_executor const& exec, C&
   check_shape(out, h.tokens, y.cols, where, "out");
   require(comm.size() == h.ranks && comm.rank() == h.rank, where, "comm", "the communicator of the handle");
   std::int64_t const Cn = y.cols, k = h.k;
+  auto const me = static_cast<std::size_t>(h.rank);
   // rows to return, per source rank: (received row, slot) ascending
-  std::int64_t Sl = 0, Rl = 0;
+  std::int64_t Sl = 0;
   for (auto v : h.recv_slots) Sl += v;
-  for (auto v : h.send_slots) Rl += v;
   std::vector<std::int32_t> order;
   order.reserve(static_cast<std::size_t>(Sl));
   std::int64_t i = 0;
@@ -774,14 +868,20 @@ ep_pending<typename C::request> combine_slots_impl(host_executor const& exec, C&
                      std::to_string(n));
   }
   ep_pending<typename C::request> p;
-  auto* send = reinterpret_cast<YT*>(p.scratch(h, static_cast<std::size_t>(Sl * Cn) * sizeof(YT)));
-  gather_rows(exec, matrix_view<YT const>(y), order.data(), Sl, send);
-  auto* rows = reinterpret_cast<YT*>(p.scratch(h, static_cast<std::size_t>(Rl * Cn) * sizeof(YT)));
-  p.on_complete([exec, &h, rows, Rl, Cn, weights, out] {
-    combine(exec, table_plan(h.tokens, h.k, Rl, h.slot_row.data()),
-            make_matrix(static_cast<YT const*>(rows), Rl, Cn), weights, out);
+  auto const ret_off = row_offsets(h.recv_slots), back_off = row_offsets(h.send_slots);
+  auto* rows = reinterpret_cast<YT*>(
+      p.scratch(h, static_cast<std::size_t>((back_off.back() - h.send_slots[me]) * Cn) * sizeof(YT)));
+  matrix_view<YT const> const yc = y;
+  YT const* own = return_rows(exec, comm, p, h, yc, order, ret_off, back_off, rows);
+  std::int64_t const own_at = ret_off[me];
+  p.on_complete([exec, &h, rows, Cn, weights, out, yc, own, own_at, back_off, order = std::move(order)] {
+    reduce_returned(
+        exec, h, h.slot_row.data(), h.k, Cn, static_cast<YT const*>(rows), back_off,
+        [&](std::int64_t q) {
+          return own ? own + q * Cn : yc.row(order[static_cast<std::size_t>(own_at + q)]);
+        },
+        weights, out);
   });
-  transfer(comm, p, static_cast<YT const*>(send), h.recv_slots, rows, h.send_slots, Cn);
   return p;
 }
 }  // namespace detail
