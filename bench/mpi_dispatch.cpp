@@ -27,7 +27,7 @@ namespace {
 constexpr std::int64_t kTokens = 1024;  // per rank
 constexpr std::int64_t kHidden = 7168;  // DeepSeek-V3
 constexpr int kExperts = 64, kTopk = 8;
-constexpr int kIterations = 50;
+constexpr int kIterations = 40;
 
 fm::comm::mpi_communicator* world = nullptr;
 std::map<std::string, double> median_s;  // median time per op, by name (for the summary)

@@ -447,14 +447,15 @@ ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C&
 }
 
 /// The routing words of every sent row in one transfer of 32-bit words:
-/// [ids localized to the destination (k) | source token (1) | weights (k) | scales (S)],
-/// unpacked into recv_ids / recv_weights / recv_scales and the handle at wait(). scales may be
-/// empty (BF16 / FP32 payloads).
+/// [ids localized to the destination (k) | source token (1) | weights (k)], unpacked into
+/// recv_ids / recv_weights and the handle at wait().
 template <class C>
-ep_pending<typename C::request> dispatch_meta_impl(
-    host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
-    matrix_view<float const> scales, matrix_view<std::int32_t const> ids, matrix_view<float const> weights,
-    matrix_view<float> recv_scales, matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights) {
+ep_pending<typename C::request> dispatch_meta_impl(host_executor const& exec, C& comm, dispatch_handle& h,
+                                                   expert_placement const& placement,
+                                                   matrix_view<std::int32_t const> ids,
+                                                   matrix_view<float const> weights,
+                                                   matrix_view<std::int32_t> recv_ids,
+                                                   matrix_view<float> recv_weights) {
   check_matrix(ids, dispatch_where, "ids");
   check_shape(ids, h.tokens, h.k, dispatch_where, "ids");
   check_matrix(weights, dispatch_where, "weights");
@@ -463,19 +464,11 @@ ep_pending<typename C::request> dispatch_meta_impl(
   check_shape(recv_ids, h.num_recv(), h.k, dispatch_where, "recv_ids");
   check_matrix(recv_weights, dispatch_where, "recv_weights");
   check_shape(recv_weights, h.num_recv(), h.k, dispatch_where, "recv_weights");
-  std::int64_t const Sc = scales.cols;
-  if (Sc > 0) {
-    check_matrix(scales, dispatch_where, "scales");
-    require(scales.rows == h.tokens, dispatch_where, "scales", std::to_string(h.tokens) + " rows",
-            std::to_string(scales.rows));
-    check_matrix(recv_scales, dispatch_where, "recv_scales");
-    check_shape(recv_scales, h.num_recv(), Sc, dispatch_where, "recv_scales");
-  }
   require(placement.ranks() == h.ranks && placement.local_experts(h.rank) == h.local_experts, dispatch_where,
           "placement", "the placement of the handle");
   require(comm.size() == h.ranks && comm.rank() == h.rank, dispatch_where, "comm",
           "the communicator of the handle");
-  std::int64_t const S_ = h.num_send(), N = h.num_recv(), k = h.k, W = 2 * k + 1 + Sc;
+  std::int64_t const S_ = h.num_send(), N = h.num_recv(), k = h.k, W = 2 * k + 1;
   ep_pending<typename C::request> p;
   auto* send = reinterpret_cast<std::uint32_t*>(p.scratch(h, static_cast<std::size_t>(S_ * W) * 4));
   auto* recv = reinterpret_cast<std::uint32_t*>(p.scratch(h, static_cast<std::size_t>(N * W) * 4));
@@ -490,11 +483,10 @@ ep_pending<typename C::request> dispatch_meta_impl(
         w[k + 1 + j] = fp8moe::bit_cast<std::uint32_t>(weights(t, j));
       }
       w[k] = static_cast<std::uint32_t>(t);
-      for (std::int64_t c = 0; c < Sc; ++c) w[2 * k + 1 + c] = fp8moe::bit_cast<std::uint32_t>(scales(t, c));
     }
   (void)exec;
   auto* hp = &h;
-  p.on_complete([hp, recv, recv_scales, recv_ids, recv_weights, N, k, Sc, W] {
+  p.on_complete([hp, recv, recv_ids, recv_weights, N, k, W] {
     std::fill(hp->tokens_per_local_expert.begin(), hp->tokens_per_local_expert.end(), 0);
     for (std::int64_t i = 0; i < N; ++i) {
       std::uint32_t const* w = recv + i * W;
@@ -505,15 +497,15 @@ ep_pending<typename C::request> dispatch_meta_impl(
         recv_weights(i, j) = fp8moe::bit_cast<float>(w[k + 1 + j]);
       }
       hp->recv_src_token[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(w[k]);
-      for (std::int64_t c = 0; c < Sc; ++c) recv_scales(i, c) = fp8moe::bit_cast<float>(w[2 * k + 1 + c]);
     }
   });
   transfer(comm, p, static_cast<std::uint32_t const*>(send), h.send_tokens, recv, h.recv_tokens, W);
   return p;
 }
 
-/// The forward dispatch: x rows straight into recv_x (dispatch_rows_impl), and the routing words
-/// (+ scales) in a second, small transfer; both posted before either is waited on.
+/// The forward dispatch: the routing words (a small transfer), x rows straight into recv_x and,
+/// for FP8 payloads, the scale rows straight into recv_scales (both by dispatch_rows_impl: read in
+/// place by a row_gather_communicator, no pack or unpack pass); all posted before any is waited on.
 template <class C, class S, class T>
 ep_pending<typename C::request> dispatch_forward_impl(
     host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
@@ -526,11 +518,18 @@ ep_pending<typename C::request> dispatch_forward_impl(
           std::to_string(x.rows));
   check_matrix(recv_x, dispatch_where, "recv_x");
   check_shape(recv_x, h.num_recv(), x.cols, dispatch_where, "recv_x");
+  if (scales.cols > 0) {
+    check_matrix(scales, dispatch_where, "scales");
+    require(scales.rows == h.tokens, dispatch_where, "scales", std::to_string(h.tokens) + " rows",
+            std::to_string(scales.rows));
+    check_matrix(recv_scales, dispatch_where, "recv_scales");
+    check_shape(recv_scales, h.num_recv(), scales.cols, dispatch_where, "recv_scales");
+  }
   ep_pending<typename C::request> p;
-  ep_pending<typename C::request> meta =
-      dispatch_meta_impl(exec, comm, h, placement, scales, ids, weights, recv_scales, recv_ids, recv_weights);
+  p.add(
+      dispatch_meta_impl(exec, comm, h, placement, ids, weights, recv_ids, recv_weights));  // checks the rest
   p.add(dispatch_rows_impl(exec, comm, h, x, recv_x));
-  p.add(std::move(meta));
+  if (scales.cols > 0) p.add(dispatch_rows_impl(exec, comm, h, scales, recv_scales));
   return p;
 }
 
@@ -560,7 +559,7 @@ ep_pending<typename C::request> dispatch_routing_start(host_executor const& exec
                                                        matrix_view<float const> weights,
                                                        matrix_view<std::int32_t> recv_ids,
                                                        matrix_view<float> recv_weights) {
-  return detail::dispatch_meta_impl(exec, comm, h, placement, {}, ids, weights, {}, recv_ids, recv_weights);
+  return detail::dispatch_meta_impl(exec, comm, h, placement, ids, weights, recv_ids, recv_weights);
 }
 
 /// Caller-owned receive buffers of the forward dispatch, each with h.num_recv() rows.
