@@ -195,9 +195,10 @@ void BM_dispatch_bf16(benchmark::State& st) {
 /// executor overlaps with compute.
 template <class T>
 void cached_dispatch(benchmark::State& st, char const* name, bool start, fm::matrix_view<T const> x,
-                     fm::matrix_view<float const> sc) {
+                     fm::matrix_view<float const> sc, bool in_place = true) {
   fm::host_executor exec;
   auto h = handle();
+  h.gather_rows_in_place = in_place;
   bool const fp8 = sc.cols > 0;
   raw_alltoallv raw(h, row_bytes(fp8), false);
   receive_buffers<T> rb;
@@ -225,6 +226,9 @@ void BM_dispatch_fp8_cached(benchmark::State& st) {
 void BM_dispatch_fp8_cached_start(benchmark::State& st) {
   cached_dispatch(st, "dispatch_fp8_cached_start", true, x8(), scales8());
 }
+void BM_dispatch_fp8_cached_packed(benchmark::State& st) {  // rows packed first (no indexed datatypes)
+  cached_dispatch(st, "dispatch_fp8_cached_packed", false, x8(), scales8(), false);
+}
 void BM_dispatch_bf16_cached(benchmark::State& st) {
   cached_dispatch(st, "dispatch_bf16_cached", false, x16(), fm::matrix_view<float const>{});
   if (median_s.count("dispatch_fp8_cached"))
@@ -242,6 +246,18 @@ void BM_combine_bf16(benchmark::State& st) {
     moe::combine(exec, *world, h, fm::matrix_view<fm::bfloat16_t const>(partial.view()), out.view());
   });
 }
+/// Combine with the partial rows packed before the return trip (gather_rows_in_place = false).
+void BM_combine_bf16_packed(benchmark::State& st) {
+  fm::host_executor exec;
+  auto h = handle();
+  h.gather_rows_in_place = false;
+  raw_alltoallv raw(h, 2 * kHidden, true);
+  fm::host_matrix<fm::bfloat16_t> partial(h.num_recv(), kHidden, fm::bfloat16_t(0.25f)),
+      out(kTokens, kHidden);
+  compare(st, "combine_bf16_packed", raw.sent, raw, [&] {
+    moe::combine(exec, *world, h, fm::matrix_view<fm::bfloat16_t const>(partial.view()), out.view());
+  });
+}
 
 BENCHMARK(BM_dispatch_fp8)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dispatch_fp8_cached)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
@@ -249,9 +265,14 @@ BENCHMARK(BM_dispatch_fp8_cached_start)
     ->Iterations(kIterations)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dispatch_fp8_cached_packed)
+    ->Iterations(kIterations)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dispatch_bf16_cached)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dispatch_bf16)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_combine_bf16)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_combine_bf16_packed)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 /// Ranks other than 0 run every benchmark (they take part in each collective) but print nothing.
 class silent_reporter : public benchmark::BenchmarkReporter {
@@ -275,8 +296,9 @@ int main(int argc, char** argv) {
         "\nranks %d, T %lld tokens/rank, H %lld, E %d, top-%d (uniform routing), medians of %d iterations\n",
         comm.size(), static_cast<long long>(kTokens), static_cast<long long>(kHidden), kExperts, kTopk,
         kIterations);
-    for (char const* name : {"dispatch_fp8", "dispatch_fp8_cached", "dispatch_fp8_cached_start",
-                             "dispatch_bf16_cached", "dispatch_bf16", "combine_bf16"})
+    for (char const* name :
+         {"dispatch_fp8", "dispatch_fp8_cached", "dispatch_fp8_cached_start", "dispatch_fp8_cached_packed",
+          "dispatch_bf16_cached", "dispatch_bf16", "combine_bf16", "combine_bf16_packed"})
       if (median_s.count(name))
         std::printf("  %-26s %8.3f ms   raw MPI_Alltoallv %8.3f ms   x_raw %.3f\n", name,
                     1e3 * median_s[name], 1e3 * median_s[std::string(name) + "/raw"],

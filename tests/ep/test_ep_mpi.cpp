@@ -153,3 +153,36 @@ TEST_CASE("ep over MPI without row gathering: the pack path gives the same bits"
   test::check_ep_round_trip(packing, 45 + c.rank(), 256, 8, 4);
   test::check_ep_views(packing);
 }
+
+TEST_CASE("ep over MPI with gather_rows_in_place = false: packed rows, same bits") {
+  comm::mpi_communicator c;
+  host_executor exec;
+  int const E = 8, k = 3;
+  std::int64_t const T = 40 + 3 * c.rank(), H = 24;
+  auto const placement = moe::expert_placement::uniform(E, c.size());
+  host_matrix<std::int32_t> ids(T, k);
+  host_matrix<float> w(T, k), x(T, H);
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (int j = 0; j < k; ++j) {
+      ids(t, j) = static_cast<std::int32_t>((t * 3 + j * 5 + c.rank()) % E);
+      w(t, j) = 0.25f * static_cast<float>(j + 1);
+    }
+    for (std::int64_t h = 0; h < H; ++h) x(t, h) = test::ep_value(c.rank(), t, h);
+  }
+  auto in_place = moe::dispatch(exec, c, placement, test::cview(x), test::cview(ids), test::cview(w));
+  auto h = moe::make_dispatch_handle(exec, c, placement, test::cview(ids));
+  h.gather_rows_in_place = false;
+  std::int64_t const N = h.num_recv();
+  host_matrix<float> rx(N, H, test::poison_float()), rw(N, k);
+  host_matrix<std::int32_t> ri(N, k);
+  moe::dispatch_into(exec, c, h, placement, test::cview(x), matrix_view<float const>{}, test::cview(ids),
+                     test::cview(w), moe::dispatch_outputs<float>{rx.view(), {}, ri.view(), rw.view()});
+  CHECK(rx.storage() == in_place.x.storage());
+  host_matrix<float> partial(N, H), out_a(T, H, test::poison_float()), out_b(T, H, test::poison_float());
+  for (std::int64_t i = 0; i < N; ++i)
+    for (std::int64_t col = 0; col < H; ++col)
+      partial(i, col) = rx(i, col) * 0.5f + static_cast<float>(i % 5);
+  moe::combine(exec, c, h, test::cview(partial), out_a.view());
+  moe::combine(exec, c, in_place.handle, test::cview(partial), out_b.view());
+  CHECK(out_a.storage() == out_b.storage());
+}

@@ -114,6 +114,11 @@ struct dispatch_handle {
   /// Scratch reused by every op on this handle; by default shared by all handles of this thread
   /// (it keeps its largest buffers until the thread exits). Replace it to isolate a handle.
   std::shared_ptr<buffer_pool> pool = thread_pool();
+  /// With a row_gather_communicator (MPI), let it read rows where they lie (indexed datatypes, no
+  /// pack pass) instead of packing them first. Faster with one rank per core; with more ranks
+  /// than cores Open MPI's pipelined copy of non-contiguous data can be slower than packing
+  /// (docs/expert_parallel.md, benchmarks). Set to false to pack.
+  bool gather_rows_in_place = true;
 
   static std::shared_ptr<buffer_pool> const& thread_pool() {
     static thread_local std::shared_ptr<buffer_pool> const p = std::make_shared<buffer_pool>();
@@ -417,7 +422,7 @@ ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C&
   std::span<T> const dst_span(dst, static_cast<std::size_t>(N * Cn));
   bool gathered = false;
   if constexpr (comm::row_gather_communicator<C>) {
-    if (x.col_stride == 1) {
+    if (x.col_stride == 1 && h.gather_rows_in_place) {
       // the communicator reads the rows where they are (MPI: one indexed datatype per destination):
       // no pack pass. Blocks index the send order; this rank's own block stays out of the exchange.
       auto const R = static_cast<std::size_t>(h.ranks);
@@ -752,7 +757,7 @@ YT const* return_rows(host_executor const& exec, C& comm, ep_pending<typename C:
   }
   std::span<YT> const recv(rows, static_cast<std::size_t>(compact * Cn));
   if constexpr (comm::row_gather_communicator<C>) {
-    if (y.col_stride == 1) {
+    if (y.col_stride == 1 && h.gather_rows_in_place) {
       comm::gathered_rows<YT> const g{y.data, y.rows, Cn, y.row_stride, order, comm::blocks{sc, sd}};
       p.add(comm.ialltoallv_rows(g, recv, comm::blocks{rc, rd}, comm::size_check::trusted));
       return nullptr;  // own rows: read from y itself
