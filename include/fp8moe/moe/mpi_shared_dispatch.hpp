@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// Expert-parallel dispatch / combine through node-shared memory (comm::mpi_shared_buffer): the CPU
+// form of DeepEP's intranode mode. Each rank writes its tokens (x, scales, ids, weights) or its
+// partial rows into shared matrices; a receiver then copies the rows it needs straight out of its
+// peers' memory, and combine reduces its tokens' partials straight out of the peers' memory. One
+// copy per row and no message protocol, so it beats an all-to-all of pre-packed bytes. Same
+// handle, same receive order and the same bits as the message-passing ops of dispatch.hpp (tested).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fp8moe/comm/mpi_shared_buffer.hpp"
+#include "fp8moe/moe/dispatch.hpp"
+
+namespace fp8moe::moe {
+
+namespace detail {
+
+inline constexpr char const* shared_where = "fp8moe::moe (shared memory)";
+
+/// Validation (local string), then one fence that also agrees on validity, then the work (which
+/// returns "" or what went wrong), then a closing fence that agrees again (everyone's reads done:
+/// inputs may be overwritten after the call). Every rank runs exactly two fences; an error on any
+/// rank makes every rank throw (invalid_argument / communication where it was found,
+/// communication elsewhere), the argument errors before anyone reads a peer's memory.
+template <class Work>
+void shared_op(comm::mpi_shared_buffer const& buf, std::string const& local_error, char const* arg,
+               Work&& work) {
+  bool const ok = buf.fence_and_agree(local_error.empty());
+  std::string const work_error = ok ? work() : std::string();
+  bool const done = buf.fence_and_agree(work_error.empty());
+  if (!local_error.empty()) throw_argument(shared_where, arg, local_error);
+  if (!work_error.empty()) throw error(errc::communication, detail::concat(shared_where, ": ", work_error));
+  if (!ok || !done)
+    throw error(errc::communication, detail::concat(shared_where, ": another rank failed (see its message)"));
+}
+
+template <class T>
+void copy_row_to(T* dst, std::int64_t dst_col_stride, T const* src, std::int64_t n) {
+  if (dst_col_stride == 1)
+    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
+  else
+    for (std::int64_t c = 0; c < n; ++c) dst[c * dst_col_stride] = src[c];
+}
+
+inline std::string check_handle_vs_buffer(dispatch_handle const& h, comm::mpi_shared_buffer const& buf) {
+  if (h.ranks != buf.size() || h.rank != buf.rank())
+    return detail::concat("the handle's communicator (rank ", h.rank, " of ", h.ranks,
+                          ") to match the buffer's (rank ", buf.rank(), " of ", buf.size(), ")");
+  return {};
+}
+
+}  // namespace detail
+
+/// Forward dispatch through shared memory. Before the call every rank has written its tokens into
+/// the shared matrices: x (T,H), ids (T,k), weights (T,k) and, for FP8 payloads, scales (T,S)
+/// (nullptr otherwise); T may differ per rank. Fills out (N rows each, the handle's receive order:
+/// source rank, source token ascending), h.recv_src_token and h.tokens_per_local_expert, exactly
+/// as dispatch_into does. Collective over the buffer's ranks (two fences); on return every rank's
+/// inputs may be overwritten.
+template <class T>
+void dispatch_into(host_executor const& exec, dispatch_handle& h, expert_placement const& placement,
+                   comm::shared_matrix<T> const& x, comm::shared_matrix<float> const* scales,
+                   comm::shared_matrix<std::int32_t> const& ids, comm::shared_matrix<float> const& weights,
+                   dispatch_outputs<T> out) {
+  auto const& buf = x.buffer();
+  int const R = h.ranks, me = h.rank;
+  std::int64_t const N = h.num_recv(), k = h.k, H = x.cols(), Sc = scales ? scales->cols() : 0;
+  std::string err = detail::check_handle_vs_buffer(h, buf);
+  char const* arg = "h";
+  auto fail = [&](char const* a, std::string m) {
+    if (err.empty()) arg = a, err = std::move(m);
+  };
+  if (err.empty()) {
+    if (&ids.buffer() != &buf || &weights.buffer() != &buf || (scales && &scales->buffer() != &buf))
+      fail("ids/weights/scales", "matrices of the same shared buffer as x");
+    if (ids.cols() != k || weights.cols() != k)
+      fail("ids/weights", detail::concat(k, " columns (k of the handle)"));
+    for (int r = 0; r < R; ++r)
+      if (ids.rows(r) != x.rows(r) || weights.rows(r) != x.rows(r) ||
+          (scales && scales->rows(r) != x.rows(r)))
+        fail("x/ids/weights/scales", detail::concat("the same row count on rank ", r));
+    if (x.rows(me) != h.tokens) fail("x", detail::concat(h.tokens, " rows (T of the handle)"));
+    if (placement.ranks() != R || placement.local_experts(me) != h.local_experts)
+      fail("placement", "the placement of the handle");
+    if (out.x.rows != N || out.x.cols != H || out.ids.rows != N || out.ids.cols != k ||
+        out.weights.rows != N || out.weights.cols != k ||
+        (Sc > 0 && (out.scales.rows != N || out.scales.cols != Sc)))
+      fail("out", detail::concat("(", N, " x H / k / S) receive views (N of the handle)"));
+  }
+  detail::shared_op(buf, err, arg, [&]() -> std::string {
+    // pass 1: which rows this rank receives, in the handle's order (source rank, token ascending)
+    std::fill(h.tokens_per_local_expert.begin(), h.tokens_per_local_expert.end(), 0);
+    std::vector<std::int32_t> src_rank(static_cast<std::size_t>(N));
+    std::int64_t i = 0;
+    int const E = placement.experts();
+    for (int r = 0; r < R; ++r) {
+      std::int64_t const first = i;
+      for (std::int64_t t = 0; t < ids.rows(r); ++t) {
+        std::int32_t const* idr = ids.row(r, t);
+        bool hit = false;
+        for (std::int64_t j = 0; j < k; ++j)
+          hit = hit || (idr[j] >= 0 && idr[j] < E && placement.rank_of(idr[j]) == me);
+        if (!hit) continue;
+        if (i < N) {
+          h.recv_src_token[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(t);
+          src_rank[static_cast<std::size_t>(i)] = r;
+        }
+        ++i;
+      }
+      if (i - first != h.recv_tokens[static_cast<std::size_t>(r)])
+        return detail::concat("rank ", r, "'s ids send ", i - first, " rows to rank ", me,
+                              ", the handle expects ", h.recv_tokens[static_cast<std::size_t>(r)],
+                              " (ids changed since the handle was built?)");
+    }
+    // pass 2: copy rows straight out of the senders' memory
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static) if (N * H > 32768)
+#endif
+    for (std::int64_t q = 0; q < N; ++q) {
+      int const r = src_rank[static_cast<std::size_t>(q)];
+      std::int64_t const t = h.recv_src_token[static_cast<std::size_t>(q)];
+      detail::copy_row_to(out.x.row(q), out.x.col_stride, x.row(r, t), H);
+      if (Sc > 0) detail::copy_row_to(out.scales.row(q), out.scales.col_stride, scales->row(r, t), Sc);
+      std::int32_t const* idr = ids.row(r, t);
+      float const* wr = weights.row(r, t);
+      for (std::int64_t j = 0; j < k; ++j) {
+        std::int32_t const e = idr[j];
+        out.ids(q, j) = (e >= 0 && e < E && placement.rank_of(e) == me) ? placement.local_of(e) : -1;
+        out.weights(q, j) = wr[j];
+      }
+    }
+    for (std::int64_t q = 0; q < N * k; ++q) {
+      std::int32_t const l = out.ids(q / k, q % k);
+      if (l >= 0) ++h.tokens_per_local_expert[static_cast<std::size_t>(l)];
+    }
+    return std::string();
+  });
+  (void)exec;
+}
+
+/// The cached dispatch through shared memory (also combine's backward): recv (N,C) row i = the
+/// shared x (T,C) row recv_src_token[i] of rank recv_src_rank[i]. Needs a forward dispatch on this
+/// handle first (it fills recv_src_token). Collective (two fences).
+template <class T>
+void dispatch_rows(host_executor const& exec, dispatch_handle const& h, comm::shared_matrix<T> const& x,
+                   matrix_view<T> recv) {
+  auto const& buf = x.buffer();
+  std::int64_t const N = h.num_recv(), C = x.cols();
+  std::string err = detail::check_handle_vs_buffer(h, buf);
+  char const* arg = "h";
+  if (err.empty() && (recv.rows != N || recv.cols != C || (N > 0 && recv.data == nullptr)))
+    arg = "recv", err = detail::concat("(", N, ", ", C, ") (N of the handle, columns of x)");
+  if (err.empty() && x.rows(h.rank) != h.tokens)
+    arg = "x", err = detail::concat(h.tokens, " rows (T of the handle)");
+  for (std::int64_t i = 0; err.empty() && i < N; ++i) {
+    auto const r = h.recv_src_rank[static_cast<std::size_t>(i)];
+    auto const t = h.recv_src_token[static_cast<std::size_t>(i)];
+    if (t < 0 || t >= x.rows(r))
+      err = detail::concat("received row ", i, " from rank ", r, " names token ", t, " of ", x.rows(r),
+                           ": run a forward dispatch (dispatch_into) on this handle first");
+  }
+  detail::shared_op(buf, err, arg, [&]() -> std::string {
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static) if (N * C > 32768)
+#endif
+    for (std::int64_t i = 0; i < N; ++i)
+      detail::copy_row_to(
+          recv.row(i), recv.col_stride,
+          x.row(h.recv_src_rank[static_cast<std::size_t>(i)], h.recv_src_token[static_cast<std::size_t>(i)]),
+          C);
+    return std::string();
+  });
+  (void)exec;
+}
+
+/// Combine through shared memory (dispatch's adjoint, DeepEP's combine): every rank has written its
+/// partial rows (N,C) (the handle's receive order) into a shared matrix; out (T,C) token t = the
+/// sum over the ranks it was sent to, ranks ascending, of that rank's partial row, read straight out
+/// of the rank's memory — the same reduction (detail::combine_tokens) and so the same bits as
+/// moe::combine over a communicator. Out float or bfloat16_t. Collective (one small all-to-all of
+/// block offsets, two fences).
+template <class Y, class Out>
+void combine(host_executor const& exec, dispatch_handle const& h, comm::shared_matrix<Y> const& partial,
+             matrix_view<Out> out) {
+  auto const& buf = partial.buffer();
+  int const R = h.ranks, me = h.rank;
+  std::int64_t const C = partial.cols();
+  std::string err = detail::check_handle_vs_buffer(h, buf);
+  char const* arg = "h";
+  // where this rank's rows start in each rank's receive order: rank r sends back its offsets
+  std::vector<std::int64_t> my_off(static_cast<std::size_t>(buf.size()), 0), at_peer(my_off.size(), 0);
+  if (err.empty()) {
+    auto const off = detail::row_offsets(h.recv_tokens);
+    for (int r = 0; r < R; ++r) my_off[static_cast<std::size_t>(r)] = off[static_cast<std::size_t>(r)];
+  }
+  comm::detail::mpi_check(
+      MPI_Alltoall(my_off.data(), 1, MPI_INT64_T, at_peer.data(), 1, MPI_INT64_T, buf.native()),
+      "MPI_Alltoall", buf.rank(), buf.size());
+  if (err.empty() && partial.rows(me) != h.num_recv())
+    arg = "partial", err = detail::concat(h.num_recv(), " rows (N of the handle)");
+  if (err.empty() && (out.rows != h.tokens || out.cols != C || (out.rows > 0 && out.data == nullptr)))
+    arg = "out", err = detail::concat("(", h.tokens, ", ", C, ") (T of the handle, columns of partial)");
+  auto const send_off = detail::row_offsets(h.send_tokens);
+  for (int r = 0; err.empty() && r < R; ++r)
+    if (at_peer[static_cast<std::size_t>(r)] + h.send_tokens[static_cast<std::size_t>(r)] > partial.rows(r))
+      err = detail::concat("rank ", r, "'s partial (", partial.rows(r),
+                           " rows) to hold this rank's block at ", at_peer[static_cast<std::size_t>(r)],
+                           " + ", h.send_tokens[static_cast<std::size_t>(r)]);
+  detail::shared_op(buf, err, arg, [&]() -> std::string {
+    detail::combine_tokens(
+        exec, h.tokens, R, C, 1,
+        [&](std::int64_t t, std::int64_t r) -> Y const* {
+          std::int32_t const i = h.token_rank_row[static_cast<std::size_t>(t * R + r)];
+          if (i < 0) return nullptr;
+          auto const ru = static_cast<std::size_t>(r);
+          return partial.row(static_cast<int>(r), at_peer[ru] + (i - send_off[ru]));
+        },
+        matrix_view<float const>{}, out);
+    return std::string();
+  });
+}
+
+}  // namespace fp8moe::moe
