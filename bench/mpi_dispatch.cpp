@@ -10,13 +10,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "fp8moe/comm/mpi_communicator.hpp"
+#include "fp8moe/comm/mpi_shared_buffer.hpp"
 #include "fp8moe/moe/dispatch.hpp"
+#include "fp8moe/moe/mpi_shared_dispatch.hpp"
 #include "fp8moe/numeric/numeric.hpp"
 
 namespace fm = fp8moe;
@@ -246,6 +249,74 @@ void BM_combine_bf16(benchmark::State& st) {
     moe::combine(exec, *world, h, fm::matrix_view<fm::bfloat16_t const>(partial.view()), out.view());
   });
 }
+/// The same tokens in node-shared memory (the quantize step of a training step would write them
+/// there; the raw baseline likewise starts from pre-packed bytes): x8 | scales | ids | weights | x16
+/// | partial (worst case T*R rows). The shared ops read peers' rows in place.
+struct shared_inputs {
+  static constexpr std::size_t o_x8 = 0, o_sc = o_x8 + kTokens * kHidden,
+                               o_ids = o_sc + kTokens * (kHidden / 128) * 4,
+                               o_w = o_ids + kTokens * kTopk * 4, o_x16 = o_w + kTokens * kTopk * 4,
+                               o_p = o_x16 + kTokens * kHidden * 2;
+  fm::comm::mpi_shared_buffer buf{*world,
+                                  o_p + static_cast<std::size_t>(kTokens * world->size() * kHidden) * 2};
+  fm::comm::shared_matrix<fm::float8_e4m3_t> x8{buf, o_x8, kTokens, kHidden};
+  fm::comm::shared_matrix<float> scales{buf, o_sc, kTokens, kHidden / 128};
+  fm::comm::shared_matrix<std::int32_t> ids{buf, o_ids, kTokens, kTopk};
+  fm::comm::shared_matrix<float> weights{buf, o_w, kTokens, kTopk};
+  fm::comm::shared_matrix<fm::bfloat16_t> x16{buf, o_x16, kTokens, kHidden};
+  template <class T>
+  static void put(fm::comm::shared_matrix<T> const& m, fm::host_matrix<T> const& v) {
+    std::memcpy(m.local().data, v.data(), static_cast<std::size_t>(v.rows() * v.cols()) * sizeof(T));
+  }
+  shared_inputs() {
+    put(x8, prob->x8);
+    put(scales, prob->scales);
+    put(ids, prob->ids);
+    put(weights, prob->weights);
+    put(x16, prob->x16);
+  }
+};
+
+/// new_handle: a training step's dispatch (layout + count exchange over MPI, then the shared-memory copy).
+template <class T>
+void shared_dispatch(benchmark::State& st, char const* name, fm::comm::shared_matrix<T> const& x,
+                     fm::comm::shared_matrix<float> const* scales, shared_inputs const& in,
+                     bool new_handle = false) {
+  fm::host_executor exec;
+  auto h = handle();
+  bool const fp8 = scales != nullptr;
+  raw_alltoallv raw(h, row_bytes(fp8), false);
+  receive_buffers<T> rb;
+  auto const out = rb.views(h.num_recv(), fp8);
+  compare(st, name, raw.sent, raw, [&] {
+    if (new_handle) h = handle();
+    moe::dispatch_into(exec, h, prob->placement, x, scales, in.ids, in.weights, out);
+  });
+}
+void BM_dispatch_fp8_shared_new_handle(benchmark::State& st) {
+  shared_inputs in;
+  shared_dispatch(st, "dispatch_fp8_shared_new_handle", in.x8, &in.scales, in, true);
+}
+void BM_dispatch_fp8_shared(benchmark::State& st) {
+  shared_inputs in;
+  shared_dispatch(st, "dispatch_fp8_shared", in.x8, &in.scales, in);
+}
+void BM_dispatch_bf16_shared(benchmark::State& st) {
+  shared_inputs in;
+  shared_dispatch(st, "dispatch_bf16_shared", in.x16, nullptr, in);
+}
+void BM_combine_bf16_shared(benchmark::State& st) {
+  fm::host_executor exec;
+  shared_inputs in;
+  auto h = handle();
+  raw_alltoallv raw(h, 2 * kHidden, true);
+  fm::comm::shared_matrix<fm::bfloat16_t> partial(in.buf, shared_inputs::o_p, h.num_recv(), kHidden);
+  auto pv = partial.local();
+  for (std::int64_t i = 0; i < pv.rows * pv.cols; ++i) pv.data[i] = fm::bfloat16_t(0.25f);
+  fm::host_matrix<fm::bfloat16_t> out(kTokens, kHidden);
+  compare(st, "combine_bf16_shared", raw.sent, raw, [&] { moe::combine(exec, h, partial, out.view()); });
+}
+
 /// Combine with the partial rows packed before the return trip (gather_rows_in_place = false).
 void BM_combine_bf16_packed(benchmark::State& st) {
   fm::host_executor exec;
@@ -273,6 +344,13 @@ BENCHMARK(BM_dispatch_bf16_cached)->Iterations(kIterations)->UseManualTime()->Un
 BENCHMARK(BM_dispatch_bf16)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_combine_bf16)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_combine_bf16_packed)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dispatch_fp8_shared)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dispatch_fp8_shared_new_handle)
+    ->Iterations(kIterations)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dispatch_bf16_shared)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_combine_bf16_shared)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 /// Ranks other than 0 run every benchmark (they take part in each collective) but print nothing.
 class silent_reporter : public benchmark::BenchmarkReporter {
@@ -296,11 +374,12 @@ int main(int argc, char** argv) {
         "\nranks %d, T %lld tokens/rank, H %lld, E %d, top-%d (uniform routing), medians of %d iterations\n",
         comm.size(), static_cast<long long>(kTokens), static_cast<long long>(kHidden), kExperts, kTopk,
         kIterations);
-    for (char const* name :
-         {"dispatch_fp8", "dispatch_fp8_cached", "dispatch_fp8_cached_start", "dispatch_fp8_cached_packed",
-          "dispatch_bf16_cached", "dispatch_bf16", "combine_bf16", "combine_bf16_packed"})
+    for (char const* name : {"dispatch_fp8", "dispatch_fp8_cached", "dispatch_fp8_cached_start",
+                             "dispatch_fp8_cached_packed", "dispatch_bf16_cached", "dispatch_bf16",
+                             "combine_bf16", "combine_bf16_packed", "dispatch_fp8_shared",
+                             "dispatch_fp8_shared_new_handle", "dispatch_bf16_shared", "combine_bf16_shared"})
       if (median_s.count(name))
-        std::printf("  %-26s %8.3f ms   raw MPI_Alltoallv %8.3f ms   x_raw %.3f\n", name,
+        std::printf("  %-31s %8.3f ms   raw MPI_Alltoallv %8.3f ms   x_raw %.3f\n", name,
                     1e3 * median_s[name], 1e3 * median_s[std::string(name) + "/raw"],
                     median_s[std::string(name) + "/raw"] / median_s[name]);
   } else {
