@@ -3,8 +3,8 @@
 // Expert-parallel dispatch / combine through node-shared memory (mpi_shared_buffer, shared_matrix,
 // moe/mpi_shared_dispatch.hpp) on 1, 2 and 4 ranks: the same bits as the message-passing ops of
 // dispatch.hpp (FP8 + scales and FP32 payloads, ids, weights, the handle's receive bookkeeping,
-// the cached dispatch and the combine), zero-token ranks, inputs rewritten between calls, and
-// argument errors that reach every rank.
+// the cached dispatch, the combine and the slot-exact combine), zero-token ranks, inputs rewritten between
+// calls, and argument errors that reach every rank.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -143,6 +143,36 @@ TEST_CASE(
     for (std::size_t i = 0; i < out16.storage().size(); ++i)
       same16 = same16 && out16.storage()[i].bits() == out16_ref.storage()[i].bits();
     CHECK(same16);
+
+    // slot-exact combine: the local plan's slot_row and the expert outputs y in shared memory
+    moe::route_result local{ri, rw, std::vector<std::int32_t>(static_cast<std::size_t>(h.local_experts))};
+    for (int l = 0; l < h.local_experts; ++l)
+      local.counts[static_cast<std::size_t>(l)] =
+          static_cast<std::int32_t>(h.tokens_per_local_expert[static_cast<std::size_t>(l)]);
+    auto perm = moe::permute(exec, matrix_view<float const>(make_matrix(rx32.data(), N, H, H + 3)), local,
+                             moe::contiguous{.m_align = 4});
+    auto const& plan = perm.plan.view();
+    host_matrix<float> y(plan.rows, H);
+    for (std::int64_t r = 0; r < plan.rows; ++r)
+      for (std::int64_t col = 0; col < H; ++col)
+        y(r, col) = perm.x(r, col) * 1.5f - static_cast<float>((r * 3 + col) % 11);
+    std::int64_t Mmax = plan.rows;
+    MPI_Allreduce(MPI_IN_PLACE, &Mmax, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+    comm::mpi_shared_buffer ybuf(
+        c, static_cast<std::size_t>(Mmax * H) * 4 + static_cast<std::size_t>(R * Tmax * k) * 4);
+    comm::shared_matrix<float> sy(ybuf, 0, plan.rows, H);
+    comm::shared_matrix<std::int32_t> sslot(ybuf, static_cast<std::size_t>(Mmax * H) * 4, N, k);
+    put(sy, y);
+    if (N > 0) std::memcpy(sslot.local().data, plan.slot_row, static_cast<std::size_t>(N * k) * 4);
+    host_matrix<float> os(T, H, test::poison_float()), os_ref(T, H, test::poison_float());
+    moe::combine_slots(exec, h, sslot, sy, test::cview(tk.w), os.view());
+    moe::combine_slots(exec, c, ref32.handle, plan, test::cview(y), test::cview(tk.w), os_ref.view());
+    CHECK(os.storage() == os_ref.storage());
+    host_matrix<float> ou(T, H, test::poison_float()), ou_ref(T, H, test::poison_float());  // unweighted
+    moe::combine_slots(exec, h, sslot, sy, matrix_view<float const>{}, ou.view());
+    moe::combine_slots(exec, c, ref32.handle, plan, test::cview(y), matrix_view<float const>{},
+                       ou_ref.view());
+    CHECK(ou.storage() == ou_ref.storage());
   }
 }
 

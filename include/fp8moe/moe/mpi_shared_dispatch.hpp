@@ -47,6 +47,23 @@ void copy_row_to(T* dst, std::int64_t dst_col_stride, T const* src, std::int64_t
     for (std::int64_t c = 0; c < n; ++c) dst[c * dst_col_stride] = src[c];
 }
 
+/// Where this rank's rows start in every rank's receive order (rank r's order: sources ascending):
+/// each rank sends every source the offset of that source's block. Collective over the buffer's
+/// ranks (one MPI_Alltoall of int64), run even when `valid` is false so nobody waits alone.
+inline std::vector<std::int64_t> peer_block_offsets(comm::mpi_shared_buffer const& buf,
+                                                    dispatch_handle const& h, bool valid) {
+  auto const n = static_cast<std::size_t>(buf.size());
+  std::vector<std::int64_t> mine(n, 0), at_peer(n, 0);
+  if (valid) {
+    auto const off = row_offsets(h.recv_tokens);
+    for (std::size_t r = 0; r < n; ++r) mine[r] = off[r];
+  }
+  comm::detail::mpi_check(
+      MPI_Alltoall(mine.data(), 1, MPI_INT64_T, at_peer.data(), 1, MPI_INT64_T, buf.native()), "MPI_Alltoall",
+      buf.rank(), buf.size());
+  return at_peer;
+}
+
 inline std::string check_handle_vs_buffer(dispatch_handle const& h, comm::mpi_shared_buffer const& buf) {
   if (h.ranks != buf.size() || h.rank != buf.rank())
     return detail::concat("the handle's communicator (rank ", h.rank, " of ", h.ranks,
@@ -192,15 +209,7 @@ void combine(host_executor const& exec, dispatch_handle const& h, comm::shared_m
   std::int64_t const C = partial.cols();
   std::string err = detail::check_handle_vs_buffer(h, buf);
   char const* arg = "h";
-  // where this rank's rows start in each rank's receive order: rank r sends back its offsets
-  std::vector<std::int64_t> my_off(static_cast<std::size_t>(buf.size()), 0), at_peer(my_off.size(), 0);
-  if (err.empty()) {
-    auto const off = detail::row_offsets(h.recv_tokens);
-    for (int r = 0; r < R; ++r) my_off[static_cast<std::size_t>(r)] = off[static_cast<std::size_t>(r)];
-  }
-  comm::detail::mpi_check(
-      MPI_Alltoall(my_off.data(), 1, MPI_INT64_T, at_peer.data(), 1, MPI_INT64_T, buf.native()),
-      "MPI_Alltoall", buf.rank(), buf.size());
+  auto const at_peer = detail::peer_block_offsets(buf, h, err.empty());
   if (err.empty() && partial.rows(me) != h.num_recv())
     arg = "partial", err = detail::concat(h.num_recv(), " rows (N of the handle)");
   if (err.empty() && (out.rows != h.tokens || out.cols != C || (out.rows > 0 && out.data == nullptr)))
@@ -221,6 +230,73 @@ void combine(host_executor const& exec, dispatch_handle const& h, comm::shared_m
           return partial.row(static_cast<int>(r), at_peer[ru] + (i - send_off[ru]));
         },
         matrix_view<float const>{}, out);
+    return std::string();
+  });
+}
+
+/// Slot-exact combine through shared memory (see combine_slots in dispatch.hpp): every rank has
+/// written its local plan's slot_row (N,k) (received row, slot -> row of y, or -1) and its expert
+/// outputs y (M,C) into shared matrices; out (T,C) token t = sum_{j=0..k-1} w(t,j) * (the y row of
+/// slot j on the rank holding its expert), j ascending, read straight out of that rank's memory —
+/// the same bits as combine_slots over a communicator, and so as the single-rank moe::combine.
+/// weights (T,k) this rank's, or empty for an unweighted sum. Collective (one small all-to-all,
+/// two fences).
+template <class Y, class Out>
+void combine_slots(host_executor const& exec, dispatch_handle const& h,
+                   comm::shared_matrix<std::int32_t> const& slot_rows, comm::shared_matrix<Y> const& y,
+                   matrix_view<float const> weights, matrix_view<Out> out) {
+  auto const& buf = y.buffer();
+  int const R = h.ranks, me = h.rank;
+  std::int64_t const C = y.cols(), k = h.k, T = h.tokens;
+  std::string err = detail::check_handle_vs_buffer(h, buf);
+  char const* arg = "h";
+  auto fail = [&](char const* a, std::string m) {
+    if (err.empty()) arg = a, err = std::move(m);
+  };
+  if (err.empty()) {
+    if (&slot_rows.buffer() != &buf) fail("slot_rows", "a matrix of the same shared buffer as y");
+    if (slot_rows.cols() != k || slot_rows.rows(me) != h.num_recv())
+      fail("slot_rows",
+           detail::concat("(", h.num_recv(), ", ", k, ") (N, k of the handle: the local plan's slot_row)"));
+    if (weights.rows != 0 && (weights.rows != T || weights.cols != k))
+      fail("weights", detail::concat("empty or (", T, ", ", k, ")"));
+    if (out.rows != T || out.cols != C || (T > 0 && out.data == nullptr))
+      fail("out", detail::concat("(", T, ", ", C, ") (T of the handle, columns of y)"));
+  }
+  auto const at_peer = detail::peer_block_offsets(buf, h, err.empty());
+  auto const send_off = detail::row_offsets(h.send_tokens), back_off = detail::row_offsets(h.send_slots);
+  for (int r = 0; err.empty() && r < R; ++r)
+    if (at_peer[static_cast<std::size_t>(r)] + h.send_tokens[static_cast<std::size_t>(r)] > slot_rows.rows(r))
+      err = detail::concat("rank ", r, "'s slot_rows (", slot_rows.rows(r),
+                           " rows) to hold this rank's block at ", at_peer[static_cast<std::size_t>(r)],
+                           " + ", h.send_tokens[static_cast<std::size_t>(r)]);
+  detail::shared_op(buf, err, arg, [&]() -> std::string {
+    // (rank, row of its y) of every routed slot, validated before the reduction reads any row
+    std::vector<std::int32_t> rank_of(static_cast<std::size_t>(T * k), -1);
+    std::vector<std::int64_t> row_of(static_cast<std::size_t>(T * k), -1);
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t j = 0; j < k; ++j) {
+        std::int32_t const q = h.slot_row[static_cast<std::size_t>(t * k + j)];
+        if (q < 0) continue;
+        int r = 0;
+        while (r + 1 < R && back_off[static_cast<std::size_t>(r) + 1] <= q) ++r;  // the block holding q
+        auto const ru = static_cast<std::size_t>(r);
+        std::int32_t const sent = h.token_rank_row[static_cast<std::size_t>(t * R + r)];
+        std::int64_t const row = sent < 0 ? -1 : slot_rows.row(r, at_peer[ru] + (sent - send_off[ru]))[j];
+        if (row < 0 || row >= y.rows(r))
+          return detail::concat("token ", t, " slot ", j, ": rank ", r, "'s slot_rows names row ", row,
+                                " of its ", y.rows(r),
+                                "-row y (a plan of the rows dispatched with this handle?)");
+        rank_of[static_cast<std::size_t>(t * k + j)] = r;
+        row_of[static_cast<std::size_t>(t * k + j)] = row;
+      }
+    detail::combine_tokens(
+        exec, T, k, C, 1,
+        [&](std::int64_t t, std::int64_t j) -> Y const* {
+          auto const q = static_cast<std::size_t>(t * k + j);
+          return rank_of[q] < 0 ? nullptr : y.row(rank_of[q], row_of[q]);
+        },
+        weights, out);
     return std::string();
   });
 }
