@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <random>
@@ -129,13 +130,16 @@ struct raw_alltoallv {
   std::vector<int> sc, sd, rc, rd;
   std::vector<std::byte> send, recv;
   std::int64_t sent = 0;
-  raw_alltoallv(moe::dispatch_handle const& h, std::int64_t bytes_per_row, bool reverse) {
+  /// slots: rows per (token, slot) instead of per token (the slot-exact combine's traffic).
+  raw_alltoallv(moe::dispatch_handle const& h, std::int64_t bytes_per_row, bool reverse, bool slots = false) {
     int const R = world->size();
     sc.resize(R), sd.resize(R), rc.resize(R), rd.resize(R);
     int so = 0, ro = 0;
     for (int r = 0; r < R; ++r) {
-      sc[r] = static_cast<int>((reverse ? h.recv_tokens : h.send_tokens)[r] * bytes_per_row);
-      rc[r] = static_cast<int>((reverse ? h.send_tokens : h.recv_tokens)[r] * bytes_per_row);
+      auto const& out_rows = slots ? h.send_slots : h.send_tokens;
+      auto const& in_rows = slots ? h.recv_slots : h.recv_tokens;
+      sc[r] = static_cast<int>((reverse ? in_rows : out_rows)[r] * bytes_per_row);
+      rc[r] = static_cast<int>((reverse ? out_rows : in_rows)[r] * bytes_per_row);
       sd[r] = so;
       rd[r] = ro;
       so += sc[r];
@@ -229,9 +233,6 @@ void BM_dispatch_fp8_cached(benchmark::State& st) {
 void BM_dispatch_fp8_cached_start(benchmark::State& st) {
   cached_dispatch(st, "dispatch_fp8_cached_start", true, x8(), scales8());
 }
-void BM_dispatch_fp8_cached_packed(benchmark::State& st) {  // rows packed first (no indexed datatypes)
-  cached_dispatch(st, "dispatch_fp8_cached_packed", false, x8(), scales8(), false);
-}
 void BM_dispatch_bf16_cached(benchmark::State& st) {
   cached_dispatch(st, "dispatch_bf16_cached", false, x16(), fm::matrix_view<float const>{});
   if (median_s.count("dispatch_fp8_cached"))
@@ -317,6 +318,55 @@ void BM_combine_bf16_shared(benchmark::State& st) {
   compare(st, "combine_bf16_shared", raw.sent, raw, [&] { moe::combine(exec, h, partial, out.view()); });
 }
 
+/// Slot-exact combine (one BF16 row per (token, slot) back to its source, weighted FP32 sum in slot
+/// order): message passing, or through shared memory (expert outputs and the local plan's slot_row
+/// in shared matrices). The received rows are permuted once, as the expert block would.
+void slot_combine(benchmark::State& st, bool shared) {
+  fm::host_executor exec;
+  auto h = handle();
+  std::int64_t const N = h.num_recv();
+  receive_buffers<fm::bfloat16_t> rb;
+  auto const v = rb.views(N, false);
+  moe::dispatch_into(exec, *world, h, prob->placement, x16(), fm::matrix_view<float const>{}, ids_view(),
+                     weights_view(), v);
+  moe::route_result local{fm::host_matrix<std::int32_t>(N, kTopk), fm::host_matrix<float>(N, kTopk),
+                          std::vector<std::int32_t>(static_cast<std::size_t>(h.local_experts))};
+  for (std::int64_t i = 0; i < N; ++i)
+    for (int j = 0; j < kTopk; ++j) local.ids(i, j) = v.ids(i, j), local.weights(i, j) = v.weights(i, j);
+  for (int l = 0; l < h.local_experts; ++l)
+    local.counts[static_cast<std::size_t>(l)] =
+        static_cast<std::int32_t>(h.tokens_per_local_expert[static_cast<std::size_t>(l)]);
+  auto perm =
+      moe::permute(exec, fm::matrix_view<fm::bfloat16_t const>(v.x), local, moe::contiguous{.m_align = 128});
+  auto const& plan = perm.plan.view();
+  raw_alltoallv raw(h, 2 * kHidden, true, true);
+  fm::host_matrix<fm::bfloat16_t> out(kTokens, kHidden);
+  if (!shared) {
+    compare(st, "combine_slots_bf16", raw.sent, raw, [&] {
+      moe::combine_slots(exec, *world, h, plan, fm::matrix_view<fm::bfloat16_t const>(perm.x.view()),
+                         weights_view(), out.view());
+    });
+    return;
+  }
+  std::int64_t M = plan.rows, Nmax = N;
+  MPI_Allreduce(MPI_IN_PLACE, &M, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &Nmax, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+  auto const y_bytes = static_cast<std::size_t>(M * kHidden) * 2;
+  fm::comm::mpi_shared_buffer buf(*world, y_bytes + static_cast<std::size_t>(Nmax * kTopk) * 4);
+  fm::comm::shared_matrix<fm::bfloat16_t> y(buf, 0, plan.rows, kHidden);
+  fm::comm::shared_matrix<std::int32_t> slot_rows(buf, y_bytes, N, kTopk);
+  std::memcpy(y.local().data, perm.x.data(), static_cast<std::size_t>(plan.rows * kHidden) * 2);
+  std::memcpy(slot_rows.local().data, plan.slot_row, static_cast<std::size_t>(N * kTopk) * 4);
+  compare(st, "combine_slots_bf16_shared", raw.sent, raw,
+          [&] { moe::combine_slots(exec, h, slot_rows, y, weights_view(), out.view()); });
+}
+void BM_combine_slots_bf16(benchmark::State& st) {
+  slot_combine(st, false);
+}
+void BM_combine_slots_bf16_shared(benchmark::State& st) {
+  slot_combine(st, true);
+}
+
 /// Combine with the partial rows packed before the return trip (gather_rows_in_place = false).
 void BM_combine_bf16_packed(benchmark::State& st) {
   fm::host_executor exec;
@@ -336,14 +386,15 @@ BENCHMARK(BM_dispatch_fp8_cached_start)
     ->Iterations(kIterations)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_dispatch_fp8_cached_packed)
-    ->Iterations(kIterations)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dispatch_bf16_cached)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dispatch_bf16)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_combine_bf16)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_combine_bf16_packed)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_combine_slots_bf16)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_combine_slots_bf16_shared)
+    ->Iterations(kIterations)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dispatch_fp8_shared)->Iterations(kIterations)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dispatch_fp8_shared_new_handle)
     ->Iterations(kIterations)
@@ -375,9 +426,9 @@ int main(int argc, char** argv) {
         comm.size(), static_cast<long long>(kTokens), static_cast<long long>(kHidden), kExperts, kTopk,
         kIterations);
     for (char const* name : {"dispatch_fp8", "dispatch_fp8_cached", "dispatch_fp8_cached_start",
-                             "dispatch_fp8_cached_packed", "dispatch_bf16_cached", "dispatch_bf16",
-                             "combine_bf16", "combine_bf16_packed", "dispatch_fp8_shared",
-                             "dispatch_fp8_shared_new_handle", "dispatch_bf16_shared", "combine_bf16_shared"})
+                             "dispatch_bf16_cached", "dispatch_bf16", "combine_bf16", "combine_bf16_packed",
+                             "dispatch_fp8_shared", "dispatch_fp8_shared_new_handle", "dispatch_bf16_shared",
+                             "combine_bf16_shared", "combine_slots_bf16", "combine_slots_bf16_shared"})
       if (median_s.count(name))
         std::printf("  %-31s %8.3f ms   raw MPI_Alltoallv %8.3f ms   x_raw %.3f\n", name,
                     1e3 * median_s[name], 1e3 * median_s[std::string(name) + "/raw"],

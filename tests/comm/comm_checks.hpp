@@ -190,6 +190,38 @@ void check_alltoallv_rows(C& c) {
       CHECK(recv[static_cast<std::size_t>(rd[j] + rc[j])] == -7.0f);  // the gap is untouched
     }
   }
+  // dense rows (stride = row length): runs of adjacent rows travel as one block each
+  {
+    std::vector<float> xd(static_cast<std::size_t>(X * W));
+    for (std::int32_t i = 0; i < X; ++i)
+      for (std::int64_t j = 0; j < W; ++j) xd[static_cast<std::size_t>(i * W + j)] = row_value(r, i, j);
+    auto runs_for = [&](int src, int dst) {  // e.g. 2,3,4 | 7,8 | 0: three runs, one row repeated
+      std::vector<std::int32_t> v;
+      std::int32_t const s0 = (src + dst) % 3;
+      for (std::int32_t i = s0; i < s0 + 3; ++i) v.push_back(i);
+      v.push_back(7), v.push_back(8), v.push_back(static_cast<std::int32_t>(dst % 2));
+      if ((src + dst) % 2) v.push_back(8);
+      return v;
+    };
+    std::vector<std::int32_t> idx;
+    std::vector<std::int64_t> cnt(n), rcnt(n);
+    std::int64_t total = 0;
+    for (int j = 0; j < n; ++j) {
+      auto const v = runs_for(r, j);
+      idx.insert(idx.end(), v.begin(), v.end());
+      cnt[j] = static_cast<std::int64_t>(v.size());
+      rcnt[j] = static_cast<std::int64_t>(runs_for(j, r).size()) * W;
+      total += rcnt[j];
+    }
+    std::vector<float> recv(static_cast<std::size_t>(total), -7.0f);
+    c.ialltoallv_rows(comm::gathered_rows<float>{xd.data(), X, W, W, idx, comm::blocks{cnt, {}}},
+                      std::span<float>(recv), comm::blocks{rcnt, {}})
+        .wait();
+    std::size_t q = 0;
+    for (int j = 0; j < n; ++j)
+      for (std::int32_t row : runs_for(j, r))
+        for (std::int64_t col = 0; col < W; ++col, ++q) CHECK(recv[q] == row_value(j, row, col));
+  }
   // FP8 rows, packed blocks on both sides, travel bit-exactly
   {
     std::vector<float8_e4m3_t> x8(x.size());

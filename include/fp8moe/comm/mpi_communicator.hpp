@@ -288,10 +288,10 @@ class mpi_communicator {
     return start_alltoallv(send, blocks{send_counts, {}}, recv, blocks{recv_counts, {}}, check_sizes, false);
   }
 
-  /// All-to-all-v straight from gathered rows: MPI_Ialltoallw with one hindexed-block datatype per
-  /// destination (its rows, in index order) and one per source on the receive side (byte
-  /// displacements as MPI_Aint, so the receive buffer may exceed INT_MAX bytes). No pack pass by
-  /// the caller. size_check as in ialltoallv (element counts).
+  /// All-to-all-v straight from gathered rows: MPI_Ialltoallw with one hindexed datatype per
+  /// destination (its rows in index order, runs of adjacent rows merged into one block) and one per source on
+  /// the receive side (byte displacements as MPI_Aint, so the receive buffer may exceed INT_MAX bytes). No
+  /// pack pass by the caller. size_check as in ialltoallv (element counts).
   template <transferable T>
   request ialltoallv_rows(gathered_rows<T> send, std::span<T> recv, blocks rb,
                           size_check check_sizes = size_check::verify) {
@@ -313,20 +313,30 @@ class mpi_communicator {
     auto const rd = detail::block_displs(rb);
     MPI_Datatype const t = detail::mpi_type<T>();
     int const row_len = block_count(static_cast<std::size_t>(send.row_elements), where);
+    bool const dense = send.row_stride == send.row_elements;  // consecutive rows are adjacent in memory
     std::vector<MPI_Aint> disp;
+    std::vector<int> lens;
     std::int64_t at = 0;
     for (std::size_t i = 0; i < n; ++i) {
       std::int64_t const c = send.rows.counts[i], d = send.rows.displs.empty() ? at : send.rows.displs[i];
       at = d + c;
       if (c > 0 && row_len > 0) {
-        disp.resize(static_cast<std::size_t>(c));
-        for (std::int64_t j = 0; j < c; ++j)
-          disp[static_cast<std::size_t>(j)] =
-              static_cast<MPI_Aint>(static_cast<std::int64_t>(send.index[static_cast<std::size_t>(d + j)]) *
-                                    send.row_stride * static_cast<std::int64_t>(sizeof(T)));
-        check(MPI_Type_create_hindexed_block(block_count(static_cast<std::size_t>(c), where), row_len,
-                                             disp.data(), t, &r.types_[i]),
-              "MPI_Type_create_hindexed_block");
+        // one block per run of consecutive rows (one per row when rows are strided)
+        disp.clear();
+        lens.clear();
+        for (std::int64_t j = 0; j < c; ++j) {
+          std::int64_t const row = send.index[static_cast<std::size_t>(d + j)];
+          if (dense && j > 0 && row == send.index[static_cast<std::size_t>(d + j - 1)] + 1 &&
+              static_cast<std::int64_t>(lens.back()) + row_len <= INT_MAX) {
+            lens.back() += row_len;
+            continue;
+          }
+          disp.push_back(static_cast<MPI_Aint>(row * send.row_stride * static_cast<std::int64_t>(sizeof(T))));
+          lens.push_back(row_len);
+        }
+        check(MPI_Type_create_hindexed(static_cast<int>(lens.size()), lens.data(), disp.data(), t,
+                                       &r.types_[i]),
+              "MPI_Type_create_hindexed");
         check(MPI_Type_commit(&r.types_[i]), "MPI_Type_commit");
         types[i] = r.types_[i];
         r.ints_[0][i] = 1;
