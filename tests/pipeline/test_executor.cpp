@@ -193,6 +193,19 @@ TEST_CASE("executor: DualPipeV on one rank through comm::single_communicator (co
   CHECK(st.local_handoffs == 2 * 4);  // per micro-batch: activation 0->1 and gradient 1->0, both local
   auto const ref = toy::reference<float>(p);
   for (int mb = 0; mb < 4; ++mb) CHECK(m.losses.at(mb) == ref.losses[mb]);
+  // buffers are recycled: 8 hand-offs (plus the outputs of the chain's ends, which are empty)
+  // need only as many buffers as are alive at once
+  CHECK(st.buffers_allocated > 0);
+  CHECK(st.buffers_allocated < st.local_handoffs);
+  // a longer run allocates no more than a short one: the same buffers serve every micro-batch
+  auto const s16 = fp::dualpipe_v({.ranks = 1, .microbatches = 16});
+  auto const p16 = toy::problem::make(s16.stages, 16);
+  toy::stage_model m16(p16, s16, 0);
+  auto const st16 = fp::execute(s16, p2p, m16);
+  CHECK(st16.local_handoffs == 2 * 16);
+  CHECK(st16.buffers_allocated <= st.buffers_allocated + 2 * s16.ranks);
+  auto const ref16 = toy::reference<float>(p16);
+  for (int mb = 0; mb < 16; ++mb) CHECK(m16.losses.at(mb) == ref16.losses[mb]);
   static_assert(fp::p2p_communicator<fp::communicator_p2p<fp8moe::comm::single_communicator>>);
 }
 

@@ -76,7 +76,8 @@ inline task task_of(schedule const& s, int chunk, int mb) {
 /// The model side. activation_bytes(chunk): size of the chunk's output tensor (= the next chunk's
 /// input = the gradient it receives). forward writes `output`; backward_input reads `grad_output`
 /// (empty for the last chunk) and writes `grad_input` (empty for the first chunk); backward_weight
-/// accumulates the deferred weight gradient of (chunk, micro-batch).
+/// accumulates the deferred weight gradient of (chunk, micro-batch). Output buffers are recycled
+/// from earlier transfers (not zeroed): write every byte.
 template <class M>
 concept stage_model = requires(M& m, task const& t, std::span<std::byte const> in, std::span<std::byte> out) {
   { m.activation_bytes(0) } -> std::convertible_to<std::size_t>;
@@ -142,6 +143,7 @@ struct execution_stats {
   int computes = 0, sends = 0, recvs = 0, local_handoffs = 0;
   int waits_blocked = 0;  ///< receives not yet complete when their data was needed
   std::size_t max_fifo = 0;
+  int buffers_allocated = 0;  ///< transfer / output buffers allocated (the others were recycled)
 };
 
 namespace detail {
@@ -235,6 +237,24 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
   std::map<key, std::vector<std::byte>> produced;  // outputs waiting for their SEND action
   weight_grad_fifo fifo;
   execution_stats st;
+  // Activation / gradient buffers are recycled: a buffer whose contents have been consumed (the
+  // input of a finished compute, a completed send) serves the next transfer or output of the same
+  // size, so a run allocates about as many buffers as are in flight at once, not one per transfer.
+  std::vector<std::vector<std::byte>> spare;
+  auto acquire = [&](std::size_t n) {
+    for (auto it = spare.begin(); it != spare.end(); ++it)
+      if (it->size() == n) {
+        auto v = std::move(*it);
+        spare.erase(it);
+        return v;
+      }
+    ++st.buffers_allocated;
+    return std::vector<std::byte>(n);
+  };
+  auto release = [&](std::vector<std::byte>&& v) {
+    constexpr std::size_t max_spare = 32;
+    if (!v.empty() && spare.size() < max_spare) spare.push_back(std::move(v));
+  };
 
   auto make_task = [&](int chunk, int mb) { return detail::task_of(s, chunk, mb); };
   auto poll_all = [&] {
@@ -246,7 +266,10 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
     }
   };
   auto reap_sends = [&] {
-    while (!outbox_pending.empty() && !outbox_pending.front().pending) outbox_pending.pop_front();
+    while (!outbox_pending.empty() && !outbox_pending.front().pending) {
+      release(std::move(outbox_pending.front().data));
+      outbox_pending.pop_front();
+    }
   };
   // Input of (chunk, mb): the activation from the previous chunk (forward) or the gradient from the
   // next chunk (backward); empty at the chain's ends.
@@ -274,7 +297,7 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
   auto output_buffer = [&](bool forward, int chunk) -> std::vector<std::byte> {
     int const other = forward ? s.next_chunk(chunk) : s.prev_chunk(chunk);
     if (other < 0) return {};
-    return std::vector<std::byte>(model.activation_bytes(forward ? chunk : other));
+    return acquire(model.activation_bytes(forward ? chunk : other));
   };
   auto deliver = [&](bool forward, int chunk, int mb, std::vector<std::byte>&& data) {
     int const other = forward ? s.next_chunk(chunk) : s.prev_chunk(chunk);
@@ -313,7 +336,7 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
         bool const forward = a.kind == op::recv_f;
         int const from = forward ? s.prev_chunk(a.chunk) : a.chunk;  // activation: size of producer's output
         slot sl;
-        sl.data.resize(model.activation_bytes(forward ? from : a.chunk));
+        sl.data = acquire(model.activation_bytes(forward ? from : a.chunk));
         sl.req = comm.irecv(std::span<std::byte>(sl.data), a.peer, forward ? tag_activation : tag_gradient);
         sl.pending = true;
         auto [it, fresh] = inbox.insert_or_assign(key{forward, a.chunk, a.mb}, std::move(sl));
@@ -343,6 +366,7 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
         auto h = prepare(true, a.chunk, a.mb);
         auto t = make_task(a.chunk, a.mb);
         run_compute([&] { model.forward(t, std::span<std::byte const>(h.in), std::span<std::byte>(h.out)); });
+        release(std::move(h.in));
         deliver(true, a.chunk, a.mb, std::move(h.out));
         ++st.computes;
         break;
@@ -364,6 +388,7 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
         });
         if (!full) fifo.push(a.chunk, a.mb, [&model, t] { model.backward_weight(t); });
         st.max_fifo = std::max(st.max_fifo, fifo.size());
+        release(std::move(h.in));
         deliver(false, a.chunk, a.mb, std::move(h.out));
         ++st.computes;
         break;
@@ -394,6 +419,8 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
             model.backward_weight(tb);
           }
         });
+        release(std::move(hf.in));
+        release(std::move(hb.in));
         deliver(true, a.chunk, a.mb, std::move(hf.out));
         deliver(false, a.chunk2, a.mb2, std::move(hb.out));
         ++st.computes;
