@@ -35,7 +35,7 @@ class mpi_shared_buffer {
     check(MPI_Comm_split_type(comm.native(), MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &node),
           "MPI_Comm_split_type", comm.rank(), comm.size());
     int node_size = 0;
-    MPI_Comm_size(node, &node_size);
+    check(MPI_Comm_size(node, &node_size), "MPI_Comm_size", comm.rank(), comm.size());
     if (node_size != comm.size()) {  // every rank of a multi-node communicator sees a smaller node
       MPI_Comm_free(&node);
       throw error(errc::unsupported, detail::concat(where, ": the communicator's ", comm.size(),
@@ -46,8 +46,9 @@ class mpi_shared_buffer {
     rank_ = comm.rank();
     size_ = comm.size();
     MPI_Info info = MPI_INFO_NULL;
-    MPI_Info_create(&info);
-    MPI_Info_set(info, "alloc_shared_noncontig", "true");  // each rank's part on its own pages
+    check(MPI_Info_create(&info), "MPI_Info_create", rank_, size_);
+    check(MPI_Info_set(info, "alloc_shared_noncontig", "true"), "MPI_Info_set", rank_,
+          size_);  // each rank's part on its own pages
     void* base = nullptr;
     int const rc = MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes), 1, info, comm_, &base, &win_);
     MPI_Info_free(&info);
