@@ -183,6 +183,13 @@ TEST_CASE("shared-memory EP: argument errors reach every rank, nobody hangs") {
   std::int64_t const T = 12, H = 8;
   auto const placement = moe::expert_placement::uniform(E, R);
   comm::mpi_shared_buffer buf(c, 1 << 16);
+  CHECK(buf.size() == R);
+  CHECK(buf.rank() == me);
+  CHECK(buf.local().size() >= (1u << 16));
+  CHECK(buf.peer(me).data() == buf.local().data());
+  CHECK_THROWS_AS((void)buf.peer(R), fp8moe::error);  // rank out of range, local check
+  CHECK(buf.fence_and_agree(true));
+  CHECK(buf.fence_and_agree(me != R - 1) == false);  // one rank says no: every rank learns it
   // a matrix that does not fit this rank's part: every rank throws at construction
   try {
     comm::shared_matrix<float> big(buf, me == R - 1 ? (1u << 16) - 4 : 0, 4, 4);
