@@ -173,6 +173,8 @@ TEST_CASE("device dense: DeepSeek-V3 N x K pairs, small and partial M, both kern
   dense_case<bf16>(96, 264, 128, true, 13);            // K = one promotion block, bf16 with C
   dense_case<bf16>(200, 7168, 576, false, 15);         // dgrad of kv_a: K = 4.5 promotion blocks
   dense_case<float>(300, 384, 640, true, 17, t1x128);  // 1x128 B scales ("1D1D"), FP32 out with C
+  dense_case<bf16>(96, 264, 0, true, 19);              // K = 0: D = C (no tensor-map extent of 0)
+  dense_case<float>(64, 128, 0, false, 21);            // K = 0 without C: D = 0
 }
 
 TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range ids") {
@@ -226,6 +228,42 @@ TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range i
         if (!(std::fabs(got - ref.at(r, c)) <= device_tol(ref.at(r, c), mag, true))) ++bad;  // NaN fails
       }
     CHECK(bad == 0);
+  }
+  // m_align = 192 (a multiple of 64, not of 128): a 128-row tile would span two experts' windows,
+  // so the launcher must use 64-row tiles. Windows [0,192) [192,384) [384,576) hold experts 1, 2, 0.
+  // Automatic and wgmma only (the mma.sync kernel needs 128-row alignment and says so).
+  {
+    int const m2 = 576;
+    std::vector<int> ids2(m2, -1);
+    for (int r = 0; r < 150; ++r) ids2[r] = 1;
+    for (int r = 192; r < 384; ++r) ids2[r] = 2;
+    for (int r = 384; r < 400; ++r) ids2[r] = 0;
+    auto const a2 = ft::quantize_gen<e4m3>(ft::value_gen{77}, m2, k, t1x128);
+    dev_q<e4m3> da2(a2);
+    dev_buf<int> dids2(ids2.data(), ids2.size());
+    ft::out_mat<double> ref2(m2, n);
+    fg::reference::grouped_gemm(fg::grouped_contiguous<e4m3, e4m3, double>{
+        a2.view(), bhost, {ids2.data(), m2, 1}, ref2.view(), {}, 192});
+    ft::out_mat<bf16> hd2(m2, n);
+    dev_buf<bf16> dd2(hd2.buf.size());
+    for (auto fam : families(true)) {
+      if (fam == fg::cuda::family_choice::mma_sync) continue;
+      CAPTURE(static_cast<int>(fam));
+      dd2.poison();
+      fg::grouped_contiguous<e4m3, e4m3, bf16> const p{
+          da2.view(), bview, {dids2.p, m2, 1}, {dd2.p, m2, n, hd2.ld, 1}, {}, 192};
+      fg::cuda::run(nullptr, fg::cuda::to_params(p), nullptr, "test", fam, 0, p.m_align);
+      FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+      auto const out = dd2.get();
+      int bad = 0;
+      for (int r = 0; r < m2; ++r)
+        for (int c = 0; c < n; ++c) {
+          double const got = out[static_cast<std::size_t>(r) * hd2.ld + c].to_float();
+          double const mag = ids2[r] >= 0 ? ft::magnitude(a2.view(), r, bs[ids2[r]].view(), c, 0, k) : 0.0;
+          if (!(std::fabs(got - ref2.at(r, c)) <= device_tol(ref2.at(r, c), mag, true))) ++bad;
+        }
+      CHECK(bad == 0);
+    }
   }
 }
 

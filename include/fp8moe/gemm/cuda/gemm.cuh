@@ -2,7 +2,8 @@
 // Copyright (c) 2026 The fp8moe authors.
 // cuda_executor overloads of fp8_gemm / grouped_gemm (contract: gemm/problem.hpp). Validates on
 // the host, translates the views into kernel_params and enqueues one persistent kernel on
-// exec.stream: wgmma+TMA on sm_90a, the mma.sync kernel elsewhere and for K-grouped / 1x128 B.
+// exec.stream: wgmma+TMA on sm_90a (every layout, 1x128 B scales included), the mma.sync kernel
+// elsewhere.
 // Never allocates device memory, never synchronizes. nvcc only; pointers are device pointers.
 #pragma once
 
@@ -83,7 +84,9 @@ inline void run(cudaStream_t stream, kernel_params const& p, int const* k_offset
   if (p.layout == layout_kind::grouped_contiguous) {
     require(m_align % 64 == 0, where, "m_align", "a multiple of 64 on the device path",
             std::to_string(m_align));
-    if (cfg.block_m > m_align) cfg.block_m = m_align;  // one expert per M tile
+    // one expert per M tile: the tile height must divide m_align (m_align = 192 with 128-row tiles
+    // would put rows of two experts in one tile); 64 always does here
+    if (m_align % cfg.block_m != 0) cfg.block_m = 64;
   }
   bool const need_128_rows = cfg.family == kernel_family::mma_sync_sm89 || per_row_b;
   if (p.layout == layout_kind::grouped_contiguous && need_128_rows && m_align % 128 != 0) {

@@ -223,11 +223,18 @@ inline encode_tiled_fn get_encode_tiled() {
 }
 
 /// 3-D (K, rows, batch) map over a K-major FP8 operand, box (128, box_rows, 1), 128B swizzle;
-/// out-of-range rows are zero-filled by the copy engine.
+/// out-of-range rows are zero-filled by the copy engine. K = 0 (also a K-grouped problem whose
+/// groups are all empty): the kernel issues no copy (D = C or 0), but the driver rejects zero
+/// extents and strides, so a never-used map of one 16-byte column is encoded instead.
 inline CUtensorMap make_operand_map(std::uint8_t const* data, std::int64_t k, std::int64_t rows,
                                     std::int64_t batches, std::int64_t row_stride, std::int64_t batch_stride,
                                     int box_rows) {
   CUtensorMap map{};
+  if (k == 0) {
+    k = 16;
+    row_stride = row_stride < 16 ? 16 : row_stride;
+    batch_stride = row_stride * rows;
+  }
   cuuint64_t const dims[3] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows),
                               static_cast<cuuint64_t>(batches)};
   cuuint64_t const strides[2] = {static_cast<cuuint64_t>(row_stride),

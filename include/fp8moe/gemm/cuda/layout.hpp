@@ -177,7 +177,7 @@ struct tile_coord {
 };
 
 /// Rasterization: tile `t` of an m_blocks x n_blocks grid, walking `raster` N blocks at a time
-/// with M fastest inside a band, so tiles running at once share the same B columns and A rows.
+/// with N fastest inside a band, so tiles running at once share the same B columns and A rows.
 constexpr FP8MOE_HOST_DEVICE void rasterize(std::int64_t t, int m_blocks, int n_blocks, int raster,
                                             int& m_block, int& n_block) {
   std::int64_t const band_tiles = static_cast<std::int64_t>(raster) * m_blocks;
