@@ -99,7 +99,10 @@ class nccl_communicator {
     bool test() {
       if (event_ == nullptr) return true;
       cudaError_t const e = cudaEventQuery(event_);
-      if (e == cudaErrorNotReady) return false;
+      if (e == cudaErrorNotReady) {
+        (void)cudaGetLastError();  // not an error: keep it out of the next launch check
+        return false;
+      }
       detail::cuda_check(e, "cudaEventQuery", rank_, size_);
       return true;
     }
@@ -169,6 +172,7 @@ class nccl_communicator {
       stream_ = o.stream_;
       side_ = std::exchange(o.side_, nullptr);
       scratch_ = std::exchange(o.scratch_, nullptr);
+      scratch_elems_ = std::exchange(o.scratch_elems_, 0);
       rank_ = o.rank_;
       size_ = o.size_;
     }
@@ -298,7 +302,10 @@ class nccl_communicator {
   void init_streams(cudaStream_t stream) {
     stream_ = stream;
     cuda(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-    cuda(cudaMalloc(reinterpret_cast<void**>(&scratch_), kScratch * sizeof(std::int64_t)), "cudaMalloc");
+    // the largest gather: rows of 2R+1 int64 (all-to-all-v size check) from R ranks, plus this rank's row
+    scratch_elems_ = static_cast<std::size_t>(2 * size_ + 1) * static_cast<std::size_t>(size_ + 1);
+    cuda(cudaMalloc(reinterpret_cast<void**>(&scratch_), scratch_elems_ * sizeof(std::int64_t)),
+         "cudaMalloc");
   }
   void destroy() noexcept {
     if (comm_ != nullptr) ncclCommDestroy(comm_);
@@ -342,8 +349,9 @@ class nccl_communicator {
   /// Host values through the device scratch: every rank's `row` all-gathered (synchronizes).
   std::vector<std::int64_t> gather_rows(std::vector<std::int64_t> const& row) {
     auto const w = row.size(), total = w * static_cast<std::size_t>(size_);
-    require(total + w <= kScratch, "fp8moe::comm::nccl_communicator", "ranks",
-            "at most 64 ranks for size checks");
+    require(total + w <= scratch_elems_, "fp8moe::comm::nccl_communicator", "row",
+            detail::concat("at most 2 * size() + 1 = ", 2 * size_ + 1, " values per rank"),
+            std::to_string(w));
     std::vector<std::int64_t> all(total);
     cuda(cudaMemcpyAsync(scratch_, row.data(), w * sizeof(std::int64_t), cudaMemcpyHostToDevice, stream_),
          "cudaMemcpyAsync");
@@ -397,7 +405,7 @@ class nccl_communicator {
     auto const sd = detail::block_displs(sb), rd = detail::block_displs(rb);
     auto const* sp = reinterpret_cast<unsigned char const*>(send.data());
     auto* rp = reinterpret_cast<unsigned char*>(recv.data());
-    nccl(ncclGroupStart(), "ncclGroupStart");
+    group_guard group(*this);
     for (int i = 0; i < size_; ++i) {
       if (sb.counts[i] > 0)
         nccl(ncclSend(sp + sd[i] * sizeof(T), static_cast<std::size_t>(sb.counts[i]) * sizeof(T), ncclUint8,
@@ -408,7 +416,7 @@ class nccl_communicator {
                       i, comm_, s),
              "ncclRecv");
     }
-    nccl(ncclGroupEnd(), "ncclGroupEnd");
+    group.end();
   }
 
   void enqueue_p2p(std::span<p2p_op const> ops, cudaStream_t s) {
@@ -418,7 +426,7 @@ class nccl_communicator {
               std::to_string(op.peer));
       require(op.bytes >= 0 && (op.bytes == 0 || op.data != nullptr), where, "data", "a valid device buffer");
     }
-    nccl(ncclGroupStart(), "ncclGroupStart");
+    group_guard group(*this);
     for (auto const& op : ops) {
       if (op.bytes == 0) continue;  // NCCL matches by order per peer; tags are not used
       if (op.op == p2p_op::kind::send)
@@ -426,10 +434,31 @@ class nccl_communicator {
       else
         nccl(ncclRecv(op.data, static_cast<std::size_t>(op.bytes), ncclUint8, op.peer, comm_, s), "ncclRecv");
     }
-    nccl(ncclGroupEnd(), "ncclGroupEnd");
+    group.end();
   }
 
-  static constexpr std::size_t kScratch = 64 * (2 * 64 + 1) + 64;  // int64 rows of up to 64 ranks
+  /// ncclGroupStart now; ncclGroupEnd by end() (checked) or, when an exception leaves the scope
+  /// first (a failed ncclSend), by the destructor: NCCL keeps a thread's group open until its
+  /// ncclGroupEnd, and every later call on that thread would only be queued, never launched.
+  class group_guard {
+   public:
+    explicit group_guard(nccl_communicator const& c) : c_(c) { c_.nccl(ncclGroupStart(), "ncclGroupStart"); }
+    group_guard(group_guard const&) = delete;
+    group_guard& operator=(group_guard const&) = delete;
+    void end() {
+      open_ = false;
+      c_.nccl(ncclGroupEnd(), "ncclGroupEnd");
+    }
+    ~group_guard() {
+      if (open_) (void)ncclGroupEnd();
+    }
+
+   private:
+    nccl_communicator const& c_;
+    bool open_ = true;
+  };
+
+  std::size_t scratch_elems_ = 0;  // int64 values of scratch_
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cudaStream_t side_ = nullptr;

@@ -23,6 +23,7 @@ struct is_device_executor<cuda_executor> : std::true_type {};
 
 namespace detail {
 [[noreturn]] inline void throw_cuda(cudaError_t e, char const* call, char const* file, int line) {
+  (void)cudaGetLastError();  // reset a non-sticky error, or every later launch check would report it again
   throw error(errc::cuda, concat(call, " failed: ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ") at ",
                                  file, ":", line));
 }
@@ -47,5 +48,7 @@ inline int cuda_device_count() {
     if (fp8moe_err_ != cudaSuccess) ::fp8moe::detail::throw_cuda(fp8moe_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
-/// Checks the last kernel launch (launch-configuration errors) without synchronizing.
-#define FP8MOE_CUDA_CHECK_LAUNCH() FP8MOE_CUDA_CHECK(cudaPeekAtLastError())
+/// Checks the last kernel launch (launch-configuration errors) without synchronizing, and resets
+/// the runtime's last-error slot (cudaGetLastError), so an error that a caller caught earlier is not
+/// reported again at an unrelated later launch.
+#define FP8MOE_CUDA_CHECK_LAUNCH() FP8MOE_CUDA_CHECK(cudaGetLastError())

@@ -125,14 +125,20 @@ __global__ void slot_order_kernel(std::int32_t const* slot_row, std::int64_t N, 
   }
 }
 
+/// Copies v (as int32) to a new device array on `stream`. The host copy goes into `keep`, which the
+/// caller keeps alive until it synchronizes the stream (a copy from pageable memory may still be
+/// in flight when cudaMemcpyAsync returns, and work on other streams must not see it early).
 template <class T>
-std::int32_t* upload(std::vector<T> const& v) {
+std::int32_t* upload(std::vector<T> const& v, cudaStream_t stream,
+                     std::vector<std::vector<std::int32_t>>& keep) {
   std::int32_t* p = nullptr;
   FP8MOE_CUDA_CHECK(
       cudaMalloc(reinterpret_cast<void**>(&p), std::max<std::size_t>(v.size(), 1) * sizeof(std::int32_t)));
-  std::vector<std::int32_t> c(v.begin(), v.end());
+  keep.emplace_back(v.begin(), v.end());
+  auto const& c = keep.back();
   if (!c.empty())
-    FP8MOE_CUDA_CHECK(cudaMemcpy(p, c.data(), c.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
+    FP8MOE_CUDA_CHECK(
+        cudaMemcpyAsync(p, c.data(), c.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream));
   return p;
 }
 
@@ -182,30 +188,34 @@ device_dispatch_handle make_dispatch_handle(cuda_executor const& exec, C& comm,
                                             expert_placement const& placement,
                                             matrix_view<std::int32_t const> ids) {
   constexpr char const* where = "fp8moe::moe::make_dispatch_handle";
-  require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
-  require(ids.col_stride == 1 && (ids.rows <= 1 || ids.row_stride == ids.cols), where, "ids",
-          "row-major contiguous device ids (T,k)");
-  std::vector<std::int32_t> hid(static_cast<std::size_t>(ids.rows * ids.cols));
+  // argument errors go into the count exchange (build_handle's `local`), so every rank throws
+  // together instead of the others waiting in NCCL for a rank that already threw
+  std::string local;
+  if (exec.stream != comm.stream())
+    local = detail::concat(where, ": exec.stream must be the communicator's stream");
+  else if (!(ids.col_stride == 1 && (ids.rows <= 1 || ids.row_stride == ids.cols)))
+    local = detail::concat(where, ": ids must be row-major contiguous device ids (T,k)");
+  cudaStream_t const cs = comm.stream();
+  std::vector<std::int32_t> hid(local.empty() ? static_cast<std::size_t>(ids.rows * ids.cols) : 0);
   if (!hid.empty())
-    FP8MOE_CUDA_CHECK(
-        cudaMemcpyAsync(hid.data(), ids.data, hid.size() * 4, cudaMemcpyDeviceToHost, exec.stream));
-  FP8MOE_CUDA_CHECK(cudaStreamSynchronize(exec.stream));
+    FP8MOE_CUDA_CHECK(cudaMemcpyAsync(hid.data(), ids.data, hid.size() * 4, cudaMemcpyDeviceToHost, cs));
+  FP8MOE_CUDA_CHECK(cudaStreamSynchronize(cs));
   int const R = comm.size();
-  cuda_detail::stream_buffer dbuf(static_cast<std::size_t>(6 * R) * sizeof(std::int64_t), exec.stream);
+  cuda_detail::stream_buffer dbuf(static_cast<std::size_t>(6 * R) * sizeof(std::int64_t), cs);
   auto exchange = [&](std::span<std::int64_t const> out, std::span<std::int64_t> in) {
     auto* d_out = dbuf.template as<std::int64_t>();
     auto* d_in = d_out + 3 * R;
-    FP8MOE_CUDA_CHECK(
-        cudaMemcpyAsync(d_out, out.data(), out.size_bytes(), cudaMemcpyHostToDevice, exec.stream));
+    FP8MOE_CUDA_CHECK(cudaMemcpyAsync(d_out, out.data(), out.size_bytes(), cudaMemcpyHostToDevice, cs));
     comm.alltoall(std::span<std::int64_t const>(d_out, out.size()), std::span<std::int64_t>(d_in, in.size()),
                   comm::size_check::trusted);
-    FP8MOE_CUDA_CHECK(cudaMemcpyAsync(in.data(), d_in, in.size_bytes(), cudaMemcpyDeviceToHost, exec.stream));
-    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(exec.stream));
+    FP8MOE_CUDA_CHECK(cudaMemcpyAsync(in.data(), d_in, in.size_bytes(), cudaMemcpyDeviceToHost, cs));
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(cs));
   };
   device_dispatch_handle d;
-  d.host = detail::build_handle(host_executor{1}, R, comm.rank(), placement,
-                                make_matrix(static_cast<std::int32_t const*>(hid.data()), ids.rows, ids.cols),
-                                {}, exchange);
+  d.host = detail::build_handle(
+      host_executor{1}, R, comm.rank(), placement,
+      make_matrix(static_cast<std::int32_t const*>(hid.data()), local.empty() ? ids.rows : 0, ids.cols),
+      local, exchange);
   auto const& h = d.host;
   std::vector<std::int32_t> dest;
   for (int r = 0; r < h.ranks; ++r) dest.insert(dest.end(), static_cast<std::size_t>(h.send_tokens[r]), r);
@@ -215,14 +225,18 @@ device_dispatch_handle make_dispatch_handle(cuda_executor const& exec, C& comm,
     rank_of[static_cast<std::size_t>(e)] = placement.rank_of(e);
     local_of[static_cast<std::size_t>(e)] = placement.local_of(e);
   }
-  d.send_token = cuda_detail::upload(h.send_token);
-  d.send_dest = cuda_detail::upload(dest);
-  d.token_rank_row = cuda_detail::upload(h.token_rank_row);
-  d.slot_row = cuda_detail::upload(h.slot_row);
-  d.rank_of = cuda_detail::upload(rank_of);
-  d.local_of = cuda_detail::upload(local_of);
+  std::vector<std::vector<std::int32_t>> keep;  // host sources, alive until the stream is synchronized
+  keep.reserve(7);
+  cudaStream_t const st = exec.stream;
+  d.send_token = cuda_detail::upload(h.send_token, st, keep);
+  d.send_dest = cuda_detail::upload(dest, st, keep);
+  d.token_rank_row = cuda_detail::upload(h.token_rank_row, st, keep);
+  d.slot_row = cuda_detail::upload(h.slot_row, st, keep);
+  d.rank_of = cuda_detail::upload(rank_of, st, keep);
+  d.local_of = cuda_detail::upload(local_of, st, keep);
   d.recv_src_token =
-      cuda_detail::upload(std::vector<std::int32_t>(static_cast<std::size_t>(h.num_recv()), -1));
+      cuda_detail::upload(std::vector<std::int32_t>(static_cast<std::size_t>(h.num_recv()), -1), st, keep);
+  FP8MOE_CUDA_CHECK(cudaStreamSynchronize(st));  // the tables are in place before any stream uses them
   return d;
 }
 

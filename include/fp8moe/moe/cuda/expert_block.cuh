@@ -171,6 +171,7 @@ struct cuda_expert_block_state {
   cuda_detail::device_quantized xq, a, actq, sactq;
   cuda_detail::device_matrix h13, act, y, sh13, sact, routed, shared;
   std::int64_t tokens = 0, k = 0, experts = 0, hidden = 0, inter = 0, shared_inter = 0, m_align = 0;
+  std::int64_t tile_rows = 0, tile_cols = 0;  // the activation tile the scale buffers are sized for
 };
 
 /// CUDA forward: same contract as the host expert_block; x, ids, weights, out and all weights are
@@ -188,7 +189,8 @@ void expert_block(cuda_executor const& exec, expert_block_config const& cfg, mat
   std::int64_t const M = plan_rows(layout, T, k, E);
   auto const tile = cfg.activation.tile;
   bool const same = st.plan && st.tokens == T && st.k == k && st.experts == E && st.hidden == H &&
-                    st.inter == I && st.shared_inter == Is && st.m_align == cfg.m_align;
+                    st.inter == I && st.shared_inter == Is && st.m_align == cfg.m_align &&
+                    st.tile_rows == tile.rows && st.tile_cols == tile.cols;
   if (!same) {
     st = cuda_expert_block_state{};
     st.plan = std::make_unique<cuda_permute_plan>(exec, layout, T, k, E);
@@ -207,6 +209,8 @@ void expert_block(cuda_executor const& exec, expert_block_config const& cfg, mat
     }
     st.tokens = T, st.k = k, st.experts = E, st.hidden = H, st.inter = I, st.shared_inter = Is;
     st.m_align = cfg.m_align;
+    st.tile_rows = tile.rows;
+    st.tile_cols = tile.cols;
   }
   auto const& p = st.plan->view();
   scaling::quantize(exec, x, cfg.activation, st.xq.view());

@@ -208,6 +208,35 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
     for (auto const& k : ks) produced_event[k] = e;
   };
 
+  // Receives overwrite the workspace: order the comm stream after everything already enqueued on
+  // the compute stream (a previous run's backward may still read the same regions).
+  {
+    cudaEvent_t start = new_event();
+    FP8MOE_CUDA_CHECK(cudaEventRecord(start, streams.compute));
+    FP8MOE_CUDA_CHECK(cudaStreamWaitEvent(streams.comm, start, 0));
+  }
+  // group_start now; group_end by end() or, if a send / recv throws first, by the destructor, so
+  // a failed call never leaves the communicator's group open (NCCL would then queue every later
+  // call without launching it)
+  struct group_scope {
+    Comm& c;
+    bool open = true;
+    explicit group_scope(Comm& cm) : c(cm) { c.group_start(); }
+    group_scope(group_scope const&) = delete;
+    group_scope& operator=(group_scope const&) = delete;
+    void end() {
+      open = false;
+      c.group_end();
+    }
+    ~group_scope() {
+      if (!open) return;
+      try {
+        c.group_end();
+      } catch (...) {  // already unwinding from the first error
+      }
+    }
+  };
+
   auto const& list = s.actions[rank];
   for (std::size_t x = 0; x < list.size();) {
     auto const& a = list[x];
@@ -220,7 +249,7 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
           key const k{list[z].kind == op::send_f, list[z].chunk, list[z].mb};
           FP8MOE_CUDA_CHECK(cudaStreamWaitEvent(streams.comm, produced_event.at(k), 0));
         }
-      comm.group_start();
+      group_scope group(comm);
       for (std::size_t z = x; z < y; ++z) {
         auto const& t = list[z];
         bool const fwd = t.kind == op::send_f || t.kind == op::recv_f;
@@ -237,7 +266,7 @@ execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cud
           ++st.recvs;
         }
       }
-      comm.group_end();
+      group.end();
       cudaEvent_t done = new_event();
       FP8MOE_CUDA_CHECK(cudaEventRecord(done, streams.comm));
       for (std::size_t z = x; z < y; ++z)

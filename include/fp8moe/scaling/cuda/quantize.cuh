@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(block_threads)
   __shared__ std::uint8_t stage[32][33];  // [output row = source col][source row], +1 against bank conflicts
   int const lx = threadIdx.x % 32, ly = threadIdx.x / 32;
   std::int64_t const k = resolve_tile(r.tile.cols, R);
-  std::int64_t const b = blockIdx.y, c0 = static_cast<std::int64_t>(blockIdx.x) * 32, r0 = b * k;
+  std::int64_t const b = blockIdx.x, c0 = static_cast<std::int64_t>(blockIdx.y) * 32, r0 = b * k;
   std::int64_t const nr = (R - r0) < k ? (R - r0) : k;
   std::int64_t const col = c0 + lx;
   std::uint32_t m = 0;
@@ -370,7 +370,11 @@ void launch_transpose(cudaStream_t st, Load const& load, std::int64_t R, std::in
                       tensor_recipe const& r, quantized_matrix_view<T> out, float vfi) {
   if (R == 0 || C == 0) return;
   std::int64_t const bands = scale_cols(r.tile, R);
-  dim3 const grid(static_cast<unsigned>(ceil_div<std::int64_t>(C, 32)), static_cast<unsigned>(bands));
+  // bands (rows / tile height: large for a wgrad over T*k rows) on x (up to 2^31-1), the 32-column
+  // chunks on y (up to 65535: C <= 2,097,120)
+  require(ceil_div<std::int64_t>(C, 32) <= 65535, "fp8moe::scaling::cuda::transpose_requantize", "x",
+          "at most 2,097,120 columns on the device", std::to_string(C));
+  dim3 const grid(static_cast<unsigned>(bands), static_cast<unsigned>(ceil_div<std::int64_t>(C, 32)));
   transpose_quantize_kernel<Load, T, IgnoreNan><<<grid, block_threads, 0, st>>>(load, R, C, r, out, vfi);
   FP8MOE_CUDA_CHECK_LAUNCH();
 }
