@@ -122,6 +122,10 @@ void balance_forward_device(cuda_executor const& exec, router_config const& c, m
   auto const lay = cuda_detail::balance_layout(T, c.experts, c.k, B);
   require(ws.data != nullptr && ws.bytes >= lay.total, where, "workspace",
           std::to_string(lay.total) + " bytes (balance_workspace_bytes)", std::to_string(ws.bytes));
+  // one int per expert of dynamic shared memory next to the kernel's 2 KB of static arrays: stay
+  // within the 48 KB every device grants without an opt-in
+  require(c.experts <= 11776, where, "config.experts", "at most 11776 experts on the device",
+          std::to_string(c.experts));
   char* base = static_cast<char*>(ws.data);
   auto* sn = reinterpret_cast<float*>(base);
   auto* top = reinterpret_cast<std::int32_t*>(base + lay.sn);

@@ -322,9 +322,14 @@ void expert_block_backward(cuda_executor const& exec, expert_block_config const&
     gemm::grouped_gemm(exec, gemm::k_grouped<fp8_t, fp8_t>{dh13t.cview(), at.cview(), ks, g.dw13, {}},
                        cfg.gemm);
   } else {
-    FP8MOE_CUDA_CHECK(
-        cudaMemsetAsync(g.dw13.data, 0, static_cast<std::size_t>(E * 2 * I * H) * 4, exec.stream));
-    FP8MOE_CUDA_CHECK(cudaMemsetAsync(g.dw2.data, 0, static_cast<std::size_t>(E * H * I) * 4, exec.stream));
+    // no routed rows: the weight gradients are 0, cleared through the views' strides
+    for (auto const& v : {g.dw13, g.dw2}) {
+      require(v.col_stride == 1, detail::block_where, "grads", "unit column strides");
+      for (std::int64_t e = 0; e < v.batches; ++e)
+        FP8MOE_CUDA_CHECK(cudaMemset2DAsync(
+            v.data + e * v.batch_stride, static_cast<std::size_t>(v.row_stride) * 4, 0,
+            static_cast<std::size_t>(v.cols) * 4, static_cast<std::size_t>(v.rows), exec.stream));
+    }
   }
   if (Is == 0) return;
   cuda_detail::device_quantized doq(T, H, tile, tmp), dsh13q(T, 2 * Is, tile, tmp);
