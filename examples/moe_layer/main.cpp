@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/example_util.hpp"
 #include "fp8moe/fp8moe.hpp"
 
 namespace fm = fp8moe;
@@ -22,18 +23,10 @@ namespace pp = fp8moe::pipeline;
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-double ms_since(clock_type::time_point t0) {
-  return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
-}
-
-std::vector<float> normal(std::size_t n, float sigma, std::uint64_t seed) {
-  std::mt19937_64 g{seed};
-  std::normal_distribution<float> d{0.0f, sigma};
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using fp8moe::examples::clock_type;
+using fp8moe::examples::ms_since;
+using fp8moe::examples::normal;
+using fp8moe::examples::quantized_stack;
 
 double rel_l2(std::vector<float> const& got, std::vector<double> const& ref) {
   double num = 0, den = 0;
@@ -43,32 +36,6 @@ double rel_l2(std::vector<float> const& got, std::vector<double> const& ref) {
   }
   return std::sqrt(num / den);
 }
-
-/// E matrices (R,C) quantized with 128x128 blocks into one (E,R,C) batched view.
-struct quantized_stack {
-  std::vector<fm::float8_e4m3_t> data;
-  std::vector<float> scales;
-  std::int64_t E, R, C, sr, sc;
-  quantized_stack(fm::host_executor const& exec, std::vector<float> const& w, std::int64_t e, std::int64_t r,
-                  std::int64_t c)
-      : data(static_cast<std::size_t>(e * r * c)), E(e), R(r), C(c) {
-    sr = fs::scale_rows(fs::block_128x128, r);
-    sc = fs::scale_cols(fs::block_128x128, c);
-    scales.resize(static_cast<std::size_t>(e * sr * sc));
-    for (std::int64_t i = 0; i < e; ++i) {
-      fs::quantize(exec, fm::matrix_view<float const>(fm::make_matrix(w.data() + i * r * c, r, c)),
-                   fs::deepseek_v3.weight,
-                   fs::quantized_matrix_view<fm::float8_e4m3_t>{
-                       fm::make_matrix(data.data() + i * r * c, r, c),
-                       fm::make_matrix(scales.data() + i * sr * sc, sr, sc), fs::block_128x128});
-    }
-  }
-  fm::gemm::quantized_batched_view<fm::float8_e4m3_t const> view() const {
-    return {
-        {data.data(), E, R, C, R * C, C, 1}, {scales.data(), E, sr, sc, sr * sc, sc, 1}, fs::block_128x128};
-  }
-  fs::quantized_matrix_view<fm::float8_e4m3_t const> matrix(std::int64_t i) const { return view()[i]; }
-};
 
 double silu(double x) {
   return x / (1.0 + std::exp(-x));
