@@ -165,11 +165,12 @@ inline std::string check_alltoallv_local(int size, std::int64_t send_elems, bloc
   return {};
 }
 
-/// Local validation of gathered send rows: shape, block bounds inside `index` and every used index
-/// inside [0, base_rows). Returns "" when fine. `send_elems` receives each rank's element count.
+/// Local validation of an all-to-all-v from gathered rows: the send side's shape, its blocks inside
+/// `index` and every used index inside [0, base_rows), then the receive blocks as in
+/// check_alltoallv_local. Returns "" when fine; `send_elems` receives each rank's element count.
 template <class T>
-std::string check_gathered_rows_local(int size, gathered_rows<T> const& g,
-                                      std::vector<std::int64_t>& send_elems) {
+std::string check_gathered_alltoallv_local(int size, gathered_rows<T> const& g, std::int64_t recv_elems,
+                                           blocks recv, std::vector<std::int64_t>& send_elems) {
   auto const n = static_cast<std::size_t>(size);
   send_elems.assign(n, 0);
   if (g.rows.counts.size() != n || (!g.rows.displs.empty() && g.rows.displs.size() != n))
@@ -192,7 +193,9 @@ std::string check_gathered_rows_local(int size, gathered_rows<T> const& g,
     send_elems[i] = c * g.row_elements;
     at = d + c;
   }
-  return {};
+  std::int64_t total = 0;
+  for (auto v : send_elems) total += v;
+  return check_alltoallv_local(size, total, blocks{send_elems, {}}, recv_elems, recv);
 }
 
 /// Displacements of packed blocks (exclusive prefix sum of counts), or `displs` when given.

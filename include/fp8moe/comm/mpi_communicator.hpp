@@ -297,13 +297,8 @@ class mpi_communicator {
                           size_check check_sizes = size_check::verify) {
     char const* where = "fp8moe::comm::mpi_communicator::alltoallv_rows";
     std::vector<std::int64_t> sc;
-    std::string local = detail::check_gathered_rows_local(size_, send, sc);
-    if (local.empty()) {
-      std::int64_t total = 0;
-      for (auto v : sc) total += v;
-      local = detail::check_alltoallv_local(size_, total, blocks{sc, {}},
-                                            static_cast<std::int64_t>(recv.size()), rb);
-    }
+    std::string const local =
+        detail::check_gathered_alltoallv_local(size_, send, static_cast<std::int64_t>(recv.size()), rb, sc);
     verify_counts(where, local, sc, rb.counts, check_sizes);
     auto const n = static_cast<std::size_t>(size_);
     request r = make_request("MPI_Ialltoallw");

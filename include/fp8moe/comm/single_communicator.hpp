@@ -122,11 +122,8 @@ class single_communicator {
                           size_check = size_check::verify) {
     constexpr char const* where = "fp8moe::comm::single_communicator::alltoallv_rows";
     std::vector<std::int64_t> sc;
-    auto msg = detail::check_gathered_rows_local(1, send, sc);
-    if (msg.empty()) {
-      msg =
-          detail::check_alltoallv_local(1, sc[0], blocks{sc, {}}, static_cast<std::int64_t>(recv.size()), rb);
-    }
+    auto const msg =
+        detail::check_gathered_alltoallv_local(1, send, static_cast<std::int64_t>(recv.size()), rb, sc);
     if (!msg.empty()) detail::throw_argument(where, "counts", msg);
     std::int64_t const rows[3] = {1, sc[0], rb.counts[0]};
     auto const global = detail::check_alltoallv_global(1, rows);

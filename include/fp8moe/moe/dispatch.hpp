@@ -115,7 +115,7 @@ struct dispatch_handle {
   /// (it keeps its largest buffers until the thread exits). Replace it to isolate a handle.
   std::shared_ptr<buffer_pool> pool = thread_pool();
   /// With a row_gather_communicator (MPI), let it read rows where they lie (indexed datatypes, no
-  /// pack pass) when each destination's rows are contiguous (detail::gather_max_runs; e.g. the
+  /// pack pass) when each destination's rows are contiguous (detail::rows_contiguous; e.g. the
   /// combine's partial rows); scattered rows are packed first, which measured steadier on Open MPI
   /// (docs/expert_parallel.md §4). Set to false to always pack.
   bool gather_rows_in_place = true;
@@ -219,22 +219,18 @@ inline std::vector<std::int64_t> scaled(std::vector<std::int64_t> const& rows, s
   return v;
 }
 
-/// Whether a row_gather_communicator should read rows in place: only when every destination's
-/// rows form at most gather_max_runs runs of adjacent rows (dense: rows are adjacent in memory when
-/// their indices are). Open MPI 4.1 moves a non-contiguous send through a pipelined copy-in /
-/// copy-out protocol: in our measurements (docs/expert_parallel.md §4) transfers of scattered rows,
-/// and even of three long runs per destination, fell to 0.2-0.45x of raw in some runs, while one
-/// contiguous block per destination (the combine's partial rows) moved as fast as raw and packing
-/// first was steadier. Hence one run: the rows are read in place only when they are contiguous.
-inline constexpr std::int64_t gather_max_runs = 1;
-inline bool rows_in_few_runs(std::span<std::int32_t const> index, std::vector<std::int64_t> const& counts,
-                             std::vector<std::int64_t> const& displs, bool dense) {
-  for (std::size_t r = 0; r < counts.size(); ++r) {
-    std::int64_t runs = counts[r] > 0 ? 1 : 0;
-    for (std::int64_t j = displs[r] + 1; j < displs[r] + counts[r] && runs <= gather_max_runs; ++j)
-      if (!dense || index[static_cast<std::size_t>(j)] != index[static_cast<std::size_t>(j - 1)] + 1) ++runs;
-    if (runs > gather_max_runs) return false;
-  }
+/// Whether a row_gather_communicator should read rows in place: only when every destination's rows
+/// are one run of adjacent rows (dense: rows are adjacent in memory when their indices are), e.g.
+/// the combine's partial rows. Open MPI 4.1 moves a non-contiguous send through a pipelined
+/// copy-in / copy-out protocol: in our measurements (docs/expert_parallel.md §4) transfers of
+/// scattered rows, and even of three long runs per destination, fell to 0.2-0.45x of raw in some
+/// runs, while contiguous blocks moved as fast as raw and packing first was steadier.
+inline bool rows_contiguous(std::span<std::int32_t const> index, std::vector<std::int64_t> const& counts,
+                            std::vector<std::int64_t> const& displs, bool dense) {
+  for (std::size_t r = 0; r < counts.size(); ++r)
+    for (std::int64_t j = displs[r] + 1; j < displs[r] + counts[r]; ++j)
+      if (!dense || index[static_cast<std::size_t>(j)] != index[static_cast<std::size_t>(j - 1)] + 1)
+        return false;
   return true;
 }
 
@@ -452,7 +448,7 @@ ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C&
         displs[r] = at;
         at += h.send_tokens[r];
       }
-      if (rows_in_few_runs(h.send_token, counts, displs, x.row_stride == Cn)) {
+      if (rows_contiguous(h.send_token, counts, displs, x.row_stride == Cn)) {
         comm::gathered_rows<T> const g{x.data,       x.rows,       Cn,
                                        x.row_stride, h.send_token, comm::blocks{counts, displs}};
         p.add(comm.ialltoallv_rows(g, dst_span, comm::blocks{e.rc, e.rd}, comm::size_check::trusted));
@@ -778,7 +774,7 @@ YT const* return_rows(host_executor const& exec, C& comm, ep_pending<typename C:
   }
   std::span<YT> const recv(rows, static_cast<std::size_t>(compact * Cn));
   if constexpr (comm::row_gather_communicator<C>) {
-    if (y.col_stride == 1 && h.gather_rows_in_place && rows_in_few_runs(order, sc, sd, y.row_stride == Cn)) {
+    if (y.col_stride == 1 && h.gather_rows_in_place && rows_contiguous(order, sc, sd, y.row_stride == Cn)) {
       comm::gathered_rows<YT> const g{y.data, y.rows, Cn, y.row_stride, order, comm::blocks{sc, sd}};
       p.add(comm.ialltoallv_rows(g, recv, comm::blocks{rc, rd}, comm::size_check::trusted));
       return nullptr;  // own rows: read from y itself

@@ -49,18 +49,25 @@ void copy_row_to(T* dst, std::int64_t dst_col_stride, T const* src, std::int64_t
 
 /// Where this rank's rows start in every rank's receive order (rank r's order: sources ascending):
 /// each rank sends every source the offset of that source's block. Collective over the buffer's
-/// ranks (one MPI_Alltoall of int64), run even when `valid` is false so nobody waits alone.
-inline std::vector<std::int64_t> peer_block_offsets(comm::mpi_shared_buffer const& buf,
-                                                    dispatch_handle const& h, bool valid) {
+/// ranks (one MPI_Alltoall of int64), run even when `err` is already set so nobody waits alone.
+/// Then checks that every peer's `peer_rows` matrix (N_r rows) holds this rank's block, else sets
+/// `err` naming `name`.
+template <class M>
+std::vector<std::int64_t> peer_block_offsets(comm::mpi_shared_buffer const& buf, dispatch_handle const& h,
+                                             M const& peer_rows, char const* name, std::string& err) {
   auto const n = static_cast<std::size_t>(buf.size());
   std::vector<std::int64_t> mine(n, 0), at_peer(n, 0);
-  if (valid) {
+  if (err.empty()) {
     auto const off = row_offsets(h.recv_tokens);
     for (std::size_t r = 0; r < n; ++r) mine[r] = off[r];
   }
   comm::detail::mpi_check(
       MPI_Alltoall(mine.data(), 1, MPI_INT64_T, at_peer.data(), 1, MPI_INT64_T, buf.native()), "MPI_Alltoall",
       buf.rank(), buf.size());
+  for (std::size_t r = 0; err.empty() && r < n; ++r)
+    if (at_peer[r] + h.send_tokens[r] > peer_rows.rows(static_cast<int>(r)))
+      err = concat("rank ", r, "'s ", name, " (", peer_rows.rows(static_cast<int>(r)),
+                   " rows) to hold this rank's block at ", at_peer[r], " + ", h.send_tokens[r]);
   return at_peer;
 }
 
@@ -209,17 +216,12 @@ void combine(host_executor const& exec, dispatch_handle const& h, comm::shared_m
   std::int64_t const C = partial.cols();
   std::string err = detail::check_handle_vs_buffer(h, buf);
   char const* arg = "h";
-  auto const at_peer = detail::peer_block_offsets(buf, h, err.empty());
   if (err.empty() && partial.rows(me) != h.num_recv())
     arg = "partial", err = detail::concat(h.num_recv(), " rows (N of the handle)");
   if (err.empty() && (out.rows != h.tokens || out.cols != C || (out.rows > 0 && out.data == nullptr)))
     arg = "out", err = detail::concat("(", h.tokens, ", ", C, ") (T of the handle, columns of partial)");
+  auto const at_peer = detail::peer_block_offsets(buf, h, partial, "partial", err);
   auto const send_off = detail::row_offsets(h.send_tokens);
-  for (int r = 0; err.empty() && r < R; ++r)
-    if (at_peer[static_cast<std::size_t>(r)] + h.send_tokens[static_cast<std::size_t>(r)] > partial.rows(r))
-      err = detail::concat("rank ", r, "'s partial (", partial.rows(r),
-                           " rows) to hold this rank's block at ", at_peer[static_cast<std::size_t>(r)],
-                           " + ", h.send_tokens[static_cast<std::size_t>(r)]);
   detail::shared_op(buf, err, arg, [&]() -> std::string {
     detail::combine_tokens(
         exec, h.tokens, R, C, 1,
@@ -263,13 +265,8 @@ void combine_slots(host_executor const& exec, dispatch_handle const& h,
     if (out.rows != T || out.cols != C || (T > 0 && out.data == nullptr))
       fail("out", detail::concat("(", T, ", ", C, ") (T of the handle, columns of y)"));
   }
-  auto const at_peer = detail::peer_block_offsets(buf, h, err.empty());
+  auto const at_peer = detail::peer_block_offsets(buf, h, slot_rows, "slot_rows", err);
   auto const send_off = detail::row_offsets(h.send_tokens), back_off = detail::row_offsets(h.send_slots);
-  for (int r = 0; err.empty() && r < R; ++r)
-    if (at_peer[static_cast<std::size_t>(r)] + h.send_tokens[static_cast<std::size_t>(r)] > slot_rows.rows(r))
-      err = detail::concat("rank ", r, "'s slot_rows (", slot_rows.rows(r),
-                           " rows) to hold this rank's block at ", at_peer[static_cast<std::size_t>(r)],
-                           " + ", h.send_tokens[static_cast<std::size_t>(r)]);
   detail::shared_op(buf, err, arg, [&]() -> std::string {
     // (rank, row of its y) of every routed slot, validated before the reduction reads any row
     std::vector<std::int32_t> rank_of(static_cast<std::size_t>(T * k), -1);
