@@ -83,8 +83,14 @@ BENCHMARK(BM_memcpy)
     ->ComputeStatistics("min", min_of);
 
 template <class In, class T = fm::float8_e4m3_t>
-void BM_quantize(benchmark::State& st, fs::tensor_recipe r) {
+void BM_quantize(benchmark::State& st, fs::tensor_recipe r, bool simd = true) {
   auto const& x = input<In>();
+  struct simd_scope {  // the portable loops for the "/portable" variants, restored afterwards
+    bool was;
+    explicit simd_scope(bool on) : was(fs::set_host_simd(on)) {}
+    ~simd_scope() { fs::set_host_simd(was); }
+  } const scope(simd);
+  st.SetLabel(fs::host_simd_kernel());
   fs::quantized_matrix<T> q(R, C, r.tile);
   fm::host_executor exec;
   for (auto _ : st) {
@@ -153,6 +159,14 @@ int main(int argc, char** argv) {
     reg(std::string("quantize/bf16/") + c.name,
         [r](benchmark::State& st) { BM_quantize<fm::bfloat16_t>(st, r); });
   }
+  // the same cases with the hand-vectorised kernels off: the portable loops, in the same run
+  for (auto const& c : {bf16_cases[0], bf16_cases[1], bf16_cases[5]}) {
+    fs::tensor_recipe const r = c.r;
+    reg(std::string("quantize/bf16/") + c.name + "/portable",
+        [r](benchmark::State& st) { BM_quantize<fm::bfloat16_t>(st, r, false); });
+  }
+  reg("quantize/float/deepseek_v3.activation_1x128/portable",
+      [](benchmark::State& st) { BM_quantize<float>(st, fs::deepseek_v3.activation, false); });
   named const float_cases[] = {{"deepseek_v3.activation_1x128", fs::deepseek_v3.activation},
                                {"deepseek_v3.weight_128x128", fs::deepseek_v3.weight},
                                {"te_current_per_tensor", fs::te_current.activation}};

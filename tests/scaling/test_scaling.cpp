@@ -351,10 +351,165 @@ TEST_CASE(
   constexpr std::int64_t R = 200, C = 300;
   auto const xf = make_input<float>(R * C, 11);
   auto const xb = make_input<bfloat16_t>(R * C, 12);
-  for (auto const& nr : all_recipes()) {
-    CAPTURE(nr.name);
-    CHECK(run_oracle_any(nr.r, xf, R, C) == 0);
-    CHECK(run_oracle_any(nr.r, xb, R, C) == 0);
+  for (bool const simd : {true, false}) {
+    CAPTURE(simd);
+    bool const was = set_host_simd(simd);
+    for (auto const& nr : all_recipes()) {
+      CAPTURE(nr.name);
+      CHECK(run_oracle_any(nr.r, xf, R, C) == 0);
+      CHECK(run_oracle_any(nr.r, xb, R, C) == 0);
+    }
+    set_host_simd(was);
+  }
+}
+
+TEST_CASE("simd_encode_mode: NaN tiles and bad scales portable, overflow-free tiles plain, the rest clamp") {
+  using scaling::detail::simd_encode;
+  using scaling::detail::simd_encode_mode;
+  CHECK(scaling::detail::overflow_threshold_bits<e4m3_format>() == bits(464.0f));
+  CHECK(scaling::detail::overflow_threshold_bits<e5m2_format>() == bits(61440.0f));
+  tile_scale const one{1.0f, 1.0f, false};
+  float const inf = std::numeric_limits<float>::infinity();
+  CHECK(simd_encode_mode<e4m3_format>(bits(463.99997f), one) == simd_encode::plain);
+  CHECK(simd_encode_mode<e4m3_format>(bits(464.0f), one) == simd_encode::clamp);
+  CHECK(simd_encode_mode<e5m2_format>(bits(61436.0f), one) == simd_encode::plain);
+  CHECK(simd_encode_mode<e5m2_format>(bits(61440.0f), one) == simd_encode::clamp);
+  CHECK(simd_encode_mode<e4m3_format>(bits(4.0f), tile_scale{100.0f, 0.01f, false}) ==
+        simd_encode::plain);  // 400
+  CHECK(simd_encode_mode<e4m3_format>(bits(4.0f), tile_scale{120.0f, 0.01f, false}) ==
+        simd_encode::clamp);  // 480
+  CHECK(simd_encode_mode<e4m3_format>(bits(4.0f), tile_scale{0.0f, 0.01f, true}) ==
+        simd_encode::plain);  // 4/0.01
+  CHECK(simd_encode_mode<e4m3_format>(bits(5.0f), tile_scale{0.0f, 0.01f, true}) ==
+        simd_encode::clamp);                                                        // 500
+  CHECK(simd_encode_mode<e4m3_format>(0x7F800000u, one) == simd_encode::clamp);     // inf in the tile
+  CHECK(simd_encode_mode<e4m3_format>(0x7F800001u, one) == simd_encode::portable);  // NaN in the tile
+  CHECK(simd_encode_mode<e4m3_format>(0u, tile_scale{-1.0f, -1.0f, false}) == simd_encode::portable);
+  CHECK(simd_encode_mode<e4m3_format>(0u, tile_scale{0.0f, 1.0f, false}) == simd_encode::portable);
+  CHECK(simd_encode_mode<e4m3_format>(0u, tile_scale{inf, 0.0f, false}) == simd_encode::portable);
+  CHECK(simd_encode_mode<e4m3_format>(0u, tile_scale{1.0f, inf, true}) == simd_encode::portable);
+  CHECK(simd_encode_mode<e4m3_format>(0u, tile_scale{std::numeric_limits<float>::quiet_NaN(), 1.0f, false}) ==
+        simd_encode::portable);
+}
+
+#if FP8MOE_SCALING_AVX512
+namespace {
+/// AVX-512 encode of xs (tiles of 100 elements: 64 + 32 + masked 4 per tile) against the scalar
+/// float_to_fp8_bits_select with the same saturation.
+template <class F, bool Clamp, class In>
+std::int64_t avx512_encode_mismatches(std::vector<In> const& xs, tile_scale s, saturation sat) {
+  constexpr std::int64_t tile = 100;
+  std::int64_t const n = static_cast<std::int64_t>(xs.size());
+  std::vector<tile_scale> sc(static_cast<std::size_t>(ceil_div(n, tile)), s);
+  std::vector<std::uint8_t> got(xs.size(), 0xAB);
+  if (s.divide)
+    scaling::detail::encode_tiles_avx512<F, true, Clamp>(xs.data(), got.data(), n, tile, sc.data(), sat);
+  else
+    scaling::detail::encode_tiles_avx512<F, false, Clamp>(xs.data(), got.data(), n, tile, sc.data(), sat);
+  std::int64_t bad = 0;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    float const x = to_float(xs[i]);
+    std::uint8_t const want = float_to_fp8_bits_select<F>(s.divide ? x / s.sf : x * s.multiplier, sat);
+    if (got[i] != want && bad++ == 0)
+      MESSAGE("x " << x << " k " << (s.divide ? s.sf : s.multiplier) << ": got 0x" << std::hex << int(got[i])
+                   << " want 0x" << int(want) << std::dec);
+  }
+  return bad;
+}
+
+/// The inputs of `all` whose one-element tile has the given mode under scale s.
+template <class F, class In>
+std::vector<In> inputs_of_mode(std::vector<In> const& all, tile_scale s, scaling::detail::simd_encode mode) {
+  std::vector<In> v;
+  for (In const x : all)
+    if (scaling::detail::simd_encode_mode<F>(abs_bits(x), s) == mode) v.push_back(x);
+  return v;
+}
+
+template <class F, class In>
+void check_avx512_encode(std::vector<In> const& all, tile_scale s) {
+  using scaling::detail::simd_encode;
+  auto const plain = inputs_of_mode<F>(all, s, simd_encode::plain);
+  auto clamp = inputs_of_mode<F>(all, s, simd_encode::clamp);
+  clamp.insert(clamp.end(), plain.begin(), plain.end());  // a clamp run may hold plain tiles too
+  CHECK(plain.size() > 1000);
+  for (saturation const sat : {saturation::finite, saturation::none}) {
+    CHECK(avx512_encode_mismatches<F, false>(plain, s, sat) == 0);
+    CHECK(avx512_encode_mismatches<F, true>(clamp, s, sat) == 0);
+  }
+}
+}  // namespace
+
+TEST_CASE(
+    "AVX-512 encode equals float_to_fp8_bits_select on every bf16 input it accepts, and random floats") {
+  if (!scaling::detail::cpu_has_avx512()) {
+    CHECK(std::string(host_simd_kernel()) == "portable");
+    MESSAGE("this CPU has no AVX-512: the portable loops are the only host path");
+    return;
+  }
+  CHECK(std::string(host_simd_kernel()) == "avx512");
+  bool const was = set_host_simd(false);
+  CHECK(std::string(host_simd_kernel()) == "portable");
+  set_host_simd(was);
+  std::vector<bfloat16_t> all_bf16;
+  for (std::uint32_t b = 0; b < 65536; ++b)
+    all_bf16.push_back(bfloat16_t::from_bits(static_cast<std::uint16_t>(b)));
+  std::mt19937 g{5};
+  std::vector<float> rnd(1 << 18);
+  for (float& f : rnd) f = fp8moe::bit_cast<float>(static_cast<std::uint32_t>(g()));
+  for (float const k : {1.0f, 448.0f / 3.0f, 448.0f / 1e-4f, 0.0078125f, 3.1f, 1e-30f}) {
+    for (bool const divide : {false, true}) {
+      tile_scale const s = divide ? tile_scale{1.0f / k, 1.0f / k, true} : tile_scale{k, 1.0f / k, false};
+      CAPTURE(k);
+      CAPTURE(divide);
+      check_avx512_encode<e4m3_format>(all_bf16, s);
+      check_avx512_encode<e5m2_format>(all_bf16, s);
+      check_avx512_encode<e4m3_format>(rnd, s);
+      check_avx512_encode<e5m2_format>(rnd, s);
+    }
+  }
+}
+#endif
+
+TEST_CASE("quantize: the AVX-512 and portable host paths give the same bits (NaN, Inf, overflow, tails)") {
+  // widths hit every tail of the 64 / 32 / 16-element loops; NaN, Inf and huge values land in
+  // some tiles only, so plain and non-plain tiles alternate within a row
+  host_executor exec;
+  for (std::int64_t const C : {1, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129, 300, 1000}) {
+    constexpr std::int64_t R = 37;
+    auto xf = make_input<float>(R * C, static_cast<std::uint64_t>(C));
+    for (std::int64_t i = 0; i < R * C; i += 211)
+      xf[static_cast<std::size_t>(i)] = std::numeric_limits<float>::quiet_NaN();
+    for (std::int64_t i = 97; i < R * C; i += 401)
+      xf[static_cast<std::size_t>(i)] = -std::numeric_limits<float>::infinity();
+    for (std::int64_t i = 55; i < R * C; i += 307) xf[static_cast<std::size_t>(i)] = 3.0e38f;
+    for (std::int64_t i = 13; i < R * C; i += 59) xf[static_cast<std::size_t>(i)] = -0.0f;
+    std::vector<bfloat16_t> xb(xf.size());
+    for (std::size_t i = 0; i < xf.size(); ++i) xb[i] = bfloat16_t(xf[i]);
+    for (auto const& nr : all_recipes()) {
+      CAPTURE(C);
+      CAPTURE(nr.name);
+      auto const run = [&](auto const& x, bool simd) {
+        bool const was = set_host_simd(simd);
+        std::vector<std::uint8_t> out;
+        auto const add = [&](auto const& q) {
+          for (auto const v : q.data.storage()) out.push_back(v.bits());
+          for (float const f : q.scales.storage()) {
+            std::uint32_t const u = bits(f);
+            for (int b = 0; b < 4; ++b) out.push_back(static_cast<std::uint8_t>(u >> (8 * b)));
+          }
+        };
+        auto const xv = make_matrix(x.data(), R, C);
+        if (nr.r.format == element_format::e4m3)
+          add(quantize<float8_e4m3_t>(exec, xv, nr.r));
+        else
+          add(quantize<float8_e5m2_t>(exec, xv, nr.r));
+        set_host_simd(was);
+        return out;
+      };
+      CHECK(run(xf, true) == run(xf, false));
+      CHECK(run(xb, true) == run(xb, false));
+    }
   }
 }
 

@@ -21,6 +21,7 @@
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/numeric/numeric.hpp"
+#include "fp8moe/scaling/host_simd.hpp"
 #include "fp8moe/scaling/quantized.hpp"
 #include "fp8moe/scaling/recipe.hpp"
 #include "fp8moe/scaling/scale_math.hpp"
@@ -179,6 +180,18 @@ FP8MOE_SCALING_FORCE_INLINE inline std::uint32_t amax_span(In const* src, std::i
   return m;
 }
 
+/// amax bits under the formula's NaN policy from the raw amax (NaN counted, sorting above inf):
+/// equal unless the span holds a NaN and the policy ignores NaN, then recomputed without NaN.
+template <bool IgnoreNan, class In>
+FP8MOE_SCALING_FORCE_INLINE inline std::uint32_t policy_amax(std::uint32_t raw, In const* src,
+                                                             std::int64_t ss, std::int64_t n,
+                                                             std::uint32_t m) {
+  if constexpr (IgnoreNan) {
+    if (raw > 0x7F800000u) return amax_span<true>(src, ss, n, m);
+  }
+  return raw;
+}
+
 template <class T, class In>
 FP8MOE_SCALING_FORCE_INLINE inline void quantize_span_select(In const* src, std::int64_t ss, T* dst,
                                                              std::int64_t ds, std::int64_t n, tile_scale s,
@@ -223,27 +236,44 @@ FP8MOE_SCALING_CLONES void quantize_row_tiles(In const* src, std::int64_t xs, T*
                                               std::int64_t C, std::int64_t tc, tensor_recipe const& r,
                                               float vfi, float* scales, std::int64_t scale_stride) {
   std::int64_t const bt = std::clamp<std::int64_t>(batch_elements / tc, 1, max_batch_tiles);
-  std::uint32_t m[max_batch_tiles];
+  std::uint32_t raw[max_batch_tiles];
   tile_scale s[max_batch_tiles];
   for (std::int64_t c0 = 0, t0 = 0; c0 < C; c0 += bt * tc, t0 += bt) {
     std::int64_t const nt = std::min(bt, ceil_div(C - c0, tc));
     for (std::int64_t t = 0; t < nt; ++t) {
-      std::int64_t const c = c0 + t * tc;
-      m[t] = amax_span<IgnoreNan>(src + c * xs, xs, std::min(tc, C - c), 0u);
-    }
-    for (std::int64_t t = 0; t < nt; ++t) {
-      s[t] = compute_tile_scale(r, amax_from_bits(m[t]), vfi);
+      std::int64_t const c = c0 + t * tc, n = std::min(tc, C - c);
+      raw[t] = amax_span<false>(src + c * xs, xs, n, 0u);
+      s[t] =
+          compute_tile_scale(r, amax_from_bits(policy_amax<IgnoreNan>(raw[t], src + c * xs, xs, n, 0u)), vfi);
       scales[(t0 + t) * scale_stride] = s[t].sf;
     }
-    for (std::int64_t t = 0; t < nt; ++t) {
+    auto const portable = [&](std::int64_t t) FP8MOE_SCALING_FORCE_INLINE {
       std::int64_t const c = c0 + t * tc;
       quantize_span_select(src + c * xs, xs, dst + c * os, os, std::min(tc, C - c), s[t], r.sat);
-    }
+    };
+    if (xs == 1 && os == 1)
+      encode_tiles<typename T::format>(src + c0, reinterpret_cast<std::uint8_t*>(dst + c0),
+                                       std::min(nt * tc, C - c0), tc, s, raw, nt, r.sat, portable);
+    else
+      for (std::int64_t t = 0; t < nt; ++t) portable(t);
   }
 }
 
-/// Columns of one tr x tc work item (at least one tile, at most max_chunk tiles).
-inline constexpr std::int64_t block_columns = 1024;
+/// Fewest columns of one tr x tc work item when a band is split for load balance.
+inline constexpr std::int64_t min_block_columns = 1024;
+
+/// Tiles per work item of the tr x tc path: whole bands (long contiguous row streams: the amax
+/// pass reads each row once from memory at full prefetch speed, the encode pass re-reads the band
+/// from L2/L3; 128x1024-column items, whose rows are 2 KB streams, measured 1.8x slower), split
+/// into chunks of at least min_block_columns only when there are too few bands for the threads.
+constexpr std::int64_t tiles_per_work_item(std::int64_t bands, std::int64_t tiles, std::int64_t tc,
+                                           int threads) {
+  std::int64_t const want_items = 4 * static_cast<std::int64_t>(threads);
+  std::int64_t const min_tiles = std::max<std::int64_t>(1, min_block_columns / tc);
+  std::int64_t const chunks =
+      std::clamp<std::int64_t>(ceil_div(want_items, bands), 1, std::max<std::int64_t>(1, tiles / min_tiles));
+  return std::clamp<std::int64_t>(ceil_div(tiles, chunks), 1, max_chunk);
+}
 
 /// One work item of tr x tc tiles: rows [r0, r0+nr) x tiles [t0, t0+nt) (cloned).
 template <bool IgnoreNan, class In, class T>
@@ -252,23 +282,37 @@ FP8MOE_SCALING_CLONES void quantize_tile_block(matrix_view<In const> x, tensor_r
                                                std::int64_t nr, std::int64_t t0, std::int64_t nt,
                                                std::int64_t tc) {
   std::int64_t const C = x.cols, xs = x.col_stride, os = out.data.col_stride;
-  std::array<std::uint32_t, max_chunk> m{};
+  std::array<std::uint32_t, max_chunk> raw{};
   std::array<tile_scale, max_chunk> s{};
   for (std::int64_t row = r0; row < r0 + nr; ++row) {
     for (std::int64_t t = 0; t < nt; ++t) {
       std::int64_t const c0 = (t0 + t) * tc;
-      m[t] = amax_span<IgnoreNan>(&x(row, c0), xs, std::min(tc, C - c0), m[t]);
+      raw[t] = amax_span<false>(&x(row, c0), xs, std::min(tc, C - c0), raw[t]);
     }
   }
   for (std::int64_t t = 0; t < nt; ++t) {
-    s[t] = compute_tile_scale(r, amax_from_bits(m[t]), vfi);
+    std::uint32_t m = raw[t];
+    if (IgnoreNan && m > 0x7F800000u) {  // a NaN in the tile: the amax the formula wants skips it
+      m = 0;
+      std::int64_t const c0 = (t0 + t) * tc;
+      for (std::int64_t row = r0; row < r0 + nr; ++row)
+        m = amax_span<true>(&x(row, c0), xs, std::min(tc, C - c0), m);
+    }
+    s[t] = compute_tile_scale(r, amax_from_bits(m), vfi);
     out.scales(b, t0 + t) = s[t].sf;
   }
+  std::int64_t const c_begin = t0 * tc, n = std::min(nt * tc, C - c_begin);
   for (std::int64_t row = r0; row < r0 + nr; ++row) {
-    for (std::int64_t t = 0; t < nt; ++t) {
+    auto const portable = [&](std::int64_t t) FP8MOE_SCALING_FORCE_INLINE {
       std::int64_t const c0 = (t0 + t) * tc;
       quantize_span_select(&x(row, c0), xs, &out.data(row, c0), os, std::min(tc, C - c0), s[t], r.sat);
-    }
+    };
+    if (xs == 1 && os == 1)
+      encode_tiles<typename T::format>(&x(row, c_begin),
+                                       reinterpret_cast<std::uint8_t*>(&out.data(row, c_begin)), n, tc,
+                                       s.data(), raw.data(), nt, r.sat, portable);
+    else
+      for (std::int64_t t = 0; t < nt; ++t) portable(t);
   }
 }
 
@@ -295,22 +339,34 @@ void quantize_host_impl(host_executor const& exec, matrix_view<In const> x, tens
   if (SC == 1) {  // one scale per band of tr rows spanning all columns (per tensor, {K,0})
     for (std::int64_t b = 0; b < SR; ++b) {
       std::int64_t const r0 = b * tr, nr = std::min(tr, R - r0);
-      std::uint32_t m = 0;
-#pragma omp parallel for schedule(static) reduction(max : m) num_threads(nt)
+      std::uint32_t raw = 0;
+#pragma omp parallel for schedule(static) reduction(max : raw) num_threads(nt)
       for (std::int64_t row = r0; row < r0 + nr; ++row)
-        m = amax_span_dispatch<IgnoreNan>(&x(row, 0), xs, C, m);
+        raw = amax_span_dispatch<false>(&x(row, 0), xs, C, raw);
+      std::uint32_t m = raw;
+      if (IgnoreNan && raw > 0x7F800000u) {  // a NaN in the band: the formula's amax skips it
+        m = 0;
+#pragma omp parallel for schedule(static) reduction(max : m) num_threads(nt)
+        for (std::int64_t row = r0; row < r0 + nr; ++row) m = amax_span_dispatch<true>(&x(row, 0), xs, C, m);
+      }
       tile_scale const s = compute_tile_scale(r, amax_from_bits(m), vfi);
       out.scales(b, 0) = s.sf;
 #pragma omp parallel for schedule(static) num_threads(nt)
       for (std::int64_t row = r0; row < r0 + nr; ++row) {
-        quantize_span_dispatch(&x(row, 0), xs, &out.data(row, 0), os, C, s, r.sat);
+        auto const portable = [&](std::int64_t) FP8MOE_SCALING_FORCE_INLINE {
+          quantize_span_dispatch(&x(row, 0), xs, &out.data(row, 0), os, C, s, r.sat);
+        };
+        if (xs == 1 && os == 1)
+          encode_tiles<typename T::format>(&x(row, 0), reinterpret_cast<std::uint8_t*>(&out.data(row, 0)), C,
+                                           C, &s, &raw, 1, r.sat, portable);
+        else
+          portable(0);
       }
     }
     return;
   }
-  // tr x tc tiles: work item = (band of tr rows) x (chunk of tiles >= block_columns wide, so each
-  // row segment is a long contiguous stream for the prefetcher; 128x128 bf16: 128 x 1024, 256 KB)
-  std::int64_t const tiles_per_chunk = std::clamp<std::int64_t>(block_columns / tc, 1, max_chunk);
+  // tr x tc tiles: work item = (band of tr rows) x (chunk of tiles, tiles_per_work_item)
+  std::int64_t const tiles_per_chunk = tiles_per_work_item(SR, SC, tc, nt);
   std::int64_t const chunks = ceil_div(SC, tiles_per_chunk);
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (std::int64_t item = 0; item < SR * chunks; ++item) {
