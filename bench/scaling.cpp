@@ -82,14 +82,17 @@ BENCHMARK(BM_memcpy)
     ->Unit(benchmark::kMillisecond)
     ->ComputeStatistics("min", min_of);
 
+/// The host kernels on (default) or off ("/portable" variants, same run), restored afterwards.
+struct simd_scope {
+  bool was;
+  explicit simd_scope(bool on) : was(fs::set_host_simd(on)) {}
+  ~simd_scope() { fs::set_host_simd(was); }
+};
+
 template <class In, class T = fm::float8_e4m3_t>
 void BM_quantize(benchmark::State& st, fs::tensor_recipe r, bool simd = true) {
   auto const& x = input<In>();
-  struct simd_scope {  // the portable loops for the "/portable" variants, restored afterwards
-    bool was;
-    explicit simd_scope(bool on) : was(fs::set_host_simd(on)) {}
-    ~simd_scope() { fs::set_host_simd(was); }
-  } const scope(simd);
+  simd_scope const scope(simd);
   st.SetLabel(fs::host_simd_kernel());
   fs::quantized_matrix<T> q(R, C, r.tile);
   fm::host_executor exec;
@@ -104,7 +107,8 @@ void BM_quantize(benchmark::State& st, fs::tensor_recipe r, bool simd = true) {
 }
 
 template <class Out>
-void BM_dequantize(benchmark::State& st, fs::tensor_recipe r) {
+void BM_dequantize(benchmark::State& st, fs::tensor_recipe r, bool simd = true) {
+  simd_scope const scope(simd);
   auto const& x = input<float>();
   fm::host_executor exec;
   auto const q = fs::quantize(exec, fm::make_matrix(x.data(), R, C), r);
@@ -179,6 +183,8 @@ int main(int argc, char** argv) {
   });
   reg("dequantize/to_bf16/deepseek_v3.activation",
       [](benchmark::State& st) { BM_dequantize<fm::bfloat16_t>(st, fs::deepseek_v3.activation); });
+  reg("dequantize/to_bf16/deepseek_v3.activation/portable",
+      [](benchmark::State& st) { BM_dequantize<fm::bfloat16_t>(st, fs::deepseek_v3.activation, false); });
   reg("dequantize/to_float/deepseek_v3.weight",
       [](benchmark::State& st) { BM_dequantize<float>(st, fs::deepseek_v3.weight); });
   reg("transpose_requantize/bf16/deepseek_v3_ue8m0.activation", [](benchmark::State& st) {

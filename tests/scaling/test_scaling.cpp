@@ -783,6 +783,53 @@ TEST_CASE("dequantize equals float(q) * sf in fp32, into float and bf16") {
   CHECK(bad == 0);
 }
 
+TEST_CASE(
+    "dequantize into bf16: every code x special scales, both formats, AVX-512 and portable paths equal") {
+  // each row holds all 256 codes (shifted per row) plus a tail, so every code meets every scale
+  // and the 32-element loop ends on a partial vector; tiles of 48 mix scales inside a vector
+  constexpr std::int64_t C = 300, tc = 48;
+  float const inf = std::numeric_limits<float>::infinity();
+  std::vector<float> const sfs = {1.0f,     0.0f,    -0.0f, 3.1e-3f, 1.7e35f,
+                                  2.0e-39f, -2.5f,   inf,   -inf,    std::numeric_limits<float>::quiet_NaN(),
+                                  0.3333f,  65504.0f};
+  std::int64_t const R = static_cast<std::int64_t>(sfs.size());
+  host_executor exec;
+  auto const run = [&](auto tag) {
+    using T = decltype(tag);
+    host_matrix<T> data(R, C);
+    host_matrix<float> scales(R, ceil_div(C, tc));
+    for (std::int64_t i = 0; i < R; ++i) {
+      for (std::int64_t j = 0; j < C; ++j) data(i, j) = T::from_bits(static_cast<std::uint8_t>(j + 7 * i));
+      for (std::int64_t t = 0; t < scales.cols(); ++t)
+        scales(i, t) = sfs[static_cast<std::size_t>((i + t) % R)];
+    }
+    quantized_matrix_view<T const> const q{data.view(), scales.view(), {1, tc}};
+    std::int64_t bad = 0;
+    std::vector<std::uint16_t> first;
+    for (bool const simd : {true, false}) {
+      bool const was = set_host_simd(simd);
+      host_matrix<bfloat16_t> y(R, C, bfloat16_t::from_bits(0x1234));
+      dequantize(exec, q, y.view());
+      set_host_simd(was);
+      std::vector<std::uint16_t> got;
+      for (std::int64_t i = 0; i < R; ++i) {
+        for (std::int64_t j = 0; j < C; ++j) {
+          got.push_back(y(i, j).bits());
+          bfloat16_t const want(data(i, j).to_float() * scales(i, j / tc));
+          bad += y(i, j).bits() != want.bits();
+        }
+      }
+      if (simd)
+        first = got;
+      else
+        CHECK(got == first);
+    }
+    return bad;
+  };
+  CHECK(run(float8_e4m3_t{}) == 0);
+  CHECK(run(float8_e5m2_t{}) == 0);
+}
+
 TEST_CASE("transpose_requantize from the high-precision source equals quantizing the explicit transpose") {
   constexpr std::int64_t R = 300, C = 70;  // R is the tile axis: 300 = 2*128 + 44
   host_executor exec;

@@ -203,6 +203,76 @@ FP8MOE_SCALING_AVX512_TARGET void encode_tiles_avx512(In const* src, std::uint8_
   }
 }
 
+/// bf16 bits of |value| of FP8 codes 0..127 of T (exact: every FP8 value is a bf16 value; the NaN
+/// codes give a quiet NaN), as the four 32-word tables vpermt2w looks up.
+template <class T>
+struct bf16_magnitude_table {
+  alignas(64) std::uint16_t v[128]{};
+  constexpr bf16_magnitude_table() {
+    for (int c = 0; c < 128; ++c) {
+      float const f = T::from_bits(static_cast<std::uint8_t>(c)).to_float();
+      v[c] = f != f ? std::uint16_t{0x7FC0}
+                    : static_cast<std::uint16_t>(fp8moe::bit_cast<std::uint32_t>(f) >> 16);
+    }
+  }
+};
+template <class T>
+inline constexpr bf16_magnitude_table<T> bf16_magnitude_table_v{};
+
+/// bf16 bits (round to nearest even, NaN -> 0x7FFF: fp8moe::detail::float_to_bf16_bits) of 16
+/// floats, one per 32-bit lane.
+FP8MOE_SCALING_AVX512_TARGET inline __m512i float_to_bf16_avx512(__m512 p) {
+  __m512i const u = _mm512_castps_si512(p);
+  __mmask16 const odd = _mm512_test_epi32_mask(u, _mm512_set1_epi32(0x10000));
+  __m512i t = _mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF));
+  t = _mm512_mask_add_epi32(t, odd, t, _mm512_set1_epi32(1));
+  t = _mm512_maskz_srli_epi32(static_cast<__mmask16>(0xFFFF), t, 16);
+  return _mm512_mask_mov_epi32(t, _mm512_cmp_ps_mask(p, p, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FFF));
+}
+
+/// bf16 bits of the values of 32 FP8 codes (one per word of c): the magnitude from two vpermt2w
+/// lookups (64 codes each: t0|t1, t2|t3) blended on code bit 6, the sign from code bit 7.
+FP8MOE_SCALING_AVX512_TARGET inline __m512i decode32_bf16_avx512(__m512i c, __m512i t0, __m512i t1,
+                                                                 __m512i t2, __m512i t3) {
+  __m512i const lo = _mm512_permutex2var_epi16(t0, c, t1), hi = _mm512_permutex2var_epi16(t2, c, t3);
+  __m512i const mag = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(c, _mm512_set1_epi16(0x40)), lo, hi);
+  // mag | ((c << 8) & 0x8000)
+  return _mm512_ternarylogic_epi32(mag, _mm512_slli_epi16(c, 8),
+                                   _mm512_set1_epi16(static_cast<short>(0x8000)), 0xF8);
+}
+
+/// out[i] = bf16(decode(q[i]) * sf) for n contiguous codes in tiles of `tile`, tile t with scale
+/// scales[t * scale_stride]: the same bits as the portable decode-table loop. The FP8 magnitude
+/// is looked up as bf16 with two vpermt2w (64 codes each) and a blend on code bit 6, the sign is
+/// the code's bit 7; unpacking with zero words makes floats, packus restores the element order.
+template <class T>
+FP8MOE_SCALING_AVX512_TARGET void dequantize_bf16_tiles_avx512(std::uint8_t const* q, void* out,
+                                                               std::int64_t n, std::int64_t tile,
+                                                               float const* scales,
+                                                               std::int64_t scale_stride) {
+  auto* const y = static_cast<std::uint16_t*>(out);  // written through intrinsic stores only
+  auto const& tab = bf16_magnitude_table_v<T>.v;
+  __m512i const t0 = _mm512_load_si512(tab), t1 = _mm512_load_si512(tab + 32);
+  __m512i const t2 = _mm512_load_si512(tab + 64), t3 = _mm512_load_si512(tab + 96);
+  __m512i const z = _mm512_setzero_si512();
+
+  for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
+    __m512 const sf = _mm512_set1_ps(scales[t * scale_stride]);
+    std::int64_t const end = c0 + tile < n ? c0 + tile : n;
+    for (std::int64_t i = c0; i < end; i += 32) {
+      std::int64_t const r = end - i < 32 ? end - i : 32;
+      auto const m = static_cast<__mmask32>(r == 32 ? 0xFFFFFFFFu : (1u << r) - 1u);
+      __m512i const v =
+          decode32_bf16_avx512(_mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, q + i)), t0, t1, t2, t3);
+      __m512i const a =
+          float_to_bf16_avx512(_mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(z, v)), sf));
+      __m512i const b =
+          float_to_bf16_avx512(_mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(z, v)), sf));
+      _mm512_mask_storeu_epi16(y + i, m, _mm512_packus_epi32(a, b));
+    }
+  }
+}
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif

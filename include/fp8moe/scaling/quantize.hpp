@@ -412,10 +412,18 @@ inline constexpr decode_table<T> decode_table_v{};
 
 /// One row of dequantize: dst[c] = lut[src[c]] * scales[c / tc] (cloned; contiguous rows are
 /// simd loops over a tile with one scale).
-template <class Out>
+template <class Q, class Out>
 FP8MOE_SCALING_CLONES void dequantize_row(float const* lut, std::uint8_t const* src, std::int64_t ss,
                                           Out* dst, std::int64_t ds, std::int64_t C, std::int64_t tc,
                                           float const* scales, std::int64_t scale_stride) {
+#if FP8MOE_SCALING_AVX512
+  if constexpr (std::is_same_v<Out, bfloat16_t>) {
+    if (ss == 1 && ds == 1 && cpu_has_avx512() && host_simd_allowed().load(std::memory_order_relaxed)) {
+      dequantize_bf16_tiles_avx512<Q>(src, dst, C, tc, scales, scale_stride);
+      return;
+    }
+  }
+#endif
   for (std::int64_t c0 = 0, t = 0; c0 < C; c0 += tc, ++t) {
     float const sf = scales[t * scale_stride];
     std::int64_t const n = std::min(tc, C - c0);
@@ -497,9 +505,9 @@ void dequantize(host_executor const& exec, quantized_matrix_view<T> q, matrix_vi
   (void)nt;
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (std::int64_t row = 0; row < R; ++row) {
-    detail::dequantize_row(lut.data(), reinterpret_cast<std::uint8_t const*>(&qc.data(row, 0)),
-                           qc.data.col_stride, &y(row, 0), y.col_stride, C, tc, &qc.scales(row / tr, 0),
-                           qc.scales.col_stride);
+    detail::dequantize_row<Q>(lut.data(), reinterpret_cast<std::uint8_t const*>(&qc.data(row, 0)),
+                              qc.data.col_stride, &y(row, 0), y.col_stride, C, tc, &qc.scales(row / tr, 0),
+                              qc.scales.col_stride);
   }
 }
 
