@@ -848,6 +848,57 @@ TEST_CASE("transpose_requantize from the high-precision source equals quantizing
   }
 }
 
+TEST_CASE(
+    "transpose_requantize: the AVX-512 and portable host paths give the same bits (NaN, Inf, overflow)") {
+  host_executor exec;
+  tensor_recipe const recipes[] = {
+      deepseek_v3_ue8m0.activation,
+      deepseek_v3.activation,
+      te_blockwise.activation,
+      {.tile = tile_1x128, .formula = scale_formula::deepseek_v3_inference},
+      {.format = element_format::e5m2,
+       .tile = {1, 64},
+       .formula = scale_formula::transformer_engine,
+       .amax_floor = 0.0f,
+       .sat = saturation::none},
+  };
+  for (auto const& [R, C] : {std::pair<std::int64_t, std::int64_t>{300, 200}, {128, 37}, {77, 129}}) {
+    auto x = make_input<float>(R * C, 31);
+    for (std::int64_t i = 5; i < R * C; i += 1001)
+      x[static_cast<std::size_t>(i)] = std::numeric_limits<float>::quiet_NaN();
+    for (std::int64_t i = 17; i < R * C; i += 1307)
+      x[static_cast<std::size_t>(i)] = std::numeric_limits<float>::infinity();
+    for (std::int64_t i = 29; i < R * C; i += 907) x[static_cast<std::size_t>(i)] = -2.5e38f;
+    for (auto const& r : recipes) {
+      CAPTURE(R);
+      CAPTURE(C);
+      CAPTURE(r.tile.cols);
+      auto const run = [&](bool simd) {
+        bool const was = set_host_simd(simd);
+        std::vector<std::uint8_t> data(static_cast<std::size_t>(R * C));
+        std::vector<float> sc(static_cast<std::size_t>(C * ceil_div<std::int64_t>(R, r.tile.cols)));
+        quantized_matrix_view<float8_e4m3_t> q4{
+            make_matrix(reinterpret_cast<float8_e4m3_t*>(data.data()), C, R),
+            make_matrix(sc.data(), C, ceil_div<std::int64_t>(R, r.tile.cols)), r.tile};
+        if (r.format == element_format::e4m3) {
+          transpose_requantize(exec, make_matrix(x.data(), R, C), r, q4);
+        } else {
+          quantized_matrix_view<float8_e5m2_t> q5{
+              make_matrix(reinterpret_cast<float8_e5m2_t*>(data.data()), C, R), q4.scales, r.tile};
+          transpose_requantize(exec, make_matrix(x.data(), R, C), r, q5);
+        }
+        set_host_simd(was);
+        for (float const f : sc) {
+          std::uint32_t const u = bits(f);
+          for (int b = 0; b < 4; ++b) data.push_back(static_cast<std::uint8_t>(u >> (8 * b)));
+        }
+        return data;
+      };
+      CHECK(run(true) == run(false));
+    }
+  }
+}
+
 TEST_CASE("transpose_requantize: float source, division formula, E5M2, strided source and output views") {
   // 200 = 128 + 72 source rows (16x16 byte blocks plus an 8-row edge); 40 = 2*16 + 8 columns
   constexpr std::int64_t R = 200, C = 40;

@@ -71,10 +71,10 @@ constexpr std::uint32_t overflow_threshold_bits() {
 
 /// How the AVX-512 kernel may encode a tile whose |x| maximum has bits `raw_amax_bits` (NaN
 /// counted, sorting above inf, as the integer amax loops produce) with scale `s`.
-enum class simd_encode : std::uint8_t {
-  portable,  ///< a NaN in the tile, or a scale that is not finite and positive
-  plain,     ///< |x| * k stays below max + half an ulp: no overflow select needed
-  clamp      ///< finite (or infinite) inputs that may overflow: the kernel applies min(code, over)
+enum class simd_encode : std::uint8_t {  // ordered: a group of tiles takes the max of its modes
+  plain,                                 ///< |x| * k stays below max + half an ulp: no overflow select needed
+  clamp,    ///< finite (or infinite) inputs that may overflow: the kernel applies min(code, over)
+  portable  ///< a NaN in the tile, or a scale that is not finite and positive
 };
 template <fp8_format F>
 FP8MOE_HOST_DEVICE simd_encode simd_encode_mode(std::uint32_t raw_amax_bits, tile_scale s) {
@@ -200,6 +200,23 @@ FP8MOE_SCALING_AVX512_TARGET void encode_tiles_avx512(In const* src, std::uint8_
       c = _mm512_mask_or_epi32(c, neg, c, _mm512_set1_epi32(0x80));
       _mm_mask_storeu_epi8(dst + i, m, _mm512_cvtepi32_epi8(c));
     }
+  }
+}
+
+/// Encodes 16*n16 contiguous floats v with per-element scales k (the transpose path: one scale
+/// per source column) into dst; every element's column must allow the kernel (Clamp as above).
+template <fp8_format F, bool Divide, bool Clamp>
+FP8MOE_SCALING_AVX512_TARGET void encode_columns_avx512(float const* v, float const* k, std::uint8_t* dst,
+                                                        std::int64_t n16, saturation sat) {
+  __m512i const over = _mm512_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
+  for (std::int64_t i = 0; i < 16 * n16; i += 16) {
+    __m512i const x = _mm512_loadu_si512(v + i);
+    __mmask16 const neg = _mm512_movepi32_mask(x);
+    __m512i c = encode16_avx512<F, Divide, Clamp>(
+        _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(0x7FFFFFFF))), _mm512_loadu_ps(k + i),
+        over);
+    c = _mm512_mask_or_epi32(c, neg, c, _mm512_set1_epi32(0x80));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(c));
   }
 }
 

@@ -568,6 +568,7 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& l
                                                                 std::int64_t c0, std::int64_t nc) {
   using F = typename T::format;
   alignas(64) std::int32_t m[transpose_columns] = {};
+  alignas(64) std::int32_t raw[transpose_columns] = {};  // amax with NaN counted (== m unless IgnoreNan)
   alignas(64) float v[transpose_columns] = {};
   alignas(64) float k[transpose_columns] = {};
   alignas(64) std::uint8_t q[transpose_columns] = {};
@@ -575,18 +576,39 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& l
     load_row(row, c0, nc, v);
 #pragma omp simd
     for (std::int64_t c = 0; c < transpose_columns; ++c) {
-      std::int32_t a = fp8moe::bit_cast<std::int32_t>(v[c]) & 0x7FFFFFFF;
-      if constexpr (IgnoreNan) a = a > 0x7F800000 ? 0 : a;
-      m[c] = a > m[c] ? a : m[c];
+      std::int32_t const a = fp8moe::bit_cast<std::int32_t>(v[c]) & 0x7FFFFFFF;
+      raw[c] = a > raw[c] ? a : raw[c];
+      if constexpr (IgnoreNan) {
+        std::int32_t const f = a > 0x7F800000 ? 0 : a;
+        m[c] = f > m[c] ? f : m[c];
+      }
     }
   }
+  // the AVX-512 encode runs when every column allows it (clamped if any column may overflow)
+  simd_encode mode = simd_encode::plain;
   for (std::int64_t c = 0; c < nc; ++c) {
-    tile_scale const t = compute_tile_scale(r, amax_from_bits(static_cast<std::uint32_t>(m[c])), vfi);
+    tile_scale const t =
+        compute_tile_scale(r, amax_from_bits(static_cast<std::uint32_t>(IgnoreNan ? m[c] : raw[c])), vfi);
     k[c] = Divide ? t.sf : t.multiplier;
     out.scales(c0 + c, b) = t.sf;
+    mode = std::max(mode, simd_encode_mode<F>(static_cast<std::uint32_t>(raw[c]), t));
   }
-  auto const quantize_row = [&](std::int64_t row) {
+#if FP8MOE_SCALING_AVX512
+  if (!(cpu_has_avx512() && host_simd_allowed().load(std::memory_order_relaxed)))
+    mode = simd_encode::portable;
+#else
+  mode = simd_encode::portable;
+#endif
+  auto const quantize_row = [&](std::int64_t row) FP8MOE_SCALING_FORCE_INLINE {
     load_row(row, c0, nc, v);
+#if FP8MOE_SCALING_AVX512
+    if (mode != simd_encode::portable) {
+      (mode == simd_encode::clamp
+           ? encode_columns_avx512<F, Divide, true>
+           : encode_columns_avx512<F, Divide, false>)(v, k, q, ceil_div(nc, std::int64_t{16}), Sat);
+      return;
+    }
+#endif
 #pragma omp simd
     for (std::int64_t c = 0; c < transpose_columns; ++c)
       q[c] = float_to_fp8_bits_select<F>(Divide ? v[c] / k[c] : v[c] * k[c], Sat);
@@ -728,15 +750,17 @@ void transpose_requantize(host_executor const& exec, matrix_view<In> x, tensor_r
                           quantized_matrix_view<T> out) {
   using I = std::remove_const_t<In>;
   matrix_view<I const> const xc = detail::checked_transpose_args(x, r, out);
-  auto const load_row = [xc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v) {
-    if (xc.col_stride == 1) {
-      I const* src = &xc(row, c0);
+  auto const load_row = [xc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v)
+                            FP8MOE_SCALING_FORCE_INLINE {
+                              if (xc.col_stride == 1) {
+                                I const* src = &xc(row, c0);
 #pragma omp simd
-      for (std::int64_t c = 0; c < nc; ++c) v[c] = detail::load_contig(src, c);
-    } else {
-      for (std::int64_t c = 0; c < nc; ++c) v[c] = detail::load_float(xc(row, c0 + c));
-    }
-  };
+                                for (std::int64_t c = 0; c < nc; ++c) v[c] = detail::load_contig(src, c);
+                              } else {
+                                for (std::int64_t c = 0; c < nc; ++c)
+                                  v[c] = detail::load_float(xc(row, c0 + c));
+                              }
+                            };
   float const vfi = detail::value_for_inf<I>(r);
   if (amax_ignores_nan(r.formula))
     detail::transpose_quantize_host_impl<true>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
@@ -755,11 +779,12 @@ void transpose_requantize(host_executor const& exec, quantized_matrix_view<Q> xq
   using QT = std::remove_const_t<Q>;
   quantized_matrix_view<QT const> const qc = detail::checked_transpose_args(xq, r, out);
   std::int64_t const tr = qc.tile_rows(), tc = qc.tile_cols();
-  auto const load_row = [qc, tr, tc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v) {
-    auto const& lut = detail::decode_table_v<QT>.v;
-    for (std::int64_t c = 0; c < nc; ++c)
-      v[c] = lut[qc.data(row, c0 + c).bits()] * qc.scales(row / tr, (c0 + c) / tc);
-  };
+  auto const load_row = [qc, tr, tc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v)
+                            FP8MOE_SCALING_FORCE_INLINE {
+                              auto const& lut = detail::decode_table_v<QT>.v;
+                              for (std::int64_t c = 0; c < nc; ++c)
+                                v[c] = lut[qc.data(row, c0 + c).bits()] * qc.scales(row / tr, (c0 + c) / tc);
+                            };
   if (amax_ignores_nan(r.formula))
     detail::transpose_quantize_host_impl<true>(exec, qc.rows(), qc.cols(), load_row, r, 3.40282347e38f, out);
   else
