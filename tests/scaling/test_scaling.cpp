@@ -363,6 +363,54 @@ TEST_CASE(
   }
 }
 
+TEST_CASE(
+    "compute_tile_scales (batched, vectorised per scale kind) equals compute_tile_scale for every kind") {
+  // every formula x encoding x rounding, over all bf16 amax patterns (NaN, inf, 0, subnormal
+  // included) and random float patterns, in batches of 128 and one ragged batch
+  std::vector<std::uint32_t> amax;
+  for (std::uint32_t b = 0; b < 65536; ++b) amax.push_back((b & 0x7FFFu) << 16);
+  std::mt19937 g{77};
+  for (int i = 0; i < 20000; ++i) amax.push_back(static_cast<std::uint32_t>(g()) & 0x7FFFFFFFu);
+  std::vector<tensor_recipe> rs;
+  for (auto const& nr : all_recipes()) rs.push_back(nr.r);
+  for (scale_formula const f : {scale_formula::deepgemm, scale_formula::deepseek_v3_inference,
+                                scale_formula::deepep, scale_formula::transformer_engine})
+    for (scale_encoding const e : {scale_encoding::fp32, scale_encoding::power_of_two, scale_encoding::ue8m0})
+      for (e8m0_rounding const rnd :
+           {e8m0_rounding::toward_pos_inf, e8m0_rounding::toward_zero, e8m0_rounding::nearest})
+        for (element_format const fmt : {element_format::e4m3, element_format::e5m2}) {
+          tensor_recipe const r{.format = fmt,
+                                .tile = tile_1x128,
+                                .encoding = e,
+                                .pow2_rounding = rnd,
+                                .formula = f,
+                                .amax_floor = f == scale_formula::transformer_engine ? 0.0f : 1e-4f,
+                                .margin = f == scale_formula::transformer_engine ? 1 : 0};
+          if (recipe_problem(r).empty()) rs.push_back(r);
+        }
+  CHECK(rs.size() > 40);
+  std::int64_t bad = 0;
+  for (tensor_recipe const& r : rs) {
+    for (float const vfi : {3.40282347e38f, 3.38953139e38f}) {
+      for (std::size_t i0 = 0; i0 < amax.size(); i0 += 128) {
+        std::int64_t const n =
+            static_cast<std::int64_t>(std::min<std::size_t>(i0 == 0 ? 77 : 128, amax.size() - i0));
+        tile_scale got[128];
+        scaling::detail::compute_tile_scales(r, amax.data() + i0, n, vfi, got);
+        for (std::int64_t t = 0; t < n; ++t) {
+          tile_scale const want =
+              compute_tile_scale(r, amax_from_bits(amax[i0 + static_cast<std::size_t>(t)]), vfi);
+          bool const ok = bits(got[t].sf) == bits(want.sf) &&
+                          bits(got[t].multiplier) == bits(want.multiplier) && got[t].divide == want.divide;
+          if (!ok && bad++ == 0)
+            MESSAGE("amax bits 0x" << std::hex << amax[i0 + static_cast<std::size_t>(t)] << std::dec);
+        }
+      }
+    }
+  }
+  CHECK(bad == 0);
+}
+
 TEST_CASE("simd_encode_mode: NaN tiles and bad scales portable, overflow-free tiles plain, the rest clamp") {
   using scaling::detail::simd_encode;
   using scaling::detail::simd_encode_mode;

@@ -223,6 +223,27 @@ FP8MOE_SCALING_CLONES std::uint32_t amax_span_dispatch(In const* src, std::int64
   return amax_span<IgnoreNan>(src, ss, n, m);
 }
 
+/// Scales s[t] of tiles t in [0, n), n <= max_scale_batch, from their amax bits (NaN policy
+/// already applied): one branch-free loop per scale kind (compute_tile_scale_as), vectorised in
+/// the AVX2 / AVX-512 clones; the same bits as compute_tile_scale per tile.
+inline constexpr std::int64_t max_scale_batch = 128;
+template <class Recipe>
+FP8MOE_SCALING_CLONES void compute_tile_scales(Recipe const& r, std::uint32_t const* amax, std::int64_t n,
+                                               float vfi, tile_scale* s) {
+  alignas(64) float mult[max_scale_batch];
+  alignas(64) float sf[max_scale_batch];
+  visit_scale_kind(r, [&](auto kind) FP8MOE_SCALING_FORCE_INLINE {
+#pragma omp simd
+    for (std::int64_t t = 0; t < n; ++t) {
+      tile_scale const x = compute_tile_scale_as<decltype(kind)>(r, amax_from_bits(amax[t]), vfi);
+      mult[t] = x.multiplier;
+      sf[t] = x.sf;
+    }
+  });
+  bool const divide = r.formula == scale_formula::deepseek_v3_inference;
+  for (std::int64_t t = 0; t < n; ++t) s[t] = {mult[t], sf[t], divide};
+}
+
 /// Row tiles are processed in batches of up to this many elements (and max_batch_tiles tiles):
 /// amax of every tile of the batch, then all their scales (independent divisions overlap), then
 /// the encode, while the batch is still in L1.
@@ -240,13 +261,14 @@ FP8MOE_SCALING_CLONES void quantize_row_tiles(In const* src, std::int64_t xs, T*
   tile_scale s[max_batch_tiles];
   for (std::int64_t c0 = 0, t0 = 0; c0 < C; c0 += bt * tc, t0 += bt) {
     std::int64_t const nt = std::min(bt, ceil_div(C - c0, tc));
+    std::uint32_t m[max_batch_tiles];
     for (std::int64_t t = 0; t < nt; ++t) {
       std::int64_t const c = c0 + t * tc, n = std::min(tc, C - c);
       raw[t] = amax_span<false>(src + c * xs, xs, n, 0u);
-      s[t] =
-          compute_tile_scale(r, amax_from_bits(policy_amax<IgnoreNan>(raw[t], src + c * xs, xs, n, 0u)), vfi);
-      scales[(t0 + t) * scale_stride] = s[t].sf;
+      m[t] = policy_amax<IgnoreNan>(raw[t], src + c * xs, xs, n, 0u);
     }
+    compute_tile_scales(r, m, nt, vfi, s);
+    for (std::int64_t t = 0; t < nt; ++t) scales[(t0 + t) * scale_stride] = s[t].sf;
     auto const portable = [&](std::int64_t t) FP8MOE_SCALING_FORCE_INLINE {
       std::int64_t const c = c0 + t * tc;
       quantize_span_select(src + c * xs, xs, dst + c * os, os, std::min(tc, C - c), s[t], r.sat);
@@ -290,17 +312,18 @@ FP8MOE_SCALING_CLONES void quantize_tile_block(matrix_view<In const> x, tensor_r
       raw[t] = amax_span<false>(&x(row, c0), xs, std::min(tc, C - c0), raw[t]);
     }
   }
+  std::array<std::uint32_t, max_chunk> m{};
   for (std::int64_t t = 0; t < nt; ++t) {
-    std::uint32_t m = raw[t];
-    if (IgnoreNan && m > 0x7F800000u) {  // a NaN in the tile: the amax the formula wants skips it
-      m = 0;
+    m[t] = raw[t];
+    if (IgnoreNan && m[t] > 0x7F800000u) {  // a NaN in the tile: the amax the formula wants skips it
+      m[t] = 0;
       std::int64_t const c0 = (t0 + t) * tc;
       for (std::int64_t row = r0; row < r0 + nr; ++row)
-        m = amax_span<true>(&x(row, c0), xs, std::min(tc, C - c0), m);
+        m[t] = amax_span<true>(&x(row, c0), xs, std::min(tc, C - c0), m[t]);
     }
-    s[t] = compute_tile_scale(r, amax_from_bits(m), vfi);
-    out.scales(b, t0 + t) = s[t].sf;
   }
+  compute_tile_scales(r, m.data(), nt, vfi, s.data());
+  for (std::int64_t t = 0; t < nt; ++t) out.scales(b, t0 + t) = s[t].sf;
   std::int64_t const c_begin = t0 * tc, n = std::min(nt * tc, C - c_begin);
   for (std::int64_t row = r0; row < r0 + nr; ++row) {
     auto const portable = [&](std::int64_t t) FP8MOE_SCALING_FORCE_INLINE {
@@ -555,6 +578,8 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_16x16_bytes(std::uint8_t const
 inline constexpr std::int64_t transpose_stage_rows = 256;
 /// Source columns per transpose work item (= output rows it writes).
 inline constexpr std::int64_t transpose_columns = 128;
+static_assert(max_batch_tiles <= max_scale_batch && max_chunk <= max_scale_batch &&
+              transpose_columns <= max_scale_batch);
 
 /// One work item of the blocked transpose + quantize of (R,C) -> (C,R) with tiles {1,K} along
 /// the output rows (= Kx1 column tiles of the source): source rows [r0, r0+nr) x columns
@@ -585,13 +610,13 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& l
     }
   }
   // the AVX-512 encode runs when every column allows it (clamped if any column may overflow)
+  alignas(64) tile_scale ts[transpose_columns];
+  compute_tile_scales(r, reinterpret_cast<std::uint32_t const*>(IgnoreNan ? m : raw), nc, vfi, ts);
   simd_encode mode = simd_encode::plain;
   for (std::int64_t c = 0; c < nc; ++c) {
-    tile_scale const t =
-        compute_tile_scale(r, amax_from_bits(static_cast<std::uint32_t>(IgnoreNan ? m[c] : raw[c])), vfi);
-    k[c] = Divide ? t.sf : t.multiplier;
-    out.scales(c0 + c, b) = t.sf;
-    mode = std::max(mode, simd_encode_mode<F>(static_cast<std::uint32_t>(raw[c]), t));
+    k[c] = Divide ? ts[c].sf : ts[c].multiplier;
+    out.scales(c0 + c, b) = ts[c].sf;
+    mode = std::max(mode, simd_encode_mode<F>(static_cast<std::uint32_t>(raw[c]), ts[c]));
   }
 #if FP8MOE_SCALING_AVX512
   if (!(cpu_has_avx512() && host_simd_allowed().load(std::memory_order_relaxed)))

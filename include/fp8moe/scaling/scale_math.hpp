@@ -103,61 +103,132 @@ constexpr FP8MOE_HOST_DEVICE float te_pow2_scale(float scale, e8m0_rounding rnd)
 
 }  // namespace detail
 
+/// What a recipe's scale computation depends on at compile time: formula, power-of-two encoding
+/// and its rounding (runtime fields of tensor_recipe; visit_scale_kind turns them into this type).
+template <scale_formula Formula, bool Pow2, e8m0_rounding Rounding>
+struct scale_kind {
+  static constexpr scale_formula formula = Formula;
+  static constexpr bool pow2 = Pow2;
+  static constexpr e8m0_rounding rounding = Rounding;
+};
+
+namespace detail {
+
+template <scale_formula Fm, bool Pow2, class Fn>
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE decltype(auto) visit_rounding(tensor_recipe const& r,
+                                                                                       Fn&& fn) {
+  if constexpr (!Pow2)
+    return fn(scale_kind<Fm, false, e8m0_rounding::toward_pos_inf>{});  // rounding unused
+  else {
+    switch (r.pow2_rounding) {
+      case e8m0_rounding::toward_zero:
+        return fn(scale_kind<Fm, true, e8m0_rounding::toward_zero>{});
+      case e8m0_rounding::nearest:
+        return fn(scale_kind<Fm, true, e8m0_rounding::nearest>{});
+      case e8m0_rounding::toward_pos_inf:
+        break;
+    }
+    return fn(scale_kind<Fm, true, e8m0_rounding::toward_pos_inf>{});
+  }
+}
+
+template <scale_formula Fm, class Fn>
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE decltype(auto) visit_encoding(tensor_recipe const& r,
+                                                                                       Fn&& fn) {
+  if (r.encoding != scale_encoding::fp32) return visit_rounding<Fm, true>(r, fn);
+  return visit_rounding<Fm, false>(r, fn);
+}
+
+}  // namespace detail
+
+/// Calls fn(scale_kind<formula, pow2, rounding>{}) for recipe r (MX formulas are always
+/// power-of-two; without power-of-two encoding the rounding is irrelevant and fixed).
+template <class Fn>
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE decltype(auto) visit_scale_kind(
+    tensor_recipe const& r, Fn&& fn) {
+  switch (r.formula) {
+    case scale_formula::deepseek_v3_inference:
+      return detail::visit_encoding<scale_formula::deepseek_v3_inference>(r, fn);
+    case scale_formula::deepep:
+      return detail::visit_encoding<scale_formula::deepep>(r, fn);
+    case scale_formula::transformer_engine:
+      return detail::visit_encoding<scale_formula::transformer_engine>(r, fn);
+    case scale_formula::ocp_mx:
+      return detail::visit_rounding<scale_formula::ocp_mx, true>(r, fn);
+    case scale_formula::te_mxfp8:
+      return detail::visit_rounding<scale_formula::te_mxfp8, true>(r, fn);
+    case scale_formula::deepgemm:
+      break;
+  }
+  return detail::visit_encoding<scale_formula::deepgemm>(r, fn);
+}
+
+/// compute_tile_scale with formula, encoding and rounding fixed by Kind (branch-free per kind,
+/// so batched host loops over tiles vectorise); the same bits as compute_tile_scale.
+template <class Kind>
+FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE tile_scale
+compute_tile_scale_as(tensor_recipe const& r, float amax, float value_for_inf) {
+  constexpr scale_formula formula = Kind::formula;
+  constexpr bool pow2 = Kind::pow2;
+  constexpr e8m0_rounding rnd = Kind::rounding;
+  float const fmax = max_value(r.format);
+  float const a = amax < r.amax_floor ? r.amax_floor : amax;
+  if constexpr (formula == scale_formula::deepgemm || formula == scale_formula::deepseek_v3_inference) {
+    float sf = a / fmax;  // DeepGEMM: x_amax / 448; kernel.py: amax / 448.
+    if constexpr (pow2) sf = detail::pow2_of_code(detail::clamped_pow2_code(sf, rnd));
+    return {1.0f / sf, sf, formula == scale_formula::deepseek_v3_inference};
+  } else if constexpr (formula == scale_formula::deepep) {
+    if constexpr (!pow2) {
+      return {fmax / a, a * detail::max_norm_rcp(r.format), false};
+    } else {
+      // round_scale: e = exponent of a * (1/fmax), rounded up; scale = 2^-e, scale_inv = 2^e
+      std::uint32_t const c = detail::clamped_pow2_code(a * detail::max_norm_rcp(r.format), rnd);
+      return {detail::pow2_of_code(254u - c), detail::pow2_of_code(c), false};
+    }
+  } else if constexpr (formula == scale_formula::transformer_engine) {
+    // amax 0, inf or NaN -> 1 (compute_scale_from_amax)
+    float const scaled_max = fmax * detail::pow2_of_code(static_cast<std::uint32_t>(127 - r.margin));
+    float scale = scaled_max / a;
+    if (!detail::is_finite_float(scale)) scale = value_for_inf;
+    if (!detail::is_finite_float(a) || a == 0.0f) scale = 1.0f;
+    if constexpr (pow2) scale = detail::te_pow2_scale(scale, rnd);
+    return {scale, 1.0f / scale, false};
+  } else if constexpr (formula == scale_formula::ocp_mx) {
+    // shared_exp = floor(log2 amax) - emax_elem, by exponent bits; NaN/Inf amax -> NaN scale
+    std::uint32_t const ca = fp8moe::detail::float_to_e8m0_bits(a, rnd, saturation::none);
+    int const e = static_cast<int>(ca) - max_exponent(r.format);
+    std::uint32_t const c = e < 0 ? 0u : static_cast<std::uint32_t>(e);
+    float const nan = fp8moe::bit_cast<float>(0x7FFFFFFFu);
+    return {ca == 0xFFu ? nan : detail::pow2_of_code(254u - c), ca == 0xFFu ? nan : detail::pow2_of_code(c),
+            false};
+  } else {  // te_mxfp8: biased_exp = float_to_e8m0(amax * max_norm_rcp); multiplier = exp2f_rcp(biased_exp)
+    std::uint32_t const c =
+        fp8moe::detail::float_to_e8m0_bits(a * detail::max_norm_rcp(r.format), rnd, saturation::finite);
+    float const nan = fp8moe::bit_cast<float>(0x7FFFFFFFu);
+    return {c == 0xFFu ? nan : detail::pow2_of_code(254u - c), c == 0xFFu ? nan : detail::pow2_of_code(c),
+            false};
+  }
+}
+
+namespace detail {
+/// visit_scale_kind functor of compute_tile_scale (a class, not a lambda: also device code).
+struct tile_scale_of {
+  tensor_recipe const& r;
+  float amax, value_for_inf;
+  template <class Kind>
+  FP8MOE_SCALING_FORCE_INLINE constexpr FP8MOE_HOST_DEVICE tile_scale operator()(Kind) const {
+    return compute_tile_scale_as<Kind>(r, amax, value_for_inf);
+  }
+};
+}  // namespace detail
+
 /// amax -> tile_scale for recipe `r`, in the exact fp32 op order of its reference
 /// (fp8_numerics.md §5-§6; docs/scaling.md has the table). `value_for_inf` replaces an infinite
 /// TE scale: FLT_MAX (per-tensor, delayed) or the input type's max (TE block scaling).
 /// amax is first raised to r.amax_floor (`a < floor ? floor : a`, so a NaN amax stays NaN).
 constexpr FP8MOE_HOST_DEVICE tile_scale compute_tile_scale(tensor_recipe const& r, float amax,
                                                            float value_for_inf = 3.40282347e38f) {
-  float const fmax = max_value(r.format);
-  float const a = amax < r.amax_floor ? r.amax_floor : amax;
-  bool const pow2 = r.encoding != scale_encoding::fp32;
-  switch (r.formula) {
-    case scale_formula::deepgemm:
-    case scale_formula::deepseek_v3_inference: {
-      float sf = a / fmax;  // DeepGEMM: x_amax / 448; kernel.py: amax / 448.
-      if (pow2) sf = detail::pow2_of_code(detail::clamped_pow2_code(sf, r.pow2_rounding));
-      return {1.0f / sf, sf, r.formula == scale_formula::deepseek_v3_inference};
-    }
-    case scale_formula::deepep: {
-      if (!pow2) return {fmax / a, a * detail::max_norm_rcp(r.format), false};
-      // round_scale: e = exponent of a * (1/fmax), rounded up; scale = 2^-e, scale_inv = 2^e
-      std::uint32_t const c = detail::clamped_pow2_code(a * detail::max_norm_rcp(r.format), r.pow2_rounding);
-      return {detail::pow2_of_code(254u - c), detail::pow2_of_code(c), false};
-    }
-    case scale_formula::transformer_engine: {
-      float scale = 1.0f;  // amax 0, inf or NaN -> 1 (compute_scale_from_amax)
-      if (detail::is_finite_float(a) && a != 0.0f) {
-        float const scaled_max = fmax * detail::pow2_of_code(static_cast<std::uint32_t>(127 - r.margin));
-        scale = scaled_max / a;
-        if (!detail::is_finite_float(scale)) scale = value_for_inf;
-      }
-      if (pow2) scale = detail::te_pow2_scale(scale, r.pow2_rounding);
-      return {scale, 1.0f / scale, false};
-    }
-    case scale_formula::ocp_mx: {
-      // shared_exp = floor(log2 amax) - emax_elem, by exponent bits; NaN/Inf amax -> NaN scale
-      std::uint32_t const ca = fp8moe::detail::float_to_e8m0_bits(a, r.pow2_rounding, saturation::none);
-      if (ca == 0xFFu) {
-        float const nan = fp8moe::bit_cast<float>(0x7FFFFFFFu);
-        return {nan, nan, false};
-      }
-      int const e = static_cast<int>(ca) - max_exponent(r.format);
-      std::uint32_t const c = e < 0 ? 0u : static_cast<std::uint32_t>(e);
-      return {detail::pow2_of_code(254u - c), detail::pow2_of_code(c), false};
-    }
-    case scale_formula::te_mxfp8: {
-      // biased_exp = float_to_e8m0(amax * max_norm_rcp); multiplier = exp2f_rcp(biased_exp)
-      std::uint32_t const c = fp8moe::detail::float_to_e8m0_bits(a * detail::max_norm_rcp(r.format),
-                                                                 r.pow2_rounding, saturation::finite);
-      if (c == 0xFFu) {
-        float const nan = fp8moe::bit_cast<float>(0x7FFFFFFFu);
-        return {nan, nan, false};
-      }
-      return {detail::pow2_of_code(254u - c), detail::pow2_of_code(c), false};
-    }
-  }
-  return {};
+  return visit_scale_kind(r, detail::tile_scale_of{r, amax, value_for_inf});
 }
 
 /// x -> FP8 under a tile scale: RNE, overflow per `sat` (NaN -> 0x7F).
