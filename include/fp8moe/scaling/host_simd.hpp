@@ -149,57 +149,94 @@ FP8MOE_SCALING_AVX512_TARGET inline __m512i pack32_avx512(__m512i c0, __m512i c1
     return w;
 }
 
+/// Scale of element i for the encode loops: the tile containing i (indices only grow), or one
+/// scale for the whole span.
+template <bool Divide>
+struct tile_cursor {
+  tile_scale const* s;
+  std::int64_t tile, t = 0, next;
+  FP8MOE_SCALING_AVX512_TARGET __m512 at(std::int64_t i) {
+    while (i >= next) ++t, next += tile;
+    return _mm512_set1_ps(Divide ? s[t].sf : s[t].multiplier);
+  }
+};
+struct one_scale {
+  __m512 k;
+  FP8MOE_SCALING_AVX512_TARGET __m512 at(std::int64_t) const { return k; }
+};
+
+/// Encodes elements [begin, end) src -> dst; `scale.at(i)` gives the scale of the group of
+/// elements starting at i (32 for bf16, whose two 16-lane halves interleave; 16 for float), so every
+/// group must lie inside one tile.
+template <fp8_format F, bool Divide, bool Clamp, class In, class Scale>
+FP8MOE_SCALING_AVX512_TARGET inline void encode_span_avx512(In const* src, std::uint8_t* dst,
+                                                            std::int64_t begin, std::int64_t end,
+                                                            Scale& scale, __m512i over) {
+  constexpr bool bf16 = !std::is_same_v<In, float>;
+  __m512i const sign = _mm512_set1_epi8(static_cast<char>(0x80));
+  std::int64_t i = begin;
+  for (; i + 64 <= end; i += 64) {
+    __m512 f0, f1, f2, f3;
+    __mmask32 n0, n1;
+    load32_avx512(src + i, f0, f1, n0);
+    load32_avx512(src + i + 32, f2, f3, n1);
+    __m512 const k0 = scale.at(i), k1 = bf16 ? k0 : scale.at(i + 16);
+    __m512 const k2 = scale.at(i + 32), k3 = bf16 ? k2 : scale.at(i + 48);
+    __m512i const w0 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, k0, over),
+                                         encode16_avx512<F, Divide, Clamp>(f1, k1, over));
+    __m512i const w1 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f2, k2, over),
+                                         encode16_avx512<F, Divide, Clamp>(f3, k3, over));
+    // packus_epi16 interleaves 8-byte groups of w0 and w1 per lane; vpermq puts them back
+    __m512i b =
+        _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packus_epi16(w0, w1));
+    b = _mm512_mask_blend_epi8(_mm512_kunpackd(n1, n0), b, _mm512_or_si512(b, sign));
+    _mm512_storeu_si512(dst + i, b);
+  }
+  for (; i + 32 <= end; i += 32) {
+    __m512 f0, f1;
+    __mmask32 n0;
+    load32_avx512(src + i, f0, f1, n0);
+    __m512 const k0 = scale.at(i), k1 = bf16 ? k0 : scale.at(i + 16);
+    __m256i b = _mm512_cvtepi16_epi8(pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, k0, over),
+                                                       encode16_avx512<F, Divide, Clamp>(f1, k1, over)));
+    b = _mm256_mask_blend_epi8(n0, b, _mm256_or_si256(b, _mm512_castsi512_si256(sign)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), b);
+  }
+  for (; i < end; i += 16) {
+    std::int64_t const r = end - i < 16 ? end - i : 16;
+    auto const m = static_cast<__mmask16>((1u << r) - 1u);
+    __m512i x;
+    if constexpr (bf16)
+      x = _mm512_maskz_slli_epi32(m, _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + i)), 16);
+    else
+      x = _mm512_maskz_loadu_epi32(m, src + i);
+    __mmask16 const neg = _mm512_movepi32_mask(x);
+    __m512i c = encode16_avx512<F, Divide, Clamp>(
+        _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(0x7FFFFFFF))), scale.at(i), over);
+    c = _mm512_mask_or_epi32(c, neg, c, _mm512_set1_epi32(0x80));
+    _mm_mask_storeu_epi8(dst + i, m, _mm512_cvtepi32_epi8(c));
+  }
+}
+
 /// Encodes n contiguous elements src -> dst (FP8 bits) in tiles of `tile` elements, tile t with
 /// scale s[t]; every tile's simd_encode_mode must be plain (Clamp false) or not portable (Clamp
-/// true). `sat` is the recipe's overflow policy.
+/// true). `sat` is the recipe's overflow policy. Tiles that are whole groups (32 bf16 / 16 float
+/// elements) stream through one loop (MX 1x32 tiles: two tiles per 64-element step); others go
+/// tile by tile.
 template <fp8_format F, bool Divide, bool Clamp, class In>
 FP8MOE_SCALING_AVX512_TARGET void encode_tiles_avx512(In const* src, std::uint8_t* dst, std::int64_t n,
                                                       std::int64_t tile, tile_scale const* s,
                                                       saturation sat) {
-  __m512i const sign = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512i const over = _mm512_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
+  constexpr std::int64_t group = std::is_same_v<In, float> ? 16 : 32;
+  if (tile % group == 0) {
+    tile_cursor<Divide> k{s, tile, 0, tile};
+    encode_span_avx512<F, Divide, Clamp>(src, dst, 0, n, k, over);
+    return;
+  }
   for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
-    __m512 const k = _mm512_set1_ps(Divide ? s[t].sf : s[t].multiplier);
-    std::int64_t const end = c0 + tile < n ? c0 + tile : n;
-    std::int64_t i = c0;
-    for (; i + 64 <= end; i += 64) {
-      __m512 f0, f1, f2, f3;
-      __mmask32 n0, n1;
-      load32_avx512(src + i, f0, f1, n0);
-      load32_avx512(src + i + 32, f2, f3, n1);
-      __m512i const w0 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, k, over),
-                                           encode16_avx512<F, Divide, Clamp>(f1, k, over));
-      __m512i const w1 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f2, k, over),
-                                           encode16_avx512<F, Divide, Clamp>(f3, k, over));
-      // packus_epi16 interleaves 8-byte groups of w0 and w1 per lane; vpermq puts them back
-      __m512i b =
-          _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packus_epi16(w0, w1));
-      b = _mm512_mask_blend_epi8(_mm512_kunpackd(n1, n0), b, _mm512_or_si512(b, sign));
-      _mm512_storeu_si512(dst + i, b);
-    }
-    for (; i + 32 <= end; i += 32) {
-      __m512 f0, f1;
-      __mmask32 n0;
-      load32_avx512(src + i, f0, f1, n0);
-      __m256i b = _mm512_cvtepi16_epi8(pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, k, over),
-                                                         encode16_avx512<F, Divide, Clamp>(f1, k, over)));
-      b = _mm256_mask_blend_epi8(n0, b, _mm256_or_si256(b, _mm512_castsi512_si256(sign)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), b);
-    }
-    for (; i < end; i += 16) {
-      std::int64_t const r = end - i < 16 ? end - i : 16;
-      auto const m = static_cast<__mmask16>((1u << r) - 1u);
-      __m512i x;
-      if constexpr (std::is_same_v<In, float>)
-        x = _mm512_maskz_loadu_epi32(m, src + i);
-      else
-        x = _mm512_maskz_slli_epi32(m, _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + i)), 16);
-      __mmask16 const neg = _mm512_movepi32_mask(x);
-      __m512i c = encode16_avx512<F, Divide, Clamp>(
-          _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(0x7FFFFFFF))), k, over);
-      c = _mm512_mask_or_epi32(c, neg, c, _mm512_set1_epi32(0x80));
-      _mm_mask_storeu_epi8(dst + i, m, _mm512_cvtepi32_epi8(c));
-    }
+    one_scale k{_mm512_set1_ps(Divide ? s[t].sf : s[t].multiplier)};
+    encode_span_avx512<F, Divide, Clamp>(src, dst, c0, c0 + tile < n ? c0 + tile : n, k, over);
   }
 }
 
@@ -217,6 +254,33 @@ FP8MOE_SCALING_AVX512_TARGET void encode_columns_avx512(float const* v, float co
         over);
     c = _mm512_mask_or_epi32(c, neg, c, _mm512_set1_epi32(0x80));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(c));
+  }
+}
+
+/// Raw amax bits (|x| as float bits, NaN counted: above inf) of each tile of `tile` contiguous
+/// elements in [0, n): raw[t] for t < ceil(n / tile). The same values as amax_contig<false>.
+template <class In>
+FP8MOE_SCALING_AVX512_TARGET void amax_tiles_avx512(In const* src, std::int64_t n, std::int64_t tile,
+                                                    std::uint32_t* raw) {
+  constexpr std::int64_t lanes = std::is_same_v<In, float> ? 16 : 32;
+  for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
+    std::int64_t const end = c0 + tile < n ? c0 + tile : n;
+    __m512i m = _mm512_setzero_si512();
+    for (std::int64_t i = c0; i < end; i += lanes) {
+      std::int64_t const r = end - i < lanes ? end - i : lanes;
+      if constexpr (std::is_same_v<In, float>) {
+        auto const k = static_cast<__mmask16>(r == 16 ? 0xFFFFu : (1u << r) - 1u);
+        m = _mm512_max_epi32(
+            m, _mm512_and_si512(_mm512_maskz_loadu_epi32(k, src + i), _mm512_set1_epi32(0x7FFFFFFF)));
+      } else {
+        auto const k = static_cast<__mmask32>(r == 32 ? 0xFFFFFFFFu : (1u << r) - 1u);
+        m = _mm512_max_epi16(
+            m, _mm512_and_si512(_mm512_maskz_loadu_epi16(k, src + i), _mm512_set1_epi16(0x7FFF)));
+      }
+    }
+    if constexpr (!std::is_same_v<In, float>)  // 32 int16 -> 16 int32 of the top halves of float bits
+      m = _mm512_max_epi32(_mm512_slli_epi32(m, 16), _mm512_andnot_si512(_mm512_set1_epi32(0xFFFF), m));
+    raw[t] = static_cast<std::uint32_t>(_mm512_reduce_max_epi32(m));
   }
 }
 

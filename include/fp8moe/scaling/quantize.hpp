@@ -262,10 +262,18 @@ FP8MOE_SCALING_CLONES void quantize_row_tiles(In const* src, std::int64_t xs, T*
   for (std::int64_t c0 = 0, t0 = 0; c0 < C; c0 += bt * tc, t0 += bt) {
     std::int64_t const nt = std::min(bt, ceil_div(C - c0, tc));
     std::uint32_t m[max_batch_tiles];
+#if FP8MOE_SCALING_AVX512
+    if (xs == 1 && cpu_has_avx512() && host_simd_allowed().load(std::memory_order_relaxed))
+      amax_tiles_avx512(src + c0, std::min(nt * tc, C - c0), tc, raw);
+    else
+#endif
+      for (std::int64_t t = 0; t < nt; ++t) {
+        std::int64_t const c = c0 + t * tc;
+        raw[t] = amax_span<false>(src + c * xs, xs, std::min(tc, C - c), 0u);
+      }
     for (std::int64_t t = 0; t < nt; ++t) {
-      std::int64_t const c = c0 + t * tc, n = std::min(tc, C - c);
-      raw[t] = amax_span<false>(src + c * xs, xs, n, 0u);
-      m[t] = policy_amax<IgnoreNan>(raw[t], src + c * xs, xs, n, 0u);
+      std::int64_t const c = c0 + t * tc;
+      m[t] = policy_amax<IgnoreNan>(raw[t], src + c * xs, xs, std::min(tc, C - c), 0u);
     }
     compute_tile_scales(r, m, nt, vfi, s);
     for (std::int64_t t = 0; t < nt; ++t) scales[(t0 + t) * scale_stride] = s[t].sf;
