@@ -897,7 +897,9 @@ TEST_CASE("transpose_requantize from the high-precision source equals quantizing
 }
 
 TEST_CASE(
-    "transpose_requantize: the AVX-512 and portable host paths give the same bits (NaN, Inf, overflow)") {
+    "transpose_requantize: AVX-512 and portable paths, whole-row amax items, equal the explicit transpose "
+    "(NaN, "
+    "Inf, overflow)") {
   host_executor exec;
   tensor_recipe const recipes[] = {
       deepseek_v3_ue8m0.activation,
@@ -910,7 +912,9 @@ TEST_CASE(
        .amax_floor = 0.0f,
        .sat = saturation::none},
   };
-  for (auto const& [R, C] : {std::pair<std::int64_t, std::int64_t>{300, 200}, {128, 37}, {77, 129}}) {
+  // {130, 2600}: two bands, so items are column chunks of a row (chunk edges off the 1024 grid)
+  for (auto const& [R, C] :
+       {std::pair<std::int64_t, std::int64_t>{300, 200}, {128, 37}, {77, 129}, {130, 2600}}) {
     // NaN only in the first block of columns (those blocks take the portable loop); Inf and huge
     // values everywhere, so other blocks run the kernel with plain and clamped columns
     auto x = make_input<float>(R * C, 31);
@@ -919,10 +923,9 @@ TEST_CASE(
     for (std::int64_t i = 17; i < R * C; i += 1307)
       x[static_cast<std::size_t>(i)] = std::numeric_limits<float>::infinity();
     for (std::int64_t i = 29; i < R * C; i += 907) x[static_cast<std::size_t>(i)] = -2.5e38f;
-    for (auto const& r : recipes) {
-      CAPTURE(R);
-      CAPTURE(C);
-      CAPTURE(r.tile.cols);
+    std::vector<bfloat16_t> xb(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) xb[i] = bfloat16_t(x[i]);
+    auto const check_source = [&](auto const& x, tensor_recipe const& r) {
       auto const run = [&](bool simd) {
         bool const was = set_host_simd(simd);
         std::vector<std::uint8_t> data(static_cast<std::size_t>(R * C));
@@ -944,7 +947,31 @@ TEST_CASE(
         }
         return data;
       };
-      CHECK(run(true) == run(false));
+      auto const got = run(true);
+      CHECK(got == run(false));
+      // reference: the row-tile quantize of the explicit transpose
+      std::vector<std::remove_cvref_t<decltype(x[0])>> xt(x.size());
+      for (std::int64_t i = 0; i < R; ++i)
+        for (std::int64_t j = 0; j < C; ++j)
+          xt[static_cast<std::size_t>(j * R + i)] = x[static_cast<std::size_t>(i * C + j)];
+      std::vector<std::uint8_t> want;
+      auto const add = [&](auto const& q) {
+        for (auto const v : q.data.storage()) want.push_back(v.bits());
+        for (float const f : q.scales.storage())
+          for (int b = 0; b < 4; ++b) want.push_back(static_cast<std::uint8_t>(bits(f) >> (8 * b)));
+      };
+      if (r.format == element_format::e4m3)
+        add(quantize<float8_e4m3_t>(exec, make_matrix(xt.data(), C, R), r));
+      else
+        add(quantize<float8_e5m2_t>(exec, make_matrix(xt.data(), C, R), r));
+      CHECK(got == want);
+    };
+    for (auto const& r : recipes) {
+      CAPTURE(R);
+      CAPTURE(C);
+      CAPTURE(r.tile.cols);
+      check_source(x, r);
+      check_source(xb, r);
     }
   }
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -594,18 +595,21 @@ static_assert(max_batch_tiles <= max_scale_batch && max_chunk <= max_scale_batch
 /// [c0, c0+nc), nc <= transpose_columns. `load_row(row, c0, nc, v)` writes the source elements
 /// (row, c0..c0+nc) as float to v. The per-column loops are plain element-wise array code.
 template <bool IgnoreNan, bool Divide, saturation Sat, class LoadRow, class T>
-FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& load_row,
-                                                                tensor_recipe const& r, float vfi,
-                                                                quantized_matrix_view<T> out, std::int64_t b,
-                                                                std::int64_t r0, std::int64_t nr,
-                                                                std::int64_t c0, std::int64_t nc) {
+FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(
+    LoadRow const& load_row, tensor_recipe const& r, float vfi, quantized_matrix_view<T> out, std::int64_t b,
+    std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc, std::int32_t const* raw_given,
+    std::int32_t const* m_given) {
   using F = typename T::format;
   alignas(64) std::int32_t m[transpose_columns] = {};
   alignas(64) std::int32_t raw[transpose_columns] = {};  // amax with NaN counted (== m unless IgnoreNan)
   alignas(64) float v[transpose_columns] = {};
   alignas(64) float k[transpose_columns] = {};
   alignas(64) std::uint8_t q[transpose_columns] = {};
-  for (std::int64_t row = r0; row < r0 + nr; ++row) {
+  if (raw_given) {  // column amax from the caller's whole-row pass
+    std::copy_n(raw_given, nc, raw);
+    std::copy_n(m_given, nc, m);
+  }
+  for (std::int64_t row = raw_given ? r0 + nr : r0; row < r0 + nr; ++row) {
     load_row(row, c0, nc, v);
 #pragma omp simd
     for (std::int64_t c = 0; c < transpose_columns; ++c) {
@@ -679,45 +683,153 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(LoadRow const& l
   }
 }
 
-/// Work items [first, last) of the blocked transpose (cloned for AVX2 / AVX-512; the scale
-/// direction and saturation are resolved once per call).
-template <bool IgnoreNan, class LoadRow, class T>
-FP8MOE_SCALING_CLONES void transpose_quantize_items(LoadRow const& load_row, std::int64_t R, std::int64_t C,
-                                                    tensor_recipe const& r, float vfi,
-                                                    quantized_matrix_view<T> out, std::int64_t first,
-                                                    std::int64_t last) {
-  std::int64_t const k = resolve_tile(r.tile.cols, R);  // tile length along the source rows
-  std::int64_t const chunks = ceil_div(C, transpose_columns);
-  bool const divide = r.formula == scale_formula::deepseek_v3_inference;
-  for (std::int64_t item = first; item < last; ++item) {
-    std::int64_t const b = item / chunks, c0 = (item % chunks) * transpose_columns;
-    std::int64_t const nc = std::min(transpose_columns, C - c0), r0 = b * k, nr = std::min(k, R - r0);
-    if (divide) {
-      if (r.sat == saturation::finite)
-        transpose_quantize_item<IgnoreNan, true, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0,
-                                                                     nc);
-      else
-        transpose_quantize_item<IgnoreNan, true, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0, nc);
+/// Rows of a high-precision source for the transpose: operator() writes elements (row, c0..c0+nc)
+/// as float; row_data(row) is the row in place when its elements are contiguous, else nullptr.
+template <class I>
+struct source_rows {
+  matrix_view<I const> x;
+  FP8MOE_SCALING_FORCE_INLINE void operator()(std::int64_t row, std::int64_t c0, std::int64_t nc,
+                                              float* v) const {
+    if (x.col_stride == 1) {
+      I const* src = &x(row, c0);
+#pragma omp simd
+      for (std::int64_t c = 0; c < nc; ++c) v[c] = load_contig(src, c);
     } else {
-      if (r.sat == saturation::finite)
-        transpose_quantize_item<IgnoreNan, false, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0,
-                                                                      nc);
-      else
-        transpose_quantize_item<IgnoreNan, false, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0, nc);
+      for (std::int64_t c = 0; c < nc; ++c) v[c] = load_float(x(row, c0 + c));
+    }
+  }
+  I const* row_data(std::int64_t row) const {
+    return x.col_stride == 1 ? &x(row, 0) : nullptr;
+  }
+};
+
+/// Source columns of one transpose work item: 128 (one block) when the source is read through
+/// load_row only; for sources with contiguous rows (`row_data`), whole rows when there are enough
+/// bands for the threads (the amax pass then streams full rows), else >= 1024-column chunks.
+template <class LoadRow>
+std::int64_t transpose_item_columns(LoadRow const& load_row, std::int64_t bands, std::int64_t C,
+                                    int threads) {
+  if constexpr (requires { load_row.row_data(std::int64_t{0}); }) {
+    if (load_row.row_data(0) != nullptr) {
+      std::int64_t const chunks = std::clamp<std::int64_t>(ceil_div<std::int64_t>(4 * threads, bands), 1,
+                                                           std::max<std::int64_t>(1, C / 1024));
+      return ceil_div(ceil_div(C, chunks), transpose_columns) * transpose_columns;
+    }
+  }
+  return transpose_columns;
+}
+
+/// Column amax (raw with NaN counted; m without NaN when IgnoreNan) of source rows [r0, r0+nr) x
+/// columns [c0, c0+nc) read in place in the source's own width (bf16 as int16), whole row spans.
+template <bool IgnoreNan, class Rows>
+FP8MOE_SCALING_FORCE_INLINE inline void column_amax_native(Rows const& rows, std::int64_t r0, std::int64_t nr,
+                                                           std::int64_t c0, std::int64_t nc,
+                                                           std::int32_t* raw, std::int32_t* m,
+                                                           std::int16_t* raw16, std::int16_t* m16) {
+  using I = std::remove_cvref_t<decltype(*rows.row_data(0))>;
+  if constexpr (std::is_same_v<I, float>) {
+    std::fill_n(raw, nc, 0);
+    std::fill_n(m, nc, 0);
+    for (std::int64_t j = 0; j < nr; ++j) {
+      alias_i32 const* p = reinterpret_cast<alias_i32 const*>(rows.row_data(r0 + j) + c0);
+#pragma omp simd
+      for (std::int64_t c = 0; c < nc; ++c) {
+        std::int32_t const a = p[c] & 0x7FFFFFFF;
+        raw[c] = a > raw[c] ? a : raw[c];
+        if constexpr (IgnoreNan) {
+          std::int32_t const f = a > 0x7F800000 ? 0 : a;
+          m[c] = f > m[c] ? f : m[c];
+        }
+      }
+    }
+  } else {
+    std::fill_n(raw16, nc, std::int16_t{0});
+    std::fill_n(m16, nc, std::int16_t{0});
+    for (std::int64_t j = 0; j < nr; ++j) {
+      alias_i16 const* p = reinterpret_cast<alias_i16 const*>(rows.row_data(r0 + j) + c0);
+#pragma omp simd
+      for (std::int64_t c = 0; c < nc; ++c) {
+        auto const a = static_cast<std::int16_t>(p[c] & 0x7FFF);
+        raw16[c] = a > raw16[c] ? a : raw16[c];
+        if constexpr (IgnoreNan) {
+          auto const f = a > 0x7F80 ? std::int16_t{0} : a;
+          m16[c] = f > m16[c] ? f : m16[c];
+        }
+      }
+    }
+    for (std::int64_t c = 0; c < nc; ++c) {
+      raw[c] = static_cast<std::int32_t>(static_cast<std::uint16_t>(raw16[c])) << 16;
+      m[c] = static_cast<std::int32_t>(static_cast<std::uint16_t>(m16[c])) << 16;
     }
   }
 }
 
-/// Blocked transpose + quantize of (R,C) -> (C,R): work item = K source rows x 128 source columns,
-/// static schedule over contiguous ranges of items.
+/// Work items [first, last) of the blocked transpose (cloned for AVX2 / AVX-512; the scale
+/// direction and saturation are resolved once per call). Item = K source rows x `item_columns`
+/// columns: a column amax pass over whole row spans (sources with contiguous rows), then blocks of
+/// transpose_columns.
+template <bool IgnoreNan, class LoadRow, class T>
+FP8MOE_SCALING_CLONES void transpose_quantize_items(LoadRow const& load_row, std::int64_t R, std::int64_t C,
+                                                    tensor_recipe const& r, float vfi,
+                                                    quantized_matrix_view<T> out, std::int64_t item_columns,
+                                                    std::int64_t first, std::int64_t last) {
+  std::int64_t const k = resolve_tile(r.tile.cols, R);  // tile length along the source rows
+  std::int64_t const chunks = ceil_div(C, item_columns);
+  bool const divide = r.formula == scale_formula::deepseek_v3_inference;
+  constexpr bool native = requires {
+    load_row.row_data(std::int64_t{0});
+  };
+  std::vector<std::int32_t> raw, m;
+  std::vector<std::int16_t> raw16, m16;
+  if (item_columns > transpose_columns) {
+    raw.resize(static_cast<std::size_t>(item_columns));
+    m.resize(raw.size());
+    raw16.resize(raw.size());
+    m16.resize(raw.size());
+  }
+  for (std::int64_t item = first; item < last; ++item) {
+    std::int64_t const b = item / chunks, cc0 = (item % chunks) * item_columns;
+    std::int64_t const ncc = std::min(item_columns, C - cc0), r0 = b * k, nr = std::min(k, R - r0);
+    bool const given = native && item_columns > transpose_columns;
+    if constexpr (native) {
+      if (given)
+        column_amax_native<IgnoreNan>(load_row, r0, nr, cc0, ncc, raw.data(), m.data(), raw16.data(),
+                                      m16.data());
+    }
+    for (std::int64_t c0 = cc0; c0 < cc0 + ncc; c0 += transpose_columns) {
+      std::int64_t const nc = std::min(transpose_columns, cc0 + ncc - c0);
+      std::int32_t const* rg = given ? raw.data() + (c0 - cc0) : nullptr;
+      std::int32_t const* mg = given ? m.data() + (c0 - cc0) : nullptr;
+      if (divide) {
+        if (r.sat == saturation::finite)
+          transpose_quantize_item<IgnoreNan, true, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0,
+                                                                       nc, rg, mg);
+        else
+          transpose_quantize_item<IgnoreNan, true, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0, nc,
+                                                                     rg, mg);
+      } else {
+        if (r.sat == saturation::finite)
+          transpose_quantize_item<IgnoreNan, false, saturation::finite>(load_row, r, vfi, out, b, r0, nr, c0,
+                                                                        nc, rg, mg);
+        else
+          transpose_quantize_item<IgnoreNan, false, saturation::none>(load_row, r, vfi, out, b, r0, nr, c0,
+                                                                      nc, rg, mg);
+      }
+    }
+  }
+}
+
+/// Blocked transpose + quantize of (R,C) -> (C,R): work items of K source rows x
+/// transpose_item_columns, static schedule over contiguous ranges of items.
 template <bool IgnoreNan, class LoadRow, class T>
 void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std::int64_t C,
                                   LoadRow const& load_row, tensor_recipe const& r, float vfi,
                                   quantized_matrix_view<T> out) {
   if (R == 0 || C == 0) return;
-  std::int64_t const items = ceil_div(R, resolve_tile(r.tile.cols, R)) * ceil_div(C, transpose_columns);
   int const nt = exec.num_threads();
-  (void)nt;
+  std::int64_t const bands = ceil_div(R, resolve_tile(r.tile.cols, R));
+  std::int64_t const item_columns = transpose_item_columns(load_row, bands, C, nt);
+  std::int64_t const items = bands * ceil_div(C, item_columns);
 #pragma omp parallel num_threads(nt)
   {
     std::int64_t first = 0, last = items;
@@ -726,7 +838,8 @@ void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std
     first = items * id / threads;
     last = items * (id + 1) / threads;
 #endif
-    if (first < last) transpose_quantize_items<IgnoreNan>(load_row, R, C, r, vfi, out, first, last);
+    if (first < last)
+      transpose_quantize_items<IgnoreNan>(load_row, R, C, r, vfi, out, item_columns, first, last);
   }
 }
 
@@ -783,17 +896,7 @@ void transpose_requantize(host_executor const& exec, matrix_view<In> x, tensor_r
                           quantized_matrix_view<T> out) {
   using I = std::remove_const_t<In>;
   matrix_view<I const> const xc = detail::checked_transpose_args(x, r, out);
-  auto const load_row = [xc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v)
-                            FP8MOE_SCALING_FORCE_INLINE {
-                              if (xc.col_stride == 1) {
-                                I const* src = &xc(row, c0);
-#pragma omp simd
-                                for (std::int64_t c = 0; c < nc; ++c) v[c] = detail::load_contig(src, c);
-                              } else {
-                                for (std::int64_t c = 0; c < nc; ++c)
-                                  v[c] = detail::load_float(xc(row, c0 + c));
-                              }
-                            };
+  detail::source_rows<I> const load_row{xc};
   float const vfi = detail::value_for_inf<I>(r);
   if (amax_ignores_nan(r.formula))
     detail::transpose_quantize_host_impl<true>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
