@@ -196,10 +196,8 @@ TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range i
   for (int r = 384; r < 385; ++r) ids[r] = 3;  // expert 3: one row
   for (int r = 520; r < 600; ++r) ids[r] = 3;  // (rows 512..639: a second window of expert 3)
   ids[550] = -1;
-  dev_q<e4m3> da(a);
   dev_buf<e4m3> db(hb.data(), hb.size());
   dev_buf<float> dsb(hs.data(), hs.size());
-  dev_buf<int> dids(ids.data(), ids.size());
   fg::quantized_batched_view<e4m3 const> bview{{db.p, g, n, k, bstride, bs[0].ld, 1},
                                                {dsb.p, g, bs[0].srows, bs[0].scols, sstride, bs[0].scols, 1},
                                                t128};
@@ -207,64 +205,46 @@ TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range i
       {hb.data(), g, n, k, bstride, bs[0].ld, 1},
       {hs.data(), g, bs[0].srows, bs[0].scols, sstride, bs[0].scols, 1},
       t128};
-  ft::out_mat<double> ref(m, n);
-  fg::reference::grouped_gemm(
-      fg::grouped_contiguous<e4m3, e4m3, double>{a.view(), bhost, {ids.data(), m, 1}, ref.view(), {}});
-  ft::out_mat<bf16> hd(m, n);
-  dev_buf<bf16> dd(hd.buf.size());
-  for (auto fam : families(true)) {
-    CAPTURE(static_cast<int>(fam));
-    dd.poison();
-    fg::grouped_contiguous<e4m3, e4m3, bf16> const p{
-        da.view(), bview, {dids.p, m, 1}, {dd.p, m, n, hd.ld, 1}, {}};
-    fg::cuda::run(nullptr, fg::cuda::to_params(p), nullptr, "test", fam, 0, p.m_align);
-    FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
-    auto const out = dd.get();
-    int bad = 0;
-    for (int r = 0; r < m; ++r)
-      for (int c = 0; c < n; ++c) {
-        double const got = out[static_cast<std::size_t>(r) * hd.ld + c].to_float();
-        double const mag = ids[r] >= 0 ? ft::magnitude(a.view(), r, bs[ids[r]].view(), c, 0, k) : 0.0;
-        if (!(std::fabs(got - ref.at(r, c)) <= device_tol(ref.at(r, c), mag, true))) ++bad;  // NaN fails
-      }
-    CHECK(bad == 0);
-  }
-  // m_align = 192 (a multiple of 64, not of 128): a 128-row tile would span two experts' windows,
-  // so the launcher must use 64-row tiles. Windows [0,192) [192,384) [384,576) hold experts 1, 2, 0.
-  // Automatic and wgmma only (the mma.sync kernel needs 128-row alignment and says so).
-  {
-    int const m2 = 576;
-    std::vector<int> ids2(m2, -1);
-    for (int r = 0; r < 150; ++r) ids2[r] = 1;
-    for (int r = 192; r < 384; ++r) ids2[r] = 2;
-    for (int r = 384; r < 400; ++r) ids2[r] = 0;
-    auto const a2 = ft::quantize_gen<e4m3>(ft::value_gen{77}, m2, k, t1x128);
-    dev_q<e4m3> da2(a2);
-    dev_buf<int> dids2(ids2.data(), ids2.size());
-    ft::out_mat<double> ref2(m2, n);
+  // every kernel family (mma.sync only when the windows are 128-row aligned) on rows `aa` with
+  // expert ids `rid` and window `m_align`, against the float64 reference, output poisoned first
+  auto const check_contiguous = [&](auto const& aa, std::vector<int> const& rid, int m_align) {
+    int const mm = static_cast<int>(rid.size());
+    dev_q<e4m3> da(aa);
+    dev_buf<int> dids(rid.data(), rid.size());
+    ft::out_mat<double> ref(mm, n);
     fg::reference::grouped_gemm(fg::grouped_contiguous<e4m3, e4m3, double>{
-        a2.view(), bhost, {ids2.data(), m2, 1}, ref2.view(), {}, 192});
-    ft::out_mat<bf16> hd2(m2, n);
-    dev_buf<bf16> dd2(hd2.buf.size());
+        aa.view(), bhost, {rid.data(), mm, 1}, ref.view(), {}, m_align});
+    ft::out_mat<bf16> hd(mm, n);
+    dev_buf<bf16> dd(hd.buf.size());
     for (auto fam : families(true)) {
-      if (fam == fg::cuda::family_choice::mma_sync) continue;
+      if (m_align % 128 != 0 && fam == fg::cuda::family_choice::mma_sync) continue;
       CAPTURE(static_cast<int>(fam));
-      dd2.poison();
+      CAPTURE(m_align);
+      dd.poison();
       fg::grouped_contiguous<e4m3, e4m3, bf16> const p{
-          da2.view(), bview, {dids2.p, m2, 1}, {dd2.p, m2, n, hd2.ld, 1}, {}, 192};
+          da.view(), bview, {dids.p, mm, 1}, {dd.p, mm, n, hd.ld, 1}, {}, m_align};
       fg::cuda::run(nullptr, fg::cuda::to_params(p), nullptr, "test", fam, 0, p.m_align);
       FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
-      auto const out = dd2.get();
+      auto const out = dd.get();
       int bad = 0;
-      for (int r = 0; r < m2; ++r)
+      for (int r = 0; r < mm; ++r)
         for (int c = 0; c < n; ++c) {
-          double const got = out[static_cast<std::size_t>(r) * hd2.ld + c].to_float();
-          double const mag = ids2[r] >= 0 ? ft::magnitude(a2.view(), r, bs[ids2[r]].view(), c, 0, k) : 0.0;
-          if (!(std::fabs(got - ref2.at(r, c)) <= device_tol(ref2.at(r, c), mag, true))) ++bad;
+          double const got = out[static_cast<std::size_t>(r) * hd.ld + c].to_float();
+          double const mag = rid[r] >= 0 ? ft::magnitude(aa.view(), r, bs[rid[r]].view(), c, 0, k) : 0.0;
+          if (!(std::fabs(got - ref.at(r, c)) <= device_tol(ref.at(r, c), mag, true))) ++bad;  // NaN fails
         }
       CHECK(bad == 0);
     }
-  }
+  };
+  check_contiguous(a, ids, 128);
+  // m_align = 192 (a multiple of 64, not of 128): a 128-row tile would span two experts' windows,
+  // so the launcher must use 64-row tiles. Windows [0,192) [192,384) [384,576) hold experts 1, 2, 0.
+  // Automatic and wgmma only (the mma.sync kernel needs 128-row alignment and says so).
+  std::vector<int> ids2(576, -1);
+  for (int r = 0; r < 150; ++r) ids2[r] = 1;
+  for (int r = 192; r < 384; ++r) ids2[r] = 2;
+  for (int r = 384; r < 400; ++r) ids2[r] = 0;
+  check_contiguous(ft::quantize_gen<e4m3>(ft::value_gen{77}, 576, k, t1x128), ids2, 192);
 }
 
 TEST_CASE("device grouped masked: empty groups, rows past masked_m untouched, K-grouped with in-place C") {
