@@ -42,12 +42,15 @@ inline bool cpu_has_avx512() {
   return false;
 #endif
 }
+/// The AVX-512 kernels run: the CPU has them and set_host_simd has not forbidden them.
+inline bool host_simd_active() {
+  return cpu_has_avx512() && host_simd_allowed().load(std::memory_order_relaxed);
+}
 }  // namespace detail
 
 /// Name of the host quantize encode kernel in use: "avx512" or "portable".
 inline char const* host_simd_kernel() {
-  return detail::cpu_has_avx512() && detail::host_simd_allowed().load(std::memory_order_relaxed) ? "avx512"
-                                                                                                 : "portable";
+  return detail::host_simd_active() ? "avx512" : "portable";
 }
 
 /// Allows (default) or forbids the hand-vectorised host kernels; forbidding them makes every CPU
@@ -369,7 +372,7 @@ FP8MOE_SCALING_FORCE_INLINE inline void encode_tiles(In const* src, std::uint8_t
                                                      std::uint32_t const* raw_amax, std::int64_t nt,
                                                      saturation sat, Portable&& portable) {
 #if FP8MOE_SCALING_AVX512
-  if (cpu_has_avx512() && host_simd_allowed().load(std::memory_order_relaxed)) {
+  if (host_simd_active()) {
     for (std::int64_t t = 0; t < nt;) {
       simd_encode const mode = simd_encode_mode<F>(raw_amax[t], s[t]);
       if (mode == simd_encode::portable) {

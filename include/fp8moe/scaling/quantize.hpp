@@ -264,7 +264,7 @@ FP8MOE_SCALING_CLONES void quantize_row_tiles(In const* src, std::int64_t xs, T*
     std::int64_t const nt = std::min(bt, ceil_div(C - c0, tc));
     std::uint32_t m[max_batch_tiles];
 #if FP8MOE_SCALING_AVX512
-    if (xs == 1 && cpu_has_avx512() && host_simd_allowed().load(std::memory_order_relaxed))
+    if (xs == 1 && host_simd_active())
       amax_tiles_avx512(src + c0, std::min(nt * tc, C - c0), tc, raw);
     else
 #endif
@@ -450,7 +450,7 @@ FP8MOE_SCALING_CLONES void dequantize_row(float const* lut, std::uint8_t const* 
                                           float const* scales, std::int64_t scale_stride) {
 #if FP8MOE_SCALING_AVX512
   if constexpr (std::is_same_v<Out, bfloat16_t>) {
-    if (ss == 1 && ds == 1 && cpu_has_avx512() && host_simd_allowed().load(std::memory_order_relaxed)) {
+    if (ss == 1 && ds == 1 && host_simd_active()) {
       dequantize_bf16_tiles_avx512<Q>(src, dst, C, tc, scales, scale_stride);
       return;
     }
@@ -630,12 +630,7 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(
     out.scales(c0 + c, b) = ts[c].sf;
     mode = std::max(mode, simd_encode_mode<F>(static_cast<std::uint32_t>(raw[c]), ts[c]));
   }
-#if FP8MOE_SCALING_AVX512
-  if (!(cpu_has_avx512() && host_simd_allowed().load(std::memory_order_relaxed)))
-    mode = simd_encode::portable;
-#else
-  mode = simd_encode::portable;
-#endif
+  if (!host_simd_active()) mode = simd_encode::portable;
   auto const quantize_row = [&](std::int64_t row) FP8MOE_SCALING_FORCE_INLINE {
     load_row(row, c0, nc, v);
 #if FP8MOE_SCALING_AVX512
@@ -779,9 +774,11 @@ FP8MOE_SCALING_CLONES void transpose_quantize_items(LoadRow const& load_row, std
   constexpr bool native = requires {
     load_row.row_data(std::int64_t{0});
   };
+  // items wider than one block come with their column amax from the in-place pass
+  bool const given = native && item_columns > transpose_columns;
   std::vector<std::int32_t> raw, m;
   std::vector<std::int16_t> raw16, m16;
-  if (item_columns > transpose_columns) {
+  if (given) {
     raw.resize(static_cast<std::size_t>(item_columns));
     m.resize(raw.size());
     raw16.resize(raw.size());
@@ -790,7 +787,6 @@ FP8MOE_SCALING_CLONES void transpose_quantize_items(LoadRow const& load_row, std
   for (std::int64_t item = first; item < last; ++item) {
     std::int64_t const b = item / chunks, cc0 = (item % chunks) * item_columns;
     std::int64_t const ncc = std::min(item_columns, C - cc0), r0 = b * k, nr = std::min(k, R - r0);
-    bool const given = native && item_columns > transpose_columns;
     if constexpr (native) {
       if (given)
         column_amax_native<IgnoreNan>(load_row, r0, nr, cc0, ncc, raw.data(), m.data(), raw16.data(),
