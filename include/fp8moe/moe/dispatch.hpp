@@ -13,6 +13,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -32,7 +33,9 @@ namespace fp8moe::moe {
 
 /// Host scratch buffers reused across calls (uninitialized, grown on demand, never shrunk), so
 /// repeated dispatch / combine with one handle allocate nothing after the first call. A buffer is
-/// leased by one in-flight operation at a time. Single-threaded, like the handle.
+/// leased by one in-flight operation at a time. Thread-safe: acquire and release lock the pool's
+/// mutex (handles made on one thread share its pool, and may be used from others, e.g. threads as
+/// ranks); a lease's memory belongs to its holder alone until released.
 class buffer_pool {
   struct slot {
     std::unique_ptr<std::byte[]> data;
@@ -45,31 +48,41 @@ class buffer_pool {
   class lease {
    public:
     lease() = default;
-    lease(lease&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)), index_(o.index_) {}
+    lease(lease&& o) noexcept
+        : pool_(std::exchange(o.pool_, nullptr)), index_(o.index_), data_(std::exchange(o.data_, nullptr)) {}
     lease& operator=(lease&& o) noexcept {
       if (this != &o) {
         release();
         pool_ = std::exchange(o.pool_, nullptr);
         index_ = o.index_;
+        data_ = std::exchange(o.data_, nullptr);
       }
       return *this;
     }
     ~lease() { release(); }
-    std::byte* data() const { return pool_ ? pool_->slots_[index_].data.get() : nullptr; }
+    /// The leased memory; stable while leased (a busy slot is never grown), read without the lock.
+    std::byte* data() const { return data_; }
 
    private:
     friend class buffer_pool;
-    lease(std::shared_ptr<buffer_pool> p, std::size_t i) : pool_(std::move(p)), index_(i) {}
+    lease(std::shared_ptr<buffer_pool> p, std::size_t i, std::byte* d)
+        : pool_(std::move(p)), index_(i), data_(d) {}
     void release() {
-      if (pool_) pool_->slots_[index_].busy = false;
+      if (pool_) {
+        std::lock_guard<std::mutex> lock(pool_->mutex_);
+        pool_->slots_[index_].busy = false;
+      }
       pool_ = nullptr;
+      data_ = nullptr;
     }
     std::shared_ptr<buffer_pool> pool_;
     std::size_t index_ = 0;
+    std::byte* data_ = nullptr;
   };
 
   /// A buffer of at least `bytes` (contents unspecified).
   static lease acquire(std::shared_ptr<buffer_pool> const& pool, std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(pool->mutex_);
     auto& s = pool->slots_;
     std::size_t fit = s.size(), grow = s.size();  // smallest free buffer that fits; else largest free
     for (std::size_t i = 0; i < s.size(); ++i) {
@@ -85,11 +98,15 @@ class buffer_pool {
       b.capacity = std::max<std::size_t>(bytes, 64);
     }
     b.busy = true;
-    return lease(pool, best);
+    return lease(pool, best, b.data.get());
   }
-  std::size_t buffers() const { return slots_.size(); }
+  std::size_t buffers() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return slots_.size();
+  }
 
  private:
+  mutable std::mutex mutex_;
   std::vector<slot> slots_;
 };
 
