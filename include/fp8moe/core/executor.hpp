@@ -9,24 +9,58 @@
 
 #include "fp8moe/config.hpp"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define FP8MOE_DETAIL_STR2(x) #x
+#define FP8MOE_DETAIL_STR(x) FP8MOE_DETAIL_STR2(x)
+#if defined(_OPENMP)
+#define FP8MOE_DETAIL_OMP_WEAK  // built with OpenMP: the runtime is linked, a plain reference
+#else
+#define FP8MOE_DETAIL_OMP_WEAK __attribute__((weak))  // null unless some other unit links the runtime
+#endif
+/// The OpenMP runtime's omp_get_max_threads, declared under a name of our own (so it never clashes
+/// with <omp.h>'s declaration, whichever is seen first). In a unit built without OpenMP it is a
+/// weak reference: null when no unit of the program (or of the shared library holding this code)
+/// links an OpenMP runtime.
+extern "C" int fp8moe_detail_omp_get_max_threads() __asm__(
+    FP8MOE_DETAIL_STR(__USER_LABEL_PREFIX__) "omp_get_max_threads") FP8MOE_DETAIL_OMP_WEAK;
+#define FP8MOE_HAS_WEAK_OPENMP_QUERY 1
+#else
+#define FP8MOE_HAS_WEAK_OPENMP_QUERY 0
 #if FP8MOE_HAS_OPENMP
 #include <omp.h>
+#endif
 #endif
 
 namespace fp8moe {
 
-/// Runs ops on the calling thread, parallelised with OpenMP when the build enables it.
-/// `threads` = 0 uses the OpenMP default; 1 runs serially.
+namespace detail {
+/// q() when the (possibly weak) function q is linked, else 1.
+inline int call_if_linked(int (*q)()) { return q != nullptr ? q() : 1; }
+
+/// omp_get_max_threads() of the OpenMP runtime linked into the program, 1 when there is none.
+/// Decided by the linker (a weak reference), not by `_OPENMP`, so this inline function has the same
+/// body in every translation unit whatever its flags. Otherwise a program whose nvcc sources are
+/// built without -fopenmp and whose C++ sources with it holds two definitions of it (an ODR
+/// violation whose result depends on link order), and a workspace sized in one translation unit
+/// disagrees with the threads a kernel of the other runs. (Other compilers: `_OPENMP` decides.)
+inline int openmp_max_threads() {
+#if FP8MOE_HAS_WEAK_OPENMP_QUERY
+  return call_if_linked(&fp8moe_detail_omp_get_max_threads);
+#elif FP8MOE_HAS_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+}  // namespace detail
+
+/// Runs ops on the calling thread, parallelised with OpenMP where the code was compiled with it.
+/// `threads` = 0 uses the OpenMP runtime's default (omp_get_max_threads(); 1 when the program links
+/// no OpenMP runtime); 1 runs serially.
 struct host_executor {
   int threads = 0;
 
-  int num_threads() const {
-#if FP8MOE_HAS_OPENMP
-    return threads > 0 ? threads : omp_get_max_threads();
-#else
-    return 1;
-#endif
-  }
+  int num_threads() const { return threads > 0 ? threads : detail::openmp_max_threads(); }
 };
 
 /// Tag trait: specialised to true by every device executor (cuda_executor).

@@ -19,6 +19,10 @@
 #include "fp8moe/gemm/host_kernels.hpp"
 #include "fp8moe/gemm/problem.hpp"
 
+#if FP8MOE_HAS_OPENMP
+#include <omp.h>
+#endif
+
 namespace fp8moe::gemm::host {
 
 /// Cache blocking of the host path: output tile mc x nc, K chunk of about kc elements (a whole
