@@ -239,8 +239,9 @@ inline void check_slot_rows(permute_plan const& p, char const* where) {
 // The combine row kernel vectorises from plain C++; on x86-64 Linux with GCC it is also cloned for
 // AVX-512 and AVX2+FMA (picked at load time). GCC's -O3 unroll-and-jam of the slot loop defeats the
 // register blocking (4-5x slower, measured), so it is switched off for this function only.
+// Not under TSan: it instruments the load-time (ifunc) resolver, which runs before TSan is set up.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !FP8MOE_CUDA_COMPILER
+    !FP8MOE_CUDA_COMPILER && !defined(__SANITIZE_THREAD__)
 #define FP8MOE_COMBINE_CLONES                                                  \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
                  optimize("no-loop-unroll-and-jam")))

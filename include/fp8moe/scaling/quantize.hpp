@@ -85,8 +85,9 @@ FP8MOE_SCALING_FORCE_INLINE FP8MOE_HOST_DEVICE float load_float(In x) {
 
 // The quantize loop vectorises from plain C++ (float_to_fp8_bits_select); on x86-64 Linux with
 // GCC it is also cloned for AVX2 and AVX-512 and picked at load time (ifunc), ~3x faster than SSE2.
+// Not under TSan: it instruments the load-time (ifunc) resolver, which runs before TSan is set up.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !FP8MOE_CUDA_COMPILER
+    !FP8MOE_CUDA_COMPILER && !defined(__SANITIZE_THREAD__)
 #define FP8MOE_SCALING_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define FP8MOE_SCALING_CLONES
