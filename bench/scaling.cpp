@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // Host quantize / dequantize / transpose_requantize per preset on a 4096x7168 matrix (bf16 and
-// float input), with a memcpy baseline in the same run. bytes_per_second counts bytes read plus
-// bytes written (input + FP8 + scales); memcpy of N bytes counts 2N. On a shared machine compare
-// the "min" aggregates (load only slows a repetition down) of interleaved repetitions:
-//   OMP_NUM_THREADS=2 build/bench/bench_scaling --benchmark_repetitions=5
+// float input), with a memcpy baseline in the same run, once per host kernel family the CPU has
+// (rows end in /avx512, /avx2, /portable; the label names the family that ran). bytes_per_second
+// counts bytes read plus bytes written (input + FP8 + scales); memcpy of N bytes counts 2N. On a
+// shared machine compare medians (or the "min" aggregates) of interleaved repetitions:
+//   OMP_NUM_THREADS=2 build/test/bench/bench_scaling --benchmark_repetitions=3
 //     --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
@@ -82,17 +83,18 @@ BENCHMARK(BM_memcpy)
     ->Unit(benchmark::kMillisecond)
     ->ComputeStatistics("min", min_of);
 
-/// The host kernels on (default) or off ("/portable" variants, same run), restored afterwards.
-struct simd_scope {
-  bool was;
-  explicit simd_scope(bool on) : was(fs::set_host_simd(on)) {}
-  ~simd_scope() { fs::set_host_simd(was); }
+/// The host kernel family of a row (avx512, avx2 or portable: the same binary, same run), restored
+/// afterwards. The row's label names the family in use.
+struct isa_scope {
+  fs::host_isa was;
+  explicit isa_scope(fs::host_isa i) : was(fs::set_host_isa(i)) {}
+  ~isa_scope() { fs::set_host_isa(was); }
 };
 
 template <class In, class T = fm::float8_e4m3_t>
-void BM_quantize(benchmark::State& st, fs::tensor_recipe r, bool simd = true) {
+void BM_quantize(benchmark::State& st, fs::tensor_recipe r, fs::host_isa isa) {
   auto const& x = input<In>();
-  simd_scope const scope(simd);
+  isa_scope const scope(isa);
   st.SetLabel(fs::host_simd_kernel());
   fs::quantized_matrix<T> q(R, C, r.tile);
   fm::host_executor exec;
@@ -107,8 +109,9 @@ void BM_quantize(benchmark::State& st, fs::tensor_recipe r, bool simd = true) {
 }
 
 template <class Out>
-void BM_dequantize(benchmark::State& st, fs::tensor_recipe r, bool simd = true) {
-  simd_scope const scope(simd);
+void BM_dequantize(benchmark::State& st, fs::tensor_recipe r, fs::host_isa isa) {
+  isa_scope const scope(isa);
+  st.SetLabel(fs::host_simd_kernel());
   auto const& x = input<float>();
   fm::host_executor exec;
   auto const q = fs::quantize(exec, fm::make_matrix(x.data(), R, C), r);
@@ -124,8 +127,10 @@ void BM_dequantize(benchmark::State& st, fs::tensor_recipe r, bool simd = true) 
 }
 
 template <class In>
-void BM_transpose_requantize(benchmark::State& st, fs::tensor_recipe r) {
+void BM_transpose_requantize(benchmark::State& st, fs::tensor_recipe r, fs::host_isa isa) {
   auto const& x = input<In>();
+  isa_scope const scope(isa);
+  st.SetLabel(fs::host_simd_kernel());
   fs::quantized_matrix<fm::float8_e4m3_t> q(C, R, r.tile);
   fm::host_executor exec;
   for (auto _ : st) {
@@ -158,38 +163,43 @@ int main(int argc, char** argv) {
                               {"te_blockwise.activation", fs::te_blockwise.activation},
                               {"mxfp8", fs::mxfp8.activation},
                               {"mxfp8_ocp", fs::mxfp8_ocp.activation}};
+  // every hand-written family the CPU has, and the portable loops for the main cases
+  std::vector<fs::host_isa> isas;
+  for (fs::host_isa const i : {fs::host_isa::avx512, fs::host_isa::avx2})
+    if (fs::host_isa_supported(i)) isas.push_back(i);
+  std::vector<fs::host_isa> with_portable = isas;
+  with_portable.push_back(fs::host_isa::portable);
+  auto const suffix = [](fs::host_isa i) { return std::string("/") + fs::host_isa_name(i); };
   for (auto const& c : bf16_cases) {
     fs::tensor_recipe const r = c.r;
-    reg(std::string("quantize/bf16/") + c.name,
-        [r](benchmark::State& st) { BM_quantize<fm::bfloat16_t>(st, r); });
+    bool const main_case = &c == &bf16_cases[0] || &c == &bf16_cases[1] || &c == &bf16_cases[5];
+    for (fs::host_isa const i : main_case ? with_portable : isas)
+      reg(std::string("quantize/bf16/") + c.name + suffix(i),
+          [r, i](benchmark::State& st) { BM_quantize<fm::bfloat16_t>(st, r, i); });
   }
-  // the same cases with the hand-vectorised kernels off: the portable loops, in the same run
-  for (auto const& c : {bf16_cases[0], bf16_cases[1], bf16_cases[5]}) {
-    fs::tensor_recipe const r = c.r;
-    reg(std::string("quantize/bf16/") + c.name + "/portable",
-        [r](benchmark::State& st) { BM_quantize<fm::bfloat16_t>(st, r, false); });
-  }
-  reg("quantize/float/deepseek_v3.activation_1x128/portable",
-      [](benchmark::State& st) { BM_quantize<float>(st, fs::deepseek_v3.activation, false); });
   named const float_cases[] = {{"deepseek_v3.activation_1x128", fs::deepseek_v3.activation},
                                {"deepseek_v3.weight_128x128", fs::deepseek_v3.weight},
                                {"te_current_per_tensor", fs::te_current.activation}};
   for (auto const& c : float_cases) {
     fs::tensor_recipe const r = c.r;
-    reg(std::string("quantize/float/") + c.name, [r](benchmark::State& st) { BM_quantize<float>(st, r); });
+    for (fs::host_isa const i : &c == &float_cases[0] ? with_portable : isas)
+      reg(std::string("quantize/float/") + c.name + suffix(i),
+          [r, i](benchmark::State& st) { BM_quantize<float>(st, r, i); });
   }
-  reg("quantize/bf16/te_current.gradient_e5m2", [](benchmark::State& st) {
-    BM_quantize<fm::bfloat16_t, fm::float8_e5m2_t>(st, fs::te_current.gradient);
-  });
-  reg("dequantize/to_bf16/deepseek_v3.activation",
-      [](benchmark::State& st) { BM_dequantize<fm::bfloat16_t>(st, fs::deepseek_v3.activation); });
-  reg("dequantize/to_bf16/deepseek_v3.activation/portable",
-      [](benchmark::State& st) { BM_dequantize<fm::bfloat16_t>(st, fs::deepseek_v3.activation, false); });
-  reg("dequantize/to_float/deepseek_v3.weight",
-      [](benchmark::State& st) { BM_dequantize<float>(st, fs::deepseek_v3.weight); });
-  reg("transpose_requantize/bf16/deepseek_v3_ue8m0.activation", [](benchmark::State& st) {
-    BM_transpose_requantize<fm::bfloat16_t>(st, fs::deepseek_v3_ue8m0.activation);
-  });
+  for (fs::host_isa const i : isas) {
+    reg("quantize/bf16/te_current.gradient_e5m2" + suffix(i), [i](benchmark::State& st) {
+      BM_quantize<fm::bfloat16_t, fm::float8_e5m2_t>(st, fs::te_current.gradient, i);
+    });
+  }
+  for (fs::host_isa const i : with_portable) {
+    reg("dequantize/to_bf16/deepseek_v3.activation" + suffix(i),
+        [i](benchmark::State& st) { BM_dequantize<fm::bfloat16_t>(st, fs::deepseek_v3.activation, i); });
+    reg("dequantize/to_float/deepseek_v3.weight" + suffix(i),
+        [i](benchmark::State& st) { BM_dequantize<float>(st, fs::deepseek_v3.weight, i); });
+    reg("transpose_requantize/bf16/deepseek_v3_ue8m0.activation" + suffix(i), [i](benchmark::State& st) {
+      BM_transpose_requantize<fm::bfloat16_t>(st, fs::deepseek_v3_ue8m0.activation, i);
+    });
+  }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

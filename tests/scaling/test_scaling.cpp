@@ -3,10 +3,14 @@
 // scaling/: every preset and formula against the float64 oracle (oracle.hpp), published scale
 // vectors (fp8_numerics.md §7.3), edge cases, errors, round-trip bounds, scale layouts,
 // transpose-requantize and delayed scaling; (nvcc build) CUDA results equal the host path bit for bit.
+// Cases named "[isa] ..." test one host kernel family against the portable loops: ctest runs them
+// as test_scaling.avx2 / test_scaling.avx512 (skipped, exit 77, where the CPU lacks the family).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -27,6 +31,51 @@ namespace {
 
 std::uint32_t bits(float f) {
   return fp8moe::bit_cast<std::uint32_t>(f);
+}
+
+/// FP8MOE_TEST_HOST_ISA selects the kernel families the "[isa]" cases test: "avx2" or "avx512"
+/// (ctest's test_scaling.<isa>; the process exits 77, skipped, before any case runs when the CPU
+/// lacks it), "none" (plain test_scaling: those cases are left to the per-family entries), unset:
+/// every hand-written family this CPU has.
+std::vector<host_isa> isas_under_test() {
+  static std::vector<host_isa> const v = [] {
+    std::vector<host_isa> out;
+    char const* env = std::getenv("FP8MOE_TEST_HOST_ISA");
+    std::string const want = env ? env : "";
+    for (host_isa const i : {host_isa::avx2, host_isa::avx512}) {
+      if (want.empty() ? host_isa_supported(i) : want == host_isa_name(i)) out.push_back(i);
+    }
+    if (!want.empty() && want != "none" && out.empty()) {
+      std::fprintf(stderr, "FP8MOE_TEST_HOST_ISA=%s: expected avx2, avx512 or none\n", want.c_str());
+      std::exit(1);
+    }
+    for (host_isa const i : out) {
+      if (!host_isa_supported(i)) {
+        std::printf("this CPU has no %s: the %s kernel tests are skipped\n", host_isa_name(i), host_isa_name(i));
+        std::exit(77);
+      }
+    }
+    return out;
+  }();
+  return v;
+}
+[[maybe_unused]] bool const isa_checked_at_start = !isas_under_test().empty();
+
+/// Selects a kernel family for a scope, restoring the previous one.
+struct isa_scope {
+  host_isa was;
+  explicit isa_scope(host_isa i) : was(set_host_isa(i)) {}
+  ~isa_scope() { set_host_isa(was); }
+  isa_scope(isa_scope const&) = delete;
+  isa_scope& operator=(isa_scope const&) = delete;
+};
+
+/// portable plus every family the CPU has.
+std::vector<host_isa> supported_isas() {
+  std::vector<host_isa> v;
+  for (host_isa const i : {host_isa::portable, host_isa::avx2, host_isa::avx512})
+    if (host_isa_supported(i)) v.push_back(i);
+  return v;
 }
 bool same_float(float a, double b) {
   return std::isnan(a) ? std::isnan(b) : bits(a) == bits(static_cast<float>(b));
@@ -351,20 +400,20 @@ TEST_CASE(
   constexpr std::int64_t R = 200, C = 300;
   auto const xf = make_input<float>(R * C, 11);
   auto const xb = make_input<bfloat16_t>(R * C, 12);
-  for (bool const simd : {true, false}) {
-    CAPTURE(simd);
-    bool const was = set_host_simd(simd);
+  for (host_isa const isa : supported_isas()) {
+    CAPTURE(host_isa_name(isa));
+    isa_scope const scope(isa);
     for (auto const& nr : all_recipes()) {
       CAPTURE(nr.name);
       CHECK(run_oracle_any(nr.r, xf, R, C) == 0);
       CHECK(run_oracle_any(nr.r, xb, R, C) == 0);
     }
-    set_host_simd(was);
   }
 }
 
-TEST_CASE(
-    "compute_tile_scales (batched, vectorised per scale kind) equals compute_tile_scale for every kind") {
+namespace {
+/// compute_tile_scales (the kernel family in use) against the scalar compute_tile_scale.
+std::int64_t scale_batch_mismatches() {
   // every formula x encoding x rounding, over all bf16 amax patterns (NaN, inf, 0, subnormal
   // included) and random float patterns, in batches of 128 and one ragged batch
   std::vector<std::uint32_t> amax;
@@ -408,7 +457,22 @@ TEST_CASE(
       }
     }
   }
-  CHECK(bad == 0);
+  return bad;
+}
+}  // namespace
+
+TEST_CASE(
+    "compute_tile_scales (batched, vectorised per scale kind) equals compute_tile_scale for every kind") {
+  isa_scope const scope(host_isa::portable);
+  CHECK(scale_batch_mismatches() == 0);
+}
+
+TEST_CASE("[isa] compute_tile_scales of each kernel family equals compute_tile_scale for every kind") {
+  for (host_isa const isa : isas_under_test()) {
+    CAPTURE(host_isa_name(isa));
+    isa_scope const scope(isa);
+    CHECK(scale_batch_mismatches() == 0);
+  }
 }
 
 TEST_CASE("simd_encode_mode: NaN tiles and bad scales portable, overflow-free tiles plain, the rest clamp") {
@@ -440,20 +504,21 @@ TEST_CASE("simd_encode_mode: NaN tiles and bad scales portable, overflow-free ti
         simd_encode::portable);
 }
 
-#if FP8MOE_SCALING_AVX512
+#if FP8MOE_SCALING_X86
 namespace {
-/// AVX-512 encode of xs (tiles of 100 elements: 64 + 32 + masked 4 per tile) against the scalar
-/// float_to_fp8_bits_select with the same saturation.
+/// Encode of xs by the family `isa` (tiles of `tile` elements: for 100, 64 + 32 + a 4-element
+/// tail per tile on AVX-512, 3 x 32 + 4 on AVX2; 32 and 128 stream across tiles) against the
+/// scalar float_to_fp8_bits_select with the same saturation.
 template <class F, bool Clamp, class In>
-std::int64_t avx512_encode_mismatches(std::vector<In> const& xs, tile_scale s, saturation sat) {
-  constexpr std::int64_t tile = 100;
+std::int64_t kernel_encode_mismatches(host_isa isa, std::vector<In> const& xs, tile_scale s, saturation sat,
+                                      std::int64_t tile) {
   std::int64_t const n = static_cast<std::int64_t>(xs.size());
   std::vector<tile_scale> sc(static_cast<std::size_t>(ceil_div(n, tile)), s);
   std::vector<std::uint8_t> got(xs.size(), 0xAB);
   if (s.divide)
-    scaling::detail::encode_tiles_avx512<F, true, Clamp>(xs.data(), got.data(), n, tile, sc.data(), sat);
+    scaling::detail::encode_tiles_kernel<F, true, Clamp>(isa, xs.data(), got.data(), n, tile, sc.data(), sat);
   else
-    scaling::detail::encode_tiles_avx512<F, false, Clamp>(xs.data(), got.data(), n, tile, sc.data(), sat);
+    scaling::detail::encode_tiles_kernel<F, false, Clamp>(isa, xs.data(), got.data(), n, tile, sc.data(), sat);
   std::int64_t bad = 0;
   for (std::size_t i = 0; i < xs.size(); ++i) {
     float const x = to_float(xs[i]);
@@ -475,51 +540,84 @@ std::vector<In> inputs_of_mode(std::vector<In> const& all, tile_scale s, scaling
 }
 
 template <class F, class In>
-void check_avx512_encode(std::vector<In> const& all, tile_scale s) {
+void check_kernel_encode(host_isa isa, std::vector<In> const& all, tile_scale s) {
   using scaling::detail::simd_encode;
   auto const plain = inputs_of_mode<F>(all, s, simd_encode::plain);
   auto clamp = inputs_of_mode<F>(all, s, simd_encode::clamp);
   clamp.insert(clamp.end(), plain.begin(), plain.end());  // a clamp run may hold plain tiles too
   CHECK(plain.size() > 1000);
   for (saturation const sat : {saturation::finite, saturation::none}) {
-    CHECK(avx512_encode_mismatches<F, false>(plain, s, sat) == 0);
-    CHECK(avx512_encode_mismatches<F, true>(clamp, s, sat) == 0);
+    for (std::int64_t const tile : {100, 32, 128}) {
+      CAPTURE(tile);
+      CHECK(kernel_encode_mismatches<F, false>(isa, plain, s, sat, tile) == 0);
+      CHECK(kernel_encode_mismatches<F, true>(isa, clamp, s, sat, tile) == 0);
+    }
   }
 }
 }  // namespace
 
-TEST_CASE(
-    "AVX-512 encode equals float_to_fp8_bits_select on every bf16 input it accepts, and random floats") {
-  if (!scaling::detail::cpu_has_avx512()) {
-    CHECK(std::string(host_simd_kernel()) == "portable");
-    MESSAGE("this CPU has no AVX-512: the portable loops are the only host path");
-    return;
-  }
-  CHECK(std::string(host_simd_kernel()) == "avx512");
-  bool const was = set_host_simd(false);
-  CHECK(std::string(host_simd_kernel()) == "portable");
-  set_host_simd(was);
+TEST_CASE("[isa] encode kernels equal float_to_fp8_bits_select on every bf16 input they accept, and random floats") {
   std::vector<bfloat16_t> all_bf16;
   for (std::uint32_t b = 0; b < 65536; ++b)
     all_bf16.push_back(bfloat16_t::from_bits(static_cast<std::uint16_t>(b)));
   std::mt19937 g{5};
   std::vector<float> rnd(1 << 18);
   for (float& f : rnd) f = fp8moe::bit_cast<float>(static_cast<std::uint32_t>(g()));
-  for (float const k : {1.0f, 448.0f / 3.0f, 448.0f / 1e-4f, 0.0078125f, 3.1f, 1e-30f}) {
-    for (bool const divide : {false, true}) {
-      tile_scale const s = divide ? tile_scale{1.0f / k, 1.0f / k, true} : tile_scale{k, 1.0f / k, false};
-      CAPTURE(k);
-      CAPTURE(divide);
-      check_avx512_encode<e4m3_format>(all_bf16, s);
-      check_avx512_encode<e5m2_format>(all_bf16, s);
-      check_avx512_encode<e4m3_format>(rnd, s);
-      check_avx512_encode<e5m2_format>(rnd, s);
+  for (host_isa const isa : isas_under_test()) {
+    CAPTURE(host_isa_name(isa));
+    for (float const k : {1.0f, 448.0f / 3.0f, 448.0f / 1e-4f, 0.0078125f, 3.1f, 1e-30f}) {
+      for (bool const divide : {false, true}) {
+        tile_scale const s = divide ? tile_scale{1.0f / k, 1.0f / k, true} : tile_scale{k, 1.0f / k, false};
+        CAPTURE(k);
+        CAPTURE(divide);
+        check_kernel_encode<e4m3_format>(isa, all_bf16, s);
+        check_kernel_encode<e5m2_format>(isa, all_bf16, s);
+        check_kernel_encode<e4m3_format>(isa, rnd, s);
+        check_kernel_encode<e5m2_format>(isa, rnd, s);
+      }
     }
   }
 }
 #endif
 
-TEST_CASE("quantize: the AVX-512 and portable host paths give the same bits (NaN, Inf, overflow, tails)") {
+TEST_CASE("host kernel family: chosen by name, set_host_simd keeps its meaning, bad choices rejected") {
+  host_isa const was = active_host_isa();
+  CHECK(was == best_host_isa());
+  CHECK(host_isa_supported(host_isa::portable));
+  CHECK(std::string(host_isa_name(host_isa::avx2)) == "avx2");
+  CHECK(std::string(host_isa_name(host_isa::avx512)) == "avx512");
+  for (host_isa const i : supported_isas()) {
+    isa_scope const scope(i);
+    CHECK(active_host_isa() == i);
+    CHECK(std::string(host_simd_kernel()) == host_isa_name(i));
+  }
+  CHECK(active_host_isa() == was);
+  CHECK(set_host_simd(false) == (was != host_isa::portable));
+  CHECK(std::string(host_simd_kernel()) == "portable");
+  CHECK_FALSE(set_host_simd(true));
+  CHECK(active_host_isa() == best_host_isa());
+  try {
+    set_host_isa(static_cast<host_isa>(7));
+    FAIL("no exception");
+  } catch (fp8moe::error const& e) {
+    CHECK(e.code() == errc::invalid_argument);
+    CHECK_MESSAGE(std::string(e.what()).find("'isa'") != std::string::npos, e.what());
+  }
+  CHECK(active_host_isa() == best_host_isa());
+  for (host_isa const i : {host_isa::avx2, host_isa::avx512}) {
+    if (host_isa_supported(i)) continue;
+    try {  // unsupported: nothing changes
+      set_host_isa(i);
+      FAIL("no exception");
+    } catch (fp8moe::error const& e) {
+      CHECK(e.code() == errc::unsupported);
+    }
+    CHECK(active_host_isa() == best_host_isa());
+  }
+  set_host_isa(was);
+}
+
+TEST_CASE("[isa] quantize: each kernel family and the portable loops give the same bits (NaN, Inf, overflow, tails)") {
   // widths hit every tail of the 64 / 32 / 16-element loops; NaN, Inf and huge values land in
   // some tiles only, so plain and non-plain tiles alternate within a row
   host_executor exec;
@@ -537,8 +635,8 @@ TEST_CASE("quantize: the AVX-512 and portable host paths give the same bits (NaN
     for (auto const& nr : all_recipes()) {
       CAPTURE(C);
       CAPTURE(nr.name);
-      auto const run = [&](auto const& x, bool simd) {
-        bool const was = set_host_simd(simd);
+      auto const run = [&](auto const& x, host_isa isa) {
+        isa_scope const scope(isa);
         std::vector<std::uint8_t> out;
         auto const add = [&](auto const& q) {
           for (auto const v : q.data.storage()) out.push_back(v.bits());
@@ -552,11 +650,13 @@ TEST_CASE("quantize: the AVX-512 and portable host paths give the same bits (NaN
           add(quantize<float8_e4m3_t>(exec, xv, nr.r));
         else
           add(quantize<float8_e5m2_t>(exec, xv, nr.r));
-        set_host_simd(was);
         return out;
       };
-      CHECK(run(xf, true) == run(xf, false));
-      CHECK(run(xb, true) == run(xb, false));
+      for (host_isa const isa : isas_under_test()) {
+        CAPTURE(host_isa_name(isa));
+        CHECK(run(xf, isa) == run(xf, host_isa::portable));
+        CHECK(run(xb, isa) == run(xb, host_isa::portable));
+      }
     }
   }
 }
@@ -832,7 +932,8 @@ TEST_CASE("dequantize equals float(q) * sf in fp32, into float and bf16") {
 }
 
 TEST_CASE(
-    "dequantize into bf16: every code x special scales, both formats, AVX-512 and portable paths equal") {
+    "[isa] dequantize into bf16 and float: every code x special scales, both formats, each kernel family "
+    "equals the portable loops") {
   // each row holds all 256 codes (shifted per row) plus a tail, so every code meets every scale
   // and the 32-element loop ends on a partial vector; tiles of 48 mix scales inside a vector
   constexpr std::int64_t C = 300, tc = 48;
@@ -853,24 +954,23 @@ TEST_CASE(
     }
     quantized_matrix_view<T const> const q{data.view(), scales.view(), {1, tc}};
     std::int64_t bad = 0;
-    std::vector<std::uint16_t> first;
-    for (bool const simd : {true, false}) {
-      bool const was = set_host_simd(simd);
+    std::vector<host_isa> isas = isas_under_test();
+    isas.push_back(host_isa::portable);
+    for (host_isa const isa : isas) {
+      CAPTURE(host_isa_name(isa));
+      isa_scope const scope(isa);
       host_matrix<bfloat16_t> y(R, C, bfloat16_t::from_bits(0x1234));
+      host_matrix<float> yf(R, C, test::poison_float());
       dequantize(exec, q, y.view());
-      set_host_simd(was);
-      std::vector<std::uint16_t> got;
+      dequantize(exec, q, yf.view());
       for (std::int64_t i = 0; i < R; ++i) {
         for (std::int64_t j = 0; j < C; ++j) {
-          got.push_back(y(i, j).bits());
-          bfloat16_t const want(data(i, j).to_float() * scales(i, j / tc));
-          bad += y(i, j).bits() != want.bits();
+          float const want = data(i, j).to_float() * scales(i, j / tc);
+          bad += y(i, j).bits() != bfloat16_t(want).bits();
+          // float: the same bits (NaN: which NaN operand propagates is the compiler's choice)
+          bad += std::isnan(want) ? !std::isnan(yf(i, j)) : bits(yf(i, j)) != bits(want);
         }
       }
-      if (simd)
-        first = got;
-      else
-        CHECK(got == first);
     }
     return bad;
   };
@@ -897,9 +997,8 @@ TEST_CASE("transpose_requantize from the high-precision source equals quantizing
 }
 
 TEST_CASE(
-    "transpose_requantize: AVX-512 and portable paths, whole-row amax items, equal the explicit transpose "
-    "(NaN, "
-    "Inf, overflow)") {
+    "[isa] transpose_requantize: each kernel family and the portable loops, whole-row amax items, equal the "
+    "explicit transpose (NaN, Inf, overflow)") {
   host_executor exec;
   tensor_recipe const recipes[] = {
       deepseek_v3_ue8m0.activation,
@@ -913,8 +1012,12 @@ TEST_CASE(
        .sat = saturation::none},
   };
   // {130, 2600}: two bands, so items are column chunks of a row (chunk edges off the 1024 grid)
-  for (auto const& [R, C] :
-       {std::pair<std::int64_t, std::int64_t>{300, 200}, {128, 37}, {77, 129}, {130, 2600}}) {
+  // {1024, 1030}: an output over transpose_stream_min_bytes (non-temporal row stores, 6-column edge)
+  for (auto const& [R, C] : {std::pair<std::int64_t, std::int64_t>{300, 200},
+                             {128, 37},
+                             {77, 129},
+                             {130, 2600},
+                             {1024, 1030}}) {
     // NaN only in the first block of columns (those blocks take the portable loop); Inf and huge
     // values everywhere, so other blocks run the kernel with plain and clamped columns
     auto x = make_input<float>(R * C, 31);
@@ -926,8 +1029,8 @@ TEST_CASE(
     std::vector<bfloat16_t> xb(x.size());
     for (std::size_t i = 0; i < x.size(); ++i) xb[i] = bfloat16_t(x[i]);
     auto const check_source = [&](auto const& x, tensor_recipe const& r) {
-      auto const run = [&](bool simd) {
-        bool const was = set_host_simd(simd);
+      auto const run = [&](host_isa isa) {
+        isa_scope const scope(isa);
         std::vector<std::uint8_t> data(static_cast<std::size_t>(R * C));
         std::vector<float> sc(static_cast<std::size_t>(C * ceil_div<std::int64_t>(R, r.tile.cols)));
         quantized_matrix_view<float8_e4m3_t> q4{
@@ -940,15 +1043,17 @@ TEST_CASE(
               make_matrix(reinterpret_cast<float8_e5m2_t*>(data.data()), C, R), q4.scales, r.tile};
           transpose_requantize(exec, make_matrix(x.data(), R, C), r, q5);
         }
-        set_host_simd(was);
         for (float const f : sc) {
           std::uint32_t const u = bits(f);
           for (int b = 0; b < 4; ++b) data.push_back(static_cast<std::uint8_t>(u >> (8 * b)));
         }
         return data;
       };
-      auto const got = run(true);
-      CHECK(got == run(false));
+      auto const got = run(host_isa::portable);
+      for (host_isa const isa : isas_under_test()) {
+        CAPTURE(host_isa_name(isa));
+        CHECK(run(isa) == got);
+      }
       // reference: the row-tile quantize of the explicit transpose
       std::vector<std::remove_cvref_t<decltype(x[0])>> xt(x.size());
       for (std::int64_t i = 0; i < R; ++i)

@@ -230,8 +230,8 @@ FP8MOE_SCALING_CLONES std::uint32_t amax_span_dispatch(In const* src, std::int64
 /// the AVX2 / AVX-512 clones; the same bits as compute_tile_scale per tile.
 inline constexpr std::int64_t max_scale_batch = 128;
 template <class Recipe>
-FP8MOE_SCALING_CLONES void compute_tile_scales(Recipe const& r, std::uint32_t const* amax, std::int64_t n,
-                                               float vfi, tile_scale* s) {
+FP8MOE_SCALING_FORCE_INLINE inline void compute_tile_scales_body(Recipe const& r, std::uint32_t const* amax,
+                                                                 std::int64_t n, float vfi, tile_scale* s) {
   alignas(64) float mult[max_scale_batch];
   alignas(64) float sf[max_scale_batch];
   visit_scale_kind(r, [&](auto kind) FP8MOE_SCALING_FORCE_INLINE {
@@ -244,6 +244,39 @@ FP8MOE_SCALING_CLONES void compute_tile_scales(Recipe const& r, std::uint32_t co
   });
   bool const divide = r.formula == scale_formula::deepseek_v3_inference;
   for (std::int64_t t = 0; t < n; ++t) s[t] = {mult[t], sf[t], divide};
+}
+/// The body compiled for the portable path (load-time clones) and for each kernel family.
+template <class Recipe>
+FP8MOE_SCALING_CLONES void compute_tile_scales_portable(Recipe const& r, std::uint32_t const* amax,
+                                                        std::int64_t n, float vfi, tile_scale* s) {
+  compute_tile_scales_body(r, amax, n, vfi, s);
+}
+#if FP8MOE_SCALING_X86
+template <class Recipe>
+FP8MOE_SCALING_AVX2_TARGET void compute_tile_scales_avx2(Recipe const& r, std::uint32_t const* amax,
+                                                         std::int64_t n, float vfi, tile_scale* s) {
+  compute_tile_scales_body(r, amax, n, vfi, s);
+}
+template <class Recipe>
+FP8MOE_SCALING_AVX512_TARGET void compute_tile_scales_avx512(Recipe const& r, std::uint32_t const* amax,
+                                                             std::int64_t n, float vfi, tile_scale* s) {
+  compute_tile_scales_body(r, amax, n, vfi, s);
+}
+#endif
+template <class Recipe>
+inline void compute_tile_scales(Recipe const& r, std::uint32_t const* amax, std::int64_t n, float vfi,
+                                tile_scale* s) {
+#if FP8MOE_SCALING_X86
+  switch (active_host_isa()) {
+    case host_isa::avx512:
+      return compute_tile_scales_avx512(r, amax, n, vfi, s);
+    case host_isa::avx2:
+      return compute_tile_scales_avx2(r, amax, n, vfi, s);
+    case host_isa::portable:
+      break;
+  }
+#endif
+  compute_tile_scales_portable(r, amax, n, vfi, s);
 }
 
 /// Row tiles are processed in batches of up to this many elements (and max_batch_tiles tiles):
@@ -264,15 +297,12 @@ FP8MOE_SCALING_CLONES void quantize_row_tiles(In const* src, std::int64_t xs, T*
   for (std::int64_t c0 = 0, t0 = 0; c0 < C; c0 += bt * tc, t0 += bt) {
     std::int64_t const nt = std::min(bt, ceil_div(C - c0, tc));
     std::uint32_t m[max_batch_tiles];
-#if FP8MOE_SCALING_AVX512
-    if (xs == 1 && host_simd_active())
-      amax_tiles_avx512(src + c0, std::min(nt * tc, C - c0), tc, raw);
-    else
-#endif
+    if (xs != 1 || !amax_tiles(src + c0, std::min(nt * tc, C - c0), tc, raw)) {
       for (std::int64_t t = 0; t < nt; ++t) {
         std::int64_t const c = c0 + t * tc;
         raw[t] = amax_span<false>(src + c * xs, xs, std::min(tc, C - c), 0u);
       }
+    }
     for (std::int64_t t = 0; t < nt; ++t) {
       std::int64_t const c = c0 + t * tc;
       m[t] = policy_amax<IgnoreNan>(raw[t], src + c * xs, xs, std::min(tc, C - c), 0u);
@@ -316,7 +346,12 @@ FP8MOE_SCALING_CLONES void quantize_tile_block(matrix_view<In const> x, tensor_r
   std::int64_t const C = x.cols, xs = x.col_stride, os = out.data.col_stride;
   std::array<std::uint32_t, max_chunk> raw{};
   std::array<tile_scale, max_chunk> s{};
+  std::array<std::uint32_t, max_chunk> row_raw{};
   for (std::int64_t row = r0; row < r0 + nr; ++row) {
+    if (xs == 1 && amax_tiles(&x(row, t0 * tc), std::min(nt * tc, C - t0 * tc), tc, row_raw.data())) {
+      for (std::int64_t t = 0; t < nt; ++t) raw[t] = std::max(raw[t], row_raw[t]);
+      continue;
+    }
     for (std::int64_t t = 0; t < nt; ++t) {
       std::int64_t const c0 = (t0 + t) * tc;
       raw[t] = amax_span<false>(&x(row, c0), xs, std::min(tc, C - c0), raw[t]);
@@ -449,14 +484,7 @@ template <class Q, class Out>
 FP8MOE_SCALING_CLONES void dequantize_row(float const* lut, std::uint8_t const* src, std::int64_t ss,
                                           Out* dst, std::int64_t ds, std::int64_t C, std::int64_t tc,
                                           float const* scales, std::int64_t scale_stride) {
-#if FP8MOE_SCALING_AVX512
-  if constexpr (std::is_same_v<Out, bfloat16_t>) {
-    if (ss == 1 && ds == 1 && host_simd_active()) {
-      dequantize_bf16_tiles_avx512<Q>(src, dst, C, tc, scales, scale_stride);
-      return;
-    }
-  }
-#endif
+  if (ss == 1 && ds == 1 && dequantize_tiles<Q>(src, dst, C, tc, scales, scale_stride)) return;
   for (std::int64_t c0 = 0, t = 0; c0 < C; c0 += tc, ++t) {
     float const sf = scales[t * scale_stride];
     std::int64_t const n = std::min(tc, C - c0);
@@ -588,6 +616,8 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_16x16_bytes(std::uint8_t const
 inline constexpr std::int64_t transpose_stage_rows = 256;
 /// Source columns per transpose work item (= output rows it writes).
 inline constexpr std::int64_t transpose_columns = 128;
+/// Outputs of at least this many bytes are written with non-temporal stores (x86).
+inline constexpr std::int64_t transpose_stream_min_bytes = std::int64_t{1} << 20;
 static_assert(max_batch_tiles <= max_scale_batch && max_chunk <= max_scale_batch &&
               transpose_columns <= max_scale_batch);
 
@@ -631,17 +661,23 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(
     out.scales(c0 + c, b) = ts[c].sf;
     mode = std::max(mode, simd_encode_mode<F>(static_cast<std::uint32_t>(raw[c]), ts[c]));
   }
-  if (!host_simd_active()) mode = simd_encode::portable;
+  host_isa const isa = active_host_isa();
+  if (isa == host_isa::portable) mode = simd_encode::portable;
   auto const quantize_row = [&](std::int64_t row) FP8MOE_SCALING_FORCE_INLINE {
-    load_row(row, c0, nc, v);
-#if FP8MOE_SCALING_AVX512
+#if FP8MOE_SCALING_X86
     if (mode != simd_encode::portable) {
-      (mode == simd_encode::clamp
-           ? encode_columns_avx512<F, Divide, true>
-           : encode_columns_avx512<F, Divide, false>)(v, k, q, ceil_div(nc, std::int64_t{16}), Sat);
+      if constexpr (requires { load_row.row_data(row); }) {
+        if (auto const* src = load_row.row_data(row)) {  // contiguous source row: read in place
+          encode_columns<F, Divide>(isa, mode, src + c0, k, q, nc, Sat);
+          return;
+        }
+      }
+      load_row(row, c0, nc, v);
+      encode_columns<F, Divide>(isa, mode, static_cast<float const*>(v), k, q, nc, Sat);
       return;
     }
 #endif
+    load_row(row, c0, nc, v);
 #pragma omp simd
     for (std::int64_t c = 0; c < transpose_columns; ++c)
       q[c] = float_to_fp8_bits_select<F>(Divide ? v[c] / k[c] : v[c] * k[c], Sat);
@@ -658,13 +694,26 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(
     if (out.data.col_stride == 1) {
       c_done = nc / 16 * 16;
       j_done = nr / 16 * 16;
-      for (std::int64_t cb = 0; cb < c_done; cb += 16) {
-        for (std::int64_t jb = 0; jb < j_done; jb += 16) {
-          transpose_16x16_bytes(&stage[jb][cb], transpose_columns,
-                                reinterpret_cast<std::uint8_t*>(&out.data(c0 + cb, r0 + jb)),
-                                out.data.row_stride);
-        }
-      }
+      auto* const o0 = reinterpret_cast<std::uint8_t*>(&out.data(c0, r0));
+      std::int64_t const os = out.data.row_stride;
+#if FP8MOE_SCALING_X86
+      // large outputs, 16-byte aligned rows: transposed into an L1 buffer, then whole output row
+      // spans go out with non-temporal stores (no read-for-ownership of lines nobody re-reads soon)
+      if (j_done == nr && os % 16 == 0 && reinterpret_cast<std::uintptr_t>(o0) % 16 == 0 &&
+          out.data.rows * out.data.cols >= transpose_stream_min_bytes) {
+        alignas(64) std::uint8_t ostage[transpose_columns][transpose_stage_rows];
+        for (std::int64_t cb = 0; cb < c_done; cb += 16)
+          for (std::int64_t jb = 0; jb < j_done; jb += 16)
+            transpose_16x16_bytes(&stage[jb][cb], transpose_columns, &ostage[cb][jb], transpose_stage_rows);
+        for (std::int64_t c = 0; c < c_done; ++c)
+          for (std::int64_t j = 0; j < nr; j += 16)
+            _mm_stream_si128(reinterpret_cast<__m128i*>(o0 + c * os + j),
+                             _mm_load_si128(reinterpret_cast<__m128i const*>(&ostage[c][j])));
+      } else
+#endif
+        for (std::int64_t cb = 0; cb < c_done; cb += 16)
+          for (std::int64_t jb = 0; jb < j_done; jb += 16)
+            transpose_16x16_bytes(&stage[jb][cb], transpose_columns, o0 + cb * os + jb, os);
     }
 #endif
     for (std::int64_t c = 0; c < nc; ++c) {  // edges (and every element without vector extensions)
@@ -837,6 +886,9 @@ void transpose_quantize_host_impl(host_executor const& exec, std::int64_t R, std
 #endif
     if (first < last)
       transpose_quantize_items<IgnoreNan>(load_row, R, C, r, vfi, out, item_columns, first, last);
+#if FP8MOE_SCALING_X86
+    _mm_sfence();  // the non-temporal output stores are visible before the barrier
+#endif
   }
 }
 

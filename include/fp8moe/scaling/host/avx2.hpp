@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// Hand-written x86-64 AVX2 kernels of the host quantize path, the same operations and bits as the
+// AVX-512 ones (avx512.hpp): tile amax, encode, per-column encode for the transpose, dequantize into
+// bf16 and float. 8 float lanes; no masked loads for 16-bit data, so tails go through a zero-padded
+// copy. (F16C converts IEEE half, not bf16, and FMA would change the rounding: neither is used.)
+// Compiled only where FP8MOE_SCALING_X86 (GCC/Clang on x86-64, not nvcc).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "fp8moe/scaling/host/isa.hpp"
+
+#if FP8MOE_SCALING_X86
+namespace fp8moe::scaling::detail {
+
+/// Codes of 8 non-NaN floats f * k (or f / k), f >= 0, k > 0 finite, one per 32-bit lane: the
+/// integer round-to-nearest-even of encode16_avx512 with shifts, adds and one blend.
+template <fp8_format F, bool Divide, bool Clamp>
+FP8MOE_SCALING_AVX2_TARGET inline __m256i encode8_avx2(__m256 f, __m256 k, __m256i over) {
+  using E = encode_constants<F>;
+  __m256 const y = Divide ? _mm256_div_ps(f, k) : _mm256_mul_ps(f, k);
+  __m256i const a = _mm256_castps_si256(y);
+  __m256i const odd = _mm256_and_si256(_mm256_srli_epi32(a, E::shift), _mm256_set1_epi32(1));
+  __m256i const t =
+      _mm256_add_epi32(_mm256_add_epi32(a, _mm256_set1_epi32(static_cast<std::int32_t>(E::addend))), odd);
+  __m256i normal = _mm256_srli_epi32(t, E::shift);
+  if constexpr (Clamp) normal = _mm256_min_epu32(normal, over);
+  __m256i const sub = _mm256_sub_epi32(
+      _mm256_castps_si256(_mm256_add_ps(y, _mm256_castsi256_ps(_mm256_set1_epi32(E::magic_bits)))),
+      _mm256_set1_epi32(E::magic_bits));
+  return _mm256_blendv_epi8(normal, sub, _mm256_cmpgt_epi32(_mm256_set1_epi32(E::min_normal), a));
+}
+
+/// Codes (sign included) of 8 floats x, one per 32-bit lane, with per-lane scale k.
+template <fp8_format F, bool Divide, bool Clamp>
+FP8MOE_SCALING_AVX2_TARGET inline __m256i encode8_signed_avx2(__m256i x, __m256 k, __m256i over) {
+  __m256i const f = _mm256_and_si256(x, _mm256_set1_epi32(0x7FFFFFFF));
+  __m256i const c = encode8_avx2<F, Divide, Clamp>(_mm256_castsi256_ps(f), k, over);
+  return _mm256_or_si256(c, _mm256_srli_epi32(_mm256_xor_si256(x, f), 24));
+}
+
+/// Codes of 16 bf16 (one 256-bit load, scale k): unpacking |x| with zero words gives two float
+/// vectors in in-lane interleaved order, and packus_epi32 of their codes restores element order;
+/// the sign is bit 15 of each input word. Returns 16 codes as 16-bit lanes in element order.
+template <fp8_format F, bool Divide, bool Clamp>
+FP8MOE_SCALING_AVX2_TARGET inline __m256i encode16_bf16_avx2(__m256i x, __m256 k, __m256i over) {
+  __m256i const a = _mm256_and_si256(x, _mm256_set1_epi16(0x7FFF));
+  __m256i const z = _mm256_setzero_si256();
+  __m256i const c0 = encode8_avx2<F, Divide, Clamp>(_mm256_castsi256_ps(_mm256_unpacklo_epi16(z, a)), k, over);
+  __m256i const c1 = encode8_avx2<F, Divide, Clamp>(_mm256_castsi256_ps(_mm256_unpackhi_epi16(z, a)), k, over);
+  __m256i const w = _mm256_packus_epi32(c0, c1);
+  return _mm256_or_si256(w, _mm256_and_si256(_mm256_srli_epi16(x, 8), _mm256_set1_epi16(0x80)));
+}
+
+/// 32 codes of 32 elements at src, group g (16 bf16 / 8 floats) with scale k[g], into dst.
+template <fp8_format F, bool Divide, bool Clamp, class In>
+FP8MOE_SCALING_AVX2_TARGET inline void encode32_avx2(In const* src, __m256 const* k, __m256i over,
+                                                     std::uint8_t* dst) {
+  __m256i const* const p = reinterpret_cast<__m256i const*>(src);  // (lambdas lose the target)
+  __m256i b;
+  if constexpr (std::is_same_v<In, float>) {
+    __m256i const a = _mm256_packus_epi32(encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 0), k[0], over),
+                                          encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 1), k[1], over));
+    __m256i const c = _mm256_packus_epi32(encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 2), k[2], over),
+                                          encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 3), k[3], over));
+    // dwords: [0-3, 8-11, 16-19, 24-27 | 4-7, 12-15, 20-23, 28-31]
+    b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, c), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  } else {
+    b = _mm256_packus_epi16(encode16_bf16_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 0), k[0], over),
+                            encode16_bf16_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 1), k[1], over));
+    b = _mm256_permute4x64_epi64(b, 0xD8);  // qwords [0-7, 16-23 | 8-15, 24-31] -> element order
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), b);
+}
+
+/// Scale of the group of elements starting at i: the tile containing i (indices only grow), or
+/// one scale for the whole span.
+template <bool Divide>
+struct tile_cursor_avx2 {
+  tile_scale const* s;
+  std::int64_t tile, t = 0, next;
+  FP8MOE_SCALING_AVX2_TARGET __m256 at(std::int64_t i) {
+    while (i >= next) ++t, next += tile;
+    return _mm256_set1_ps(Divide ? s[t].sf : s[t].multiplier);
+  }
+};
+struct one_scale_avx2 {
+  __m256 k;
+  FP8MOE_SCALING_AVX2_TARGET __m256 at(std::int64_t) const { return k; }
+};
+
+/// Encodes elements [begin, end) src -> dst, 32 per step; every group (16 bf16 / 8 floats) must
+/// lie inside one tile. The tail (< 32) goes through a zero-padded copy.
+template <fp8_format F, bool Divide, bool Clamp, class In, class Scale>
+FP8MOE_SCALING_AVX2_TARGET inline void encode_span_avx2(In const* src, std::uint8_t* dst, std::int64_t begin,
+                                                        std::int64_t end, Scale& scale, __m256i over) {
+  constexpr int groups = std::is_same_v<In, float> ? 4 : 2, group = 32 / groups;
+  __m256 k[groups];
+  std::int64_t i = begin;
+  for (; i + 32 <= end; i += 32) {
+    for (int g = 0; g < groups; ++g) k[g] = scale.at(i + g * group);
+    encode32_avx2<F, Divide, Clamp>(src + i, k, over, dst + i);
+  }
+  if (i < end) {
+    std::int64_t const r = end - i;
+    alignas(32) In x[32] = {};
+    alignas(32) std::uint8_t q[32];
+    std::memcpy(x, src + i, static_cast<std::size_t>(r) * sizeof(In));
+    for (int g = 0; g < groups; ++g) k[g] = g * group < r ? scale.at(i + g * group) : k[0];
+    encode32_avx2<F, Divide, Clamp>(x, k, over, q);
+    std::memcpy(dst + i, q, static_cast<std::size_t>(r));
+  }
+}
+
+/// encode_tiles_avx512 for AVX2: n contiguous elements in tiles of `tile`, tile t with scale
+/// s[t]; tiles that are whole groups stream through one loop, others go tile by tile.
+template <fp8_format F, bool Divide, bool Clamp, class In>
+FP8MOE_SCALING_AVX2_TARGET void encode_tiles_avx2(In const* src, std::uint8_t* dst, std::int64_t n,
+                                                  std::int64_t tile, tile_scale const* s, saturation sat) {
+  __m256i const over = _mm256_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
+  constexpr std::int64_t group = std::is_same_v<In, float> ? 8 : 16;
+  if (tile % group == 0) {
+    tile_cursor_avx2<Divide> k{s, tile, 0, tile};
+    encode_span_avx2<F, Divide, Clamp>(src, dst, 0, n, k, over);
+    return;
+  }
+  for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
+    one_scale_avx2 k{_mm256_set1_ps(Divide ? s[t].sf : s[t].multiplier)};
+    encode_span_avx2<F, Divide, Clamp>(src, dst, c0, c0 + tile < n ? c0 + tile : n, k, over);
+  }
+}
+
+/// encode_columns_avx512 for AVX2: 16*n16 elements v (float, or bf16 in place) with per-element
+/// scales k into dst, 16 per step.
+template <fp8_format F, bool Divide, bool Clamp, class In>
+FP8MOE_SCALING_AVX2_TARGET void encode_columns_avx2(In const* v, float const* k, std::uint8_t* dst,
+                                                    std::int64_t n16, saturation sat) {
+  __m256i const over = _mm256_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
+  for (std::int64_t i = 0; i < 16 * n16; i += 16) {
+    __m256i x0, x1;
+    if constexpr (std::is_same_v<In, float>) {
+      x0 = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(v + i));
+      x1 = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(v + i + 8));
+    } else {
+      __m128i const lo = _mm_loadu_si128(reinterpret_cast<__m128i const*>(v + i));
+      __m128i const hi = _mm_loadu_si128(reinterpret_cast<__m128i const*>(v + i + 8));
+      x0 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(lo), 16);
+      x1 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(hi), 16);
+    }
+    __m256i const w = _mm256_packus_epi32(encode8_signed_avx2<F, Divide, Clamp>(x0, _mm256_loadu_ps(k + i), over),
+                                          encode8_signed_avx2<F, Divide, Clamp>(x1, _mm256_loadu_ps(k + i + 8), over));
+    __m256i const b =
+        _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w, w), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm256_castsi256_si128(b));
+  }
+}
+
+/// Raw amax bits (|x| as float bits, NaN counted: above inf) of each tile of `tile` contiguous
+/// elements in [0, n): raw[t] for t < ceil(n / tile); the same values as amax_contig<false>.
+/// bf16 stays 16-bit (signed int16 max); the 8-word reduction is one phminposuw on ~m.
+template <bool Bf16>
+FP8MOE_SCALING_AVX2_TARGET inline __m256i max_avx2(__m256i a, __m256i b) {
+  return Bf16 ? _mm256_max_epi16(a, b) : _mm256_max_epi32(a, b);
+}
+
+template <class In>
+FP8MOE_SCALING_AVX2_TARGET void amax_tiles_avx2(In const* src, std::int64_t n, std::int64_t tile,
+                                                std::uint32_t* raw) {
+  constexpr bool bf16 = !std::is_same_v<In, float>;
+  constexpr std::int64_t lanes = bf16 ? 16 : 8;
+  __m256i const abs_mask = bf16 ? _mm256_set1_epi16(0x7FFF) : _mm256_set1_epi32(0x7FFFFFFF);
+  for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
+    std::int64_t const end = c0 + tile < n ? c0 + tile : n;
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+    std::int64_t i = c0;
+    for (; i + 2 * lanes <= end; i += 2 * lanes) {
+      m0 = max_avx2<bf16>(m0, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(src + i)), abs_mask));
+      m1 = max_avx2<bf16>(m1, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(src + i + lanes)),
+                                     abs_mask));
+    }
+    if (i < end) {
+      alignas(32) In x[2 * lanes] = {};
+      std::memcpy(x, src + i, static_cast<std::size_t>(end - i) * sizeof(In));
+      m0 = max_avx2<bf16>(m0, _mm256_and_si256(_mm256_load_si256(reinterpret_cast<__m256i const*>(x)), abs_mask));
+      m1 = max_avx2<bf16>(m1, _mm256_and_si256(_mm256_load_si256(reinterpret_cast<__m256i const*>(x + lanes)), abs_mask));
+    }
+    m0 = max_avx2<bf16>(m0, m1);
+    __m128i h = bf16 ? _mm_max_epi16(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1))
+                     : _mm_max_epi32(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1));
+    if constexpr (bf16) {  // |x| words are in [0, 0x7FFF]: max = ~min(~w) as unsigned words
+      __m128i const ones = _mm_set1_epi32(-1);
+      auto const w = static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(h, ones))));
+      raw[t] = (~w & 0xFFFFu) << 16;
+    } else {
+      h = _mm_max_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+      h = _mm_max_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+      raw[t] = static_cast<std::uint32_t>(_mm_cvtsi128_si32(h));
+    }
+  }
+}
+
+/// Values of 8 FP8 codes of T (one per 32-bit lane) as float bits: decode16_avx512's arithmetic.
+template <class T>
+FP8MOE_SCALING_AVX2_TARGET inline __m256i decode8_avx2(__m256i c) {
+  using D = decode_constants<T>;
+  __m256i const mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7F));
+  __m256i v = _mm256_add_epi32(_mm256_slli_epi32(mag, D::shift), _mm256_set1_epi32(D::rebias));
+  __m256 const sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(D::sub_step));
+  v = _mm256_blendv_epi8(v, _mm256_castps_si256(sub), _mm256_cmpgt_epi32(_mm256_set1_epi32(D::min_normal_code), mag));
+  if constexpr (D::inf_code > 0)
+    v = _mm256_blendv_epi8(v, _mm256_set1_epi32(0x7F800000), _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(D::inf_code)));
+  v = _mm256_or_si256(v, _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24));
+  return _mm256_blendv_epi8(v, _mm256_set1_epi32(0x7FFFFFFF),
+                            _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(D::first_nan_code - 1)));
+}
+
+/// bf16 bits (round to nearest even, NaN -> 0x7FFF: fp8moe::detail::float_to_bf16_bits) of 8
+/// floats, one per 32-bit lane.
+FP8MOE_SCALING_AVX2_TARGET inline __m256i float_to_bf16_avx2(__m256 p) {
+  __m256i const u = _mm256_castps_si256(p);
+  __m256i const odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i const t = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd), 16);
+  return _mm256_blendv_epi8(t, _mm256_set1_epi32(0x7FFF), _mm256_castps_si256(_mm256_cmp_ps(p, p, _CMP_UNORD_Q)));
+}
+
+/// 16 codes at src -> 16 values * sf at dst (Out: float or bf16 bits).
+template <class T, class Out>
+FP8MOE_SCALING_AVX2_TARGET inline void dequantize16_avx2(std::uint8_t const* src, __m256 sf, void* dst) {
+  __m128i const b = _mm_loadu_si128(reinterpret_cast<__m128i const*>(src));
+  __m256 const lo = _mm256_mul_ps(_mm256_castsi256_ps(decode8_avx2<T>(_mm256_cvtepu8_epi32(b))), sf);
+  __m256 const hi =
+      _mm256_mul_ps(_mm256_castsi256_ps(decode8_avx2<T>(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)))), sf);
+  if constexpr (std::is_same_v<Out, float>) {
+    _mm256_storeu_ps(static_cast<float*>(dst), lo);
+    _mm256_storeu_ps(static_cast<float*>(dst) + 8, hi);
+  } else {
+    __m256i const w = _mm256_packus_epi32(float_to_bf16_avx2(lo), float_to_bf16_avx2(hi));
+    _mm256_storeu_si256(static_cast<__m256i*>(dst), _mm256_permute4x64_epi64(w, 0xD8));
+  }
+}
+
+/// out[i] = Out(decode(q[i]) * sf) (bf16 by RNE, or float) for n contiguous codes in tiles of
+/// `tile`, tile t with scale scales[t * scale_stride]: the same bits as the portable loop
+/// (lut[q] * sf). 16 codes per step, tails through a padded copy.
+template <class T, class Out>
+FP8MOE_SCALING_AVX2_TARGET void dequantize_tiles_avx2(std::uint8_t const* q, Out* y, std::int64_t n,
+                                                      std::int64_t tile, float const* scales,
+                                                      std::int64_t scale_stride) {
+  for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
+    __m256 const sf = _mm256_set1_ps(scales[t * scale_stride]);
+    std::int64_t const end = c0 + tile < n ? c0 + tile : n;
+    std::int64_t i = c0;
+    for (; i + 16 <= end; i += 16) dequantize16_avx2<T, Out>(q + i, sf, y + i);
+    if (i < end) {
+      alignas(16) std::uint8_t x[16] = {};
+      alignas(32) Out o[16];
+      std::memcpy(x, q + i, static_cast<std::size_t>(end - i));
+      dequantize16_avx2<T, Out>(x, sf, o);
+      std::memcpy(y + i, o, static_cast<std::size_t>(end - i) * sizeof(Out));
+    }
+  }
+}
+
+}  // namespace fp8moe::scaling::detail
+#endif  // FP8MOE_SCALING_X86
