@@ -4,6 +4,7 @@
 // NVIDIA interop, and (nvcc build) the packed device conversions against the host path.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -127,6 +128,60 @@ TEST_CASE("e8m0 encode: published vectors (fp8_numerics.md §7.2)") {
   CHECK(std::isnan(float8_e8m0_t::from_bits(0xFF).to_float()));
   CHECK(float8_e8m0_t::from_exponent(-8).to_float() == 0x1p-8f);
   CHECK(float8_e8m0_t::from_exponent(300).bits() == 0xFE);
+}
+
+// E8M0 `nearest` on float32 subnormals: the library follows PyTorch, not ml_dtypes (docs/numerics.md).
+namespace {
+/// ml_dtypes' float8_e8m0fnu rule, computed independently in double: the nearest power of two by
+/// value, the midpoint 1.5*2^e rounding up (x >= 1.5*2^e -> 2^(e+1)); positive finite x only.
+std::uint8_t e8m0_value_nearest(float x) {
+  int e = 0;
+  double const m = std::frexp(static_cast<double>(x), &e);  // x = m 2^e, m in [0.5, 1)
+  int const up = m >= 0.75 ? 1 : 0;                         // x >= 1.5 * 2^(e-1)
+  return static_cast<std::uint8_t>(std::clamp(e - 1 + up + 127, 0, 254));
+}
+}  // namespace
+
+TEST_CASE(
+    "e8m0 nearest follows PyTorch fp8e8m0fnu_from_fp32_value: subnormals in (2^-127, 1.5*2^-127) give "
+    "2^-126") {
+  // PyTorch reads a float32 subnormal as 0.f * 2^-126 and rounds its field to nearest even: anything
+  // above 2^-127 goes up to 2^-126 (0x01); 2^-127 itself is a tie kept at 0x00.
+  for (std::uint32_t a = 0x00400001u; a < 0x00600000u; ++a) {
+    if (float8_e8m0_t::from_float(f32(a), e8m0_rounding::nearest).bits() != 0x01 ||
+        float8_e8m0_t::from_float(f32(a | 0x80000000u), e8m0_rounding::nearest).bits() != 0x01) {
+      CAPTURE(a);
+      FAIL_CHECK("expected 0x01");
+      break;
+    }
+  }
+  CHECK(float8_e8m0_t::from_float(f32(0x00410000u), e8m0_rounding::nearest).bits() ==
+        0x01);  // the example
+  CHECK(float8_e8m0_t::from_float(f32(0x00400000u), e8m0_rounding::nearest).bits() ==
+        0x00);  // 2^-127 exactly
+  CHECK(float8_e8m0_t::from_float(f32(0x00600000u), e8m0_rounding::nearest).bits() == 0x01);  // 1.5*2^-127
+  CHECK(float8_e8m0_t::from_float(f32(0x003FFFFFu), e8m0_rounding::nearest).bits() == 0x00);
+}
+
+TEST_CASE(
+    "e8m0 nearest differs from ml_dtypes (value-nearest: 0x00) only on subnormals in (2^-127, 1.5*2^-127)") {
+  // ml_dtypes' answer computed here from its rule; the library agrees with it on every positive
+  // float32 from the smallest subnormal to 2^-100 except that range (the whole range is 2^32-strided
+  // in test_numeric_model). In that range ml_dtypes gives 0x00, the library 0x01 (PyTorch).
+  std::uint64_t differ = 0, differ_outside = 0;
+  for (std::uint32_t a = 1; a < 0x0D800000u; a += (a < 0x00800000u ? 1u : 97u)) {
+    std::uint8_t const lib = float8_e8m0_t::from_float(f32(a), e8m0_rounding::nearest).bits();
+    std::uint8_t const ml = e8m0_value_nearest(f32(a));
+    if (lib == ml) continue;
+    ++differ;
+    bool const in_range = a > 0x00400000u && a < 0x00600000u;
+    if (!in_range || lib != 0x01 || ml != 0x00) ++differ_outside;
+  }
+  CHECK(differ_outside == 0);
+  CHECK(differ == 0x00600000u - 0x00400001u);  // every subnormal of the range, nothing else
+  CHECK(e8m0_value_nearest(f32(0x00410000u)) == 0x00);
+  CHECK(e8m0_value_nearest(3.0f) == 0x81);  // 3 = 1.5 * 2: the midpoint rounds up to 4, as the library
+  CHECK(float8_e8m0_t::from_float(3.0f, e8m0_rounding::nearest).bits() == 0x81);
 }
 
 TEST_CASE("decode: every e4m3/e5m2 code against the format definition (independent of encode)") {

@@ -8,50 +8,16 @@
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
-#include <atomic>
-#include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 
+#include "exhaustive_sweep.hpp"
 #include "fp8moe/numeric/numeric.hpp"
 
 namespace {
 
-float as_float(std::uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-/// Runs `check(u)` for every 32-bit pattern in parallel; returns the number of mismatches and
-/// prints the first few.
-template <class Check>
-std::uint64_t sweep(char const* what, Check check) {
-  auto const t0 = std::chrono::steady_clock::now();
-  std::atomic<std::uint64_t> bad{0};
-  std::atomic<int> printed{0};
-  constexpr std::int64_t chunks = 1 << 12;
-#pragma omp parallel for schedule(dynamic, 4)
-  for (std::int64_t c = 0; c < chunks; ++c) {
-    std::uint64_t local = 0;
-    std::uint64_t const begin = static_cast<std::uint64_t>(c) << 20;
-    for (std::uint64_t i = begin; i < begin + (1u << 20); ++i) {
-      std::uint32_t const u = static_cast<std::uint32_t>(i);
-      std::uint32_t got = 0, want = 0;
-      if (!check(u, got, want)) {
-        ++local;
-        if (printed.fetch_add(1) < 8)
-          std::printf("  %s mismatch: input 0x%08x got 0x%x want 0x%x\n", what, u, got, want);
-      }
-    }
-    bad += local;
-  }
-  double const s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("[exhaustive] %-28s 2^32 inputs, %llu mismatches, %.1f s\n", what,
-              static_cast<unsigned long long>(bad.load()), s);
-  return bad.load();
-}
+using fp8moe::test::as_float;
+using fp8moe::test::sweep;
 
 template <class T>
 bool fp8_matches(std::uint32_t u, fp8moe::saturation sat, __nv_saturation_t nv_sat,
