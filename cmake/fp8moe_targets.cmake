@@ -47,6 +47,10 @@ else()
   target_compile_options(fp8moe_cuda INTERFACE $<$<COMPILE_LANG_AND_ID:CUDA,NVIDIA>:-std=c++20>)
 endif()
 target_compile_options(fp8moe_cuda INTERFACE $<$<COMPILE_LANG_AND_ID:CUDA,NVIDIA>:--expt-relaxed-constexpr>)
+# OpenMP reaches nvcc's host compiler too (OpenMP::OpenMP_CXX adds -fopenmp to C++ sources only), so
+# the host loops of a consumer's .cu and .cpp sources are the same code.
+target_compile_options(fp8moe_cuda INTERFACE
+  $<$<AND:$<COMPILE_LANG_AND_ID:CUDA,NVIDIA>,$<TARGET_EXISTS:OpenMP::OpenMP_CXX>>:-Xcompiler=-fopenmp>)
 target_sources(fp8moe_cuda INTERFACE FILE_SET HEADERS BASE_DIRS include FILES ${_cuda_hpp}
                                      FILE_SET device TYPE HEADERS BASE_DIRS include FILES ${_all_cuh})
 
@@ -63,3 +67,9 @@ add_library(fp8moe::nccl ALIAS fp8moe_nccl)
 set_target_properties(fp8moe_nccl PROPERTIES EXPORT_NAME nccl)
 target_link_libraries(fp8moe_nccl INTERFACE fp8moe_cuda fp8moe::nccl_library)
 target_sources(fp8moe_nccl INTERFACE FILE_SET HEADERS BASE_DIRS include FILES ${_nccl_hpp})
+
+# ---- as a subproject (add_subdirectory / FetchContent), our headers are SYSTEM headers for the
+# consumer (CMake >= 3.25): its -Wconversion / -Werror builds see no warnings from our code.
+if(NOT PROJECT_IS_TOP_LEVEL AND CMAKE_VERSION VERSION_GREATER_EQUAL 3.25)
+  set_target_properties(fp8moe fp8moe_cuda fp8moe_mpi fp8moe_nccl PROPERTIES SYSTEM ON)
+endif()

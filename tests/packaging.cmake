@@ -75,7 +75,17 @@ add_test(NAME pkg.fetch_content
                  ${CMAKE_CURRENT_BINARY_DIR}/fetch --build-generator ${CMAKE_GENERATOR}
                  --build-options -DFP8MOE_SOURCE_DIR=${PROJECT_SOURCE_DIR} ${_common_opts}
                  --test-command ${CMAKE_CTEST_COMMAND} --output-on-failure)
-set_tests_properties(pkg.fetch_content PROPERTIES LABELS "package")
+set_tests_properties(pkg.fetch_content PROPERTIES LABELS "package" FIXTURES_REQUIRED fp8moe_fetch_clean)
+# a fresh build tree each run: a cached option from an earlier configure must not mask a regression
+add_test(NAME pkg.fetch_content.clean COMMAND ${CMAKE_COMMAND} -E rm -rf ${CMAKE_CURRENT_BINARY_DIR}/fetch)
+set_tests_properties(pkg.fetch_content.clean PROPERTIES LABELS "package" FIXTURES_SETUP fp8moe_fetch_clean)
+
+# ---- the README's FetchContent snippet, verbatim, from a git URL of this repository at HEAD
+add_test(NAME pkg.fetch_readme_snippet
+         COMMAND ${CMAKE_COMMAND} -DSRC=${PROJECT_SOURCE_DIR} -DBIN=${CMAKE_CURRENT_BINARY_DIR}/fetch_git
+                 -DGENERATOR=${CMAKE_GENERATOR} -DCXX=${CMAKE_CXX_COMPILER} -DCTEST=${CMAKE_CTEST_COMMAND}
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/fetch_git/run.cmake)
+set_tests_properties(pkg.fetch_readme_snippet PROPERTIES LABELS "package" SKIP_REGULAR_EXPRESSION "SKIPPED")
 
 # ---- compile-fail: each source must NOT compile, and must fail for the documented reason
 file(GLOB _cf CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/compile_fail/*.cpp)
