@@ -5,11 +5,22 @@
 // error paths, the simulator against the published bubble formulas, printing and the SVG writer.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
+
+#if defined(__unix__)
+#include <sys/resource.h>
+#include <csignal>
+#endif
 
 #include "fp8moe/pipeline/pipeline.hpp"
 
@@ -430,6 +441,27 @@ TEST_CASE("simulator: communication latency delays cross-rank inputs only") {
   CHECK_THROWS_AS(fp::simulate(a.sched, fp::costs{.f = 1, .b = 1, .w = 2}), fp8moe::error);
 }
 
+TEST_CASE("simulator: NaN, infinite and negative costs are rejected, naming the costs") {
+  auto const s = fp::one_f_one_b({.ranks = 2, .microbatches = 4});
+  double const inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  fp::costs const bad[] = {{.f = inf},    {.f = 1, .b = inf}, {.w = inf},     {.fb = inf},
+                           {.i = inf},    {.comm = inf},      {.f = -inf},    {.f = nan},
+                           {.b = nan},    {.w = nan},         {.fb = nan},    {.i = nan},
+                           {.comm = nan}, {.f = -1},          {.comm = -0.5}, {.b = -2}};
+  for (auto const& c : bad) {
+    CAPTURE(c.f);
+    CAPTURE(c.b);
+    CAPTURE(c.w);
+    CAPTURE(c.fb);
+    CAPTURE(c.i);
+    CAPTURE(c.comm);
+    CHECK_THROWS_WITH_AS(fp::simulate(s, c), doctest::Contains("argument 'costs'"), fp8moe::error);
+  }
+  // the defaults (fb, i < 0) and large finite costs are fine
+  CHECK(fp::simulate(s, {.f = 1e300, .b = 2e300, .w = 1e300}).makespan > 0);
+  CHECK(std::isfinite(fp::simulate(s, {}).makespan));
+}
+
 TEST_CASE("printing: action strings, JSON and the table") {
   CHECK(fp::to_string(fp::action{fp::op::f, 2, 0}) == "2F0");
   CHECK(fp::to_string(fp::action{fp::op::fb, 0, 7, 7, 3}) == "(0F7;7B3)OVERLAP_F_B");
@@ -445,6 +477,23 @@ TEST_CASE("printing: action strings, JSON and the table") {
   CHECK(lines(tbl)[1] == "1RECV_F0<-0 1F0 1B0 1SEND_B0->0 1RECV_F1<-0 1F1 1B1 1SEND_B1->0");
   static_assert(fp::pipeline_schedule<fp::schedule>);
   static_assert(!fp::pipeline_schedule<int>);
+}
+
+TEST_CASE("printing: a schedule without one action list per rank is rejected, not read out of bounds") {
+  auto s = fp::dualpipe({.ranks = 4, .microbatches = 8});
+  auto fewer = s;
+  fewer.actions.pop_back();  // 3 lists for 4 ranks
+  CHECK_THROWS_WITH_AS(fp::to_table(fewer), doctest::Contains("one action list per rank (ranks = 4)"),
+                       fp8moe::error);
+  CHECK_THROWS_WITH_AS(fp::to_json(fewer), doctest::Contains("3 lists"), fp8moe::error);
+  auto more = s;
+  more.actions.emplace_back();
+  CHECK_THROWS_AS(fp::to_table(more, true), fp8moe::error);
+  CHECK_THROWS_AS(fp::to_json(more), fp8moe::error);
+  auto negative = s;
+  negative.ranks = -1;
+  CHECK_THROWS_AS(fp::to_table(negative), fp8moe::error);
+  CHECK(lines(fp::to_table(s)).size() == 4u);  // the intact schedule still prints
 }
 
 TEST_CASE("SVG: well-formed document with one box per action half, written atomically") {
@@ -468,4 +517,117 @@ TEST_CASE("SVG: well-formed document with one box per action half, written atomi
   CHECK(!std::ifstream(path + ".tmp").good());
   std::remove(path.c_str());
   CHECK_THROWS_AS(fp::write_svg(t, "no_such_dir/x/y.svg"), fp8moe::error);
+}
+
+namespace {
+/// Names in `dir` (the SVG writer must leave no temporary file behind).
+std::vector<std::string> entries(std::filesystem::path const& dir) {
+  std::vector<std::string> v;
+  for (auto const& e : std::filesystem::directory_iterator(dir)) v.push_back(e.path().filename().string());
+  return v;
+}
+}  // namespace
+
+TEST_CASE("SVG writer: concurrent writers to one path each use their own temporary file") {
+  auto const dir = std::filesystem::path("test_svg_concurrent");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directory(dir);
+  auto const path = (dir / "t.svg").string();
+  fp::timeline const t[2] = {fp::simulate(fp::one_f_one_b({.ranks = 2, .microbatches = 4}), {}),
+                             fp::simulate(fp::gpipe({.ranks = 3, .microbatches = 5}), {})};
+  // With one shared temporary name, a writer renames (or truncates) another's half-written file and
+  // the other's rename then fails, or the target ends up truncated.
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < 4; ++w)
+    threads.emplace_back([&, w] {
+      for (int n = 0; n < 40; ++n) try {
+          fp::write_svg(t[w % 2], path);
+        } catch (fp8moe::error const&) {
+          ++failures;
+        }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(failures == 0);
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  CHECK((ss.str() == fp::to_svg(t[0]) || ss.str() == fp::to_svg(t[1])));
+  CHECK(entries(dir) == std::vector<std::string>{"t.svg"});
+  std::filesystem::remove_all(dir);
+}
+
+#if defined(__unix__)
+TEST_CASE("SVG writer: a failed write throws and removes its temporary file; the old file stays") {
+  auto const dir = std::filesystem::path("test_svg_failure");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directory(dir);
+  auto const path = (dir / "t.svg").string();
+  auto const small = fp::simulate(fp::one_f_one_b({.ranks = 2, .microbatches = 2}), {});
+  auto const large = fp::simulate(fp::dualpipe({.ranks = 8, .microbatches = 40}), {.fb = 3});
+  fp::write_svg(small, path);
+  auto const old_text = fp::to_svg(small);
+  REQUIRE(fp::to_svg(large).size() > old_text.size() + 4096);
+  // A file-size limit makes write() fail with EFBIG part-way (SIGXFSZ ignored) after the
+  // temporary file exists: the writer must remove it and keep the old picture.
+  rlimit old_limit{};
+  REQUIRE(getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+  auto const old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit lim = old_limit;
+  lim.rlim_cur = static_cast<rlim_t>(old_text.size() + 1024);
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+  bool threw = false;
+  std::string what;
+  try {
+    fp::write_svg(large, path);
+  } catch (fp8moe::error const& e) {
+    threw = true;
+    what = e.what();
+  }
+  setrlimit(RLIMIT_FSIZE, &old_limit);
+  std::signal(SIGXFSZ, old_handler);
+  CHECK(threw);
+  CHECK(what.find("write failed") != std::string::npos);
+  CHECK(entries(dir) == std::vector<std::string>{"t.svg"});
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  CHECK(ss.str() == old_text);
+  // a directory as the target is an argument error, not an in-place write
+  CHECK_THROWS_WITH_AS(fp::write_svg(small, dir.string()), doctest::Contains("a directory"), fp8moe::error);
+  std::filesystem::remove_all(dir);
+}
+#endif
+
+TEST_CASE("generators: sizes beyond the limits are rejected up front with fp8moe::error") {
+  // 2 * (1 << 30) overflows int: without the up-front check this threw std::length_error/bad_alloc.
+  CHECK_THROWS_WITH_AS(fp::dualpipe({.ranks = 1 << 30, .microbatches = 2}), doctest::Contains("'ranks'"),
+                       fp8moe::error);
+  CHECK_THROWS_WITH_AS(fp::dualpipe_v({.ranks = 1 << 30, .microbatches = 2}), doctest::Contains("'ranks'"),
+                       fp8moe::error);
+  CHECK_THROWS_WITH_AS(fp::dualpipe({.ranks = 2, .microbatches = 1 << 30}),
+                       doctest::Contains("'microbatches'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(fp::dualpipe({.ranks = 2, .microbatches = std::numeric_limits<int>::max()}),
+                       doctest::Contains("'microbatches'"), fp8moe::error);
+  for (int kind = 0; kind < 6; ++kind) {
+    CAPTURE(kind);
+    CHECK_THROWS_AS(all_kinds(kind, std::numeric_limits<int>::max(), 4), fp8moe::error);
+    CHECK_THROWS_AS(all_kinds(kind, 2, std::numeric_limits<int>::max()), fp8moe::error);
+    // each within its own limit, together too large
+    CHECK_THROWS_WITH_AS(all_kinds(kind, 1 << 16, 1 << 16), doctest::Contains("ranks * microbatches"),
+                         fp8moe::error);
+  }
+}
+
+TEST_CASE("generators: DualPipe PP=64, M=128 (lowered, validated) takes well under a second") {
+  auto const t0 = std::chrono::steady_clock::now();
+  auto const s = fp::dualpipe({.ranks = 64, .microbatches = 128});
+  double const gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fp::validate(s);
+  MESSAGE("DualPipe PP=64 M=128 generated and lowered in " << gen_s << " s");
+#ifdef NDEBUG
+  CHECK(gen_s < 0.5);  // was 3.5-8.5 s (a full re-simulation per repaired receive)
+#endif
+  auto const v = fp::dualpipe_v({.ranks = 64, .microbatches = 128});
+  fp::validate(v);
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <string>
@@ -35,9 +36,19 @@ inline std::string str(int v) {
   return std::to_string(v);
 }
 
+/// Size limits, checked before anything is sized or multiplied: every generator computes 2·ranks and
+/// 2·microbatches in int, and builds O(ranks · microbatches) actions.
+inline constexpr int max_ranks = 1 << 16;
+inline constexpr int max_microbatches = 1 << 20;
+inline constexpr std::int64_t max_work = std::int64_t{1} << 24;  ///< ranks · microbatches
+
 inline void check_common(std::string_view where, schedule_config const& c) {
-  require(c.ranks >= 1, where, "ranks", ">= 1", str(c.ranks));
-  require(c.microbatches >= 1, where, "microbatches", ">= 1", str(c.microbatches));
+  require(c.ranks >= 1 && c.ranks <= max_ranks, where, "ranks", "in [1, 65536]", str(c.ranks));
+  require(c.microbatches >= 1 && c.microbatches <= max_microbatches, where, "microbatches", "in [1, 1048576]",
+          str(c.microbatches));
+  require(std::int64_t{c.ranks} * c.microbatches <= max_work, where, "ranks * microbatches",
+          "<= 2^24 (the schedule holds O(ranks * microbatches) actions)",
+          fp8moe::detail::concat(std::int64_t{c.ranks} * c.microbatches));
 }
 
 /// A linear pipeline: chunk s = stage s on rank s, one chain of M micro-batches.
@@ -168,8 +179,7 @@ namespace detail {
 /// only move earlier, so the async model and the per-pair order are preserved.
 inline void repair_for_stream_groups(schedule& s) {
   for (int iter = 0; iter < 4 * static_cast<int>(s.actions.size()) * 64; ++iter) {
-    auto [w, deps] = index_schedule(s);
-    auto const gs = simulate_groups(s, w, deps);
+    auto const gs = simulate_groups(s);
     if (gs.done(s)) return;
     bool repaired = false;
     for (int r = 0; r < s.ranks && !repaired; ++r) {

@@ -156,8 +156,19 @@ inline std::vector<action> compute_actions(schedule const& s, int rank) {
   return out;
 }
 
+namespace detail {
+/// The printers index actions[r] for r < ranks: one list per rank, or fp8moe::error.
+inline void require_rank_lists(schedule const& s, std::string_view where) {
+  require(s.ranks >= 0 && s.actions.size() == static_cast<std::size_t>(s.ranks), where, "schedule.actions",
+          fp8moe::detail::concat("one action list per rank (ranks = ", s.ranks, ")"),
+          fp8moe::detail::concat(s.actions.size(), " lists"));
+}
+}  // namespace detail
+
 /// One line per rank, actions separated by `sep` (default ','), like PyTorch's CSV artifacts.
+/// Throws fp8moe::error unless the schedule has one action list per rank.
 inline std::string to_table(schedule const& s, bool with_comm = false, char sep = ',') {
+  detail::require_rank_lists(s, "fp8moe::pipeline::to_table");
   std::ostringstream os;
   for (int r = 0; r < s.ranks; ++r) {
     bool first = true;
@@ -191,7 +202,9 @@ void json_ints(std::ostringstream& os, V const& v) {
 
 /// The whole schedule as JSON: {"name","ranks","microbatches","stages","chunk_rank","chunk_stage",
 /// "chains":[{"chunks","microbatches","first_microbatch"}],"actions":[[{"op","chunk","mb",...}]]}.
+/// Throws fp8moe::error unless the schedule has one action list per rank.
 inline std::string to_json(schedule const& s) {
+  detail::require_rank_lists(s, "fp8moe::pipeline::to_json");
   std::ostringstream os;
   os << "{\"name\":\"" << s.name << "\",\"ranks\":" << s.ranks << ",\"microbatches\":" << s.microbatches
      << ",\"stages\":" << s.stages << ",\"chunk_rank\":";

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "fp8moe/core/error.hpp"
@@ -66,20 +67,29 @@ struct timeline {
   int parameter_copies = 0;  ///< max chunks (stage copies) held by one rank
 };
 
-/// Simulates `s` (validated first: an invalid or deadlocking schedule throws fp8moe::error).
+/// Simulates `s` (validated first: an invalid or deadlocking schedule throws fp8moe::error, and so do
+/// costs that are NaN, infinite or negative; fb < 0 and i < 0 select the defaults).
 inline timeline simulate(schedule const& s, costs const& c) {
   constexpr auto where = "fp8moe::pipeline::simulate";
-  require(c.f >= 0 && c.b >= 0 && c.w >= 0 && c.comm >= 0, where, "costs", "non-negative f, b, w, comm");
+  // isfinite first: NaN fails every comparison, and an infinite cost would give makespan inf, bubble 0.
+  auto const all_finite = std::isfinite(c.f) && std::isfinite(c.b) && std::isfinite(c.w) &&
+                          std::isfinite(c.fb) && std::isfinite(c.i) && std::isfinite(c.comm);
+  require(
+      all_finite, where, "costs", "finite f, b, w, fb, i, comm",
+      fp8moe::detail::concat("f=", c.f, " b=", c.b, " w=", c.w, " fb=", c.fb, " i=", c.i, " comm=", c.comm));
+  require(c.f >= 0 && c.b >= 0 && c.w >= 0 && c.comm >= 0, where, "costs", "non-negative f, b, w, comm",
+          fp8moe::detail::concat("f=", c.f, " b=", c.b, " w=", c.w, " comm=", c.comm));
   require(c.input_only() >= 0, where, "costs", "i = b - w >= 0 (or an explicit i)");
   validate(s);
   int const R = s.ranks;
   detail::work_index w;
+  w.link(s);
   for (int r = 0; r < R; ++r)
     for (int x = 0; x < static_cast<int>(s.actions[r].size()); ++x) {
       auto const& a = s.actions[r][x];
-      if (a.kind == op::f || a.kind == op::fb) w.fwd[{a.chunk, a.mb}] = {r, x};
-      if (a.kind == op::b || a.kind == op::i) w.bwd_input[{a.chunk, a.mb}] = {r, x};
-      if (a.kind == op::fb) w.bwd_input[{a.chunk2, a.mb2}] = {r, x};
+      if (a.kind == op::f || a.kind == op::fb) w.fwd.set(a.chunk, a.mb, {r, x});
+      if (a.kind == op::b || a.kind == op::i) w.bwd_input.set(a.chunk, a.mb, {r, x});
+      if (a.kind == op::fb) w.bwd_input.set(a.chunk2, a.mb2, {r, x});
     }
   std::vector<std::vector<double>> end(R);
   std::vector<std::vector<char>> done(R);
@@ -97,7 +107,7 @@ inline timeline simulate(schedule const& s, costs const& c) {
   for (int r = 0; r < R; ++r)
     for (auto const& a : s.actions[r]) {
       all_deps[r].push_back(detail::dependencies(s, w, r, a));
-      if (comm) detail::route_through_sends(s, all_deps[r].back());
+      if (comm) detail::route_through_sends(s, w, all_deps[r].back());
     }
   std::vector<int> pc(R, 0);
   std::vector<double> clock(R, 0);

@@ -3,16 +3,29 @@
 // SVG timeline of a simulated schedule: ranks × time, one box per compute action coloured by kind
 // (F orange, B dark green, I light green, W blue; an overlapped F&B is split: forward on top, backward
 // below), micro-batch numbers inside, the second chain (DualPipe direction 1) in darker shades.
-// write_svg writes a temporary file and renames it, so a crash never leaves a half-written picture.
+// write_svg writes a uniquely named temporary file, fsyncs it and renames it (then fsyncs the directory),
+// so a crash never leaves a half-written picture; a failed write removes its temporary file.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <sys/types.h>
+#include <unistd.h>
+#define FP8MOE_PIPELINE_POSIX_FILES 1
+#else
+#define FP8MOE_PIPELINE_POSIX_FILES 0
+#endif
 
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/pipeline/schedule.hpp"
@@ -149,30 +162,93 @@ inline std::string to_svg(timeline const& t, svg_options const& o = {}) {
   return os.str();
 }
 
-/// Writes to_svg(t, o) to `path` (through `path`.tmp and a rename, so readers never see half a file).
-/// An existing non-regular target (a device such as /dev/null, a FIFO) is written in place, never
-/// replaced. Throws fp8moe::error (io).
+namespace detail {
+#if FP8MOE_PIPELINE_POSIX_FILES
+/// Writes all of `text` to fd and fsyncs it; false on any error (errno set).
+inline bool svg_write_all(int fd, std::string const& text) {
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t const n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return ::fsync(fd) == 0;
+}
+#endif
+}  // namespace detail
+
+/// Writes to_svg(t, o) to `path` atomically: into a temporary file of a name unique to this call
+/// (`path`.tmp.<pid>.<n>, created exclusively) in the same directory, fsync'ed, renamed over `path`,
+/// then the directory fsync'ed, so readers see the old file or the whole new one, never half of it,
+/// even across a crash. On any failure the temporary file is removed. An existing non-regular target
+/// (a device such as /dev/null, a FIFO) is written in place, never replaced. Throws fp8moe::error (io).
 inline void write_svg(timeline const& t, std::string const& path, svg_options const& o = {}) {
+  constexpr char const* where = "fp8moe::pipeline::write_svg: ";
+  std::string const text = to_svg(t, o);
   std::error_code ec;
   auto const st = std::filesystem::status(path, ec);
   if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st)) {
+    require(!std::filesystem::is_directory(st), "fp8moe::pipeline::write_svg", "path", "a file name",
+            path + " (a directory)");
     std::ofstream f(path, std::ios::binary);
-    f << to_svg(t, o);
-    if (!f) throw error(errc::io, "fp8moe::pipeline::write_svg: write failed for " + path);
+    f << text;
+    f.flush();
+    if (!f) throw error(errc::io, std::string(where) + "write failed for " + path);
     return;
   }
+#if FP8MOE_PIPELINE_POSIX_FILES
+  static std::atomic<unsigned> counter{0};
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+    tmp = fp8moe::detail::concat(path, ".tmp.", ::getpid(), '.', counter.fetch_add(1));
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0)
+    throw error(errc::io, std::string(where) + "cannot create " + tmp + ": " + std::strerror(errno));
+  bool const written = detail::svg_write_all(fd, text);
+  int const write_errno = errno;
+  bool const closed = ::close(fd) == 0;
+  if (!written || !closed) {
+    ::unlink(tmp.c_str());
+    throw error(errc::io, std::string(where) + "write failed for " + tmp + ": " +
+                              std::strerror(written ? errno : write_errno));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int const e = errno;
+    ::unlink(tmp.c_str());
+    throw error(errc::io,
+                std::string(where) + "cannot rename " + tmp + " to " + path + ": " + std::strerror(e));
+  }
+  // The rename is durable once the directory entry is: fsync the directory (best effort where a
+  // file system does not support it, e.g. EINVAL).
+  auto const parent = std::filesystem::path(path).parent_path();
+  int const dfd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    bool const synced = ::fsync(dfd) == 0 || errno == EINVAL;
+    ::close(dfd);
+    if (!synced) throw error(errc::io, std::string(where) + "cannot fsync the directory of " + path);
+  }
+#else
   std::string const tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw error(errc::io, "fp8moe::pipeline::write_svg: cannot open " + tmp);
-    f << to_svg(t, o);
+    if (!f) throw error(errc::io, std::string(where) + "cannot open " + tmp);
+    f << text;
     f.flush();
-    if (!f) throw error(errc::io, "fp8moe::pipeline::write_svg: write failed for " + tmp);
+    if (!f) {
+      f.close();
+      std::remove(tmp.c_str());
+      throw error(errc::io, std::string(where) + "write failed for " + tmp);
+    }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
-    throw error(errc::io, "fp8moe::pipeline::write_svg: cannot rename " + tmp + " to " + path);
+    throw error(errc::io, std::string(where) + "cannot rename " + tmp + " to " + path);
   }
+#endif
 }
 
 }  // namespace fp8moe::pipeline

@@ -6,6 +6,8 @@
 // validate() throws fp8moe::error naming the first violated rule.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <map>
 #include <string>
 #include <tuple>
@@ -19,12 +21,55 @@ namespace fp8moe::pipeline {
 namespace detail {
 
 /// Where each half of the work of (chunk, mb) happens: the forward, the input-gradient half (B, I or
-/// the backward of an FB) and the weight-gradient half (B, W or the backward of an FB).
+/// the backward of an FB) and the weight-gradient half (B, W or the backward of an FB). Flat tables
+/// (one vector per chunk, indexed by micro-batch) and the chain neighbours of every chunk, looked up
+/// once: the validator and the lowering's repair loop index whole schedules many times.
 struct work_index {
   struct place {
     int rank = -1, index = -1;
   };
-  std::map<std::pair<int, int>, place> fwd, bwd_input, bwd_weight;
+  class place_map {
+   public:
+    place const* get(int c, int j) const {
+      if (c < 0 || j < 0 || c >= static_cast<int>(v_.size()) || j >= static_cast<int>(v_[c].size()))
+        return nullptr;
+      return v_[c][j].rank >= 0 ? &v_[c][j] : nullptr;
+    }
+    bool contains(int c, int j) const { return get(c, j) != nullptr; }
+    /// Sets (c, j); returns false, changing nothing, for negative keys or when set already and !overwrite.
+    bool set(int c, int j, place p, bool overwrite = true) {
+      if (c < 0 || j < 0) return false;
+      if (c >= static_cast<int>(v_.size())) v_.resize(static_cast<std::size_t>(c) + 1);
+      auto& row = v_[c];
+      if (j >= static_cast<int>(row.size())) row.resize(static_cast<std::size_t>(j) + 1);
+      if (row[j].rank >= 0 && !overwrite) return false;
+      row[j] = p;
+      return true;
+    }
+
+   private:
+    std::vector<std::vector<place>> v_;
+  };
+  place_map fwd, bwd_input, bwd_weight;
+  std::vector<int> next, prev;  ///< (chunks) chain neighbours, -1 at the ends; empty = ask the schedule
+
+  void link(schedule const& s) {
+    next.assign(static_cast<std::size_t>(s.chunks()), -1);
+    prev.assign(static_cast<std::size_t>(s.chunks()), -1);
+    for (auto const& ch : s.chains)
+      for (std::size_t p = 0; p < ch.chunks.size(); ++p) {
+        int const k = ch.chunks[p];
+        if (k < 0 || k >= s.chunks()) continue;
+        if (p + 1 < ch.chunks.size()) next[k] = ch.chunks[p + 1];
+        if (p > 0) prev[k] = ch.chunks[p - 1];
+      }
+  }
+  int next_chunk(schedule const& s, int c) const {
+    return next.empty() ? s.next_chunk(c) : (c >= 0 && c < static_cast<int>(next.size()) ? next[c] : -1);
+  }
+  int prev_chunk(schedule const& s, int c) const {
+    return prev.empty() ? s.prev_chunk(c) : (c >= 0 && c < static_cast<int>(prev.size()) ? prev[c] : -1);
+  }
 };
 
 /// Data dependencies of one compute action: the producer (rank, index), whether it is on another
@@ -39,17 +84,16 @@ struct dependency {
 
 inline std::vector<dependency> dependencies(schedule const& s, work_index const& w, int r, action const& a) {
   std::vector<dependency> d;
-  auto add = [&](auto const& map, int c, int j, op via, int cc) {
-    auto it = map.find({c, j});
-    if (it != map.end()) d.push_back({it->second.rank, it->second.index, it->second.rank != r, via, cc, j});
+  auto add = [&](work_index::place_map const& map, int c, int j, op via, int cc) {
+    if (auto const* p = map.get(c, j)) d.push_back({p->rank, p->index, p->rank != r, via, cc, j});
   };
   auto fwd_deps = [&](int c, int j) {
-    int p = s.prev_chunk(c);
+    int p = w.prev_chunk(s, c);
     if (p >= 0) add(w.fwd, p, j, op::recv_f, c);
   };
   auto bwd_deps = [&](int c, int j) {
     add(w.fwd, c, j, op::f, c);
-    int n = s.next_chunk(c);
+    int n = w.next_chunk(s, c);
     if (n >= 0) add(w.bwd_input, n, j, op::recv_b, c);
   };
   switch (a.kind) {
@@ -75,11 +119,11 @@ inline std::vector<dependency> dependencies(schedule const& s, work_index const&
 
 /// With transfers, a remote input is available once its SEND is posted: map each remote dependency to
 /// the producer's SEND action (same rank, later index). Unchanged when no SEND is found.
-inline void route_through_sends(schedule const& s, std::vector<dependency>& deps) {
+inline void route_through_sends(schedule const& s, work_index const& w, std::vector<dependency>& deps) {
   for (auto& d : deps) {
     if (!d.remote) continue;
     bool const forward = d.via == op::recv_f;
-    int const producer = forward ? s.prev_chunk(d.chunk) : s.next_chunk(d.chunk);
+    int const producer = forward ? w.prev_chunk(s, d.chunk) : w.next_chunk(s, d.chunk);
     auto const& list = s.actions[d.rank];
     for (int x = d.index + 1; x < static_cast<int>(list.size()); ++x) {
       auto const& a = list[x];
@@ -91,9 +135,27 @@ inline void route_through_sends(schedule const& s, std::vector<dependency>& deps
   }
 }
 
+/// Action indices [first, last) of one rank: a transfer group is a run of consecutive transfers.
+struct index_range {
+  int first = 0, last = 0;
+  struct iterator {
+    int v;
+    int operator*() const { return v; }
+    iterator& operator++() {
+      ++v;
+      return *this;
+    }
+    bool operator!=(iterator const& o) const { return v != o.v; }
+  };
+  iterator begin() const { return {first}; }
+  iterator end() const { return {last}; }
+  int back() const { return last - 1; }
+  std::size_t size() const { return static_cast<std::size_t>(last - first); }
+};
+
 /// State of the stream-groups simulation (transfer_model::stream_groups), see check().
 struct group_state {
-  std::vector<std::vector<std::vector<int>>> groups;      // (rank, group) -> action indices
+  std::vector<std::vector<index_range>> groups;           // (rank, group) -> action indices
   std::vector<std::vector<int>> group_of;                 // (rank, action) -> group or -1
   std::vector<std::vector<std::pair<int, int>>> partner;  // (rank, action) -> (peer, peer's group)
   std::vector<std::vector<char>> started, finished;       // (rank, group)
@@ -106,9 +168,12 @@ struct group_state {
   }
 };
 
-inline group_state simulate_groups(schedule const& s, work_index const& w,
-                                   std::vector<std::vector<std::vector<dependency>>> const& deps) {
+/// The stream-groups simulation of a structurally valid schedule (check()'s rules hold): O(actions),
+/// everything it needs is looked up once from the action lists and the chunk placement.
+inline group_state simulate_groups(schedule const& s) {
   int const R = s.ranks;
+  work_index links;
+  links.link(s);
   group_state st;
   auto& groups = st.groups;
   auto& group_of = st.group_of;
@@ -129,36 +194,81 @@ inline group_state simulate_groups(schedule const& s, work_index const& w,
         open = false;
         continue;
       }
-      if (!open) groups[r].emplace_back();
+      if (!open) groups[r].push_back({x, x});
       open = true;
-      groups[r].back().push_back(x);
+      groups[r].back().last = x + 1;
       group_of[r][x] = static_cast<int>(groups[r].size()) - 1;
     }
   }
   // k-th send from i to j <-> k-th receive on j from i (orders were checked equal above).
   {
-    std::vector<std::vector<std::vector<int>>> sends(R, std::vector<std::vector<int>>(R)), recvs = sends;
+    // Flat: the receives of pair (i -> j) in order at recv_at[offset[i*R+j] ...].
+    auto const RR = static_cast<std::size_t>(R) * static_cast<std::size_t>(R);
+    std::vector<int> count(RR + 1, 0), seen(RR, 0);
+    for (int r = 0; r < R; ++r)
+      for (auto const& a : s.actions[r])
+        if (is_recv(a.kind) && a.peer >= 0 && a.peer < R)
+          ++count[static_cast<std::size_t>(a.peer) * R + r + 1];
+    for (std::size_t p = 0; p < RR; ++p) count[p + 1] += count[p];
+    std::vector<int> recv_at(static_cast<std::size_t>(count[RR]));
     for (int r = 0; r < R; ++r) {
       partner[r].assign(s.actions[r].size(), {-1, -1});
       for (int x = 0; x < static_cast<int>(s.actions[r].size()); ++x) {
         auto const& a = s.actions[r][x];
-        if (is_send(a.kind)) sends[r][a.peer].push_back(x);
-        if (is_recv(a.kind)) recvs[a.peer][r].push_back(x);
+        if (!is_recv(a.kind) || a.peer < 0 || a.peer >= R) continue;
+        std::size_t const pr = static_cast<std::size_t>(a.peer) * R + r;
+        recv_at[static_cast<std::size_t>(count[pr] + seen[pr]++)] = x;
       }
     }
+    std::fill(seen.begin(), seen.end(), 0);
     for (int i = 0; i < R; ++i)
-      for (int j = 0; j < R; ++j)
-        for (std::size_t k = 0; k < sends[i][j].size(); ++k) {
-          int const xs = sends[i][j][k], xr = recvs[i][j][k];
-          partner[i][xs] = {j, group_of[j][xr]};
-          partner[j][xr] = {i, group_of[i][xs]};
-        }
+      for (int xs = 0; xs < static_cast<int>(s.actions[i].size()); ++xs) {
+        auto const& a = s.actions[i][xs];
+        if (!is_send(a.kind) || a.peer < 0 || a.peer >= R) continue;
+        int const j = a.peer;
+        std::size_t const pr = static_cast<std::size_t>(i) * R + j;
+        int const k = seen[pr]++;
+        if (k >= count[pr + 1] - count[pr]) continue;  // unmatched (check() reports it earlier)
+        int const xr = recv_at[static_cast<std::size_t>(count[pr] + k)];
+        partner[i][xs] = {j, group_of[j][xr]};
+        partner[j][xr] = {i, group_of[i][xs]};
+      }
   }
-  auto producer = [&](int r, action const& a) {
-    auto const& map = a.kind == op::send_f ? w.fwd : w.bwd_input;
-    auto it = map.find({a.chunk, a.mb});
-    return it == map.end() || it->second.rank != r ? -1 : it->second.index;
-  };
+  // Looked up once (not per simulation round): the producing compute of each send (-1: none on this
+  // rank), and for each remote input of a compute the first RECV on its rank carrying it (-1: none).
+  std::vector<std::vector<int>> producer(R);
+  std::vector<std::vector<std::array<int, 2>>> recv_of(R);  // (rank, action) -> up to 2 RECVs, -1 = none
+  for (int r = 0; r < R; ++r) {
+    auto const& list = s.actions[r];
+    producer[r].assign(list.size(), -1);
+    recv_of[r].assign(list.size(), {-1, -1});
+    work_index::place_map first_recv[2], made[2];  // (F, B): first RECV of (chunk, mb); its producer here
+    for (int x = 0; x < static_cast<int>(list.size()); ++x) {
+      auto const& a = list[x];
+      if (is_recv(a.kind)) first_recv[a.kind == op::recv_b].set(a.chunk, a.mb, {r, x}, false);
+      if (a.kind == op::f || a.kind == op::fb) made[0].set(a.chunk, a.mb, {r, x});
+      if (a.kind == op::b || a.kind == op::i) made[1].set(a.chunk, a.mb, {r, x});
+      if (a.kind == op::fb) made[1].set(a.chunk2, a.mb2, {r, x});
+    }
+    auto remote = [&](int neighbour) { return neighbour >= 0 && s.chunk_rank[neighbour] != r; };
+    auto recv = [&](int backward, int chunk, int mb) {
+      auto const* p = first_recv[backward].get(chunk, mb);
+      return p ? p->index : -1;
+    };
+    for (int x = 0; x < static_cast<int>(list.size()); ++x) {
+      auto const& a = list[x];
+      if (is_send(a.kind)) {
+        auto const* p = made[a.kind == op::send_b].get(a.chunk, a.mb);
+        producer[r][x] = p ? p->index : -1;
+      }
+      auto& in = recv_of[r][x];
+      if ((a.kind == op::f || a.kind == op::fb) && remote(links.prev_chunk(s, a.chunk)))
+        in[0] = recv(0, a.chunk, a.mb);
+      if ((a.kind == op::b || a.kind == op::i) && remote(links.next_chunk(s, a.chunk)))
+        in[1] = recv(1, a.chunk, a.mb);
+      if (a.kind == op::fb && remote(links.next_chunk(s, a.chunk2))) in[1] = recv(1, a.chunk2, a.mb2);
+    }
+  }
   started.resize(R);
   finished.resize(R);
   for (int r = 0; r < R; ++r) {
@@ -169,9 +279,17 @@ inline group_state simulate_groups(schedule const& s, work_index const& w,
   std::vector<std::vector<char>> cdone(R);
   for (int r = 0; r < R; ++r) cdone[r].assign(s.actions[r].size(), 0);
   gp.assign(R, 0);
-  for (bool progress = true; progress;) {
-    progress = false;
-    for (int r = 0; r < R; ++r) {
+  // Every rule only ever turns a flag on, so the state reached is the same in any visiting order: a
+  // worklist re-visits a rank only when one of its own flags or a partner group's `started` changed.
+  std::vector<int> work(static_cast<std::size_t>(R));
+  std::vector<char> queued(static_cast<std::size_t>(R), 1);
+  for (int r = 0; r < R; ++r) work[r] = R - 1 - r;  // popped from the back: rank 0 first
+  while (!work.empty()) {
+    int const r = work.back();
+    work.pop_back();
+    queued[r] = 0;
+    for (bool progress = true; progress;) {
+      progress = false;
       // Compute stream: in order; a compute waits for the groups holding its receives.
       while (cpc[r] < static_cast<int>(s.actions[r].size())) {
         auto const& a = s.actions[r][cpc[r]];
@@ -180,17 +298,8 @@ inline group_state simulate_groups(schedule const& s, work_index const& w,
           continue;
         }
         bool ready = true;
-        for (auto const& d : deps[r][cpc[r]])
-          if (d.remote) {
-            // the RECV on this rank for this input
-            for (int x = 0; x < cpc[r]; ++x) {
-              auto const& q = s.actions[r][x];
-              if (q.kind == d.via && q.chunk == d.chunk && q.mb == d.mb) {
-                ready = ready && finished[r][group_of[r][x]];
-                break;
-              }
-            }
-          }
+        for (int x : recv_of[r][cpc[r]])  // the RECV on this rank for this input, if it comes earlier
+          if (x >= 0 && x < cpc[r]) ready = ready && finished[r][group_of[r][x]];
         if (!ready) break;
         cdone[r][cpc[r]++] = 1;
         progress = true;
@@ -202,12 +311,19 @@ inline group_state simulate_groups(schedule const& s, work_index const& w,
           bool ok = g == 0 || finished[r][g - 1];
           for (int x : groups[r][g])
             if (is_send(s.actions[r][x].kind)) {
-              int const pidx = producer(r, s.actions[r][x]);
+              int const pidx = producer[r][x];
               ok = ok && pidx >= 0 && cdone[r][pidx];
             }
           if (!ok) break;
           started[r][g] = 1;
           progress = true;
+          for (int x : groups[r][g]) {  // partners waiting for this group to start
+            int const peer = partner[r][x].first;
+            if (peer >= 0 && !queued[peer]) {
+              queued[peer] = 1;
+              work.push_back(peer);
+            }
+          }
         }
         bool ok = true;
         for (int x : groups[r][g]) {
@@ -222,31 +338,6 @@ inline group_state simulate_groups(schedule const& s, work_index const& w,
     }
   }
   return st;
-}
-
-/// Work index and per-action dependencies (remote ones routed through their SENDs) of a schedule
-/// that is structurally valid.
-inline std::pair<work_index, std::vector<std::vector<std::vector<dependency>>>> index_schedule(
-    schedule const& s) {
-  work_index w;
-  for (int r = 0; r < s.ranks; ++r)
-    for (int x = 0; x < static_cast<int>(s.actions[r].size()); ++x) {
-      auto const& a = s.actions[r][x];
-      if (a.kind == op::f || a.kind == op::fb) w.fwd[{a.chunk, a.mb}] = {r, x};
-      if (a.kind == op::b || a.kind == op::i) w.bwd_input[{a.chunk, a.mb}] = {r, x};
-      if (a.kind == op::b || a.kind == op::w) w.bwd_weight[{a.chunk, a.mb}] = {r, x};
-      if (a.kind == op::fb) {
-        w.bwd_input[{a.chunk2, a.mb2}] = {r, x};
-        w.bwd_weight[{a.chunk2, a.mb2}] = {r, x};
-      }
-    }
-  std::vector<std::vector<std::vector<dependency>>> deps(s.ranks);
-  for (int r = 0; r < s.ranks; ++r)
-    for (auto const& a : s.actions[r]) {
-      deps[r].push_back(dependencies(s, w, r, a));
-      route_through_sends(s, deps[r].back());
-    }
-  return {std::move(w), std::move(deps)};
 }
 
 inline bool has_transfers(schedule const& s) {
@@ -305,6 +396,7 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
   bool const comm = detail::has_transfers(s);
   // Ranges, placement and the work index.
   detail::work_index w;
+  w.link(s);
   auto in_range = [&](int c, int j) { return c >= 0 && c < C && j >= 0 && j < s.chain_microbatches(c); };
   for (int r = 0; r < R; ++r)
     for (int x = 0; x < static_cast<int>(s.actions[r].size()); ++x) {
@@ -320,8 +412,8 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
       }
       if (s.chunk_rank[a.chunk] != r || (a.kind == op::fb && s.chunk_rank[a.chunk2] != r))
         return fail("rank ", r, " action ", x, " (", to_string(a), "): chunk not placed on this rank");
-      auto put = [&](auto& map, int c, int j, char const* what) -> bool {
-        if (!map.emplace(std::pair{c, j}, detail::work_index::place{r, x}).second) {
+      auto put = [&](detail::work_index::place_map& map, int c, int j, char const* what) -> bool {
+        if (!map.set(c, j, {r, x}, false)) {
           fail("duplicate ", what, " for chunk ", c, " mb ", j, " (rank ", r, " action ", x, ")");
           return false;
         }
@@ -352,9 +444,9 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
     }
   for (int k = 0; k < C; ++k)
     for (int j = 0; j < s.chain_microbatches(k); ++j) {
-      if (!w.fwd.count({k, j})) return fail("missing forward of chunk ", k, " mb ", j);
-      if (!w.bwd_input.count({k, j})) return fail("missing backward (B or I) of chunk ", k, " mb ", j);
-      if (!w.bwd_weight.count({k, j}))
+      if (!w.fwd.contains(k, j)) return fail("missing forward of chunk ", k, " mb ", j);
+      if (!w.bwd_input.contains(k, j)) return fail("missing backward (B or I) of chunk ", k, " mb ", j);
+      if (!w.bwd_weight.contains(k, j))
         return fail("missing weight gradient (B or W) of chunk ", k, " mb ", j);
     }
 
@@ -434,7 +526,7 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
   for (int r = 0; r < R; ++r)
     for (auto const& a : s.actions[r]) {
       deps[r].push_back(detail::dependencies(s, w, r, a));
-      if (comm) detail::route_through_sends(s, deps[r].back());
+      if (comm) detail::route_through_sends(s, w, deps[r].back());
     }
   for (bool progress = true; progress;) {
     progress = false;
@@ -456,7 +548,7 @@ inline validation_report check(schedule const& s, transfer_model model = transfe
       return fail("deadlock:", stuck);
     }
   if (comm && model == transfer_model::stream_groups) {
-    auto const gs = detail::simulate_groups(s, w, deps);
+    auto const gs = detail::simulate_groups(s);
     auto const& groups = gs.groups;
     auto const& gp = gs.gp;
     auto const& cpc = gs.cpc;
