@@ -9,10 +9,12 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "fp8moe/gemm/cuda/translate.hpp"
 #include "fp8moe/gemm/gemm.hpp"
 #include "fp8moe/gemm/reference.hpp"
 #include "gemm_test_util.hpp"
@@ -657,6 +659,22 @@ TEST_CASE("bad input: fp8moe::error naming the argument, outputs untouched") {
     p.m_indices.size = m;
     p.m_align = 0;
     expect_error([&] { gemm::grouped_gemm(ex, p); }, "m_align", d);
+    p.m_align = 100;  // rejected on the device, so on the host too (one rule for every executor)
+    expect_error([&] { gemm::grouped_gemm(ex, p); }, "multiple of 64", d);
+    p.m_align = 64;
+    CHECK_NOTHROW(gemm::grouped_gemm(ex, p));
+  }
+  SUBCASE("overlapping scale rows") {
+    // a's scales viewed with row_stride 2 < cols: rows would overlap; quantize rejects this
+    // layout for its output, the GEMM for its inputs
+    std::int64_t const sc = k / 128;
+    REQUIRE(sc >= 2);
+    gemm::dense<e4m3, e4m3, float> bad = ok;
+    bad.a.scales.row_stride = 1;
+    expect_error([&] { gemm::fp8_gemm(ex, bad); }, "a.scales", d);
+    bad = ok;
+    bad.b.scales.row_stride = bad.b.scales.cols - 1;
+    expect_error([&] { gemm::fp8_gemm(ex, bad); }, "b.scales", d);
   }
   SUBCASE("grouped masked: counts") {
     expert_weights<e4m3> const w(2, n, k, 10);
@@ -738,6 +756,101 @@ TEST_CASE("workspace_bytes and the caller-workspace overloads") {
     for (std::int64_t j = 0; j < n; ++j) differ += d1.at(i, j) == d2.at(i, j) ? 0 : 1;
   CHECK(differ == 0);
   CHECK(d1.at(m - 1, n - 1) != 0.0);
+}
+
+TEST_CASE("determinism: 1, 2, 3 and 4 threads give the same bits on multi-tile dense, grouped, k-grouped") {
+  // Host tiles are 192 x 256 with K chunks of 256 (host::default_blocking): every problem below has
+  // several tiles in M and N and more than one K chunk, so a thread count changes which thread runs
+  // which tile; the order inside a tile (and so every bit) must not change.
+  static_assert(gemm::host::default_blocking.mc == 192 && gemm::host::default_blocking.nc == 256);
+  auto same_bits = [](std::vector<float> const& x, std::vector<float> const& y) {
+    return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+  };
+  auto read = [](test::out_mat<float> const& d) {
+    std::vector<float> v(static_cast<std::size_t>(d.rows * d.cols));
+    for (std::int64_t i = 0; i < d.rows; ++i)
+      for (std::int64_t j = 0; j < d.cols; ++j)
+        v[static_cast<std::size_t>(i * d.cols + j)] = d.buf[i * d.ld + j];
+    return v;
+  };
+  // dense: 400 x 600 x 640 = 3 x 3 tiles, 5 promotion blocks, 3 K chunks
+  std::int64_t const m = 400, n = 600, k = 640;
+  test::dense_source const gx(test::value_gen{31, 1.0f}, m, k), gw(test::value_gen{32, 0.02f}, n, k);
+  auto const a = test::quantize_gen<e4m3>(gx, m, k, scaling::tile_1x128);
+  auto const b = test::quantize_gen<e4m3>(gw, n, k, scaling::block_128x128);
+  // grouped contiguous: 4 experts of 256 rows (some padding), N = 520 (3 N tiles)
+  std::int64_t const gm = 1024, gn = 520;
+  std::vector<int> ids(static_cast<std::size_t>(gm));
+  for (std::int64_t r = 0; r < gm; ++r)
+    ids[static_cast<std::size_t>(r)] = (r % 256) < 200 ? static_cast<int>(r / 256) : -1;
+  test::dense_source const ga(test::value_gen{33, 1.0f}, gm, k);
+  auto const aq = test::quantize_gen<e4m3>(ga, gm, k, scaling::tile_1x128);
+  expert_weights<e4m3> const w(4, gn, k, 34);
+  // k-grouped: dW_g (300, 450) over token groups 256, 512, 128
+  std::vector<int> const toks = {256, 512, 128};
+  std::int64_t const mo = 300, nh = 450, kt = 896;
+  test::dense_source const gy(test::value_gen{35, 1.0f}, mo, kt), gz(test::value_gen{36, 1.0f}, nh, kt);
+  auto const ya = test::quantize_gen<e4m3>(gy, mo, kt, scaling::tile_1x128);
+  auto const zb = test::quantize_gen<e4m3>(gz, nh, kt, scaling::tile_1x128);
+  std::vector<float> dense_1, grouped_1, kgrouped_1;
+  for (int threads : {1, 2, 3, 4}) {
+    CAPTURE(threads);
+    host_executor const ex{threads};
+    REQUIRE(ex.num_threads() == threads);
+    test::out_mat<float> d(m, n), dg(gm, gn), dk(3 * mo, nh);
+    gemm::fp8_gemm(ex, a.view(), b.view(), d.view());
+    gemm::grouped_gemm(ex, gemm::grouped_contiguous<e4m3, e4m3, float>{
+                               aq.view(), w.view(), {ids.data(), gm, 1}, dg.view(), {}, 128});
+    batched_matrix_view<float> const dkv{dk.buf.data(), 3, mo, nh, mo * dk.ld, dk.ld, 1};
+    gemm::grouped_gemm(ex, gemm::k_grouped<e4m3, e4m3>{ya.view(), zb.view(), {toks.data(), 3, 1}, dkv, {}});
+    if (threads == 1) {
+      dense_1 = read(d), grouped_1 = read(dg), kgrouped_1 = read(dk);
+      CHECK(d.at(m - 1, n - 1) != 0.0);
+      continue;
+    }
+    CHECK(same_bits(read(d), dense_1));
+    CHECK(same_bits(read(dg), grouped_1));
+    CHECK(same_bits(read(dk), kgrouped_1));
+  }
+}
+
+TEST_CASE("device translation (host): M, N, K, groups past INT_MAX are rejected naming the dimension") {
+  // to_params reads views only: the extents below describe 2^31+ element operands that are never
+  // touched (one real byte/float behind each pointer).
+  static e4m3 byte[16];
+  static float f[16];
+  std::int64_t const big = std::int64_t{1} << 31, kk = 128;  // INT_MAX + 1
+  auto a_of = [&](std::int64_t rows, std::int64_t cols) {
+    return scaling::quantized_matrix_view<e4m3 const>{
+        {byte, rows, cols, cols, 1}, {f, rows, cols / 128, cols / 128, 1}, scaling::tile_1x128};
+  };
+  auto b_of = [&](std::int64_t rows, std::int64_t cols) {
+    return scaling::quantized_matrix_view<e4m3 const>{{byte, rows, cols, cols, 1},
+                                                      {f, (rows + 127) / 128, cols / 128, cols / 128, 1},
+                                                      scaling::block_128x128};
+  };
+  auto dense = [&](std::int64_t m, std::int64_t n, std::int64_t k) {
+    return gemm::dense<e4m3, e4m3, float>{a_of(m, k), b_of(n, k), {f, m, n, n, 1}, {}};
+  };
+  CHECK_THROWS_WITH_AS(gemm::cuda::to_params(dense(big, 256, kk)), doctest::Contains("argument 'M'"),
+                       fp8moe::error);
+  CHECK_THROWS_WITH_AS(gemm::cuda::to_params(dense(64, big, kk)), doctest::Contains("argument 'N'"),
+                       fp8moe::error);
+  CHECK_THROWS_WITH_AS(gemm::cuda::to_params(dense(64, 256, big)), doctest::Contains("argument 'K'"),
+                       fp8moe::error);
+  CHECK_THROWS_WITH_AS(gemm::cuda::to_params(dense(big, 256, kk)), doctest::Contains("got 2147483648"),
+                       fp8moe::error);
+  auto const q = gemm::cuda::to_params(dense(big - 1, 256, kk));  // INT_MAX itself fits
+  CHECK(q.m == 2147483647);
+  CHECK(q.n == 256);
+  CHECK(q.k == 128);
+  // grouped contiguous: M_sum past INT_MAX
+  static int m_idx[1];
+  gemm::quantized_batched_view<e4m3 const> const wb{
+      {byte, 2, 256, kk, 256 * kk, kk, 1}, {f, 2, 2, 1, 2, 1, 1}, scaling::block_128x128};
+  gemm::grouped_contiguous<e4m3, e4m3, float> const gc{a_of(big, kk),         wb, {m_idx, big, 1},
+                                                       {f, big, 256, 256, 1}, {}, 128};
+  CHECK_THROWS_WITH_AS(gemm::cuda::to_params(gc), doctest::Contains("argument 'M'"), fp8moe::error);
 }
 
 TEST_CASE("empty extents: M = 0, N = 0, and K = 0 (D = C or 0)") {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -245,12 +246,109 @@ TEST_CASE("permute -> combine with weights 1/k is the identity; combine matches 
       REQUIRE(std::abs(out[t * H + h] - ref) <= 2.0 * k * 6e-8 * mag + 1e-30);
       CHECK(outb[t * H + h].bits() == bfloat16_t(out[t * H + h]).bits());  // one rounding at the end
     }
-  // unweighted combine == permute_backward
-  std::vector<float> dx(static_cast<std::size_t>(T * H)), dx2(dx.size());
-  moe::combine(host_executor{}, p, cview(y, p.rows, H), matrix_view<float const>{},
-               make_matrix(dx.data(), T, H));
-  moe::permute_backward(host_executor{}, p, cview(y, p.rows, H), make_matrix(dx2.data(), T, H));
-  CHECK(dx == dx2);
+}
+
+namespace {
+/// Independent of the plan: the row of slot (t, j) from the ids alone, by the layouts' definitions.
+/// Contiguous: experts in order, each segment rounded up to m_align; masked: expert e at e * max_m.
+/// Inside an expert, slots in flat order t * k + j (vLLM's moe_align_block_size order).
+std::vector<std::int64_t> slot_rows_from_ids(std::vector<std::int32_t> const& ids, int E, bool masked,
+                                             std::int64_t align) {
+  std::vector<std::int64_t> count(static_cast<std::size_t>(E), 0), base(static_cast<std::size_t>(E), 0);
+  for (auto e : ids)
+    if (e >= 0) ++count[e];
+  for (int e = 1; e < E; ++e)
+    base[e] = masked ? e * align : base[e - 1] + (count[e - 1] + align - 1) / align * align;
+  std::vector<std::int64_t> row(ids.size(), -1), next(static_cast<std::size_t>(E), 0);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] >= 0) row[i] = base[ids[i]] + next[ids[i]]++;
+  return row;
+}
+}  // namespace
+
+TEST_CASE("permute_backward against an independent reference built from the ids (contiguous and masked)") {
+  std::int64_t const T = 61, H = 40;
+  int const k = 3, E = 7;
+  auto const ids = random_ids(T, k, E, 51, 0.2f);
+  for (bool masked : {false, true}) {
+    CAPTURE(masked);
+    std::int64_t const align = masked ? T : 16;
+    auto const plan = masked ? make_plan(moe::masked{.max_m = T}, ids, T, k, E)
+                             : make_plan(moe::contiguous{.m_align = 16}, ids, T, k, E);
+    auto const& p = plan.view();
+    auto const g = test::random_normal(static_cast<std::size_t>(p.rows * H), 1.0f, 52);  // dL/dpermuted
+    auto const row = slot_rows_from_ids(ids, E, masked, align);
+    // dx(t) = sum over the routed slots j of g(row(t, j)): summed in FP32 in slot order, as documented
+    // (bit for bit), and checked against float64 with the k-term FP32 bound.
+    std::vector<float> dx(static_cast<std::size_t>(T * H));
+    test::poison(dx);
+    moe::permute_backward(host_executor{}, p, cview(g, p.rows, H), make_matrix(dx.data(), T, H));
+    std::vector<bfloat16_t> dxb(dx.size());
+    moe::permute_backward(host_executor{.threads = 1}, p, cview(g, p.rows, H), make_matrix(dxb.data(), T, H));
+    int wrong = 0;
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t h = 0; h < H; ++h) {
+        float acc = 0.0f;
+        double ref = 0, mag = 0;
+        for (int j = 0; j < k; ++j) {
+          auto const r = row[t * k + j];
+          if (r < 0) continue;
+          REQUIRE(r < p.rows);
+          acc += g[r * H + h];
+          ref += g[r * H + h];
+          mag += std::abs(g[r * H + h]);
+        }
+        float const got = dx[t * H + h];
+        wrong += std::memcmp(&got, &acc, 4) != 0;
+        wrong += std::abs(got - ref) > k * 6e-8 * mag;  // k FP32 adds: |err| <= k 2^-24 sum |terms|
+        wrong += dxb[t * H + h].bits() != bfloat16_t(acc).bits();  // one rounding at the end
+      }
+    CHECK(wrong == 0);
+  }
+}
+
+TEST_CASE("permute gathers rows of an FP8 tensor past 2^31 elements (64-bit row offsets)") {
+  // x (T,H) FP8 with T*H = 2^31 + 2H elements (2 GiB, calloc: untouched pages cost nothing). Only a
+  // few tokens are routed here (the others are -1: on other EP ranks), so the plan has a handful of
+  // rows and only those rows of x are read. With a 32-bit row offset, token t >= 2^23 would read
+  // from (t * H) mod 2^32, i.e. the wrong row (or crash).
+  std::int64_t const H = 256, T = (std::int64_t{1} << 23) + 2;
+  REQUIRE(T * H > (std::int64_t{1} << 31));
+  auto* raw = static_cast<float8_e4m3_t*>(std::calloc(static_cast<std::size_t>(T * H), 1));
+  if (raw == nullptr) {
+    MESSAGE("skipped: cannot reserve 2 GiB of address space");
+    return;
+  }
+  std::vector<std::int64_t> const tokens{5, (std::int64_t{1} << 23) - 1, std::int64_t{1} << 23, T - 1};
+  auto pattern = [](std::int64_t t, std::int64_t h) {
+    return float8_e4m3_t::from_float(static_cast<float>((t % 13) + 1) * (h % 2 ? -0.5f : 0.25f) +
+                                     static_cast<float>(h % 7));
+  };
+  for (auto t : tokens)
+    for (std::int64_t h = 0; h < H; ++h) raw[t * H + h] = pattern(t, h);
+  int const E = 2, k = 1;
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(T), -1);
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    ids[static_cast<std::size_t>(tokens[i])] = static_cast<int>(i % 2);
+  std::int32_t const counts[2] = {2, 2};
+  moe::contiguous const layout{.m_align = 16};
+  std::int64_t const M = moe::contiguous_rows(layout, counts, E);
+  moe::host_permute_plan plan(layout, T, k, E, M);
+  moe::build_permute_plan(host_executor{}, make_matrix(ids.data(), T, k), plan.view());
+  std::vector<float8_e4m3_t> out(static_cast<std::size_t>(M * H));
+  test::poison(out);
+  moe::permute(host_executor{}, plan.view(), matrix_view<float8_e4m3_t const>(make_matrix(raw, T, H)),
+               make_matrix(out.data(), M, H));
+  int wrong = 0;
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    auto const t = tokens[i];
+    auto const r = plan.slot_row()[static_cast<std::size_t>(t)];
+    REQUIRE(r >= 0);
+    CHECK(r == (i % 2) * 16 + static_cast<std::int64_t>(i / 2));  // expert segment, then token order
+    for (std::int64_t h = 0; h < H; ++h) wrong += out[r * H + h].bits() != pattern(t, h).bits();
+  }
+  CHECK(wrong == 0);
+  std::free(raw);
 }
 
 TEST_CASE("permute backward and combine backward match central finite differences") {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <span>
@@ -19,8 +20,11 @@
 #include "fp8moe/numeric/numeric.hpp"
 #include "test_support.hpp"
 #if FP8MOE_CUDA_COMPILER
+#include "device_memory.hpp"
 #include "fp8moe/moe/cuda/balance.cuh"
+#include "fp8moe/moe/cuda/permute.cuh"
 #include "fp8moe/moe/cuda/router.cuh"
+#include "fp8moe/moe/permute.hpp"
 #endif
 
 using namespace fp8moe;
@@ -291,6 +295,76 @@ TEST_CASE("router: bad input is rejected before any output is written") {
       doctest::Contains("ids(0, 3) = 16"), fp8moe::error);
   call(ok, {});  // and a good call passes
   CHECK(ids[0] >= 0);
+}
+
+TEST_CASE("router: every rejected call leaves ids, weights and counts untouched (bit for bit)") {
+  std::vector<float> logits = test::random_normal(4 * 16, 1.0f, 72);
+  moe::router_config const ok{.experts = 16, .groups = 4, .topk_groups = 2, .k = 4};
+  // Outputs sized for the largest k used below (17), filled with a pattern that a write would change.
+  std::vector<std::int32_t> ids(4 * 17), counts(16);
+  std::vector<float> w(4 * 17);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = 1000 + static_cast<std::int32_t>(i);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = -0.5f - static_cast<float>(i);
+  for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = 7000 + static_cast<std::int32_t>(i);
+  auto const ids0 = ids, counts0 = counts;
+  auto const w0 = w;
+  auto call = [&](moe::router_config c, std::vector<float> const& bias, std::int64_t counts_n = 16) {
+    moe::route(host_executor{}, c, make_matrix(logits.data(), 4, 16),
+               vector_view<float const>{bias.data(), static_cast<std::int64_t>(bias.size())},
+               make_matrix(ids.data(), 4, c.k), make_matrix(w.data(), 4, c.k),
+               make_vector(counts.data(), counts_n));
+  };
+  auto untouched = [&] {
+    CHECK(ids == ids0);
+    CHECK(std::memcmp(w.data(), w0.data(), w.size() * sizeof(float)) == 0);
+    CHECK(counts == counts0);
+  };
+  SUBCASE("k > experts") {
+    CHECK_THROWS_AS(call({.experts = 16, .k = 17}, {}), fp8moe::error);
+  }
+  SUBCASE("groups not a divisor") {
+    CHECK_THROWS_AS(call({.experts = 16, .groups = 3, .topk_groups = 1, .k = 4}, {}), fp8moe::error);
+  }
+  SUBCASE("too few kept groups") {
+    CHECK_THROWS_AS(call({.experts = 16, .groups = 8, .topk_groups = 1, .k = 4}, {}), fp8moe::error);
+  }
+  SUBCASE("bias size") {
+    CHECK_THROWS_AS(call(ok, std::vector<float>(15, 0.0f)), fp8moe::error);
+  }
+  SUBCASE("NaN bias") {
+    CHECK_THROWS_AS(call(ok, std::vector<float>(16, NAN)), fp8moe::error);
+  }
+  SUBCASE("counts size") {
+    CHECK_THROWS_AS(call(ok, {}, 15), fp8moe::error);
+  }
+  SUBCASE("NaN logit in the last token") {
+    logits[3 * 16 + 15] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH_AS(call(ok, {}), doctest::Contains("logits(3, 15)"), fp8moe::error);
+  }
+  SUBCASE("infinite logit in the last token") {
+    logits[3 * 16 + 2] = -INFINITY;
+    CHECK_THROWS_AS(call(ok, {}), fp8moe::error);
+  }
+  untouched();
+}
+
+TEST_CASE("router backward: rejected ids leave dlogits untouched") {
+  moe::router_config const ok{.experts = 16, .groups = 4, .topk_groups = 2, .k = 4};
+  auto const logits = test::random_normal(4 * 16, 1.0f, 73);
+  std::vector<std::int32_t> ids(16);
+  for (int t = 0; t < 4; ++t)
+    for (int j = 0; j < 4; ++j) ids[t * 4 + j] = (t + 5 * j) % 16;
+  std::vector<float> dw(16, 1.0f), dl(4 * 16);
+  for (std::size_t i = 0; i < dl.size(); ++i) dl[i] = 3.0f + static_cast<float>(i);
+  auto const dl0 = dl;
+  ids[15] = -2;  // the last slot of the last token
+  CHECK_THROWS_WITH_AS(
+      moe::route_backward(host_executor{}, ok, matrix_view<float const>(make_matrix(logits.data(), 4, 16)),
+                          matrix_view<std::int32_t const>(make_matrix(ids.data(), 4, 4)),
+                          matrix_view<float const>(make_matrix(dw.data(), 4, 4)),
+                          make_matrix(dl.data(), 4, 16)),
+      doctest::Contains("ids(3, 3) = -2"), fp8moe::error);
+  CHECK(std::memcmp(dl.data(), dl0.data(), dl.size() * sizeof(float)) == 0);
 }
 
 TEST_CASE("router: allocating route() and the expert_router concept") {
@@ -629,5 +703,103 @@ TEST_CASE("balance (CUDA): sequence loss and its gradient match the host path") 
     for (std::size_t i = 0; i < gd.size(); ++i) REQUIRE(std::abs(gd[i] - gh[i]) <= 1e-5 * gmax + 1e-7);
     for (void* q : {(void*)dl, (void*)dg, (void*)dloss, ws}) FP8MOE_CUDA_CHECK(cudaFree(q));
   }
+}
+
+TEST_CASE("router (CUDA): NaN logits order as -inf, as the host's route_token") {
+  // The host op rejects NaN logits; the device never checks (router.cuh) and orders NaN scores as
+  // -inf. Compared with the shared route_token run on the host, token by token. Logits on a 1/8
+  // grid with a per-expert bias of 1e-3*sqrt(e+1): no near-ties, so device expf (<= 2 ulp from
+  // glibc) cannot flip a selection and ids must match exactly.
+  moe::router_config const c{.experts = 64, .groups = 8, .topk_groups = 4, .k = 6, .route_scale = 2.5f};
+  std::int64_t const T = 1000;
+  auto const u = test::random_uniform(static_cast<std::size_t>(T * c.experts), -4.0f, 4.0f, 131);
+  std::vector<float> logits(u.size()), bias(static_cast<std::size_t>(c.experts));
+  for (std::size_t i = 0; i < u.size(); ++i) logits[i] = std::round(u[i] * 8.0f) / 8.0f;
+  for (int e = 0; e < c.experts; ++e) bias[static_cast<std::size_t>(e)] = 1e-3f * std::sqrt(e + 1.0f);
+  float const nan = std::numeric_limits<float>::quiet_NaN();
+  for (int e = 0; e < c.experts; ++e) logits[static_cast<std::size_t>(e)] = nan;  // token 0: all NaN
+  for (std::int64_t t = 1; t < T; t += 7)                                         // others: 1..5 NaN experts
+    for (int j = 0; j <= static_cast<int>(t % 5); ++j)
+      logits[static_cast<std::size_t>(t * c.experts + (t * 13 + j * 29) % c.experts)] = nan;
+  std::vector<std::int32_t> hid(static_cast<std::size_t>(T * c.k));
+  std::vector<float> hw(hid.size());
+  for (std::int64_t t = 0; t < T; ++t)
+    moe::route_token(c, &logits[static_cast<std::size_t>(t * c.experts)], 1, bias.data(), &hid[t * c.k], 1,
+                     &hw[t * c.k], 1);
+  test::device_array<float> dl(logits.data(), logits.size()), db(bias.data(), bias.size());
+  test::device_array<float> dw(hw.size());
+  test::device_array<std::int32_t> di(hid.size()), dn(static_cast<std::size_t>(c.experts));
+  dw.poison();
+  di.poison();
+  dn.poison();
+  moe::route(cuda_executor{nullptr}, c, matrix_view<float const>(make_matrix(dl.p, T, c.experts)),
+             vector_view<float const>{db.p, c.experts}, make_matrix(di.p, T, c.k), make_matrix(dw.p, T, c.k),
+             make_vector(dn.p, c.experts));
+  FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  auto const ids = di.get(), counts = dn.get();
+  auto const w = dw.get();
+  CHECK(ids == hid);
+  std::vector<std::int32_t> hcounts(static_cast<std::size_t>(c.experts), 0);
+  for (auto id : hid) ++hcounts[static_cast<std::size_t>(id)];
+  CHECK(counts == hcounts);
+  int nan_selected = 0, weight_bad = 0;
+  for (std::int64_t t = 1; t < T; ++t)  // a NaN expert is never chosen while finite ones remain
+    for (int j = 0; j < c.k; ++j) nan_selected += std::isnan(logits[t * c.experts + ids[t * c.k + j]]);
+  CHECK(nan_selected == 0);
+  for (int j = 0; j < c.k; ++j) CHECK(ids[j] == j);  // token 0: all -inf, ties to the lowest ids
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    if (std::isnan(hw[i]) != std::isnan(w[i]))
+      ++weight_bad;
+    else if (!std::isnan(hw[i]) && !(std::abs(w[i] - hw[i]) <= 1e-6f * 2.5f))
+      ++weight_bad;
+  }
+  CHECK(weight_bad == 0);
+}
+
+TEST_CASE(
+    "permute (CUDA): a masked count above max_m drops the extra slots (slot_row -1), keeping (token, slot) "
+    "order") {
+  // The host plan throws on overflow; the device drops (permute.cuh). Expected from the host plan
+  // with room for every slot (max_m = T): slot v of expert e at rank r keeps row e*max_m + r when
+  // r < max_m, else -1; counts are clamped to max_m.
+  std::int64_t const T = 700;
+  int const k = 4, E = 8, max_m = 150;  // ~350 slots per expert: every expert overflows
+  auto const u = test::random_uniform(static_cast<std::size_t>(T * k), 0.0f, 1.0f, 141);
+  std::vector<std::int32_t> ids(u.size());
+  for (std::size_t i = 0; i < u.size(); ++i)
+    ids[i] = u[i] < 0.05f ? -1 : static_cast<std::int32_t>(u[i] * E) % E;  // some remote (-1) slots
+  moe::host_permute_plan full(moe::masked{.max_m = T}, T, k, E);
+  moe::build_permute_plan(host_executor{}, make_matrix(ids.data(), T, k), full.view());
+  cuda_executor ex{nullptr};
+  moe::cuda_permute_plan dev(ex, moe::masked{.max_m = max_m}, T, k, E);
+  test::device_array<std::int32_t> did(ids.data(), ids.size());
+  FP8MOE_CUDA_CHECK(cudaMemset(dev.view().slot_row, 0x7F, ids.size() * 4));  // poison
+  moe::build_permute_plan(ex, matrix_view<std::int32_t const>(make_matrix(did.p, T, k)), dev.view(),
+                          dev.workspace());
+  FP8MOE_CUDA_CHECK(cudaStreamSynchronize(ex.stream));
+  auto const& dp = dev.view();
+  auto const slot_row = test::to_host(dp.slot_row, ids.size());
+  auto const counts = test::to_host(dp.counts, static_cast<std::size_t>(E));
+  auto const row_token = test::to_host(dp.row_token, static_cast<std::size_t>(E * max_m));
+  auto const row_slot = test::to_host(dp.row_slot, static_cast<std::size_t>(E * max_m));
+  int dropped = 0, bad = 0;
+  for (std::size_t v = 0; v < ids.size(); ++v) {
+    std::int32_t const hr = full.slot_row()[v];
+    std::int32_t want = -1;
+    if (hr >= 0) {
+      std::int32_t const e = hr / static_cast<std::int32_t>(T), r = hr % static_cast<std::int32_t>(T);
+      if (r < max_m)
+        want = e * max_m + r;
+      else
+        ++dropped;
+    }
+    if (slot_row[v] != want) ++bad;
+    if (want >= 0 && (row_token[want] != static_cast<std::int32_t>(v / k) ||
+                      row_slot[want] != static_cast<std::int32_t>(v % k)))
+      ++bad;
+  }
+  CHECK(bad == 0);
+  CHECK(dropped > 0);  // the case really overflows
+  for (int e = 0; e < E; ++e) CHECK(counts[e] == std::min(full.counts()[e], max_m));
 }
 #endif

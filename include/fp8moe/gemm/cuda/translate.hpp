@@ -2,12 +2,14 @@
 // Copyright (c) 2026 The fp8moe authors.
 // Translation of the public problem views (gemm/problem.hpp) into the device kernels' argument
 // block, with the device path's support checks: E4M3 x E4M3 (static_assert), 1x128 A scales,
-// 128x128 or 1x128 B scales, promotion every 128 K, K-major B (fp8moe::error otherwise).
+// 128x128 or 1x128 B scales, promotion every 128 K, K-major B, M/N/K/groups <= INT_MAX
+// (fp8moe::error otherwise).
 // Host-compilable, so the translation is tested on the CPU through the kernels' host emulation.
 #pragma once
 
 #include <concepts>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -39,6 +41,14 @@ namespace detail {
 
 [[noreturn]] inline void unsupported(char const* where, char const* arg, std::string const& what) {
   throw error(errc::unsupported, fp8moe::detail::concat(where, ": argument '", arg, "': ", what));
+}
+
+/// The kernels index rows, columns, K and groups with `int` (kernel_params): an extent past
+/// INT_MAX (2^31 - 1) is rejected here, naming the dimension, instead of wrapping.
+inline int device_extent(std::int64_t v, char const* where, char const* dim) {
+  require(v >= 0 && v <= std::numeric_limits<int>::max(), where, dim,
+          "at most 2147483647 (the device kernels index extents with int)", std::to_string(v));
+  return static_cast<int>(v);
 }
 
 inline void check_a_tile(tile_shape t, char const* where) {
@@ -91,7 +101,8 @@ kernel_params to_params(dense<TA, TB, TD> const& p, gemm_options const& o = {}) 
   detail::check_k_major(p.b.data, where, "b");
   kernel_params q;
   q.layout = layout_kind::dense;
-  q.m = static_cast<int>(p.m()), q.n = static_cast<int>(p.n()), q.k = static_cast<int>(p.k()), q.groups = 1;
+  q.m = detail::device_extent(p.m(), where, "M"), q.n = detail::device_extent(p.n(), where, "N");
+  q.k = detail::device_extent(p.k(), where, "K"), q.groups = 1;
   q.a = reinterpret_cast<std::uint8_t const*>(p.a.data.data), q.a_row_stride = p.a.data.row_stride;
   q.b = reinterpret_cast<std::uint8_t const*>(p.b.data.data), q.b_row_stride = p.b.data.row_stride;
   q.sfa = p.a.scales.data, q.sfa_layout = {p.a.scales.row_stride, p.a.scales.col_stride, 0};
@@ -113,8 +124,9 @@ kernel_params to_params(grouped_contiguous<TA, TB, TD> const& p, gemm_options co
           std::to_string(p.m_indices.stride));
   kernel_params q;
   q.layout = layout_kind::grouped_contiguous;
-  q.m = static_cast<int>(p.m()), q.n = static_cast<int>(p.n()), q.k = static_cast<int>(p.k());
-  q.groups = static_cast<int>(p.groups());
+  q.m = detail::device_extent(p.m(), where, "M"), q.n = detail::device_extent(p.n(), where, "N");
+  q.k = detail::device_extent(p.k(), where, "K"),
+  q.groups = detail::device_extent(p.groups(), where, "groups");
   q.a = reinterpret_cast<std::uint8_t const*>(p.a.data.data), q.a_row_stride = p.a.data.row_stride;
   q.sfa = p.a.scales.data, q.sfa_layout = {p.a.scales.row_stride, p.a.scales.col_stride, 0};
   detail::set_expert_weights(q, p.b, p.n(), where);
@@ -135,8 +147,9 @@ kernel_params to_params(grouped_masked<TA, TB, TD> const& p, gemm_options const&
           std::to_string(p.masked_m.stride));
   kernel_params q;
   q.layout = layout_kind::grouped_masked;
-  q.m = static_cast<int>(p.max_m()), q.n = static_cast<int>(p.n()), q.k = static_cast<int>(p.k());
-  q.groups = static_cast<int>(p.groups());
+  q.m = detail::device_extent(p.max_m(), where, "max_m"), q.n = detail::device_extent(p.n(), where, "N");
+  q.k = detail::device_extent(p.k(), where, "K"),
+  q.groups = detail::device_extent(p.groups(), where, "groups");
   q.a = reinterpret_cast<std::uint8_t const*>(p.a.data.data), q.a_row_stride = p.a.data.row_stride;
   q.a_group_stride = p.a.data.batch_stride;
   q.sfa = p.a.scales.data,
@@ -159,6 +172,7 @@ kernel_params to_params(k_grouped<TA, TB> const& p, std::vector<int>& k_offsets,
   detail::check_a_tile(p.a.tile, where);
   if (detail::b_granularity(p.b.tile, where) != 1)
     detail::unsupported(where, "b.tile", "1x128 B scales (weight gradient)");
+  detail::device_extent(p.k_total(), where, "K (sum of k_sizes)");  // before the int prefix sums
   k_offsets.assign(static_cast<std::size_t>(p.groups()) + 1, 0);
   for (std::int64_t g = 0; g < p.groups(); ++g) {
     require(p.k_sizes[g] % 128 == 0, where, "k_sizes", "multiples of 128 on the device path",
@@ -167,8 +181,9 @@ kernel_params to_params(k_grouped<TA, TB> const& p, std::vector<int>& k_offsets,
   }
   kernel_params q;
   q.layout = layout_kind::k_grouped;
-  q.m = static_cast<int>(p.m()), q.n = static_cast<int>(p.n()), q.k = static_cast<int>(p.k_total());
-  q.groups = static_cast<int>(p.groups());
+  q.m = detail::device_extent(p.m(), where, "M"), q.n = detail::device_extent(p.n(), where, "N");
+  q.k = detail::device_extent(p.k_total(), where, "K (sum of k_sizes)");
+  q.groups = detail::device_extent(p.groups(), where, "groups");
   q.a = reinterpret_cast<std::uint8_t const*>(p.a.data.data), q.a_row_stride = p.a.data.row_stride;
   q.b = reinterpret_cast<std::uint8_t const*>(p.b.data.data), q.b_row_stride = p.b.data.row_stride;
   q.sfa = p.a.scales.data, q.sfa_layout = {p.a.scales.row_stride, p.a.scales.col_stride, 0};
