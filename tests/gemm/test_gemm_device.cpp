@@ -196,6 +196,12 @@ TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range i
   for (int r = 384; r < 385; ++r) ids[r] = 3;  // expert 3: one row
   for (int r = 520; r < 600; ++r) ids[r] = 3;  // (rows 512..639: a second window of expert 3)
   ids[550] = -1;
+  // out-of-range ids (>= G, and < -1): the device cannot validate them and treats them as padding
+  // rows (layout.hpp contiguous_block_group, params.hpp epilogue_row_action); the host path rejects them
+  ids[560] = g;         // inside expert 3's window
+  ids[101] = g + 1000;  // among expert 2's padding rows
+  ids[450] = g;         // alone in the otherwise all-padding rows 385..511 (a fill-only 64-row block)
+  ids[451] = -7;
   dev_buf<e4m3> db(hb.data(), hb.size());
   dev_buf<float> dsb(hs.data(), hs.size());
   fg::quantized_batched_view<e4m3 const> bview{{db.p, g, n, k, bstride, bs[0].ld, 1},
@@ -210,10 +216,24 @@ TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range i
   auto const check_contiguous = [&](auto const& aa, std::vector<int> const& rid, int m_align) {
     int const mm = static_cast<int>(rid.size());
     dev_q<e4m3> da(aa);
-    dev_buf<int> dids(rid.data(), rid.size());
+    dev_buf<int> dids(rid.data(), rid.size());  // the device sees the raw ids
+    std::vector<int> pad_ids(rid);              // the reference: ids outside [0, G) are padding (-1)
+    for (int& e : pad_ids)
+      if (e < 0 || e >= g) e = -1;
     ft::out_mat<double> ref(mm, n);
     fg::reference::grouped_gemm(fg::grouped_contiguous<e4m3, e4m3, double>{
-        aa.view(), bhost, {rid.data(), mm, 1}, ref.view(), {}, m_align});
+        aa.view(), bhost, {pad_ids.data(), mm, 1}, ref.view(), {}, m_align});
+    if (pad_ids != rid) {  // the host path rejects them, before writing
+      ft::out_mat<float> hout(mm, n);
+      std::fill(hout.buf.data(), hout.buf.data() + hout.buf.size(), 7.0f);
+      CHECK_THROWS_WITH_AS(
+          fg::grouped_gemm(fp8moe::host_executor{},
+                           fg::grouped_contiguous<e4m3, e4m3, float>{
+                               aa.view(), bhost, {rid.data(), mm, 1}, hout.view(), {}, m_align}),
+          doctest::Contains("m_indices"), fp8moe::error);
+      CHECK(
+          std::all_of(hout.buf.data(), hout.buf.data() + hout.buf.size(), [](float v) { return v == 7.0f; }));
+    }
     ft::out_mat<bf16> hd(mm, n);
     dev_buf<bf16> dd(hd.buf.size());
     for (auto fam : families(true)) {
@@ -230,7 +250,8 @@ TEST_CASE("device grouped contiguous: padding rows, empty expert, out-of-range i
       for (int r = 0; r < mm; ++r)
         for (int c = 0; c < n; ++c) {
           double const got = out[static_cast<std::size_t>(r) * hd.ld + c].to_float();
-          double const mag = rid[r] >= 0 ? ft::magnitude(aa.view(), r, bs[rid[r]].view(), c, 0, k) : 0.0;
+          double const mag =
+              pad_ids[r] >= 0 ? ft::magnitude(aa.view(), r, bs[pad_ids[r]].view(), c, 0, k) : 0.0;
           if (!(std::fabs(got - ref.at(r, c)) <= device_tol(ref.at(r, c), mag, true))) ++bad;  // NaN fails
         }
       CHECK(bad == 0);
@@ -373,6 +394,7 @@ TEST_CASE("device path rejects what it does not support, before touching outputs
   auto const b = ft::quantize_gen<e4m3>(ft::value_gen{82}, 128, 520, t128);
   dev_q<e4m3> da(a), db(b);
   dev_buf<bf16> dd(64 * 128);
+  dd.poison();  // 0xFFFF in every element; read back after the rejected calls below
   fp8moe::cuda_executor const ex{};
   // K = 520 is valid for the host path but not a multiple of the device's 16-byte K granule
   CHECK_THROWS_WITH_AS(
@@ -395,5 +417,14 @@ TEST_CASE("device path rejects what it does not support, before touching outputs
   bt.data = {bt.data.data, 128, 512, 1, 128};
   CHECK_THROWS_AS(fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da3.view(), bt, {dd.p, 64, 128, 128, 1}, {}}),
                   fp8moe::error);
+  // nothing was launched: the output still holds the poison, bit for bit
+  FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  auto const out = dd.get();
+  CHECK(std::all_of(out.begin(), out.end(), [](bf16 v) { return v.bits() == 0xFFFF; }));
+  // and the same output is written by a valid call (the poison check can fail)
+  fg::fp8_gemm(ex, fg::dense<e4m3, e4m3, bf16>{da3.view(), db2.view(), {dd.p, 64, 128, 128, 1}, {}});
+  FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  auto const written = dd.get();
+  CHECK(std::none_of(written.begin(), written.end(), [](bf16 v) { return v.bits() == 0xFFFF; }));
 }
 #endif
