@@ -51,7 +51,8 @@ std::vector<host_isa> isas_under_test() {
     }
     for (host_isa const i : out) {
       if (!host_isa_supported(i)) {
-        std::printf("this CPU has no %s: the %s kernel tests are skipped\n", host_isa_name(i), host_isa_name(i));
+        std::printf("this CPU has no %s: the %s kernel tests are skipped\n", host_isa_name(i),
+                    host_isa_name(i));
         std::exit(77);
       }
     }
@@ -518,7 +519,8 @@ std::int64_t kernel_encode_mismatches(host_isa isa, std::vector<In> const& xs, t
   if (s.divide)
     scaling::detail::encode_tiles_kernel<F, true, Clamp>(isa, xs.data(), got.data(), n, tile, sc.data(), sat);
   else
-    scaling::detail::encode_tiles_kernel<F, false, Clamp>(isa, xs.data(), got.data(), n, tile, sc.data(), sat);
+    scaling::detail::encode_tiles_kernel<F, false, Clamp>(isa, xs.data(), got.data(), n, tile, sc.data(),
+                                                          sat);
   std::int64_t bad = 0;
   for (std::size_t i = 0; i < xs.size(); ++i) {
     float const x = to_float(xs[i]);
@@ -556,7 +558,9 @@ void check_kernel_encode(host_isa isa, std::vector<In> const& all, tile_scale s)
 }
 }  // namespace
 
-TEST_CASE("[isa] encode kernels equal float_to_fp8_bits_select on every bf16 input they accept, and random floats") {
+TEST_CASE(
+    "[isa] encode kernels equal float_to_fp8_bits_select on every bf16 input they accept, and random "
+    "floats") {
   std::vector<bfloat16_t> all_bf16;
   for (std::uint32_t b = 0; b < 65536; ++b)
     all_bf16.push_back(bfloat16_t::from_bits(static_cast<std::uint16_t>(b)));
@@ -617,7 +621,9 @@ TEST_CASE("host kernel family: chosen by name, set_host_simd keeps its meaning, 
   set_host_isa(was);
 }
 
-TEST_CASE("[isa] quantize: each kernel family and the portable loops give the same bits (NaN, Inf, overflow, tails)") {
+TEST_CASE(
+    "[isa] quantize: each kernel family and the portable loops give the same bits (NaN, Inf, overflow, "
+    "tails)") {
   // widths hit every tail of the 64 / 32 / 16-element loops; NaN, Inf and huge values land in
   // some tiles only, so plain and non-plain tiles alternate within a row
   host_executor exec;
@@ -1013,11 +1019,8 @@ TEST_CASE(
   };
   // {130, 2600}: two bands, so items are column chunks of a row (chunk edges off the 1024 grid)
   // {1024, 1030}: an output over transpose_stream_min_bytes (non-temporal row stores, 6-column edge)
-  for (auto const& [R, C] : {std::pair<std::int64_t, std::int64_t>{300, 200},
-                             {128, 37},
-                             {77, 129},
-                             {130, 2600},
-                             {1024, 1030}}) {
+  for (auto const& [R, C] :
+       {std::pair<std::int64_t, std::int64_t>{300, 200}, {128, 37}, {77, 129}, {130, 2600}, {1024, 1030}}) {
     // NaN only in the first block of columns (those blocks take the portable loop); Inf and huge
     // values everywhere, so other blocks run the kernel with plain and clamped columns
     auto x = make_input<float>(R * C, 31);
@@ -1360,6 +1363,18 @@ std::int64_t device_vs_host(tensor_recipe const& r, std::vector<In> const& xs, s
   return bad;
 }
 
+/// float and bf16 sources, row-major and MN-major scales (swapped between the two formats).
+void check_device_vs_host(tensor_recipe const& r, std::vector<float> const& xf,
+                          std::vector<bfloat16_t> const& xb, std::int64_t R, std::int64_t C) {
+  if (r.format == element_format::e4m3) {
+    CHECK(device_vs_host<float8_e4m3_t>(r, xf, R, C, false) == 0);
+    CHECK(device_vs_host<float8_e4m3_t>(r, xb, R, C, true) == 0);
+  } else {
+    CHECK(device_vs_host<float8_e5m2_t>(r, xf, R, C, true) == 0);
+    CHECK(device_vs_host<float8_e5m2_t>(r, xb, R, C, false) == 0);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("CUDA quantize / dequantize equal the host path bit for bit (every recipe, float and bf16)") {
@@ -1369,13 +1384,7 @@ TEST_CASE("CUDA quantize / dequantize equal the host path bit for bit (every rec
     for (auto const& nr : all_recipes()) {
       CAPTURE(nr.name);
       CAPTURE(R);
-      if (nr.r.format == element_format::e4m3) {
-        CHECK(device_vs_host<float8_e4m3_t>(nr.r, xf, R, C, false) == 0);
-        CHECK(device_vs_host<float8_e4m3_t>(nr.r, xb, R, C, true) == 0);
-      } else {
-        CHECK(device_vs_host<float8_e5m2_t>(nr.r, xf, R, C, true) == 0);
-        CHECK(device_vs_host<float8_e5m2_t>(nr.r, xb, R, C, false) == 0);
-      }
+      check_device_vs_host(nr.r, xf, xb, R, C);
     }
   }
 }
@@ -1424,4 +1433,56 @@ TEST_CASE("CUDA transpose_requantize equals the host path (high-precision and qu
     CHECK(bad == 0);
   }
 }
+TEST_CASE(
+    "CUDA quantize / dequantize with NaN and +-Inf inputs equal the host path bit for bit (every recipe)") {
+  // scattered NaN / +Inf / -Inf, plus one all-NaN and one all-Inf 128-column tile: the device's amax,
+  // scale and encode see the same non-finite values as the host's (codes and scales compared by bits,
+  // NaN scales as NaN-ness)
+  constexpr std::int64_t R = 130, C = 384;
+  float const nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  auto xf = make_input<float>(R * C, 61);
+  for (std::int64_t i = 0; i < R * C; ++i) {
+    auto& v = xf[static_cast<std::size_t>(i)];
+    if (i % 101 == 5) v = nan;
+    if (i % 211 == 17) v = inf;
+    if (i % 307 == 3) v = -inf;
+  }
+  for (std::int64_t c = 0; c < 128; ++c) {
+    xf[static_cast<std::size_t>(1 * C + c)] = nan;
+    xf[static_cast<std::size_t>(2 * C + 128 + c)] = (c % 2) ? inf : -inf;
+  }
+  std::vector<bfloat16_t> xb(xf.size());
+  for (std::size_t i = 0; i < xf.size(); ++i) xb[i] = bfloat16_t(xf[i]);
+  for (auto const& nr : all_recipes()) {
+    CAPTURE(nr.name);
+    check_device_vs_host(nr.r, xf, xb, R, C);
+  }
+}
 #endif
+
+TEST_CASE(
+    "deepseek_v3_inference: an all-zero tile gives sf = floor/448 and zero codes, where act_quant gives 0 "
+    "and NaN") {
+  // DeepSeek-V3 act_quant: s = amax / 448, y = x / s, no floor: for an all-zero tile s = 0 and
+  // y = 0/0 = NaN. The recipe requires amax_floor >= 1e-35 and clamps amax to it, so the library
+  // reproduces act_quant exactly for tiles with amax >= floor only (docs/scaling.md).
+  tensor_recipe const r{
+      .tile = tile_1x128, .formula = scale_formula::deepseek_v3_inference, .amax_floor = 1e-35f};
+  std::vector<float> x(2 * 128, 0.0f);  // row 0: all zero; row 1: amax 3 (above the floor)
+  for (int c = 0; c < 128; ++c)
+    x[static_cast<std::size_t>(128 + c)] = 3.0f * static_cast<float>(c - 64) / 64.0f;
+  auto const q = quantize<float8_e4m3_t>(host_executor{}, make_matrix(x.data(), 2, 128), r);
+  float const volatile floor_v = 1e-35f, fmax = 448.0f, zero = 0.0f;
+  CHECK(bits(q.scales(0, 0)) == bits(floor_v / fmax));  // sf = floor / 448, not 0
+  for (int c = 0; c < 128; ++c) CHECK(q.data.storage()[static_cast<std::size_t>(c)].bits() == 0x00);
+  float const act_quant_s = zero / fmax;  // what act_quant computes for that tile
+  CHECK(act_quant_s == 0.0f);
+  CHECK(std::isnan(zero / act_quant_s));  // and its codes: cast(0 / 0) = NaN
+  // above the floor: act_quant's s = amax / 448 and q = cast(x / s), bit for bit
+  float const s1 = 3.0f / fmax;
+  CHECK(bits(q.scales(1, 0)) == bits(s1));
+  for (int c = 0; c < 128; ++c) {
+    float const v = x[static_cast<std::size_t>(128 + c)];
+    CHECK(q.data.storage()[static_cast<std::size_t>(128 + c)].bits() == float8_e4m3_t(v / s1).bits());
+  }
+}

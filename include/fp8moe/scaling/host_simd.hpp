@@ -57,11 +57,11 @@ FP8MOE_SCALING_FORCE_INLINE inline void encode_tiles(In const* src, std::uint8_t
       std::int64_t const c0 = t * tile, len = (u * tile < n ? u * tile : n) - c0;
       bool const clamp = mode == simd_encode::clamp;
       if (s[t].divide)
-        (clamp ? encode_tiles_kernel<F, true, true, In> : encode_tiles_kernel<F, true, false, In>)(
-            isa, src + c0, dst + c0, len, tile, s + t, sat);
+        (clamp ? encode_tiles_kernel<F, true, true, In>
+               : encode_tiles_kernel<F, true, false, In>)(isa, src + c0, dst + c0, len, tile, s + t, sat);
       else
-        (clamp ? encode_tiles_kernel<F, false, true, In> : encode_tiles_kernel<F, false, false, In>)(
-            isa, src + c0, dst + c0, len, tile, s + t, sat);
+        (clamp ? encode_tiles_kernel<F, false, true, In>
+               : encode_tiles_kernel<F, false, false, In>)(isa, src + c0, dst + c0, len, tile, s + t, sat);
       t = u;
     }
     return;
@@ -128,11 +128,11 @@ inline void encode_columns(host_isa isa, simd_encode mode, In const* v, float co
   bool const clamp = mode == simd_encode::clamp;
   auto const run = [&](In const* x, float const* kk, std::uint8_t* d, std::int64_t n16) {
     if (isa == host_isa::avx512)
-      (clamp ? encode_columns_avx512<F, Divide, true, In> : encode_columns_avx512<F, Divide, false, In>)(
-          x, kk, d, n16, sat);
+      (clamp ? encode_columns_avx512<F, Divide, true, In>
+             : encode_columns_avx512<F, Divide, false, In>)(x, kk, d, n16, sat);
     else
-      (clamp ? encode_columns_avx2<F, Divide, true, In> : encode_columns_avx2<F, Divide, false, In>)(
-          x, kk, d, n16, sat);
+      (clamp ? encode_columns_avx2<F, Divide, true, In>
+             : encode_columns_avx2<F, Divide, false, In>)(x, kk, d, n16, sat);
   };
   std::int64_t const full = nc / 16 * 16;
   if (full > 0) run(v, k, q, nc / 16);
@@ -143,6 +143,22 @@ inline void encode_columns(host_isa isa, simd_encode mode, In const* v, float co
     run(x, k + full, d, 1);
     std::memcpy(q + full, d, static_cast<std::size_t>(nc - full));
   }
+}
+/// Encodes the block of nr source rows x nc columns (row j at src + j * src_stride, contiguous)
+/// with per-column scales k into dst (row j at dst + j * dst_stride) with the family `isa` in
+/// `mode` (plain or clamp); k must hold ceil(nc / 16) * 16 values.
+template <fp8_format F, bool Divide, class In>
+inline void encode_rows(host_isa isa, simd_encode mode, In const* src, std::int64_t src_stride,
+                        std::int64_t nr, float const* k, std::int64_t nc, std::uint8_t* dst,
+                        std::int64_t dst_stride, saturation sat) {
+  bool const clamp = mode == simd_encode::clamp;
+  if (isa == host_isa::avx2) {
+    (clamp ? encode_rows_avx2<F, Divide, true, In>
+           : encode_rows_avx2<F, Divide, false, In>)(src, src_stride, nr, k, nc, dst, dst_stride, sat);
+    return;
+  }
+  for (std::int64_t j = 0; j < nr; ++j)
+    encode_columns<F, Divide>(isa, mode, src + j * src_stride, k, dst + j * dst_stride, nc, sat);
 }
 #endif
 

@@ -42,66 +42,60 @@ FP8MOE_SCALING_AVX2_TARGET inline __m256i encode8_signed_avx2(__m256i x, __m256 
   return _mm256_or_si256(c, _mm256_srli_epi32(_mm256_xor_si256(x, f), 24));
 }
 
-/// Codes of 16 bf16 (one 256-bit load, scale k): unpacking |x| with zero words gives two float
-/// vectors in in-lane interleaved order, and packus_epi32 of their codes restores element order;
-/// the sign is bit 15 of each input word. Returns 16 codes as 16-bit lanes in element order.
+/// Codes of 16 bf16 (one 256-bit load): unpacking |x| with zero words gives two float vectors in
+/// in-lane interleaved order (elements 0-3, 8-11 and 4-7, 12-15), scaled by k_lo and k_hi in that
+/// order; packus_epi32 of their codes restores element order; the sign is bit 15 of each input
+/// word. Returns 16 codes as 16-bit lanes in element order.
 template <fp8_format F, bool Divide, bool Clamp>
-FP8MOE_SCALING_AVX2_TARGET inline __m256i encode16_bf16_avx2(__m256i x, __m256 k, __m256i over) {
+FP8MOE_SCALING_AVX2_TARGET inline __m256i encode16_bf16_avx2(__m256i x, __m256 k_lo, __m256 k_hi,
+                                                             __m256i over) {
   __m256i const a = _mm256_and_si256(x, _mm256_set1_epi16(0x7FFF));
   __m256i const z = _mm256_setzero_si256();
-  __m256i const c0 = encode8_avx2<F, Divide, Clamp>(_mm256_castsi256_ps(_mm256_unpacklo_epi16(z, a)), k, over);
-  __m256i const c1 = encode8_avx2<F, Divide, Clamp>(_mm256_castsi256_ps(_mm256_unpackhi_epi16(z, a)), k, over);
+  __m256i const c0 =
+      encode8_avx2<F, Divide, Clamp>(_mm256_castsi256_ps(_mm256_unpacklo_epi16(z, a)), k_lo, over);
+  __m256i const c1 =
+      encode8_avx2<F, Divide, Clamp>(_mm256_castsi256_ps(_mm256_unpackhi_epi16(z, a)), k_hi, over);
   __m256i const w = _mm256_packus_epi32(c0, c1);
   return _mm256_or_si256(w, _mm256_and_si256(_mm256_srli_epi16(x, 8), _mm256_set1_epi16(0x80)));
 }
 
-/// 32 codes of 32 elements at src, group g (16 bf16 / 8 floats) with scale k[g], into dst.
+/// 32 codes of 32 elements at src into dst. Scales k[0..3]: float, per lane of the 8-element
+/// groups; bf16, per lane of the two interleaved halves (encode16_bf16_avx2) of each 16.
 template <fp8_format F, bool Divide, bool Clamp, class In>
 FP8MOE_SCALING_AVX2_TARGET inline void encode32_avx2(In const* src, __m256 const* k, __m256i over,
                                                      std::uint8_t* dst) {
   __m256i const* const p = reinterpret_cast<__m256i const*>(src);  // (lambdas lose the target)
   __m256i b;
   if constexpr (std::is_same_v<In, float>) {
-    __m256i const a = _mm256_packus_epi32(encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 0), k[0], over),
-                                          encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 1), k[1], over));
-    __m256i const c = _mm256_packus_epi32(encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 2), k[2], over),
-                                          encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 3), k[3], over));
+    __m256i const a =
+        _mm256_packus_epi32(encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 0), k[0], over),
+                            encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 1), k[1], over));
+    __m256i const c =
+        _mm256_packus_epi32(encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 2), k[2], over),
+                            encode8_signed_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 3), k[3], over));
     // dwords: [0-3, 8-11, 16-19, 24-27 | 4-7, 12-15, 20-23, 28-31]
     b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, c), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
   } else {
-    b = _mm256_packus_epi16(encode16_bf16_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 0), k[0], over),
-                            encode16_bf16_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 1), k[1], over));
+    b = _mm256_packus_epi16(
+        encode16_bf16_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 0), k[0], k[1], over),
+        encode16_bf16_avx2<F, Divide, Clamp>(_mm256_loadu_si256(p + 1), k[2], k[3], over));
     b = _mm256_permute4x64_epi64(b, 0xD8);  // qwords [0-7, 16-23 | 8-15, 24-31] -> element order
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), b);
 }
-
-/// Scale of the group of elements starting at i: the tile containing i (indices only grow), or
-/// one scale for the whole span.
-template <bool Divide>
-struct tile_cursor_avx2 {
-  tile_scale const* s;
-  std::int64_t tile, t = 0, next;
-  FP8MOE_SCALING_AVX2_TARGET __m256 at(std::int64_t i) {
-    while (i >= next) ++t, next += tile;
-    return _mm256_set1_ps(Divide ? s[t].sf : s[t].multiplier);
-  }
-};
-struct one_scale_avx2 {
-  __m256 k;
-  FP8MOE_SCALING_AVX2_TARGET __m256 at(std::int64_t) const { return k; }
-};
 
 /// Encodes elements [begin, end) src -> dst, 32 per step; every group (16 bf16 / 8 floats) must
 /// lie inside one tile. The tail (< 32) goes through a zero-padded copy.
 template <fp8_format F, bool Divide, bool Clamp, class In, class Scale>
 FP8MOE_SCALING_AVX2_TARGET inline void encode_span_avx2(In const* src, std::uint8_t* dst, std::int64_t begin,
                                                         std::int64_t end, Scale& scale, __m256i over) {
-  constexpr int groups = std::is_same_v<In, float> ? 4 : 2, group = 32 / groups;
-  __m256 k[groups];
+  // scale groups: 8 floats, or 16 bf16 (both halves of encode16_bf16_avx2 share the scale)
+  constexpr int group = 8;
+  __m256 k[4];
   std::int64_t i = begin;
   for (; i + 32 <= end; i += 32) {
-    for (int g = 0; g < groups; ++g) k[g] = scale.at(i + g * group);
+    for (int g = 0; g < 4; ++g)
+      k[g] = std::is_same_v<In, float> || g % 2 == 0 ? _mm256_set1_ps(scale.at(i + g * group)) : k[g - 1];
     encode32_avx2<F, Divide, Clamp>(src + i, k, over, dst + i);
   }
   if (i < end) {
@@ -109,7 +103,10 @@ FP8MOE_SCALING_AVX2_TARGET inline void encode_span_avx2(In const* src, std::uint
     alignas(32) In x[32] = {};
     alignas(32) std::uint8_t q[32];
     std::memcpy(x, src + i, static_cast<std::size_t>(r) * sizeof(In));
-    for (int g = 0; g < groups; ++g) k[g] = g * group < r ? scale.at(i + g * group) : k[0];
+    for (int g = 0; g < 4; ++g) {
+      bool const fresh = std::is_same_v<In, float> || g % 2 == 0;
+      k[g] = !fresh ? k[g - 1] : g * group < r ? _mm256_set1_ps(scale.at(i + g * group)) : k[0];
+    }
     encode32_avx2<F, Divide, Clamp>(x, k, over, q);
     std::memcpy(dst + i, q, static_cast<std::size_t>(r));
   }
@@ -123,13 +120,55 @@ FP8MOE_SCALING_AVX2_TARGET void encode_tiles_avx2(In const* src, std::uint8_t* d
   __m256i const over = _mm256_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
   constexpr std::int64_t group = std::is_same_v<In, float> ? 8 : 16;
   if (tile % group == 0) {
-    tile_cursor_avx2<Divide> k{s, tile, 0, tile};
+    tile_cursor<Divide> k{s, tile, 0, tile};
     encode_span_avx2<F, Divide, Clamp>(src, dst, 0, n, k, over);
     return;
   }
   for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
-    one_scale_avx2 k{_mm256_set1_ps(Divide ? s[t].sf : s[t].multiplier)};
+    one_scale k{Divide ? s[t].sf : s[t].multiplier};
     encode_span_avx2<F, Divide, Clamp>(src, dst, c0, c0 + tile < n ? c0 + tile : n, k, over);
+  }
+}
+
+/// Per-column scales k[c0 .. c0+32) as encode32_avx2 takes them for In.
+template <class In>
+FP8MOE_SCALING_AVX2_TARGET inline void column_scales32_avx2(float const* k, __m256* out) {
+  for (int g = 0; g < 4; ++g) out[g] = _mm256_loadu_ps(k + 8 * g);
+  if constexpr (!std::is_same_v<In, float>) {  // halves of each 16: elements 0-3, 8-11 | 4-7, 12-15
+    for (int h = 0; h < 2; ++h) {
+      __m256 const a = out[2 * h], b = out[2 * h + 1];
+      out[2 * h] = _mm256_permute2f128_ps(a, b, 0x20);
+      out[2 * h + 1] = _mm256_permute2f128_ps(a, b, 0x31);
+    }
+  }
+}
+
+/// Encodes the block of nr source rows x nc columns (row j at src + j * src_stride) with
+/// per-column scales k into dst (row j at dst + j * dst_stride): per 32 columns the scales stay
+/// in registers across the rows; the last nc % 32 columns go through a zero-padded copy.
+template <fp8_format F, bool Divide, bool Clamp, class In>
+FP8MOE_SCALING_AVX2_TARGET void encode_rows_avx2(In const* src, std::int64_t src_stride, std::int64_t nr,
+                                                 float const* k, std::int64_t nc, std::uint8_t* dst,
+                                                 std::int64_t dst_stride, saturation sat) {
+  __m256i const over = _mm256_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
+  __m256 kv[4];
+  std::int64_t c = 0;
+  for (; c + 32 <= nc; c += 32) {
+    column_scales32_avx2<In>(k + c, kv);
+    for (std::int64_t j = 0; j < nr; ++j)
+      encode32_avx2<F, Divide, Clamp>(src + j * src_stride + c, kv, over, dst + j * dst_stride + c);
+  }
+  if (c < nc) {
+    alignas(32) float kk[32] = {};
+    std::memcpy(kk, k + c, static_cast<std::size_t>(nc - c) * sizeof(float));
+    column_scales32_avx2<In>(kk, kv);
+    for (std::int64_t j = 0; j < nr; ++j) {
+      alignas(32) In x[32] = {};
+      alignas(32) std::uint8_t q[32];
+      std::memcpy(x, src + j * src_stride + c, static_cast<std::size_t>(nc - c) * sizeof(In));
+      encode32_avx2<F, Divide, Clamp>(x, kv, over, q);
+      std::memcpy(dst + j * dst_stride + c, q, static_cast<std::size_t>(nc - c));
+    }
   }
 }
 
@@ -150,8 +189,9 @@ FP8MOE_SCALING_AVX2_TARGET void encode_columns_avx2(In const* v, float const* k,
       x0 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(lo), 16);
       x1 = _mm256_slli_epi32(_mm256_cvtepu16_epi32(hi), 16);
     }
-    __m256i const w = _mm256_packus_epi32(encode8_signed_avx2<F, Divide, Clamp>(x0, _mm256_loadu_ps(k + i), over),
-                                          encode8_signed_avx2<F, Divide, Clamp>(x1, _mm256_loadu_ps(k + i + 8), over));
+    __m256i const w =
+        _mm256_packus_epi32(encode8_signed_avx2<F, Divide, Clamp>(x0, _mm256_loadu_ps(k + i), over),
+                            encode8_signed_avx2<F, Divide, Clamp>(x1, _mm256_loadu_ps(k + i + 8), over));
     __m256i const b =
         _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w, w), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm256_castsi256_si128(b));
@@ -177,15 +217,19 @@ FP8MOE_SCALING_AVX2_TARGET void amax_tiles_avx2(In const* src, std::int64_t n, s
     __m256i m0 = _mm256_setzero_si256(), m1 = m0;
     std::int64_t i = c0;
     for (; i + 2 * lanes <= end; i += 2 * lanes) {
-      m0 = max_avx2<bf16>(m0, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(src + i)), abs_mask));
-      m1 = max_avx2<bf16>(m1, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(src + i + lanes)),
-                                     abs_mask));
+      m0 = max_avx2<bf16>(
+          m0, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(src + i)), abs_mask));
+      m1 = max_avx2<bf16>(
+          m1,
+          _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(src + i + lanes)), abs_mask));
     }
     if (i < end) {
       alignas(32) In x[2 * lanes] = {};
       std::memcpy(x, src + i, static_cast<std::size_t>(end - i) * sizeof(In));
-      m0 = max_avx2<bf16>(m0, _mm256_and_si256(_mm256_load_si256(reinterpret_cast<__m256i const*>(x)), abs_mask));
-      m1 = max_avx2<bf16>(m1, _mm256_and_si256(_mm256_load_si256(reinterpret_cast<__m256i const*>(x + lanes)), abs_mask));
+      m0 = max_avx2<bf16>(m0,
+                          _mm256_and_si256(_mm256_load_si256(reinterpret_cast<__m256i const*>(x)), abs_mask));
+      m1 = max_avx2<bf16>(
+          m1, _mm256_and_si256(_mm256_load_si256(reinterpret_cast<__m256i const*>(x + lanes)), abs_mask));
     }
     m0 = max_avx2<bf16>(m0, m1);
     __m128i h = bf16 ? _mm_max_epi16(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1))
@@ -209,9 +253,11 @@ FP8MOE_SCALING_AVX2_TARGET inline __m256i decode8_avx2(__m256i c) {
   __m256i const mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7F));
   __m256i v = _mm256_add_epi32(_mm256_slli_epi32(mag, D::shift), _mm256_set1_epi32(D::rebias));
   __m256 const sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(D::sub_step));
-  v = _mm256_blendv_epi8(v, _mm256_castps_si256(sub), _mm256_cmpgt_epi32(_mm256_set1_epi32(D::min_normal_code), mag));
+  v = _mm256_blendv_epi8(v, _mm256_castps_si256(sub),
+                         _mm256_cmpgt_epi32(_mm256_set1_epi32(D::min_normal_code), mag));
   if constexpr (D::inf_code > 0)
-    v = _mm256_blendv_epi8(v, _mm256_set1_epi32(0x7F800000), _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(D::inf_code)));
+    v = _mm256_blendv_epi8(v, _mm256_set1_epi32(0x7F800000),
+                           _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(D::inf_code)));
   v = _mm256_or_si256(v, _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24));
   return _mm256_blendv_epi8(v, _mm256_set1_epi32(0x7FFFFFFF),
                             _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(D::first_nan_code - 1)));
@@ -222,8 +268,10 @@ FP8MOE_SCALING_AVX2_TARGET inline __m256i decode8_avx2(__m256i c) {
 FP8MOE_SCALING_AVX2_TARGET inline __m256i float_to_bf16_avx2(__m256 p) {
   __m256i const u = _mm256_castps_si256(p);
   __m256i const odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  __m256i const t = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd), 16);
-  return _mm256_blendv_epi8(t, _mm256_set1_epi32(0x7FFF), _mm256_castps_si256(_mm256_cmp_ps(p, p, _CMP_UNORD_Q)));
+  __m256i const t =
+      _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd), 16);
+  return _mm256_blendv_epi8(t, _mm256_set1_epi32(0x7FFF),
+                            _mm256_castps_si256(_mm256_cmp_ps(p, p, _CMP_UNORD_Q)));
 }
 
 /// 16 codes at src -> 16 values * sf at dst (Out: float or bf16 bits).
@@ -242,6 +290,43 @@ FP8MOE_SCALING_AVX2_TARGET inline void dequantize16_avx2(std::uint8_t const* src
   }
 }
 
+/// bf16 dequantize of 16 codes (bytes at src) in the 16-bit domain, for a tile whose scale sf is
+/// finite and non-zero and whose k = sf * 2^(127-bias) is finite (exact: a power-of-two
+/// multiple): the code's bits shifted (arithmetic) into a bf16 with the FP8 exponent field and
+/// its sign, times k as float, is decode(code) * sf rounded once, as the portable loop (FP8
+/// subnormals become float denormals here, exact under the default MXCSR). The inf code keeps
+/// inf; NaN codes, the only NaN products with such an sf, give 0x7FFF after rounding.
+template <class T>
+FP8MOE_SCALING_AVX2_TARGET inline void dequantize16_bf16_direct_avx2(std::uint8_t const* src, __m256 k,
+                                                                     std::uint16_t* dst) {
+  using F = typename T::format;
+  using D = decode_constants<T>;
+  constexpr int E = 7 - F::mantissa_bits;  // exponent bits
+  __m256i const w =
+      _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<__m128i const*>(src))), 8);
+  // (w >> (8 - E)) arithmetic copies the sign over the bf16 exponent bits above the FP8 ones
+  __m256i v = _mm256_and_si256(_mm256_srai_epi16(w, 8 - E),
+                               _mm256_set1_epi16(static_cast<short>(0x8000 | (0x7F00 >> (8 - E)))));
+  __m256i const mag = _mm256_and_si256(w, _mm256_set1_epi16(0x7F00));
+  if constexpr (D::inf_code > 0)
+    v = _mm256_blendv_epi8(v,
+                           _mm256_or_si256(_mm256_and_si256(w, _mm256_set1_epi16(static_cast<short>(0x8000))),
+                                           _mm256_set1_epi16(0x7F80)),
+                           _mm256_cmpeq_epi16(mag, _mm256_set1_epi16(static_cast<short>(D::inf_code << 8))));
+  __m256i const nan =
+      _mm256_cmpgt_epi16(mag, _mm256_set1_epi16(static_cast<short>((D::first_nan_code - 1) << 8)));
+  __m256i const z = _mm256_setzero_si256();
+  __m256i const lo = _mm256_castps_si256(_mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(z, v)), k));
+  __m256i const hi = _mm256_castps_si256(_mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(z, v)), k));
+  __m256i const one = _mm256_set1_epi32(1), half = _mm256_set1_epi32(0x7FFF);
+  __m256i const rlo = _mm256_srli_epi32(
+      _mm256_add_epi32(_mm256_add_epi32(lo, half), _mm256_and_si256(_mm256_srli_epi32(lo, 16), one)), 16);
+  __m256i const rhi = _mm256_srli_epi32(
+      _mm256_add_epi32(_mm256_add_epi32(hi, half), _mm256_and_si256(_mm256_srli_epi32(hi, 16), one)), 16);
+  __m256i const b = _mm256_blendv_epi8(_mm256_packus_epi32(rlo, rhi), _mm256_set1_epi16(0x7FFF), nan);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), b);
+}
+
 /// out[i] = Out(decode(q[i]) * sf) (bf16 by RNE, or float) for n contiguous codes in tiles of
 /// `tile`, tile t with scale scales[t * scale_stride]: the same bits as the portable loop
 /// (lut[q] * sf). 16 codes per step, tails through a padded copy.
@@ -253,6 +338,14 @@ FP8MOE_SCALING_AVX2_TARGET void dequantize_tiles_avx2(std::uint8_t const* q, Out
     __m256 const sf = _mm256_set1_ps(scales[t * scale_stride]);
     std::int64_t const end = c0 + tile < n ? c0 + tile : n;
     std::int64_t i = c0;
+    if constexpr (!std::is_same_v<Out, float>) {
+      float const sfs = scales[t * scale_stride];
+      float const k = sfs * decode_constants<T>::unbias;
+      if (sfs != 0.0f && k - k == 0.0f) {  // sf and k finite, sf non-zero
+        for (; i + 16 <= end; i += 16)
+          dequantize16_bf16_direct_avx2<T>(q + i, _mm256_set1_ps(k), reinterpret_cast<std::uint16_t*>(y + i));
+      }
+    }
     for (; i + 16 <= end; i += 16) dequantize16_avx2<T, Out>(q + i, sf, y + i);
     if (i < end) {
       alignas(16) std::uint8_t x[16] = {};

@@ -71,22 +71,6 @@ FP8MOE_SCALING_AVX512_TARGET inline __m512i pack32_avx512(__m512i c0, __m512i c1
     return w;
 }
 
-/// Scale of element i for the encode loops: the tile containing i (indices only grow), or one
-/// scale for the whole span.
-template <bool Divide>
-struct tile_cursor {
-  tile_scale const* s;
-  std::int64_t tile, t = 0, next;
-  FP8MOE_SCALING_AVX512_TARGET __m512 at(std::int64_t i) {
-    while (i >= next) ++t, next += tile;
-    return _mm512_set1_ps(Divide ? s[t].sf : s[t].multiplier);
-  }
-};
-struct one_scale {
-  __m512 k;
-  FP8MOE_SCALING_AVX512_TARGET __m512 at(std::int64_t) const { return k; }
-};
-
 /// Encodes elements [begin, end) src -> dst; `scale.at(i)` gives the scale of the group of
 /// elements starting at i (32 for bf16, whose two 16-lane halves interleave; 16 for float), so every
 /// group must lie inside one tile.
@@ -102,8 +86,8 @@ FP8MOE_SCALING_AVX512_TARGET inline void encode_span_avx512(In const* src, std::
     __mmask32 n0, n1;
     load32_avx512(src + i, f0, f1, n0);
     load32_avx512(src + i + 32, f2, f3, n1);
-    __m512 const k0 = scale.at(i), k1 = bf16 ? k0 : scale.at(i + 16);
-    __m512 const k2 = scale.at(i + 32), k3 = bf16 ? k2 : scale.at(i + 48);
+    __m512 const k0 = _mm512_set1_ps(scale.at(i)), k1 = bf16 ? k0 : _mm512_set1_ps(scale.at(i + 16));
+    __m512 const k2 = _mm512_set1_ps(scale.at(i + 32)), k3 = bf16 ? k2 : _mm512_set1_ps(scale.at(i + 48));
     __m512i const w0 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, k0, over),
                                          encode16_avx512<F, Divide, Clamp>(f1, k1, over));
     __m512i const w1 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f2, k2, over),
@@ -118,7 +102,7 @@ FP8MOE_SCALING_AVX512_TARGET inline void encode_span_avx512(In const* src, std::
     __m512 f0, f1;
     __mmask32 n0;
     load32_avx512(src + i, f0, f1, n0);
-    __m512 const k0 = scale.at(i), k1 = bf16 ? k0 : scale.at(i + 16);
+    __m512 const k0 = _mm512_set1_ps(scale.at(i)), k1 = bf16 ? k0 : _mm512_set1_ps(scale.at(i + 16));
     __m256i b = _mm512_cvtepi16_epi8(pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, k0, over),
                                                        encode16_avx512<F, Divide, Clamp>(f1, k1, over)));
     b = _mm256_mask_blend_epi8(n0, b, _mm256_or_si256(b, _mm512_castsi512_si256(sign)));
@@ -134,7 +118,8 @@ FP8MOE_SCALING_AVX512_TARGET inline void encode_span_avx512(In const* src, std::
       x = _mm512_maskz_loadu_epi32(m, src + i);
     __mmask16 const neg = _mm512_movepi32_mask(x);
     __m512i c = encode16_avx512<F, Divide, Clamp>(
-        _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(0x7FFFFFFF))), scale.at(i), over);
+        _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(0x7FFFFFFF))), _mm512_set1_ps(scale.at(i)),
+        over);
     c = _mm512_mask_or_epi32(c, neg, c, _mm512_set1_epi32(0x80));
     _mm_mask_storeu_epi8(dst + i, m, _mm512_cvtepi32_epi8(c));
   }
@@ -157,7 +142,7 @@ FP8MOE_SCALING_AVX512_TARGET void encode_tiles_avx512(In const* src, std::uint8_
     return;
   }
   for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
-    one_scale k{_mm512_set1_ps(Divide ? s[t].sf : s[t].multiplier)};
+    one_scale k{Divide ? s[t].sf : s[t].multiplier};
     encode_span_avx512<F, Divide, Clamp>(src, dst, c0, c0 + tile < n ? c0 + tile : n, k, over);
   }
 }
@@ -174,8 +159,8 @@ FP8MOE_SCALING_AVX512_TARGET void encode_columns_avx512(In const* v, float const
     if constexpr (std::is_same_v<In, float>)
       x = _mm512_loadu_si512(v + i);
     else
-      x = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(v + i))),
-                            16);
+      x = _mm512_slli_epi32(
+          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(v + i))), 16);
     __mmask16 const neg = _mm512_movepi32_mask(x);
     __m512i c = encode16_avx512<F, Divide, Clamp>(
         _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(0x7FFFFFFF))), _mm512_loadu_ps(k + i),
@@ -305,8 +290,9 @@ FP8MOE_SCALING_AVX512_TARGET inline __m512i decode16_avx512(__m512i c) {
 /// out[i] = decode(q[i]) * sf for n contiguous codes in tiles of `tile`, tile t with scale
 /// scales[t * scale_stride]: the same bits as the portable loop (lut[q] * sf, same operand order).
 template <class T>
-FP8MOE_SCALING_AVX512_TARGET void dequantize_float_tiles_avx512(std::uint8_t const* q, float* y, std::int64_t n,
-                                                                std::int64_t tile, float const* scales,
+FP8MOE_SCALING_AVX512_TARGET void dequantize_float_tiles_avx512(std::uint8_t const* q, float* y,
+                                                                std::int64_t n, std::int64_t tile,
+                                                                float const* scales,
                                                                 std::int64_t scale_stride) {
   for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
     __m512 const sf = _mm512_set1_ps(scales[t * scale_stride]);

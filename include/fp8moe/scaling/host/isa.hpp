@@ -90,8 +90,8 @@ inline host_isa set_host_isa(host_isa i) {
           "host_isa::portable, avx2 or avx512", std::to_string(static_cast<int>(i)));
   if (!host_isa_supported(i))
     throw error(errc::unsupported, std::string(where) + ": argument 'isa': this CPU or build cannot run " +
-                                       host_isa_name(i) + " (best available: " +
-                                       host_isa_name(best_host_isa()) + ")");
+                                       host_isa_name(i) +
+                                       " (best available: " + host_isa_name(best_host_isa()) + ")");
   return detail::host_isa_setting().exchange(i);
 }
 
@@ -137,6 +137,22 @@ FP8MOE_HOST_DEVICE simd_encode simd_encode_mode(std::uint32_t raw_amax_bits, til
                                                                        : simd_encode::clamp;
 }
 
+/// Scale multiplier (or divisor) of element i for the encode loops of both kernel families: the
+/// tile containing i (indices only grow), or one scale for the whole span.
+template <bool Divide>
+struct tile_cursor {
+  tile_scale const* s;
+  std::int64_t tile, t = 0, next;
+  float at(std::int64_t i) {
+    while (i >= next) ++t, next += tile;
+    return Divide ? s[t].sf : s[t].multiplier;
+  }
+};
+struct one_scale {
+  float k;
+  float at(std::int64_t) const { return k; }
+};
+
 /// FP8 encode constants of the integer round-to-nearest-even used by both kernel families (the
 /// formulas of float_to_fp8_bits_select): normal code = (bits + addend + odd) >> shift; below
 /// min_normal, (f + magic) has the code in its low bits.
@@ -159,6 +175,8 @@ struct decode_constants {
   static constexpr int shift = 23 - F::mantissa_bits;
   static constexpr std::int32_t rebias = (127 - F::bias) << 23;
   static constexpr std::int32_t min_normal_code = 1 << F::mantissa_bits;
+  static constexpr float unbias =
+      fp8moe::bit_cast<float>(static_cast<std::uint32_t>(127 + 127 - F::bias) << 23);  // 2^(127-bias)
   static constexpr float sub_step = fp8moe::bit_cast<float>(
       static_cast<std::uint32_t>(127 + 1 - F::bias - F::mantissa_bits) << 23);  // 2^(1-bias-M)
   static constexpr bool has_inf =
