@@ -55,8 +55,29 @@ function(fp8moe_cu_shim out_var source)
   set(${out_var} ${shim} PARENT_SCOPE)
 endfunction()
 
+# fp8moe_example_test(<test name> EXIT <status> REGEX <regex> [LABELS <labels...>] COMMAND <command...>)
+#   A ctest that passes only when the command exits with <status> AND its output matches <regex>
+#   (cmake/fp8moe_run_example.cmake; PASS_REGULAR_EXPRESSION alone would ignore the exit status).
+set(FP8MOE_RUN_EXAMPLE ${CMAKE_CURRENT_LIST_DIR}/fp8moe_run_example.cmake)
+function(fp8moe_example_test name)
+  cmake_parse_arguments(X "" "EXIT;REGEX;WORKING_DIRECTORY" "LABELS;COMMAND" ${ARGN})
+  if(NOT DEFINED X_EXIT)
+    set(X_EXIT 0)
+  endif()
+  if(NOT X_WORKING_DIRECTORY)
+    set(X_WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+  endif()
+  add_test(NAME ${name}
+           COMMAND ${CMAKE_COMMAND} -DEXPECT_EXIT=${X_EXIT} "-DEXPECT_REGEX=${X_REGEX}" -P ${FP8MOE_RUN_EXAMPLE}
+                   -- ${X_COMMAND}
+           WORKING_DIRECTORY ${X_WORKING_DIRECTORY})
+  set(labels example ${X_LABELS})
+  set_tests_properties(${name} PROPERTIES LABELS "${labels}")
+endfunction()
+
 # fp8moe_add_example(<name> SOURCES <files...> [TEST_ARGS <args...>] [PASS_REGEX <regex>])
-#   An example executable; with PASS_REGEX (and tests enabled) it also runs as ctest example.<name>.
+#   An example executable; with PASS_REGEX (and tests enabled) it also runs as ctest example.<name>,
+#   which passes when the example exits 0 and prints a line matching <regex>.
 function(fp8moe_add_example name)
   cmake_parse_arguments(X "" "PASS_REGEX" "SOURCES;TEST_ARGS" ${ARGN})
   add_executable(${name} ${X_SOURCES})
@@ -65,7 +86,6 @@ function(fp8moe_add_example name)
     target_link_libraries(${name} PRIVATE OpenMP::OpenMP_CXX)
   endif()
   if(X_PASS_REGEX AND FP8MOE_BUILD_TESTS)
-    add_test(NAME example.${name} COMMAND ${name} ${X_TEST_ARGS} WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
-    set_tests_properties(example.${name} PROPERTIES LABELS "example" PASS_REGULAR_EXPRESSION "${X_PASS_REGEX}")
+    fp8moe_example_test(example.${name} EXIT 0 REGEX "${X_PASS_REGEX}" COMMAND $<TARGET_FILE:${name}> ${X_TEST_ARGS})
   endif()
 endfunction()

@@ -289,6 +289,12 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
   auto slot_row = [&](std::int64_t t, std::int64_t j) {
     return static_cast<std::int64_t>(p.slot_row[t * k + j]);
   };
+  // f(t, j, expert, permuted row) for every slot routed to a local expert
+  auto for_each_slot = [&](auto&& f) {
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t j = 0; j < k; ++j)
+        if (P.ids[t * k + j] >= 0) f(t, j, static_cast<std::int64_t>(P.ids[t * k + j]), slot_row(t, j));
+  };
   // ---- forward
   std::vector<double> yref(static_cast<std::size_t>(M * H), 0.0), ybound(yref.size(), 0.0);
   {
@@ -297,33 +303,25 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
     for (std::int64_t r = 0; r < M; ++r)
       if (p.row_token[r] < 0)
         for (std::int64_t c = 0; c < 2 * I; ++c) h13c(st.h13.view()(r, c), 0.0, 0.0);  // padding rows are 0
-    for (std::int64_t t = 0; t < T; ++t)
-      for (std::int64_t j = 0; j < k; ++j) {
-        int const e = P.ids[t * k + j];
-        if (e < 0) continue;
-        auto const row = slot_row(t, j);
-        for (std::int64_t c = 0; c < 2 * I; ++c) {
-          auto const d = dot(&xq[t * H], &W13[(e * 2 * I + c) * H], H);
-          h13c(st.h13.view()(row, c), d.v, gemm_gamma(H) * d.mag);
-        }
-        for (std::int64_t i = 0; i < I; ++i) {
-          double const ref = swiglu_d(st.h13.view()(row, i), st.h13.view()(row, I + i));
-          actc(st.act.view()(row, i), ref, 8 * u32 * std::abs(ref));
-        }
+    for_each_slot([&](std::int64_t t, std::int64_t, std::int64_t e, std::int64_t row) {
+      for (std::int64_t c = 0; c < 2 * I; ++c) {
+        auto const d = dot(&xq[t * H], &W13[(e * 2 * I + c) * H], H);
+        h13c(st.h13.view()(row, c), d.v, gemm_gamma(H) * d.mag);
       }
+      for (std::int64_t i = 0; i < I; ++i) {
+        double const ref = swiglu_d(st.h13.view()(row, i), st.h13.view()(row, I + i));
+        actc(st.act.view()(row, i), ref, 8 * u32 * std::abs(ref));
+      }
+    });
     auto const actq = qdeq(st.act.data(), M, I, cfg.activation);  // the path's FP32 SwiGLU output
-    for (std::int64_t t = 0; t < T; ++t)
-      for (std::int64_t j = 0; j < k; ++j) {
-        int const e = P.ids[t * k + j];
-        if (e < 0) continue;
-        auto const row = slot_row(t, j);
-        for (std::int64_t h = 0; h < H; ++h) {
-          auto const d = dot(&actq[row * I], &W2[(e * H + h) * I], I);
-          yref[row * H + h] = d.v;
-          ybound[row * H + h] = gemm_gamma(I) * d.mag;
-          yc(st.y.view()(row, h), d.v, ybound[row * H + h]);
-        }
+    for_each_slot([&](std::int64_t, std::int64_t, std::int64_t e, std::int64_t row) {
+      for (std::int64_t h = 0; h < H; ++h) {
+        auto const d = dot(&actq[row * I], &W2[(e * H + h) * I], I);
+        yref[row * H + h] = d.v;
+        ybound[row * H + h] = gemm_gamma(I) * d.mag;
+        yc(st.y.view()(row, h), d.v, ybound[row * H + h]);
       }
+    });
   }
   std::vector<double> sref(static_cast<std::size_t>(T * H), 0.0), sbound(sref.size(), 0.0);
   if (Is > 0) {
@@ -366,14 +364,11 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
   if (!dout) return;
   // ---- backward
   auto const& g = *dout;
-  auto const tile = cfg.gradient.tile;
-  (void)tile;
   // combine backward: dY(row) = w * dout(t) in FP32 (the same single rounding as the path)
   std::vector<float> dy(static_cast<std::size_t>(M * H), 0.0f);
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t j = 0; j < k; ++j)
-      if (P.ids[t * k + j] >= 0)
-        for (std::int64_t h = 0; h < H; ++h) dy[slot_row(t, j) * H + h] = P.weights[t * k + j] * g[t * H + h];
+  for_each_slot([&](std::int64_t t, std::int64_t j, std::int64_t, std::int64_t row) {
+    for (std::int64_t h = 0; h < H; ++h) dy[row * H + h] = P.weights[t * k + j] * g[t * H + h];
+  });
   auto const dyq_lib = scaling::quantize(
       host_executor{}, matrix_view<float const>(make_matrix(dy.data(), M, H)), cfg.gradient);
   auto const dyq = exact(dyq_lib);
@@ -403,18 +398,14 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
   auto const dh13q = qdeq(dh13.data(), M, 2 * I, cfg.gradient);
   std::vector<double> dxref(static_cast<std::size_t>(T * H), 0.0), dxbound(dxref.size(), 0.0),
       dxmag(dxref.size(), 0.0);
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t j = 0; j < k; ++j) {
-      int const e = P.ids[t * k + j];
-      if (e < 0) continue;
-      auto const row = slot_row(t, j);
-      for (std::int64_t h = 0; h < H; ++h) {
-        auto const d = dot(&dh13q[row * 2 * I], &W13[e * 2 * I * H + h], 2 * I, 1, H);
-        dxref[t * H + h] += d.v;
-        dxmag[t * H + h] += std::abs(d.v);
-        dxbound[t * H + h] += gemm_gamma(2 * I) * d.mag;
-      }
+  for_each_slot([&](std::int64_t t, std::int64_t, std::int64_t e, std::int64_t row) {
+    for (std::int64_t h = 0; h < H; ++h) {
+      auto const d = dot(&dh13q[row * 2 * I], &W13[e * 2 * I * H + h], 2 * I, 1, H);
+      dxref[t * H + h] += d.v;
+      dxmag[t * H + h] += std::abs(d.v);
+      dxbound[t * H + h] += gemm_gamma(2 * I) * d.mag;
     }
+  });
   std::vector<float> dsh13(static_cast<std::size_t>(T * 2 * Is), 0.0f);
   if (Is > 0) {
     auto const doq_lib = scaling::quantize(

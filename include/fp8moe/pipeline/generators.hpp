@@ -215,7 +215,9 @@ inline void repair_for_stream_groups(schedule& s) {
 /// turnaround) exchange locally, without transfers. Existing transfers are dropped first.
 ///  delay_sends (default): each RECV sits right before its consumer; a SEND follows its producer, or
 ///    a later compute when an earlier-consumed tensor to the same peer is produced later (the
-///    deepseek-ai/DualPipe placement). Deadlock-free for every generator under both transfer models.
+///    deepseek-ai/DualPipe placement). Deadlock-free for every generator under the async model;
+///    under stream_groups not for DualPipe with PP >= 8 or DualPipeV with >= 4 ranks (checked by
+///    check(s, transfer_model::stream_groups); the CUDA executor re-lowers those with rendezvous).
 ///  hoist_receives: each SEND right after its producer; RECVs hoisted ahead of their consumer where
 ///    needed (PyTorch's _add_send_recv style). Deadlock-free only under transfer_model::async.
 ///  rendezvous: built by running the ranks jointly; a transfer is placed, on both sides at once, when
