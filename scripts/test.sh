@@ -9,7 +9,7 @@
 #     the packaging/compile-fail/format tests (they run cmake and the compiler, not our code);
 #   TSan (OpenMP off: libgomp is not instrumented): the tests that call ops from several threads,
 #     test_pipeline_executor (threads as ranks), test_ep (buffer_pool from four threads), test_comm.
-# Time on the 2-core machine (docs/testing.md): about 22 minutes in all, 14.5 of them the sanitizer
+# Time on the 2-core machine (docs/testing.md): about 22 minutes in all, 13 of them the sanitizer
 # passes from scratch; CI limit 45.
 #   scripts/test.sh                               # everything
 #   FP8MOE_TEST_ARGS="-L mpi" scripts/test.sh     # pass extra arguments to the main ctest run
