@@ -144,8 +144,12 @@ class host_matrix {
   T const& operator()(std::int64_t r, std::int64_t c) const {
     return data_[static_cast<std::size_t>(r * cols_ + c)];
   }
-  matrix_view<T> view() { return make_matrix(data_.data(), rows_, cols_); }
-  matrix_view<T const> view() const { return make_matrix(data_.data(), rows_, cols_); }
+  matrix_view<T> view() & { return make_matrix(data_.data(), rows_, cols_); }
+  matrix_view<T const> view() const& { return make_matrix(data_.data(), rows_, cols_); }
+  /// The view of a temporary would dangle once the statement ends (`auto v = f().view();`): keep
+  /// the owner in a variable first. (Passing `f().view()` straight into a call is refused too.)
+  void view() && = delete;
+  void view() const&& = delete;
 
  private:
   static std::size_t checked_size(std::int64_t rows, std::int64_t cols) {  // validates before allocating

@@ -287,6 +287,15 @@ void check_scales(quantized_matrix_view<T const> const& q, char const* where, ch
   require(s.row_stride >= 0 && s.col_stride >= 0 && (s.rows == 1 || s.row_stride > 0) &&
               (s.cols == 1 || s.col_stride > 0),
           where, arg, "non-negative scale strides", num(s.row_stride) + "," + num(s.col_stride));
+  // Distinct elements, as quantize requires of the scales it writes: rows (or columns) must not
+  // overlap, e.g. row-major scales need row_stride >= cols.
+  bool const distinct = s.rows == 1 || s.cols == 1 || s.row_stride >= s.col_stride * s.cols ||
+                        s.col_stride >= s.row_stride * s.rows;
+  require(distinct, where, arg,
+          "scale strides whose rows do not overlap (row_stride >= cols * col_stride, or col_stride >= rows * "
+          "row_stride; " +
+              num(s.rows) + "x" + num(s.cols) + " scales)",
+          "row_stride " + num(s.row_stride) + ", col_stride " + num(s.col_stride));
 }
 
 /// Output / accumulator matrix: row-major, 16-byte aligned pointer and row stride.
@@ -351,7 +360,10 @@ template <class TA, class TB, class TD>
 void validate(grouped_contiguous<TA, TB, TD> const& p, gemm_options const& o = {}) {
   constexpr char const* where = "fp8moe::gemm::grouped_gemm(contiguous)";
   detail::check_options(o, where);
-  require(p.m_align > 0, where, "m_align", "a positive row alignment", detail::num(p.m_align));
+  // The same rule on every executor: the device kernels put one expert in each 64-row M tile.
+  require(p.m_align > 0 && p.m_align % 64 == 0, where, "m_align",
+          "a positive multiple of 64 (one expert per 64-row tile, on every executor)",
+          detail::num(p.m_align));
   detail::check_fp8_data(p.a.data, false, where, "a");
   require(p.b.batches() >= 0, where, "b", "a non-negative group count", detail::num(p.b.batches()));
   require(p.b.cols() == p.a.cols(), where, "b",

@@ -108,7 +108,9 @@ class host_permute_plan {
   host_permute_plan& operator=(host_permute_plan&&) = default;
   host_permute_plan(host_permute_plan const&) = delete;
 
-  permute_plan const& view() const { return p_; }
+  permute_plan const& view() const& { return p_; }
+  /// A plan view of a temporary would dangle once the statement ends: keep the owner first.
+  void view() const&& = delete;
   std::int64_t rows_in_use() const { return expert_offset_.empty() ? 0 : expert_offset_.back(); }
   std::vector<std::int32_t> const& row_token() const { return row_token_; }
   std::vector<std::int32_t> const& row_slot() const { return row_slot_; }

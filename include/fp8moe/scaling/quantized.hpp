@@ -74,8 +74,12 @@ struct quantized_matrix {
   quantized_matrix(std::int64_t rows, std::int64_t cols, tile_shape t)
       : data(rows, cols), scales(scale_rows(t, rows), scale_cols(t, cols)), tile(t) {}
 
-  quantized_matrix_view<T> view() { return {data.view(), scales.view(), tile}; }
-  quantized_matrix_view<T const> view() const { return {data.view(), scales.view(), tile}; }
+  quantized_matrix_view<T> view() & { return {data.view(), scales.view(), tile}; }
+  quantized_matrix_view<T const> view() const& { return {data.view(), scales.view(), tile}; }
+  /// The view of a temporary would dangle once the statement ends (`auto v = quantize(...).view();`):
+  /// keep the quantized_matrix in a variable first.
+  void view() && = delete;
+  void view() const&& = delete;
 };
 
 }  // namespace fp8moe::scaling

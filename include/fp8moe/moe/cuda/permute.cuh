@@ -316,7 +316,9 @@ class cuda_permute_plan {
     cudaFree(arrays_);
     cudaFree(ws_.data);
   }
-  permute_plan const& view() const { return p_; }
+  permute_plan const& view() const& { return p_; }
+  /// A plan view of a temporary would dangle once the statement ends: keep the owner first.
+  void view() const&& = delete;
   device_workspace workspace() const { return ws_; }
 
  private:
