@@ -2,7 +2,7 @@
 # The library targets. Header sets are globbed by location:
 #   include/fp8moe/**/*.hpp outside any cuda/ folder      -> fp8moe::fp8moe (host compiler only)
 #   include/fp8moe/**/cuda/*.hpp                          -> fp8moe::cuda   (needs CUDA runtime headers)
-#   include/fp8moe/**/cuda/*.cuh                          -> fp8moe::cuda, file set `device` (nvcc only)
+#   include/fp8moe/**/cuda/*.cuh, include/fp8moe/cuda.hpp -> fp8moe::cuda, file set `device` (nvcc only)
 #   include/fp8moe/comm/mpi*.hpp,  moe/mpi*.hpp            -> fp8moe::mpi
 #   include/fp8moe/comm/nccl*.hpp                         -> fp8moe::nccl
 set(_inc ${PROJECT_SOURCE_DIR}/include)
@@ -12,6 +12,8 @@ set(_core_hpp)
 set(_cuda_hpp)
 set(_mpi_hpp)
 set(_nccl_hpp)
+list(REMOVE_ITEM _all_hpp include/fp8moe/cuda.hpp)  # the nvcc-only umbrella
+list(APPEND _all_cuh include/fp8moe/cuda.hpp)
 foreach(h IN LISTS _all_hpp)
   if(h MATCHES "/cuda/")
     list(APPEND _cuda_hpp ${h})

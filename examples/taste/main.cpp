@@ -27,7 +27,7 @@ int main() {
   auto bias = fm::vector_view<float const>(fm::make_vector(bs.data(), E));           // (E)
 
   // ---- README snippet begins
-  fm::host_executor exec;                            // or fm::cuda_executor{stream} (nvcc; <module>/cuda/)
+  fm::host_executor exec;                            // or fm::cuda_executor{stream} (nvcc; <fp8moe/cuda.hpp>)
   constexpr auto recipe = fm::scaling::deepseek_v3;  // 1x128 activations, 128x128 weights, fp32 scales
   auto xq = fm::scaling::quantize(exec, x,
                                   recipe.activation);  // x (T,H) bf16/float -> FP8 (T,H) + scales (T,H/128)

@@ -47,6 +47,8 @@
 
 #if defined(__CUDA_ARCH__)
 #define FP8MOE_UNROLL FP8MOE_PRAGMA(unroll)
+#elif defined(__CUDACC__)
+#define FP8MOE_UNROLL  // nvcc's host pass: it warns on GCC's pragma and passes its own to GCC, which warns
 #elif defined(__clang__)
 #define FP8MOE_UNROLL FP8MOE_PRAGMA(clang loop unroll(enable))
 #elif defined(__GNUC__)
