@@ -28,8 +28,12 @@ int main() {
   auto xq = fm::scaling::quantize(exec, x, recipe.activation);
   auto wq = fm::scaling::quantize(exec, w, recipe.weight);
   fm::gemm::fp8_gemm(exec, xq.view(), wq.view(), y);
-  constexpr fm::moe::router_config rc{.experts = 32, .groups = 4, .topk_groups = 2, .k = 4,
-                                      .score = fm::moe::score::sigmoid, .route_scale = 2.5f};
+  constexpr fm::moe::router_config rc{.experts = 32,
+                                      .groups = 4,
+                                      .topk_groups = 2,
+                                      .k = 4,
+                                      .score = fm::moe::score::sigmoid,
+                                      .route_scale = 2.5f};
   auto r = fm::moe::route(exec, rc, logits, bias);
   auto p = fm::moe::permute(exec, xq.view(), r, fm::moe::contiguous{.m_align = 128});
   auto s = fm::pipeline::dualpipe({.ranks = 4, .microbatches = 8});

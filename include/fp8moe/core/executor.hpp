@@ -35,7 +35,9 @@ namespace fp8moe {
 
 namespace detail {
 /// q() when the (possibly weak) function q is linked, else 1.
-inline int call_if_linked(int (*q)()) { return q != nullptr ? q() : 1; }
+inline int call_if_linked(int (*q)()) {
+  return q != nullptr ? q() : 1;
+}
 
 /// omp_get_max_threads() of the OpenMP runtime linked into the program, 1 when there is none.
 /// Decided by the linker (a weak reference), not by `_OPENMP`, so this inline function has the same

@@ -30,7 +30,8 @@ int main() {
   check("nvcc unit, threads = 5", fp8moe_odr_threads_cuda_explicit(), 5);
 #endif
   if (want != 3) {
-    std::printf("run with OMP_NUM_THREADS=3 (got %d): the check needs a count other than the default\n", want);
+    std::printf("run with OMP_NUM_THREADS=3 (got %d): the check needs a count other than the default\n",
+                want);
     ++fails;
   }
   std::printf(fails == 0 ? "host_executor agrees across translation units\n" : "MISMATCH\n");

@@ -3,5 +3,9 @@
 // OpenMP translation unit of the same program.
 #include <fp8moe/core/executor.hpp>
 
-int fp8moe_odr_threads_plain() { return fp8moe::host_executor{}.num_threads(); }
-int fp8moe_odr_threads_plain_explicit() { return fp8moe::host_executor{.threads = 5}.num_threads(); }
+int fp8moe_odr_threads_plain() {
+  return fp8moe::host_executor{}.num_threads();
+}
+int fp8moe_odr_threads_plain_explicit() {
+  return fp8moe::host_executor{.threads = 5}.num_threads();
+}
