@@ -146,7 +146,7 @@ inline void encode_columns(host_isa isa, simd_encode mode, In const* v, float co
 }
 /// Encodes the block of nr source rows x nc columns (row j at src + j * src_stride, contiguous)
 /// with per-column scales k into dst (row j at dst + j * dst_stride) with the family `isa` in
-/// `mode` (plain or clamp); k must hold ceil(nc / 16) * 16 values.
+/// `mode` (plain or clamp); nc <= 128, k must hold ceil(nc / 16) * 16 values.
 template <fp8_format F, bool Divide, class In>
 inline void encode_rows(host_isa isa, simd_encode mode, In const* src, std::int64_t src_stride,
                         std::int64_t nr, float const* k, std::int64_t nc, std::uint8_t* dst,

@@ -144,30 +144,31 @@ FP8MOE_SCALING_AVX2_TARGET inline void column_scales32_avx2(float const* k, __m2
 }
 
 /// Encodes the block of nr source rows x nc columns (row j at src + j * src_stride) with
-/// per-column scales k into dst (row j at dst + j * dst_stride): per 32 columns the scales stay
-/// in registers across the rows; the last nc % 32 columns go through a zero-padded copy.
+/// per-column scales k into dst (row j at dst + j * dst_stride), nc <= 128: the scales are
+/// arranged once per block (encode32_avx2 order), then each row streams through its columns (a
+/// row outer loop: the source is read sequentially, rows 'src_stride' apart); the last nc % 32
+/// columns go through a zero-padded copy.
 template <fp8_format F, bool Divide, bool Clamp, class In>
 FP8MOE_SCALING_AVX2_TARGET void encode_rows_avx2(In const* src, std::int64_t src_stride, std::int64_t nr,
                                                  float const* k, std::int64_t nc, std::uint8_t* dst,
                                                  std::int64_t dst_stride, saturation sat) {
   __m256i const over = _mm256_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
-  __m256 kv[4];
-  std::int64_t c = 0;
-  for (; c + 32 <= nc; c += 32) {
-    column_scales32_avx2<In>(k + c, kv);
-    for (std::int64_t j = 0; j < nr; ++j)
-      encode32_avx2<F, Divide, Clamp>(src + j * src_stride + c, kv, over, dst + j * dst_stride + c);
-  }
-  if (c < nc) {
-    alignas(32) float kk[32] = {};
-    std::memcpy(kk, k + c, static_cast<std::size_t>(nc - c) * sizeof(float));
-    column_scales32_avx2<In>(kk, kv);
-    for (std::int64_t j = 0; j < nr; ++j) {
+  alignas(32) float kk[128] = {};
+  std::memcpy(kk, k, static_cast<std::size_t>(nc) * sizeof(float));
+  __m256 kv[4][4];
+  std::int64_t const full = nc / 32 * 32;
+  for (std::int64_t c = 0; c < nc; c += 32) column_scales32_avx2<In>(kk + c, kv[c / 32]);
+  for (std::int64_t j = 0; j < nr; ++j) {
+    In const* const s = src + j * src_stride;
+    std::uint8_t* const d = dst + j * dst_stride;
+    for (std::int64_t c = 0; c < full; c += 32)
+      encode32_avx2<F, Divide, Clamp>(s + c, kv[c / 32], over, d + c);
+    if (full < nc) {
       alignas(32) In x[32] = {};
       alignas(32) std::uint8_t q[32];
-      std::memcpy(x, src + j * src_stride + c, static_cast<std::size_t>(nc - c) * sizeof(In));
-      encode32_avx2<F, Divide, Clamp>(x, kv, over, q);
-      std::memcpy(dst + j * dst_stride + c, q, static_cast<std::size_t>(nc - c));
+      std::memcpy(x, s + full, static_cast<std::size_t>(nc - full) * sizeof(In));
+      encode32_avx2<F, Divide, Clamp>(x, kv[full / 32], over, q);
+      std::memcpy(d + full, q, static_cast<std::size_t>(nc - full));
     }
   }
 }
