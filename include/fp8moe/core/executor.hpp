@@ -20,7 +20,9 @@
 /// The OpenMP runtime's omp_get_max_threads, declared under a name of our own (so it never clashes
 /// with <omp.h>'s declaration, whichever is seen first). In a unit built without OpenMP it is a
 /// weak reference: null when no unit of the program (or of the shared library holding this code)
-/// links an OpenMP runtime.
+/// links an OpenMP runtime. (The weak binding is per unit and per symbol: in such a unit a direct
+/// call of omp_get_max_threads() is weak too, so a program that calls it only from units built
+/// without OpenMP must still link the runtime through some unit built with it, as -fopenmp does.)
 extern "C" int fp8moe_detail_omp_get_max_threads() __asm__(
     FP8MOE_DETAIL_STR(__USER_LABEL_PREFIX__) "omp_get_max_threads") FP8MOE_DETAIL_OMP_WEAK;
 #define FP8MOE_HAS_WEAK_OPENMP_QUERY 1
