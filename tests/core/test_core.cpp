@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "fp8moe/core/dispatch.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/math.hpp"
@@ -108,3 +109,25 @@ TEST_CASE("FP8MOE_CUDA_CHECK names the failing call") {
   }
 }
 #endif
+
+namespace dispatch_probe {
+template <class Exec>
+struct dispatch;  // a module's primary template: undefined
+template <>
+struct dispatch<fp8moe::host_executor> {
+  static int run(fp8moe::host_executor const& e, int x) { return x + e.num_threads() * 0; }
+};
+template <fp8moe::executor Exec>
+int run(Exec const& exec, int x) {
+  static_assert(fp8moe::has_dispatch<dispatch<fp8moe::executor_t<Exec>>>, "probe: include the path's header");
+  return dispatch<fp8moe::executor_t<Exec>>::run(exec, x);
+}
+}  // namespace dispatch_probe
+
+TEST_CASE("has_dispatch: a defined specialisation is found, an undefined one is not") {
+  CHECK(dispatch_probe::run(fp8moe::host_executor{}, 41) == 41);
+  static_assert(fp8moe::has_dispatch<dispatch_probe::dispatch<fp8moe::host_executor>>);
+  struct other_executor {};
+  static_assert(!fp8moe::has_dispatch<dispatch_probe::dispatch<other_executor>>);
+  static_assert(std::is_same_v<fp8moe::executor_t<fp8moe::host_executor const&>, fp8moe::host_executor>);
+}
