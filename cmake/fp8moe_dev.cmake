@@ -29,6 +29,18 @@ if(FP8MOE_ENABLE_MPI)
 endif()
 message(STATUS "fp8moe: MPI targets ${FP8MOE_HAVE_MPI}")
 
+# A CBLAS (OpenBLAS here) for host nn::matmul in our own tests: such targets link BLAS::BLAS and
+# define FP8MOE_HAVE_BLAS=1 (a consumer opts in the same way; see docs/nn.md).
+option(FP8MOE_ENABLE_BLAS "Route host nn::matmul (float) of our own tests through CBLAS sgemm when found" ON)
+set(FP8MOE_HAVE_BLAS OFF)
+if(FP8MOE_ENABLE_BLAS)
+  find_package(BLAS QUIET)
+  if(BLAS_FOUND)
+    set(FP8MOE_HAVE_BLAS ON)
+  endif()
+endif()
+message(STATUS "fp8moe: CBLAS for nn::matmul ${FP8MOE_HAVE_BLAS}")
+
 # Warnings for our own code only (never exported)
 add_library(fp8moe_warnings INTERFACE)
 target_compile_options(fp8moe_warnings INTERFACE

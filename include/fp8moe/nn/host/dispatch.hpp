@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// nn::dispatch<host_executor>: the host path of every nn primitive (matmul, SwiGLU, add, the FP8
+// weight in the layout the dgrad GEMM reads, scratch allocation). OpenMP over rows where it pays;
+// outputs are overwritten; nothing here allocates except allocate().
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "fp8moe/config.hpp"
+#include "fp8moe/core/executor.hpp"
+#include "fp8moe/core/view.hpp"
+#include "fp8moe/gemm/problem.hpp"
+#include "fp8moe/nn/activation.hpp"
+#include "fp8moe/nn/dispatch.hpp"
+#include "fp8moe/nn/host/matmul.hpp"
+#include "fp8moe/nn/workspace.hpp"
+
+namespace fp8moe::nn {
+
+/// Owning host scratch returned by dispatch<host_executor>::allocate.
+struct host_scratch {
+  std::vector<std::byte> bytes;
+  std::span<std::byte> span() & { return {bytes.data(), bytes.size()}; }
+};
+
+template <>
+struct dispatch<host_executor> {
+  // ---- matmul
+  static std::size_t matmul_workspace_bytes(host_executor const& exec, matmul_shape s) {
+    return static_cast<std::size_t>(host::scratch_for(s, exec.num_threads()).floats()) * sizeof(float);
+  }
+  template <class TI, class TD>
+  static void matmul(host_executor const& exec, matrix_view<TI const> a, matrix_view<TI const> b,
+                     matrix_view<TD> d, matmul_options const& o, std::span<std::byte> ws) {
+#if defined(FP8MOE_HAVE_BLAS) && FP8MOE_HAVE_BLAS
+    if constexpr (std::is_same_v<TI, float> && std::is_same_v<TD, float>) {
+      (void)exec, (void)ws;
+      host::matmul_blas(a, b, d, o);
+      return;
+    }
+#endif
+    host::matmul_blocked(exec, a, b, d, o, reinterpret_cast<float*>(ws.data()));
+  }
+
+  // ---- element-wise
+  /// act (R,I) = swiglu(h (R,0:I), h (R,I:2I)).
+  template <class Out>
+  static void swiglu(host_executor const& exec, matrix_view<float const> h, matrix_view<Out> act) {
+    std::int64_t const I = act.cols;
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#endif
+    for (std::int64_t r = 0; r < act.rows; ++r)
+      for (std::int64_t i = 0; i < I; ++i) act(r, i) = static_cast<Out>(nn::swiglu(h(r, i), h(r, I + i)));
+    (void)exec;
+  }
+  /// dh (R,2I) = the gradient of swiglu at h (R,2I) given dact (R,I).
+  static void swiglu_backward(host_executor const& exec, matrix_view<float const> h,
+                              matrix_view<float const> dact, matrix_view<float> dh) {
+    std::int64_t const I = dact.cols;
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#endif
+    for (std::int64_t r = 0; r < dact.rows; ++r)
+      for (std::int64_t i = 0; i < I; ++i)
+        nn::swiglu_backward(h(r, i), h(r, I + i), dact(r, i), dh(r, i), dh(r, I + i));
+    (void)exec;
+  }
+  /// out = a + b (element-wise, rounded once to Out).
+  template <class Out>
+  static void add(host_executor const& exec, matrix_view<float const> a, matrix_view<float const> b,
+                  matrix_view<Out> out) {
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#endif
+    for (std::int64_t r = 0; r < out.rows; ++r)
+      for (std::int64_t c = 0; c < out.cols; ++c) out(r, c) = static_cast<Out>(a(r, c) + b(r, c));
+    (void)exec;
+  }
+  /// v = 0.
+  static void fill_zero(host_executor const&, batched_matrix_view<float> v) {
+    for (std::int64_t e = 0; e < v.batches; ++e)
+      for (std::int64_t r = 0; r < v.rows; ++r)
+        for (std::int64_t c = 0; c < v.cols; ++c) v(e, r, c) = 0.0f;
+  }
+
+  // ---- FP8 weights as the dgrad GEMM's B operand: W (R,C) read as W^T (C,R). The host GEMM reads
+  // MN-major B, so this is a strided view of W itself (no copy, no workspace).
+  template <class W>
+  static scaling::quantized_matrix_view<W const> transposed_weight(host_executor const&,
+                                                                   scaling::quantized_matrix_view<W const> w,
+                                                                   workspace_arena&) {
+    return gemm::transposed(w);
+  }
+  template <class W>
+  static gemm::quantized_batched_view<W const> transposed_weight(host_executor const&,
+                                                                 gemm::quantized_batched_view<W const> w,
+                                                                 workspace_arena&) {
+    auto const& d = w.data;
+    auto const& s = w.scales;
+    return {{d.data, d.batches, d.cols, d.rows, d.batch_stride, d.col_stride, d.row_stride},
+            {s.data, s.batches, s.cols, s.rows, s.batch_stride, s.col_stride, s.row_stride},
+            {w.tile.cols, w.tile.rows}};
+  }
+
+  // ---- memory
+  /// n int32 values from memory of this executor into host memory (here: a copy).
+  static void copy_to_host(host_executor const&, std::int32_t const* src, std::int64_t n, std::int32_t* dst) {
+    if (n > 0) std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(std::int32_t));
+  }
+  /// Owning scratch of `bytes` for the allocating conveniences.
+  static host_scratch allocate(host_executor const&, std::size_t bytes) {
+    return {std::vector<std::byte>(bytes)};
+  }
+};
+
+}  // namespace fp8moe::nn
