@@ -25,7 +25,7 @@
 #include "fp8moe/comm/mpi_communicator.hpp"
 #include "fp8moe/comm/mpi_shared_buffer.hpp"
 #include "fp8moe/fp8moe.hpp"
-#include "fp8moe/moe/mpi_shared_dispatch.hpp"
+#include "fp8moe/moe/expert_parallel/mpi_shared.hpp"
 
 namespace fm = fp8moe;
 namespace moe = fp8moe::moe;

@@ -16,7 +16,7 @@
 #include "fp8moe/numeric/numeric.hpp"
 #if FP8MOE_CUDA_COMPILER
 #include "fp8moe/comm/single_communicator.hpp"
-#include "fp8moe/moe/cuda/dispatch.cuh"
+#include "fp8moe/moe/expert_parallel/cuda/dispatch.cuh"
 #endif
 
 using namespace fp8moe;

@@ -28,12 +28,17 @@ inline std::string mpi_error_text(int rc) {
   return std::string(buf, static_cast<std::size_t>(len));
 }
 
-/// Throws errc::communication: "<call> failed on rank r of n (<peers>): <MPI text>".
+}  // namespace detail
+
+/// Throws errc::communication: "<call> failed on rank r of n (<peers>): <MPI text>". Public for code
+/// that calls MPI itself beside a communicator (e.g. on mpi_shared_buffer::native()).
 inline void mpi_check(int rc, char const* call, int rank, int size, std::string_view peers = "all ranks") {
   if (rc == MPI_SUCCESS) return;
-  throw_comm(
-      detail::concat(call, " failed on rank ", rank, " of ", size, " (", peers, "): ", mpi_error_text(rc)));
+  detail::throw_comm(detail::concat(call, " failed on rank ", rank, " of ", size, " (", peers,
+                                    "): ", detail::mpi_error_text(rc)));
 }
+
+namespace detail {
 
 /// MPI datatype of T: the predefined one for arithmetic types, else a committed contiguous byte type.
 template <class T>
@@ -97,7 +102,7 @@ class mpi_environment {
     MPI_Initialized(&inited);
     if (!inited) {
       int provided = 0;
-      detail::mpi_check(MPI_Init_thread(argc, argv, required, &provided), "MPI_Init_thread", -1, -1);
+      mpi_check(MPI_Init_thread(argc, argv, required, &provided), "MPI_Init_thread", -1, -1);
       owner_ = true;
     }
   }
@@ -179,8 +184,8 @@ class mpi_communicator {
       if (rc != MPI_SUCCESS) {
         for (auto const& s : st)
           if (s.MPI_ERROR != MPI_SUCCESS && s.MPI_ERROR != MPI_ERR_PENDING)
-            detail::mpi_check(s.MPI_ERROR, call_, rank_, size_, "peer " + std::to_string(s.MPI_SOURCE));
-        detail::mpi_check(rc, call_, rank_, size_);
+            mpi_check(s.MPI_ERROR, call_, rank_, size_, "peer " + std::to_string(s.MPI_SOURCE));
+        mpi_check(rc, call_, rank_, size_);
       }
       for (auto const& e : expect) {
         int bytes = 0;
@@ -217,7 +222,7 @@ class mpi_communicator {
   mpi_communicator() : mpi_communicator(MPI_COMM_WORLD) {}
   /// Duplicates `comm` (collective over it) and sets MPI_ERRORS_RETURN on the duplicate.
   explicit mpi_communicator(MPI_Comm comm) {
-    detail::mpi_check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup", -1, -1);
+    mpi_check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup", -1, -1);
     init();
   }
   mpi_communicator(mpi_communicator&& o) noexcept
@@ -447,9 +452,9 @@ class mpi_communicator {
   }
   void check(int rc, char const* call, int peer = -1) const {
     if (peer < 0)
-      detail::mpi_check(rc, call, rank_, size_);
+      mpi_check(rc, call, rank_, size_);
     else
-      detail::mpi_check(rc, call, rank_, size_, "peer " + std::to_string(peer));
+      mpi_check(rc, call, rank_, size_, "peer " + std::to_string(peer));
   }
   request make_request(char const* call) const {
     request r;

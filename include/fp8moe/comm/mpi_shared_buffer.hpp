@@ -3,7 +3,7 @@
 // mpi_shared_buffer: a symmetric buffer in MPI-3 shared memory (MPI_Win_allocate_shared) over the
 // ranks of one node, so each rank can read its peers' rows with plain loads; and shared_matrix, a
 // row-major matrix every rank keeps at the same offset of such a buffer. This is the CPU form of
-// DeepEP's intranode buffers: the expert-parallel ops in moe/mpi_shared_dispatch.hpp read the rows
+// DeepEP's intranode buffers: the expert-parallel ops in moe/expert_parallel/mpi_shared.hpp read the rows
 // they receive straight out of the senders' memory (one copy per row, no message protocol).
 #pragma once
 
@@ -119,7 +119,7 @@ class mpi_shared_buffer {
   }
 
  private:
-  static void check(int rc, char const* call, int rank, int size) { detail::mpi_check(rc, call, rank, size); }
+  static void check(int rc, char const* call, int rank, int size) { mpi_check(rc, call, rank, size); }
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Win win_ = MPI_WIN_NULL;
@@ -150,8 +150,8 @@ class shared_matrix {
                              "-byte buffer");
     std::int64_t const mine[3] = {local.empty() ? 1 : 0, rows, cols};
     std::vector<std::int64_t> all(static_cast<std::size_t>(3 * buf.size()));
-    detail::mpi_check(MPI_Allgather(mine, 3, MPI_INT64_T, all.data(), 3, MPI_INT64_T, buf.native()),
-                      "MPI_Allgather", buf.rank(), buf.size());
+    mpi_check(MPI_Allgather(mine, 3, MPI_INT64_T, all.data(), 3, MPI_INT64_T, buf.native()), "MPI_Allgather",
+              buf.rank(), buf.size());
     if (!local.empty()) detail::throw_argument(where, "offset/rows/cols", local);
     rows_.resize(static_cast<std::size_t>(buf.size()));
     for (int r = 0; r < buf.size(); ++r) {

@@ -1,19 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // Load balancing for the router: the aux-loss-free bias update (integer counts, optional
-// data-parallel sum through a callback) and the complementary sequence-wise balance loss with its
-// gradient. update_bias updates `bias` in place; the loss backward ACCUMULATES into dlogits.
+// data-parallel sum through a callback or a host communicator) and the complementary sequence-wise
+// balance loss with its gradient. update_bias updates `bias` in place; the loss backward ACCUMULATES
+// into dlogits. One entry template per op on the `executor` concept, forwarding to
+// balance_dispatch<Exec> (host: moe/host/balance.hpp, included below; CUDA: moe/cuda/balance.cuh).
 #pragma once
 
-#include <algorithm>
-#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <span>
 #include <string>
-#include <vector>
+#include <type_traits>
 
 #include "fp8moe/comm/communicator.hpp"
+#include "fp8moe/core/dispatch.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
@@ -32,6 +33,12 @@ struct no_count_reduce {
   void operator()(std::span<std::int64_t>) const {}
 };
 
+/// What update_bias accepts to sum the counts over data-parallel ranks: a callable that sums E int64
+/// values in place, or a comm::host_communicator (an int64 all-reduce).
+template <class R>
+concept count_reducer = std::invocable<R&, std::span<std::int64_t>> ||
+                        comm::host_communicator<std::remove_cvref_t<R>>;
+
 namespace detail {
 /// One expert's aux-loss-free bias step gamma * sign(mean load - load), decided exactly in integers
 /// as sign(total - E * load) (host update_bias and the device kernel).
@@ -42,55 +49,16 @@ constexpr FP8MOE_HOST_DEVICE float bias_step(std::int64_t total, std::int64_t ex
 }
 }  // namespace detail
 
-/// bias_i += gamma * sign(mean load - load_i) (arXiv:2408.15664 Alg. 1; Megatron get_updated_expert_bias).
-/// counts (E) integer tokens per expert of this rank; `reduce` sums them over data-parallel ranks in
-/// place (e.g. a communicator's all-reduce), called once with E int64 values. sign(0) = 0. The sign is
-/// decided exactly in integers: sign(total - E * load_i).
-template <std::integral Count, class Reduce = no_count_reduce>
-requires std::invocable<Reduce&, std::span<std::int64_t>>
-void update_bias(host_executor const&, vector_view<float> bias, vector_view<Count const> counts,
-                 bias_update_config cfg = {}, Reduce&& reduce = {}) {
-  constexpr char const* where = "fp8moe::moe::update_bias";
-  require(bias.size >= 1 && bias.data != nullptr, where, "bias", "E >= 1 entries");
-  require(counts.size == bias.size, where, "counts", "bias.size = " + std::to_string(bias.size) + " entries",
-          std::to_string(counts.size));
-  require(std::isfinite(cfg.gamma) && cfg.gamma >= 0.0f, where, "cfg.gamma", "finite and >= 0");
-  std::int64_t const E = bias.size;
-  std::vector<std::int64_t> n(static_cast<std::size_t>(E));
-  for (std::int64_t e = 0; e < E; ++e) {
-    if (counts[e] < 0)
-      require(false, where, "counts", "non-negative", detail::concat("counts[", e, "] = ", counts[e]));
-    n[static_cast<std::size_t>(e)] = static_cast<std::int64_t>(counts[e]);
-  }
-  reduce(std::span<std::int64_t>(n));
-  std::int64_t total = 0;
-  for (auto v : n) total += v;
-  double mean_bias = 0.0;
-  for (std::int64_t e = 0; e < E; ++e) {
-    bias[e] += detail::bias_step(total, E, n[static_cast<std::size_t>(e)], cfg.gamma);
-    mean_bias += bias[e];
-  }
-  if (cfg.recenter) {
-    float const m = static_cast<float>(mean_bias / static_cast<double>(E));
-    for (std::int64_t e = 0; e < E; ++e) bias[e] -= m;
-  }
-}
-
-/// As above, with the counts summed over the ranks of a host communicator (data-parallel group).
-template <std::integral Count, comm::host_communicator C>
-void update_bias(host_executor const& exec, vector_view<float> bias, vector_view<Count const> counts,
-                 bias_update_config cfg, C& dp) {
-  update_bias(exec, bias, counts, cfg, [&dp](std::span<std::int64_t> n) {
-    std::vector<std::int64_t> const mine(n.begin(), n.end());
-    dp.allreduce(std::span<std::int64_t const>(mine), n, comm::reduce_op::sum);
-  });
-}
-
 /// Sequence-wise balance loss configuration (DeepSeek-V3 §2.1.2 Eq. 17-20, alpha = 1e-4).
 struct sequence_balance_config {
   float alpha = 1e-4f;
   std::int64_t sequence_length = 0;  ///< tokens per sequence; 0 = all T tokens are one sequence
 };
+
+/// Per-executor implementations of the balance ops: balance_dispatch<host_executor> in
+/// moe/host/balance.hpp, balance_dispatch<cuda_executor> in moe/cuda/balance.cuh.
+template <class Exec>
+struct balance_dispatch;
 
 namespace detail {
 
@@ -105,107 +73,66 @@ inline void check_balance_args(router_config const& c, std::int64_t T, std::int6
           std::to_string(b.sequence_length));
 }
 
-/// Per-token unbiased scores s (E) and the plain top-k of s (the paper's Eq. 18: no bias, no groups).
-template <class Logit>
-void token_scores(router_config const& c, matrix_view<Logit> u, std::int64_t t, std::vector<float>& s,
-                  int* top) {
-  score_context const ctx = make_score_context(c.score, &u(t, 0), u.col_stride, c.experts);
-  top_list<max_k> best;
-  for (int e = 0; e < c.experts; ++e) {
-    s[static_cast<std::size_t>(e)] = score_of(c.score, ctx, static_cast<float>(u(t, e)));
-    best.offer(c.k, s[static_cast<std::size_t>(e)], e);
-  }
-  for (int j = 0; j < c.k; ++j) top[j] = best.index[j];
-}
-
 }  // namespace detail
 
+/// bias_i += gamma * sign(mean load - load_i) (arXiv:2408.15664 Alg. 1; Megatron get_updated_expert_bias).
+/// counts (E) integer tokens per expert of this rank; `reduce` sums them over data-parallel ranks in
+/// place: a callback called once with E int64 values, or a comm::host_communicator (all-reduce).
+/// sign(0) = 0; the sign is decided exactly in integers: sign(total - E * load_i). On the device the
+/// counts must already be global (reduce = no_count_reduce; e.g. after an NCCL all-reduce) and
+/// cfg.recenter false.
+template <executor Exec, std::integral Count, class Reduce = no_count_reduce>
+requires count_reducer<Reduce>
+void update_bias(Exec const& exec, vector_view<float> bias, vector_view<Count const> counts,
+                 bias_update_config cfg = {}, Reduce&& reduce = {}) {
+  using D = balance_dispatch<executor_t<Exec>>;
+  static_assert(has_dispatch<D>,
+                "fp8moe::moe::update_bias: this executor has no balance path; for cuda_executor include "
+                "\"fp8moe/moe/cuda/balance.cuh\" (nvcc)");
+  if constexpr (has_dispatch<D>) D::update_bias(exec, bias, counts, cfg, static_cast<Reduce&&>(reduce));
+}
+
 /// L = alpha * mean over sequences of sum_i f_i P_i, with f_i = E/(k L) * #{t : i in TopK(s_t)} and
-/// P_i = (1/L) sum_t s_{t,i} / sum_j s_{t,j} (s = unbiased scores of logits (T,E)). Returns L.
-template <class Logit>
-double sequence_balance_loss(host_executor const&, router_config const& c, matrix_view<Logit> logits,
-                             sequence_balance_config b = {}) {
-  constexpr char const* where = "fp8moe::moe::sequence_balance_loss";
-  check_matrix(logits, where, "logits");
-  detail::check_balance_args(c, logits.rows, logits.cols, b, where);
-  detail::check_finite_host(logits, vector_view<float const>{}, where);
-  std::int64_t const T = logits.rows, L = b.sequence_length ? b.sequence_length : T, B = T / L, E = c.experts;
-  std::vector<float> s(static_cast<std::size_t>(E));
-  std::vector<double> f(static_cast<std::size_t>(E)), P(static_cast<std::size_t>(E));
-  int top[max_k];
-  double loss = 0.0;
-  for (std::int64_t q = 0; q < B; ++q) {
-    std::fill(f.begin(), f.end(), 0.0);
-    std::fill(P.begin(), P.end(), 0.0);
-    for (std::int64_t t = q * L; t < (q + 1) * L; ++t) {
-      detail::token_scores(c, logits, t, s, top);
-      double sum = 0.0;
-      for (auto v : s) sum += v;
-      for (std::int64_t e = 0; e < E; ++e)
-        P[static_cast<std::size_t>(e)] += s[static_cast<std::size_t>(e)] / sum;
-      for (int j = 0; j < c.k; ++j) f[static_cast<std::size_t>(top[j])] += 1.0;
-    }
-    double seq = 0.0;
-    for (std::int64_t e = 0; e < E; ++e)
-      seq += (f[static_cast<std::size_t>(e)] * static_cast<double>(E) / (static_cast<double>(c.k) * L)) *
-             (P[static_cast<std::size_t>(e)] / L);
-    loss += seq;
-  }
-  return static_cast<double>(b.alpha) * loss / static_cast<double>(B);
+/// P_i = (1/L) sum_t s_{t,i} / sum_j s_{t,j} (s = unbiased scores of logits (T,E)), written to *loss
+/// (one float; device memory on a device executor, where `ws` holds balance_workspace_bytes).
+template <executor Exec, class Logit>
+void sequence_balance_loss(Exec const& exec, router_config const& c, matrix_view<Logit> logits,
+                           sequence_balance_config cfg, float* loss, device_workspace ws = {}) {
+  using D = balance_dispatch<executor_t<Exec>>;
+  static_assert(has_dispatch<D>,
+                "fp8moe::moe::sequence_balance_loss: this executor has no balance path; for cuda_executor "
+                "include \"fp8moe/moe/cuda/balance.cuh\" (nvcc)");
+  if constexpr (has_dispatch<D>) D::sequence_balance_loss(exec, c, logits, cfg, loss, ws);
+}
+
+/// The loss as a host double (host executor only: a device result would need a sync; there, pass
+/// `loss` and a workspace to the form above).
+template <executor Exec, class Logit>
+double sequence_balance_loss(Exec const& exec, router_config const& c, matrix_view<Logit> logits,
+                             sequence_balance_config cfg = {}) {
+  static_assert(host_executor_like<Exec>,
+                "fp8moe::moe::sequence_balance_loss: the returning form runs on the host only; on a device "
+                "executor call sequence_balance_loss(exec, c, logits, cfg, loss, workspace)");
+  if constexpr (host_executor_like<Exec>)
+    return balance_dispatch<executor_t<Exec>>::sequence_balance_loss(exec, c, logits, cfg);
+  else
+    return 0.0;
 }
 
 /// Gradient of sequence_balance_loss w.r.t. logits (T,E), scaled by `dloss`, ACCUMULATED into
 /// dlogits (T,E). f is piecewise constant (not differentiated); the gradient flows through P.
-template <class Logit>
-void sequence_balance_loss_backward(host_executor const& exec, router_config const& c,
-                                    matrix_view<Logit> logits, matrix_view<float> dlogits,
-                                    sequence_balance_config b = {}, float dloss = 1.0f) {
-  constexpr char const* where = "fp8moe::moe::sequence_balance_loss_backward";
-  check_matrix(logits, where, "logits");
-  detail::check_balance_args(c, logits.rows, logits.cols, b, where);
-  check_matrix(dlogits, where, "dlogits");
-  check_shape(dlogits, logits.rows, logits.cols, where, "dlogits");
-  detail::check_finite_host(logits, vector_view<float const>{}, where);
-  std::int64_t const T = logits.rows, L = b.sequence_length ? b.sequence_length : T, B = T / L, E = c.experts;
-  std::vector<float> s(static_cast<std::size_t>(E));
-  std::vector<double> f(static_cast<std::size_t>(E));
-  int top[max_k];
-  for (std::int64_t q = 0; q < B; ++q) {
-    std::fill(f.begin(), f.end(), 0.0);
-    for (std::int64_t t = q * L; t < (q + 1) * L; ++t) {
-      detail::token_scores(c, logits, t, s, top);
-      for (int j = 0; j < c.k; ++j) f[static_cast<std::size_t>(top[j])] += 1.0;
-    }
-    // dL/ds'_{t,i} = g_i = dloss * alpha / B * f_i * E / (k L) / L  (same for every token of the sequence)
-    double const scale = static_cast<double>(dloss) * b.alpha / static_cast<double>(B) *
-                         static_cast<double>(E) / (static_cast<double>(c.k) * L * L);
-    for (std::int64_t t = q * L; t < (q + 1) * L; ++t) {
-      detail::token_scores(c, logits, t, s, top);
-      double sum = 0.0;
-      for (auto v : s) sum += v;
-      double gs = 0.0;  // sum_i g_i s'_i
-      for (std::int64_t e = 0; e < E; ++e)
-        gs += scale * f[static_cast<std::size_t>(e)] * s[static_cast<std::size_t>(e)] / sum;
-      // s' = s / sum s  ->  ds_j = (g_j - sum_i g_i s'_i) / sum s
-      std::vector<double> ds(static_cast<std::size_t>(E));
-      for (std::int64_t e = 0; e < E; ++e)
-        ds[static_cast<std::size_t>(e)] = (scale * f[static_cast<std::size_t>(e)] - gs) / sum;
-      if (c.score == score_function::sigmoid) {
-        for (std::int64_t e = 0; e < E; ++e) {
-          double const se = s[static_cast<std::size_t>(e)];
-          dlogits(t, e) += static_cast<float>(ds[static_cast<std::size_t>(e)] * se * (1.0 - se));
-        }
-      } else {
-        double sds = 0.0;
-        for (std::int64_t e = 0; e < E; ++e)
-          sds += ds[static_cast<std::size_t>(e)] * s[static_cast<std::size_t>(e)];
-        for (std::int64_t e = 0; e < E; ++e)
-          dlogits(t, e) +=
-              static_cast<float>(s[static_cast<std::size_t>(e)] * (ds[static_cast<std::size_t>(e)] - sds));
-      }
-    }
-  }
-  (void)exec;
+/// A device executor needs `ws` (balance_workspace_bytes).
+template <executor Exec, class Logit>
+void sequence_balance_loss_backward(Exec const& exec, router_config const& c, matrix_view<Logit> logits,
+                                    matrix_view<float> dlogits, sequence_balance_config cfg = {},
+                                    float dloss = 1.0f, device_workspace ws = {}) {
+  using D = balance_dispatch<executor_t<Exec>>;
+  static_assert(has_dispatch<D>,
+                "fp8moe::moe::sequence_balance_loss_backward: this executor has no balance path; for "
+                "cuda_executor include \"fp8moe/moe/cuda/balance.cuh\" (nvcc)");
+  if constexpr (has_dispatch<D>) D::sequence_balance_loss_backward(exec, c, logits, dlogits, cfg, dloss, ws);
 }
 
 }  // namespace fp8moe::moe
+
+#include "fp8moe/moe/host/balance.hpp"  // balance_dispatch<host_executor>

@@ -7,9 +7,8 @@
 #pragma once
 
 #include "fp8moe/moe/balance.hpp"
-#include "fp8moe/moe/dispatch.hpp"
-#include "fp8moe/moe/ep_layout.hpp"
 #include "fp8moe/moe/expert_block.hpp"
+#include "fp8moe/moe/expert_parallel/expert_parallel.hpp"
 #include "fp8moe/moe/gemm_layouts.hpp"
 #include "fp8moe/moe/permute.hpp"
 #include "fp8moe/moe/router.hpp"

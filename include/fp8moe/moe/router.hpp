@@ -2,34 +2,29 @@
 // Copyright (c) 2026 The fp8moe authors.
 // MoE router: FP32 sigmoid/softmax scores, aux-loss-free bias for selection only, group-limited
 // top-k (ties toward the lower index), unbiased normalized and scaled weights; its backward.
-// The per-token functions are shared by the host path (here) and the CUDA path (moe/cuda/router.cuh).
-// All outputs are overwritten; the host path validates everything (including finite logits) first.
+// The per-token functions here are shared by the host path (moe/host/router.hpp) and the CUDA path
+// (moe/cuda/router.cuh); each entry point is one template on the `executor` concept that forwards to
+// router_dispatch<Exec>. All outputs are overwritten; the host path validates everything (including
+// finite logits) first.
 #pragma once
 
 #include <cmath>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "fp8moe/config.hpp"
+#include "fp8moe/core/dispatch.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
+#include "fp8moe/moe/score.hpp"
 
 namespace fp8moe::moe {
-
-/// Score function applied to the router logits (in FP32).
-enum class score_function : std::uint8_t {
-  sigmoid,  ///< s = 1 / (1 + exp(-u)) per expert (DeepSeek-V3, arXiv:2412.19437 Eq. 15)
-  softmax   ///< s = softmax(u) over all E experts (DeepSeek-V2, Mixtral, ...)
-};
-/// `moe::score::sigmoid` / `moe::score::softmax`, for designated initializers `.score = ...`.
-namespace score {
-inline constexpr score_function sigmoid = score_function::sigmoid;
-inline constexpr score_function softmax = score_function::softmax;
-}  // namespace score
 
 /// Router configuration (DeepSeek-V3: experts 256, groups 8, topk_groups 4, k 8, sigmoid, 2.5).
 struct router_config {
@@ -77,6 +72,7 @@ inline void check_router_config(router_config const& c, std::string_view where) 
           "config.group_top", "1 <= group_top <= min(" + to_string(max_group_top) + ", experts/groups)",
           to_string(c.group_top));
   require(std::isfinite(c.route_scale), where, "config.route_scale", "a finite value");
+  check_score_function(c.score, where, "config.score");
 }
 
 namespace detail {
@@ -84,50 +80,6 @@ namespace detail {
 using ::fp8moe::detail::concat;
 using ::fp8moe::detail::shape_string;
 using ::fp8moe::detail::throw_argument;
-
-FP8MOE_HOST_DEVICE float exp_f32(float x) {
-#if FP8MOE_IS_DEVICE_CODE
-  return ::expf(x);
-#else
-  return std::exp(x);
-#endif
-}
-
-FP8MOE_HOST_DEVICE bool is_nan_f32(float x) {
-  return x != x;
-}
-
-constexpr FP8MOE_HOST_DEVICE float neg_inf_f32() {
-  return -std::numeric_limits<float>::infinity();
-}
-
-/// Per-token score context: sigmoid needs nothing; softmax needs the row max and the sum of exp.
-struct score_context {
-  float max = 0.0f;
-  float inv_sum = 1.0f;
-};
-
-template <class Logit>
-FP8MOE_HOST_DEVICE score_context make_score_context(score_function f, Logit const* u, std::int64_t stride,
-                                                    int n) {
-  score_context ctx{};
-  if (f == score_function::softmax) {
-    float m = neg_inf_f32();
-    for (int e = 0; e < n; ++e) {
-      float const x = static_cast<float>(u[e * stride]);
-      m = x > m ? x : m;
-    }
-    float sum = 0.0f;
-    for (int e = 0; e < n; ++e) sum += exp_f32(static_cast<float>(u[e * stride]) - m);
-    ctx.max = m;
-    ctx.inv_sum = 1.0f / sum;
-  }
-  return ctx;
-}
-
-FP8MOE_HOST_DEVICE float score_of(score_function f, score_context ctx, float u) {
-  return f == score_function::sigmoid ? 1.0f / (1.0f + exp_f32(-u)) : exp_f32(u - ctx.max) * ctx.inv_sum;
-}
 
 /// "a beats b": larger value, ties toward the lower index. NaN is ordered as -inf.
 FP8MOE_HOST_DEVICE bool beats(float a, int ia, float b, int ib) {
@@ -167,13 +119,13 @@ template <class Logit>
 FP8MOE_HOST_DEVICE void route_token(router_config const& c, Logit const* u, std::int64_t u_stride,
                                     float const* bias, std::int32_t* ids, std::int64_t ids_stride,
                                     float* weights, std::int64_t w_stride, float* scratch = nullptr) {
-  detail::score_context const ctx = detail::make_score_context(c.score, u, u_stride, c.experts);
+  score_trait const f(c.score, u, u_stride, c.experts);
   if (scratch)  // optional (E) scratch: each score is computed once instead of once per pass
     for (int e = 0; e < c.experts; ++e)
-      scratch[e] = detail::score_of(c.score, ctx, static_cast<float>(u[e * u_stride]));
+      scratch[e] = f.value(static_cast<float>(u[e * u_stride]));
   auto biased = [&](int e) {
     float const s =
-        scratch ? scratch[e] : detail::score_of(c.score, ctx, static_cast<float>(u[e * u_stride]));
+        scratch ? scratch[e] : f.value(static_cast<float>(u[e * u_stride]));
     return bias ? s + bias[e] : s;
   };
   int const per_group = c.experts / c.groups;
@@ -201,7 +153,7 @@ FP8MOE_HOST_DEVICE void route_token(router_config const& c, Logit const* u, std:
   float s[max_k];
   float sum = 0.0f;
   for (int j = 0; j < c.k; ++j) {
-    s[j] = detail::score_of(c.score, ctx, static_cast<float>(u[top.index[j] * u_stride]));
+    s[j] = f.value(static_cast<float>(u[top.index[j] * u_stride]));
     sum += s[j];
   }
   for (int j = 0; j < c.k; ++j) {
@@ -213,18 +165,18 @@ FP8MOE_HOST_DEVICE void route_token(router_config const& c, Logit const* u, std:
 }
 
 /// Backward of one token's weights w.r.t. its logits, selection held fixed. `dw` (k) = dL/dweights;
-/// writes dL/du (E) (overwrite). Through scaling, normalization over the selected experts, then
-/// sigmoid (d s/du = s(1-s)) or softmax (du_e = s_e (ds_e - sum_j ds_j s_j)).
+/// writes dL/du (E) (overwrite). Through scaling, normalization over the selected experts, then the
+/// score function's derivative (score_trait: sigmoid s(1-s), softmax s_e (ds_e - sum_j ds_j s_j)).
 template <class Logit>
 FP8MOE_HOST_DEVICE void route_token_backward(router_config const& c, Logit const* u, std::int64_t u_stride,
                                              std::int32_t const* ids, std::int64_t ids_stride,
                                              float const* dw, std::int64_t dw_stride, float* du,
                                              std::int64_t du_stride) {
-  detail::score_context const ctx = detail::make_score_context(c.score, u, u_stride, c.experts);
+  score_trait const f(c.score, u, u_stride, c.experts);
   float s[max_k], ds[max_k];
   float sum = 0.0f, dot = 0.0f;
   for (int j = 0; j < c.k; ++j) {
-    s[j] = detail::score_of(c.score, ctx, static_cast<float>(u[ids[j * ids_stride] * u_stride]));
+    s[j] = f.value(static_cast<float>(u[ids[j * ids_stride] * u_stride]));
     sum += s[j];
     dot += dw[j * dw_stride] * s[j];
   }
@@ -238,25 +190,35 @@ FP8MOE_HOST_DEVICE void route_token_backward(router_config const& c, Logit const
       ds[j] = 0.0f;  // the uniform fallback does not depend on s
     }
   }
-  for (int e = 0; e < c.experts; ++e) du[e * du_stride] = 0.0f;
-  if (c.score == score_function::sigmoid) {
-    for (int j = 0; j < c.k; ++j) du[ids[j * ids_stride] * du_stride] += ds[j] * s[j] * (1.0f - s[j]);
-  } else {
-    float sds = 0.0f;
+  // du = J^T ds with ds zero outside the k selected experts (score_trait's sparse split)
+  float sds = 0.0f;
+  if (f.coupled())
     for (int j = 0; j < c.k; ++j) sds += ds[j] * s[j];
-    for (int e = 0; e < c.experts; ++e)
-      du[e * du_stride] = -detail::score_of(c.score, ctx, static_cast<float>(u[e * u_stride])) * sds;
-    for (int j = 0; j < c.k; ++j) du[ids[j * ids_stride] * du_stride] += s[j] * ds[j];
-  }
+  for (int e = 0; e < c.experts; ++e)
+    du[e * du_stride] = f.coupled() ? f.coupling(f.value(static_cast<float>(u[e * u_stride])), sds) : 0.0f;
+  for (int j = 0; j < c.k; ++j) du[ids[j * ids_stride] * du_stride] += f.diagonal(s[j], ds[j]);
 }
 
 // ------------------------------------------------------------------------------------------------
-// Host entry points
+// Entry points: one template per op, constrained on `executor`, forwarding to router_dispatch<Exec>.
+
+/// Per-executor implementations of the router ops: router_dispatch<host_executor> in
+/// moe/host/router.hpp (included below), router_dispatch<cuda_executor> in moe/cuda/router.cuh.
+template <class Exec>
+struct router_dispatch;
+
+/// Caller-owned device scratch of the ops that need one (plan build, balance loss on the device):
+/// `bytes` at `data`. The host paths take none (pass {}).
+struct device_workspace {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+};
 
 namespace detail {
 
 inline constexpr char const* route_where = "fp8moe::moe::route";
 
+/// The argument checks of route shared by every executor (views only, no data read).
 template <class Logit>
 void check_route_args(router_config const& c, matrix_view<Logit> logits, vector_view<float const> bias,
                       matrix_view<std::int32_t> ids, matrix_view<float> weights,
@@ -278,115 +240,86 @@ void check_route_args(router_config const& c, matrix_view<Logit> logits, vector_
           "T * k < 2^31 (int32 counts)");
 }
 
-template <class Logit>
-void check_finite_host(matrix_view<Logit> logits, vector_view<float const> bias, char const* where) {
-  for (std::int64_t t = 0; t < logits.rows; ++t)
-    for (std::int64_t e = 0; e < logits.cols; ++e)
-      if (!std::isfinite(static_cast<float>(logits(t, e))))
-        detail::throw_argument(where, "logits", "finite values",
-                               concat("logits(", t, ", ", e, ") = ", static_cast<float>(logits(t, e))));
-  for (std::int64_t e = 0; e < bias.size; ++e)
-    if (!std::isfinite(bias[e]))
-      detail::throw_argument(where, "bias", "finite values", concat("bias[", e, "] = ", bias[e]));
+/// The bias of the allocating route as a view: a vector_view, or a std::vector (host memory).
+inline vector_view<float const> bias_view(vector_view<float const> b) {
+  return b;
+}
+inline vector_view<float const> bias_view(std::vector<float> const& b) {
+  return {b.data(), static_cast<std::int64_t>(b.size()), 1};
 }
 
 }  // namespace detail
 
 /// Routes T tokens. logits (T,E) any float-convertible type; bias (E) or empty; writes ids (T,k),
-/// weights (T,k) FP32 and, if non-empty, counts (E) int32 = tokens per expert. Throws on
-/// non-finite logits or bias (checked before any output is written).
-template <class Logit>
-void route(host_executor const& exec, router_config const& c, matrix_view<Logit> logits,
-           vector_view<float const> bias, matrix_view<std::int32_t> ids, matrix_view<float> weights,
-           vector_view<std::int32_t> counts) {
-  detail::check_route_args(c, logits, bias, ids, weights, counts, detail::route_where);
-  detail::check_finite_host(logits, bias, detail::route_where);
-  std::vector<float> bias_c(static_cast<std::size_t>(bias.size));
-  for (std::int64_t e = 0; e < bias.size; ++e) bias_c[static_cast<std::size_t>(e)] = bias[e];
-  float const* b = bias.size ? bias_c.data() : nullptr;
-  std::int64_t const T = logits.rows;
-#if FP8MOE_HAS_OPENMP
-#pragma omp parallel num_threads(exec.num_threads())
-#endif
-  {
-    std::vector<float> scratch(static_cast<std::size_t>(c.experts));
-#if FP8MOE_HAS_OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (std::int64_t t = 0; t < T; ++t)
-      route_token(c, &logits(t, 0), logits.col_stride, b, &ids(t, 0), ids.col_stride, &weights(t, 0),
-                  weights.col_stride, scratch.data());
-  }
-  (void)exec;
-  if (counts.size) {
-    for (std::int64_t e = 0; e < c.experts; ++e) counts[e] = 0;
-    for (std::int64_t t = 0; t < T; ++t)
-      for (int j = 0; j < c.k; ++j) ++counts[ids(t, j)];
-  }
+/// weights (T,k) FP32 and, if non-empty, counts (E) int32 = tokens per expert. Host: throws on
+/// non-finite logits or bias (checked before any output is written). CUDA: enqueued on exec.stream,
+/// all views device memory, NaN scores ordered as -inf (no data check without a sync).
+template <executor Exec, class Logit>
+void route(Exec const& exec, router_config const& c, matrix_view<Logit> logits, vector_view<float const> bias,
+           matrix_view<std::int32_t> ids, matrix_view<float> weights, vector_view<std::int32_t> counts) {
+  using D = router_dispatch<executor_t<Exec>>;
+  static_assert(has_dispatch<D>,
+                "fp8moe::moe::route: this executor has no router path; for cuda_executor include "
+                "\"fp8moe/moe/cuda/router.cuh\" (nvcc)");
+  if constexpr (has_dispatch<D>) D::route(exec, c, logits, bias, ids, weights, counts);
 }
 
-/// Owning result of the allocating route(): ids (T,k), weights (T,k), counts (E).
+/// Owning result of the allocating route() on the host: ids (T,k), weights (T,k), counts (E).
+/// (On the device: device_route_result, moe/cuda/router.cuh.)
 struct route_result {
   host_matrix<std::int32_t> ids;     // (T,k)
   host_matrix<float> weights;        // (T,k)
   std::vector<std::int32_t> counts;  // (E)
 };
 
-template <class Logit>
-route_result route(host_executor const& exec, router_config const& c, matrix_view<Logit> logits,
-                   vector_view<float const> bias = {}) {
-  check_router_config(c, detail::route_where);
-  route_result r{host_matrix<std::int32_t>(logits.rows, c.k), host_matrix<float>(logits.rows, c.k),
-                 std::vector<std::int32_t>(static_cast<std::size_t>(c.experts))};
-  route(exec, c, logits, bias, r.ids.view(), r.weights.view(), make_vector(r.counts.data(), c.experts));
-  return r;
-}
-template <class Logit>
-route_result route(host_executor const& exec, router_config const& c, matrix_view<Logit> logits,
-                   std::vector<float> const& bias) requires(!std::is_const_v<Logit>) {
-  return route(exec, c, matrix_view<Logit>(logits),
-               vector_view<float const>{bias.data(), static_cast<std::int64_t>(bias.size())});
+/// Allocating route: returns owned ids (T,k), weights (T,k) and counts (E) in the executor's memory
+/// (host: route_result; CUDA: device_route_result allocated and filled on exec.stream). `bias` is a
+/// vector_view (E) or empty, or on the host a std::vector<float>.
+template <executor Exec, class Logit, class Bias = vector_view<float const>>
+requires(std::convertible_to<Bias const&, vector_view<float const>> || std::same_as<Bias, std::vector<float>>)
+auto route(Exec const& exec, router_config const& c, matrix_view<Logit> logits, Bias const& bias = {}) {
+  using D = router_dispatch<executor_t<Exec>>;
+  static_assert(has_dispatch<D>,
+                "fp8moe::moe::route: this executor has no router path; for cuda_executor include "
+                "\"fp8moe/moe/cuda/router.cuh\" (nvcc)");
+  static_assert(host_executor_like<Exec> || !std::same_as<Bias, std::vector<float>>,
+                "fp8moe::moe::route: a std::vector bias is host memory; on a device executor pass a "
+                "vector_view of device memory");
+  if constexpr (has_dispatch<D>) return D::route(exec, c, logits, detail::bias_view(bias));
 }
 
 /// Backward of route: dlogits (T,E) = dL/dlogits given dweights (T,k) = dL/dweights (overwrite).
-/// The selection (ids) is not differentiated. The bias does not receive a gradient.
-template <class Logit>
-void route_backward(host_executor const& exec, router_config const& c, matrix_view<Logit> logits,
+/// The selection (ids) is not differentiated. The bias does not receive a gradient. The host checks
+/// ids are in [0, E); the device trusts them.
+template <executor Exec, class Logit>
+void route_backward(Exec const& exec, router_config const& c, matrix_view<Logit> logits,
                     matrix_view<std::int32_t const> ids, matrix_view<float const> dweights,
                     matrix_view<float> dlogits) {
-  constexpr char const* where = "fp8moe::moe::route_backward";
-  check_router_config(c, where);
-  check_matrix(logits, where, "logits");
-  require(logits.cols == c.experts, where, "logits", "E columns", std::to_string(logits.cols));
-  check_matrix(ids, where, "ids");
-  check_shape(ids, logits.rows, c.k, where, "ids");
-  check_matrix(dweights, where, "dweights");
-  check_shape(dweights, logits.rows, c.k, where, "dweights");
-  check_matrix(dlogits, where, "dlogits");
-  check_shape(dlogits, logits.rows, c.experts, where, "dlogits");
-  for (std::int64_t t = 0; t < ids.rows; ++t)
-    for (int j = 0; j < c.k; ++j)
-      if (ids(t, j) < 0 || ids(t, j) >= c.experts)
-        require(false, where, "ids", "values in [0, E)",
-                detail::concat("ids(", t, ", ", j, ") = ", ids(t, j)));
-#if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
-#endif
-  for (std::int64_t t = 0; t < logits.rows; ++t)
-    route_token_backward(c, &logits(t, 0), logits.col_stride, &ids(t, 0), ids.col_stride, &dweights(t, 0),
-                         dweights.col_stride, &dlogits(t, 0), dlogits.col_stride);
-  (void)exec;
+  using D = router_dispatch<executor_t<Exec>>;
+  static_assert(has_dispatch<D>,
+                "fp8moe::moe::route_backward: this executor has no router path; for cuda_executor include "
+                "\"fp8moe/moe/cuda/router.cuh\" (nvcc)");
+  if constexpr (has_dispatch<D>) D::route_backward(exec, c, logits, ids, dweights, dlogits);
 }
 
-/// Any router the MoE layer can use: routes (T,E) FP32 logits into ids/weights/counts views.
-template <class R>
-concept expert_router = requires(R const& r, host_executor const& ex, matrix_view<float const> logits,
-                                 matrix_view<std::int32_t> ids, matrix_view<float> w,
-                                 vector_view<std::int32_t> n) {
+/// Any router the MoE layer can use on executor Exec: routes (T,E) FP32 logits into ids/weights/counts
+/// views. The router form of moe::route is constrained on it.
+template <class R, class Exec = host_executor>
+concept expert_router = executor<Exec> && requires(R const& r, Exec const& ex, matrix_view<float const> logits,
+                                                   matrix_view<std::int32_t> ids, matrix_view<float> w,
+                                                   vector_view<std::int32_t> n) {
   { r.experts() } -> std::convertible_to<int>;
   { r.k() } -> std::convertible_to<int>;
   r.route(ex, logits, ids, w, n);
 };
+
+/// Routes with a router value (any expert_router on this executor): router.route(exec, ...).
+template <executor Exec, class Router, class Logit>
+requires expert_router<Router, executor_t<Exec>>
+void route(Exec const& exec, Router const& router, matrix_view<Logit> logits, matrix_view<std::int32_t> ids,
+           matrix_view<float> weights, vector_view<std::int32_t> counts) {
+  router.route(exec, logits, ids, weights, counts);
+}
 
 /// The DeepSeek-style router as a value: configuration + (optional) host-resident bias.
 struct grouped_topk_router {
@@ -406,3 +339,5 @@ struct grouped_topk_router {
 static_assert(expert_router<grouped_topk_router>);
 
 }  // namespace fp8moe::moe
+
+#include "fp8moe/moe/host/router.hpp"  // router_dispatch<host_executor>

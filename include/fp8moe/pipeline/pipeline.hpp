@@ -5,10 +5,10 @@
 // host executor with its in-process thread communicator. The CUDA executor is pipeline/cuda/executor.hpp.
 #pragma once
 
+#include "fp8moe/comm/thread_communicator.hpp"
 #include "fp8moe/pipeline/executor.hpp"
 #include "fp8moe/pipeline/generators.hpp"
 #include "fp8moe/pipeline/schedule.hpp"
 #include "fp8moe/pipeline/simulate.hpp"
 #include "fp8moe/pipeline/svg.hpp"
-#include "fp8moe/pipeline/thread_communicator.hpp"
 #include "fp8moe/pipeline/validate.hpp"

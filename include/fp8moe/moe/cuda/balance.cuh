@@ -1,18 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// CUDA path of the sequence-wise balance loss and its gradient (same formulas as moe/balance.hpp,
-// the per-token scores and top-k from the shared router code). Deterministic: integer counts, sums
-// in a fixed order, no float atomics. Enqueued on exec.stream; the loss lands in device memory;
-// the backward ACCUMULATES into dlogits. Caller-owned workspace (balance_workspace_bytes).
+// CUDA path of the balance ops (balance_dispatch<cuda_executor>): the bias update with already-global
+// counts, and the sequence-wise balance loss and its gradient (same formulas as moe/host/balance.hpp,
+// the per-token scores and their derivative from score_trait, the top-k from the shared router code).
+// Deterministic: integer counts, sums in a fixed order, no float atomics. Enqueued on exec.stream; the
+// loss lands in device memory; the backward ACCUMULATES into dlogits. Caller-owned workspace
+// (balance_workspace_bytes).
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <cmath>
+#include <concepts>
 #include <cstdint>
+#include <string>
+#include <type_traits>
 
 #include "fp8moe/core/cuda/executor.hpp"
+#include "fp8moe/core/math.hpp"
 #include "fp8moe/moe/balance.hpp"
-#include "fp8moe/moe/cuda/permute.cuh"  // device_workspace
 
 namespace fp8moe::moe {
 namespace cuda_detail {
@@ -33,11 +39,11 @@ template <class Logit>
 __global__ void balance_scores_kernel(router_config c, matrix_view<Logit> u, float* sn, std::int32_t* top) {
   std::int64_t const t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= u.rows) return;
-  detail::score_context const ctx = detail::make_score_context(c.score, &u(t, 0), u.col_stride, c.experts);
+  score_trait const f(c.score, &u(t, 0), u.col_stride, c.experts);
   detail::top_list<max_k> best;
   double sum = 0.0;
   for (int e = 0; e < c.experts; ++e) {
-    float const s = detail::score_of(c.score, ctx, static_cast<float>(u(t, e)));
+    float const s = f.value(static_cast<float>(u(t, e)));
     sn[t * c.experts + e] = s;
     sum += s;
     best.offer(c.k, s, e);
@@ -88,21 +94,34 @@ __global__ void balance_backward_kernel(router_config c, matrix_view<Logit> u, s
   std::int64_t const E = c.experts, b = t / L;
   double const scale = static_cast<double>(dloss) * alpha / static_cast<double>(B) * static_cast<double>(E) /
                        (static_cast<double>(c.k) * L * L);
-  detail::score_context const ctx = detail::make_score_context(c.score, &u(t, 0), u.col_stride, c.experts);
+  score_trait const sf(c.score, &u(t, 0), u.col_stride, c.experts);
   double sum = 0.0, gs = 0.0;
-  for (int e = 0; e < E; ++e) sum += detail::score_of(c.score, ctx, static_cast<float>(u(t, e)));
-  for (int e = 0; e < E; ++e)
-    gs += scale * f[b * E + e] * detail::score_of(c.score, ctx, static_cast<float>(u(t, e))) / sum;
-  double sds = 0.0;  // softmax only: sum_e ds_e s_e
-  if (c.score == score_function::softmax)
+  for (int e = 0; e < E; ++e) sum += sf.value(static_cast<float>(u(t, e)));
+  for (int e = 0; e < E; ++e) gs += scale * f[b * E + e] * sf.value(static_cast<float>(u(t, e))) / sum;
+  double sds = 0.0;  // the coupled (softmax) term: sum_e ds_e s_e
+  if (sf.coupled())
     for (int e = 0; e < E; ++e) {
-      double const s = detail::score_of(c.score, ctx, static_cast<float>(u(t, e)));
+      double const s = sf.value(static_cast<float>(u(t, e)));
       sds += (scale * f[b * E + e] - gs) / sum * s;
     }
   for (int e = 0; e < E; ++e) {
-    double const s = detail::score_of(c.score, ctx, static_cast<float>(u(t, e)));
+    double const s = sf.value(static_cast<float>(u(t, e)));
     double const ds = (scale * f[b * E + e] - gs) / sum;
-    du(t, e) += static_cast<float>(c.score == score_function::sigmoid ? ds * s * (1.0 - s) : s * (ds - sds));
+    du(t, e) += static_cast<float>(sf.grad<double>(s, ds, sds));
+  }
+}
+
+template <class Count>
+__global__ void update_bias_kernel(vector_view<float> bias, vector_view<Count const> counts, float gamma) {
+  __shared__ long long total;
+  if (threadIdx.x == 0) {
+    long long s = 0;
+    for (std::int64_t e = 0; e < counts.size; ++e) s += static_cast<long long>(counts[e]);
+    total = s;
+  }
+  __syncthreads();
+  for (std::int64_t e = threadIdx.x; e < bias.size; e += blockDim.x) {
+    bias[e] += detail::bias_step(total, bias.size, static_cast<std::int64_t>(counts[e]), gamma);
   }
 }
 
@@ -142,35 +161,54 @@ void balance_forward_device(cuda_executor const& exec, router_config const& c, m
 }
 }  // namespace detail
 
-/// Device sequence_balance_loss: writes the loss (one float, device memory) to `loss`.
-template <class Logit>
-void sequence_balance_loss(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
-                           sequence_balance_config b, float* loss, device_workspace ws) {
-  constexpr char const* where = "fp8moe::moe::sequence_balance_loss";
-  require(loss != nullptr, where, "loss", "a device float");
-  detail::balance_forward_device(exec, c, logits, b, ws, where);
-  std::int64_t const T = logits.rows, L = b.sequence_length ? b.sequence_length : T, B = T / L;
-  auto const lay = cuda_detail::balance_layout(T, c.experts, c.k, B);
-  auto* seq = reinterpret_cast<double*>(static_cast<char*>(ws.data) + lay.sn + lay.top + lay.f);
-  cuda_detail::balance_total_kernel<<<1, 1, 0, exec.stream>>>(seq, B, b.alpha, loss);
-  FP8MOE_CUDA_CHECK_LAUNCH();
-}
+template <>
+struct balance_dispatch<cuda_executor> {
+  /// Bias update with already-reduced counts (e.g. after an NCCL all-reduce): no reducer, no recenter.
+  template <std::integral Count, class Reduce>
+  static void update_bias(cuda_executor const& exec, vector_view<float> bias, vector_view<Count const> counts,
+                          bias_update_config cfg, Reduce&&) {
+    static_assert(std::same_as<std::remove_cvref_t<Reduce>, no_count_reduce>,
+                  "fp8moe::moe::update_bias on the device takes global counts: all-reduce them first (e.g. "
+                  "NCCL) and pass no reducer");
+    constexpr char const* where = "fp8moe::moe::update_bias";
+    require(bias.size >= 1 && bias.data != nullptr, where, "bias", "E >= 1 entries");
+    require(counts.size == bias.size, where, "counts", "bias.size entries", std::to_string(counts.size));
+    require(std::isfinite(cfg.gamma) && cfg.gamma >= 0.0f, where, "cfg.gamma", "finite and >= 0");
+    require(!cfg.recenter, where, "cfg.recenter", "false on the device (use the host executor)");
+    cuda_detail::update_bias_kernel<<<1, 256, 0, exec.stream>>>(bias, counts, cfg.gamma);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
 
-/// Device sequence_balance_loss_backward: dlogits (T,E) += dloss * dL/dlogits.
-template <class Logit>
-void sequence_balance_loss_backward(cuda_executor const& exec, router_config const& c,
-                                    matrix_view<Logit> logits, matrix_view<float> dlogits,
-                                    sequence_balance_config b, float dloss, device_workspace ws) {
-  constexpr char const* where = "fp8moe::moe::sequence_balance_loss_backward";
-  check_shape(dlogits, logits.rows, logits.cols, where, "dlogits");
-  detail::balance_forward_device(exec, c, logits, b, ws, where);
-  std::int64_t const T = logits.rows, L = b.sequence_length ? b.sequence_length : T, B = T / L;
-  auto const lay = cuda_detail::balance_layout(T, c.experts, c.k, B);
-  auto const* f = reinterpret_cast<std::int32_t const*>(static_cast<char*>(ws.data) + lay.sn + lay.top);
-  cuda_detail::
-      balance_backward_kernel<<<static_cast<unsigned>(ceil_div<std::int64_t>(T, 128)), 128, 0, exec.stream>>>(
-          c, logits, L, b.alpha, B, dloss, f, dlogits);
-  FP8MOE_CUDA_CHECK_LAUNCH();
-}
+  /// Writes the loss (one float, device memory) to `loss`.
+  template <class Logit>
+  static void sequence_balance_loss(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
+                                    sequence_balance_config b, float* loss, device_workspace ws) {
+    constexpr char const* where = "fp8moe::moe::sequence_balance_loss";
+    require(loss != nullptr, where, "loss", "a device float");
+    detail::balance_forward_device(exec, c, logits, b, ws, where);
+    std::int64_t const T = logits.rows, L = b.sequence_length ? b.sequence_length : T, B = T / L;
+    auto const lay = cuda_detail::balance_layout(T, c.experts, c.k, B);
+    auto* seq = reinterpret_cast<double*>(static_cast<char*>(ws.data) + lay.sn + lay.top + lay.f);
+    cuda_detail::balance_total_kernel<<<1, 1, 0, exec.stream>>>(seq, B, b.alpha, loss);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
+
+  /// dlogits (T,E) += dloss * dL/dlogits.
+  template <class Logit>
+  static void sequence_balance_loss_backward(cuda_executor const& exec, router_config const& c,
+                                             matrix_view<Logit> logits, matrix_view<float> dlogits,
+                                             sequence_balance_config b, float dloss, device_workspace ws) {
+    constexpr char const* where = "fp8moe::moe::sequence_balance_loss_backward";
+    check_shape(dlogits, logits.rows, logits.cols, where, "dlogits");
+    detail::balance_forward_device(exec, c, logits, b, ws, where);
+    std::int64_t const T = logits.rows, L = b.sequence_length ? b.sequence_length : T, B = T / L;
+    auto const lay = cuda_detail::balance_layout(T, c.experts, c.k, B);
+    auto const* f = reinterpret_cast<std::int32_t const*>(static_cast<char*>(ws.data) + lay.sn + lay.top);
+    cuda_detail::
+        balance_backward_kernel<<<static_cast<unsigned>(ceil_div<std::int64_t>(T, 128)), 128, 0, exec.stream>>>(
+            c, logits, L, b.alpha, B, dloss, f, dlogits);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
+};
 
 }  // namespace fp8moe::moe

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// CUDA path of the permute plan (CUB histogram + scan + stable radix sort: deterministic, the same
-// plan as the host), row permute with 16-byte vector copies, fixed-order FP32 combine (no atomics)
-// and the backwards. Enqueued on exec.stream, never synchronizes; all arrays are device memory.
-// Device differences: a masked count above max_m drops the extra slots (slot_row = -1) instead of throwing.
+// CUDA path of the plan / permute / combine ops (permute_dispatch<cuda_executor>): the plan by CUB
+// histogram + scan + stable radix sort (deterministic, the same plan as the host), row permute with
+// 16-byte vector copies, fixed-order FP32 combine (no atomics) and the backwards. Enqueued on
+// exec.stream, never synchronizes; all arrays are device memory. Device differences: a masked count
+// above max_m drops the extra slots (slot_row = -1) instead of throwing.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -15,16 +16,12 @@
 #include <cub/device/device_scan.cuh>
 #include <type_traits>
 
+#include "fp8moe/core/cuda/device_buffer.hpp"
 #include "fp8moe/core/cuda/executor.hpp"
+#include "fp8moe/moe/cuda/router.cuh"
 #include "fp8moe/moe/permute.hpp"
 
 namespace fp8moe::moe {
-
-/// Device scratch for build_permute_plan: caller-owned, size from plan_workspace_bytes().
-struct device_workspace {
-  void* data = nullptr;
-  std::size_t bytes = 0;
-};
 
 namespace cuda_detail {
 
@@ -225,6 +222,7 @@ inline std::size_t plan_workspace_bytes(std::int64_t T, std::int64_t k, std::int
 
 /// Builds the plan on the device from ids (T,k) (row-major, device memory): the same arrays as the
 /// host build, bit for bit. p.rows must be at least plan_rows(layout, T, k, E) for contiguous.
+namespace cuda_detail {
 inline void build_permute_plan(cuda_executor const& exec, matrix_view<std::int32_t const> ids,
                                permute_plan const& p, device_workspace ws) {
   constexpr char const* where = "fp8moe::moe::build_permute_plan";
@@ -281,12 +279,14 @@ inline void build_permute_plan(cuda_executor const& exec, matrix_view<std::int32
     FP8MOE_CUDA_CHECK_LAUNCH();
   }
 }
+}  // namespace cuda_detail
 
-/// Owning device plan (cudaMalloc / cudaFree) with its build workspace.
+/// Owning device plan with its build workspace, allocated on the executor's stream (device_buffer:
+/// stream-ordered allocation and free). Move-only.
 class cuda_permute_plan {
  public:
   template <class Layout>
-  cuda_permute_plan(cuda_executor const&, Layout l, std::int64_t T, std::int64_t k, std::int64_t E) {
+  cuda_permute_plan(cuda_executor const& exec, Layout l, std::int64_t T, std::int64_t k, std::int64_t E) {
     host_permute_plan::check_layout(l, T, k, E);
     p_.layout = std::is_same_v<Layout, masked> ? layout_kind::masked : layout_kind::contiguous;
     p_.tokens = T;
@@ -299,127 +299,188 @@ class cuda_permute_plan {
     }
     p_.rows = plan_rows(l, T, k, E);
     std::size_t const M = static_cast<std::size_t>(p_.rows), n = static_cast<std::size_t>(T * k);
-    ws_.bytes = plan_workspace_bytes(T, k, E);
     std::size_t const ints = 3 * M + n + 2 * static_cast<std::size_t>(E) + 1;
-    FP8MOE_CUDA_CHECK(cudaMalloc(&arrays_, std::max<std::size_t>(ints, 1) * 4));
-    FP8MOE_CUDA_CHECK(cudaMalloc(&ws_.data, ws_.bytes));
-    p_.row_token = arrays_;
-    p_.row_slot = arrays_ + M;
-    p_.row_expert = arrays_ + 2 * M;
-    p_.slot_row = arrays_ + 3 * M;
+    arrays_ = device_buffer<std::int32_t>(ints, exec);
+    ws_buf_ = device_buffer<unsigned char>(plan_workspace_bytes(T, k, E), exec);
+    std::int32_t* const a = arrays_.data();
+    p_.row_token = a;
+    p_.row_slot = a + M;
+    p_.row_expert = a + 2 * M;
+    p_.slot_row = a + 3 * M;
     p_.expert_offset = p_.slot_row + n;
     p_.counts = p_.expert_offset + E + 1;
   }
-  cuda_permute_plan(cuda_permute_plan const&) = delete;
-  cuda_permute_plan& operator=(cuda_permute_plan const&) = delete;
-  ~cuda_permute_plan() {
-    cudaFree(arrays_);
-    cudaFree(ws_.data);
-  }
+
   permute_plan const& view() const& { return p_; }
   /// A plan view of a temporary would dangle once the statement ends: keep the owner first.
   void view() const&& = delete;
-  device_workspace workspace() const { return ws_; }
+  /// The build scratch (as before on a const plan: scratch is not part of the plan's value).
+  device_workspace workspace() const { return {const_cast<unsigned char*>(ws_buf_.data()), ws_buf_.bytes()}; }
 
  private:
   permute_plan p_{};
-  std::int32_t* arrays_ = nullptr;
-  device_workspace ws_{};
+  device_buffer<std::int32_t> arrays_;
+  device_buffer<unsigned char> ws_buf_;
 };
 
-/// Device permute: same contract as the host overload.
-template <class S, class T>
-requires std::same_as<std::remove_const_t<S>, T>
-void permute(cuda_executor const& exec, permute_plan const& p, matrix_view<S> x, matrix_view<T> out,
-             T pad = T{}) {
-  constexpr char const* where = "fp8moe::moe::permute";
-  detail::check_plan(p, where);
-  require(x.rows == p.tokens, where, "x", std::to_string(p.tokens) + " rows (T)", std::to_string(x.rows));
-  check_shape(out, p.rows, x.cols, where, "out");
-  if (p.rows == 0 || x.cols == 0) return;
-  auto const aligned = [](void const* ptr) { return (reinterpret_cast<std::uintptr_t>(ptr) & 15u) == 0; };
-  bool const vec = x.col_stride == 1 && out.col_stride == 1 && (x.cols * sizeof(T)) % 16 == 0 &&
-                   (x.row_stride * sizeof(T)) % 16 == 0 && (out.row_stride * sizeof(T)) % 16 == 0 &&
-                   aligned(x.data) && aligned(out.data);
-  cuda_detail::permute_rows_kernel<T>
-      <<<static_cast<unsigned>(p.rows), 128, 0, exec.stream>>>(p, matrix_view<T const>(x), out, pad, vec);
-  FP8MOE_CUDA_CHECK_LAUNCH();
-}
+/// Owning device FP8 rows with per-row scale tiles: the rows of the allocating device permute.
+template <class F>
+struct device_quantized_rows {
+  device_matrix<F> data;         // (M,H)
+  device_matrix<float> scales;   // (M, ceil(H / tile.cols))
+  scaling::tile_shape tile{};
 
-/// Device permute of FP8 rows and their per-row scales (padding: zero data, scale 1).
-template <class FS, class F>
-requires std::same_as<std::remove_const_t<FS>, F>
-void permute(cuda_executor const& exec, permute_plan const& p, scaling::quantized_matrix_view<FS> x,
-             scaling::quantized_matrix_view<F> out) {
-  constexpr char const* where = "fp8moe::moe::permute";
-  require(x.tile_rows() == 1 && out.tile_rows() == 1, where, "x.tile / out.tile",
-          "per-row (1 x n) scale tiles");
-  scaling::quantized_matrix_view<F const> const xc = x;
-  permute(exec, p, xc.data, out.data);
-  permute(exec, p, xc.scales, out.scales, 1.0f);
-}
+  scaling::quantized_matrix_view<F> view() & { return {data.view(), scales.view(), tile}; }
+  scaling::quantized_matrix_view<F const> view() const& { return {data.view(), scales.view(), tile}; }
+  /// The view of a temporary would dangle once the statement ends: keep the owner first.
+  void view() && = delete;
+  void view() const&& = delete;
+};
 
-/// Device combine: same contract as the host overload (fixed order, FP32, no atomics).
-template <class Y, class Out>
-void combine(cuda_executor const& exec, permute_plan const& p, matrix_view<Y> y,
-             matrix_view<float const> weights, matrix_view<Out> out) {
-  detail::check_combine_args(p, y, weights, out, "fp8moe::moe::combine");
-  if (p.tokens == 0 || y.cols == 0) return;
-  using YC = std::add_const_t<Y>;
-  using YV = std::remove_const_t<Y>;
-  constexpr std::int64_t V = 16 / sizeof(YV);
-  bool const vec = sizeof(YV) <= 16 && 16 % sizeof(YV) == 0 && y.col_stride == 1 && out.col_stride == 1 &&
-                   y.cols % V == 0 && (y.row_stride * static_cast<std::int64_t>(sizeof(YV))) % 16 == 0 &&
-                   (reinterpret_cast<std::uintptr_t>(y.data) & 15u) == 0;
-  if (vec) {
-    cuda_detail::combine_vec_kernel<YV, Out>
-        <<<static_cast<unsigned>(p.tokens), 128, 0, exec.stream>>>(p, matrix_view<YC>(y), weights, out);
-  } else {
-    cuda_detail::combine_kernel<YV, Out>
-        <<<static_cast<unsigned>(p.tokens), 256, 0, exec.stream>>>(p, matrix_view<YC>(y), weights, out);
+/// Owning result of the allocating permute() on the device: the plan (capacity plan_rows), the
+/// permuted rows (device_matrix or device_quantized_rows) and each row's routing weight.
+template <class Rows>
+struct device_permuted {
+  cuda_permute_plan plan;
+  Rows x;                         // (M,H) permuted rows
+  device_buffer<float> weights;   // (M) routing weight of each row, 0 on padding
+};
+
+template <>
+struct permute_dispatch<cuda_executor> {
+  static void build_permute_plan(cuda_executor const& exec, matrix_view<std::int32_t const> ids,
+                                 permute_plan const& p, device_workspace ws) {
+    cuda_detail::build_permute_plan(exec, ids, p, ws);
   }
-  FP8MOE_CUDA_CHECK_LAUNCH();
-}
 
-template <class G, class Out>
-void permute_backward(cuda_executor const& exec, permute_plan const& p, matrix_view<G> dout,
-                      matrix_view<Out> dx) {
-  combine(exec, p, dout, matrix_view<float const>{}, dx);
-}
-
-/// Device combine backward: same contract as the host overload.
-template <class Y, class G, class DY>
-void combine_backward(cuda_executor const& exec, permute_plan const& p, matrix_view<Y> y,
-                      matrix_view<float const> weights, matrix_view<G> dout, matrix_view<DY> dy,
-                      matrix_view<float> dweights) {
-  detail::check_combine_backward_args(p, y, weights, dout, dy, dweights, "fp8moe::moe::combine_backward");
-  using YC = std::add_const_t<Y>;
-  using GC = std::add_const_t<G>;
-  if (p.rows > 0 && y.cols > 0) {
-    cuda_detail::combine_backward_rows_kernel<std::remove_const_t<G>, DY>
-        <<<static_cast<unsigned>(p.rows), 256, 0, exec.stream>>>(p, weights, matrix_view<GC>(dout), dy);
+  template <class T>
+  static void permute(cuda_executor const& exec, permute_plan const& p, matrix_view<T const> x, matrix_view<T> out,
+                      T pad) {
+    constexpr char const* where = "fp8moe::moe::permute";
+    detail::check_plan(p, where);
+    require(x.rows == p.tokens, where, "x", std::to_string(p.tokens) + " rows (T)", std::to_string(x.rows));
+    check_shape(out, p.rows, x.cols, where, "out");
+    if (p.rows == 0 || x.cols == 0) return;
+    auto const aligned = [](void const* ptr) { return (reinterpret_cast<std::uintptr_t>(ptr) & 15u) == 0; };
+    bool const vec = x.col_stride == 1 && out.col_stride == 1 && (x.cols * sizeof(T)) % 16 == 0 &&
+                     (x.row_stride * sizeof(T)) % 16 == 0 && (out.row_stride * sizeof(T)) % 16 == 0 &&
+                     aligned(x.data) && aligned(out.data);
+    cuda_detail::permute_rows_kernel<T><<<static_cast<unsigned>(p.rows), 128, 0, exec.stream>>>(p, x, out, pad, vec);
     FP8MOE_CUDA_CHECK_LAUNCH();
   }
-  if (dweights.rows > 0) {
-    std::int64_t const pairs = p.tokens * p.k;
-    cuda_detail::combine_backward_weights_kernel<std::remove_const_t<Y>, std::remove_const_t<G>>
-        <<<cuda_detail::blocks_for(pairs, 8), 256, 0, exec.stream>>>(p, matrix_view<YC>(y),
-                                                                     matrix_view<GC>(dout), dweights);
+
+  /// FP8 rows and their per-row scales (padding: zero data, scale 1).
+  template <class F>
+  static void permute(cuda_executor const& exec, permute_plan const& p, scaling::quantized_matrix_view<F const> x,
+                      scaling::quantized_matrix_view<F> out) {
+    constexpr char const* where = "fp8moe::moe::permute";
+    require(x.tile_rows() == 1 && out.tile_rows() == 1, where, "x.tile / out.tile", "per-row (1 x n) scale tiles");
+    permute(exec, p, x.data, out.data, F{});
+    permute(exec, p, x.scales, out.scales, 1.0f);
+  }
+
+  /// out (M) = weights(row_token, row_slot), 0 on padding.
+  static void permute_weights(cuda_executor const& exec, permute_plan const& p, matrix_view<float const> weights,
+                              vector_view<float> out) {
+    constexpr char const* where = "fp8moe::moe::permute_weights";
+    detail::check_plan(p, where);
+    check_shape(weights, p.tokens, p.k, where, "weights");
+    require(out.size == p.rows, where, "out", std::to_string(p.rows) + " entries", std::to_string(out.size));
+    if (p.rows == 0) return;
+    cuda_detail::permute_weights_kernel<<<cuda_detail::blocks_for(p.rows, 256), 256, 0, exec.stream>>>(p, weights,
+                                                                                                      out);
     FP8MOE_CUDA_CHECK_LAUNCH();
   }
-}
 
-/// Device permute_weights: out (M) = weights(row_token, row_slot), 0 on padding.
-inline void permute_weights(cuda_executor const& exec, permute_plan const& p,
-                            matrix_view<float const> weights, vector_view<float> out) {
-  constexpr char const* where = "fp8moe::moe::permute_weights";
-  detail::check_plan(p, where);
-  check_shape(weights, p.tokens, p.k, where, "weights");
-  require(out.size == p.rows, where, "out", std::to_string(p.rows) + " entries", std::to_string(out.size));
-  if (p.rows == 0) return;
-  cuda_detail::permute_weights_kernel<<<cuda_detail::blocks_for(p.rows, 256), 256, 0, exec.stream>>>(
-      p, weights, out);
-  FP8MOE_CUDA_CHECK_LAUNCH();
-}
+  /// Fixed order, FP32, no atomics (the host's bits).
+  template <class Y, class Out>
+  static void combine(cuda_executor const& exec, permute_plan const& p, matrix_view<Y> y,
+                      matrix_view<float const> weights, matrix_view<Out> out) {
+    detail::check_combine_args(p, y, weights, out, "fp8moe::moe::combine");
+    if (p.tokens == 0 || y.cols == 0) return;
+    using YC = std::add_const_t<Y>;
+    using YV = std::remove_const_t<Y>;
+    constexpr std::int64_t V = 16 / sizeof(YV);
+    bool const vec = sizeof(YV) <= 16 && 16 % sizeof(YV) == 0 && y.col_stride == 1 && out.col_stride == 1 &&
+                     y.cols % V == 0 && (y.row_stride * static_cast<std::int64_t>(sizeof(YV))) % 16 == 0 &&
+                     (reinterpret_cast<std::uintptr_t>(y.data) & 15u) == 0;
+    if (vec) {
+      cuda_detail::combine_vec_kernel<YV, Out>
+          <<<static_cast<unsigned>(p.tokens), 128, 0, exec.stream>>>(p, matrix_view<YC>(y), weights, out);
+    } else {
+      cuda_detail::combine_kernel<YV, Out>
+          <<<static_cast<unsigned>(p.tokens), 256, 0, exec.stream>>>(p, matrix_view<YC>(y), weights, out);
+    }
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
+
+  template <class G, class Out>
+  static void permute_backward(cuda_executor const& exec, permute_plan const& p, matrix_view<G> dout,
+                               matrix_view<Out> dx) {
+    combine(exec, p, dout, matrix_view<float const>{}, dx);
+  }
+
+  template <class Y, class G, class DY>
+  static void combine_backward(cuda_executor const& exec, permute_plan const& p, matrix_view<Y> y,
+                               matrix_view<float const> weights, matrix_view<G> dout, matrix_view<DY> dy,
+                               matrix_view<float> dweights) {
+    detail::check_combine_backward_args(p, y, weights, dout, dy, dweights, "fp8moe::moe::combine_backward");
+    using YC = std::add_const_t<Y>;
+    using GC = std::add_const_t<G>;
+    if (p.rows > 0 && y.cols > 0) {
+      cuda_detail::combine_backward_rows_kernel<std::remove_const_t<G>, DY>
+          <<<static_cast<unsigned>(p.rows), 256, 0, exec.stream>>>(p, weights, matrix_view<GC>(dout), dy);
+      FP8MOE_CUDA_CHECK_LAUNCH();
+    }
+    if (dweights.rows > 0) {
+      std::int64_t const pairs = p.tokens * p.k;
+      cuda_detail::combine_backward_weights_kernel<std::remove_const_t<Y>, std::remove_const_t<G>>
+          <<<cuda_detail::blocks_for(pairs, 8), 256, 0, exec.stream>>>(p, matrix_view<YC>(y), matrix_view<GC>(dout),
+                                                                       dweights);
+      FP8MOE_CUDA_CHECK_LAUNCH();
+    }
+  }
+
+  /// Allocating permute of rows on exec.stream: the plan (capacity plan_rows: the counts stay on the
+  /// device), the permuted rows and the row weights. Nothing synchronizes.
+  template <class S, class Layout>
+  static device_permuted<device_matrix<std::remove_const_t<S>>> permute(cuda_executor const& exec,
+                                                                        matrix_view<S> const& x,
+                                                                        device_route_result const& r, Layout l) {
+    using T = std::remove_const_t<S>;
+    device_permuted<device_matrix<T>> out{make_plan(exec, r, l), {}, {}};
+    permute_plan const& p = out.plan.view();
+    out.x = device_matrix<T>(p.rows, x.cols, exec);
+    out.weights = device_buffer<float>(static_cast<std::size_t>(p.rows), exec);
+    permute(exec, p, matrix_view<T const>(x), out.x.view(), T{});
+    permute_weights(exec, p, r.weights.view(), make_vector(out.weights.data(), p.rows));
+    return out;
+  }
+
+  /// Allocating permute of FP8 rows with their per-row scales.
+  template <class FS, class Layout>
+  static device_permuted<device_quantized_rows<std::remove_const_t<FS>>> permute(
+      cuda_executor const& exec, scaling::quantized_matrix_view<FS> const& x, device_route_result const& r,
+      Layout l) {
+    using F = std::remove_const_t<FS>;
+    device_permuted<device_quantized_rows<F>> out{make_plan(exec, r, l), {}, {}};
+    permute_plan const& p = out.plan.view();
+    out.x = device_quantized_rows<F>{device_matrix<F>(p.rows, x.cols(), exec),
+                                     device_matrix<float>(p.rows, x.scales.cols, exec), x.tile};
+    out.weights = device_buffer<float>(static_cast<std::size_t>(p.rows), exec);
+    permute(exec, p, scaling::quantized_matrix_view<F const>(x), out.x.view());
+    permute_weights(exec, p, r.weights.view(), make_vector(out.weights.data(), p.rows));
+    return out;
+  }
+
+ private:
+  template <class Layout>
+  static cuda_permute_plan make_plan(cuda_executor const& exec, device_route_result const& r, Layout l) {
+    auto const E = static_cast<std::int64_t>(r.counts.size());
+    cuda_permute_plan plan(exec, l, r.ids.rows(), r.ids.cols(), E);
+    build_permute_plan(exec, r.ids.view(), plan.view(), plan.workspace());
+    return plan;
+  }
+};
 
 }  // namespace fp8moe::moe

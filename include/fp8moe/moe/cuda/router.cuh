@@ -1,17 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// CUDA path of the router: one thread per token (logits staged through shared memory) running the shared
-// route_token / route_token_backward, integer atomics for the per-expert counts (exact, order-independent),
-// and the bias update. Enqueued on exec.stream, never synchronizes. All pointers are device memory. Device
-// behaviour on NaN logits: never checked (that would need a sync); NaN scores order as -inf.
+// CUDA path of the router (router_dispatch<cuda_executor>): one thread per token (logits staged through
+// shared memory) running the shared route_token / route_token_backward, integer atomics for the
+// per-expert counts (exact, order-independent). Enqueued on exec.stream, never synchronizes. All
+// pointers are device memory. Device behaviour on NaN logits: never checked (that would need a sync);
+// NaN scores order as -inf. (The device bias update is in moe/cuda/balance.cuh.)
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "fp8moe/core/cuda/device_buffer.hpp"
 #include "fp8moe/core/cuda/executor.hpp"
-#include "fp8moe/moe/balance.hpp"
 #include "fp8moe/moe/router.hpp"
 
 namespace fp8moe::moe {
@@ -65,84 +66,78 @@ __global__ void route_backward_kernel(router_config c, matrix_view<Logit> u,
                        &du(t, 0), du.col_stride);
 }
 
-template <class Count>
-__global__ void update_bias_kernel(vector_view<float> bias, vector_view<Count const> counts, float gamma) {
-  __shared__ long long total;
-  if (threadIdx.x == 0) {
-    long long s = 0;
-    for (std::int64_t e = 0; e < counts.size; ++e) s += static_cast<long long>(counts[e]);
-    total = s;
-  }
-  __syncthreads();
-  for (std::int64_t e = threadIdx.x; e < bias.size; e += blockDim.x) {
-    bias[e] += detail::bias_step(total, bias.size, static_cast<std::int64_t>(counts[e]), gamma);
-  }
-}
-
 inline constexpr int router_threads = 128;
 
 }  // namespace cuda_detail
 
-/// route on the device: same contract as the host overload (outputs overwritten; counts zeroed and
-/// filled when non-empty), validated on the host before launch except for finite logits.
-template <class Logit>
-void route(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
-           vector_view<float const> bias, matrix_view<std::int32_t> ids, matrix_view<float> weights,
-           vector_view<std::int32_t> counts) {
-  detail::check_route_args(c, logits, bias, ids, weights, counts, detail::route_where);
-  require(bias.size == 0 || bias.stride == 1, detail::route_where, "bias", "unit stride on the device");
-  require(counts.size == 0 || counts.stride == 1, detail::route_where, "counts", "unit stride on the device");
-  if (counts.size)
-    FP8MOE_CUDA_CHECK(cudaMemsetAsync(
-        counts.data, 0, sizeof(std::int32_t) * static_cast<std::size_t>(c.experts), exec.stream));
-  if (logits.rows == 0) return;
-  float const* b = bias.size ? bias.data : nullptr;
-  std::int32_t* n = counts.size ? counts.data : nullptr;
-  if (c.experts <= cuda_detail::staged_max_experts) {
-    auto const blocks =
-        static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::staged_tokens));
-    std::size_t const smem =
-        sizeof(float) * cuda_detail::staged_tokens * static_cast<std::size_t>(c.experts + 1);
-    cuda_detail::route_staged_kernel<<<blocks, cuda_detail::staged_tokens, smem, exec.stream>>>(
-        c, logits, b, ids, weights, n);
-  } else {
-    auto const blocks =
-        static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
-    cuda_detail::route_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(c, logits, b, ids,
-                                                                                       weights, n);
+/// Owning result of the allocating route() on the device: ids (T,k), weights (T,k), counts (E), device
+/// memory allocated on the executor's stream.
+struct device_route_result {
+  device_matrix<std::int32_t> ids;  // (T,k)
+  device_matrix<float> weights;     // (T,k)
+  device_buffer<std::int32_t> counts;  // (E)
+};
+
+template <>
+struct router_dispatch<cuda_executor> {
+  /// Same contract as the host path (outputs overwritten; counts zeroed and filled when non-empty),
+  /// validated on the host before launch except for finite logits.
+  template <class Logit>
+  static void route(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
+                    vector_view<float const> bias, matrix_view<std::int32_t> ids, matrix_view<float> weights,
+                    vector_view<std::int32_t> counts) {
+    detail::check_route_args(c, logits, bias, ids, weights, counts, detail::route_where);
+    require(bias.size == 0 || bias.stride == 1, detail::route_where, "bias", "unit stride on the device");
+    require(counts.size == 0 || counts.stride == 1, detail::route_where, "counts", "unit stride on the device");
+    if (counts.size)
+      FP8MOE_CUDA_CHECK(cudaMemsetAsync(counts.data, 0, sizeof(std::int32_t) * static_cast<std::size_t>(c.experts),
+                                        exec.stream));
+    if (logits.rows == 0) return;
+    float const* b = bias.size ? bias.data : nullptr;
+    std::int32_t* n = counts.size ? counts.data : nullptr;
+    if (c.experts <= cuda_detail::staged_max_experts) {
+      auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::staged_tokens));
+      std::size_t const smem = sizeof(float) * cuda_detail::staged_tokens * static_cast<std::size_t>(c.experts + 1);
+      cuda_detail::route_staged_kernel<<<blocks, cuda_detail::staged_tokens, smem, exec.stream>>>(c, logits, b, ids,
+                                                                                                  weights, n);
+    } else {
+      auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
+      cuda_detail::route_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(c, logits, b, ids,
+                                                                                         weights, n);
+    }
+    FP8MOE_CUDA_CHECK_LAUNCH();
   }
-  FP8MOE_CUDA_CHECK_LAUNCH();
-}
 
-/// route_backward on the device (dlogits overwritten). ids are trusted to be in [0, E).
-template <class Logit>
-void route_backward(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
-                    matrix_view<std::int32_t const> ids, matrix_view<float const> dweights,
-                    matrix_view<float> dlogits) {
-  constexpr char const* where = "fp8moe::moe::route_backward";
-  check_router_config(c, where);
-  check_shape(logits, logits.rows, c.experts, where, "logits");
-  check_shape(ids, logits.rows, c.k, where, "ids");
-  check_shape(dweights, logits.rows, c.k, where, "dweights");
-  check_shape(dlogits, logits.rows, c.experts, where, "dlogits");
-  if (logits.rows == 0) return;
-  auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
-  cuda_detail::route_backward_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(
-      c, logits, ids, dweights, dlogits);
-  FP8MOE_CUDA_CHECK_LAUNCH();
-}
+  /// Allocating route: ids, weights and counts allocated and filled on exec.stream (no sync).
+  template <class Logit>
+  static device_route_result route(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
+                                   vector_view<float const> bias) {
+    check_router_config(c, detail::route_where);
+    check_matrix(logits, detail::route_where, "logits");
+    device_route_result r{device_matrix<std::int32_t>(logits.rows, c.k, exec),
+                          device_matrix<float>(logits.rows, c.k, exec),
+                          device_buffer<std::int32_t>(static_cast<std::size_t>(c.experts), exec)};
+    route(exec, c, logits, bias, r.ids.view(), r.weights.view(), make_vector(r.counts.data(), c.experts));
+    return r;
+  }
 
-/// Bias update on the device with already-reduced counts (e.g. after an NCCL all-reduce).
-template <std::integral Count>
-void update_bias(cuda_executor const& exec, vector_view<float> bias, vector_view<Count const> counts,
-                 bias_update_config cfg = {}) {
-  constexpr char const* where = "fp8moe::moe::update_bias";
-  require(bias.size >= 1 && bias.data != nullptr, where, "bias", "E >= 1 entries");
-  require(counts.size == bias.size, where, "counts", "bias.size entries", std::to_string(counts.size));
-  require(std::isfinite(cfg.gamma) && cfg.gamma >= 0.0f, where, "cfg.gamma", "finite and >= 0");
-  require(!cfg.recenter, where, "cfg.recenter", "false on the device (use the host overload)");
-  cuda_detail::update_bias_kernel<<<1, 256, 0, exec.stream>>>(bias, counts, cfg.gamma);
-  FP8MOE_CUDA_CHECK_LAUNCH();
-}
+  /// dlogits overwritten; ids are trusted to be in [0, E).
+  template <class Logit>
+  static void route_backward(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
+                             matrix_view<std::int32_t const> ids, matrix_view<float const> dweights,
+                             matrix_view<float> dlogits) {
+    constexpr char const* where = "fp8moe::moe::route_backward";
+    check_router_config(c, where);
+    check_shape(logits, logits.rows, c.experts, where, "logits");
+    check_shape(ids, logits.rows, c.k, where, "ids");
+    check_shape(dweights, logits.rows, c.k, where, "dweights");
+    check_shape(dlogits, logits.rows, c.experts, where, "dlogits");
+    if (logits.rows == 0) return;
+    auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
+    cuda_detail::route_backward_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(c, logits, ids,
+                                                                                                dweights, dlogits);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
+};
 
 }  // namespace fp8moe::moe

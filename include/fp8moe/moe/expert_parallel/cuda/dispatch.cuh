@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // Expert-parallel dispatch / combine over a device communicator (nccl_communicator): the same
-// handle, orders and results as the host path in moe/dispatch.hpp, with device gather / pack /
+// handle, orders and results as the host path in moe/expert_parallel/, with device gather / pack /
 // unpack kernels and the device moe::combine. Everything after the handle is stream-ordered on
 // exec.stream, which must be the communicator's stream; building the handle synchronizes it.
 #pragma once
@@ -16,7 +16,7 @@
 
 #include "fp8moe/core/cuda/executor.hpp"
 #include "fp8moe/moe/cuda/permute.cuh"
-#include "fp8moe/moe/dispatch.hpp"
+#include "fp8moe/moe/expert_parallel/expert_parallel.hpp"
 
 namespace fp8moe::moe {
 

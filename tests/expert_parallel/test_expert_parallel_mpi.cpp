@@ -6,7 +6,7 @@
 // routing, more than 65 536 tokens, async start/wait, run-to-run determinism, argument errors.
 #include <doctest/doctest.h>
 
-#include "ep_checks.hpp"
+#include "expert_parallel_checks.hpp"
 #include "fp8moe/comm/mpi_communicator.hpp"
 
 using namespace fp8moe;

@@ -5,7 +5,8 @@
 // partial rows into shared matrices; a receiver then copies the rows it needs straight out of its
 // peers' memory, and combine reduces its tokens' partials straight out of the peers' memory. One
 // copy per row and no message protocol, so it beats an all-to-all of pre-packed bytes. Same
-// handle, same receive order and the same bits as the message-passing ops of dispatch.hpp (tested).
+// handle, same receive order and the same bits as the message-passing ops of dispatch.hpp / combine.hpp
+// (tested).
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,9 @@
 #include <vector>
 
 #include "fp8moe/comm/mpi_shared_buffer.hpp"
-#include "fp8moe/moe/dispatch.hpp"
+#include "fp8moe/moe/expert_parallel/combine.hpp"
+#include "fp8moe/moe/expert_parallel/dispatch.hpp"
+#include "fp8moe/moe/expert_parallel/handle.hpp"
 
 namespace fp8moe::moe {
 
@@ -61,9 +64,8 @@ std::vector<std::int64_t> peer_block_offsets(comm::mpi_shared_buffer const& buf,
     auto const off = row_offsets(h.recv_tokens);
     for (std::size_t r = 0; r < n; ++r) mine[r] = off[r];
   }
-  comm::detail::mpi_check(
-      MPI_Alltoall(mine.data(), 1, MPI_INT64_T, at_peer.data(), 1, MPI_INT64_T, buf.native()), "MPI_Alltoall",
-      buf.rank(), buf.size());
+  comm::mpi_check(MPI_Alltoall(mine.data(), 1, MPI_INT64_T, at_peer.data(), 1, MPI_INT64_T, buf.native()),
+                  "MPI_Alltoall", buf.rank(), buf.size());
   for (std::size_t r = 0; err.empty() && r < n; ++r)
     if (at_peer[r] + h.send_tokens[r] > peer_rows.rows(static_cast<int>(r)))
       err = concat("rank ", r, "'s ", name, " (", peer_rows.rows(static_cast<int>(r)),
@@ -236,7 +238,7 @@ void combine(host_executor const& exec, dispatch_handle const& h, comm::shared_m
   });
 }
 
-/// Slot-exact combine through shared memory (see combine_slots in dispatch.hpp): every rank has
+/// Slot-exact combine through shared memory (see combine_slots in combine.hpp): every rank has
 /// written its local plan's slot_row (N,k) (received row, slot -> row of y, or -1) and its expert
 /// outputs y (M,C) into shared matrices; out (T,C) token t = sum_{j=0..k-1} w(t,j) * (the y row of
 /// slot j on the rank holding its expert), j ascending, read straight out of that rank's memory —

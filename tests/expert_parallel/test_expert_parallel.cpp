@@ -10,9 +10,9 @@
 #include <thread>
 #include <vector>
 
-#include "ep_checks.hpp"
+#include "expert_parallel_checks.hpp"
 #include "fp8moe/comm/single_communicator.hpp"
-#include "fp8moe/moe/ep_layout.hpp"
+#include "fp8moe/moe/expert_parallel/layout.hpp"
 
 using namespace fp8moe;
 

@@ -9,10 +9,10 @@
 
 #include <cstring>
 
-#include "ep_checks.hpp"
+#include "expert_parallel_checks.hpp"
 #include "fp8moe/comm/mpi_communicator.hpp"
 #include "fp8moe/comm/mpi_shared_buffer.hpp"
-#include "fp8moe/moe/mpi_shared_dispatch.hpp"
+#include "fp8moe/moe/expert_parallel/mpi_shared.hpp"
 #include "fp8moe/numeric/numeric.hpp"
 
 using namespace fp8moe;

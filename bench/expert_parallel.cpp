@@ -3,8 +3,8 @@
 // Expert-parallel dispatch / combine over MPI against a raw MPI_Alltoallv of the same bytes (same
 // counts, pre-packed buffers), interleaved in the same run; FP8 (+1x128 scales) vs BF16 payloads.
 // Every rank runs the same fixed iteration counts; each op's time is its slowest rank's. Only rank
-// 0 reports. Run:  OMP_NUM_THREADS=1 mpirun -np 2 -x OMP_NUM_THREADS build/bench/bench_mpi_dispatch  (and -np
-// 4)
+// 0 reports. Run:  OMP_NUM_THREADS=1 mpirun -np 2 -x OMP_NUM_THREADS build/bench/bench_expert_parallel  (and
+// -np 4)
 #include <benchmark/benchmark.h>
 #include <mpi.h>
 
@@ -19,8 +19,8 @@
 
 #include "fp8moe/comm/mpi_communicator.hpp"
 #include "fp8moe/comm/mpi_shared_buffer.hpp"
-#include "fp8moe/moe/dispatch.hpp"
-#include "fp8moe/moe/mpi_shared_dispatch.hpp"
+#include "fp8moe/moe/expert_parallel/expert_parallel.hpp"
+#include "fp8moe/moe/expert_parallel/mpi_shared.hpp"
 #include "fp8moe/numeric/numeric.hpp"
 
 namespace fm = fp8moe;

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "fp8moe/comm/communicator.hpp"
-#include "fp8moe/moe/dispatch.hpp"
+#include "fp8moe/moe/expert_parallel/expert_parallel.hpp"
 #include "fp8moe/moe/permute.hpp"
 #include "fp8moe/moe/router.hpp"
 #include "fp8moe/numeric/numeric.hpp"
