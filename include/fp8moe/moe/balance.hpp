@@ -36,8 +36,8 @@ struct no_count_reduce {
 /// What update_bias accepts to sum the counts over data-parallel ranks: a callable that sums E int64
 /// values in place, or a comm::host_communicator (an int64 all-reduce).
 template <class R>
-concept count_reducer = std::invocable<R&, std::span<std::int64_t>> ||
-                        comm::host_communicator<std::remove_cvref_t<R>>;
+concept count_reducer =
+    std::invocable<R&, std::span<std::int64_t>> || comm::host_communicator<std::remove_cvref_t<R>>;
 
 namespace detail {
 /// One expert's aux-loss-free bias step gamma * sign(mean load - load), decided exactly in integers

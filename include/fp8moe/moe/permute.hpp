@@ -190,7 +190,6 @@ void check_combine_backward_args(permute_plan const& p, matrix_view<Y> const& y,
           "empty or (T,k)");
 }
 
-
 }  // namespace detail
 
 /// Per-executor implementations of the plan / permute / combine ops: permute_dispatch<host_executor>
@@ -212,9 +211,10 @@ template <executor Exec>
 void build_permute_plan(Exec const& exec, matrix_view<std::int32_t const> ids, permute_plan const& p,
                         device_workspace ws = {}) {
   using D = permute_dispatch<executor_t<Exec>>;
-  static_assert(has_dispatch<D>,
-                "fp8moe::moe::build_permute_plan: this executor has no permute path; for cuda_executor include "
-                "\"fp8moe/moe/cuda/permute.cuh\" (nvcc)");
+  static_assert(
+      has_dispatch<D>,
+      "fp8moe::moe::build_permute_plan: this executor has no permute path; for cuda_executor include "
+      "\"fp8moe/moe/cuda/permute.cuh\" (nvcc)");
   if constexpr (has_dispatch<D>) D::build_permute_plan(exec, ids, p, ws);
 }
 
@@ -245,7 +245,8 @@ void permute(Exec const& exec, permute_plan const& p, scaling::quantized_matrix_
 
 /// Per-row routing weight: out (M) row r = weights(row_token[r], row_slot[r]); 0 on padding rows.
 template <executor Exec>
-void permute_weights(Exec const& exec, permute_plan const& p, matrix_view<float const> weights, vector_view<float> out) {
+void permute_weights(Exec const& exec, permute_plan const& p, matrix_view<float const> weights,
+                     vector_view<float> out) {
   using D = permute_dispatch<executor_t<Exec>>;
   static_assert(has_dispatch<D>,
                 "fp8moe::moe::permute_weights: this executor has no permute path; for cuda_executor include "
@@ -284,8 +285,9 @@ void permute_backward(Exec const& exec, permute_plan const& p, matrix_view<G> do
 /// dweights (T,k) = <dout(t), y(slot_row[t,j])> in FP32 (0 where slot_row = -1). Both overwritten.
 /// With weights empty (unweighted combine) dy = dout rows and dweights may be empty.
 template <executor Exec, class Y, class G, class DY>
-void combine_backward(Exec const& exec, permute_plan const& p, matrix_view<Y> y, matrix_view<float const> weights,
-                      matrix_view<G> dout, matrix_view<DY> dy, matrix_view<float> dweights) {
+void combine_backward(Exec const& exec, permute_plan const& p, matrix_view<Y> y,
+                      matrix_view<float const> weights, matrix_view<G> dout, matrix_view<DY> dy,
+                      matrix_view<float> dweights) {
   using D = permute_dispatch<executor_t<Exec>>;
   static_assert(has_dispatch<D>,
                 "fp8moe::moe::combine_backward: this executor has no permute path; for cuda_executor include "

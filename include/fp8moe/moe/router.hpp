@@ -121,11 +121,9 @@ FP8MOE_HOST_DEVICE void route_token(router_config const& c, Logit const* u, std:
                                     float* weights, std::int64_t w_stride, float* scratch = nullptr) {
   score_trait const f(c.score, u, u_stride, c.experts);
   if (scratch)  // optional (E) scratch: each score is computed once instead of once per pass
-    for (int e = 0; e < c.experts; ++e)
-      scratch[e] = f.value(static_cast<float>(u[e * u_stride]));
+    for (int e = 0; e < c.experts; ++e) scratch[e] = f.value(static_cast<float>(u[e * u_stride]));
   auto biased = [&](int e) {
-    float const s =
-        scratch ? scratch[e] : f.value(static_cast<float>(u[e * u_stride]));
+    float const s = scratch ? scratch[e] : f.value(static_cast<float>(u[e * u_stride]));
     return bias ? s + bias[e] : s;
   };
   int const per_group = c.experts / c.groups;
@@ -276,8 +274,10 @@ struct route_result {
 /// (host: route_result; CUDA: device_route_result allocated and filled on exec.stream). `bias` is a
 /// vector_view (E) or empty, or on the host a std::vector<float>.
 template <executor Exec, class Logit, class Bias = vector_view<float const>>
-requires(std::convertible_to<Bias const&, vector_view<float const>> || std::same_as<Bias, std::vector<float>>)
-auto route(Exec const& exec, router_config const& c, matrix_view<Logit> logits, Bias const& bias = {}) {
+requires(std::convertible_to<Bias const&, vector_view<float const>> ||
+         std::same_as<Bias, std::vector<float>>) auto route(Exec const& exec, router_config const& c,
+                                                            matrix_view<Logit> logits,
+                                                            Bias const& bias = {}) {
   using D = router_dispatch<executor_t<Exec>>;
   static_assert(has_dispatch<D>,
                 "fp8moe::moe::route: this executor has no router path; for cuda_executor include "
@@ -305,9 +305,9 @@ void route_backward(Exec const& exec, router_config const& c, matrix_view<Logit>
 /// Any router the MoE layer can use on executor Exec: routes (T,E) FP32 logits into ids/weights/counts
 /// views. The router form of moe::route is constrained on it.
 template <class R, class Exec = host_executor>
-concept expert_router = executor<Exec> && requires(R const& r, Exec const& ex, matrix_view<float const> logits,
-                                                   matrix_view<std::int32_t> ids, matrix_view<float> w,
-                                                   vector_view<std::int32_t> n) {
+concept expert_router = executor<Exec> &&
+    requires(R const& r, Exec const& ex, matrix_view<float const> logits, matrix_view<std::int32_t> ids,
+             matrix_view<float> w, vector_view<std::int32_t> n) {
   { r.experts() } -> std::convertible_to<int>;
   { r.k() } -> std::convertible_to<int>;
   r.route(ex, logits, ids, w, n);

@@ -181,8 +181,9 @@ struct balance_dispatch<cuda_executor> {
 
   /// Writes the loss (one float, device memory) to `loss`.
   template <class Logit>
-  static void sequence_balance_loss(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
-                                    sequence_balance_config b, float* loss, device_workspace ws) {
+  static void sequence_balance_loss(cuda_executor const& exec, router_config const& c,
+                                    matrix_view<Logit> logits, sequence_balance_config b, float* loss,
+                                    device_workspace ws) {
     constexpr char const* where = "fp8moe::moe::sequence_balance_loss";
     require(loss != nullptr, where, "loss", "a device float");
     detail::balance_forward_device(exec, c, logits, b, ws, where);
@@ -204,9 +205,8 @@ struct balance_dispatch<cuda_executor> {
     std::int64_t const T = logits.rows, L = b.sequence_length ? b.sequence_length : T, B = T / L;
     auto const lay = cuda_detail::balance_layout(T, c.experts, c.k, B);
     auto const* f = reinterpret_cast<std::int32_t const*>(static_cast<char*>(ws.data) + lay.sn + lay.top);
-    cuda_detail::
-        balance_backward_kernel<<<static_cast<unsigned>(ceil_div<std::int64_t>(T, 128)), 128, 0, exec.stream>>>(
-            c, logits, L, b.alpha, B, dloss, f, dlogits);
+    cuda_detail::balance_backward_kernel<<<static_cast<unsigned>(ceil_div<std::int64_t>(T, 128)), 128, 0,
+                                           exec.stream>>>(c, logits, L, b.alpha, B, dloss, f, dlogits);
     FP8MOE_CUDA_CHECK_LAUNCH();
   }
 };

@@ -326,8 +326,8 @@ class cuda_permute_plan {
 /// Owning device FP8 rows with per-row scale tiles: the rows of the allocating device permute.
 template <class F>
 struct device_quantized_rows {
-  device_matrix<F> data;         // (M,H)
-  device_matrix<float> scales;   // (M, ceil(H / tile.cols))
+  device_matrix<F> data;        // (M,H)
+  device_matrix<float> scales;  // (M, ceil(H / tile.cols))
   scaling::tile_shape tile{};
 
   scaling::quantized_matrix_view<F> view() & { return {data.view(), scales.view(), tile}; }
@@ -342,8 +342,8 @@ struct device_quantized_rows {
 template <class Rows>
 struct device_permuted {
   cuda_permute_plan plan;
-  Rows x;                         // (M,H) permuted rows
-  device_buffer<float> weights;   // (M) routing weight of each row, 0 on padding
+  Rows x;                        // (M,H) permuted rows
+  device_buffer<float> weights;  // (M) routing weight of each row, 0 on padding
 };
 
 template <>
@@ -354,8 +354,8 @@ struct permute_dispatch<cuda_executor> {
   }
 
   template <class T>
-  static void permute(cuda_executor const& exec, permute_plan const& p, matrix_view<T const> x, matrix_view<T> out,
-                      T pad) {
+  static void permute(cuda_executor const& exec, permute_plan const& p, matrix_view<T const> x,
+                      matrix_view<T> out, T pad) {
     constexpr char const* where = "fp8moe::moe::permute";
     detail::check_plan(p, where);
     require(x.rows == p.tokens, where, "x", std::to_string(p.tokens) + " rows (T)", std::to_string(x.rows));
@@ -365,30 +365,32 @@ struct permute_dispatch<cuda_executor> {
     bool const vec = x.col_stride == 1 && out.col_stride == 1 && (x.cols * sizeof(T)) % 16 == 0 &&
                      (x.row_stride * sizeof(T)) % 16 == 0 && (out.row_stride * sizeof(T)) % 16 == 0 &&
                      aligned(x.data) && aligned(out.data);
-    cuda_detail::permute_rows_kernel<T><<<static_cast<unsigned>(p.rows), 128, 0, exec.stream>>>(p, x, out, pad, vec);
+    cuda_detail::permute_rows_kernel<T>
+        <<<static_cast<unsigned>(p.rows), 128, 0, exec.stream>>>(p, x, out, pad, vec);
     FP8MOE_CUDA_CHECK_LAUNCH();
   }
 
   /// FP8 rows and their per-row scales (padding: zero data, scale 1).
   template <class F>
-  static void permute(cuda_executor const& exec, permute_plan const& p, scaling::quantized_matrix_view<F const> x,
-                      scaling::quantized_matrix_view<F> out) {
+  static void permute(cuda_executor const& exec, permute_plan const& p,
+                      scaling::quantized_matrix_view<F const> x, scaling::quantized_matrix_view<F> out) {
     constexpr char const* where = "fp8moe::moe::permute";
-    require(x.tile_rows() == 1 && out.tile_rows() == 1, where, "x.tile / out.tile", "per-row (1 x n) scale tiles");
+    require(x.tile_rows() == 1 && out.tile_rows() == 1, where, "x.tile / out.tile",
+            "per-row (1 x n) scale tiles");
     permute(exec, p, x.data, out.data, F{});
     permute(exec, p, x.scales, out.scales, 1.0f);
   }
 
   /// out (M) = weights(row_token, row_slot), 0 on padding.
-  static void permute_weights(cuda_executor const& exec, permute_plan const& p, matrix_view<float const> weights,
-                              vector_view<float> out) {
+  static void permute_weights(cuda_executor const& exec, permute_plan const& p,
+                              matrix_view<float const> weights, vector_view<float> out) {
     constexpr char const* where = "fp8moe::moe::permute_weights";
     detail::check_plan(p, where);
     check_shape(weights, p.tokens, p.k, where, "weights");
     require(out.size == p.rows, where, "out", std::to_string(p.rows) + " entries", std::to_string(out.size));
     if (p.rows == 0) return;
-    cuda_detail::permute_weights_kernel<<<cuda_detail::blocks_for(p.rows, 256), 256, 0, exec.stream>>>(p, weights,
-                                                                                                      out);
+    cuda_detail::permute_weights_kernel<<<cuda_detail::blocks_for(p.rows, 256), 256, 0, exec.stream>>>(
+        p, weights, out);
     FP8MOE_CUDA_CHECK_LAUNCH();
   }
 
@@ -435,8 +437,8 @@ struct permute_dispatch<cuda_executor> {
     if (dweights.rows > 0) {
       std::int64_t const pairs = p.tokens * p.k;
       cuda_detail::combine_backward_weights_kernel<std::remove_const_t<Y>, std::remove_const_t<G>>
-          <<<cuda_detail::blocks_for(pairs, 8), 256, 0, exec.stream>>>(p, matrix_view<YC>(y), matrix_view<GC>(dout),
-                                                                       dweights);
+          <<<cuda_detail::blocks_for(pairs, 8), 256, 0, exec.stream>>>(p, matrix_view<YC>(y),
+                                                                       matrix_view<GC>(dout), dweights);
       FP8MOE_CUDA_CHECK_LAUNCH();
     }
   }
@@ -446,7 +448,8 @@ struct permute_dispatch<cuda_executor> {
   template <class S, class Layout>
   static device_permuted<device_matrix<std::remove_const_t<S>>> permute(cuda_executor const& exec,
                                                                         matrix_view<S> const& x,
-                                                                        device_route_result const& r, Layout l) {
+                                                                        device_route_result const& r,
+                                                                        Layout l) {
     using T = std::remove_const_t<S>;
     device_permuted<device_matrix<T>> out{make_plan(exec, r, l), {}, {}};
     permute_plan const& p = out.plan.view();

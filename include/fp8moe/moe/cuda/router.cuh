@@ -73,8 +73,8 @@ inline constexpr int router_threads = 128;
 /// Owning result of the allocating route() on the device: ids (T,k), weights (T,k), counts (E), device
 /// memory allocated on the executor's stream.
 struct device_route_result {
-  device_matrix<std::int32_t> ids;  // (T,k)
-  device_matrix<float> weights;     // (T,k)
+  device_matrix<std::int32_t> ids;     // (T,k)
+  device_matrix<float> weights;        // (T,k)
   device_buffer<std::int32_t> counts;  // (E)
 };
 
@@ -88,20 +88,24 @@ struct router_dispatch<cuda_executor> {
                     vector_view<std::int32_t> counts) {
     detail::check_route_args(c, logits, bias, ids, weights, counts, detail::route_where);
     require(bias.size == 0 || bias.stride == 1, detail::route_where, "bias", "unit stride on the device");
-    require(counts.size == 0 || counts.stride == 1, detail::route_where, "counts", "unit stride on the device");
+    require(counts.size == 0 || counts.stride == 1, detail::route_where, "counts",
+            "unit stride on the device");
     if (counts.size)
-      FP8MOE_CUDA_CHECK(cudaMemsetAsync(counts.data, 0, sizeof(std::int32_t) * static_cast<std::size_t>(c.experts),
-                                        exec.stream));
+      FP8MOE_CUDA_CHECK(cudaMemsetAsync(
+          counts.data, 0, sizeof(std::int32_t) * static_cast<std::size_t>(c.experts), exec.stream));
     if (logits.rows == 0) return;
     float const* b = bias.size ? bias.data : nullptr;
     std::int32_t* n = counts.size ? counts.data : nullptr;
     if (c.experts <= cuda_detail::staged_max_experts) {
-      auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::staged_tokens));
-      std::size_t const smem = sizeof(float) * cuda_detail::staged_tokens * static_cast<std::size_t>(c.experts + 1);
-      cuda_detail::route_staged_kernel<<<blocks, cuda_detail::staged_tokens, smem, exec.stream>>>(c, logits, b, ids,
-                                                                                                  weights, n);
+      auto const blocks =
+          static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::staged_tokens));
+      std::size_t const smem =
+          sizeof(float) * cuda_detail::staged_tokens * static_cast<std::size_t>(c.experts + 1);
+      cuda_detail::route_staged_kernel<<<blocks, cuda_detail::staged_tokens, smem, exec.stream>>>(
+          c, logits, b, ids, weights, n);
     } else {
-      auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
+      auto const blocks =
+          static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
       cuda_detail::route_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(c, logits, b, ids,
                                                                                          weights, n);
     }
@@ -110,8 +114,8 @@ struct router_dispatch<cuda_executor> {
 
   /// Allocating route: ids, weights and counts allocated and filled on exec.stream (no sync).
   template <class Logit>
-  static device_route_result route(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
-                                   vector_view<float const> bias) {
+  static device_route_result route(cuda_executor const& exec, router_config const& c,
+                                   matrix_view<Logit> logits, vector_view<float const> bias) {
     check_router_config(c, detail::route_where);
     check_matrix(logits, detail::route_where, "logits");
     device_route_result r{device_matrix<std::int32_t>(logits.rows, c.k, exec),
@@ -133,9 +137,10 @@ struct router_dispatch<cuda_executor> {
     check_shape(dweights, logits.rows, c.k, where, "dweights");
     check_shape(dlogits, logits.rows, c.experts, where, "dlogits");
     if (logits.rows == 0) return;
-    auto const blocks = static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
-    cuda_detail::route_backward_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(c, logits, ids,
-                                                                                                dweights, dlogits);
+    auto const blocks =
+        static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));
+    cuda_detail::route_backward_kernel<<<blocks, cuda_detail::router_threads, 0, exec.stream>>>(
+        c, logits, ids, dweights, dlogits);
     FP8MOE_CUDA_CHECK_LAUNCH();
   }
 };
