@@ -8,7 +8,7 @@
 #     integer conversion code: ~10x slower under ASan, and test_numeric covers the same code) and
 #     the packaging/compile-fail/format tests (they run cmake and the compiler, not our code);
 #   TSan (OpenMP off: libgomp is not instrumented): the tests that call ops from several threads,
-#     test_pipeline_executor (threads as ranks), test_ep (buffer_pool from four threads), test_comm.
+#     test_pipeline_executor (threads as ranks), test_expert_parallel (buffer_pool from four threads), test_comm.
 # Time on the 2-core machine: 18 minutes in all on a fresh clone (2026-12-07: main pass 659 s, ASan+UBSan
 # 407 s, TSan 14 s; docs/testing.md); CI limit 45.
 #   scripts/test.sh                               # everything
@@ -53,7 +53,7 @@ if [ "${FP8MOE_SANITIZERS:-1}" != 0 ]; then
   san="-fsanitize=thread -fno-omit-frame-pointer"
   cmake -S . -B "$BUILD_DIR-tsan" "${common[@]}" "-DCMAKE_CXX_FLAGS=$san" "-DCMAKE_EXE_LINKER_FLAGS=$san" \
     -DCMAKE_DISABLE_FIND_PACKAGE_OpenMP=ON -DFP8MOE_ENABLE_MPI=OFF -DFP8MOE_BUILD_EXAMPLES=OFF >/dev/null
-  tsan_tests=(test_pipeline_executor test_ep test_comm)
+  tsan_tests=(test_pipeline_executor test_expert_parallel test_comm)
   cmake --build "$BUILD_DIR-tsan" -j "$JOBS" --target "${tsan_tests[@]}"
   (cd "$BUILD_DIR-tsan" && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     ctest --output-on-failure -R "^($(IFS='|'; echo "${tsan_tests[*]}"))\$")
