@@ -68,11 +68,14 @@
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/numeric/numeric.hpp"
 #include "fp8moe/scaling/quantized.hpp"
+#include "fp8moe/scaling/quantized_views.hpp"
 
 namespace fp8moe::gemm {
 
+using scaling::quantized_batched_view;  // (scaling/quantized_views.hpp)
 using scaling::quantized_matrix_view;
 using scaling::tile_shape;
+using scaling::transposed;
 
 /// Output element types of the FP8 GEMM: float or bfloat16_t.
 template <class T>
@@ -81,40 +84,6 @@ concept output_element = std::same_as<T, float> || std::same_as<T, bfloat16_t>;
 /// Element types the float64 reference can also write (double keeps the unrounded result).
 template <class T>
 concept reference_output_element = output_element<T> || std::same_as<T, double>;
-
-// -------------------------------------------------------------------------------------------------
-// A stack of G quantized matrices with a common shape: the expert weights (G,N,K) and the masked
-// activations (G,max_m,K). Batch g is `(*this)[g]`, a quantized_matrix_view with its own scales.
-template <class T>
-struct quantized_batched_view {
-  using scale_type = std::conditional_t<std::is_const_v<T>, float const, float>;
-  batched_matrix_view<T> data;             // (G, R, C) FP8
-  batched_matrix_view<scale_type> scales;  // (G, scale_rows(R), scale_cols(C))
-  tile_shape tile{};
-
-  FP8MOE_HOST_DEVICE std::int64_t batches() const { return data.batches; }
-  FP8MOE_HOST_DEVICE std::int64_t rows() const { return data.rows; }
-  FP8MOE_HOST_DEVICE std::int64_t cols() const { return data.cols; }
-  FP8MOE_HOST_DEVICE quantized_matrix_view<T> operator[](std::int64_t g) const {
-    return quantized_matrix_view<T>(data[g], scales[g], tile);
-  }
-  template <class U>
-  requires(std::is_same_v<U, T const> && !std::is_const_v<T>) FP8MOE_HOST_DEVICE
-  operator quantized_batched_view<U>() const {  // implicit T -> T const
-    return {data, scales, tile};
-  }
-};
-
-/// Zero-copy transpose of a quantized view: (R,C) data, scales and tile become (C,R). Turns a
-/// weight stored (K,N) with 128x128 blocks into the MN-major B operand (N,K) of dX = dY * W.
-template <class T>
-FP8MOE_HOST_DEVICE quantized_matrix_view<T> transposed(quantized_matrix_view<T> const& q) {
-  using S = std::conditional_t<std::is_const_v<T>, float const, float>;
-  matrix_view<T> const d{q.data.data, q.data.cols, q.data.rows, q.data.col_stride, q.data.row_stride};
-  matrix_view<S> const s{q.scales.data, q.scales.cols, q.scales.rows, q.scales.col_stride,
-                         q.scales.row_stride};
-  return quantized_matrix_view<T>(d, s, tile_shape{q.tile.cols, q.tile.rows});
-}
 
 /// Storage order of an operand along K.
 enum class major : std::uint8_t { k, mn };
@@ -215,6 +184,24 @@ struct k_grouped {
   FP8MOE_HOST_DEVICE std::int64_t k_total() const { return a.cols(); }
   FP8MOE_HOST_DEVICE std::int64_t groups() const { return k_sizes.size; }
 };
+
+/// The three layouts grouped_gemm takes.
+template <class P>
+inline constexpr bool is_grouped_layout = false;
+template <class TA, class TB, class TD>
+inline constexpr bool is_grouped_layout<grouped_contiguous<TA, TB, TD>> = true;
+template <class TA, class TB, class TD>
+inline constexpr bool is_grouped_layout<grouped_masked<TA, TB, TD>> = true;
+template <class TA, class TB>
+inline constexpr bool is_grouped_layout<k_grouped<TA, TB>> = true;
+template <class P>
+concept grouped_layout = is_grouped_layout<P>;
+
+/// Per-executor dispatch of the entry points (core/dispatch.hpp), left undefined here: the host
+/// specialisation is in gemm/host/gemm.hpp, the cuda_executor one in gemm/cuda/gemm.cuh. Each has
+/// static members workspace_bytes, with_workspace, fp8_gemm (dense) and grouped_gemm (per layout).
+template <class Exec>
+struct dispatch;
 
 // =================================================================================================
 // Validation (host code, shared by every executor). Throws fp8moe::error before any output is

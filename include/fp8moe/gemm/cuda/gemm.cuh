@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// cuda_executor overloads of fp8_gemm / grouped_gemm (contract: gemm/problem.hpp). Validates on
-// the host, translates the views into kernel_params and enqueues one persistent kernel on
-// exec.stream: wgmma+TMA on sm_90a (every layout, 1x128 B scales included), the mma.sync kernel
-// elsewhere.
+// The cuda_executor path of fp8_gemm / grouped_gemm (gemm::dispatch<cuda_executor>; contract:
+// gemm/problem.hpp; include gemm/cuda/gemm.hpp). Validates on the host, translates the views into
+// kernel_params and enqueues one persistent kernel on exec.stream: wgmma+TMA on sm_90a (every
+// layout, 1x128 B scales included), the mma.sync kernel elsewhere.
 // Never allocates device memory, never synchronizes. nvcc only; pointers are device pointers.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include <concepts>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "fp8moe/gemm/cuda/layout.hpp"
 #include "fp8moe/gemm/cuda/params.hpp"
 #include "fp8moe/gemm/cuda/translate.hpp"
+#include "fp8moe/gemm/gemm.hpp"
 #include "fp8moe/gemm/problem.hpp"
 
 namespace fp8moe::gemm::cuda {
@@ -111,62 +113,49 @@ inline void run(cudaStream_t stream, kernel_params const& p, int const* k_offset
 
 namespace fp8moe::gemm {
 
-namespace cuda::detail {
-/// At most one trailing gemm_options, taken as a forwarding pack so these overloads tie with the
-/// generic device-executor fallback of gemm.hpp on conversions and win on partial ordering.
-template <class... O>
-concept options_pack = sizeof...(O) <= 1 && (std::same_as<std::remove_cvref_t<O>, gemm_options> && ...);
-template <class... O>
-gemm_options options_of(O&&... o) {
-  if constexpr (sizeof...(O) == 0) {
-    return {};
-  } else {
-    return (o, ...);
+/// The cuda_executor path of the entry points in gemm/gemm.hpp: validate on the host, translate,
+/// enqueue on exec.stream. The device path takes no workspace (workspace_bytes is 0, a caller's
+/// workspace is ignored) and the allocating overloads allocate nothing.
+template <>
+struct dispatch<cuda_executor> {
+  static std::size_t workspace_bytes(cuda_executor const&, gemm_options const&) { return 0; }
+
+  template <class F>
+  static void with_workspace(cuda_executor const&, gemm_options const&, F&& f) {
+    f(std::span<std::byte>{});
   }
-}
-}  // namespace cuda::detail
 
-/// D (M,N) = [C +] A (M,K) * B (N,K)^T on the device (exec.stream).
-template <class TA, class TB, class TD, class... O>
-requires cuda::detail::options_pack<O...>
-void fp8_gemm(cuda_executor const& exec, dense<TA, TB, TD> const& p, O&&... o) {
-  cuda::run(exec.stream, cuda::to_params(p, cuda::detail::options_of(o...)), nullptr,
-            "fp8moe::gemm::fp8_gemm");
-}
-template <class TA, class TB, class TD, class... O>
-requires cuda::detail::options_pack<O...>
-void fp8_gemm(cuda_executor const& exec, quantized_matrix_view<TA const> a, quantized_matrix_view<TB const> b,
-              matrix_view<TD> d, O&&... o) {
-  fp8_gemm(exec, dense<TA, TB, TD>{a, b, d, {}}, o...);
-}
-template <class TA, class TB, class TD, class... O>
-requires cuda::detail::options_pack<O...>
-void fp8_gemm(cuda_executor const& exec, quantized_matrix_view<TA const> a, quantized_matrix_view<TB const> b,
-              matrix_view<TD> d, matrix_view<float const> c, O&&... o) {
-  fp8_gemm(exec, dense<TA, TB, TD>{a, b, d, c}, o...);
-}
+  /// D (M,N) = [C +] A (M,K) * B (N,K)^T on the device (exec.stream).
+  template <class TA, class TB, class TD>
+  static void fp8_gemm(cuda_executor const& exec, dense<TA, TB, TD> const& p, gemm_options const& o,
+                       std::span<std::byte>) {
+    cuda::run(exec.stream, cuda::to_params(p, o), nullptr, "fp8moe::gemm::fp8_gemm");
+  }
 
-/// Grouped contiguous on the device; m_indices is a device array; ids outside [0,G) are padding.
-template <class TA, class TB, class TD, class... O>
-requires cuda::detail::options_pack<O...>
-void grouped_gemm(cuda_executor const& exec, grouped_contiguous<TA, TB, TD> const& p, O&&... o) {
-  cuda::run(exec.stream, cuda::to_params(p, cuda::detail::options_of(o...)), nullptr,
-            "fp8moe::gemm::grouped_gemm(contiguous)", cuda::family_choice::automatic, 0, p.m_align);
-}
-/// Grouped masked on the device; masked_m is a device array (counts clamped to max_m).
-template <class TA, class TB, class TD, class... O>
-requires cuda::detail::options_pack<O...>
-void grouped_gemm(cuda_executor const& exec, grouped_masked<TA, TB, TD> const& p, O&&... o) {
-  cuda::run(exec.stream, cuda::to_params(p, cuda::detail::options_of(o...)), nullptr,
-            "fp8moe::gemm::grouped_gemm(masked)", cuda::family_choice::automatic, p.expected_m);
-}
-/// K-grouped weight gradient on the device; k_sizes stays in host memory.
-template <class TA, class TB, class... O>
-requires cuda::detail::options_pack<O...>
-void grouped_gemm(cuda_executor const& exec, k_grouped<TA, TB> const& p, O&&... o) {
-  std::vector<int> offsets;
-  auto const q = cuda::to_params(p, offsets, cuda::detail::options_of(o...));
-  cuda::run(exec.stream, q, offsets.data(), "fp8moe::gemm::grouped_gemm(k_grouped)");
-}
+  /// Grouped contiguous on the device; m_indices is a device array; ids outside [0,G) are padding.
+  template <class TA, class TB, class TD>
+  static void grouped_gemm(cuda_executor const& exec, grouped_contiguous<TA, TB, TD> const& p,
+                           gemm_options const& o, std::span<std::byte>) {
+    cuda::run(exec.stream, cuda::to_params(p, o), nullptr, "fp8moe::gemm::grouped_gemm(contiguous)",
+              cuda::family_choice::automatic, 0, p.m_align);
+  }
+
+  /// Grouped masked on the device; masked_m is a device array (counts clamped to max_m).
+  template <class TA, class TB, class TD>
+  static void grouped_gemm(cuda_executor const& exec, grouped_masked<TA, TB, TD> const& p,
+                           gemm_options const& o, std::span<std::byte>) {
+    cuda::run(exec.stream, cuda::to_params(p, o), nullptr, "fp8moe::gemm::grouped_gemm(masked)",
+              cuda::family_choice::automatic, p.expected_m);
+  }
+
+  /// K-grouped weight gradient on the device; k_sizes stays in host memory.
+  template <class TA, class TB>
+  static void grouped_gemm(cuda_executor const& exec, k_grouped<TA, TB> const& p, gemm_options const& o,
+                           std::span<std::byte>) {
+    std::vector<int> offsets;
+    auto const q = cuda::to_params(p, offsets, o);
+    cuda::run(exec.stream, q, offsets.data(), "fp8moe::gemm::grouped_gemm(k_grouped)");
+  }
+};
 
 }  // namespace fp8moe::gemm

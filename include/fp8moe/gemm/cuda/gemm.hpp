@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Include this for the cuda_executor overloads of fp8moe::gemm::fp8_gemm / grouped_gemm. Under
-// nvcc it brings in the kernels (gemm/cuda/gemm.cuh); under a host compiler it only provides the
+// Include this for the cuda_executor path of fp8moe::gemm::fp8_gemm / grouped_gemm /
+// workspace_bytes (the entry points' static_assert names it). Under nvcc it brings in the kernels
+// and gemm::dispatch<cuda_executor> (gemm/cuda/gemm.cuh); under a host compiler it only provides the
 // host API and cuda_executor, so a host-compiled file that includes it still builds.
 #pragma once
 

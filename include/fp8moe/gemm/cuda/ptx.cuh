@@ -1,26 +1,30 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Thin inline-PTX wrappers used by the FP8 GEMM kernels: cp.async, ldmatrix, mma.sync m16n8k32
-// e4m3 (sm_89+), mbarrier, TMA (cp.async.bulk.tensor), wgmma m64nNk32 e4m3 and setmaxnreg
-// (sm_90a). Each wrapper is one instruction; ordering and phases are the caller's business.
+// Thin inline-PTX wrappers of the FP8 GEMM kernels: cp.async, ldmatrix, mma.sync m16n8k32 e4m3
+// (sm_89+) and the wgmma fences (sm_90a; the MMA itself is in wgmma.cuh). The general sm_90 pieces
+// (mbarrier, TMA, setmaxnreg, fences, named barriers) live in core/cuda/sm90.cuh and are visible
+// here under ptx:: too. Each wrapper is one instruction; ordering is the caller's business.
 #pragma once
 
 #include <cstdint>
 
 #include "fp8moe/config.hpp"
-
-// wgmma and setmaxnreg exist only in the arch-specific sm_90a target (not sm_90, not sm_100a).
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define FP8MOE_ARCH_SM90A 1
-#else
-#define FP8MOE_ARCH_SM90A 0
-#endif
+#include "fp8moe/core/cuda/sm90.cuh"
 
 namespace fp8moe::gemm::cuda::ptx {
 
-FP8MOE_DEVICE std::uint32_t smem_addr(void const* p) {
-  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
-}
+using fp8moe::cuda::sm90::fence_barrier_init;
+using fp8moe::cuda::sm90::fence_proxy_async_shared;
+using fp8moe::cuda::sm90::mbarrier_arrive;
+using fp8moe::cuda::sm90::mbarrier_arrive_expect_tx;
+using fp8moe::cuda::sm90::mbarrier_init;
+using fp8moe::cuda::sm90::mbarrier_wait;
+using fp8moe::cuda::sm90::named_barrier_sync;
+using fp8moe::cuda::sm90::prefetch_tensor_map;
+using fp8moe::cuda::sm90::setmaxnreg_dec;
+using fp8moe::cuda::sm90::setmaxnreg_inc;
+using fp8moe::cuda::sm90::smem_addr;
+using fp8moe::cuda::sm90::tma_load_3d;
 
 // ---- cp.async (sm_80+) --------------------------------------------------------------------------
 /// 16-byte global -> shared copy; `valid` false zero-fills the destination (src-size 0).
@@ -58,56 +62,7 @@ FP8MOE_DEVICE void mma_m16n8k32_e4m3(float (&d)[4], std::uint32_t const (&a)[4],
 #endif
 }
 
-// ---- named barriers -----------------------------------------------------------------------------
-/// Named barrier with a compile-time id (so ptxas counts exactly the barriers in use).
-template <int Id, int Threads>
-FP8MOE_DEVICE void named_barrier_sync() {
-  static_assert(Id > 0 && Id < 16 && Threads % 32 == 0,
-                "bar.sync: id 1..15 (0 is __syncthreads), whole warps");
-  asm volatile("bar.sync %0, %1;\n" ::"n"(Id), "n"(Threads) : "memory");
-}
-
-// ---- mbarrier (sm_90) ---------------------------------------------------------------------------
-FP8MOE_DEVICE void mbarrier_init(std::uint32_t bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-FP8MOE_DEVICE void fence_barrier_init() {
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-}
-FP8MOE_DEVICE void mbarrier_arrive(std::uint32_t bar) {
-  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
-}
-FP8MOE_DEVICE void mbarrier_arrive_expect_tx(std::uint32_t bar, std::uint32_t bytes) {
-  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
-               "r"(bytes)
-               : "memory");
-}
-/// Spins until the phase with parity `phase` of the barrier has completed.
-FP8MOE_DEVICE void mbarrier_wait(std::uint32_t bar, std::uint32_t phase) {
-  asm volatile(
-      "{\n.reg .pred done;\nwait_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(bar),
-      "r"(phase)
-      : "memory");
-}
-
-// ---- TMA (sm_90) --------------------------------------------------------------------------------
-/// 3-D tiled bulk tensor load (coordinates innermost first) completing on mbarrier `bar`.
-FP8MOE_DEVICE void tma_load_3d(std::uint32_t dst, void const* tensor_map, std::uint32_t bar, int c0, int c1,
-                               int c2) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, "
-      "%5}], "
-      "[%2];\n" ::"r"(dst),
-      "l"(tensor_map), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
-      : "memory");
-}
-FP8MOE_DEVICE void prefetch_tensor_map(void const* tensor_map) {
-  asm volatile("prefetch.tensormap [%0];\n" ::"l"(tensor_map) : "memory");
-}
-
-// ---- wgmma / setmaxnreg (sm_90a) ------------------------------------------------------------------
+// ---- wgmma fences (sm_90a) ----------------------------------------------------------------------
 FP8MOE_DEVICE void wgmma_fence() {
 #if FP8MOE_ARCH_SM90A
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
@@ -127,23 +82,6 @@ FP8MOE_DEVICE void wgmma_wait() {
 /// Keeps the compiler from moving accumulator reads/writes across wgmma boundaries.
 FP8MOE_DEVICE void fence_operand(float& r) {
   asm volatile("" : "+f"(r)::"memory");
-}
-
-template <int Regs>
-FP8MOE_DEVICE void setmaxnreg_inc() {
-#if FP8MOE_ARCH_SM90A
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Regs));
-#endif
-}
-template <int Regs>
-FP8MOE_DEVICE void setmaxnreg_dec() {
-#if FP8MOE_ARCH_SM90A
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Regs));
-#endif
-}
-
-FP8MOE_DEVICE void fence_proxy_async_shared() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
 }  // namespace fp8moe::gemm::cuda::ptx

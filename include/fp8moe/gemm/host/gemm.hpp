@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Host FP8 GEMM: every layout becomes a list of dense jobs, cut into (mc x nc) output tiles that
-// OpenMP threads take dynamically. Per tile: pack A and B K-chunks to float (one scale per row and
-// promotion block), 3x4 dot-product micro-kernel, FP32 promotion per block, write D once.
+// Host path of the FP8 GEMM (gemm::dispatch<host_executor>, reached through gemm/gemm.hpp): every
+// layout becomes a list of dense jobs, cut into (mc x nc) output tiles that OpenMP threads take
+// dynamically. Per tile: pack A and B K-chunks to float (one scale per row and promotion block),
+// 3x4 dot-product micro-kernel, FP32 promotion per block, write D once.
 // Caller-owned workspace (workspace_bytes); results equal the float64 reference up to FP32 rounding.
 #pragma once
 
@@ -16,7 +17,7 @@
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/math.hpp"
-#include "fp8moe/gemm/host_kernels.hpp"
+#include "fp8moe/gemm/host/kernels.hpp"
 #include "fp8moe/gemm/problem.hpp"
 
 #if FP8MOE_HAS_OPENMP
@@ -351,3 +352,59 @@ std::vector<job<TA, TB, float>> make_jobs(k_grouped<TA, TB> const& p) {
 }
 
 }  // namespace fp8moe::gemm::host
+
+namespace fp8moe::gemm {
+
+/// The host executor's path of the entry points in gemm/gemm.hpp (which check the element types):
+/// validate, check the index arrays, cut into jobs, run them in the caller's workspace.
+template <>
+struct dispatch<host_executor> {
+  static std::size_t workspace_bytes(host_executor const& exec, gemm_options const& o) {
+    return host::workspace_bytes(exec.num_threads(), o.promotion_k);
+  }
+
+  /// f(workspace) with a host workspace of workspace_bytes(exec, o) (the allocating overloads).
+  template <class F>
+  static void with_workspace(host_executor const& exec, gemm_options const& o, F&& f) {
+    std::vector<std::byte> buf(workspace_bytes(exec, o));
+    f(std::span<std::byte>(buf.data(), buf.size()));
+  }
+
+  template <class TA, class TB, class TD>
+  static void fp8_gemm(host_executor const& exec, dense<TA, TB, TD> const& p, gemm_options const& o,
+                       std::span<std::byte> workspace) {
+    validate(p, o);
+    auto const jobs = host::make_jobs(p);
+    host::run_jobs<TA, TB, TD>(exec, jobs, o, workspace);
+  }
+
+  template <class TA, class TB, class TD>
+  static void grouped_gemm(host_executor const& exec, grouped_contiguous<TA, TB, TD> const& p,
+                           gemm_options const& o, std::span<std::byte> workspace) {
+    validate(p, o);
+    check_indices(p);
+    std::vector<std::int64_t> padding;
+    auto const jobs = host::make_jobs(p, padding);
+    host::run_jobs<TA, TB, TD>(exec, jobs, o, workspace);
+    host::fill_rows(exec, p.d, p.c, padding);
+  }
+
+  template <class TA, class TB, class TD>
+  static void grouped_gemm(host_executor const& exec, grouped_masked<TA, TB, TD> const& p,
+                           gemm_options const& o, std::span<std::byte> workspace) {
+    validate(p, o);
+    check_indices(p);
+    auto const jobs = host::make_jobs(p);
+    host::run_jobs<TA, TB, TD>(exec, jobs, o, workspace);
+  }
+
+  template <class TA, class TB>
+  static void grouped_gemm(host_executor const& exec, k_grouped<TA, TB> const& p, gemm_options const& o,
+                           std::span<std::byte> workspace) {
+    validate(p, o);
+    auto const jobs = host::make_jobs(p);
+    host::run_jobs<TA, TB, float>(exec, jobs, o, workspace);
+  }
+};
+
+}  // namespace fp8moe::gemm
