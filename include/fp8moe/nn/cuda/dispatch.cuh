@@ -269,6 +269,21 @@ struct dispatch<cuda_executor> {
     return cuda_detail::transpose_weight<W>(exec.stream, w, arena);
   }
 
+  /// dst (C,R) = src (R,C) transposed, FP8 data and scales alike (exact for square blocks).
+  template <class W>
+  static void transpose_into(cuda_executor const& exec, scaling::quantized_matrix_view<W const> src,
+                             scaling::quantized_matrix_view<W> dst) {
+    using namespace cuda_detail;
+    if (src.data.size() > 0) {
+      transpose_kernel<W>
+          <<<grid_for(src.data.size()), 256, 0, exec.stream>>>(as_batched(src.data), as_batched(dst.data));
+      FP8MOE_CUDA_CHECK_LAUNCH();
+      transpose_kernel<float><<<grid_for(src.scales.size()), 256, 0, exec.stream>>>(as_batched(src.scales),
+                                                                                    as_batched(dst.scales));
+      FP8MOE_CUDA_CHECK_LAUNCH();
+    }
+  }
+
   // ---- memory
   /// n int32 values from device memory into host memory; synchronizes exec.stream.
   static void copy_to_host(cuda_executor const& exec, std::int32_t const* src, std::int64_t n,

@@ -110,6 +110,20 @@ struct dispatch<host_executor> {
             {w.tile.cols, w.tile.rows}};
   }
 
+  /// dst (C,R) = src (R,C) transposed, FP8 data and scales alike (exact for square blocks).
+  template <class W>
+  static void transpose_into(host_executor const& exec, scaling::quantized_matrix_view<W const> src,
+                             scaling::quantized_matrix_view<W> dst) {
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#endif
+    for (std::int64_t r = 0; r < src.rows(); ++r)
+      for (std::int64_t c = 0; c < src.cols(); ++c) dst.data(c, r) = src.data(r, c);
+    for (std::int64_t r = 0; r < src.scales.rows; ++r)
+      for (std::int64_t c = 0; c < src.scales.cols; ++c) dst.scales(c, r) = src.scales(r, c);
+    (void)exec;
+  }
+
   // ---- memory
   /// n int32 values from memory of this executor into host memory (here: a copy).
   static void copy_to_host(host_executor const&, std::int32_t const* src, std::int64_t n, std::int32_t* dst) {
