@@ -24,6 +24,11 @@ endif()
 if(FP8MOE_HAVE_MPI)
   set_target_properties(fp8moe_mpi PROPERTIES VERIFY_INTERFACE_HEADER_SETS ON)
 endif()
+set(_have_io OFF)  # the io component needs nlohmann/json
+if(TARGET nlohmann_json::nlohmann_json)
+  set(_have_io ON)
+  set_target_properties(fp8moe_io PROPERTIES VERIFY_INTERFACE_HEADER_SETS ON)
+endif()
 if(FP8MOE_HAVE_CUDA AND TARGET fp8moe::nccl_library)
   set_target_properties(fp8moe_nccl PROPERTIES VERIFY_INTERFACE_HEADER_SETS ON)
 endif()
@@ -41,7 +46,8 @@ add_test(NAME pkg.find_package_core
          COMMAND ${CMAKE_CTEST_COMMAND} --build-and-test ${CMAKE_CURRENT_SOURCE_DIR}/package
                  ${CMAKE_CURRENT_BINARY_DIR}/package_core --build-generator ${CMAKE_GENERATOR}
                  --build-options -DCMAKE_PREFIX_PATH=${_pfx} ${_common_opts} -DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON
-                 -DEXPECT_CUDA=OFF --test-command ${CMAKE_CTEST_COMMAND} --output-on-failure)
+                 -DEXPECT_CUDA=OFF -DEXPECT_IO=${_have_io}
+                 --test-command ${CMAKE_CTEST_COMMAND} --output-on-failure)
 set_tests_properties(pkg.find_package_core PROPERTIES FIXTURES_REQUIRED fp8moe_pkg LABELS "package")
 
 add_test(NAME pkg.version_mismatch_rejected
