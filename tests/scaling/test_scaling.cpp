@@ -21,6 +21,7 @@
 #include "oracle.hpp"
 #include "test_support.hpp"
 #if FP8MOE_CUDA_COMPILER
+#include "fp8moe/core/cuda/device_buffer.hpp"
 #include "fp8moe/scaling/cuda/quantize.cuh"
 #endif
 
@@ -1309,15 +1310,17 @@ TEST_CASE("quantize with a delayed_scaling state uses the previous scale and rec
 #if FP8MOE_CUDA_COMPILER
 namespace {
 
+/// A device array poisoned with 0xFF bytes (fp8moe::device_buffer on the legacy stream, at least one
+/// element), with synchronous uploads and downloads.
 template <class T>
-struct device_buffer {
+struct test_buffer {
+  fp8moe::device_buffer<T> b;
   T* p = nullptr;
   std::size_t n = 0;
-  explicit device_buffer(std::size_t count) : n(count) {
-    FP8MOE_CUDA_CHECK(cudaMalloc(&p, std::max<std::size_t>(1, n) * sizeof(T)));
-    FP8MOE_CUDA_CHECK(cudaMemset(p, 0xFF, std::max<std::size_t>(1, n) * sizeof(T)));  // poison
+  explicit test_buffer(std::size_t count)
+      : b(std::max<std::size_t>(1, count), cuda_executor{}), p(b.data()), n(count) {
+    b.fill_bytes(0xFF);  // poison
   }
-  ~device_buffer() { cudaFree(p); }
   void upload(std::vector<T> const& v) {
     FP8MOE_CUDA_CHECK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
   }
@@ -1336,10 +1339,10 @@ std::int64_t device_vs_host(tensor_recipe const& r, std::vector<In> const& xs, s
   auto const hq = quantize<T>(hx, make_matrix(xs.data(), R, C), r);
   scale_layout const l =
       mn_major ? mn_major_scale_layout(r.tile, R, C) : row_major_scale_layout(r.tile, R, C);
-  device_buffer<In> dxs(xs.size());
+  test_buffer<In> dxs(xs.size());
   dxs.upload(xs);
-  device_buffer<T> dd(static_cast<std::size_t>(R * C));
-  device_buffer<float> ds(static_cast<std::size_t>(l.required_elements()));
+  test_buffer<T> dd(static_cast<std::size_t>(R * C));
+  test_buffer<float> ds(static_cast<std::size_t>(l.required_elements()));
   quantized_matrix_view<T> dq{make_matrix(dd.p, R, C), make_scale_view(ds.p, l), r.tile};
   quantize(dx, make_matrix<In const>(dxs.p, R, C), r, dq);
   FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
@@ -1352,7 +1355,7 @@ std::int64_t device_vs_host(tensor_recipe const& r, std::vector<In> const& xs, s
   for (std::int64_t i = 0; i < l.rows; ++i)
     for (std::int64_t j = 0; j < l.cols; ++j) bad += !same_float(sv(i, j), hq.scales(i, j));
   // dequantize on the device equals the host
-  device_buffer<float> dy(static_cast<std::size_t>(R * C));
+  test_buffer<float> dy(static_cast<std::size_t>(R * C));
   dequantize(dx, quantized_matrix_view<T const>(dq), make_matrix(dy.p, R, C));
   host_matrix<float> hy(R, C);
   dequantize(hx, hq.view(), hy.view());
@@ -1389,6 +1392,44 @@ TEST_CASE("CUDA quantize / dequantize equal the host path bit for bit (every rec
   }
 }
 
+TEST_CASE("CUDA allocating quantize: a device_quantized_matrix on exec.stream, equal to the host's") {
+  constexpr std::int64_t R = 130, C = 300;
+  auto const xb = make_input<bfloat16_t>(R * C, 61);
+  test_buffer<bfloat16_t> dx(xb.size());
+  dx.upload(xb);
+  cudaStream_t s = nullptr;
+  FP8MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cuda_executor const ex{s};
+  for (tensor_recipe const r : {deepseek_v3.activation, deepseek_v3.weight, e5m2_weights.weight}) {
+    auto const x = make_matrix<bfloat16_t const>(dx.p, R, C);
+    std::int64_t bad = 0;
+    auto compare = [&](auto const& dq, auto const& hq) {
+      CHECK(dq.data.stream() == s);
+      CHECK(dq.rows() == R);
+      CHECK(dq.cols() == C);
+      CHECK(dq.tile == r.tile);
+      using T = typename std::remove_cvref_t<decltype(hq.data.storage())>::value_type;
+      std::vector<T> d(static_cast<std::size_t>(R * C));
+      std::vector<float> sc(hq.scales.storage().size());
+      dq.data.copy_to_host(make_matrix(d.data(), R, C));
+      dq.scales.copy_to_host(make_matrix(sc.data(), hq.scales.rows(), hq.scales.cols()));
+      FP8MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+      for (std::size_t i = 0; i < d.size(); ++i) bad += d[i].bits() != hq.data.storage()[i].bits();
+      for (std::size_t i = 0; i < sc.size(); ++i) bad += !same_float(sc[i], hq.scales.storage()[i]);
+    };
+    if (r.format == element_format::e4m3) {
+      auto const dq = quantize(ex, x, r);  // device_quantized_matrix<float8_e4m3_t>
+      static_assert(std::is_same_v<decltype(dq), device_quantized_matrix<float8_e4m3_t> const>);
+      compare(dq, quantize(host_executor{}, make_matrix(xb.data(), R, C), r));
+    } else {
+      auto const dq = quantize<float8_e5m2_t>(ex, x, r);
+      compare(dq, quantize<float8_e5m2_t>(host_executor{}, make_matrix(xb.data(), R, C), r));
+    }
+    CHECK(bad == 0);
+  }
+  FP8MOE_CUDA_CHECK(cudaStreamDestroy(s));
+}
+
 TEST_CASE("CUDA transpose_requantize equals the host path (high-precision and quantized sources)") {
   constexpr std::int64_t R = 300, C = 200;
   host_executor hx;
@@ -1398,10 +1439,10 @@ TEST_CASE("CUDA transpose_requantize equals the host path (high-precision and qu
        {deepseek_v3.activation, deepseek_v3_ue8m0.activation, te_blockwise.activation}) {
     quantized_matrix<float8_e4m3_t> h(C, R, r.tile);
     transpose_requantize(hx, make_matrix(xb.data(), R, C), r, h.view());
-    device_buffer<bfloat16_t> dxs(xb.size());
+    test_buffer<bfloat16_t> dxs(xb.size());
     dxs.upload(xb);
-    device_buffer<float8_e4m3_t> dd(static_cast<std::size_t>(R * C));
-    device_buffer<float> ds(static_cast<std::size_t>(C * scale_cols(r.tile, R)));
+    test_buffer<float8_e4m3_t> dd(static_cast<std::size_t>(R * C));
+    test_buffer<float> ds(static_cast<std::size_t>(C * scale_cols(r.tile, R)));
     quantized_matrix_view<float8_e4m3_t> dq{make_matrix(dd.p, C, R),
                                             make_matrix(ds.p, C, scale_cols(r.tile, R)), r.tile};
     transpose_requantize(dx, make_matrix<bfloat16_t const>(dxs.p, R, C), r, dq);
@@ -1416,8 +1457,8 @@ TEST_CASE("CUDA transpose_requantize equals the host path (high-precision and qu
     auto const hq = quantize(hx, make_matrix(xb.data(), R, C), r);
     quantized_matrix<float8_e4m3_t> h2(C, R, r.tile);
     transpose_requantize(hx, hq.view(), r, h2.view());
-    device_buffer<float8_e4m3_t> qd(hq.data.storage().size());
-    device_buffer<float> qs(hq.scales.storage().size());
+    test_buffer<float8_e4m3_t> qd(hq.data.storage().size());
+    test_buffer<float> qs(hq.scales.storage().size());
     qd.upload(hq.data.storage());
     qs.upload(hq.scales.storage());
     quantized_matrix_view<float8_e4m3_t const> dsrc{make_matrix<float8_e4m3_t const>(qd.p, R, C),

@@ -85,12 +85,15 @@ class delayed_scaling {
 
 /// Quantizes x (R,C) with the state's current scale (per tensor): q = cast(x * scale), sf =
 /// scale_inv, and records amax(x) (NaN ignored) into the state's history. Overwrites out.
-template <class In, class T>
-void quantize(host_executor const& exec, matrix_view<In> x, delayed_scaling& state,
-              quantized_matrix_view<T> out) {
+/// Host path only: the amax history is host state, updated as the data is read.
+template <executor Exec, class In, class T>
+void quantize(Exec const& exec, matrix_view<In> x, delayed_scaling& state, quantized_matrix_view<T> out) {
+  static_assert(host_executor_like<Exec>,
+                "fp8moe::scaling::quantize(delayed_scaling): delayed scaling has a host path only (its amax "
+                "history is host state); on a device executor use a current-amax recipe");
   static_assert(float8_type<T>,
                 "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(wide_element<In>,
+  static_assert(wide_element<std::remove_const_t<In>>,
                 "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
   constexpr char const* where = "fp8moe::scaling::quantize";
   using I = std::remove_const_t<In>;

@@ -95,8 +95,11 @@ void check_pow2_scales(matrix_view<T> s, std::string_view where) {
 
 /// Packs power-of-two fp32 scales (mn, sf_k) into UE8M0 int32 words, MN-major (packed_ue8m0_layout).
 /// Throws (before writing) if a scale is not an exact power of two or `out` has the wrong shape.
-template <class S>
-void pack_ue8m0(host_executor const&, matrix_view<S> scales, matrix_view<std::int32_t> out) {
+/// Host path only (the scales are checked on the host before anything is written).
+template <executor Exec, class S>
+void pack_ue8m0(Exec const&, matrix_view<S> scales, matrix_view<std::int32_t> out) {
+  static_assert(host_executor_like<Exec>,
+                "fp8moe::scaling::pack_ue8m0: host path only; copy device scales to the host first");
   constexpr char const* where = "fp8moe::scaling::pack_ue8m0";
   matrix_view<float const> const s = scales;
   check_matrix(s, where, "scales");
@@ -132,8 +135,11 @@ constexpr FP8MOE_HOST_DEVICE std::int64_t mx_swizzled_bytes(std::int64_t scale_r
 
 /// Writes power-of-two scales (rows, sf_k) as E8M0 bytes in the swizzled MX layout; padding bytes
 /// are 0x00 (TE zero-fills padding). `out` must hold mx_swizzled_bytes(rows, sf_k) bytes.
-template <class S>
-void pack_mx_swizzled(host_executor const&, matrix_view<S> scales, vector_view<std::uint8_t> out) {
+/// Host path only (the scales are checked on the host before anything is written).
+template <executor Exec, class S>
+void pack_mx_swizzled(Exec const&, matrix_view<S> scales, vector_view<std::uint8_t> out) {
+  static_assert(host_executor_like<Exec>,
+                "fp8moe::scaling::pack_mx_swizzled: host path only; copy device scales to the host first");
   constexpr char const* where = "fp8moe::scaling::pack_mx_swizzled";
   matrix_view<float const> const s = scales;
   check_matrix(s, where, "scales");

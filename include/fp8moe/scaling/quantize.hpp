@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Host quantize / dequantize / transpose_requantize: public entry points and argument checks; the
-// loops are in host/quantize.hpp and host/transpose.hpp (OpenMP over rows or tiles). Outputs are
-// overwritten (data and scales); inputs are read-only; everything is validated before any output
-// is written. Per-tile math is scale_math.hpp, shared with the CUDA path (scaling/cuda/).
-// Partial tiles at the right/bottom edges get their own amax over the elements that exist.
+// quantize / dequantize / transpose_requantize: the public entry points (one function template per
+// op, its first parameter constrained on `executor`) and their argument checks, shared by every
+// executor. Each forwards to scaling::dispatch<executor>: the host path in host/dispatch.hpp (OpenMP
+// loops in host/quantize.hpp, host/transpose.hpp), the CUDA path in cuda/quantize.cuh (nvcc).
+// Outputs are overwritten (data and scales); inputs are read-only; everything is validated before
+// any output is written. Per-tile math is scale_math.hpp, shared by both paths. Partial tiles at
+// the right/bottom edges get their own amax over the elements that exist.
 #pragma once
 
 #include <algorithm>
@@ -15,21 +17,22 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
+#include "fp8moe/core/dispatch.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/numeric/numeric.hpp"
-#include "fp8moe/scaling/host/quantize.hpp"
-#include "fp8moe/scaling/host/transpose.hpp"
+#include "fp8moe/scaling/host/dispatch.hpp"
 #include "fp8moe/scaling/quantized.hpp"
 #include "fp8moe/scaling/recipe.hpp"
 #include "fp8moe/scaling/scale_math.hpp"
 
 namespace fp8moe::scaling {
+
+/// Per-executor implementations of the ops below (core/dispatch.hpp): defined for host_executor in
+/// host/dispatch.hpp (included here) and for cuda_executor in cuda/quantize.cuh (nvcc).
+template <class Exec>
+struct dispatch;
 
 namespace detail {
 
@@ -78,92 +81,19 @@ void validate_quantize(matrix_view<In const> x, tensor_recipe const& r, quantize
   check_quantized(out, x.rows, x.cols, r.tile, where, "out");
 }
 
-template <class In, class T>
-void quantize_validated(host_executor const& exec, matrix_view<In const> x, tensor_recipe const& r,
-                        quantized_matrix_view<T> out) {
-  if (amax_ignores_nan(r.formula))
-    quantize_host_impl<true>(exec, x, r, out);
-  else
-    quantize_host_impl<false>(exec, x, r, out);
-}
-
-/// Entry checks shared by the host and CUDA quantize overloads: element types at compile time,
-/// then recipe, views and shapes (before anything is written). Returns x as a const view.
+/// Entry checks of quantize: element types at compile time, then recipe, views and shapes (before
+/// anything is written). Returns x as a const view.
 template <class In, class T>
 matrix_view<std::remove_const_t<In> const> checked_quantize_args(matrix_view<In> x, tensor_recipe const& r,
                                                                  quantized_matrix_view<T> const& out) {
   static_assert(float8_type<T>,
                 "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
-  static_assert(wide_element<In>,
+  static_assert(wide_element<std::remove_const_t<In>>,
                 "fp8moe::scaling::quantize: the input element type must be float or bfloat16_t");
   matrix_view<std::remove_const_t<In> const> const xc = x;
   validate_quantize(xc, r, out, quantize_where);
   return xc;
 }
-
-}  // namespace detail
-
-// ---------------------------------------------------------------------------------------------
-// quantize
-
-/// Quantizes x (R,C) float or bf16 into out: FP8 data (R,C) + scales (ceil(R/tr), ceil(C/tc))
-/// in any layout (row-major or mn_major_scale_layout). Overwrites out. Current-amax recipes only.
-/// Throws fp8moe::error (before writing) on a bad recipe, element type, shape or stride.
-template <class In, class T>
-void quantize(host_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
-              quantized_matrix_view<T> out) {
-  detail::quantize_validated(exec, detail::checked_quantize_args(x, r, out), r, out);
-}
-
-/// Allocating overload: returns a quantized_matrix<T> (row-major data and scales).
-/// T defaults to float8_e4m3_t; pass quantize<float8_e5m2_t>(...) for E5M2 recipes.
-template <class T = float8_e4m3_t, class In>
-quantized_matrix<T> quantize(host_executor const& exec, matrix_view<In> x, tensor_recipe const& r) {
-  static_assert(float8_type<T>,
-                "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
-  detail::check_recipe(r, detail::quantize_where);
-  detail::check_format<T>(r, detail::quantize_where, "T (output element type)");
-  check_matrix(x, detail::quantize_where, "x");
-  quantized_matrix<T> q(x.rows, x.cols, r.tile);
-  quantize(exec, x, r, q.view());
-  return q;
-}
-
-// ---------------------------------------------------------------------------------------------
-// dequantize
-
-/// y(r,c) = float(q(r,c)) * sf(r/tr, c/tc), rounded to bf16 (RNE) when y is bf16. Overwrites y.
-template <class T, class Out>
-void dequantize(host_executor const& exec, quantized_matrix_view<T> q, matrix_view<Out> y) {
-  using Q = std::remove_const_t<T>;
-  static_assert(float8_type<Q>, "fp8moe::scaling::dequantize: q must hold float8_e4m3_t or float8_e5m2_t");
-  static_assert(wide_element<Out> && !std::is_const_v<Out>,
-                "fp8moe::scaling::dequantize: y must be a mutable float or bfloat16_t matrix");
-  constexpr char const* where = "fp8moe::scaling::dequantize";
-  quantized_matrix_view<Q const> const qc = q;
-  check_matrix(qc.data, where, "q.data");
-  require(qc.tile.rows >= 0 && qc.tile.cols >= 0, where, "q.tile", "non-negative tile extents");
-  detail::check_quantized(qc, qc.data.rows, qc.data.cols, qc.tile, where, "q");
-  check_matrix(y, where, "y");
-  check_shape(y, qc.rows(), qc.cols(), where, "y");
-  std::int64_t const R = qc.rows(), C = qc.cols();
-  if (R == 0 || C == 0) return;
-  std::int64_t const tr = qc.tile_rows(), tc = qc.tile_cols();
-  auto const& lut = detail::decode_table_v<Q>.v;
-  int const nt = exec.num_threads();
-  (void)nt;
-#pragma omp parallel for schedule(static) num_threads(nt)
-  for (std::int64_t row = 0; row < R; ++row) {
-    detail::dequantize_row<Q>(lut.data(), reinterpret_cast<std::uint8_t const*>(&qc.data(row, 0)),
-                              qc.data.col_stride, &y(row, 0), y.col_stride, C, tc, &qc.scales(row / tr, 0),
-                              qc.scales.col_stride);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// transpose_requantize
-
-namespace detail {
 
 template <class T>
 void validate_transpose(std::int64_t R, std::int64_t C, tensor_recipe const& r,
@@ -177,14 +107,15 @@ void validate_transpose(std::int64_t R, std::int64_t C, tensor_recipe const& r,
   check_quantized(out, C, R, r.tile, where, "out");
 }
 
-/// Entry checks shared by the host and CUDA transpose_requantize-from-source overloads.
+/// Entry checks of transpose_requantize from the high-precision source.
 template <class In, class T>
 matrix_view<std::remove_const_t<In> const> checked_transpose_args(matrix_view<In> x, tensor_recipe const& r,
                                                                   quantized_matrix_view<T> const& out) {
   static_assert(float8_type<T>,
                 "fp8moe::scaling::transpose_requantize: the output element type must be float8_e4m3_t or "
                 "float8_e5m2_t");
-  static_assert(wide_element<In>, "fp8moe::scaling::transpose_requantize: x must be float or bfloat16_t");
+  static_assert(wide_element<std::remove_const_t<In>>,
+                "fp8moe::scaling::transpose_requantize: x must be float or bfloat16_t");
   constexpr char const* where = "fp8moe::scaling::transpose_requantize";
   matrix_view<std::remove_const_t<In> const> const xc = x;
   check_matrix(xc, where, "x");
@@ -192,7 +123,7 @@ matrix_view<std::remove_const_t<In> const> checked_transpose_args(matrix_view<In
   return xc;
 }
 
-/// Entry checks shared by the host and CUDA transpose_requantize-from-FP8 overloads.
+/// Entry checks of transpose_requantize from an already quantized source.
 template <class Q, class T>
 quantized_matrix_view<std::remove_const_t<Q> const> checked_transpose_args(
     quantized_matrix_view<Q> xq, tensor_recipe const& r, quantized_matrix_view<T> const& out) {
@@ -208,22 +139,90 @@ quantized_matrix_view<std::remove_const_t<Q> const> checked_transpose_args(
   return qc;
 }
 
+/// Entry checks of dequantize. Returns q as a const view.
+template <class T, class Out>
+quantized_matrix_view<std::remove_const_t<T> const> checked_dequantize_args(quantized_matrix_view<T> q,
+                                                                            matrix_view<Out> const& y) {
+  using Q = std::remove_const_t<T>;
+  static_assert(float8_type<Q>, "fp8moe::scaling::dequantize: q must hold float8_e4m3_t or float8_e5m2_t");
+  static_assert(wide_element<Out> && !std::is_const_v<Out>,
+                "fp8moe::scaling::dequantize: y must be a mutable float or bfloat16_t matrix");
+  constexpr char const* where = "fp8moe::scaling::dequantize";
+  quantized_matrix_view<Q const> const qc = q;
+  check_matrix(qc.data, where, "q.data");
+  require(qc.tile.rows >= 0 && qc.tile.cols >= 0, where, "q.tile", "non-negative tile extents");
+  check_quantized(qc, qc.data.rows, qc.data.cols, qc.tile, where, "q");
+  check_matrix(y, where, "y");
+  check_shape(y, qc.rows(), qc.cols(), where, "y");
+  return qc;
+}
+
 }  // namespace detail
+
+// The unmatched case of every entry point below: one readable error naming the header to include.
+#define FP8MOE_SCALING_REQUIRE_PATH(Exec, op)                                        \
+  static_assert(has_dispatch<dispatch<executor_t<Exec>>>,                            \
+                "fp8moe::scaling::" op                                               \
+                ": this executor has no scaling path in this translation unit; for " \
+                "cuda_executor include \"fp8moe/scaling/cuda/quantize.cuh\" (nvcc)")
+
+// ---------------------------------------------------------------------------------------------
+// quantize
+
+/// Quantizes x (R,C) float or bf16 into out: FP8 data (R,C) + scales (ceil(R/tr), ceil(C/tc))
+/// in any layout (row-major or mn_major_scale_layout). Overwrites out. Current-amax recipes only.
+/// Throws fp8moe::error (before writing) on a bad recipe, element type, shape or stride. On a
+/// cuda_executor the views hold device memory and the kernels are enqueued on exec.stream.
+template <executor Exec, class In, class T>
+void quantize(Exec const& exec, matrix_view<In> x, tensor_recipe const& r, quantized_matrix_view<T> out) {
+  FP8MOE_SCALING_REQUIRE_PATH(Exec, "quantize");
+  auto const xc = detail::checked_quantize_args(x, r, out);
+  if constexpr (has_dispatch<dispatch<executor_t<Exec>>>)
+    dispatch<executor_t<Exec>>::quantize(exec, xc, r, out);
+}
+
+/// Allocating overload: returns the executor's owning quantized matrix (row-major data and scales):
+/// quantized_matrix<T> on the host, device_quantized_matrix<T> on exec.stream for cuda_executor.
+/// T defaults to float8_e4m3_t; pass quantize<float8_e5m2_t>(...) for E5M2 recipes.
+template <class T = float8_e4m3_t, executor Exec, class In>
+auto quantize(Exec const& exec, matrix_view<In> x, tensor_recipe const& r) {
+  static_assert(float8_type<T>,
+                "fp8moe::scaling::quantize: the output element type must be float8_e4m3_t or float8_e5m2_t");
+  FP8MOE_SCALING_REQUIRE_PATH(Exec, "quantize");
+  if constexpr (has_dispatch<dispatch<executor_t<Exec>>>) {
+    detail::check_recipe(r, detail::quantize_where);
+    detail::check_format<T>(r, detail::quantize_where, "T (output element type)");
+    check_matrix(x, detail::quantize_where, "x");
+    auto q = dispatch<executor_t<Exec>>::template make_quantized<T>(exec, x.rows, x.cols, r.tile);
+    quantize(exec, x, r, q.view());
+    return q;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dequantize
+
+/// y(r,c) = float(q(r,c)) * sf(r/tr, c/tc), rounded to bf16 (RNE) when y is bf16. Overwrites y.
+template <executor Exec, class T, class Out>
+void dequantize(Exec const& exec, quantized_matrix_view<T> q, matrix_view<Out> y) {
+  FP8MOE_SCALING_REQUIRE_PATH(Exec, "dequantize");
+  auto const qc = detail::checked_dequantize_args(q, y);
+  if constexpr (has_dispatch<dispatch<executor_t<Exec>>>) dispatch<executor_t<Exec>>::dequantize(exec, qc, y);
+}
+
+// ---------------------------------------------------------------------------------------------
+// transpose_requantize
 
 /// From the high-precision source (TE style, no double quantization): x (R,C) -> out = quantized
 /// x^T (C,R) with recipe.tile {1,K} along R, i.e. Kx1 column tiles of x (the layout the
 /// weight-gradient GEMM needs). out.scales is (C, ceil(R/K)). Overwrites out.
-template <class In, class T>
-void transpose_requantize(host_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
+template <executor Exec, class In, class T>
+void transpose_requantize(Exec const& exec, matrix_view<In> x, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
-  using I = std::remove_const_t<In>;
-  matrix_view<I const> const xc = detail::checked_transpose_args(x, r, out);
-  detail::source_rows<I> const load_row{xc};
-  float const vfi = detail::value_for_inf<I>(r);
-  if (amax_ignores_nan(r.formula))
-    detail::transpose_quantize_host_impl<true>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
-  else
-    detail::transpose_quantize_host_impl<false>(exec, xc.rows, xc.cols, load_row, r, vfi, out);
+  FP8MOE_SCALING_REQUIRE_PATH(Exec, "transpose_requantize");
+  auto const xc = detail::checked_transpose_args(x, r, out);
+  if constexpr (has_dispatch<dispatch<executor_t<Exec>>>)
+    dispatch<executor_t<Exec>>::transpose_requantize(exec, xc, r, out);
 }
 
 /// From an already quantized x (R,C) (e.g. 1x128 row tiles): each element is dequantized
@@ -231,22 +230,13 @@ void transpose_requantize(host_executor const& exec, matrix_view<In> x, tensor_r
 /// on both sides the requantization only rescales by a power of two, so it is exact for every
 /// element that stays in the FP8 normal range (fp8_numerics.md §0.11); elements pushed below it are
 /// rounded once (RNE), as a direct quantization of the dequantized values would. Overwrites out.
-template <class Q, class T>
-void transpose_requantize(host_executor const& exec, quantized_matrix_view<Q> xq, tensor_recipe const& r,
+template <executor Exec, class Q, class T>
+void transpose_requantize(Exec const& exec, quantized_matrix_view<Q> xq, tensor_recipe const& r,
                           quantized_matrix_view<T> out) {
-  using QT = std::remove_const_t<Q>;
-  quantized_matrix_view<QT const> const qc = detail::checked_transpose_args(xq, r, out);
-  std::int64_t const tr = qc.tile_rows(), tc = qc.tile_cols();
-  auto const load_row = [qc, tr, tc](std::int64_t row, std::int64_t c0, std::int64_t nc, float* v)
-                            FP8MOE_SCALING_FORCE_INLINE {
-                              auto const& lut = detail::decode_table_v<QT>.v;
-                              for (std::int64_t c = 0; c < nc; ++c)
-                                v[c] = lut[qc.data(row, c0 + c).bits()] * qc.scales(row / tr, (c0 + c) / tc);
-                            };
-  if (amax_ignores_nan(r.formula))
-    detail::transpose_quantize_host_impl<true>(exec, qc.rows(), qc.cols(), load_row, r, 3.40282347e38f, out);
-  else
-    detail::transpose_quantize_host_impl<false>(exec, qc.rows(), qc.cols(), load_row, r, 3.40282347e38f, out);
+  FP8MOE_SCALING_REQUIRE_PATH(Exec, "transpose_requantize");
+  auto const qc = detail::checked_transpose_args(xq, r, out);
+  if constexpr (has_dispatch<dispatch<executor_t<Exec>>>)
+    dispatch<executor_t<Exec>>::transpose_requantize(exec, qc, r, out);
 }
 
 }  // namespace fp8moe::scaling

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // The scaling module (host headers): recipes and presets, per-tile scale math, quantized views,
-// host quantize / dequantize / transpose_requantize, scale layouts and packing, delayed scaling.
-// CUDA overloads: include "fp8moe/scaling/cuda/quantize.hpp" (nvcc).
+// quantize / dequantize / transpose_requantize (host path included), scale layouts and packing,
+// delayed scaling.
+// The CUDA path of the same entry points: include "fp8moe/scaling/cuda/quantize.cuh" (nvcc).
 #pragma once
 
 #include "fp8moe/scaling/delayed.hpp"

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// CUDA quantize / dequantize / transpose_requantize: cuda_executor overloads of the host entry
-// points (same validation, same per-tile math from scale_math.hpp, bit-identical results).
-// Kernels are enqueued on exec.stream; nothing synchronizes; no allocation (the per-tensor path
-// uses out.scales(0,0) as its amax accumulator). Views hold device pointers. nvcc only.
+// CUDA path of quantize / dequantize / transpose_requantize: scaling::dispatch<cuda_executor>, found
+// by the entry points of scaling/quantize.hpp (same validation, same per-tile math from
+// scale_math.hpp, bit-identical results). Kernels are enqueued on exec.stream; nothing synchronizes;
+// no allocation but the allocating quantize's result (the per-tensor path uses out.scales(0,0) as its
+// amax accumulator). Views hold device pointers. nvcc only.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -13,6 +14,7 @@
 
 #include "fp8moe/core/cuda/executor.hpp"
 #include "fp8moe/numeric/cuda/convert.cuh"
+#include "fp8moe/scaling/cuda/quantized.hpp"
 #include "fp8moe/scaling/quantize.hpp"
 #include "fp8moe/scaling/scale_math.hpp"
 #include "fp8moe/scaling/tile_mapping.hpp"
@@ -385,68 +387,63 @@ void launch_transpose(cudaStream_t st, Load const& load, std::int64_t R, std::in
 
 namespace fp8moe::scaling {
 
-/// CUDA quantize: same contract and results as the host overload; views hold device memory.
-/// 1xK row tiles of 32/64/128 (float) or 32/.../256 (bf16) elements run one 16-byte vector per
-/// lane with a shuffle amax; other tiles one CTA per tile; per tensor a two-pass amax.
-template <class In, class T>
-void quantize(cuda_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
-              quantized_matrix_view<T> out) {
-  auto const xc = detail::checked_quantize_args(x, r, out);
-  if (amax_ignores_nan(r.formula))
-    cuda::detail::launch_quantize<true>(exec.stream, xc, r, out);
-  else
-    cuda::detail::launch_quantize<false>(exec.stream, xc, r, out);
-}
+/// The CUDA path of the scaling entry points (scaling/quantize.hpp validates every argument first):
+/// same results as the host path, bit for bit. Views hold device memory; kernels are enqueued on
+/// exec.stream; nothing synchronizes.
+template <>
+struct dispatch<cuda_executor> {
+  /// The owning result of the allocating quantize: allocated on exec.stream (stream-ordered).
+  template <class T>
+  static device_quantized_matrix<T> make_quantized(cuda_executor const& exec, std::int64_t rows,
+                                                   std::int64_t cols, tile_shape tile) {
+    return device_quantized_matrix<T>(rows, cols, tile, exec);
+  }
 
-/// CUDA dequantize: y = float(q) * sf (bf16: RNE), as the host overload.
-template <class T, class Out>
-void dequantize(cuda_executor const& exec, quantized_matrix_view<T> q, matrix_view<Out> y) {
-  using Q = std::remove_const_t<T>;
-  static_assert(float8_type<Q>, "fp8moe::scaling::dequantize: q must hold float8_e4m3_t or float8_e5m2_t");
-  static_assert(wide_element<Out> && !std::is_const_v<Out>,
-                "fp8moe::scaling::dequantize: y must be a mutable float or bfloat16_t matrix");
-  constexpr char const* where = "fp8moe::scaling::dequantize";
-  quantized_matrix_view<Q const> const qc = q;
-  check_matrix(qc.data, where, "q.data");
-  detail::check_quantized(qc, qc.data.rows, qc.data.cols, qc.tile, where, "q");
-  check_matrix(y, where, "y");
-  check_shape(y, qc.rows(), qc.cols(), where, "y");
-  if (qc.rows() == 0 || qc.cols() == 0) return;
-  bool const vec_ok = qc.data.col_stride == 1 && y.col_stride == 1 &&
-                      cuda::detail::aligned(qc.data.data, 4) && qc.data.row_stride % 4 == 0 &&
-                      cuda::detail::aligned(y.data, 4 * sizeof(Out)) && y.row_stride % 4 == 0;
-  std::int64_t const work = qc.rows() * ceil_div<std::int64_t>(qc.cols(), 4);
-  cuda::detail::dequantize_kernel<Q, Out>
-      <<<cuda::detail::grid_for(work, cuda::block_threads), cuda::block_threads, 0, exec.stream>>>(qc, y,
-                                                                                                   vec_ok);
-  FP8MOE_CUDA_CHECK_LAUNCH();
-}
+  /// 1xK row tiles of 32/64/128 (float) or 32/.../256 (bf16) elements run one 16-byte vector per
+  /// lane with a shuffle amax; other tiles one CTA per tile; per tensor a two-pass amax.
+  template <class In, class T>
+  static void quantize(cuda_executor const& exec, matrix_view<In const> x, tensor_recipe const& r,
+                       quantized_matrix_view<T> out) {
+    if (amax_ignores_nan(r.formula))
+      cuda::detail::launch_quantize<true>(exec.stream, x, r, out);
+    else
+      cuda::detail::launch_quantize<false>(exec.stream, x, r, out);
+  }
 
-/// CUDA transpose_requantize from the high-precision source (see the host overload).
-template <class In, class T>
-void transpose_requantize(cuda_executor const& exec, matrix_view<In> x, tensor_recipe const& r,
-                          quantized_matrix_view<T> out) {
-  using I = std::remove_const_t<In>;
-  matrix_view<I const> const xc = detail::checked_transpose_args(x, r, out);
-  cuda::detail::wide_loader<I> const load{xc};
-  float const vfi = detail::value_for_inf<I>(r);
-  if (amax_ignores_nan(r.formula))
-    cuda::detail::launch_transpose<true>(exec.stream, load, xc.rows, xc.cols, r, out, vfi);
-  else
-    cuda::detail::launch_transpose<false>(exec.stream, load, xc.rows, xc.cols, r, out, vfi);
-}
+  /// y = float(q) * sf (bf16: RNE), 4 elements per thread.
+  template <class Q, class Out>
+  static void dequantize(cuda_executor const& exec, quantized_matrix_view<Q const> q, matrix_view<Out> y) {
+    if (q.rows() == 0 || q.cols() == 0) return;
+    bool const vec_ok = q.data.col_stride == 1 && y.col_stride == 1 &&
+                        cuda::detail::aligned(q.data.data, 4) && q.data.row_stride % 4 == 0 &&
+                        cuda::detail::aligned(y.data, 4 * sizeof(Out)) && y.row_stride % 4 == 0;
+    std::int64_t const work = q.rows() * ceil_div<std::int64_t>(q.cols(), 4);
+    cuda::detail::dequantize_kernel<Q, Out>
+        <<<cuda::detail::grid_for(work, cuda::block_threads), cuda::block_threads, 0, exec.stream>>>(q, y,
+                                                                                                     vec_ok);
+    FP8MOE_CUDA_CHECK_LAUNCH();
+  }
 
-/// CUDA transpose_requantize from an already quantized source (see the host overload).
-template <class Q, class T>
-void transpose_requantize(cuda_executor const& exec, quantized_matrix_view<Q> xq, tensor_recipe const& r,
-                          quantized_matrix_view<T> out) {
-  using QT = std::remove_const_t<Q>;
-  quantized_matrix_view<QT const> const qc = detail::checked_transpose_args(xq, r, out);
-  cuda::detail::dequant_loader<QT> const load{qc, qc.tile_rows(), qc.tile_cols()};
-  if (amax_ignores_nan(r.formula))
-    cuda::detail::launch_transpose<true>(exec.stream, load, qc.rows(), qc.cols(), r, out, 3.40282347e38f);
-  else
-    cuda::detail::launch_transpose<false>(exec.stream, load, qc.rows(), qc.cols(), r, out, 3.40282347e38f);
-}
+  template <class In, class T>
+  static void transpose_requantize(cuda_executor const& exec, matrix_view<In const> x, tensor_recipe const& r,
+                                   quantized_matrix_view<T> out) {
+    cuda::detail::wide_loader<In> const load{x};
+    float const vfi = detail::value_for_inf<In>(r);
+    if (amax_ignores_nan(r.formula))
+      cuda::detail::launch_transpose<true>(exec.stream, load, x.rows, x.cols, r, out, vfi);
+    else
+      cuda::detail::launch_transpose<false>(exec.stream, load, x.rows, x.cols, r, out, vfi);
+  }
+
+  template <class Q, class T>
+  static void transpose_requantize(cuda_executor const& exec, quantized_matrix_view<Q const> q,
+                                   tensor_recipe const& r, quantized_matrix_view<T> out) {
+    cuda::detail::dequant_loader<Q> const load{q, q.tile_rows(), q.tile_cols()};
+    if (amax_ignores_nan(r.formula))
+      cuda::detail::launch_transpose<true>(exec.stream, load, q.rows(), q.cols(), r, out, 3.40282347e38f);
+    else
+      cuda::detail::launch_transpose<false>(exec.stream, load, q.rows(), q.cols(), r, out, 3.40282347e38f);
+  }
+};
 
 }  // namespace fp8moe::scaling
