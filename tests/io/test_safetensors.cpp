@@ -85,7 +85,7 @@ TEST_CASE("safetensors: every dtype round-trips through a file, bytes and shapes
     CHECK(r.type() == e.type);
     CHECK(std::vector<std::int64_t>(r.shape().begin(), r.shape().end()) == e.shape);
     REQUIRE(r.bytes.size() == e.data.size());
-    CHECK(std::memcmp(r.bytes.data(), e.data.data(), e.data.size()) == 0);
+    CHECK((e.data.empty() || std::memcmp(r.bytes.data(), e.data.data(), e.data.size()) == 0));
     CHECK(reinterpret_cast<std::uintptr_t>(r.bytes.data()) % io::size_of(e.type) ==
           0);  // typed views are legal
   }
