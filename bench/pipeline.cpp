@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../tests/pipeline/toy_mlp.hpp"
+#include "fp8moe/comm/single_communicator.hpp"
 #include "fp8moe/pipeline/pipeline.hpp"
 
 namespace fp = fp8moe::pipeline;
@@ -21,16 +22,6 @@ toy::problem const& problem() {
   static toy::problem const p = toy::problem::make(2, M, rows, hidden);
   return p;
 }
-
-/// One rank that never communicates (DualPipeV with one rank has no transfers).
-struct no_peer {
-  using request = int;
-  int rank() const { return 0; }
-  int size() const { return 1; }
-  request isend(std::span<std::byte const>, int, int) { return 0; }
-  request irecv(std::span<std::byte>, int, int) { return 0; }
-  void wait(request&) {}
-};
 
 /// Baseline: the same callbacks, micro-batch after micro-batch, no schedule, no executor.
 void BM_callbacks_direct(benchmark::State& st) {
@@ -55,7 +46,7 @@ void BM_callbacks_direct(benchmark::State& st) {
 void BM_execute_dualpipev_1rank(benchmark::State& st) {
   auto const s = fp::dualpipe_v({.ranks = 1, .microbatches = M});
   fp::executor_options const opt{.validate_schedule = false, .progress_thread = st.range(0) != 0};
-  no_peer comm;
+  fp8moe::comm::single_communicator comm;  // one rank: DualPipeV has no transfers
   for (auto _ : st) {
     toy::stage_model model(problem(), s, 0);
     auto const stats = fp::execute(s, comm, model, opt);

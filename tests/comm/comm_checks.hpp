@@ -398,6 +398,32 @@ void check_split(C& c) {
   CHECK_THROWS_AS((void)c.split(-1, 0), fp8moe::error);
 }
 
+/// p2p_communicator: a ring (to rank + 1, from rank - 1, possibly itself) of messages whose size
+/// and contents depend on the sender; even ranks post the receive first, odd ranks the send. A
+/// default request is complete; a completed request tests true; then a barrier.
+template <comm::p2p_communicator C>
+void check_p2p_ring(C& c) {
+  int const r = c.rank(), n = c.size(), to = (r + 1) % n, from = (r + n - 1) % n;
+  std::vector<std::int32_t> send(static_cast<std::size_t>(5 + r)), recv(static_cast<std::size_t>(5 + from));
+  for (std::size_t i = 0; i < send.size(); ++i) send[i] = r * 100 + static_cast<std::int32_t>(i);
+  poison(recv);
+  typename C::request none;
+  CHECK(none.test());
+  none.wait();
+  typename C::request s, q;
+  auto post_recv = [&] { q = c.irecv(std::as_writable_bytes(std::span<std::int32_t>(recv)), from, 5); };
+  auto post_send = [&] { s = c.isend(std::as_bytes(std::span<std::int32_t const>(send)), to, 5); };
+  if (r % 2 == 0)
+    post_recv(), post_send();
+  else
+    post_send(), post_recv();
+  q.wait();
+  s.wait();
+  CHECK(q.test());
+  for (std::size_t i = 0; i < recv.size(); ++i) CHECK(recv[i] == from * 100 + static_cast<std::int32_t>(i));
+  c.barrier();
+}
+
 /// Every check above, in order: the conformance suite a host communicator must pass.
 template <comm::host_communicator C>
 void check_conformance(C& c) {
@@ -406,6 +432,7 @@ void check_conformance(C& c) {
   if constexpr (comm::row_gather_communicator<C>) check_alltoallv_rows(c);
   check_collectives(c);
   check_point_to_point(c);
+  if constexpr (comm::p2p_communicator<C>) check_p2p_ring(c);
   check_split(c);
 }
 

@@ -10,6 +10,11 @@
 
 using namespace fp8moe;
 
+static_assert(comm::p2p_communicator<comm::mpi_communicator>);
+static_assert(comm::row_gather_communicator<comm::mpi_communicator>);
+static_assert(comm::host_communicator<comm::mpi_communicator>);
+static_assert(!comm::stream_ordered_communicator<comm::mpi_communicator>);
+
 namespace {
 comm::mpi_environment const mpi_env;  // MPI_Init before main, MPI_Finalize after
 }

@@ -3,7 +3,8 @@
 // comm/: nccl_communicator. Everywhere: the concept holds, NCCL/CUDA codes become fp8moe::error
 // naming the call, and without a GPU construction fails with a clear error. With a GPU (one rank:
 // NCCL forbids two ranks on one device): all-to-all-v (packed and explicit blocks), size mismatch
-// detected before any transfer, all-reduce, all-gather, async forms, self point-to-point, split;
+// detected before any transfer, all-reduce, all-gather, async forms, self point-to-point (batched and
+// stream-ordered), split;
 // and (nvcc build) the device EP dispatch / combine against the host path on the same inputs.
 #include <doctest/doctest.h>
 
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "device_memory.hpp"
 #include "fp8moe/comm/nccl_communicator.hpp"
 #include "fp8moe/numeric/numeric.hpp"
 #if FP8MOE_CUDA_COMPILER
@@ -22,6 +24,12 @@
 using namespace fp8moe;
 
 static_assert(comm::communicator<comm::nccl_communicator>);
+static_assert(comm::async_communicator<comm::nccl_communicator>);
+static_assert(comm::collective_communicator<comm::nccl_communicator>);
+static_assert(comm::stream_ordered_communicator<comm::nccl_communicator>);
+static_assert(comm::device_communicator<comm::nccl_communicator>);
+static_assert(!comm::p2p_communicator<comm::nccl_communicator>);
+static_assert(!comm::row_gather_communicator<comm::nccl_communicator>);
 static_assert(comm::nccl_communicator::memory == comm::memory_space::device);
 static_assert(!comm::host_communicator<comm::nccl_communicator>);
 
@@ -46,22 +54,13 @@ TEST_CASE("nccl_communicator: error translation names the call and the ranks") {
 }
 
 namespace {
+/// A device copy of a host vector (tests/support's device_array, built on fp8moe::device_buffer).
 template <class T>
-struct device_buffer {
-  T* p = nullptr;
-  std::size_t n = 0;
-  explicit device_buffer(std::vector<T> const& h) : n(h.size()) {
-    FP8MOE_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), std::max<std::size_t>(n, 1) * sizeof(T)));
-    if (n) FP8MOE_CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~device_buffer() { cudaFree(p); }
-  std::vector<T> host() const {
-    std::vector<T> h(n);
-    if (n) FP8MOE_CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-  }
-  std::span<T> span() { return {p, n}; }
-  std::span<T const> cspan() const { return {p, n}; }
+struct device_vector : test::device_array<T> {
+  explicit device_vector(std::vector<T> const& h) : test::device_array<T>(h.data(), h.size()) {}
+  std::vector<T> host() const { return this->get(); }
+  std::span<T> span() { return {this->p, this->n}; }
+  std::span<T const> cspan() const { return {this->p, this->n}; }
 };
 }  // namespace
 
@@ -84,13 +83,13 @@ TEST_CASE("nccl_communicator: single rank on one GPU") {
     CHECK(c.size() == 1);
     std::vector<float> hv(37);
     for (std::size_t i = 0; i < hv.size(); ++i) hv[i] = 0.5f * static_cast<float>(i) - 3.0f;
-    device_buffer<float> s(hv), r(std::vector<float>(37, -1.0f));
+    device_vector<float> s(hv), r(std::vector<float>(37, -1.0f));
     std::vector<std::int64_t> n{37};
     c.alltoallv(s.cspan(), std::span<std::int64_t const>(n), r.span(), std::span<std::int64_t const>(n));
     FP8MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
     CHECK(r.host() == hv);
     // explicit blocks: 10 elements from offset 5 into offset 20 of a 40-element buffer
-    device_buffer<float> g(std::vector<float>(40, -7.0f));
+    device_vector<float> g(std::vector<float>(40, -7.0f));
     std::vector<std::int64_t> cnt{10}, sd{5}, rd{20};
     auto q = c.ialltoallv(s.cspan(), comm::blocks{cnt, sd}, g.span(), comm::blocks{cnt, rd});
     q.wait();
@@ -100,13 +99,13 @@ TEST_CASE("nccl_communicator: single rank on one GPU") {
       CHECK(gh[i] == (i >= 20 && i < 30 ? hv[static_cast<std::size_t>(i - 15)] : -7.0f));
     // mismatch: detected by the count check, nothing transferred
     std::vector<std::int64_t> three{3}, four{4};
-    device_buffer<float> s3(std::vector<float>(3, 1.0f)), r4(std::vector<float>(4, 9.0f));
+    device_vector<float> s3(std::vector<float>(3, 1.0f)), r4(std::vector<float>(4, 9.0f));
     CHECK_THROWS_AS(c.alltoallv(s3.cspan(), std::span<std::int64_t const>(three), r4.span(),
                                 std::span<std::int64_t const>(four)),
                     fp8moe::error);
     CHECK(r4.host() == std::vector<float>(4, 9.0f));
     // all-reduce, all-gather (sync and async)
-    device_buffer<std::int64_t> a(std::vector<std::int64_t>{5, -2}), b(std::vector<std::int64_t>{0, 0});
+    device_vector<std::int64_t> a(std::vector<std::int64_t>{5, -2}), b(std::vector<std::int64_t>{0, 0});
     c.allreduce(a.cspan(), b.span(), comm::reduce_op::max);
     auto ar = c.iallgather(a.cspan(), a.span());
     ar.wait();
@@ -114,7 +113,7 @@ TEST_CASE("nccl_communicator: single rank on one GPU") {
     CHECK(b.host() == std::vector<std::int64_t>{5, -2});
     // self point-to-point, BF16 payload bytes
     std::vector<bfloat16_t> hb{bfloat16_t(1.5f), bfloat16_t(-2.25f), bfloat16_t(3.0f)};
-    device_buffer<bfloat16_t> ps(hb), pr(std::vector<bfloat16_t>(3, bfloat16_t(0.0f)));
+    device_vector<bfloat16_t> ps(hb), pr(std::vector<bfloat16_t>(3, bfloat16_t(0.0f)));
     std::vector<comm::p2p_op> ops{comm::send_op(ps.cspan(), 0), comm::recv_op(pr.span(), 0)};
     auto pq = c.isend_recv(ops);
     CHECK_NOTHROW(pq.test());
@@ -122,6 +121,15 @@ TEST_CASE("nccl_communicator: single rank on one GPU") {
     FP8MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
     auto prh = pr.host();
     for (int i = 0; i < 3; ++i) CHECK(prh[i].bits() == hb[i].bits());
+    // stream_ordered_communicator: bytes to itself on the caller's stream, in one group
+    device_vector<bfloat16_t> pr2(std::vector<bfloat16_t>(3, bfloat16_t(0.0f)));
+    c.group_start();
+    c.send(ps.p, 3 * sizeof(bfloat16_t), 0, stream);
+    c.recv(pr2.p, 3 * sizeof(bfloat16_t), 0, stream);
+    c.group_end();
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    auto pr2h = pr2.host();
+    for (int i = 0; i < 3; ++i) CHECK(pr2h[i].bits() == hb[i].bits());
     c.barrier();
     auto sub = c.split(0, 0);
     CHECK(sub.size() == 1);
@@ -160,17 +168,17 @@ TEST_CASE("expert parallel over NCCL (one rank): device dispatch / combine equal
                                  matrix_view<float8_e4m3_t const>(x.view()),
                                  matrix_view<float const>(sc.view()), scaling::tile_1x128),
                              matrix_view<std::int32_t const>(ids.view()), matrix_view<float const>(w.view()));
-    device_buffer<std::int32_t> d_ids(ids.storage());
-    device_buffer<float> d_w(w.storage()), d_sc(sc.storage());
-    device_buffer<float8_e4m3_t> d_x(x.storage());
+    device_vector<std::int32_t> d_ids(ids.storage());
+    device_vector<float> d_w(w.storage()), d_sc(sc.storage());
+    device_vector<float8_e4m3_t> d_x(x.storage());
     auto dh = moe::make_dispatch_handle(exec, c, placement,
                                         make_matrix(static_cast<std::int32_t const*>(d_ids.p), T, k));
     std::int64_t const N = dh.host.num_recv();
     CHECK(N == ref.handle.num_recv());
-    device_buffer<float8_e4m3_t> rx(std::vector<float8_e4m3_t>(static_cast<std::size_t>(N * H)));
-    device_buffer<float> rs(std::vector<float>(static_cast<std::size_t>(N * S))),
+    device_vector<float8_e4m3_t> rx(std::vector<float8_e4m3_t>(static_cast<std::size_t>(N * H)));
+    device_vector<float> rs(std::vector<float>(static_cast<std::size_t>(N * S))),
         rw(std::vector<float>(static_cast<std::size_t>(N * k)));
-    device_buffer<std::int32_t> ri(std::vector<std::int32_t>(static_cast<std::size_t>(N * k)));
+    device_vector<std::int32_t> ri(std::vector<std::int32_t>(static_cast<std::size_t>(N * k)));
     moe::dispatch_into(
         exec, c, dh, placement, make_matrix(static_cast<float8_e4m3_t const*>(d_x.p), T, H),
         make_matrix(static_cast<float const*>(d_sc.p), T, S),
@@ -194,7 +202,7 @@ TEST_CASE("expert parallel over NCCL (one rank): device dispatch / combine equal
     host_matrix<float> out_ref(T, H);
     moe::combine(host_executor{}, hc, ref.handle, make_matrix(static_cast<float const*>(part.data()), N, H),
                  out_ref.view());
-    device_buffer<float> d_part(part), d_out(std::vector<float>(static_cast<std::size_t>(T * H), -9.0f));
+    device_vector<float> d_part(part), d_out(std::vector<float>(static_cast<std::size_t>(T * H), -9.0f));
     moe::combine(exec, c, dh, make_matrix(static_cast<float const*>(d_part.p), N, H),
                  make_matrix(d_out.p, T, H));
     FP8MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -213,8 +221,8 @@ TEST_CASE("expert parallel over NCCL (one rank): device dispatch / combine equal
     host_matrix<float> slots_ref(T, H);
     moe::combine_slots(host_executor{}, hc, ref.handle, lp.plan.view(), matrix_view<float const>(y.view()),
                        matrix_view<float const>(w.view()), slots_ref.view());
-    device_buffer<std::int32_t> d_slot_row(lp.plan.slot_row());
-    device_buffer<float> d_y(y.storage()),
+    device_vector<std::int32_t> d_slot_row(lp.plan.slot_row());
+    device_vector<float> d_y(y.storage()),
         d_slots(std::vector<float>(static_cast<std::size_t>(T * H), -9.0f));
     moe::permute_plan dplan = lp.plan.view();
     dplan.slot_row = d_slot_row.p;  // combine_slots reads only tokens, k, rows and slot_row

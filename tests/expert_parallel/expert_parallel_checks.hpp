@@ -22,6 +22,7 @@
 #include "fp8moe/moe/router.hpp"
 #include "fp8moe/numeric/numeric.hpp"
 #include "test_support.hpp"
+#include "worked_example.hpp"
 
 namespace fp8moe::test {
 
@@ -513,6 +514,54 @@ void check_ep_errors(C& comm) {
   CHECK_THROWS_AS(moe::combine(exec, comm, d.handle, cview(d.x), bad_out.view()), fp8moe::error);
   CHECK_THROWS_AS(moe::expert_placement::explicit_placement({0, 5}, 2), fp8moe::error);
   CHECK_THROWS_AS(moe::expert_placement::uniform(4, 3, 2), fp8moe::error);
+}
+
+/// The worked example of docs/expert_parallel.md (worked_example.hpp) with identity experts (y =
+/// the dequantized permuted rows): its output equals, bit for bit, the same layer on one rank
+/// (moe::permute of the quantized x with the global ids, the same experts, moe::combine), which
+/// holds only if every received FP8 row kept its own scales through dispatch and permute. Also: a
+/// BF16 dispatch result has no quantized view.
+template <comm::host_communicator C>
+void check_worked_example(C& ep) {
+  host_executor const exec;
+  int const me = ep.rank(), R = ep.size();
+  std::int64_t const T = 37 + 11 * me, H = 256;
+  moe::router_config const rc{.experts = 8, .groups = 1, .topk_groups = 1, .k = 3, .route_scale = 1.5f};
+  auto const placement = moe::expert_placement::uniform(rc.experts, R);
+  host_matrix<float> logits(T, rc.experts);
+  host_matrix<bfloat16_t> x(T, H);
+  std::vector<float> bias(static_cast<std::size_t>(rc.experts));
+  for (int e = 0; e < rc.experts; ++e) bias[static_cast<std::size_t>(e)] = 0.01f * static_cast<float>(e % 3);
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (int e = 0; e < rc.experts; ++e)
+      logits(t, e) = static_cast<float>(((t + me) * 7 + e * 13) % 17) * 0.25f - 2.0f;
+    for (std::int64_t h = 0; h < H; ++h)  // magnitudes differ per row and per 128-column block
+      x(t, h) = bfloat16_t(static_cast<float>(((t * 13 + h * 7 + me) % 31) - 15) *
+                           std::ldexp(0.37f, static_cast<int>((t + me) % 7) - 3 + static_cast<int>(h / 128)));
+  }
+  auto experts = [](auto const& p) {  // identity experts: the dequantized permuted rows (M,H)
+    host_matrix<float> y(p.x.data.rows(), p.x.data.cols());
+    for (std::int64_t i = 0; i < y.rows(); ++i)
+      for (std::int64_t h = 0; h < y.cols(); ++h)
+        y(i, h) = p.x.data(i, h).to_float() * p.x.scales(i, h / 128);
+    return y;
+  };
+  vector_view<float const> const bv{bias.data(), rc.experts};
+  auto const out = worked_example::moe_layer(ep, placement, rc, cview(logits), bv, cview(x), experts);
+  // the same layer on this rank alone
+  auto const r = moe::route(exec, rc, cview(logits), bv);
+  auto const xq = scaling::quantize(exec, cview(x), scaling::deepseek_v3.activation);
+  auto const pr = moe::permute(exec, xq.view(), r, moe::contiguous{.m_align = 128});
+  auto const yr = experts(pr);
+  host_matrix<bfloat16_t> ref(T, H);
+  moe::combine(exec, pr.plan.view(), cview(yr), cview(r.weights), ref.view());
+  bool same = out.rows() == T && out.cols() == H;
+  for (std::int64_t t = 0; same && t < T; ++t)
+    for (std::int64_t h = 0; h < H; ++h) same = same && out(t, h).bits() == ref(t, h).bits();
+  CHECK(same);
+  // a BF16 payload carries no scales: asking for its quantized view is an error, not garbage
+  auto const d = moe::dispatch(exec, ep, placement, cview(x), cview(r.ids), cview(r.weights));
+  CHECK_THROWS_AS((void)d.quantized_view(), fp8moe::error);
 }
 
 }  // namespace fp8moe::test

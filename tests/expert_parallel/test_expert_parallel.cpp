@@ -112,6 +112,11 @@ TEST_CASE("ep on single_communicator: EP size 1 equals the single-rank MoE") {
   test::check_ep_views(c);
 }
 
+TEST_CASE("the worked example of docs/expert_parallel.md on single_communicator equals the one-rank layer") {
+  comm::single_communicator c;
+  test::check_worked_example(c);
+}
+
 TEST_CASE("buffer_pool: leases reuse free buffers, grow on demand, never share a busy one") {
   auto pool = std::make_shared<moe::buffer_pool>();
   std::byte* first = nullptr;

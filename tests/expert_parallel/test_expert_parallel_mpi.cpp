@@ -60,6 +60,11 @@ TEST_CASE("ep over MPI: EP equals the single-rank MoE, forward and backward") {
                                          .topk_groups = 1});
 }
 
+TEST_CASE("ep over MPI: the worked example of docs/expert_parallel.md equals the one-rank layer") {
+  comm::mpi_communicator c;
+  test::check_worked_example(c);
+}
+
 TEST_CASE("ep over MPI: node-limited routing reaches at most topk_groups nodes") {
   comm::mpi_communicator c;
   int const R = c.size();

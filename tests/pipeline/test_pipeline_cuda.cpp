@@ -178,7 +178,8 @@ class device_toy {
 /// group_end posts the group's sends before resolving its receives (blocking the host until matched).
 class thread_device_world {
  public:
-  explicit thread_device_world(int n) : q_(n * n) {}
+  explicit thread_device_world(int n) : q_(n * n), barrier_(n) {}
+  void barrier() { barrier_.arrive_and_wait(); }
   struct message {
     void const* data;
     std::size_t bytes;
@@ -201,18 +202,23 @@ class thread_device_world {
 
  private:
   std::vector<std::deque<message>> q_;
+  std::barrier<> barrier_;
   std::mutex m_;
   std::condition_variable cv_;
 };
 
+/// A comm::stream_ordered_communicator (the family of comm/communicator.hpp) for the test.
 class thread_device_communicator {
  public:
+  static constexpr fp8moe::comm::memory_space memory = fp8moe::comm::memory_space::device;
+  using stream_type = cudaStream_t;
   thread_device_communicator(thread_device_world& w, int rank, int size) : w_(&w), rank_(rank), size_(size) {}
   ~thread_device_communicator() {
     for (auto e : events_) cudaEventDestroy(e);
   }
   int rank() const { return rank_; }
   int size() const { return size_; }
+  void barrier() { w_->barrier(); }
   void group_start() { in_group_ = true; }
   void send(void const* p, std::size_t n, int peer, cudaStream_t st) {
     pending_.push_back({true, const_cast<void*>(p), n, peer, st});
@@ -256,6 +262,8 @@ class thread_device_communicator {
   std::vector<op_t> pending_;
   std::vector<cudaEvent_t> events_;
 };
+
+static_assert(fp8moe::comm::stream_ordered_communicator<thread_device_communicator>);
 
 void run_and_compare(fp::schedule const& s, int microbatches) {
   auto const p = toy::problem::make(s.stages, microbatches);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// The pipeline executor over MPI (comm::mpi_communicator through communicator_p2p), one process per
+// The pipeline executor over MPI (comm::mpi_communicator, a p2p_communicator), one process per
 // rank (ctest: 2 and 4 ranks): a toy MLP trained one step under every schedule that fits the world
 // gives the one-process losses (bitwise) and gradients (float reordering bound); no deadlock on a grid.
 #include <doctest/doctest.h>
@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "fp8moe/comm/mpi_communicator.hpp"
-#include "fp8moe/pipeline/comm_adapter.hpp"
 #include "fp8moe/pipeline/pipeline.hpp"
 #include "toy_mlp.hpp"
 
@@ -31,11 +30,10 @@ struct gathered {
 template <class Model>
 gathered run_mpi(fp::schedule const& s, toy::problem const& p, comm::mpi_communicator& c,
                  fp::executor_options opt = {}) {
-  fp::communicator_p2p<comm::mpi_communicator> p2p(c);
   Model model(p, s, c.rank());
   gathered g;
-  g.stats = fp::execute(s, p2p, model, opt);
-  fp::sum_replica_gradients(s, p2p, model);
+  g.stats = fp::execute(s, c, model, opt);
+  fp::sum_replica_gradients(s, c, model);
   std::vector<float> losses(p.microbatches, 0.0f), grad(s.stages * p.grad_size(), 0.0f);
   for (auto [mb, l] : model.losses) losses[mb] = l;
   for (int k : s.rank_chunks(c.rank())) {

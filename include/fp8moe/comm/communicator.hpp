@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// The `communicator` concept (rank, size, all-to-all(-v), all-reduce, all-gather, barrier, batched
-// point-to-point, their asynchronous forms returning a `request`, and split), plus the vocabulary
-// the implementations share. Buffers are spans in the communicator's memory space (host for
-// single/MPI, device for NCCL); every call overwrites its receive buffer and never accumulates.
+// The communicator concept family, documented here and nowhere else: a core (`communicator`: rank,
+// size, barrier, memory space) and its refinements (asynchronous, point-to-point, collective,
+// row-gathering, stream-ordered), plus the vocabulary the implementations share. Buffers are in the
+// communicator's memory space; every call overwrites its receive buffer and never accumulates.
 #pragma once
 
 #include <concepts>
@@ -84,26 +84,69 @@ struct gathered_rows {
 };
 
 /// A pending asynchronous operation. wait() blocks until it completes (host) or, for stream-ordered
-/// communicators, makes later work on the caller's stream wait for it; test() polls.
-/// Destroying a pending request waits for it (errors then are swallowed: call wait() to see them).
+/// communicators, makes later work on the caller's stream wait for it; test() polls. A default-
+/// constructed request is complete. Destroying a pending request waits for it (errors then are
+/// swallowed: call wait() to see them).
 template <class R>
-concept request = std::movable<R> && requires(R& r) {
+concept request = std::movable<R> && std::default_initializable<R> && requires(R& r) {
   r.wait();
   { r.test() } -> std::same_as<bool>;
 };
 
-/// The one communication concept. Typed member templates are checked here on `float`; every
-/// implementation accepts any `transferable` element type for data movement and `reducible` for
-/// reductions. Counts are in elements; all-to-all-v blocks are packed contiguously in rank order,
-/// or placed explicitly with `blocks` (counts + displacements).
+// ------------------------------------------------------------------------------------------------
+// The family. Which implementation models what (each states it with static_asserts in its header
+// and its test):
+//
+//   concept                      single  thread  mpi  nccl   used by
+//   communicator (core)            x       x      x    x
+//   async_communicator             x       x      x    x
+//   p2p_communicator               x       x      x          pipeline::execute (host executor)
+//   collective_communicator        x              x    x
+//   row_gather_communicator        x              x          expert parallelism (rows read in place)
+//   host_communicator              x              x          expert parallelism, balance (host)
+//   stream_ordered_communicator                        x     pipeline::cuda_execute
+//   device_communicator                                x     expert parallelism (device)
+//
+// single_communicator (single_communicator.hpp), thread_communicator (thread_communicator.hpp),
+// mpi_communicator (mpi_communicator.hpp, fp8moe::mpi), nccl_communicator (nccl_communicator.hpp,
+// fp8moe::nccl). Typed member templates are checked on `float` / std::byte; every implementation
+// accepts any `transferable` element type for data movement and `reducible` for reductions.
+// ------------------------------------------------------------------------------------------------
+
+/// Core: who am I, how many are we, where do buffers live, and a barrier over all ranks.
 template <class C>
-concept communicator = std::movable<C> && request<typename C::request> &&
-    requires(C& c, C const& cc, std::span<float const> s, std::span<float> r,
-             std::span<std::int64_t const> counts, std::span<p2p_op const> ops) {
+concept communicator = requires(C& c, C const& cc) {
   { C::memory } -> std::convertible_to<memory_space>;
   { cc.rank() } -> std::same_as<int>;
   { cc.size() } -> std::same_as<int>;
   c.barrier();
+};
+
+/// A communicator whose buffers live in memory space M.
+template <class C, memory_space M>
+concept buffers_in = communicator<C> && C::memory == M;
+
+/// Asynchronous: operations started now and completed later through a `C::request`.
+template <class C>
+concept async_communicator = communicator<C> && request<typename C::request>;
+
+/// Point-to-point: byte messages to / from one peer, started at once and completed through the
+/// request (wait / test). Matching is MPI's: per (source, tag) in posting order; a receive of a
+/// different size than the matching send is an error. Buffers stay untouched until completion.
+template <class C>
+concept p2p_communicator = async_communicator<C> &&
+    requires(C& c, std::span<std::byte const> s, std::span<std::byte> r) {
+  { c.isend(s, 0, 0) } -> std::same_as<typename C::request>;
+  { c.irecv(r, 0, 0) } -> std::same_as<typename C::request>;
+};
+
+/// Collective: all-to-all(-v), all-reduce, all-gather, batched point-to-point, their asynchronous
+/// forms, and split. Counts are in elements; all-to-all-v blocks are packed contiguously in rank
+/// order, or placed explicitly with `blocks` (counts + displacements).
+template <class C>
+concept collective_communicator = async_communicator<C> && std::movable<C> &&
+    requires(C& c, std::span<float const> s, std::span<float> r, std::span<std::int64_t const> counts,
+             std::span<p2p_op const> ops) {
   { c.split(0, 0) } -> std::same_as<C>;
   c.alltoall(s, r);
   c.alltoallv(s, counts, r, counts);
@@ -117,17 +160,54 @@ concept communicator = std::movable<C> && request<typename C::request> &&
   { c.isend_recv(ops) } -> std::same_as<typename C::request>;
 };
 
+/// Row-gathering: an all-to-all-v that reads its send blocks as gathered rows (no pack pass; MPI
+/// builds one indexed datatype per destination). recv blocks count elements, as in alltoallv. The
+/// expert-parallel dispatch uses it when present and packs the rows itself otherwise.
 template <class C>
-concept host_communicator = communicator<C> && C::memory == memory_space::host;
-
-/// Optional capability: an all-to-all-v that reads its send blocks as gathered rows (no pack pass;
-/// MPI builds one indexed datatype per destination). recv blocks count elements, as in alltoallv.
-/// The expert-parallel dispatch uses it when present and packs the rows itself otherwise.
-template <class C>
-concept row_gather_communicator = communicator<C> &&
+concept row_gather_communicator = collective_communicator<C> &&
     requires(C& c, gathered_rows<float> g, std::span<float> r, blocks b) {
   { c.ialltoallv_rows(g, r, b) } -> std::same_as<typename C::request>;
   { c.ialltoallv_rows(g, r, b, size_check::trusted) } -> std::same_as<typename C::request>;
+};
+
+/// A collective communicator over host memory (what the host expert-parallel ops and the
+/// data-parallel balance reductions take). A p2p-only host communicator (thread) is not one.
+template <class C>
+concept host_communicator = collective_communicator<C> && buffers_in<C, memory_space::host>;
+
+/// Stream-ordered point-to-point over device memory (NCCL's shape): send / recv of bytes enqueue
+/// on the caller's `C::stream_type` stream (the host never waits); group_start / group_end bracket
+/// the transfers that must progress together. Matching is by posting order per rank pair.
+template <class C>
+concept stream_ordered_communicator = buffers_in<C, memory_space::device> &&
+    requires(C& c, void const* s, void* r, std::size_t n, typename C::stream_type st) {
+  c.group_start();
+  c.group_end();
+  c.send(s, n, 0, st);
+  c.recv(r, n, 0, st);
+};
+
+/// A collective, stream-ordered communicator whose collectives are enqueued on its own `stream()`
+/// (what the device expert-parallel ops take).
+template <class C>
+concept device_communicator = collective_communicator<C> && stream_ordered_communicator<C> &&
+    requires(C const& c) {
+  { c.stream() } -> std::same_as<typename C::stream_type>;
+};
+
+/// Base of a collective communicator that also models p2p_communicator: isend / irecv are batches
+/// of one operation through Derived::isend_recv (same matching, size checks and request).
+template <class Derived>
+class p2p_from_batches {
+ public:
+  auto isend(std::span<std::byte const> data, int peer, int tag) {
+    p2p_op const op = send_op(data, peer, tag);
+    return static_cast<Derived&>(*this).isend_recv(std::span<p2p_op const>(&op, 1));
+  }
+  auto irecv(std::span<std::byte> data, int peer, int tag) {
+    p2p_op const op = recv_op(data, peer, tag);
+    return static_cast<Derived&>(*this).isend_recv(std::span<p2p_op const>(&op, 1));
+  }
 };
 
 namespace detail {

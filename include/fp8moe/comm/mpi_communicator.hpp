@@ -118,7 +118,7 @@ class mpi_environment {
   bool owner_ = false;
 };
 
-class mpi_communicator {
+class mpi_communicator : public p2p_from_batches<mpi_communicator> {
  public:
   static constexpr memory_space memory = memory_space::host;
 
@@ -552,7 +552,9 @@ class mpi_communicator {
   int rank_ = 0, size_ = 1;
 };
 
-static_assert(communicator<mpi_communicator>);
+// Models: communicator, async, p2p, collective, row_gather, host_communicator.
+static_assert(p2p_communicator<mpi_communicator>);
 static_assert(row_gather_communicator<mpi_communicator>);
+static_assert(host_communicator<mpi_communicator>);
 
 }  // namespace fp8moe::comm

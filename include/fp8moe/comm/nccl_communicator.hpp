@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// nccl_communicator: the communicator concept over NCCL with device buffers. Plain calls are
+// nccl_communicator: a device_communicator (collective, stream-ordered) over NCCL. Plain calls are
 // enqueued on the communicator's stream (stream order, the host does not wait); i-forms run on a
 // second, internal stream after the first's pending work and return an event-backed request whose
 // wait() makes the main stream wait. all-to-all-v = grouped ncclSend/ncclRecv. Every NCCL/CUDA code
@@ -292,6 +292,23 @@ class nccl_communicator {
     return join();
   }
 
+  // stream_ordered_communicator: bytes enqueued on the caller's stream (the CUDA pipeline
+  // executor's transfers), the host never waits; group_start / group_end bracket the transfers
+  // that must progress together. Matching is by order per rank pair. One thread per communicator.
+  using stream_type = cudaStream_t;
+  void group_start() {
+    detail::nccl_check(ncclGroupStart(), "ncclGroupStart", rank_, size_);
+  }
+  void group_end() {
+    nccl(ncclGroupEnd(), "ncclGroupEnd");
+  }
+  void send(void const* data, std::size_t bytes, int peer, cudaStream_t stream) {
+    nccl(ncclSend(data, bytes, ncclUint8, peer, comm_, stream), "ncclSend");
+  }
+  void recv(void* data, std::size_t bytes, int peer, cudaStream_t stream) {
+    nccl(ncclRecv(data, bytes, ncclUint8, peer, comm_, stream), "ncclRecv");
+  }
+
  private:
   nccl_communicator() = default;
 
@@ -466,6 +483,8 @@ class nccl_communicator {
   int rank_ = 0, size_ = 1;
 };
 
-static_assert(communicator<nccl_communicator>);
+// Models: communicator, async, collective, stream_ordered, device_communicator.
+static_assert(device_communicator<nccl_communicator>);
+static_assert(!p2p_communicator<nccl_communicator>);
 
 }  // namespace fp8moe::comm

@@ -16,7 +16,7 @@
 
 namespace fp8moe::comm {
 
-class single_communicator {
+class single_communicator : public p2p_from_batches<single_communicator> {
   struct message {
     p2p_op op;
     std::shared_ptr<bool> done;
@@ -192,7 +192,9 @@ class single_communicator {
   std::shared_ptr<mailbox> box_ = std::make_shared<mailbox>();
 };
 
-static_assert(communicator<single_communicator>);
+// Models: communicator, async, p2p, collective, row_gather, host_communicator.
+static_assert(p2p_communicator<single_communicator>);
 static_assert(row_gather_communicator<single_communicator>);
+static_assert(host_communicator<single_communicator>);
 
 }  // namespace fp8moe::comm

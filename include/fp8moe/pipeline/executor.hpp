@@ -22,29 +22,12 @@
 #include <tuple>
 #include <vector>
 
+#include "fp8moe/comm/communicator.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/pipeline/schedule.hpp"
 #include "fp8moe/pipeline/validate.hpp"
 
 namespace fp8moe::pipeline {
-
-/// The minimal point-to-point interface the executor needs: asynchronous byte transfers to/from a
-/// peer rank with MPI matching (per source and tag, in posting order), and a blocking wait.
-template <class C>
-concept p2p_communicator = requires(C& c, C const& cc, std::span<std::byte const> s, std::span<std::byte> r,
-                                    typename C::request& q) {
-  { cc.rank() } -> std::convertible_to<int>;
-  { cc.size() } -> std::convertible_to<int>;
-  { c.isend(s, 0, 0) } -> std::same_as<typename C::request>;
-  { c.irecv(r, 0, 0) } -> std::same_as<typename C::request>;
-  c.wait(q);
-};
-
-/// A communicator that can also poll a request (drives MPI progress while compute runs).
-template <class C>
-concept p2p_testable = p2p_communicator<C> && requires(C& c, typename C::request& q) {
-  { c.test(q) } -> std::convertible_to<bool>;
-};
 
 /// What a callback is asked to do: chunk (placement), stage (model stage: equal for DualPipe's two
 /// copies), micro-batch within the chain and globally, and whether the chunk starts/ends its chain
@@ -214,10 +197,13 @@ class compute_worker {
 
 }  // namespace detail
 
-/// Runs rank `comm.rank()`'s list of `s`. Blocks until every compute is done and every send has
-/// completed. Throws fp8moe::error if the schedule is invalid or does not fit the communicator.
-template <p2p_communicator Comm, stage_model Model>
-execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_options const& opt = {}) {
+/// Runs rank `comm.rank()`'s list of `s` over a host-memory comm::p2p_communicator (thread, single or
+/// MPI communicator; comm/communicator.hpp), polling its requests while compute runs (this drives
+/// MPI progress). Blocks until every compute is done and every send has completed.
+/// Throws fp8moe::error if the schedule is invalid or does not fit the communicator.
+template <comm::p2p_communicator Comm, stage_model Model>
+requires comm::buffers_in<Comm, comm::memory_space::host> execution_stats
+execute(schedule const& s, Comm& comm, Model& model, executor_options const& opt = {}) {
   constexpr auto where = "fp8moe::pipeline::execute";
   int const rank = comm.rank();
   require(comm.size() == s.ranks, where, "comm", fp8moe::detail::concat(s.ranks, " ranks"),
@@ -258,12 +244,10 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
 
   auto make_task = [&](int chunk, int mb) { return detail::task_of(s, chunk, mb); };
   auto poll_all = [&] {
-    if constexpr (p2p_testable<Comm>) {
-      for (auto& [k, sl] : inbox)
-        if (sl.pending && comm.test(sl.req)) sl.pending = false;
-      for (auto& sl : outbox_pending)
-        if (sl.pending && comm.test(sl.req)) sl.pending = false;
-    }
+    for (auto& [k, sl] : inbox)
+      if (sl.pending && sl.req.test()) sl.pending = false;
+    for (auto& sl : outbox_pending)
+      if (sl.pending && sl.req.test()) sl.pending = false;
   };
   auto reap_sends = [&] {
     while (!outbox_pending.empty() && !outbox_pending.front().pending) {
@@ -282,11 +266,9 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
               fp8moe::detail::concat("a RECV or local hand-off before rank ", rank, " uses chunk ", chunk,
                                      " mb ", mb));
     if (it->second.pending) {
-      bool done = false;  // a request that test() completed is not waited on again
-      if constexpr (p2p_testable<Comm>) done = comm.test(it->second.req);
-      if (!done) {
+      if (!it->second.req.test()) {  // a request that test() completed is not waited on again
         ++st.waits_blocked;
-        comm.wait(it->second.req);
+        it->second.req.wait();
       }
     }
     auto data = std::move(it->second.data);
@@ -431,7 +413,7 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
     reap_sends();
   }
   for (auto& sl : outbox_pending)
-    if (sl.pending) comm.wait(sl.req);
+    if (sl.pending) sl.req.wait();
   require(fifo.empty(), where, "schedule", "every I followed by its W",
           fp8moe::detail::concat(fifo.size(), " pending"));
   require(inbox.empty() && produced.empty(), where, "schedule", "every transfer consumed");
@@ -441,7 +423,8 @@ execution_stats execute(schedule const& s, Comm& comm, Model& model, executor_op
 /// DualPipe places every model stage twice (chunks r and PP+PP-1-r share stage r on ranks r and
 /// PP-1-r). Sums each such chunk's weight gradients with its copy on the other rank, so both hold the
 /// total; chunks without a copy are untouched. Call after execute() on every rank.
-template <p2p_communicator Comm, stage_model_gradients Model>
+template <comm::p2p_communicator Comm, stage_model_gradients Model>
+requires comm::buffers_in<Comm, comm::memory_space::host>
 void sum_replica_gradients(schedule const& s, Comm& comm, Model& model) {
   int const rank = comm.rank();
   using request = typename Comm::request;
@@ -471,8 +454,8 @@ void sum_replica_gradients(schedule const& s, Comm& comm, Model& model) {
     e.recv = comm.irecv(std::as_writable_bytes(std::span<float>(e.theirs)), e.peer, tag);
   }
   for (auto& e : ex) {
-    comm.wait(e.recv);
-    comm.wait(e.send);  // the send reads `mine`: finish it before adding into it
+    e.recv.wait();
+    e.send.wait();  // the send reads `mine`: finish it before adding into it
     for (std::size_t i = 0; i < e.mine.size(); ++i) e.mine[i] += e.theirs[i];
   }
 }

@@ -282,6 +282,18 @@ struct dispatch_result {
   host_matrix<float> scales;      // (N,H/128) per-row scales (FP8 payloads; empty otherwise)
   host_matrix<float> weights;     // (N,k) FP32 routing weights of all k slots
   host_matrix<std::int32_t> ids;  // (N,k) local expert ids, -1 for experts on other ranks
+  scaling::tile_shape tile{};     // the scale tile of x (FP8 payloads: the sender's 1 x n)
+
+  /// The received FP8 rows with their scales as one quantized view (x, scales, tile), ready for
+  /// moe::permute / the grouped GEMM; throws fp8moe::error when the payload was not FP8 + scales.
+  /// Not on a temporary result (the view would dangle): keep the result in a variable.
+  scaling::quantized_matrix_view<T const> quantized_view() const& {
+    require(scales.cols() > 0 || x.rows() == 0, "fp8moe::moe::dispatch_result::quantized_view", "scales",
+            "the per-row scales of an FP8 dispatch (this result carries none)");
+    return {x.view(), scales.view(), tile};
+  }
+  void quantized_view() && = delete;
+  void quantized_view() const&& = delete;
 };
 
 /// The received routing as a single-rank route_result over this rank's E_local experts (ids with
@@ -320,7 +332,8 @@ pending_dispatch<typename C::request, T> dispatch_impl(host_executor const& exec
                                                        expert_placement const& placement, matrix_view<S> x,
                                                        matrix_view<float const> scales,
                                                        matrix_view<std::int32_t const> ids,
-                                                       matrix_view<float const> weights) {
+                                                       matrix_view<float const> weights,
+                                                       scaling::tile_shape tile = {}) {
   std::string local;  // argument errors travel with the count exchange, so every rank throws
   try {
     check_matrix(x, dispatch_where, "x");
@@ -338,6 +351,7 @@ pending_dispatch<typename C::request, T> dispatch_impl(host_executor const& exec
   res->weights = host_matrix<float>(N, k);
   res->ids = host_matrix<std::int32_t>(N, k);
   if (scales.cols > 0) res->scales = host_matrix<float>(N, scales.cols);
+  res->tile = tile;
   auto p = dispatch_forward_impl(exec, comm, res->handle, placement, x, scales, ids, weights, res->x.view(),
                                  res->scales.view(), res->ids.view(), res->weights.view());
   return {std::move(res), std::move(p)};
@@ -362,7 +376,7 @@ pending_dispatch<typename C::request, F> dispatch_start(host_executor const& exe
                                                         matrix_view<std::int32_t const> ids,
                                                         matrix_view<float const> weights) {
   return detail::dispatch_impl<C, F const, F>(exec, comm, placement, detail::checked_fp8(x).data,
-                                              detail::checked_fp8(x).scales, ids, weights);
+                                              detail::checked_fp8(x).scales, ids, weights, x.tile);
 }
 
 template <comm::host_communicator C, class S>
@@ -381,7 +395,7 @@ dispatch_result<std::remove_const_t<FS>> dispatch(host_executor const& exec, C& 
                                                   matrix_view<float const> weights) {
   using F = std::remove_const_t<FS>;
   return detail::dispatch_impl<C, F const, F>(exec, comm, placement, detail::checked_fp8(x).data,
-                                              detail::checked_fp8(x).scales, ids, weights)
+                                              detail::checked_fp8(x).scales, ids, weights, x.tile)
       .wait();
 }
 

@@ -17,6 +17,7 @@
 #include <tuple>
 #include <vector>
 
+#include "fp8moe/comm/communicator.hpp"
 #include "fp8moe/core/cuda/executor.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/pipeline/executor.hpp"
@@ -25,19 +26,6 @@
 #include "fp8moe/pipeline/validate.hpp"
 
 namespace fp8moe::pipeline {
-
-/// Stream-ordered point-to-point (NCCL's shape): send/recv enqueue on `stream`; group_start/group_end
-/// bracket the transfers that must progress together. Matching is by order per rank pair.
-template <class C>
-concept device_p2p_communicator = requires(C& c, C const& cc, void const* s, void* r, std::size_t n,
-                                           cudaStream_t st) {
-  { cc.rank() } -> std::convertible_to<int>;
-  { cc.size() } -> std::convertible_to<int>;
-  c.group_start();
-  c.group_end();
-  c.send(s, n, 0, st);
-  c.recv(r, n, 0, st);
-};
 
 /// The device model: like stage_model, with device spans and the compute stream to enqueue on.
 template <class M>
@@ -137,13 +125,15 @@ inline schedule cuda_ready_schedule(schedule const& s) {
   return t;
 }
 
-/// Enqueues rank `comm.rank()`'s list of `s`. Returns once everything is enqueued; `streams.compute`
+/// Enqueues rank `comm.rank()`'s list of `s` through a comm::stream_ordered_communicator (e.g.
+/// comm::nccl_communicator). Returns once everything is enqueued; `streams.compute`
 /// is ordered after all compute and transfers. `workspace`: device memory of cuda_workspace_bytes().
 /// With opt.validate_schedule (default) a schedule that could hang with stream-ordered groups is
 /// re-lowered first (cuda_ready_schedule); otherwise `s` must already pass that check.
-template <device_p2p_communicator Comm, device_stage_model Model>
-execution_stats cuda_execute(schedule const& s_in, Comm& comm, Model& model, cuda_streams streams,
-                             std::span<std::byte> workspace, executor_options const& opt = {}) {
+template <comm::stream_ordered_communicator Comm, device_stage_model Model>
+requires std::same_as<typename Comm::stream_type, cudaStream_t> execution_stats
+cuda_execute(schedule const& s_in, Comm& comm, Model& model, cuda_streams streams,
+             std::span<std::byte> workspace, executor_options const& opt = {}) {
   constexpr auto where = "fp8moe::pipeline::cuda_execute";
   int const rank = comm.rank();
   require(comm.size() == s_in.ranks, where, "comm", fp8moe::detail::concat(s_in.ranks, " ranks"),

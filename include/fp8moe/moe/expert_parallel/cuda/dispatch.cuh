@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Expert-parallel dispatch / combine over a device communicator (nccl_communicator): the same
+// Expert-parallel dispatch / combine over a comm::device_communicator (nccl_communicator): the same
 // handle, orders and results as the host path in moe/expert_parallel/, with device gather / pack /
 // unpack kernels and the device moe::combine. Everything after the handle is stream-ordered on
 // exec.stream, which must be the communicator's stream; building the handle synchronizes it.
@@ -14,41 +14,14 @@
 #include <span>
 #include <vector>
 
+#include "fp8moe/core/cuda/device_buffer.hpp"
 #include "fp8moe/core/cuda/executor.hpp"
 #include "fp8moe/moe/cuda/permute.cuh"
 #include "fp8moe/moe/expert_parallel/expert_parallel.hpp"
 
 namespace fp8moe::moe {
 
-/// A communicator over device memory whose operations are ordered on `stream()`.
-template <class C>
-concept device_communicator = comm::communicator<C> &&
-                              C::memory == comm::memory_space::device&& requires(C const& c) {
-  { c.stream() } -> std::convertible_to<cudaStream_t>;
-};
-
 namespace cuda_detail {
-
-/// Device memory owned for the duration of one stream-ordered operation.
-class stream_buffer {
- public:
-  stream_buffer(std::size_t bytes, cudaStream_t s) : stream_(s) {
-    if (bytes) FP8MOE_CUDA_CHECK(cudaMallocAsync(&p_, bytes, s));
-  }
-  stream_buffer(stream_buffer const&) = delete;
-  stream_buffer& operator=(stream_buffer const&) = delete;
-  ~stream_buffer() {
-    if (p_) cudaFreeAsync(p_, stream_);
-  }
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(p_);
-  }
-
- private:
-  void* p_ = nullptr;
-  cudaStream_t stream_;
-};
 
 /// dst row i (row_bytes) = src row idx[i]; one block per row; 16-byte vectors when aligned.
 __global__ void gather_rows_kernel(std::byte const* src, std::int64_t src_stride_bytes,
@@ -125,27 +98,27 @@ __global__ void slot_order_kernel(std::int32_t const* slot_row, std::int64_t N, 
   }
 }
 
-/// Copies v (as int32) to a new device array on `stream`. The host copy goes into `keep`, which the
-/// caller keeps alive until it synchronizes the stream (a copy from pageable memory may still be
-/// in flight when cudaMemcpyAsync returns, and work on other streams must not see it early).
+/// Copies v (as int32) into a new device buffer on `stream` (at least one element, so every table
+/// has a valid pointer). The host copy goes into `keep`, which the caller keeps alive until it
+/// synchronizes the stream (a copy from pageable memory may still be in flight when
+/// cudaMemcpyAsync returns, and work on other streams must not see it early).
 template <class T>
-std::int32_t* upload(std::vector<T> const& v, cudaStream_t stream,
-                     std::vector<std::vector<std::int32_t>>& keep) {
-  std::int32_t* p = nullptr;
-  FP8MOE_CUDA_CHECK(
-      cudaMalloc(reinterpret_cast<void**>(&p), std::max<std::size_t>(v.size(), 1) * sizeof(std::int32_t)));
+device_buffer<std::int32_t> upload(std::vector<T> const& v, cudaStream_t stream,
+                                   std::vector<std::vector<std::int32_t>>& keep) {
+  device_buffer<std::int32_t> d(std::max<std::size_t>(v.size(), 1), cuda_executor{stream});
   keep.emplace_back(v.begin(), v.end());
   auto const& c = keep.back();
   if (!c.empty())
     FP8MOE_CUDA_CHECK(
-        cudaMemcpyAsync(p, c.data(), c.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream));
-  return p;
+        cudaMemcpyAsync(d.data(), c.data(), c.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream));
+  return d;
 }
 
 }  // namespace cuda_detail
 
 /// The handle with its tables in device memory (send order, (T,R) and (T,k) reduction tables,
-/// placement, received source tokens). Owns the device arrays.
+/// placement, received source tokens). Owns the device arrays (device_buffer, allocated and freed
+/// stream-ordered on the communicator's stream); the pointers stay valid when the handle moves.
 class device_dispatch_handle {
  public:
   dispatch_handle host;                    // counts and orders (host)
@@ -157,33 +130,20 @@ class device_dispatch_handle {
   std::int32_t* local_of = nullptr;        // (E)
   std::int32_t* recv_src_token = nullptr;  // (N), filled by dispatch_into
 
-  device_dispatch_handle() = default;
-  device_dispatch_handle(device_dispatch_handle&& o) noexcept { *this = std::move(o); }
-  device_dispatch_handle& operator=(device_dispatch_handle&& o) noexcept {
-    if (this != &o) {
-      release();
-      host = std::move(o.host);
-      for (auto [a, b] : {std::pair{&send_token, &o.send_token}, std::pair{&send_dest, &o.send_dest},
-                          std::pair{&token_rank_row, &o.token_rank_row}, std::pair{&slot_row, &o.slot_row},
-                          std::pair{&rank_of, &o.rank_of}, std::pair{&local_of, &o.local_of},
-                          std::pair{&recv_src_token, &o.recv_src_token}})
-        *a = std::exchange(*b, nullptr);
-    }
-    return *this;
+  /// Takes ownership of a device table and returns its pointer (make_dispatch_handle fills the
+  /// fields above this way).
+  std::int32_t* own(device_buffer<std::int32_t>&& b) {
+    tables_.push_back(std::move(b));
+    return tables_.back().data();
   }
-  ~device_dispatch_handle() { release(); }
 
  private:
-  void release() noexcept {
-    for (auto* p : {send_token, send_dest, token_rank_row, slot_row, rank_of, local_of, recv_src_token})
-      if (p) cudaFree(p);
-    send_token = send_dest = token_rank_row = slot_row = rank_of = local_of = recv_src_token = nullptr;
-  }
+  std::vector<device_buffer<std::int32_t>> tables_;
 };
 
 /// Builds the handle from device ids (T,k) (row-major): copies them to the host, computes the
 /// layout there and exchanges the counts through the device communicator (synchronizes the stream).
-template <device_communicator C>
+template <comm::device_communicator C>
 device_dispatch_handle make_dispatch_handle(cuda_executor const& exec, C& comm,
                                             expert_placement const& placement,
                                             matrix_view<std::int32_t const> ids) {
@@ -201,9 +161,9 @@ device_dispatch_handle make_dispatch_handle(cuda_executor const& exec, C& comm,
     FP8MOE_CUDA_CHECK(cudaMemcpyAsync(hid.data(), ids.data, hid.size() * 4, cudaMemcpyDeviceToHost, cs));
   FP8MOE_CUDA_CHECK(cudaStreamSynchronize(cs));
   int const R = comm.size();
-  cuda_detail::stream_buffer dbuf(static_cast<std::size_t>(6 * R) * sizeof(std::int64_t), cs);
+  device_buffer<std::int64_t> dbuf(static_cast<std::size_t>(6 * R), cuda_executor{cs});
   auto exchange = [&](std::span<std::int64_t const> out, std::span<std::int64_t> in) {
-    auto* d_out = dbuf.template as<std::int64_t>();
+    auto* d_out = dbuf.data();
     auto* d_in = d_out + 3 * R;
     FP8MOE_CUDA_CHECK(cudaMemcpyAsync(d_out, out.data(), out.size_bytes(), cudaMemcpyHostToDevice, cs));
     comm.alltoall(std::span<std::int64_t const>(d_out, out.size()), std::span<std::int64_t>(d_in, in.size()),
@@ -228,21 +188,21 @@ device_dispatch_handle make_dispatch_handle(cuda_executor const& exec, C& comm,
   std::vector<std::vector<std::int32_t>> keep;  // host sources, alive until the stream is synchronized
   keep.reserve(7);
   cudaStream_t const st = exec.stream;
-  d.send_token = cuda_detail::upload(h.send_token, st, keep);
-  d.send_dest = cuda_detail::upload(dest, st, keep);
-  d.token_rank_row = cuda_detail::upload(h.token_rank_row, st, keep);
-  d.slot_row = cuda_detail::upload(h.slot_row, st, keep);
-  d.rank_of = cuda_detail::upload(rank_of, st, keep);
-  d.local_of = cuda_detail::upload(local_of, st, keep);
-  d.recv_src_token =
-      cuda_detail::upload(std::vector<std::int32_t>(static_cast<std::size_t>(h.num_recv()), -1), st, keep);
+  d.send_token = d.own(cuda_detail::upload(h.send_token, st, keep));
+  d.send_dest = d.own(cuda_detail::upload(dest, st, keep));
+  d.token_rank_row = d.own(cuda_detail::upload(h.token_rank_row, st, keep));
+  d.slot_row = d.own(cuda_detail::upload(h.slot_row, st, keep));
+  d.rank_of = d.own(cuda_detail::upload(rank_of, st, keep));
+  d.local_of = d.own(cuda_detail::upload(local_of, st, keep));
+  d.recv_src_token = d.own(
+      cuda_detail::upload(std::vector<std::int32_t>(static_cast<std::size_t>(h.num_recv()), -1), st, keep));
   FP8MOE_CUDA_CHECK(cudaStreamSynchronize(st));  // the tables are in place before any stream uses them
   return d;
 }
 
 /// The cached dispatch on the device: recv (N,C) row i = x (T,C) row of its source token. Rows this
 /// rank keeps are gathered straight into recv; the others are packed and sent. Unit column strides.
-template <device_communicator C, class S, class T>
+template <comm::device_communicator C, class S, class T>
 requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
 void dispatch_rows(cuda_executor const& exec, C& comm, device_dispatch_handle const& d, matrix_view<S> x,
                    matrix_view<T> recv) {
@@ -257,7 +217,7 @@ void dispatch_rows(cuda_executor const& exec, C& comm, device_dispatch_handle co
   auto const e = detail::plan_rows_exchange(h, Cn);
   std::int64_t const packed = e.packed, self_src = e.self_src, self_dst = e.self_dst, n_self = e.n_self;
   std::int64_t const rb = Cn * static_cast<std::int64_t>(sizeof(T));
-  cuda_detail::stream_buffer send(static_cast<std::size_t>(packed * rb), exec.stream);
+  device_buffer<std::byte> send(static_cast<std::size_t>(packed * rb), exec);
   auto const* src = reinterpret_cast<std::byte const*>(x.data);
   std::int64_t const src_stride = x.row_stride * static_cast<std::int64_t>(sizeof(T));
   auto launch = [&](std::int64_t first, std::int64_t n, std::byte* dst) {
@@ -266,20 +226,21 @@ void dispatch_rows(cuda_executor const& exec, C& comm, device_dispatch_handle co
         src, src_stride, rb, d.send_token + first, dst, rb);
     FP8MOE_CUDA_CHECK_LAUNCH();
   };
-  launch(0, self_src, send.as<std::byte>());
-  launch(self_src + n_self, S_ - self_src - n_self, send.as<std::byte>() + self_src * rb);
+  launch(0, self_src, send.data());
+  launch(self_src + n_self, S_ - self_src - n_self, send.data() + self_src * rb);
   launch(self_src, n_self, reinterpret_cast<std::byte*>(recv.data) + self_dst * rb);
-  comm.alltoallv(std::span<T const>(send.as<T>(), static_cast<std::size_t>(packed * Cn)),
-                 comm::blocks{std::span<std::int64_t const>(e.sc), std::span<std::int64_t const>(e.sd)},
-                 std::span<T>(recv.data, static_cast<std::size_t>(N * Cn)),
-                 comm::blocks{std::span<std::int64_t const>(e.rc), std::span<std::int64_t const>(e.rd)},
-                 comm::size_check::trusted);
+  comm.alltoallv(
+      std::span<T const>(reinterpret_cast<T const*>(send.data()), static_cast<std::size_t>(packed * Cn)),
+      comm::blocks{std::span<std::int64_t const>(e.sc), std::span<std::int64_t const>(e.sd)},
+      std::span<T>(recv.data, static_cast<std::size_t>(N * Cn)),
+      comm::blocks{std::span<std::int64_t const>(e.rc), std::span<std::int64_t const>(e.rd)},
+      comm::size_check::trusted);
 }
 
 /// Forward dispatch on the device into caller-owned device buffers (see the host dispatch_into).
 /// d.recv_src_token receives the source token of every received row. The host-side
 /// d.host.tokens_per_local_expert is not filled here (the device permute plan counts its experts).
-template <device_communicator C, class S, class T>
+template <comm::device_communicator C, class S, class T>
 requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
 void dispatch_into(cuda_executor const& exec, C& comm, device_dispatch_handle& d,
                    expert_placement const& placement, matrix_view<S> x, matrix_view<float const> scales,
@@ -298,28 +259,28 @@ void dispatch_into(cuda_executor const& exec, C& comm, device_dispatch_handle& d
   }
   require(placement.ranks() == h.ranks, where, "placement", "the placement of the handle");
   dispatch_rows(exec, comm, d, x, out.x);
-  cuda_detail::stream_buffer sw(static_cast<std::size_t>(S_ * W) * 4, exec.stream),
-      rw(static_cast<std::size_t>(N * W) * 4, exec.stream);
+  device_buffer<std::uint32_t> sw(static_cast<std::size_t>(S_ * W), exec),
+      rw(static_cast<std::size_t>(N * W), exec);
   if (S_ > 0) {
     cuda_detail::pack_meta_kernel<<<static_cast<unsigned>((S_ + 127) / 128), 128, 0, exec.stream>>>(
-        d.send_token, d.send_dest, d.rank_of, d.local_of, ids, weights, scales, S_, sw.as<std::uint32_t>());
+        d.send_token, d.send_dest, d.rank_of, d.local_of, ids, weights, scales, S_, sw.data());
     FP8MOE_CUDA_CHECK_LAUNCH();
   }
   auto const sc = detail::scaled(h.send_tokens, W), rc = detail::scaled(h.recv_tokens, W);
-  comm.alltoallv(std::span<std::uint32_t const>(sw.as<std::uint32_t>(), static_cast<std::size_t>(S_ * W)),
+  comm.alltoallv(std::span<std::uint32_t const>(sw.data(), static_cast<std::size_t>(S_ * W)),
                  std::span<std::int64_t const>(sc),
-                 std::span<std::uint32_t>(rw.as<std::uint32_t>(), static_cast<std::size_t>(N * W)),
+                 std::span<std::uint32_t>(rw.data(), static_cast<std::size_t>(N * W)),
                  std::span<std::int64_t const>(rc), comm::size_check::trusted);
   if (N > 0) {
     cuda_detail::unpack_meta_kernel<<<static_cast<unsigned>((N + 127) / 128), 128, 0, exec.stream>>>(
-        rw.as<std::uint32_t>(), N, k, Sc, out.ids, out.weights, out.scales, d.recv_src_token);
+        rw.data(), N, k, Sc, out.ids, out.weights, out.scales, d.recv_src_token);
     FP8MOE_CUDA_CHECK_LAUNCH();
   }
 }
 
 /// Combine on the device: partial (N,C) rows back to their sources, summed over ranks ascending in
 /// FP32 by the device moe::combine (same order and bits as the host combine).
-template <device_communicator C, class Y, class Out>
+template <comm::device_communicator C, class Y, class Out>
 void combine(cuda_executor const& exec, C& comm, device_dispatch_handle const& d, matrix_view<Y> partial,
              matrix_view<Out> out) {
   using YT = std::remove_const_t<Y>;
@@ -331,21 +292,21 @@ void combine(cuda_executor const& exec, C& comm, device_dispatch_handle const& d
           where, "partial", "packed row-major device rows (N,C)");
   check_shape(out, h.tokens, partial.cols, where, "out");
   std::int64_t const Cn = partial.cols, S_ = h.num_send(), N = h.num_recv();
-  cuda_detail::stream_buffer rows(static_cast<std::size_t>(S_ * Cn) * sizeof(YT), exec.stream);
+  device_buffer<YT> rows(static_cast<std::size_t>(S_ * Cn), exec);
   auto const sc = detail::scaled(h.recv_tokens, Cn), rc = detail::scaled(h.send_tokens, Cn);
   comm.alltoallv(std::span<YT const>(partial.data, static_cast<std::size_t>(N * Cn)),
                  std::span<std::int64_t const>(sc),
-                 std::span<YT>(rows.as<YT>(), static_cast<std::size_t>(S_ * Cn)),
+                 std::span<YT>(rows.data(), static_cast<std::size_t>(S_ * Cn)),
                  std::span<std::int64_t const>(rc), comm::size_check::trusted);
   combine(exec, detail::table_plan(h.tokens, h.ranks, S_, d.token_rank_row),
-          make_matrix(static_cast<YT const*>(rows.as<YT>()), S_, Cn), matrix_view<float const>{}, out);
+          make_matrix(static_cast<YT const*>(rows.data()), S_, Cn), matrix_view<float const>{}, out);
 }
 
 /// Slot-exact combine on the device (see the host combine_slots): every (received row, local
 /// slot) output y(local_plan.slot_row[i,j]) (M,C) goes back to its source, where the device
 /// moe::combine sums weights(t,j) * y_tj in slot order. local_plan.slot_row is read on the device;
 /// its routed-slot counts are trusted to match the dispatched ids (no host copy).
-template <device_communicator C, class Y, class Out>
+template <comm::device_communicator C, class Y, class Out>
 void combine_slots(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
                    permute_plan const& local_plan, matrix_view<Y> y, matrix_view<float const> weights,
                    matrix_view<Out> out) {
@@ -366,58 +327,56 @@ void combine_slots(cuda_executor const& exec, C& comm, device_dispatch_handle co
   for (auto v : h.recv_slots) Sl += v;
   for (auto v : h.send_slots) Rl += v;
   std::int64_t const rb = Cn * static_cast<std::int64_t>(sizeof(YT));
-  cuda_detail::stream_buffer send(static_cast<std::size_t>(Sl * rb), exec.stream),
-      rows(static_cast<std::size_t>(Rl * rb), exec.stream);
+  device_buffer<YT> send(static_cast<std::size_t>(Sl * Cn), exec),
+      rows(static_cast<std::size_t>(Rl * Cn), exec);
   if (N > 0 && Sl > 0) {
     std::size_t temp = 0;
     FP8MOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, temp, static_cast<std::int32_t const*>(nullptr),
                                                     static_cast<std::int32_t*>(nullptr), static_cast<int>(N),
                                                     exec.stream));
-    cuda_detail::stream_buffer count(static_cast<std::size_t>(N) * 4, exec.stream),
-        offset(static_cast<std::size_t>(N) * 4, exec.stream),
-        order(static_cast<std::size_t>(Sl) * 4, exec.stream), scratch(temp, exec.stream);
+    device_buffer<std::int32_t> count(static_cast<std::size_t>(N), exec),
+        offset(static_cast<std::size_t>(N), exec), order(static_cast<std::size_t>(Sl), exec);
+    device_buffer<std::byte> scratch(temp, exec);
     unsigned const blocks = static_cast<unsigned>((N + 127) / 128);
-    cuda_detail::count_slots_kernel<<<blocks, 128, 0, exec.stream>>>(local_plan.slot_row, N, k,
-                                                                     count.as<std::int32_t>());
+    cuda_detail::count_slots_kernel<<<blocks, 128, 0, exec.stream>>>(local_plan.slot_row, N, k, count.data());
     FP8MOE_CUDA_CHECK_LAUNCH();
-    FP8MOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scratch.as<void>(), temp, count.as<std::int32_t>(),
-                                                    offset.as<std::int32_t>(), static_cast<int>(N),
-                                                    exec.stream));
-    cuda_detail::slot_order_kernel<<<blocks, 128, 0, exec.stream>>>(
-        local_plan.slot_row, N, k, offset.as<std::int32_t>(), order.as<std::int32_t>());
+    FP8MOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scratch.data(), temp, count.data(), offset.data(),
+                                                    static_cast<int>(N), exec.stream));
+    cuda_detail::slot_order_kernel<<<blocks, 128, 0, exec.stream>>>(local_plan.slot_row, N, k, offset.data(),
+                                                                    order.data());
     FP8MOE_CUDA_CHECK_LAUNCH();
     if (rb > 0) {
       cuda_detail::gather_rows_kernel<<<static_cast<unsigned>(Sl), 128, 0, exec.stream>>>(
           reinterpret_cast<std::byte const*>(y.data), y.row_stride * static_cast<std::int64_t>(sizeof(YT)),
-          rb, order.as<std::int32_t>(), send.as<std::byte>(), rb);
+          rb, order.data(), reinterpret_cast<std::byte*>(send.data()), rb);
       FP8MOE_CUDA_CHECK_LAUNCH();
     }
   }
   auto const sc = detail::scaled(h.recv_slots, Cn), rc = detail::scaled(h.send_slots, Cn);
-  comm.alltoallv(std::span<YT const>(send.as<YT>(), static_cast<std::size_t>(Sl * Cn)),
+  comm.alltoallv(std::span<YT const>(send.data(), static_cast<std::size_t>(Sl * Cn)),
                  std::span<std::int64_t const>(sc),
-                 std::span<YT>(rows.as<YT>(), static_cast<std::size_t>(Rl * Cn)),
+                 std::span<YT>(rows.data(), static_cast<std::size_t>(Rl * Cn)),
                  std::span<std::int64_t const>(rc), comm::size_check::trusted);
   combine(exec, detail::table_plan(h.tokens, h.k, Rl, d.slot_row),
-          make_matrix(static_cast<YT const*>(rows.as<YT>()), Rl, Cn), weights, out);
+          make_matrix(static_cast<YT const*>(rows.data()), Rl, Cn), weights, out);
 }
 
 /// dispatch's backward on the device: dx (T,H) = sum over ranks of d_recv_x (N,H), ranks ascending.
-template <device_communicator C, class G, class DX>
+template <comm::device_communicator C, class G, class DX>
 void dispatch_backward(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
                        matrix_view<G> d_recv_x, matrix_view<DX> dx) {
   combine(exec, comm, d, d_recv_x, dx);
 }
 
 /// Slot-exact backward of dispatch on the device (bit-identical to moe::permute_backward).
-template <device_communicator C, class G, class DX>
+template <comm::device_communicator C, class G, class DX>
 void dispatch_backward_slots(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
                              permute_plan const& local_plan, matrix_view<G> d_permuted, matrix_view<DX> dx) {
   combine_slots(exec, comm, d, local_plan, d_permuted, matrix_view<float const>{}, dx);
 }
 
 /// Backward on the device: dispatch's backward is combine, combine's backward is dispatch_rows.
-template <device_communicator C, class G, class D>
+template <comm::device_communicator C, class G, class D>
 void combine_backward(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
                       matrix_view<G> dout, matrix_view<D> d_partial) {
   dispatch_rows(exec, comm, d, dout, d_partial);
