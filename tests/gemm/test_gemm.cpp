@@ -758,6 +758,86 @@ TEST_CASE("workspace_bytes and the caller-workspace overloads") {
   CHECK(d1.at(m - 1, n - 1) != 0.0);
 }
 
+namespace {
+/// True when fp8_gemm(e, a, b, d) is a well-formed call: the entry points are constrained on the
+/// `executor` concept (tests/compile_fail/gemm_not_an_executor.cpp shows the diagnostic).
+template <class E>
+constexpr bool fp8_gemm_callable = requires(E const& e, scaling::quantized_matrix_view<e4m3 const> q,
+                                            matrix_view<float> d) {
+  gemm::fp8_gemm(e, q, q, d);
+};
+}  // namespace
+
+TEST_CASE("entry points: one template per op, constrained on executor; both workspace overloads agree") {
+  static_assert(fp8_gemm_callable<host_executor>);
+  static_assert(!fp8_gemm_callable<int>);
+  static_assert(!fp8_gemm_callable<std::vector<int>>);
+  static_assert(has_dispatch<gemm::dispatch<host_executor>>);
+  static_assert(gemm::grouped_layout<gemm::grouped_contiguous<e4m3, e4m3, float>>);
+  static_assert(gemm::grouped_layout<gemm::grouped_masked<e4m3, e5m2, bfloat16_t>>);
+  static_assert(gemm::grouped_layout<gemm::k_grouped<e5m2, e4m3>>);
+  static_assert(!gemm::grouped_layout<gemm::dense<e4m3, e4m3, float>>);
+  static_assert(!gemm::grouped_layout<int>);
+  host_executor const ex{2};
+  CHECK(gemm::workspace_bytes(ex) == gemm::host::workspace_bytes(2, 128));
+  CHECK(gemm::workspace_bytes(ex, {.promotion_k = 32}) == gemm::host::workspace_bytes(2, 32));
+  auto same_bits = [](auto const& x, auto const& y) {
+    return x.buf.size() == y.buf.size() &&
+           std::memcmp(x.buf.data(), y.buf.data(), x.buf.size() * sizeof(x.buf[0])) == 0;
+  };
+  std::vector<std::byte> ws(gemm::workspace_bytes(ex));
+  std::int64_t const g = 3, rows = 128, n = 72, k = 256;  // (G * rows, K) activations
+  test::dense_source const gx(test::value_gen{41, 1.0f}, g * rows, k);
+  auto const a = test::quantize_gen<e4m3>(gx, g * rows, k, scaling::tile_1x128);
+  expert_weights<e4m3> const w(g, n, k, 42);
+  SUBCASE("contiguous") {
+    std::vector<int> ids(static_cast<std::size_t>(g * rows));
+    for (std::size_t r = 0; r < ids.size(); ++r) ids[r] = r % 128 < 100 ? static_cast<int>(r / 128) : -1;
+    test::out_mat<bfloat16_t> d1(g * rows, n), d2(g * rows, n);
+    gemm::grouped_contiguous<e4m3, e4m3, bfloat16_t> const p1{a.view(),  w.view(), {ids.data(), g * rows, 1},
+                                                              d1.view(), {},       128};
+    auto p2 = p1;
+    p2.d = d2.view();
+    gemm::grouped_gemm(ex, p1, {}, ws);
+    gemm::grouped_gemm(ex, p2);
+    CHECK(same_bits(d1, d2));
+    CHECK(d1.at(g * rows - 1, n - 1) == 0.0);  // a padding row: no product, no C
+    CHECK(d1.at(0, 0) != 0.0);
+  }
+  SUBCASE("masked") {
+    std::vector<int> const masked = {5, 128, 0};
+    gemm::quantized_batched_view<e4m3 const> const av{
+        {a.data.data(), g, rows, k, rows * a.ld, a.ld, 1},
+        {a.scales.data(), g, rows, a.scols, rows * a.scols, a.scols, 1},
+        scaling::tile_1x128};
+    test::out_mat<float> d1(g * rows, n), d2(g * rows, n);
+    batched_matrix_view<float> const v1{d1.buf.data(), g, rows, n, rows * d1.ld, d1.ld, 1};
+    batched_matrix_view<float> const v2{d2.buf.data(), g, rows, n, rows * d2.ld, d2.ld, 1};
+    gemm::grouped_gemm(
+        ex, gemm::grouped_masked<e4m3, e4m3, float>{av, w.view(), {masked.data(), g, 1}, v1, {}}, {}, ws);
+    gemm::grouped_gemm(ex,
+                       gemm::grouped_masked<e4m3, e4m3, float>{av, w.view(), {masked.data(), g, 1}, v2, {}});
+    CHECK(same_bits(d1, d2));  // rows past masked_m stay NaN in both (memcmp of the same poison bits)
+    CHECK(std::isnan(v1(0, 5, 0)));
+    CHECK(!std::isnan(v1(1, 127, n - 1)));
+  }
+  SUBCASE("k_grouped") {
+    std::vector<int> const toks = {128, 0, 256};  // K groups of the (rows, K) operands below
+    test::dense_source const gy(test::value_gen{43, 1.0f}, 40, 384), gz(test::value_gen{44, 1.0f}, 24, 384);
+    auto const y = test::quantize_gen<e4m3>(gy, 40, 384, scaling::tile_1x128);
+    auto const z = test::quantize_gen<e4m3>(gz, 24, 384, scaling::tile_1x128);
+    test::out_mat<float> d1(3 * 40, 24), d2(3 * 40, 24);
+    batched_matrix_view<float> const v1{d1.buf.data(), 3, 40, 24, 40 * d1.ld, d1.ld, 1};
+    batched_matrix_view<float> const v2{d2.buf.data(), 3, 40, 24, 40 * d2.ld, d2.ld, 1};
+    gemm::grouped_gemm(ex, gemm::k_grouped<e4m3, e4m3>{y.view(), z.view(), {toks.data(), 3, 1}, v1, {}}, {},
+                       ws);
+    gemm::grouped_gemm(ex, gemm::k_grouped<e4m3, e4m3>{y.view(), z.view(), {toks.data(), 3, 1}, v2, {}});
+    CHECK(same_bits(d1, d2));
+    CHECK(v1(1, 39, 23) == 0.0f);  // the empty group writes 0
+    CHECK(v1(2, 0, 0) != 0.0f);
+  }
+}
+
 TEST_CASE("determinism: 1, 2, 3 and 4 threads give the same bits on multi-tile dense, grouped, k-grouped") {
   // Host tiles are 192 x 256 with K chunks of 256 (host::default_blocking): every problem below has
   // several tiles in M and N and more than one K chunk, so a thread count changes which thread runs

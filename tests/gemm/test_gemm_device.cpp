@@ -40,6 +40,46 @@ double device_tol(double exact, double mag, bool bf16_out) {
 }
 }  // namespace
 
+namespace {
+// docs/gemm_cuda.md shows this function template (tests/gemm/test_gemm_docs.cpp checks the page);
+// it is instantiated below for host_executor and, under nvcc, for cuda_executor.
+// clang-format off
+// [snippet]
+// One source for every executor: Exec = fp8moe::host_executor, or fp8moe::cuda_executor{stream}
+// with device pointers in the views (m_indices and masked_m in device memory, k_sizes on the host).
+template <fp8moe::executor Exec>
+void moe_expert_gemms(Exec const& exec,
+                      fg::quantized_matrix_view<e4m3 const> xq,           // (T,H) 1x128 scales
+                      fg::quantized_matrix_view<e4m3 const> wq,           // (N,H) 128x128 scales
+                      fp8moe::matrix_view<bf16> y,                        // (T,N)
+                      fg::grouped_contiguous<e4m3, e4m3, bf16> const& prefill,
+                      fg::grouped_masked<e4m3, e4m3, bf16> const& decode,
+                      fg::k_grouped<e4m3, e4m3> const& weight_grad) {
+  fg::fp8_gemm(exec, xq, wq, y);                 // y = x w^T, FP32 promotion every 128 K
+  fg::grouped_gemm(exec, prefill);               // every layout: the same name on every executor
+  fg::grouped_gemm(exec, decode);
+  fg::grouped_gemm(exec, weight_grad);
+  // hot path: a caller-owned workspace (host: packing buffers; cuda_executor: 0 bytes, the device
+  // path takes none and never allocates)
+  std::vector<std::byte> ws(fg::workspace_bytes(exec));
+  fg::fp8_gemm(exec, fg::dense<e4m3, e4m3, bf16>{xq, wq, y, {}}, {}, ws);
+}
+// [/snippet]
+// clang-format on
+template <class Exec>
+using moe_expert_gemms_fn = void (*)(Exec const&, fg::quantized_matrix_view<e4m3 const>,
+                                     fg::quantized_matrix_view<e4m3 const>, fp8moe::matrix_view<bf16>,
+                                     fg::grouped_contiguous<e4m3, e4m3, bf16> const&,
+                                     fg::grouped_masked<e4m3, e4m3, bf16> const&,
+                                     fg::k_grouped<e4m3, e4m3> const&);
+[[maybe_unused]] moe_expert_gemms_fn<fp8moe::host_executor> const moe_expert_gemms_host =
+    &moe_expert_gemms<fp8moe::host_executor>;
+#if FP8MOE_CUDA_COMPILER
+[[maybe_unused]] moe_expert_gemms_fn<fp8moe::cuda_executor> const moe_expert_gemms_cuda =
+    &moe_expert_gemms<fp8moe::cuda_executor>;
+#endif
+}  // namespace
+
 TEST_CASE("host path on the device tests' generators equals the float64 reference") {
   // the device tests compare against reference:: below; this pins the same generator + reference
   // to the host path, so a generator problem shows up in the host-only build too
@@ -428,3 +468,65 @@ TEST_CASE("device path rejects what it does not support, before touching outputs
   CHECK(std::none_of(written.begin(), written.end(), [](bf16 v) { return v.bits() == 0xFFFF; }));
 }
 #endif
+
+namespace {
+/// The README's call written once for any executor: non-const operand views (as
+/// quantized_matrix::view() gives them) through the allocating convenience, then the same product
+/// through the caller-workspace overload (a host buffer of workspace_bytes(exec); 0 on the device).
+template <class Exec>
+void forward_twice(Exec const& exec, fp8moe::scaling::quantized_matrix_view<e4m3> a,
+                   fp8moe::scaling::quantized_matrix_view<e4m3 const> b, fp8moe::matrix_view<bf16> y1,
+                   fp8moe::matrix_view<bf16> y2) {
+  fg::fp8_gemm(exec, a, b, y1);
+  std::vector<std::byte> ws(fg::workspace_bytes(exec));
+  fg::fp8_gemm(exec, fg::dense<e4m3, e4m3, bf16>{a, b, y2, {}}, {}, ws);
+}
+
+/// A non-const view of qmat storage at `data` / `scales` (host or device copies).
+fp8moe::scaling::quantized_matrix_view<e4m3> mutable_view(ft::qmat<e4m3> const& q, e4m3* data,
+                                                          float* scales) {
+  return {{data, q.rows, q.cols, q.ld, 1}, {scales, q.srows, q.scols, q.scols, 1}, q.tile};
+}
+}  // namespace
+
+TEST_CASE("one function template, every executor: fp8_gemm with non-const views, both workspace overloads") {
+  int const m = 96, n = 256, k = 512;
+  auto const a = ft::quantize_gen<e4m3>(ft::value_gen{91}, m, k, t1x128);
+  auto const b = ft::quantize_gen<e4m3>(ft::value_gen{92}, n, k, t128);
+  ft::out_mat<bf16> y1(m, n), y2(m, n);
+  ft::out_mat<double> ref(m, n);
+  fg::reference::fp8_gemm(fg::dense<e4m3, e4m3, double>{a.view(), b.view(), ref.view(), {}});
+  std::vector<float> a_scales = a.scales;
+  forward_twice(fp8moe::host_executor{}, mutable_view(a, const_cast<e4m3*>(a.data.data()), a_scales.data()),
+                b.view(), y1.view(), y2.view());
+  CHECK(std::memcmp(y1.buf.data(), y2.buf.data(), y1.buf.size() * sizeof(bf16)) == 0);
+  int bad = 0;
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < n; ++c) {
+      double const mag = ft::magnitude(a.view(), r, b.view(), c, 0, k);
+      if (!(std::fabs(y1.at(r, c) - ref.at(r, c)) <= device_tol(ref.at(r, c), mag, true))) ++bad;
+    }
+  CHECK(bad == 0);
+#if FP8MOE_CUDA_COMPILER
+  fp8moe::cuda_executor const dev{};
+  static_assert(fp8moe::has_dispatch<fg::dispatch<fp8moe::cuda_executor>>);
+  CHECK(fg::workspace_bytes(dev) == 0);  // the device path takes no workspace
+  dev_buf<e4m3> da(a.data.data(), a.data.size());
+  dev_buf<float> dsa(a.scales.data(), a.scales.size());
+  dev_q<e4m3> db(b);
+  dev_buf<bf16> d1(y1.buf.size()), d2(y1.buf.size());
+  d1.poison(), d2.poison();
+  forward_twice(dev, mutable_view(a, da.p, dsa.p), db.view(), {d1.p, m, n, y1.ld, 1}, {d2.p, m, n, y1.ld, 1});
+  FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  auto const o1 = d1.get(), o2 = d2.get();
+  CHECK(std::memcmp(o1.data(), o2.data(), o1.size() * sizeof(bf16)) == 0);
+  int dev_bad = 0;
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < n; ++c) {
+      double const mag = ft::magnitude(a.view(), r, b.view(), c, 0, k);
+      double const got = o1[static_cast<std::size_t>(r * y1.ld + c)].to_float();
+      if (!(std::fabs(got - ref.at(r, c)) <= device_tol(ref.at(r, c), mag, true))) ++dev_bad;
+    }
+  CHECK(dev_bad == 0);
+#endif
+}
