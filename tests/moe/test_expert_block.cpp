@@ -280,7 +280,7 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
                                moe::expert_block_state const& st, block_outputs const& o,
                                std::vector<float> const* dout) {
   std::int64_t const T = P.T, H = P.H, I = P.I, E = P.E, k = P.k, Is = shared ? P.Is : 0;
-  auto const& p = st.plan.view();
+  auto const& p = st.plan;
   std::int64_t const M = p.rows;
   auto const W13 = exact(P.w13), W2 = exact(P.w2), S13 = exact(P.s13), S2 = exact(P.s2);
   auto const xq_lib = scaling::quantize(
@@ -302,24 +302,24 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
         yc{"forward y = actq W2^T"};
     for (std::int64_t r = 0; r < M; ++r)
       if (p.row_token[r] < 0)
-        for (std::int64_t c = 0; c < 2 * I; ++c) h13c(st.h13.view()(r, c), 0.0, 0.0);  // padding rows are 0
+        for (std::int64_t c = 0; c < 2 * I; ++c) h13c(st.h13(r, c), 0.0, 0.0);  // padding rows are 0
     for_each_slot([&](std::int64_t t, std::int64_t, std::int64_t e, std::int64_t row) {
       for (std::int64_t c = 0; c < 2 * I; ++c) {
         auto const d = dot(&xq[t * H], &W13[(e * 2 * I + c) * H], H);
-        h13c(st.h13.view()(row, c), d.v, gemm_gamma(H) * d.mag);
+        h13c(st.h13(row, c), d.v, gemm_gamma(H) * d.mag);
       }
       for (std::int64_t i = 0; i < I; ++i) {
-        double const ref = swiglu_d(st.h13.view()(row, i), st.h13.view()(row, I + i));
-        actc(st.act.view()(row, i), ref, 8 * u32 * std::abs(ref));
+        double const ref = swiglu_d(st.h13(row, i), st.h13(row, I + i));
+        actc(st.act(row, i), ref, 8 * u32 * std::abs(ref));
       }
     });
-    auto const actq = qdeq(st.act.data(), M, I, cfg.activation);  // the path's FP32 SwiGLU output
+    auto const actq = qdeq(st.act.data, M, I, cfg.activation);  // the path's FP32 SwiGLU output
     for_each_slot([&](std::int64_t, std::int64_t, std::int64_t e, std::int64_t row) {
       for (std::int64_t h = 0; h < H; ++h) {
         auto const d = dot(&actq[row * I], &W2[(e * H + h) * I], I);
         yref[row * H + h] = d.v;
         ybound[row * H + h] = gemm_gamma(I) * d.mag;
-        yc(st.y.view()(row, h), d.v, ybound[row * H + h]);
+        yc(st.y(row, h), d.v, ybound[row * H + h]);
       }
     });
   }
@@ -329,13 +329,13 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
     for (std::int64_t t = 0; t < T; ++t)
       for (std::int64_t c = 0; c < 2 * Is; ++c) {
         auto const d = dot(&xq[t * H], &S13[c * H], H);
-        shc(st.sh13.view()(t, c), d.v, gemm_gamma(H) * d.mag);
+        shc(st.shared.h13(t, c), d.v, gemm_gamma(H) * d.mag);
         if (c < Is) {
-          double const ref = swiglu_d(st.sh13.view()(t, c), st.sh13.view()(t, Is + c));
-          sac(st.sact.view()(t, c), ref, 8 * u32 * std::abs(ref));
+          double const ref = swiglu_d(st.shared.h13(t, c), st.shared.h13(t, Is + c));
+          sac(st.shared.act(t, c), ref, 8 * u32 * std::abs(ref));
         }
       }
-    auto const sactq = qdeq(st.sact.data(), T, Is, cfg.activation);
+    auto const sactq = qdeq(st.shared.act.data, T, Is, cfg.activation);
     for (std::int64_t t = 0; t < T; ++t)
       for (std::int64_t h = 0; h < H; ++h) {
         auto const d = dot(&sactq[t * Is], &S2[h * Is], Is);
@@ -375,10 +375,11 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
   // dact (M,I) = dYq W2_e: the FP32 value the path quantizes next, by the same deterministic GEMM
   host_matrix<float> dact(M, I);
   vector_view<int const> const m_idx{p.row_expert, M};
+  nn::workspace_arena none;  // the host's transposed weight is a view (no bytes)
+  auto const w2t = nn::dispatch<host_executor>::transposed_weight(host_executor{}, P.ew().w2, none);
   gemm::grouped_gemm(
       host_executor{},
-      gemm::grouped_contiguous<fp8, fp8, float>{
-          dyq_lib.view(), moe::detail::transposed(P.ew().w2), m_idx, dact.view(), {}, cfg.m_align},
+      gemm::grouped_contiguous<fp8, fp8, float>{dyq_lib.view(), w2t, m_idx, dact.view(), {}, cfg.m_align},
       cfg.gemm);
   std::vector<float> dh13(static_cast<std::size_t>(M * 2 * I), 0.0f);
   {
@@ -390,8 +391,8 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
           auto const d = dot(&dyq[r * H], &W2[e * H * I + i], H, 1, I);
           dactc(dact.view()(r, i), d.v, gemm_gamma(H) * d.mag);
         }
-        moe::swiglu_backward(st.h13.view()(r, i), st.h13.view()(r, I + i), dact.view()(r, i),
-                             dh13[r * 2 * I + i], dh13[r * 2 * I + I + i]);
+        moe::swiglu_backward(st.h13(r, i), st.h13(r, I + i), dact.view()(r, i), dh13[r * 2 * I + i],
+                             dh13[r * 2 * I + I + i]);
       }
     }
   }
@@ -419,7 +420,7 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
       for (std::int64_t i = 0; i < Is; ++i) {
         auto const d = dot(&doq[t * H], &S2[i], H, 1, Is);
         dsc(dsact.view()(t, i), d.v, gemm_gamma(H) * d.mag);
-        moe::swiglu_backward(st.sh13.view()(t, i), st.sh13.view()(t, Is + i), dsact.view()(t, i),
+        moe::swiglu_backward(st.shared.h13(t, i), st.shared.h13(t, Is + i), dsact.view()(t, i),
                              dsh13[t * 2 * Is + i], dsh13[t * 2 * Is + Is + i]);
       }
     auto const dsh13q = qdeq(dsh13.data(), T, 2 * Is, cfg.gradient);
@@ -444,7 +445,7 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
         auto const row = slot_row(t, j);
         double ref = 0, mag = 0;  // <dout(t), y(row)> over the path's FP32 y: a plain FP32 dot of H terms
         for (std::int64_t h = 0; h < H; ++h) {
-          double const q = static_cast<double>(g[t * H + h]) * st.y.view()(row, h);
+          double const q = static_cast<double>(g[t * H + h]) * st.y(row, h);
           ref += q;
           mag += std::abs(q);
         }
@@ -454,7 +455,7 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
   // weight gradients: K-grouped over each expert's rows, operands transposed and quantized 1x128 along M
   {
     auto const dyT = qdeq(transpose(dy.data(), M, H).data(), H, M, cfg.gradient);
-    auto const actT = qdeq(transpose(st.act.data(), M, I).data(), I, M, cfg.activation);
+    auto const actT = qdeq(transpose(st.act.data, M, I).data(), I, M, cfg.activation);
     auto const dh13T = qdeq(transpose(dh13.data(), M, 2 * I).data(), 2 * I, M, cfg.gradient);
     std::vector<float> a(static_cast<std::size_t>(M * H), 0.0f);  // permuted dequantized xq
     auto const xf = dequantized_f32(xq_lib);
@@ -478,7 +479,7 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
   }
   if (Is > 0) {
     auto const doT = qdeq(transpose(g.data(), T, H).data(), H, T, cfg.gradient);
-    auto const sactT = qdeq(transpose(st.sact.data(), T, Is).data(), Is, T, cfg.activation);
+    auto const sactT = qdeq(transpose(st.shared.act.data, T, Is).data(), Is, T, cfg.activation);
     auto const dsh13T = qdeq(transpose(dsh13.data(), T, 2 * Is).data(), 2 * Is, T, cfg.gradient);
     auto const xT = qdeq(transpose(dequantized_f32(xq_lib).data(), T, H).data(), H, T, cfg.activation);
     bound_check s2c{"backward shared dW2"}, s13c{"backward shared dW13"};
@@ -566,7 +567,7 @@ TEST_CASE("expert_block: forward and backward are bitwise identical on 1, 2, 3 a
     auto o = run_block(ex, P, true, cfg, st, dout);
     if (threads == 1) {
       first = std::move(o);
-      CHECK(st.plan.view().rows >= 512);
+      CHECK(st.plan.rows >= 512);
       continue;
     }
     auto same = [](std::vector<float> const& x, std::vector<float> const& y) {
@@ -690,6 +691,76 @@ TEST_CASE("expert_block: zero tokens (an idle rank) runs forward and backward, g
     for (float g : *v) REQUIRE(g == 0.0f);
 }
 
+TEST_CASE(
+    "expert_block: caller workspace (workspace_bytes) gives the allocating overload's bits; too small is "
+    "refused") {
+  problem const P(800);
+  auto same = [](std::vector<float> const& x, std::vector<float> const& y) {
+    return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+  };
+  auto const dout = test::random_normal(static_cast<std::size_t>(P.T * P.H), 1.0f, 801);
+  moe::expert_block_config const cfg{};
+  moe::expert_block_state st_alloc;
+  auto const ref = run_block(host_executor{}, P, true, cfg, st_alloc, dout);
+  moe::expert_block_shape const shape{P.T, P.H, P.I, P.E, P.k, P.Is};
+  std::vector<std::byte> ws(moe::workspace_bytes(host_executor{}, shape, cfg));
+  CHECK(ws.size() >= st_alloc.forward_bytes);
+  std::vector<float> out(ref.out.size(), NAN), dx(ref.dx.size(), NAN), dw(ref.dw.size(), NAN),
+      dw13(ref.dw13.size(), NAN), dw2(ref.dw2.size(), NAN), ds13(ref.ds13.size(), NAN),
+      ds2(ref.ds2.size(), NAN);
+  auto const ids = matrix_view<std::int32_t const>(make_matrix(P.ids.data(), P.T, P.k));
+  auto const wts = matrix_view<float const>(make_matrix(P.weights.data(), P.T, P.k));
+  moe::expert_block_state st;
+  std::vector<std::byte> small(ws.size() - 1);
+  CHECK_THROWS_WITH_AS(
+      moe::expert_block(host_executor{}, cfg, make_matrix(P.x.data(), P.T, P.H), ids, wts, P.ew(), P.sw(),
+                        make_matrix(out.data(), P.T, P.H), st, std::span(small)),
+      doctest::Contains("argument 'workspace'"), fp8moe::error);
+  moe::expert_block(host_executor{}, cfg, make_matrix(P.x.data(), P.T, P.H), ids, wts, P.ew(), P.sw(),
+                    make_matrix(out.data(), P.T, P.H), st, std::span(ws));
+  moe::expert_block_backward(host_executor{}, cfg, st, wts, P.ew(), P.sw(),
+                             matrix_view<float const>(make_matrix(dout.data(), P.T, P.H)),
+                             make_matrix(dx.data(), P.T, P.H), make_matrix(dw.data(), P.T, P.k),
+                             {{dw13.data(), P.E, 2 * P.I, P.H, 2 * P.I * P.H, P.H, 1},
+                              {dw2.data(), P.E, P.H, P.I, P.H * P.I, P.I, 1},
+                              make_matrix(ds13.data(), 2 * P.Is, P.H),
+                              make_matrix(ds2.data(), P.H, P.Is)});
+  CHECK(same(out, ref.out));
+  CHECK(same(dx, ref.dx));
+  CHECK(same(dw, ref.dw));
+  CHECK(same(dw13, ref.dw13));
+  CHECK(same(dw2, ref.dw2));
+  CHECK(same(ds13, ref.ds13));
+  CHECK(same(ds2, ref.ds2));
+}
+
+TEST_CASE("expert_block: E5M2 from the config's recipes is used (activations, gradients)") {
+  problem const P(900);
+  auto same = [](std::vector<float> const& x, std::vector<float> const& y) {
+    return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+  };
+  auto const dout = test::random_normal(static_cast<std::size_t>(P.T * P.H), 1.0f, 901);
+  moe::expert_block_state s4, s5a, s5g;
+  auto const e4 = run_block(host_executor{}, P, true, moe::expert_block_config{}, s4, dout);
+  moe::expert_block_config act5{}, grad5{};
+  act5.activation.format = scaling::element_format::e5m2;
+  grad5.gradient.format = scaling::element_format::e5m2;
+  auto const a5 = run_block(host_executor{}, P, true, act5, s5a, dout);
+  auto const g5 = run_block(host_executor{}, P, true, grad5, s5g, dout);
+  // E5M2 activations change the forward; E5M2 gradients leave it and change only the backward.
+  CHECK(!same(a5.out, e4.out));
+  CHECK(same(g5.out, e4.out));
+  CHECK(!same(g5.dx, e4.dx));
+  CHECK(!same(g5.dw13, e4.dw13));
+  // E5M2 rounding is at most 2^-3 relative (RMS 2^-3/sqrt(3) = 0.072 per quantization), E4M3 2^-4
+  // (0.036). Two quantizations on each path (x and act; dY and dH13): RMS <= 0.102 vs 0.051, so the
+  // two results differ by at most sqrt(0.102^2 + 0.051^2) = 0.114 relative L2 (bound: 0.15).
+  CHECK(rel_l2(a5.out, e4.out) < 0.15);
+  CHECK(rel_l2(g5.dx, e4.dx) < 0.15);
+  CHECK(rel_l2(g5.dw13, e4.dw13) < 0.15);
+  CHECK(s5a.xq.format == scaling::element_format::e5m2);
+}
+
 TEST_CASE("gemm layouts: contiguous and masked problems built from plans compute the same rows") {
   problem const P(600);
   auto const xq =
@@ -742,18 +813,6 @@ gemm::quantized_batched_view<fp8> upload_batched(scaling::quantized_matrix<fp8> 
           {s, G, R / 128, C / 128, (R / 128) * (C / 128), C / 128, 1},
           scaling::block_128x128};
 }
-gemm::quantized_batched_view<fp8> alloc_batched(std::int64_t G, std::int64_t R, std::int64_t C,
-                                                std::vector<void*>& owned) {
-  fp8* d = nullptr;
-  float* s = nullptr;
-  FP8MOE_CUDA_CHECK(cudaMalloc(&d, static_cast<std::size_t>(G * R * C)));
-  FP8MOE_CUDA_CHECK(cudaMalloc(&s, static_cast<std::size_t>(G * (R / 128) * (C / 128)) * 4));
-  owned.push_back(d);
-  owned.push_back(s);
-  return {{d, G, R, C, R * C, C, 1},
-          {s, G, R / 128, C / 128, (R / 128) * (C / 128), C / 128, 1},
-          scaling::block_128x128};
-}
 scaling::quantized_matrix_view<fp8 const> single(gemm::quantized_batched_view<fp8> const& b) {
   return scaling::quantized_matrix_view<fp8 const>(b[0]);
 }
@@ -768,14 +827,8 @@ TEST_CASE("expert_block (CUDA): forward and backward match the host path") {
   auto const w2 = upload_batched(P.w2, P.E, P.H, P.I, owned);
   auto const s13 = upload_batched(P.s13, 1, 2 * P.Is, P.H, owned);
   auto const s2 = upload_batched(P.s2, 1, P.H, P.Is, owned);
-  auto const w13t = alloc_batched(P.E, P.H, 2 * P.I, owned), w2t = alloc_batched(P.E, P.I, P.H, owned);
-  auto const s13t = alloc_batched(1, P.H, 2 * P.Is, owned), s2t = alloc_batched(1, P.Is, P.H, owned);
-  moe::transpose_expert_weights<fp8>(ex, w13, w13t);
-  moe::transpose_expert_weights<fp8>(ex, w2, w2t);
-  moe::transpose_expert_weights<fp8>(ex, s13, s13t);
-  moe::transpose_expert_weights<fp8>(ex, s2, s2t);
-  moe::expert_weights<fp8> const dw{w13, w2}, dwt{w13t, w2t};
-  moe::shared_expert_weights<fp8> const dsw{single(s13), single(s2)}, dswt{single(s13t), single(s2t)};
+  moe::expert_weights<fp8> const dw{w13, w2};
+  moe::shared_expert_weights<fp8> const dsw{single(s13), single(s2)};
   auto* dxin = to_device(P.x.data(), P.x.size());
   auto* dids = to_device(P.ids.data(), P.ids.size());
   auto* dwts = to_device(P.weights.data(), P.weights.size());
@@ -784,7 +837,7 @@ TEST_CASE("expert_block (CUDA): forward and backward match the host path") {
   float* dout_fwd = to_device(std::vector<float>(dout_h.size(), NAN));
   for (void* q : {(void*)dxin, (void*)dids, (void*)dwts, (void*)ddout, (void*)dout_fwd}) owned.push_back(q);
   moe::expert_block_config const cfg{};
-  moe::cuda_expert_block_state st;
+  moe::expert_block_state st;  // the same state type as the host
   auto const ids_v =
       matrix_view<std::int32_t const>(make_matrix(static_cast<std::int32_t const*>(dids), P.T, P.k));
   auto const w_v = matrix_view<float const>(make_matrix(static_cast<float const*>(dwts), P.T, P.k));
@@ -822,7 +875,7 @@ TEST_CASE("expert_block (CUDA): forward and backward match the host path") {
     FP8MOE_CUDA_CHECK(cudaMemset(*ptr, 0xFF, n * 4));
     owned.push_back(*ptr);
   }
-  moe::expert_block_backward(ex, cfg, st, w_v, dwt, dswt,
+  moe::expert_block_backward(ex, cfg, st, w_v, dw, dsw,  // W, as on the host
                              matrix_view<float const>(make_matrix(ddout, P.T, P.H)),
                              make_matrix(ddx, P.T, P.H), make_matrix(ddw, P.T, P.k),
                              {{dg13, P.E, 2 * P.I, P.H, 2 * P.I * P.H, P.H, 1},

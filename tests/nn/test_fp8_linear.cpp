@@ -25,7 +25,7 @@
 #include "test_support.hpp"
 #if FP8MOE_TEST_GPU
 #include "device_memory.hpp"
-#include "fp8moe/gemm/cuda/gemm.cuh"
+#include "fp8moe/gemm/cuda/gemm.hpp"
 #include "fp8moe/nn/cuda/dispatch.cuh"
 #include "fp8moe/scaling/cuda/quantize.cuh"
 #endif
@@ -148,7 +148,7 @@ TEST_CASE("fp8_linear: forward equals the dequantized float64 product; the recip
     nn::fp8_linear(host_executor{}, make_matrix(x.data(), M, K), hw.view(), make_matrix(y.data(), M, N), r);
     // reference: dequantize X with the activation recipe (its format) and W, multiply in float64
     std::vector<float> xd(x.size()), wd(wm.size());
-    nn::detail::with_format(fmt, [&]<class A>(A) {
+    nn::with_format(fmt, [&]<class A>(A) {
       auto const xq = scaling::quantize<A>(host_executor{}, make_matrix(x.data(), M, K), r.activation);
       scaling::dequantize(host_executor{}, xq.view(), make_matrix(xd.data(), M, K));
     });

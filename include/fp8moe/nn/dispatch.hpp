@@ -6,6 +6,7 @@
 // Also the small value types the entry points of both paths share (matmul_options, matmul_shape).
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 
 #include "fp8moe/core/dispatch.hpp"

@@ -10,6 +10,7 @@
 // allocate nothing; the overloads without a workspace allocate one.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -30,7 +31,7 @@ namespace fp8moe::nn {
 
 /// The weight of an FP8 linear layer: W (N,K) quantized with recipe.weight (128x128 blocks) and
 /// its transpose W^T (K,N), which the dgrad GEMM reads K-major on every executor (cache it: build
-/// both once per weight update with quantize_weight).
+/// both once per weight update with quantize_weight). The forward reads only w.
 template <class W = float8_e4m3_t>
 struct fp8_weight {
   scaling::quantized_matrix_view<W const> w;   // (N,K)
@@ -42,16 +43,17 @@ struct linear_shape {
   std::int64_t m = 0, n = 0, k = 0;
 };
 
-namespace detail {
-
-inline constexpr char const* linear_where = "fp8moe::nn::fp8_linear";
-
-/// Calls fn(T{}) with T the FP8 element type of `f`.
+/// Calls fn(T{}) with T the FP8 element type of `f` (float8_e4m3_t or float8_e5m2_t): a recipe's
+/// run-time format picks the compile-time element type.
 template <class F>
 decltype(auto) with_format(scaling::element_format f, F&& fn) {
   if (f == scaling::element_format::e5m2) return fn(float8_e5m2_t{});
   return fn(float8_e4m3_t{});
 }
+
+namespace detail {
+
+inline constexpr char const* linear_where = "fp8moe::nn::fp8_linear";
 
 template <class Exec>
 constexpr bool check_nn_dispatch() {
@@ -61,12 +63,14 @@ constexpr bool check_nn_dispatch() {
   return has_dispatch<dispatch<executor_t<Exec>>>;
 }
 
+/// The weight checks; `need_wt`: the pass reads W^T (dgrad), so it must be the transpose of W.
 template <class W>
-void check_weight(fp8_weight<W> const& w, scaling::recipe const& r, char const* where) {
+void check_weight(fp8_weight<W> const& w, scaling::recipe const& r, char const* where, bool need_wt = false) {
   require(r.weight.format == scaling::format_of<W>(), where, "w",
           r.weight.format == scaling::element_format::e4m3 ? "float8_e4m3_t elements (recipe.weight.format)"
                                                            : "float8_e5m2_t elements (recipe.weight.format)");
   check_matrix(w.w.data, where, "w.w");
+  if (!need_wt) return;
   check_matrix(w.wt.data, where, "w.wt");
   require(w.wt.rows() == w.w.cols() && w.wt.cols() == w.w.rows(), where, "w.wt",
           "the transpose of w: " + fp8moe::detail::shape_string(w.w.cols(), w.w.rows()),
@@ -152,7 +156,7 @@ void fp8_linear(Exec const& exec, matrix_view<In> x, fp8_weight<W> const& w, mat
   check_shape(y, x.rows, w.w.rows(), where, "y");
   check_workspace(workspace, workspace_bytes(exec, linear_shape{x.rows, w.w.rows(), x.cols}, r, g), where);
   workspace_arena arena(workspace);
-  detail::with_format(r.activation.format, [&]<class A>(A) {
+  with_format(r.activation.format, [&]<class A>(A) {
     auto const xq = arena.quantized<A>(x.rows, x.cols, r.activation.tile);
     scaling::quantize(exec, x, r.activation, xq);
     gemm::fp8_gemm(exec, gemm::dense<A, W, Out>{scaling::quantized_matrix_view<A const>(xq), w.w, y, {}}, g,
@@ -169,14 +173,14 @@ void fp8_linear_dgrad(Exec const& exec, matrix_view<G> dy, fp8_weight<W> const& 
                       std::span<std::byte> workspace, scaling::recipe const& r = scaling::deepseek_v3,
                       gemm::gemm_options const& g = {}) {
   constexpr char const* where = "fp8moe::nn::fp8_linear_dgrad";
-  detail::check_weight(w, r, where);
+  detail::check_weight(w, r, where, true);
   check_matrix(dy, where, "dy");
   require(dy.cols == w.w.rows(), where, "dy", "(M, N) with N = w.rows = " + std::to_string(w.w.rows()),
           fp8moe::detail::shape_string(dy.rows, dy.cols));
   check_shape(dx, dy.rows, w.w.cols(), where, "dx");
   check_workspace(workspace, workspace_bytes(exec, linear_shape{dy.rows, dy.cols, w.w.cols()}, r, g), where);
   workspace_arena arena(workspace);
-  detail::with_format(r.gradient.format, [&]<class A>(A) {
+  with_format(r.gradient.format, [&]<class A>(A) {
     auto const dyq = arena.quantized<A>(dy.rows, dy.cols, r.gradient.tile);
     scaling::quantize(exec, dy, r.gradient, dyq);
     gemm::fp8_gemm(exec, gemm::dense<A, W, float>{scaling::quantized_matrix_view<A const>(dyq), w.wt, dx, {}},
@@ -205,8 +209,8 @@ void fp8_linear_wgrad(Exec const& exec, matrix_view<G> dy, X const& x, matrix_vi
   check_shape(dw, dy.cols, xc, where, "dw");
   check_workspace(workspace, workspace_bytes(exec, linear_shape{dy.rows, dy.cols, xc}, r, g), where);
   workspace_arena arena(workspace);
-  detail::with_format(r.gradient.format, [&]<class A>(A) {
-    detail::with_format(r.activation.format, [&]<class B>(B) {
+  with_format(r.gradient.format, [&]<class A>(A) {
+    with_format(r.activation.format, [&]<class B>(B) {
       auto const dyt = arena.quantized<A>(dy.cols, dy.rows, r.gradient.tile);
       auto const xt = arena.quantized<B>(xc, xr, r.activation.tile);
       scaling::transpose_requantize(exec, dy, r.gradient, dyt);

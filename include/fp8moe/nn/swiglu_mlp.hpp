@@ -9,6 +9,7 @@
 // element-wise entries swiglu / swiglu_backward the MoE expert block shares.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>

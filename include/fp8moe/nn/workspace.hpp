@@ -17,6 +17,23 @@
 
 namespace fp8moe::nn {
 
+/// An FP8 matrix whose element format a recipe picks at run time: row-major bytes, scales, tile.
+/// as<T>() views it with the element type of `format` (float8_e4m3_t or float8_e5m2_t).
+struct fp8_matrix {
+  scaling::element_format format = scaling::element_format::e4m3;
+  std::uint8_t* data = nullptr;
+  matrix_view<float> scales{};
+  std::int64_t rows = 0, cols = 0;
+  scaling::tile_shape tile{};
+
+  template <class T>
+  scaling::quantized_matrix_view<T> as() const {
+    require(scaling::format_of<T>() == format, "fp8moe::nn::fp8_matrix", "T",
+            "the element type of its format");
+    return {make_matrix(reinterpret_cast<T*>(data), rows, cols), scales, tile};
+  }
+};
+
 class workspace_arena {
  public:
   static constexpr std::size_t alignment = 256;
@@ -50,6 +67,19 @@ class workspace_arena {
     auto d = matrix<T>(rows, cols);
     auto s = matrix<float>(scaling::scale_rows(tile, rows), scaling::scale_cols(tile, cols));
     return {d, s, tile};
+  }
+  /// An FP8 matrix of `rows` (<= capacity_rows, which sizes the storage) x cols for recipe r.
+  fp8_matrix fp8(std::int64_t capacity_rows, std::int64_t rows, std::int64_t cols,
+                 scaling::tensor_recipe const& r) {
+    fp8_matrix m;
+    m.format = r.format;
+    m.data = take<std::uint8_t>(capacity_rows * cols);
+    float* s = take<float>(scaling::scale_rows(r.tile, capacity_rows) * scaling::scale_cols(r.tile, cols));
+    m.scales = make_matrix(s, scaling::scale_rows(r.tile, rows), scaling::scale_cols(r.tile, cols));
+    m.rows = rows;
+    m.cols = cols;
+    m.tile = r.tile;
+    return m;
   }
   /// The unused rest (aligned), for a nested op's own workspace; empty when counting.
   std::span<std::byte> rest() {
