@@ -12,6 +12,7 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "fp8moe/moe/permute.hpp"
@@ -447,13 +448,105 @@ TEST_CASE("route / plan / permute / combine with zero tokens (an idle expert-par
   CHECK(pm.plan.counts() == std::vector<std::int32_t>(8, 0));
 }
 
+TEST_CASE("permute: a pad value for the contiguous padding rows (default zero)") {
+  std::int64_t const T = 40, H = 24;
+  int const k = 2, E = 4;
+  auto const ids = random_ids(T, k, E, 15);
+  auto const plan = make_plan(moe::contiguous{.m_align = 16}, ids, T, k, E);
+  auto const& p = plan.view();
+  auto const x = test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 16);
+  std::vector<float> out(static_cast<std::size_t>(p.rows * H));
+  test::poison(out);
+  moe::permute(host_executor{}, p, cview(x, T, H), make_matrix(out.data(), p.rows, H), -3.5f);
+  int padding = 0;
+  for (std::int64_t r = 0; r < p.rows; ++r) {
+    int const t = plan.row_token()[r];
+    if (t >= 0)
+      REQUIRE(std::memcmp(&out[r * H], &x[t * H], H * 4) == 0);
+    else if (r < plan.rows_in_use())
+      for (std::int64_t h = 0; h < H; ++h, ++padding) REQUIRE(out[r * H + h] == -3.5f);
+    else
+      for (std::int64_t h = 0; h < H; ++h) REQUIRE(std::isnan(out[r * H + h]));  // untouched
+  }
+  CHECK(padding > 0);
+}
+
+namespace {
+
+/// The README's MoE lines written once for any executor (run here on the host; the nvcc build runs the
+/// same template with cuda_executor): route the logits, then permute the FP8 rows and their scales.
+template <class Exec>
+auto route_then_permute(Exec const& exec, moe::router_config const& rc, matrix_view<float const> logits,
+                        vector_view<float const> bias,
+                        scaling::quantized_matrix_view<float8_e4m3_t const> xq) {
+  auto r = moe::route(exec, rc, logits, bias);
+  auto p = moe::permute(exec, xq, r, moe::contiguous{.m_align = 128});
+  return std::pair{std::move(r), std::move(p)};
+}
+
+/// Logits on a 1/8 grid plus a per-expert bias of 1e-3 sqrt(e+1): no near-ties, so a device expf
+/// within 2 ulp of glibc's cannot flip a selection (the ids must match exactly).
+struct tie_free_routing {
+  moe::router_config rc{.experts = 64, .groups = 8, .topk_groups = 4, .k = 6, .route_scale = 2.5f};
+  std::int64_t T, H = 256;
+  std::vector<float> logits, bias;
+  scaling::quantized_matrix<float8_e4m3_t> xq;
+  explicit tie_free_routing(std::int64_t tokens) : T(tokens), xq(tokens, 256, scaling::tile_1x128) {
+    auto const u = test::random_uniform(static_cast<std::size_t>(T * rc.experts), -4.0f, 4.0f, 17);
+    for (float v : u) logits.push_back(std::round(v * 8.0f) / 8.0f);
+    for (int e = 0; e < rc.experts; ++e) bias.push_back(1e-3f * std::sqrt(e + 1.0f));
+    for (std::int64_t i = 0; i < T * H; ++i)
+      xq.data.storage()[static_cast<std::size_t>(i)] =
+          float8_e4m3_t::from_bits(static_cast<std::uint8_t>((i * 29) % 126));
+    for (std::size_t i = 0; i < xq.scales.storage().size(); ++i)
+      xq.scales.storage()[i] = 0.25f + static_cast<float>(i);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("route + permute written once for any executor: the allocating ops equal the hot path (host)") {
+  tie_free_routing const in(300);
+  auto const [r, p] =
+      route_then_permute(host_executor{}, in.rc, cview(in.logits, in.T, in.rc.experts),
+                         vector_view<float const>{in.bias.data(), in.rc.experts}, in.xq.view());
+  // the hot path, step by step
+  int const k = in.rc.k, E = in.rc.experts;
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(in.T * k)), counts(static_cast<std::size_t>(E));
+  std::vector<float> w(ids.size());
+  moe::route(host_executor{}, in.rc, cview(in.logits, in.T, E), vector_view<float const>{in.bias.data(), E},
+             make_matrix(ids.data(), in.T, k), make_matrix(w.data(), in.T, k), make_vector(counts.data(), E));
+  CHECK(r.ids.storage() == ids);
+  CHECK(r.weights.storage() == w);
+  CHECK(r.counts == counts);
+  moe::contiguous const layout{.m_align = 128};
+  moe::host_permute_plan plan(layout, in.T, k, E, moe::contiguous_rows(layout, counts.data(), E));
+  moe::build_permute_plan(host_executor{}, make_matrix(ids.data(), in.T, k), plan.view());
+  CHECK(p.plan.row_token() == plan.row_token());
+  CHECK(p.plan.slot_row() == plan.slot_row());
+  CHECK(p.plan.expert_offset() == plan.expert_offset());
+  scaling::quantized_matrix<float8_e4m3_t> xp(plan.view().rows, in.H, scaling::tile_1x128);
+  moe::permute(host_executor{}, plan.view(), in.xq.view(), xp.view());
+  CHECK(std::memcmp(p.x.data.storage().data(), xp.data.storage().data(), xp.data.storage().size()) == 0);
+  CHECK(p.x.scales.storage() == xp.scales.storage());
+  std::vector<float> pw(static_cast<std::size_t>(plan.view().rows));
+  moe::permute_weights(host_executor{}, plan.view(), cview(w, in.T, k),
+                       make_vector(pw.data(), plan.view().rows));
+  CHECK(p.weights == pw);
+}
+
 #if FP8MOE_CUDA_COMPILER
 #include "device_memory.hpp"
 #include "fp8moe/core/cuda/executor.hpp"
 
 namespace {
-using fp8moe::test::to_device;
 using fp8moe::test::to_host;
+
+/// A device copy of v, owned (test::device_array: a device_buffer, freed at scope exit).
+template <class T>
+test::device_array<T> on_device(std::vector<T> const& v) {
+  return test::device_array<T>(v.data(), v.size());
+}
 }  // namespace
 
 TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host path bit for bit") {
@@ -469,8 +562,8 @@ TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host p
     moe::cuda_permute_plan dev = is_masked
                                      ? moe::cuda_permute_plan(ex, moe::masked{.max_m = T}, T, k, E)
                                      : moe::cuda_permute_plan(ex, moe::contiguous{.m_align = 128}, T, k, E);
-    auto* did = to_device(ids);
-    moe::build_permute_plan(ex, matrix_view<std::int32_t const>(make_matrix(did, T, k)), dev.view(),
+    auto const did = on_device(ids);
+    moe::build_permute_plan(ex, matrix_view<std::int32_t const>(make_matrix(did.p, T, k)), dev.view(),
                             dev.workspace());
     FP8MOE_CUDA_CHECK(cudaStreamSynchronize(ex.stream));
     auto const& dp = dev.view();
@@ -486,11 +579,11 @@ TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host p
     for (float v : test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 52)) x.emplace_back(v);
     std::vector<bfloat16_t> ph(static_cast<std::size_t>(hp.rows * H), bfloat16_t::from_bits(0xFFFF));
     moe::permute(host_executor{}, hp, make_matrix(x.data(), T, H), make_matrix(ph.data(), hp.rows, H));
-    auto* dx = to_device(x);
-    auto* dperm = to_device(std::vector<bfloat16_t>(ph.size(), bfloat16_t::from_bits(0xFFFF)));
-    moe::permute(ex, dp, make_matrix(static_cast<bfloat16_t const*>(dx), T, H),
-                 make_matrix(dperm, dp.rows, H));
-    auto const pd = to_host(dperm, ph.size());
+    auto const dx = on_device(x);
+    auto const dperm = on_device(std::vector<bfloat16_t>(ph.size(), bfloat16_t::from_bits(0xFFFF)));
+    moe::permute(ex, dp, make_matrix(static_cast<bfloat16_t const*>(dx.p), T, H),
+                 make_matrix(dperm.p, dp.rows, H));
+    auto const pd = to_host(dperm.p, ph.size());
     CHECK(std::memcmp(pd.data(), ph.data(), ph.size() * 2) == 0);
     // FP8 rows with 1x128 scales, and the per-row weights
     {
@@ -503,20 +596,20 @@ TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host p
       scaling::quantized_matrix<float8_e4m3_t> oq(hp.rows, H, scaling::tile_1x128);
       std::fill(oq.scales.storage().begin(), oq.scales.storage().end(), NAN);
       moe::permute(host_executor{}, hp, xq.view(), oq.view());
-      auto* dxd = to_device(xq.data.storage());
-      auto* dxs = to_device(xq.scales.storage());
-      auto* dod =
-          to_device(std::vector<float8_e4m3_t>(oq.data.storage().size(), float8_e4m3_t::from_bits(0x7F)));
-      auto* dos = to_device(std::vector<float>(oq.scales.storage().size(), NAN));
+      auto const dxd = on_device(xq.data.storage());
+      auto const dxs = on_device(xq.scales.storage());
+      auto const dod =
+          on_device(std::vector<float8_e4m3_t>(oq.data.storage().size(), float8_e4m3_t::from_bits(0x7F)));
+      auto const dos = on_device(std::vector<float>(oq.scales.storage().size(), NAN));
       scaling::quantized_matrix_view<float8_e4m3_t const> const xv(
-          make_matrix(static_cast<float8_e4m3_t const*>(dxd), T, H),
-          make_matrix(static_cast<float const*>(dxs), T, H / 128), scaling::tile_1x128);
+          make_matrix(static_cast<float8_e4m3_t const*>(dxd.p), T, H),
+          make_matrix(static_cast<float const*>(dxs.p), T, H / 128), scaling::tile_1x128);
       moe::permute(
           ex, dp, xv,
           scaling::quantized_matrix_view<float8_e4m3_t>{
-              make_matrix(dod, dp.rows, H), make_matrix(dos, dp.rows, H / 128), scaling::tile_1x128});
-      auto const od8 = to_host(dod, oq.data.storage().size());
-      auto const ods = to_host(dos, oq.scales.storage().size());
+              make_matrix(dod.p, dp.rows, H), make_matrix(dos.p, dp.rows, H / 128), scaling::tile_1x128});
+      auto const od8 = to_host(dod.p, oq.data.storage().size());
+      auto const ods = to_host(dos.p, oq.scales.storage().size());
       for (std::int64_t r = 0; r < hp.rows; ++r) {
         if (!(host.row_token()[r] >= 0 || (!is_masked && r < host.rows_in_use())))
           continue;  // untouched rows
@@ -526,13 +619,11 @@ TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host p
       std::vector<float> const wr = test::random_uniform(static_cast<std::size_t>(T * k), 0.0f, 1.0f, 56);
       std::vector<float> pwh(static_cast<std::size_t>(hp.rows));
       moe::permute_weights(host_executor{}, hp, cview(wr, T, k), make_vector(pwh.data(), hp.rows));
-      auto* dwr = to_device(wr);
-      float* dpw = to_device(std::vector<float>(pwh.size(), NAN));
-      moe::permute_weights(ex, dp, make_matrix(static_cast<float const*>(dwr), T, k),
-                           make_vector(dpw, dp.rows));
-      CHECK(to_host(dpw, pwh.size()) == pwh);
-      for (void* ptr : {(void*)dxd, (void*)dxs, (void*)dod, (void*)dos, (void*)dwr, (void*)dpw})
-        FP8MOE_CUDA_CHECK(cudaFree(ptr));
+      auto const dwr = on_device(wr);
+      auto const dpw = on_device(std::vector<float>(pwh.size(), NAN));
+      moe::permute_weights(ex, dp, make_matrix(static_cast<float const*>(dwr.p), T, k),
+                           make_vector(dpw.p, dp.rows));
+      CHECK(to_host(dpw.p, pwh.size()) == pwh);
     }
     // combine FP32 rows -> BF16, weighted; combine_backward
     auto const y = test::random_normal(static_cast<std::size_t>(hp.rows * H), 1.0f, 53);
@@ -540,11 +631,13 @@ TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host p
     auto const g = test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 55);
     std::vector<float> oh(static_cast<std::size_t>(T * H));
     moe::combine(host_executor{}, hp, cview(y, hp.rows, H), cview(w, T, k), make_matrix(oh.data(), T, H));
-    auto *dy = to_device(y), *dw = to_device(w), *dg = to_device(g);
-    float* dout = to_device(std::vector<float>(oh.size(), NAN));
-    moe::combine(ex, dp, make_matrix(static_cast<float const*>(dy), dp.rows, H),
-                 make_matrix(static_cast<float const*>(dw), T, k), make_matrix(dout, T, H));
-    auto const od = to_host(dout, oh.size());
+    auto const dy = on_device(y);
+    auto const dw = on_device(w);
+    auto const dg = on_device(g);
+    auto const dout = on_device(std::vector<float>(oh.size(), NAN));
+    moe::combine(ex, dp, make_matrix(static_cast<float const*>(dy.p), dp.rows, H),
+                 make_matrix(static_cast<float const*>(dw.p), T, k), make_matrix(dout.p, T, H));
+    auto const od = to_host(dout.p, oh.size());
     CHECK(od == oh);  // same order, each term one fma on both sides: bit for bit
     // the scalar kernel: H - 3 columns of the same rows (not a multiple of the 16-byte vector)
     {
@@ -552,29 +645,69 @@ TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host p
       std::vector<float> os(static_cast<std::size_t>(T * Hs));
       moe::combine(host_executor{}, hp, make_matrix(y.data(), hp.rows, Hs, H), cview(w, T, k),
                    make_matrix(os.data(), T, Hs));
-      float* douts = to_device(std::vector<float>(os.size(), NAN));
-      moe::combine(ex, dp, make_matrix(static_cast<float const*>(dy), dp.rows, Hs, H),
-                   make_matrix(static_cast<float const*>(dw), T, k), make_matrix(douts, T, Hs));
-      auto const ods = to_host(douts, os.size());
+      auto const douts = on_device(std::vector<float>(os.size(), NAN));
+      moe::combine(ex, dp, make_matrix(static_cast<float const*>(dy.p), dp.rows, Hs, H),
+                   make_matrix(static_cast<float const*>(dw.p), T, k), make_matrix(douts.p, T, Hs));
+      auto const ods = to_host(douts.p, os.size());
       CHECK(ods == os);
-      FP8MOE_CUDA_CHECK(cudaFree(douts));
     }
     std::vector<float> dyh(static_cast<std::size_t>(hp.rows * H)), dwh(static_cast<std::size_t>(T * k));
     moe::combine_backward(host_executor{}, hp, cview(y, hp.rows, H), cview(w, T, k), cview(g, T, H),
                           make_matrix(dyh.data(), hp.rows, H), make_matrix(dwh.data(), T, k));
-    float* ddy = to_device(std::vector<float>(dyh.size(), NAN));
-    float* ddw = to_device(std::vector<float>(dwh.size(), NAN));
-    moe::combine_backward(ex, dp, make_matrix(static_cast<float const*>(dy), dp.rows, H),
-                          make_matrix(static_cast<float const*>(dw), T, k),
-                          make_matrix(static_cast<float const*>(dg), T, H), make_matrix(ddy, dp.rows, H),
-                          make_matrix(ddw, T, k));
-    CHECK(to_host(ddy, dyh.size()) == dyh);  // one product per element: exact
-    auto const dwd = to_host(ddw, dwh.size());
+    auto const ddy = on_device(std::vector<float>(dyh.size(), NAN));
+    auto const ddw = on_device(std::vector<float>(dwh.size(), NAN));
+    moe::combine_backward(ex, dp, make_matrix(static_cast<float const*>(dy.p), dp.rows, H),
+                          make_matrix(static_cast<float const*>(dw.p), T, k),
+                          make_matrix(static_cast<float const*>(dg.p), T, H), make_matrix(ddy.p, dp.rows, H),
+                          make_matrix(ddw.p, T, k));
+    CHECK(to_host(ddy.p, dyh.size()) == dyh);  // one product per element: exact
+    auto const dwd = to_host(ddw.p, dwh.size());
     for (std::size_t i = 0; i < dwd.size(); ++i)
       REQUIRE(std::abs(dwd[i] - dwh[i]) <= 1e-4f * (1 + std::abs(dwh[i])));  // H-term dot, tree order
-    for (void* ptr : {(void*)did, (void*)dx, (void*)dperm, (void*)dy, (void*)dw, (void*)dg, (void*)dout,
-                      (void*)ddy, (void*)ddw})
-      FP8MOE_CUDA_CHECK(cudaFree(ptr));
   }
+}
+
+TEST_CASE("route + permute written once for any executor: cuda_executor (allocating, on the stream) = host") {
+  if (cuda_device_count() == 0) return;
+  tie_free_routing const in(300);
+  int const k = in.rc.k, E = in.rc.experts;
+  auto const [hr, hp] = route_then_permute(host_executor{}, in.rc, cview(in.logits, in.T, E),
+                                           vector_view<float const>{in.bias.data(), E}, in.xq.view());
+  test::device_array<float> dl(in.logits.data(), in.logits.size()), db(in.bias.data(), in.bias.size());
+  test::device_array<float8_e4m3_t> dxd(in.xq.data.storage().data(), in.xq.data.storage().size());
+  test::device_array<float> dxs(in.xq.scales.storage().data(), in.xq.scales.storage().size());
+  cuda_executor const ex{nullptr};
+  scaling::quantized_matrix_view<float8_e4m3_t const> const xv(
+      make_matrix(static_cast<float8_e4m3_t const*>(dxd.p), in.T, in.H),
+      make_matrix(static_cast<float const*>(dxs.p), in.T, in.H / 128), scaling::tile_1x128);
+  auto const [dr, dp] = route_then_permute(ex, in.rc, matrix_view<float const>(make_matrix(dl.p, in.T, E)),
+                                           vector_view<float const>{db.p, E}, xv);
+  FP8MOE_CUDA_CHECK(cudaStreamSynchronize(ex.stream));
+  // routing: ids and counts exact (no near-ties), weights within the device expf's 2 ulp
+  auto const ids = test::to_host(dr.ids.data(), hr.ids.storage().size());
+  auto const w = test::to_host(dr.weights.data(), hr.weights.storage().size());
+  auto const counts = test::to_host(dr.counts.data(), dr.counts.size());
+  CHECK(ids == hr.ids.storage());
+  CHECK(counts == hr.counts);
+  for (std::size_t i = 0; i < w.size(); ++i)
+    REQUIRE(std::abs(w[i] - hr.weights.storage()[i]) <= 1e-6f * 2.5f);
+  // plan: the device's has the capacity plan_rows (no sync to learn the counts); the host's rows are its
+  // prefix
+  auto const& d = dp.plan.view();
+  std::int64_t const M = hp.plan.view().rows;
+  REQUIRE(d.rows == moe::plan_rows(moe::contiguous{.m_align = 128}, in.T, k, E));
+  REQUIRE(d.rows >= M);
+  auto const row_token = test::to_host(d.row_token, static_cast<std::size_t>(d.rows));
+  CHECK(std::equal(hp.plan.row_token().begin(), hp.plan.row_token().end(), row_token.begin()));
+  CHECK(std::all_of(row_token.begin() + M, row_token.end(), [](std::int32_t t) { return t == -1; }));
+  CHECK(test::to_host(d.slot_row, static_cast<std::size_t>(in.T * k)) == hp.plan.slot_row());
+  CHECK(test::to_host(d.expert_offset, static_cast<std::size_t>(E + 1)) == hp.plan.expert_offset());
+  // rows in use: FP8 data and scales bit for bit; row weights as the routing weights
+  auto const xd = test::to_host(dp.x.data.data(), static_cast<std::size_t>(M * in.H));
+  auto const xs = test::to_host(dp.x.scales.data(), static_cast<std::size_t>(M * (in.H / 128)));
+  CHECK(std::memcmp(xd.data(), hp.x.data.storage().data(), xd.size()) == 0);
+  CHECK(xs == hp.x.scales.storage());
+  auto const pw = test::to_host(dp.weights.data(), static_cast<std::size_t>(M));
+  for (std::int64_t i = 0; i < M; ++i) REQUIRE(std::abs(pw[i] - hp.weights[i]) <= 1e-6f * 2.5f);
 }
 #endif

@@ -386,6 +386,89 @@ TEST_CASE("router: allocating route() and the expert_router concept") {
   static_assert(!moe::expert_router<int>);
 }
 
+TEST_CASE(
+    "router: the router form of route() (constrained on expert_router) equals route() with the config") {
+  moe::router_config const c{.experts = 32, .groups = 4, .topk_groups = 2, .k = 4, .route_scale = 2.5f};
+  auto const logits = test::random_normal(40 * 32, 1.0f, 83);
+  std::vector<float> const bias = test::random_normal(32, 0.1f, 84);
+  auto const v = run_route(c, logits, bias);
+  std::vector<std::int32_t> ids(40 * 4), n(32);
+  std::vector<float> w(40 * 4);
+  test::poison(ids);
+  test::poison(w);
+  test::poison(n);
+  moe::route(host_executor{}, moe::grouped_topk_router{c, bias},
+             matrix_view<float const>(make_matrix(logits.data(), 40, 32)), make_matrix(ids.data(), 40, 4),
+             make_matrix(w.data(), 40, 4), make_vector(n.data(), 32));
+  CHECK(ids == v.ids);
+  CHECK(w == v.weights);
+  CHECK(n == v.counts);
+  static_assert(moe::expert_router<moe::grouped_topk_router, host_executor>);
+}
+
+TEST_CASE("score_trait: value, and its derivative against central differences (sigmoid, softmax)") {
+  // du_e = J^T ds for L(u) = sum_j ds_j s_j(u), checked in float64 against central differences of
+  // the trait's own FP32 value(): step 1e-2 leaves a truncation error ~ h^2 |s^(3)| / 6 < 2e-5 and a
+  // rounding error ~ 1e-7 / h = 1e-5; 1e-4 + 1e-3 |du| is well above both and far below a wrong
+  // formula (e.g. s(1+s) or a missing coupling term changes du by O(0.1)).
+  int const n = 6;
+  std::vector<float> const u0 = {-1.5f, -0.25f, 0.0f, 0.4f, 1.25f, 2.0f};
+  std::vector<float> const ds = {0.3f, -1.1f, 0.7f, 0.2f, -0.4f, 0.9f};
+  for (auto f : {moe::score::sigmoid, moe::score::softmax}) {
+    INFO("softmax " << (f == moe::score::softmax));
+    auto loss = [&](std::vector<float> const& u) {
+      moe::score_trait const st(f, u.data(), 1, n);
+      double l = 0;
+      for (int e = 0; e < n; ++e) l += static_cast<double>(ds[e]) * st.value(u[e]);
+      return l;
+    };
+    moe::score_trait const st(f, u0.data(), 1, n);
+    CHECK(st.function() == f);
+    CHECK(st.coupled() == (f == moe::score::softmax));
+    std::vector<double> s(n);
+    double ssum = 0, sds = 0;
+    for (int e = 0; e < n; ++e) {
+      s[e] = st.value(u0[e]);
+      ssum += s[e];
+      sds += ds[e] * s[e];
+      if (f == moe::score::sigmoid)
+        CHECK(s[e] == doctest::Approx(1.0 / (1.0 + std::exp(-u0[e]))).epsilon(1e-6));
+    }
+    if (f == moe::score::softmax) CHECK(ssum == doctest::Approx(1.0).epsilon(1e-6));
+    for (int e = 0; e < n; ++e) {
+      double const du = st.grad<double>(s[e], ds[e], sds);
+      auto up = u0, um = u0;
+      up[e] += 0.01f;
+      um[e] -= 0.01f;
+      double const fd = (loss(up) - loss(um)) / (static_cast<double>(up[e]) - um[e]);
+      INFO("e = " << e);
+      CHECK(std::abs(du - fd) <= 1e-4 + 1e-3 * std::abs(du));
+      // the sparse split (router backward) is the same derivative: coupling for all, diagonal added
+      CHECK(st.coupling<double>(s[e], sds) + st.diagonal<double>(s[e], ds[e]) ==
+            doctest::Approx(du).epsilon(1e-12));
+    }
+  }
+}
+
+TEST_CASE("score_trait: a value that names no score function is a checked error (config.score)") {
+  auto const unknown = static_cast<moe::score_function>(2);
+  CHECK(moe::is_score_function(moe::score::sigmoid));
+  CHECK(moe::is_score_function(moe::score::softmax));
+  CHECK(!moe::is_score_function(unknown));
+  moe::router_config const c{.experts = 16, .k = 4, .score = unknown};
+  auto const logits = test::random_normal(4 * 16, 1.0f, 85);
+  std::vector<std::int32_t> ids(16, 7);
+  std::vector<float> w(16, 7.0f);
+  CHECK_THROWS_WITH_AS(
+      moe::route(host_executor{}, c, matrix_view<float const>(make_matrix(logits.data(), 4, 16)), {},
+                 make_matrix(ids.data(), 4, 4), make_matrix(w.data(), 4, 4), {}),
+      doctest::Contains("config.score"), fp8moe::error);
+  CHECK(ids == std::vector<std::int32_t>(16, 7));  // nothing written
+  CHECK_THROWS_WITH_AS(moe::sequence_balance_loss(
+                           host_executor{}, c, matrix_view<float const>(make_matrix(logits.data(), 4, 16))),
+                       doctest::Contains("moe::score::sigmoid or moe::score::softmax"), fp8moe::error);
+}
+
 namespace {
 // float64 weights of fixed selected ids as a function of the logits (for finite differences)
 std::vector<double> ref_weights_fixed(moe::router_config const& c, std::vector<double> const& u,
@@ -578,6 +661,23 @@ TEST_CASE("balance: sequence-wise loss against the V2 scatter_add formula; gradi
       CHECK(std::abs((dl[i] - 0.25) - fd) <= 3e-8 + 1e-4 * std::abs(fd));
     }
   }
+}
+
+TEST_CASE("balance: the writing form of sequence_balance_loss stores the returned loss, rounded to float") {
+  for (auto sf : {moe::score::sigmoid, moe::score::softmax}) {
+    moe::router_config const c{.experts = 16, .k = 3, .score = sf};
+    auto const logits = test::random_normal(24 * 16, 1.0f, 102);
+    auto const lv = matrix_view<float const>(make_matrix(logits.data(), 24, 16));
+    double const l =
+        moe::sequence_balance_loss(host_executor{}, c, lv, {.alpha = 1e-2f, .sequence_length = 8});
+    float out = NAN;
+    moe::sequence_balance_loss(host_executor{}, c, lv, {.alpha = 1e-2f, .sequence_length = 8}, &out);
+    CHECK(out == static_cast<float>(l));
+    CHECK(l > 0);
+    CHECK_THROWS_WITH_AS(moe::sequence_balance_loss(host_executor{}, c, lv, {}, nullptr),
+                         doctest::Contains("'loss'"), fp8moe::error);
+  }
+
   moe::router_config const c{.experts = 16, .k = 2};
   std::vector<float> l(5 * 16, 0.1f);
   CHECK_THROWS_WITH_AS(
@@ -599,27 +699,18 @@ TEST_CASE("router (CUDA): device route matches the host path") {
     auto const logits = test::random_normal(static_cast<std::size_t>(T * c.experts), 2.0f, 111);
     auto const bias = test::random_normal(static_cast<std::size_t>(c.experts), 0.05f, 112);
     auto const host = run_route(c, logits, bias);
-    float *dl, *db, *dw;
-    std::int32_t *di, *dn;
-    FP8MOE_CUDA_CHECK(cudaMalloc(&dl, logits.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMalloc(&db, bias.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMalloc(&dw, host.weights.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMalloc(&di, host.ids.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMalloc(&dn, host.counts.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMemcpy(dl, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
-    FP8MOE_CUDA_CHECK(cudaMemcpy(db, bias.data(), bias.size() * 4, cudaMemcpyHostToDevice));
-    FP8MOE_CUDA_CHECK(cudaMemset(dw, 0xFF, host.weights.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMemset(di, 0xFF, host.ids.size() * 4));
+    test::device_array<float> dl(logits.data(), logits.size()), db(bias.data(), bias.size());
+    test::device_array<float> dw(host.weights.size());
+    test::device_array<std::int32_t> di(host.ids.size()), dn(host.counts.size());
+    dw.poison();
+    di.poison();
     cuda_executor ex{nullptr};
-    moe::route(ex, c, matrix_view<float const>(make_matrix(dl, T, c.experts)),
-               vector_view<float const>{db, c.experts}, make_matrix(di, T, c.k), make_matrix(dw, T, c.k),
-               make_vector(dn, c.experts));
+    moe::route(ex, c, matrix_view<float const>(make_matrix(dl.p, T, c.experts)),
+               vector_view<float const>{db.p, c.experts}, make_matrix(di.p, T, c.k),
+               make_matrix(dw.p, T, c.k), make_vector(dn.p, c.experts));
     FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<std::int32_t> ids(host.ids.size()), n(host.counts.size());
-    std::vector<float> w(host.weights.size());
-    FP8MOE_CUDA_CHECK(cudaMemcpy(ids.data(), di, ids.size() * 4, cudaMemcpyDeviceToHost));
-    FP8MOE_CUDA_CHECK(cudaMemcpy(w.data(), dw, w.size() * 4, cudaMemcpyDeviceToHost));
-    FP8MOE_CUDA_CHECK(cudaMemcpy(n.data(), dn, n.size() * 4, cudaMemcpyDeviceToHost));
+    auto const ids = di.get(), n = dn.get();
+    auto const w = dw.get();
     // device expf differs from glibc by <= 2 ulp: ids may differ only at near-ties (margin < 1e-5)
     int mismatched = 0;
     for (std::int64_t t = 0; t < T; ++t) {
@@ -636,16 +727,14 @@ TEST_CASE("router (CUDA): device route matches the host path") {
     if (mismatched == 0) CHECK(n == host.counts);
     // backward on the device against the host
     auto const dwt = test::random_normal(host.weights.size(), 1.0f, 113);
-    float *ddw, *ddl;
-    FP8MOE_CUDA_CHECK(cudaMalloc(&ddw, dwt.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMalloc(&ddl, logits.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMemcpy(ddw, dwt.data(), dwt.size() * 4, cudaMemcpyHostToDevice));
-    FP8MOE_CUDA_CHECK(cudaMemcpy(di, host.ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
-    moe::route_backward(ex, c, matrix_view<float const>(make_matrix(dl, T, c.experts)),
-                        matrix_view<std::int32_t const>(make_matrix(di, T, c.k)),
-                        matrix_view<float const>(make_matrix(ddw, T, c.k)), make_matrix(ddl, T, c.experts));
-    std::vector<float> gd(logits.size()), gh(logits.size());
-    FP8MOE_CUDA_CHECK(cudaMemcpy(gd.data(), ddl, gd.size() * 4, cudaMemcpyDeviceToHost));
+    test::device_array<float> ddw(dwt.data(), dwt.size()), ddl(logits.size());
+    FP8MOE_CUDA_CHECK(cudaMemcpy(di.p, host.ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+    moe::route_backward(ex, c, matrix_view<float const>(make_matrix(dl.p, T, c.experts)),
+                        matrix_view<std::int32_t const>(make_matrix(di.p, T, c.k)),
+                        matrix_view<float const>(make_matrix(ddw.p, T, c.k)),
+                        make_matrix(ddl.p, T, c.experts));
+    std::vector<float> const gd = ddl.get();
+    std::vector<float> gh(logits.size());
     moe::route_backward(
         host_executor{}, c, matrix_view<float const>(make_matrix(logits.data(), T, c.experts)),
         matrix_view<std::int32_t const>(make_matrix(host.ids.data(), T, c.k)),
@@ -656,13 +745,9 @@ TEST_CASE("router (CUDA): device route matches the host path") {
     std::vector<float> bh(bias);
     moe::update_bias(host_executor{}, make_vector(bh.data(), c.experts),
                      vector_view<std::int32_t const>{host.counts.data(), c.experts});
-    FP8MOE_CUDA_CHECK(cudaMemcpy(dn, host.counts.data(), n.size() * 4, cudaMemcpyHostToDevice));
-    moe::update_bias(ex, make_vector(db, c.experts), vector_view<std::int32_t const>{dn, c.experts});
-    std::vector<float> bd(bias.size());
-    FP8MOE_CUDA_CHECK(cudaMemcpy(bd.data(), db, bd.size() * 4, cudaMemcpyDeviceToHost));
-    CHECK(bd == bh);
-    for (void* p : {(void*)dl, (void*)db, (void*)dw, (void*)di, (void*)dn, (void*)ddw, (void*)ddl})
-      FP8MOE_CUDA_CHECK(cudaFree(p));
+    FP8MOE_CUDA_CHECK(cudaMemcpy(dn.p, host.counts.data(), n.size() * 4, cudaMemcpyHostToDevice));
+    moe::update_bias(ex, make_vector(db.p, c.experts), vector_view<std::int32_t const>{dn.p, c.experts});
+    CHECK(db.get() == bh);
   }
 }
 TEST_CASE("balance (CUDA): sequence loss and its gradient match the host path") {
@@ -678,30 +763,22 @@ TEST_CASE("balance (CUDA): sequence loss and its gradient match the host path") 
     moe::sequence_balance_loss_backward(host_executor{}, c,
                                         matrix_view<float const>(make_matrix(logits.data(), T, c.experts)),
                                         make_matrix(gh.data(), T, c.experts), cfg, 3.0f);
-    float *dl, *dg, *dloss;
-    void* ws;
     std::size_t const wsb = moe::balance_workspace_bytes(T, c.experts, c.k, T / L);
-    FP8MOE_CUDA_CHECK(cudaMalloc(&dl, logits.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMalloc(&dg, logits.size() * 4));
-    FP8MOE_CUDA_CHECK(cudaMalloc(&dloss, 4));
-    FP8MOE_CUDA_CHECK(cudaMalloc(&ws, wsb));
-    FP8MOE_CUDA_CHECK(cudaMemcpy(dl, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
     std::vector<float> const half(logits.size(), 0.5f);
-    FP8MOE_CUDA_CHECK(cudaMemcpy(dg, half.data(), half.size() * 4, cudaMemcpyHostToDevice));
+    test::device_array<float> dl(logits.data(), logits.size()), dg(half.data(), half.size()), dloss(1);
+    test::device_array<unsigned char> ws(wsb);
     cuda_executor ex{nullptr};
-    auto const lv = matrix_view<float const>(make_matrix(dl, T, c.experts));
-    moe::sequence_balance_loss(ex, c, lv, cfg, dloss, moe::device_workspace{ws, wsb});
-    moe::sequence_balance_loss_backward(ex, c, lv, make_matrix(dg, T, c.experts), cfg, 3.0f,
-                                        moe::device_workspace{ws, wsb});
-    float ld = 0;
-    std::vector<float> gd(logits.size());
-    FP8MOE_CUDA_CHECK(cudaMemcpy(&ld, dloss, 4, cudaMemcpyDeviceToHost));
-    FP8MOE_CUDA_CHECK(cudaMemcpy(gd.data(), dg, gd.size() * 4, cudaMemcpyDeviceToHost));
+    auto const lv = matrix_view<float const>(make_matrix(dl.p, T, c.experts));
+    moe::sequence_balance_loss(ex, c, lv, cfg, dloss.p, moe::device_workspace{ws.p, wsb});
+    moe::sequence_balance_loss_backward(ex, c, lv, make_matrix(dg.p, T, c.experts), cfg, 3.0f,
+                                        moe::device_workspace{ws.p, wsb});
+    FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+    float const ld = dloss.get()[0];
+    std::vector<float> const gd = dg.get();
     CHECK(std::abs(ld - lh) <= 1e-5 * lh);  // FP32 scores (device expf within 2 ulp), float result
     double gmax = 0;
     for (float g : gh) gmax = std::max(gmax, std::abs(g - 0.5));
     for (std::size_t i = 0; i < gd.size(); ++i) REQUIRE(std::abs(gd[i] - gh[i]) <= 1e-5 * gmax + 1e-7);
-    for (void* q : {(void*)dl, (void*)dg, (void*)dloss, ws}) FP8MOE_CUDA_CHECK(cudaFree(q));
   }
 }
 

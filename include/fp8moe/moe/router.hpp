@@ -238,6 +238,22 @@ void check_route_args(router_config const& c, matrix_view<Logit> logits, vector_
           "T * k < 2^31 (int32 counts)");
 }
 
+/// The argument checks of route_backward shared by every executor (views only, no data read).
+template <class Logit>
+void check_route_backward_args(router_config const& c, matrix_view<Logit> logits,
+                               matrix_view<std::int32_t const> ids, matrix_view<float const> dweights,
+                               matrix_view<float> dlogits, char const* where) {
+  check_router_config(c, where);
+  check_matrix(logits, where, "logits");
+  require(logits.cols == c.experts, where, "logits", "E columns", std::to_string(logits.cols));
+  check_matrix(ids, where, "ids");
+  check_shape(ids, logits.rows, c.k, where, "ids");
+  check_matrix(dweights, where, "dweights");
+  check_shape(dweights, logits.rows, c.k, where, "dweights");
+  check_matrix(dlogits, where, "dlogits");
+  check_shape(dlogits, logits.rows, c.experts, where, "dlogits");
+}
+
 /// The bias of the allocating route as a view: a vector_view, or a std::vector (host memory).
 inline vector_view<float const> bias_view(vector_view<float const> b) {
   return b;

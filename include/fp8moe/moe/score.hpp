@@ -87,15 +87,17 @@ class score_trait {
 
   FP8MOE_HOST_DEVICE score_function function() const { return f_; }
 
-  /// s = f(u) for one logit of the token.
+  /// s = f(u) for one logit of the token. (One branch per call, as hot as the router's inner loop
+  /// needs: the switch has no default, so a new enumerator without a case here is a -Wswitch
+  /// diagnostic, and check_score_function has rejected any other value before an op runs.)
   FP8MOE_HOST_DEVICE float value(float u) const {
     switch (f_) {
       case score_function::sigmoid:
         return 1.0f / (1.0f + detail::exp_f32(-u));
       case score_function::softmax:
-        return detail::exp_f32(u - max_) * inv_sum_;
+        break;
     }
-    return std::numeric_limits<float>::quiet_NaN();  // unreachable after check_score_function
+    return detail::exp_f32(u - max_) * inv_sum_;
   }
 
   /// True when du_e depends on every ds_j (softmax): pass sds = sum_j ds_j s_j to the functions below.

@@ -125,17 +125,13 @@ struct router_dispatch<cuda_executor> {
     return r;
   }
 
-  /// dlogits overwritten; ids are trusted to be in [0, E).
+  /// dlogits overwritten; the views checked as on the host, the ids trusted to be in [0, E) (no data read).
   template <class Logit>
   static void route_backward(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
                              matrix_view<std::int32_t const> ids, matrix_view<float const> dweights,
                              matrix_view<float> dlogits) {
     constexpr char const* where = "fp8moe::moe::route_backward";
-    check_router_config(c, where);
-    check_shape(logits, logits.rows, c.experts, where, "logits");
-    check_shape(ids, logits.rows, c.k, where, "ids");
-    check_shape(dweights, logits.rows, c.k, where, "dweights");
-    check_shape(dlogits, logits.rows, c.experts, where, "dlogits");
+    detail::check_route_backward_args(c, logits, ids, dweights, dlogits, where);
     if (logits.rows == 0) return;
     auto const blocks =
         static_cast<unsigned>(ceil_div<std::int64_t>(logits.rows, cuda_detail::router_threads));

@@ -81,15 +81,7 @@ struct router_dispatch<host_executor> {
                              matrix_view<std::int32_t const> ids, matrix_view<float const> dweights,
                              matrix_view<float> dlogits) {
     constexpr char const* where = "fp8moe::moe::route_backward";
-    check_router_config(c, where);
-    check_matrix(logits, where, "logits");
-    require(logits.cols == c.experts, where, "logits", "E columns", std::to_string(logits.cols));
-    check_matrix(ids, where, "ids");
-    check_shape(ids, logits.rows, c.k, where, "ids");
-    check_matrix(dweights, where, "dweights");
-    check_shape(dweights, logits.rows, c.k, where, "dweights");
-    check_matrix(dlogits, where, "dlogits");
-    check_shape(dlogits, logits.rows, c.experts, where, "dlogits");
+    detail::check_route_backward_args(c, logits, ids, dweights, dlogits, where);
     for (std::int64_t t = 0; t < ids.rows; ++t)
       for (int j = 0; j < c.k; ++j)
         if (ids(t, j) < 0 || ids(t, j) >= c.experts)
