@@ -540,10 +540,10 @@ void check_worked_example(C& ep) {
                            std::ldexp(0.37f, static_cast<int>((t + me) % 7) - 3 + static_cast<int>(h / 128)));
   }
   auto experts = [](auto const& p) {  // identity experts: the dequantized permuted rows (M,H)
-    host_matrix<float> y(p.x.data.rows(), p.x.data.cols());
+    auto const q = p.x.view();        // FP8 rows with their scales and tile
+    host_matrix<float> y(q.rows(), q.cols());
     for (std::int64_t i = 0; i < y.rows(); ++i)
-      for (std::int64_t h = 0; h < y.cols(); ++h)
-        y(i, h) = p.x.data(i, h).to_float() * p.x.scales(i, h / 128);
+      for (std::int64_t h = 0; h < y.cols(); ++h) y(i, h) = q.data(i, h).to_float() * q.scale_at(i, h);
     return y;
   };
   vector_view<float const> const bv{bias.data(), rc.experts};
