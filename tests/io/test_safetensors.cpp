@@ -129,6 +129,10 @@ TEST_CASE("safetensors: a corrupt header or data buffer is rejected, naming the 
     return [&] { io::safetensors_file f(path); };
   };
   auto const hdr = [](std::string_view tensors) { return std::string("{") + std::string(tensors) + "}"; };
+  // a file whose header holds one tensor, 'a', described by `entry`, followed by `data` bytes
+  auto const one = [&](std::string_view entry, std::size_t data) {
+    return open(ft::safetensors_bytes(hdr("\"a\":" + std::string(entry)), data));
+  };
 
   SUBCASE("a good file opens") {
     ft::write_raw(path, ft::safetensors_bytes(hdr(R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
@@ -186,52 +190,37 @@ TEST_CASE("safetensors: a corrupt header or data buffer is rejected, naming the 
         {file, "tensor 'b'", "bytes [4, 8) of the data buffer belong to no tensor"});
   }
   SUBCASE("trailing bytes after the last tensor") {
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})"), 9)),
-        {file, "the data buffer has 9 bytes but its tensors cover 4"});
+    ft::check_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0,4]})", 9),
+                    {file, "the data buffer has 9 bytes but its tensors cover 4"});
   }
   SUBCASE("offsets out of range or reversed") {
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]})"), 8)),
-        {file, "tensor 'a'", "out of range"});
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]})"), 8)),
-        {file, "tensor 'a'", "begin after end"});
-    ft::check_error(
-        open(ft::safetensors_bytes(
-            hdr(R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]})"), 4)),
-        {file, "tensor 'a'", "out of range"});
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]})"), 4)),
-        {file, "tensor 'a'", "data_offsets"});
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0]})"), 4)),
-        {file, "tensor 'a'", "data_offsets"});
+    ft::check_error(one(R"({"dtype":"F32","shape":[4],"data_offsets":[0,16]})", 8),
+                    {file, "tensor 'a'", "out of range"});
+    ft::check_error(one(R"({"dtype":"F32","shape":[0],"data_offsets":[8,4]})", 8),
+                    {file, "tensor 'a'", "begin after end"});
+    ft::check_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]})", 4),
+                    {file, "tensor 'a'", "out of range"});
+    ft::check_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[-4,0]})", 4),
+                    {file, "tensor 'a'", "data_offsets"});
+    ft::check_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0]})", 4),
+                    {file, "tensor 'a'", "data_offsets"});
   }
   SUBCASE("unknown dtypes") {
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":"F64","shape":[1],"data_offsets":[0,8]})"), 8)),
-        {file, "tensor 'a'", "unknown dtype \"F64\"", "F8_E4M3"});
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":7,"shape":[1],"data_offsets":[0,8]})"), 8)),
-        {file, "tensor 'a'", "dtype"});
+    ft::check_error(one(R"({"dtype":"F64","shape":[1],"data_offsets":[0,8]})", 8),
+                    {file, "tensor 'a'", "unknown dtype \"F64\"", "F8_E4M3"});
+    ft::check_error(one(R"({"dtype":7,"shape":[1],"data_offsets":[0,8]})", 8), {file, "tensor 'a'", "dtype"});
   }
   SUBCASE("byte count does not match shape x dtype") {
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":"BF16","shape":[3],"data_offsets":[0,8]})"), 8)),
-        {file, "tensor 'a'", "hold 8 bytes", "needs 3 x 2"});
+    ft::check_error(one(R"({"dtype":"BF16","shape":[3],"data_offsets":[0,8]})", 8),
+                    {file, "tensor 'a'", "hold 8 bytes", "needs 3 x 2"});
   }
   SUBCASE("shape entries that are not non-negative integers, or overflow") {
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]})"), 4)),
-        {file, "tensor 'a'", "shape"});
-    ft::check_error(
-        open(ft::safetensors_bytes(hdr(R"("a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]})"), 4)),
-        {file, "tensor 'a'", "shape"});
-    ft::check_error(
-        open(ft::safetensors_bytes(
-            hdr(R"("a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]})"), 4)),
-        {file, "tensor 'a'", "more than 2^63 elements"});
+    ft::check_error(one(R"({"dtype":"F32","shape":[-1],"data_offsets":[0,4]})", 4),
+                    {file, "tensor 'a'", "shape"});
+    ft::check_error(one(R"({"dtype":"F32","shape":[1.0],"data_offsets":[0,4]})", 4),
+                    {file, "tensor 'a'", "shape"});
+    ft::check_error(one(R"({"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]})", 4),
+                    {file, "tensor 'a'", "more than 2^63 elements"});
   }
   SUBCASE("metadata that is not an object of strings; entries that are not objects") {
     ft::check_error(open(ft::safetensors_bytes(hdr(R"("__metadata__":{"n":1})"), 0)),
