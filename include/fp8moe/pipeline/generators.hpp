@@ -7,12 +7,14 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "fp8moe/core/error.hpp"
@@ -171,42 +173,230 @@ inline schedule finish(schedule s, bool communication);
 }  // namespace detail
 
 namespace detail {
+/// The stream-groups simulation (validate.hpp's simulate_groups: the same rules reach the same state)
+/// kept alive across the receive moves of repair_for_stream_groups, which used to rebuild every table
+/// and re-run the whole schedule after each of its O(PP) moves. Every rule only turns a flag on, and
+/// a move only takes receives from later groups of one rank into the group that rank is at, so the
+/// state reached before a move is still reachable after it: the simulation renumbers that rank's
+/// tables and resumes from there. Per rank the state is three numbers: the computes before `cpc` ran,
+/// the groups before `gp` finished, and group `gp` started iff `open`.
+class group_replay {
+ public:
+  explicit group_replay(schedule& s) : s_(s), R_(s.ranks) {
+    links_.link(s);
+    auto const R = static_cast<std::size_t>(R_);
+    groups_.resize(R);
+    group_of_.resize(R);
+    producer_.resize(R);
+    recv_of_.resize(R);
+    partner_.resize(R);
+    for (int r = 0; r < R_; ++r) index_rank(r);
+    pair_transfers();
+    cpc_.assign(R, 0);
+    gp_.assign(R, 0);
+    open_.assign(R, 0);
+    queued_.assign(R, 0);
+    run();
+  }
+
+  bool done() const {
+    for (int r = 0; r < R_; ++r)
+      if (gp_[r] < groups(r) || cpc_[r] < static_cast<int>(s_.actions[r].size())) return false;
+    return true;
+  }
+
+  /// The first rank (in rank order) whose started group holds a SEND to a peer that has not started
+  /// the matching RECV's group: that RECV, and the peer's earlier-ordered receives from the same rank,
+  /// move to the end of the peer's current group. Returns false when there is none.
+  bool repair_one() {
+    for (int r = 0; r < R_; ++r) {
+      int const g = gp_[r];
+      if (g >= groups(r) || !open_[r]) continue;
+      for (int x : groups_[r][g]) {
+        auto const [p, px] = partner_[r][x];
+        if (!is_send(s_.actions[r][x].kind) || p < 0) continue;
+        int const pg = group_of_[p][px];
+        if (started(p, pg) || gp_[p] >= pg) continue;
+        hoist(p, r, gp_[p], pg);
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  int groups(int r) const { return static_cast<int>(groups_[r].size()); }
+  bool started(int r, int g) const { return g < gp_[r] || (g == gp_[r] && open_[r]); }
+
+  /// Transfer groups, producing computes of the sends, and the RECVs each compute waits for.
+  void index_rank(int r) {
+    auto const& list = s_.actions[r];
+    int const n = static_cast<int>(list.size());
+    auto& groups = groups_[r];
+    auto& group_of = group_of_[r];
+    groups.clear();
+    group_of.assign(list.size(), -1);
+    for (int x = 0; x < n; ++x) {
+      if (is_compute(list[x].kind)) continue;
+      if (x == 0 || is_compute(list[x - 1].kind)) groups.push_back({x, x});
+      groups.back().last = x + 1;
+      group_of[x] = static_cast<int>(groups.size()) - 1;
+    }
+    rank_inputs(s_, links_, r, producer_[r], recv_of_[r]);
+  }
+
+  /// The k-th SEND from i to j is the k-th RECV on j from i; unmatched transfers keep (-1, -1).
+  void pair_transfers() {
+    std::vector<std::vector<std::vector<int>>> recvs(static_cast<std::size_t>(R_));  // (dst, src) -> RECVs
+    for (int r = 0; r < R_; ++r) {
+      recvs[r].resize(static_cast<std::size_t>(R_));
+      partner_[r].assign(s_.actions[r].size(), {-1, -1});
+      for (int x = 0; x < static_cast<int>(s_.actions[r].size()); ++x) {
+        auto const& a = s_.actions[r][x];
+        if (is_recv(a.kind) && a.peer >= 0 && a.peer < R_) recvs[r][a.peer].push_back(x);
+      }
+    }
+    std::vector<int> seen(static_cast<std::size_t>(R_));
+    for (int i = 0; i < R_; ++i) {
+      std::fill(seen.begin(), seen.end(), 0);
+      for (int xs = 0; xs < static_cast<int>(s_.actions[i].size()); ++xs) {
+        auto const& a = s_.actions[i][xs];
+        if (!is_send(a.kind) || a.peer < 0 || a.peer >= R_) continue;
+        int const j = a.peer, k = seen[j]++;
+        if (k >= static_cast<int>(recvs[j][i].size())) continue;
+        int const xr = recvs[j][i][k];
+        partner_[i][xs] = {j, xr};
+        partner_[j][xr] = {i, xs};
+      }
+    }
+  }
+
+  /// Runs every rank to the fixpoint from the current state (a rank is re-visited when a partner
+  /// starts a group; its own progress is followed in place).
+  void run() {
+    for (int r = R_ - 1; r >= 0; --r)  // popped from the back: rank 0 first
+      if (!queued_[r]) {
+        queued_[r] = 1;
+        work_.push_back(r);
+      }
+    while (!work_.empty()) {
+      int const r = work_.back();
+      work_.pop_back();
+      queued_[r] = 0;
+      advance(r);
+    }
+  }
+
+  void advance(int r) {
+    auto const& list = s_.actions[r];
+    int const n = static_cast<int>(list.size());
+    for (bool progress = true; progress;) {
+      progress = false;
+      // Compute stream: in order; a compute waits for the groups holding its (earlier) receives.
+      while (cpc_[r] < n) {
+        int const c = cpc_[r];
+        bool ready = true;
+        if (is_compute(list[c].kind))
+          for (int x : recv_of_[r][c]) ready = ready && (x < 0 || x >= c || group_of_[r][x] < gp_[r]);
+        if (!ready) break;
+        ++cpc_[r];
+        progress = true;
+      }
+      // Communication stream: groups in order; a group starts once its sends' producers ran and
+      // finishes once every counterpart group has started.
+      while (gp_[r] < groups(r)) {
+        auto const& group = groups_[r][gp_[r]];
+        if (!open_[r]) {
+          bool ok = true;
+          for (int x : group)
+            if (is_send(list[x].kind)) ok = ok && producer_[r][x] >= 0 && producer_[r][x] < cpc_[r];
+          if (!ok) break;
+          open_[r] = 1;
+          progress = true;
+          for (int x : group) {
+            int const peer = partner_[r][x].first;
+            if (peer >= 0 && !queued_[peer]) {
+              queued_[peer] = 1;
+              work_.push_back(peer);
+            }
+          }
+        }
+        bool ok = true;
+        for (int x : group) {
+          auto const [peer, px] = partner_[r][x];
+          ok = ok && peer >= 0 && started(peer, group_of_[peer][px]);
+        }
+        if (!ok) break;
+        ++gp_[r];
+        open_[r] = 0;
+        progress = true;
+      }
+    }
+  }
+
+  /// Moves the receives on p from r in groups (cur, pg], in order, to the end of group `cur`, renumbers
+  /// p's tables and the partners' references into p, and resumes the simulation.
+  void hoist(int p, int r, int cur, int pg) {
+    auto& v = s_.actions[p];
+    int const n = static_cast<int>(v.size());
+    std::vector<char> moved(v.size(), 0);
+    std::vector<int> move;
+    for (int q = cur + 1; q <= pg; ++q)
+      for (int y : groups_[p][q])
+        if (is_recv(v[y].kind) && v[y].peer == r) {
+          move.push_back(y);
+          moved[y] = 1;
+        }
+    int const insert_at = groups_[p][cur].back() + 1;
+    std::vector<int> to(v.size());  // old index -> new index
+    std::vector<action> out;
+    out.reserve(v.size());
+    auto put = [&](int x) {
+      to[x] = static_cast<int>(out.size());
+      out.push_back(v[x]);
+    };
+    for (int x = 0; x < insert_at; ++x) put(x);
+    for (int y : move) put(y);
+    for (int x = insert_at; x < n; ++x)
+      if (!moved[x]) put(x);
+    v = std::move(out);
+    std::vector<std::pair<int, int>> partner(v.size(), {-1, -1});
+    for (int x = 0; x < n; ++x) partner[to[x]] = partner_[p][x];
+    for (int x = 0; x < n; ++x) {
+      auto& [q, xq] = partner[x];
+      if (q == p)
+        xq = to[xq];
+      else if (q >= 0)
+        partner_[q][xq].second = x;
+    }
+    partner_[p] = std::move(partner);
+    if (cpc_[p] < n) cpc_[p] = to[cpc_[p]];
+    index_rank(p);  // groups before `cur` keep their numbers; gp and open stay
+    run();
+  }
+
+  schedule& s_;
+  int R_;
+  work_index links_;
+  std::vector<std::vector<index_range>> groups_;
+  std::vector<std::vector<int>> group_of_, producer_;
+  std::vector<std::vector<std::array<int, 2>>> recv_of_;
+  std::vector<std::vector<std::pair<int, int>>> partner_;  ///< (rank, action) -> (peer, peer's action)
+  std::vector<int> cpc_, gp_, work_;
+  std::vector<char> open_, queued_;
+};
+
 /// Makes a lowered schedule safe for stream-ordered transfer groups (one NCCL group per run of
 /// transfers, groups serialized on a stream): while the group simulation stalls with a started group
 /// whose SEND waits for a peer that has not reached the matching RECV, that RECV (and the peer's
 /// earlier-ordered receives from the same rank) move into the peer's current group — the hoisting
 /// deepseek-ai/DualPipe does by hand (e.g. step 3 posts recv_forward before the W chunk). Receives
-/// only move earlier, so the async model and the per-pair order are preserved.
+/// only move earlier, so the async model and the per-pair order are preserved. The simulation resumes
+/// after each move (group_replay) rather than starting over.
 inline void repair_for_stream_groups(schedule& s) {
-  for (int iter = 0; iter < 4 * static_cast<int>(s.actions.size()) * 64; ++iter) {
-    auto const gs = simulate_groups(s);
-    if (gs.done(s)) return;
-    bool repaired = false;
-    for (int r = 0; r < s.ranks && !repaired; ++r) {
-      int const g = gs.gp[r];
-      if (g >= static_cast<int>(gs.groups[r].size()) || !gs.started[r][g]) continue;
-      for (int x : gs.groups[r][g]) {
-        auto [p, pg] = gs.partner[r][x];
-        if (!is_send(s.actions[r][x].kind) || p < 0 || gs.started[p][pg]) continue;
-        int const cur = gs.gp[p];
-        if (cur >= pg) continue;
-        // Receives on p from r in groups (cur, pg], in order, move to the end of group `cur`.
-        std::vector<int> move;
-        for (int q = cur + 1; q <= pg; ++q)
-          for (int y : gs.groups[p][q])
-            if (is_recv(s.actions[p][y].kind) && s.actions[p][y].peer == r) move.push_back(y);
-        int const insert_at = gs.groups[p][cur].back() + 1;
-        std::vector<action> moved;
-        for (int y : move) moved.push_back(s.actions[p][y]);
-        auto& v = s.actions[p];
-        for (auto it = move.rbegin(); it != move.rend(); ++it) v.erase(v.begin() + *it);
-        v.insert(v.begin() + insert_at, moved.begin(), moved.end());
-        repaired = true;
-        break;
-      }
-    }
-    if (!repaired) return;
-  }
+  group_replay sim(s);
+  for (int iter = 0; iter < 4 * static_cast<int>(s.actions.size()) * 64; ++iter)
+    if (sim.done() || !sim.repair_one()) return;
 }
 }  // namespace detail
 
@@ -238,15 +428,17 @@ inline void add_communication(schedule& s, lowering how = lowering::delay_sends)
     bool forward;
     int from_chunk, to_chunk, mb, src, dst;
   };
+  detail::work_index links;  // chain neighbours, looked up once
+  links.link(s);
   // Messages each compute emits, in emission order.
   auto emitted = [&](int r, action const& a) {
     std::vector<message> m;
     auto fwd_half = [&](int c, int j) {
-      int n = s.next_chunk(c);
+      int n = links.next_chunk(s, c);
       if (n >= 0 && s.chunk_rank[n] != r) m.push_back({true, c, n, j, r, s.chunk_rank[n]});
     };
     auto bwd_half = [&](int c, int j) {
-      int p = s.prev_chunk(c);
+      int p = links.prev_chunk(s, c);
       if (p >= 0 && s.chunk_rank[p] != r) m.push_back({false, c, p, j, r, s.chunk_rank[p]});
     };
     if (a.kind == op::f) fwd_half(a.chunk, a.mb);
@@ -287,9 +479,11 @@ inline void add_communication(schedule& s, lowering how = lowering::delay_sends)
     for (int x = 0; x < static_cast<int>(comp[r].size()); ++x)
       for (auto const& m : emitted(r, comp[r][x])) {
         int const c = consumer(m.dst, m);
-        require(c >= 0, where, "schedule", "a consumer for every transfer",
-                fp8moe::detail::concat("none on rank ", m.dst, " for ", m.forward ? "activation" : "gradient",
-                                       " of chunk ", m.from_chunk, " mb ", m.mb));
+        if (c < 0)  // the message is built only on failure: this runs once per transfer
+          require(
+              false, where, "schedule", "a consumer for every transfer",
+              fp8moe::detail::concat("none on rank ", m.dst, " for ", m.forward ? "activation" : "gradient",
+                                     " of chunk ", m.from_chunk, " mb ", m.mb));
         pair[m.src][m.dst].push_back({m, x, c});
       }
   auto recv_of = [](message const& m) {

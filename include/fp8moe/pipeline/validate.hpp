@@ -168,6 +168,42 @@ struct group_state {
   }
 };
 
+/// For rank r of a schedule: the producing compute of each SEND (-1: none on this rank), and for each
+/// remote input of a compute the first RECV on r carrying it (-1: none). Also used by the lowering's
+/// stream-group repair, which re-indexes one rank after moving its receives.
+inline void rank_inputs(schedule const& s, work_index const& links, int r, std::vector<int>& producer,
+                        std::vector<std::array<int, 2>>& recv_of) {
+  auto const& list = s.actions[r];
+  producer.assign(list.size(), -1);
+  recv_of.assign(list.size(), {-1, -1});
+  work_index::place_map first_recv[2], made[2];  // (F, B): first RECV of (chunk, mb); its producer here
+  for (int x = 0; x < static_cast<int>(list.size()); ++x) {
+    auto const& a = list[x];
+    if (is_recv(a.kind)) first_recv[a.kind == op::recv_b].set(a.chunk, a.mb, {r, x}, false);
+    if (a.kind == op::f || a.kind == op::fb) made[0].set(a.chunk, a.mb, {r, x});
+    if (a.kind == op::b || a.kind == op::i) made[1].set(a.chunk, a.mb, {r, x});
+    if (a.kind == op::fb) made[1].set(a.chunk2, a.mb2, {r, x});
+  }
+  auto remote = [&](int neighbour) { return neighbour >= 0 && s.chunk_rank[neighbour] != r; };
+  auto recv = [&](int backward, int chunk, int mb) {
+    auto const* p = first_recv[backward].get(chunk, mb);
+    return p ? p->index : -1;
+  };
+  for (int x = 0; x < static_cast<int>(list.size()); ++x) {
+    auto const& a = list[x];
+    if (is_send(a.kind)) {
+      auto const* p = made[a.kind == op::send_b].get(a.chunk, a.mb);
+      producer[x] = p ? p->index : -1;
+    }
+    auto& in = recv_of[x];
+    if ((a.kind == op::f || a.kind == op::fb) && remote(links.prev_chunk(s, a.chunk)))
+      in[0] = recv(0, a.chunk, a.mb);
+    if ((a.kind == op::b || a.kind == op::i) && remote(links.next_chunk(s, a.chunk)))
+      in[1] = recv(1, a.chunk, a.mb);
+    if (a.kind == op::fb && remote(links.next_chunk(s, a.chunk2))) in[1] = recv(1, a.chunk2, a.mb2);
+  }
+}
+
 /// The stream-groups simulation of a structurally valid schedule (check()'s rules hold): O(actions),
 /// everything it needs is looked up once from the action lists and the chunk placement.
 inline group_state simulate_groups(schedule const& s) {
@@ -234,41 +270,10 @@ inline group_state simulate_groups(schedule const& s) {
         partner[j][xr] = {i, group_of[i][xs]};
       }
   }
-  // Looked up once (not per simulation round): the producing compute of each send (-1: none on this
-  // rank), and for each remote input of a compute the first RECV on its rank carrying it (-1: none).
+  // Looked up once (not per simulation round).
   std::vector<std::vector<int>> producer(R);
   std::vector<std::vector<std::array<int, 2>>> recv_of(R);  // (rank, action) -> up to 2 RECVs, -1 = none
-  for (int r = 0; r < R; ++r) {
-    auto const& list = s.actions[r];
-    producer[r].assign(list.size(), -1);
-    recv_of[r].assign(list.size(), {-1, -1});
-    work_index::place_map first_recv[2], made[2];  // (F, B): first RECV of (chunk, mb); its producer here
-    for (int x = 0; x < static_cast<int>(list.size()); ++x) {
-      auto const& a = list[x];
-      if (is_recv(a.kind)) first_recv[a.kind == op::recv_b].set(a.chunk, a.mb, {r, x}, false);
-      if (a.kind == op::f || a.kind == op::fb) made[0].set(a.chunk, a.mb, {r, x});
-      if (a.kind == op::b || a.kind == op::i) made[1].set(a.chunk, a.mb, {r, x});
-      if (a.kind == op::fb) made[1].set(a.chunk2, a.mb2, {r, x});
-    }
-    auto remote = [&](int neighbour) { return neighbour >= 0 && s.chunk_rank[neighbour] != r; };
-    auto recv = [&](int backward, int chunk, int mb) {
-      auto const* p = first_recv[backward].get(chunk, mb);
-      return p ? p->index : -1;
-    };
-    for (int x = 0; x < static_cast<int>(list.size()); ++x) {
-      auto const& a = list[x];
-      if (is_send(a.kind)) {
-        auto const* p = made[a.kind == op::send_b].get(a.chunk, a.mb);
-        producer[r][x] = p ? p->index : -1;
-      }
-      auto& in = recv_of[r][x];
-      if ((a.kind == op::f || a.kind == op::fb) && remote(links.prev_chunk(s, a.chunk)))
-        in[0] = recv(0, a.chunk, a.mb);
-      if ((a.kind == op::b || a.kind == op::i) && remote(links.next_chunk(s, a.chunk)))
-        in[1] = recv(1, a.chunk, a.mb);
-      if (a.kind == op::fb && remote(links.next_chunk(s, a.chunk2))) in[1] = recv(1, a.chunk2, a.mb2);
-    }
-  }
+  for (int r = 0; r < R; ++r) rank_inputs(s, links, r, producer[r], recv_of[r]);
   started.resize(R);
   finished.resize(R);
   for (int r = 0; r < R; ++r) {
