@@ -338,3 +338,25 @@ TEST_CASE("atomic_file_writer: the target is replaced whole on commit, untouched
   ft::check_error([&] { io::write_safetensors(dir / "no_such_dir" / "x.safetensors", t); },
                   {"no_such_dir", "mkstemp"});
 }
+
+TEST_CASE("file: write_file_atomically, read_text_file, mapped_file") {
+  ft::scratch_dir dir;
+  std::string const text = "{\"a\": 1}\n";
+  io::write_file_atomically(dir / "t.json", std::as_bytes(std::span<char const>(text.data(), text.size())));
+  CHECK(io::read_text_file(dir / "t.json") == text);
+  CHECK(dir.entries() == std::vector<std::string>{"t.json"});
+  ft::check_error([&] { (void)io::read_text_file(dir / "t.json", 4); },
+                  {"t.json", "file is 9 bytes, more than the 4"});
+
+  io::mapped_file m(dir / "t.json");
+  CHECK(m.size() == text.size());
+  CHECK(std::memcmp(m.bytes().data(), text.data(), text.size()) == 0);
+  io::mapped_file moved = std::move(m);
+  CHECK(moved.size() == text.size());
+  CHECK(m.size() == 0);  // NOLINT(bugprone-use-after-move): the moved-from object is empty
+
+  ft::write_raw(dir / "empty", std::string());
+  CHECK(io::mapped_file(dir / "empty").bytes().empty());
+  ft::check_error([&] { io::safetensors_file f(dir / "empty"); }, {"empty", "truncated: 0 bytes"});
+  ft::check_error([&] { io::mapped_file d(dir.path()); }, {dir.path().string(), "not a regular file"});
+}
