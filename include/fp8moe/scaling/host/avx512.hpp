@@ -3,7 +3,7 @@
 // Hand-written x86-64 AVX-512 (F, BW, DQ, VL) kernels of the host quantize path: tile amax, encode
 // (|x| * k per 16 lanes, the sign put back on the packed bytes), per-column encode for the
 // transpose, dequantize into bf16 and float. Each is bit-identical to the portable loops of
-// quantize.hpp on the inputs its caller hands it (simd_encode_mode); host_simd.hpp dispatches.
+// quantize.hpp on the inputs its caller hands it (simd_encode_mode); host/simd.hpp dispatches.
 // Compiled only where FP8MOE_SCALING_X86 (GCC/Clang on x86-64, not nvcc).
 #pragma once
 

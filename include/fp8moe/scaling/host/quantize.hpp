@@ -3,7 +3,7 @@
 // Host implementation of quantize and dequantize (quantize.hpp holds the public entry points and
 // the argument checks): portable loops (auto-vectorised, cloned for AVX2 / AVX-512 at load time),
 // batched tile scales, the row-tile / tile-block / per-tensor drivers (OpenMP over rows or work
-// items) and the dequantize rows, with the kernel families of host_simd.hpp where they apply.
+// items) and the dequantize rows, with the kernel families of host/simd.hpp where they apply.
 // Outputs are overwritten; callers validate every argument first.
 #pragma once
 
@@ -20,7 +20,7 @@
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/numeric/numeric.hpp"
-#include "fp8moe/scaling/host_simd.hpp"
+#include "fp8moe/scaling/host/simd.hpp"
 #include "fp8moe/scaling/quantized.hpp"
 #include "fp8moe/scaling/recipe.hpp"
 #include "fp8moe/scaling/scale_math.hpp"

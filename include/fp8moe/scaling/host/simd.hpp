@@ -6,6 +6,7 @@
 // and non-GCC/Clang compilers. Each helper returns false (or calls `portable`) when no kernel runs.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -35,8 +36,10 @@ inline void encode_tiles_kernel(host_isa isa, In const* src, std::uint8_t* dst, 
 #endif
 
 /// Encodes tiles [0, nt) of a contiguous span (tile t = elements [t*tile, min((t+1)*tile, n)),
-/// scale s[t], raw amax bits raw_amax[t]) with the kernel family in use where the tile allows
-/// (runs of tiles with the same mode go in one call); calls `portable(t)` for every other tile.
+/// scale s[t], raw amax bits raw_amax[t]) with the kernel family in use where the tile allows;
+/// calls `portable(t)` for every other tile. A run of kernel tiles (same division) goes in one
+/// call, clamped if any of its tiles needs it (the clamp leaves a plain tile's codes unchanged:
+/// they are all <= max_code), so MX tiles, whose modes alternate, are not encoded call by call.
 /// Forced inline, so `portable` is compiled into the caller's ISA clone.
 template <fp8_format F, class In, class Portable>
 FP8MOE_SCALING_FORCE_INLINE inline void encode_tiles(In const* src, std::uint8_t* dst, std::int64_t n,
@@ -46,14 +49,20 @@ FP8MOE_SCALING_FORCE_INLINE inline void encode_tiles(In const* src, std::uint8_t
 #if FP8MOE_SCALING_X86
   host_isa const isa = active_host_isa();
   if (isa != host_isa::portable) {
+    simd_encode next = nt > 0 ? simd_encode_mode<F>(raw_amax[0], s[0]) : simd_encode::portable;
     for (std::int64_t t = 0; t < nt;) {
-      simd_encode const mode = simd_encode_mode<F>(raw_amax[t], s[t]);
+      simd_encode mode = next;
       if (mode == simd_encode::portable) {
         portable(t++);
+        if (t < nt) next = simd_encode_mode<F>(raw_amax[t], s[t]);
         continue;
       }
-      std::int64_t u = t + 1;  // run of tiles with the same mode and division
-      while (u < nt && s[u].divide == s[t].divide && simd_encode_mode<F>(raw_amax[u], s[u]) == mode) ++u;
+      std::int64_t u = t + 1;  // run of kernel tiles with the same division
+      for (; u < nt; ++u) {
+        next = simd_encode_mode<F>(raw_amax[u], s[u]);
+        if (next == simd_encode::portable || s[u].divide != s[t].divide) break;
+        mode = std::max(mode, next);
+      }
       std::int64_t const c0 = t * tile, len = (u * tile < n ? u * tile : n) - c0;
       bool const clamp = mode == simd_encode::clamp;
       if (s[t].divide)
