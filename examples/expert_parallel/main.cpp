@@ -141,11 +141,11 @@ int main(int argc, char** argv) {
                     moe::expert_weights<>{q13.view(first_local, E_local), q2.view(first_local, E_local)},
                     moe::shared_expert_weights<>{}, partial.view(), st);
   double const t_experts = ms_since(t0);
-  std::int64_t const M = st.y.rows();
+  std::int64_t const M = st.y.rows;
   fm::comm::shared_matrix<float> sy(buf, o_y, M, H), spart(buf, o_part, N, H);
   fm::comm::shared_matrix<std::int32_t> sslot(buf, o_slot, N, k);
-  std::memcpy(sy.local().data, st.y.data(), static_cast<std::size_t>(M * H) * 4);
-  if (N > 0) std::memcpy(sslot.local().data, st.plan.view().slot_row, static_cast<std::size_t>(N * k) * 4);
+  std::memcpy(sy.local().data, st.y.data, static_cast<std::size_t>(M * H) * 4);
+  if (N > 0) std::memcpy(sslot.local().data, st.plan.slot_row, static_cast<std::size_t>(N * k) * 4);
   std::memcpy(spart.local().data, partial.data(), static_cast<std::size_t>(N * H) * 4);
   MPI_Barrier(world.native());
   t0 = clock_type::now();

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// One DeepSeek-V3-style MoE layer on one rank, end to end on the host: sigmoid group-limited router
-// with the aux-loss-free bias, FP8 (1x128 / 128x128) grouped SwiGLU experts plus a shared expert,
-// forward and full backward, checked against a float64 model of the same layer without FP8; then the
-// bias update and the DualPipe schedule such layers train under. Prints one screen; exit 0 = checks pass.
+// One DeepSeek-V3-style MoE layer on one rank, end to end on the host: FP32 gate (nn::matmul), sigmoid
+// group-limited router with the aux-loss-free bias, FP8 (1x128 / 128x128) grouped SwiGLU experts plus a
+// shared expert, forward and full backward, checked against a float64 model of the same layer without FP8;
+// then the bias update and the DualPipe schedule such layers train under. Prints one screen; exit 0 = checks
+// pass.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -17,6 +18,7 @@
 
 #include "../common/example_util.hpp"
 #include "fp8moe/fp8moe.hpp"
+#include "fp8moe/nn/matmul.hpp"
 
 namespace fm = fp8moe;
 namespace moe = fp8moe::moe;
@@ -198,15 +200,12 @@ int main(int argc, char** argv) {
   quantized_stack const q13(exec, w13, E, 2 * I, H), q2(exec, w2, E, H, I), qs13(exec, s13, 1, 2 * Is, H),
       qs2(exec, s2, 1, H, Is);
 
-  // ---- router: logits = x gate^T (FP32), sigmoid scores, bias for selection only
+  // ---- router: logits = x gate^T (FP32: DeepSeek-V3 keeps the gate out of FP8, so nn::matmul),
+  // sigmoid scores, bias for selection only
   std::vector<float> logits(static_cast<std::size_t>(T * E));  // (T,E)
-#pragma omp parallel for
-  for (std::int64_t t = 0; t < T; ++t)
-    for (std::int64_t e = 0; e < E; ++e) {
-      float acc = 0;
-      for (std::int64_t h = 0; h < H; ++h) acc += x[t * H + h] * gate[e * H + h];
-      logits[t * E + e] = acc;
-    }
+  fm::nn::matmul(exec, fm::make_matrix(x.data(), T, H),
+                 fm::nn::transposed(fm::make_matrix(gate.data(), E, H)),
+                 fm::make_matrix(logits.data(), T, E));
   auto t0 = clock_type::now();
   auto const r = moe::route(exec, rc, fm::matrix_view<float const>(fm::make_matrix(logits.data(), T, E)),
                             fm::vector_view<float const>(fm::make_vector(bias.data(), E)));

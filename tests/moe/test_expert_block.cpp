@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -497,9 +498,10 @@ void check_quantized_reference(problem const& P, bool shared, moe::expert_block_
 }
 
 /// Forward + backward of the block on `exec`, outputs poisoned first.
+/// With a workspace, through the caller-workspace overload (else the allocating one).
 block_outputs run_block(host_executor const& exec, problem const& P, bool shared,
                         moe::expert_block_config const& cfg, moe::expert_block_state& st,
-                        std::vector<float> const& dout) {
+                        std::vector<float> const& dout, std::span<std::byte> workspace = {}) {
   block_outputs o;
   o.out.resize(static_cast<std::size_t>(P.T * P.H));
   o.dx.resize(o.out.size());
@@ -514,8 +516,13 @@ block_outputs run_block(host_executor const& exec, problem const& P, bool shared
   auto const ids = matrix_view<std::int32_t const>(make_matrix(P.ids.data(), P.T, P.k));
   auto const wts = matrix_view<float const>(make_matrix(P.weights.data(), P.T, P.k));
   auto const sw = shared ? P.sw() : moe::shared_expert_weights<fp8>{};
-  moe::expert_block(exec, cfg, make_matrix(P.x.data(), P.T, P.H), ids, wts, P.ew(), sw,
-                    make_matrix(o.out.data(), P.T, P.H), st);
+  if (workspace.empty()) {
+    moe::expert_block(exec, cfg, make_matrix(P.x.data(), P.T, P.H), ids, wts, P.ew(), sw,
+                      make_matrix(o.out.data(), P.T, P.H), st);
+  } else {
+    moe::expert_block(exec, cfg, make_matrix(P.x.data(), P.T, P.H), ids, wts, P.ew(), sw,
+                      make_matrix(o.out.data(), P.T, P.H), st, workspace);
+  }
   moe::expert_block_grads const gr{{o.dw13.data(), P.E, 2 * P.I, P.H, 2 * P.I * P.H, P.H, 1},
                                    {o.dw2.data(), P.E, P.H, P.I, P.H * P.I, P.I, 1},
                                    shared ? make_matrix(o.ds13.data(), 2 * P.Is, P.H) : matrix_view<float>{},
@@ -705,33 +712,25 @@ TEST_CASE(
   moe::expert_block_shape const shape{P.T, P.H, P.I, P.E, P.k, P.Is};
   std::vector<std::byte> ws(moe::workspace_bytes(host_executor{}, shape, cfg));
   CHECK(ws.size() >= st_alloc.forward_bytes);
-  std::vector<float> out(ref.out.size(), NAN), dx(ref.dx.size(), NAN), dw(ref.dw.size(), NAN),
-      dw13(ref.dw13.size(), NAN), dw2(ref.dw2.size(), NAN), ds13(ref.ds13.size(), NAN),
-      ds2(ref.ds2.size(), NAN);
   auto const ids = matrix_view<std::int32_t const>(make_matrix(P.ids.data(), P.T, P.k));
   auto const wts = matrix_view<float const>(make_matrix(P.weights.data(), P.T, P.k));
+  std::vector<float> out(ref.out.size(), 3.0f);
   moe::expert_block_state st;
   std::vector<std::byte> small(ws.size() - 1);
   CHECK_THROWS_WITH_AS(
       moe::expert_block(host_executor{}, cfg, make_matrix(P.x.data(), P.T, P.H), ids, wts, P.ew(), P.sw(),
                         make_matrix(out.data(), P.T, P.H), st, std::span(small)),
       doctest::Contains("argument 'workspace'"), fp8moe::error);
-  moe::expert_block(host_executor{}, cfg, make_matrix(P.x.data(), P.T, P.H), ids, wts, P.ew(), P.sw(),
-                    make_matrix(out.data(), P.T, P.H), st, std::span(ws));
-  moe::expert_block_backward(host_executor{}, cfg, st, wts, P.ew(), P.sw(),
-                             matrix_view<float const>(make_matrix(dout.data(), P.T, P.H)),
-                             make_matrix(dx.data(), P.T, P.H), make_matrix(dw.data(), P.T, P.k),
-                             {{dw13.data(), P.E, 2 * P.I, P.H, 2 * P.I * P.H, P.H, 1},
-                              {dw2.data(), P.E, P.H, P.I, P.H * P.I, P.I, 1},
-                              make_matrix(ds13.data(), 2 * P.Is, P.H),
-                              make_matrix(ds2.data(), P.H, P.Is)});
-  CHECK(same(out, ref.out));
-  CHECK(same(dx, ref.dx));
-  CHECK(same(dw, ref.dw));
-  CHECK(same(dw13, ref.dw13));
-  CHECK(same(dw2, ref.dw2));
-  CHECK(same(ds13, ref.ds13));
-  CHECK(same(ds2, ref.ds2));
+  for (float v : out) REQUIRE(v == 3.0f);
+  auto const o = run_block(host_executor{}, P, true, cfg, st, dout, std::span(ws));
+  CHECK(st.storage == nullptr);  // the caller's workspace, not one of its own
+  CHECK(same(o.out, ref.out));
+  CHECK(same(o.dx, ref.dx));
+  CHECK(same(o.dw, ref.dw));
+  CHECK(same(o.dw13, ref.dw13));
+  CHECK(same(o.dw2, ref.dw2));
+  CHECK(same(o.ds13, ref.ds13));
+  CHECK(same(o.ds2, ref.ds2));
 }
 
 TEST_CASE("expert_block: E5M2 from the config's recipes is used (activations, gradients)") {

@@ -87,30 +87,22 @@ void check_linear_fd(scaling::recipe const& r) {
                        make_matrix(dw.data(), N, K), false, std::span(ws), r);
   float const h = 0.25f;
   int checked = 0;
-  for (std::int64_t i = 0; i < M * K; i += 977) {
-    auto const u = static_cast<std::size_t>(i);
-    if (std::abs(x[u]) > 1.75f) continue;  // the +-7 tile maxima stay fixed
-    float const v = x[u];
-    x[u] = v + h;
-    double const lp = forward_loss(x, wm);
-    x[u] = v - h;
-    double const lm = forward_loss(x, wm);
-    x[u] = v;
-    CHECK(dx[u] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-12));
-    ++checked;
-  }
-  for (std::int64_t i = 0; i < N * K; i += 1231) {
-    auto const u = static_cast<std::size_t>(i);
-    if (std::abs(wm[u]) > 1.75f) continue;
-    float const v = wm[u];
-    wm[u] = v + h;
-    double const lp = forward_loss(x, wm);
-    wm[u] = v - h;
-    double const lm = forward_loss(x, wm);
-    wm[u] = v;
-    CHECK(dw[u] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-12));
-    ++checked;
-  }
+  // central difference of the loss in element u of v (x or the weight master) against grad[u]
+  auto fd = [&](std::vector<float>& v, std::vector<float> const& grad, std::int64_t stride) {
+    for (std::size_t u = 0; u < v.size(); u += static_cast<std::size_t>(stride)) {
+      if (std::abs(v[u]) > 1.75f) continue;  // the +-7 tile maxima stay fixed
+      float const v0 = v[u];
+      v[u] = v0 + h;
+      double const lp = forward_loss(x, wm);
+      v[u] = v0 - h;
+      double const lm = forward_loss(x, wm);
+      v[u] = v0;
+      CHECK(grad[u] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-12));
+      ++checked;
+    }
+  };
+  fd(x, dx, 977);
+  fd(wm, dw, 1231);
   CHECK(checked > 50);
   // wgrad accumulates on request: dW += dY^T X
   auto const before = dw;
@@ -346,3 +338,71 @@ TEST_CASE("swiglu / swiglu_backward: the per-element math against float64 and fi
       nn::swiglu(host_executor{}, make_matrix(h.data(), R, 2 * I), make_matrix(act.data(), R, I + 1)),
       doctest::Contains("argument 'h': expected 3x12"), fp8moe::error);
 }
+
+#if FP8MOE_TEST_GPU
+namespace {
+/// A device copy of a host quantized matrix (row-major data and scales).
+template <class W>
+struct device_quantized {
+  test::device_array<W> data;
+  test::device_array<float> scales;
+  scaling::quantized_matrix_view<W> v;
+  explicit device_quantized(scaling::quantized_matrix<W> const& h)
+      : data(h.data.data(), h.data.storage().size()),
+        scales(h.scales.data(), h.scales.storage().size()),
+        v{make_matrix(data.p, h.data.rows(), h.data.cols()),
+          make_matrix(scales.p, h.scales.rows(), h.scales.cols()), h.tile} {}
+};
+}  // namespace
+
+TEST_CASE("fp8_linear and swiglu_mlp (CUDA): the same calls as the host, results close to it") {
+  if (cuda_device_count() == 0) return;
+  std::int64_t const T = 256, H = 256, I = 128;
+  auto const& r = scaling::deepseek_v3;
+  auto const x = test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 61);
+  auto const dy = test::random_normal(static_cast<std::size_t>(T * H), 1.0f, 62);
+  auto const w13m = test::random_normal(static_cast<std::size_t>(2 * I * H), 0.06f, 63);
+  auto const w2m = test::random_normal(static_cast<std::size_t>(H * I), 0.08f, 64);
+  host_weight<float8_e4m3_t> const w13(w13m, 2 * I, H, r.weight), w2(w2m, H, I, r.weight);
+  nn::swiglu_mlp_weights<float8_e4m3_t> const hw{w13.view(), w2.view()};
+  std::vector<float> y(x.size()), dx(x.size()), dw13(w13m.size()), dw2(w2m.size());
+  // the device: quantize_weight builds w and w^T there; one workspace for forward and backward
+  cuda_executor const ex{nullptr};
+  test::device_array<float> dw13m(w13m.data(), w13m.size()), dw2m(w2m.data(), w2m.size());
+  scaling::quantized_matrix<float8_e4m3_t> shape13(2 * I, H, r.weight.tile),
+      shape13t(H, 2 * I, r.weight.tile), shape2(H, I, r.weight.tile), shape2t(I, H, r.weight.tile);
+  device_quantized<float8_e4m3_t> d13(shape13), d13t(shape13t), d2(shape2), d2t(shape2t);
+  nn::quantize_weight(ex, matrix_view<float const>(make_matrix(dw13m.p, 2 * I, H)), d13.v, d13t.v, r.weight);
+  nn::quantize_weight(ex, matrix_view<float const>(make_matrix(dw2m.p, H, I)), d2.v, d2t.v, r.weight);
+  nn::swiglu_mlp_weights<float8_e4m3_t> const dw{{d13.v, d13t.v}, {d2.v, d2t.v}};
+  test::device_array<std::byte> ws(nn::workspace_bytes(ex, nn::mlp_shape{T, H, I}, r));
+  test::device_array<float> dxin(x.data(), x.size()), ddy(dy.data(), dy.size()), dy_out(x.size()),
+      ddx(x.size()), dg13(w13m.size()), dg2(w2m.size());
+  auto const X = matrix_view<float const>(make_matrix(dxin.p, T, H));
+  auto const dst = nn::swiglu_mlp(ex, X, dw, make_matrix(dy_out.p, T, H), std::span(ws.p, ws.n), r);
+  nn::swiglu_mlp_backward(ex, X, dst, dw, matrix_view<float const>(make_matrix(ddy.p, T, H)),
+                          make_matrix(ddx.p, T, H), {make_matrix(dg13.p, 2 * I, H), make_matrix(dg2.p, H, I)},
+                          false, std::span(ws.p, ws.n), r);
+  FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
+  // the host run with the same calls
+  std::vector<std::byte> hws(nn::workspace_bytes(host_executor{}, nn::mlp_shape{T, H, I}, r));
+  auto const hst = nn::swiglu_mlp(host_executor{}, make_matrix(x.data(), T, H), hw,
+                                  make_matrix(y.data(), T, H), std::span(hws), r);
+  nn::swiglu_mlp_backward(host_executor{}, make_matrix(x.data(), T, H), hst, hw, make_matrix(dy.data(), T, H),
+                          make_matrix(dx.data(), T, H),
+                          {make_matrix(dw13.data(), 2 * I, H), make_matrix(dw2.data(), H, I)}, false,
+                          std::span(hws), r);
+  // same quantizers, different FP32 summation order: an element may round to the neighbouring FP8
+  // value (rare), so calc_diff 1e-4 is loose (FP8 vs float64 is ~1e-3)
+  CHECK(test::calc_diff(dy_out.get(), y) < 1e-4);
+  CHECK(test::calc_diff(ddx.get(), dx) < 1e-4);
+  CHECK(test::calc_diff(dg13.get(), dw13) < 1e-4);
+  CHECK(test::calc_diff(dg2.get(), dw2) < 1e-4);
+  // E5M2 on the device: refused before anything is written (its FP8 GEMM is E4M3 x E4M3)
+  scaling::recipe r5 = r;
+  r5.gradient.format = scaling::element_format::e5m2;
+  CHECK_THROWS_WITH_AS(nn::fp8_linear_dgrad(ex, matrix_view<float const>(make_matrix(ddy.p, T, H)), dw.w2,
+                                            make_matrix(ddx.p, T, I), r5),
+                       doctest::Contains("E4M3 operands on this executor"), fp8moe::error);
+}
+#endif

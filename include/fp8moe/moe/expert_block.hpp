@@ -345,6 +345,7 @@ void expert_block(Exec const& exec, expert_block_config const& cfg, matrix_view<
   if constexpr (detail::check_block_dispatch<Exec>()) {
     using BD = expert_block_dispatch<executor_t<Exec>>;
     detail::check_block_args(cfg, x, ids, weights, w, sw, out);
+    nn::check_formats(exec, {cfg.activation.format, cfg.gradient.format});
     std::int64_t const T = x.rows, H = x.cols, k = ids.cols, E = w.w13.batches(), I = w.w13.rows() / 2;
     expert_block_shape const s{T, H, I, E, k, sw.present() ? sw.w13.rows() / 2 : 0, w.w13.tile};
     std::size_t const need = workspace_bytes(exec, s, cfg);
@@ -359,7 +360,7 @@ void expert_block(Exec const& exec, expert_block_config const& cfg, matrix_view<
     auto const tmp = detail::carve_forward_temps(exec, ws, s, cfg);
     auto const& p = st.plan;
     vector_view<int const> const m_idx{p.row_expert, M};
-    nn::with_format(cfg.activation.format, [&]<class A>(A) {
+    nn::with_format(exec, cfg.activation.format, [&]<class A>(A) {
       auto const xq = st.xq.template as<A>();
       auto const a = st.a.template as<A>();
       auto const actq = st.actq.template as<A>();
@@ -415,6 +416,7 @@ void expert_block_backward(Exec const& exec, expert_block_config const& cfg, exp
     require(st.xq.format == cfg.activation.format && st.a.rows == st.plan.rows, where, "config",
             "the config of the forward call");
     detail::check_block_grad_args(s, weights, dout, dx, dweights, g, where);
+    nn::check_formats(exec, {cfg.activation.format, cfg.gradient.format});
     auto const& p = st.plan;
     std::int64_t const M = p.rows;
     vector_view<int const> const m_idx{p.row_expert, M};
@@ -424,7 +426,7 @@ void expert_block_backward(Exec const& exec, expert_block_config const& cfg, exp
     auto const wt = detail::carve_transposed(exec, ws, w, sw, Is > 0);
     // combine backward: dY (M,H) and dweights
     combine_backward(exec, p, matrix_view<float const>(st.y), weights, dout, t.dy, dweights);
-    nn::with_format(cfg.gradient.format, [&]<class GQ>(GQ) {
+    nn::with_format(exec, cfg.gradient.format, [&]<class GQ>(GQ) {
       auto const dyq = t.dyq.template as<GQ>();
       auto const dh13q = t.dh13q.template as<GQ>();
       // dgrad through the down projection: dact (M,I) = dY * W2_e, then SwiGLU', then dX
@@ -453,8 +455,8 @@ void expert_block_backward(Exec const& exec, expert_block_config const& cfg, exp
       auto rows_of = [used](matrix_view<float> m) {
         return matrix_view<float const>{m.data, used, m.cols, m.row_stride, 1};
       };
-      nn::with_format(cfg.gradient.format, [&]<class GQ>(GQ) {
-        nn::with_format(cfg.activation.format, [&]<class A>(A) {
+      nn::with_format(exec, cfg.gradient.format, [&]<class GQ>(GQ) {
+        nn::with_format(exec, cfg.activation.format, [&]<class A>(A) {
           auto const dyt = wg.dyt.template as<GQ>();
           auto const actt = wg.actt.template as<A>();
           auto const dh13t = wg.dh13t.template as<GQ>();
@@ -477,7 +479,7 @@ void expert_block_backward(Exec const& exec, expert_block_config const& cfg, exp
     if (Is == 0) return;
     // the shared expert (nn::swiglu_mlp): dx += its dgrad; its weight gradients over all T tokens
     nn::swiglu_mlp_weights<W> const mw{{sw.w13, wt.s13t}, {sw.w2, wt.s2t}};
-    nn::with_format(st.xq.format, [&]<class A>(A) {
+    nn::with_format(exec, st.xq.format, [&]<class A>(A) {
       nn::swiglu_mlp_backward(exec, scaling::quantized_matrix_view<A const>(st.xq.template as<A>()),
                               st.shared, mw, dout, t.dxs, {g.dsw13, g.dsw2}, false, st.shared_workspace,
                               detail::shared_recipe<W>(cfg, s.weight_tile), cfg.gemm);

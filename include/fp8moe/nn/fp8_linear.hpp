@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -49,6 +50,26 @@ template <class F>
 decltype(auto) with_format(scaling::element_format f, F&& fn) {
   if (f == scaling::element_format::e5m2) return fn(float8_e5m2_t{});
   return fn(float8_e4m3_t{});
+}
+
+/// As above for the FP8 GEMM of `exec`: where it multiplies E4M3 only (dispatch<Exec>::fp8_e5m2 is
+/// false, the device), an E5M2 format is an fp8moe::error and E5M2 code is never instantiated.
+template <class Exec, class F>
+decltype(auto) with_format(Exec const&, scaling::element_format f, F&& fn) {
+  if constexpr (dispatch<executor_t<Exec>>::fp8_e5m2) {
+    if (f == scaling::element_format::e5m2) return fn(float8_e5m2_t{});
+  } else {
+    require(f != scaling::element_format::e5m2, "fp8moe::nn", "recipe",
+            "E4M3 operands on this executor (its FP8 GEMM is E4M3 x E4M3)", "an E5M2 format");
+  }
+  return fn(float8_e4m3_t{});
+}
+
+/// Throws fp8moe::error unless the FP8 GEMM of `exec` takes each of `formats` (call it before
+/// writing any output when a format is used only later).
+template <class Exec>
+void check_formats(Exec const& exec, std::initializer_list<scaling::element_format> formats) {
+  for (auto f : formats) with_format(exec, f, [](auto) {});
 }
 
 namespace detail {
@@ -156,7 +177,7 @@ void fp8_linear(Exec const& exec, matrix_view<In> x, fp8_weight<W> const& w, mat
   check_shape(y, x.rows, w.w.rows(), where, "y");
   check_workspace(workspace, workspace_bytes(exec, linear_shape{x.rows, w.w.rows(), x.cols}, r, g), where);
   workspace_arena arena(workspace);
-  with_format(r.activation.format, [&]<class A>(A) {
+  with_format(exec, r.activation.format, [&]<class A>(A) {
     auto const xq = arena.quantized<A>(x.rows, x.cols, r.activation.tile);
     scaling::quantize(exec, x, r.activation, xq);
     gemm::fp8_gemm(exec, gemm::dense<A, W, Out>{scaling::quantized_matrix_view<A const>(xq), w.w, y, {}}, g,
@@ -180,7 +201,7 @@ void fp8_linear_dgrad(Exec const& exec, matrix_view<G> dy, fp8_weight<W> const& 
   check_shape(dx, dy.rows, w.w.cols(), where, "dx");
   check_workspace(workspace, workspace_bytes(exec, linear_shape{dy.rows, dy.cols, w.w.cols()}, r, g), where);
   workspace_arena arena(workspace);
-  with_format(r.gradient.format, [&]<class A>(A) {
+  with_format(exec, r.gradient.format, [&]<class A>(A) {
     auto const dyq = arena.quantized<A>(dy.rows, dy.cols, r.gradient.tile);
     scaling::quantize(exec, dy, r.gradient, dyq);
     gemm::fp8_gemm(exec, gemm::dense<A, W, float>{scaling::quantized_matrix_view<A const>(dyq), w.wt, dx, {}},
@@ -209,8 +230,8 @@ void fp8_linear_wgrad(Exec const& exec, matrix_view<G> dy, X const& x, matrix_vi
   check_shape(dw, dy.cols, xc, where, "dw");
   check_workspace(workspace, workspace_bytes(exec, linear_shape{dy.rows, dy.cols, xc}, r, g), where);
   workspace_arena arena(workspace);
-  with_format(r.gradient.format, [&]<class A>(A) {
-    with_format(r.activation.format, [&]<class B>(B) {
+  with_format(exec, r.gradient.format, [&]<class A>(A) {
+    with_format(exec, r.activation.format, [&]<class B>(B) {
       auto const dyt = arena.quantized<A>(dy.cols, dy.rows, r.gradient.tile);
       auto const xt = arena.quantized<B>(xc, xr, r.activation.tile);
       scaling::transpose_requantize(exec, dy, r.gradient, dyt);

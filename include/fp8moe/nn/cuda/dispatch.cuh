@@ -173,6 +173,9 @@ gemm::quantized_batched_view<W const> transpose_weight(cudaStream_t s,
 
 template <>
 struct dispatch<cuda_executor> {
+  /// Whether the FP8 GEMM of this executor takes E5M2 operands.
+  static constexpr bool fp8_e5m2 = false;
+
   // ---- matmul
   static std::size_t matmul_workspace_bytes(cuda_executor const&, matmul_shape) {
     return cuda_detail::lt_workspace_bytes;

@@ -32,6 +32,9 @@ struct host_scratch {
 
 template <>
 struct dispatch<host_executor> {
+  /// Whether the FP8 GEMM of this executor takes E5M2 operands.
+  static constexpr bool fp8_e5m2 = true;
+
   // ---- matmul
   static std::size_t matmul_workspace_bytes(host_executor const& exec, matmul_shape s) {
     return static_cast<std::size_t>(host::scratch_for(s, exec.num_threads()).floats()) * sizeof(float);
