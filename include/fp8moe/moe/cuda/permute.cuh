@@ -20,6 +20,7 @@
 #include "fp8moe/core/cuda/executor.hpp"
 #include "fp8moe/moe/cuda/router.cuh"
 #include "fp8moe/moe/permute.hpp"
+#include "fp8moe/scaling/cuda/quantized.hpp"
 
 namespace fp8moe::moe {
 
@@ -323,22 +324,8 @@ class cuda_permute_plan {
   device_buffer<unsigned char> ws_buf_;
 };
 
-/// Owning device FP8 rows with per-row scale tiles: the rows of the allocating device permute.
-template <class F>
-struct device_quantized_rows {
-  device_matrix<F> data;        // (M,H)
-  device_matrix<float> scales;  // (M, ceil(H / tile.cols))
-  scaling::tile_shape tile{};
-
-  scaling::quantized_matrix_view<F> view() & { return {data.view(), scales.view(), tile}; }
-  scaling::quantized_matrix_view<F const> view() const& { return {data.view(), scales.view(), tile}; }
-  /// The view of a temporary would dangle once the statement ends: keep the owner first.
-  void view() && = delete;
-  void view() const&& = delete;
-};
-
 /// Owning result of the allocating permute() on the device: the plan (capacity plan_rows), the
-/// permuted rows (device_matrix or device_quantized_rows) and each row's routing weight.
+/// permuted rows (device_matrix or scaling::device_quantized_matrix) and each row's routing weight.
 template <class Rows>
 struct device_permuted {
   cuda_permute_plan plan;
@@ -462,14 +449,13 @@ struct permute_dispatch<cuda_executor> {
 
   /// Allocating permute of FP8 rows with their per-row scales.
   template <class FS, class Layout>
-  static device_permuted<device_quantized_rows<std::remove_const_t<FS>>> permute(
+  static device_permuted<scaling::device_quantized_matrix<std::remove_const_t<FS>>> permute(
       cuda_executor const& exec, scaling::quantized_matrix_view<FS> const& x, device_route_result const& r,
       Layout l) {
     using F = std::remove_const_t<FS>;
-    device_permuted<device_quantized_rows<F>> out{make_plan(exec, r, l), {}, {}};
+    device_permuted<scaling::device_quantized_matrix<F>> out{make_plan(exec, r, l), {}, {}};
     permute_plan const& p = out.plan.view();
-    out.x = device_quantized_rows<F>{device_matrix<F>(p.rows, x.cols(), exec),
-                                     device_matrix<float>(p.rows, x.scales.cols, exec), x.tile};
+    out.x = scaling::device_quantized_matrix<F>(p.rows, x.cols(), x.tile, exec);
     out.weights = device_buffer<float>(static_cast<std::size_t>(p.rows), exec);
     permute(exec, p, scaling::quantized_matrix_view<F const>(x), out.x.view());
     permute_weights(exec, p, r.weights.view(), make_vector(out.weights.data(), p.rows));
