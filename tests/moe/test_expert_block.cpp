@@ -533,6 +533,21 @@ block_outputs run_block(host_executor const& exec, problem const& P, bool shared
   return o;
 }
 
+bool same(std::vector<float> const& x, std::vector<float> const& y) {
+  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+}
+
+/// Every output of two runs, bit for bit.
+void check_same_bits(block_outputs const& o, block_outputs const& ref) {
+  CHECK(same(o.out, ref.out));
+  CHECK(same(o.dx, ref.dx));
+  CHECK(same(o.dw, ref.dw));
+  CHECK(same(o.dw13, ref.dw13));
+  CHECK(same(o.dw2, ref.dw2));
+  CHECK(same(o.ds13, ref.ds13));
+  CHECK(same(o.ds2, ref.ds2));
+}
+
 }  // namespace
 
 TEST_CASE("expert_block: forward and backward against the quantized float64 reference (with shared expert)") {
@@ -577,16 +592,7 @@ TEST_CASE("expert_block: forward and backward are bitwise identical on 1, 2, 3 a
       CHECK(st.plan.rows >= 512);
       continue;
     }
-    auto same = [](std::vector<float> const& x, std::vector<float> const& y) {
-      return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
-    };
-    CHECK(same(o.out, first.out));
-    CHECK(same(o.dx, first.dx));
-    CHECK(same(o.dw, first.dw));
-    CHECK(same(o.dw13, first.dw13));
-    CHECK(same(o.dw2, first.dw2));
-    CHECK(same(o.ds13, first.ds13));
-    CHECK(same(o.ds2, first.ds2));
+    check_same_bits(o, first);
   }
 }
 
@@ -702,9 +708,6 @@ TEST_CASE(
     "expert_block: caller workspace (workspace_bytes) gives the allocating overload's bits; too small is "
     "refused") {
   problem const P(800);
-  auto same = [](std::vector<float> const& x, std::vector<float> const& y) {
-    return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
-  };
   auto const dout = test::random_normal(static_cast<std::size_t>(P.T * P.H), 1.0f, 801);
   moe::expert_block_config const cfg{};
   moe::expert_block_state st_alloc;
@@ -724,20 +727,11 @@ TEST_CASE(
   for (float v : out) REQUIRE(v == 3.0f);
   auto const o = run_block(host_executor{}, P, true, cfg, st, dout, std::span(ws));
   CHECK(st.storage == nullptr);  // the caller's workspace, not one of its own
-  CHECK(same(o.out, ref.out));
-  CHECK(same(o.dx, ref.dx));
-  CHECK(same(o.dw, ref.dw));
-  CHECK(same(o.dw13, ref.dw13));
-  CHECK(same(o.dw2, ref.dw2));
-  CHECK(same(o.ds13, ref.ds13));
-  CHECK(same(o.ds2, ref.ds2));
+  check_same_bits(o, ref);
 }
 
 TEST_CASE("expert_block: E5M2 from the config's recipes is used (activations, gradients)") {
   problem const P(900);
-  auto same = [](std::vector<float> const& x, std::vector<float> const& y) {
-    return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
-  };
   auto const dout = test::random_normal(static_cast<std::size_t>(P.T * P.H), 1.0f, 901);
   moe::expert_block_state s4, s5a, s5g;
   auto const e4 = run_block(host_executor{}, P, true, moe::expert_block_config{}, s4, dout);
