@@ -13,6 +13,7 @@
 
 #include "fp8moe/core/cuda/device_buffer.hpp"
 #include "fp8moe/core/cuda/executor.hpp"
+#include "fp8moe/core/math.hpp"
 #include "fp8moe/moe/router.hpp"
 
 namespace fp8moe::moe {
