@@ -5,6 +5,7 @@
 // error paths, the simulator against the published bubble formulas, printing and the SVG writer.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -662,14 +663,31 @@ TEST_CASE("generators: sizes beyond the limits are rejected up front with fp8moe
   }
 }
 
-TEST_CASE("generators: DualPipe PP=64, M=128 (lowered, validated) takes well under a second") {
-  auto const t0 = std::chrono::steady_clock::now();
-  auto const s = fp::dualpipe({.ranks = 64, .microbatches = 128});
-  double const gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+TEST_CASE("generators: DualPipe PP=64, M=128 (lowered, validated) takes milliseconds") {
+  // Median of 5 generate-and-lower runs. Measured on the 2-core machine: Release 6.9-7.9 ms, ASan+UBSan
+  // (scripts/test.sh flags, -O1) 56-60 ms; before the repair resumed its simulation (commit 33cd5ef)
+  // 153-159 ms in Release. The bounds leave ~10x for CI noise; builds without NDEBUG and without
+  // ASan (unoptimized debug builds) are not timed.
+  std::vector<double> ms;
+  fp::schedule s;
+  for (int run = 0; run < 5; ++run) {
+    auto const t0 = std::chrono::steady_clock::now();
+    s = fp::dualpipe({.ranks = 64, .microbatches = 128});
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  double const median_ms = ms[ms.size() / 2];
   fp::validate(s);
-  MESSAGE("DualPipe PP=64 M=128 generated and lowered in " << gen_s << " s");
-#ifdef NDEBUG
-  CHECK(gen_s < 0.5);  // was 3.5-8.5 s (a full re-simulation per repaired receive)
+  MESSAGE("DualPipe PP=64 M=128 generated and lowered in " << median_ms << " ms (median of 5)");
+#if defined(__has_feature)  // clang 14 does not define __SANITIZE_ADDRESS__
+#if __has_feature(address_sanitizer)
+#define FP8MOE_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(FP8MOE_TEST_ASAN)
+  CHECK(median_ms < 600);
+#elif defined(NDEBUG)
+  CHECK(median_ms < 75);
 #endif
   auto const v = fp::dualpipe_v({.ranks = 64, .microbatches = 128});
   fp::validate(v);
