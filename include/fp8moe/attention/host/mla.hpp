@@ -16,6 +16,7 @@
 #include "fp8moe/config.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
+#include "fp8moe/nn/host/dispatch.hpp"
 #include "fp8moe/nn/matmul.hpp"
 #include "fp8moe/nn/workspace.hpp"
 
@@ -57,6 +58,26 @@ inline void zero_cols(matrix_view<float> m, std::int64_t c0) {
 
 template <>
 struct mla_dispatch<host_executor> {
+  // ---- the layer's primitives
+  /// out (R,C) = in (R,C) converted element-wise (float <-> bf16, one rounding).
+  template <class From, class To>
+  static void convert(host_executor const& exec, matrix_view<From const> in, matrix_view<To> out) {
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#endif
+    for (std::int64_t r = 0; r < in.rows; ++r)
+      for (std::int64_t c = 0; c < in.cols; ++c) out(r, c) = static_cast<To>(static_cast<float>(in(r, c)));
+    (void)exec;
+  }
+  static void fill_zero(host_executor const&, matrix_view<float> m) {
+    host_detail::zero_cols(m, 0);
+  }
+  static nn::host_scratch allocate(host_executor const&, std::size_t bytes) {
+    nn::host_scratch s;
+    s.bytes.resize(bytes);
+    return s;
+  }
+
   // ---- naive forward: scratch = scores (T, Su) unless probs is given + matmul scratch
   template <class Arena>
   struct naive_fwd_layout {
