@@ -77,7 +77,7 @@ template <transformer_block Block>
 struct mtp_module {
   mtp_weights weights;
   mtp_grads grads{};
-  Block& block;
+  Block* block = nullptr;  ///< the caller's (not owned); non-null
   mtp_options options{};
 };
 
@@ -104,8 +104,9 @@ inline constexpr char const* forward_where = "fp8moe::mtp::mtp_forward";
 
 template <class Block>
 void check_weights(char const* where, mtp_module<Block> const& m) {
+  require(m.block != nullptr, where, "m.block", "a block (non-null)");
   auto const& w = m.weights;
-  std::int64_t const C = m.block.hidden(), V = w.embed.rows;
+  std::int64_t const C = m.block->hidden(), V = w.embed.rows;
   check_rows(where, "weights.embed", w.embed, V, C);
   require(V >= 1, where, "weights.embed", "(V, C) with V >= 1", "V = 0");
   auto vec = [&](std::span<float const> v, char const* arg) {
@@ -159,9 +160,9 @@ inline backward_temps carve_backward(nn::workspace_arena& a, std::int64_t T, std
 /// The state, the block's workspace, the backward temporaries and the matmul workspace, in order.
 template <class Exec, class Block>
 std::size_t carve_all(nn::workspace_arena& a, Exec const& exec, mtp_module<Block> const& m, std::int64_t T) {
-  std::int64_t const C = m.block.hidden(), V = m.weights.embed.rows;
+  std::int64_t const C = m.block->hidden(), V = m.weights.embed.rows;
   carve_state<Block>(a, T, C);
-  a.sub(m.block.workspace_bytes(exec, T));
+  a.sub(m.block->workspace_bytes(exec, T));
   carve_backward(a, T, C);
   a.sub(matmul_bytes(exec, {{T, C, 2 * C}, {T, V, C}, {T, C, V}, {V, C, T}, {T, 2 * C, C}, {C, 2 * C, T}}));
   return a.bytes();
@@ -179,6 +180,7 @@ inline matrix_view<float> half(matrix_view<float> m, std::int64_t c0, std::int64
 template <executor Exec, class Block>
 std::size_t workspace_bytes(Exec const& exec, mtp_module<Block> const& m, std::int64_t tokens) {
   require(tokens >= 0, "fp8moe::mtp::workspace_bytes", "tokens", ">= 0", std::to_string(tokens));
+  require(m.block != nullptr, "fp8moe::mtp::workspace_bytes", "m.block", "a block (non-null)");
   nn::workspace_arena a;
   return detail::carve_all(a, exec, m, tokens);
 }
@@ -194,7 +196,7 @@ mtp_state<Block> mtp_forward(Exec const& exec, mtp_module<Block> const& m, sourc
                              std::span<std::byte> workspace) {
   constexpr char const* where = detail::forward_where;
   detail::check_weights(where, m);
-  std::int64_t const T = static_cast<std::int64_t>(tokens.size()), C = m.block.hidden(),
+  std::int64_t const T = static_cast<std::int64_t>(tokens.size()), C = m.block->hidden(),
                      V = m.weights.embed.rows;
   detail::check_rows(where, "h_prev", h_prev, T, C);
   detail::check_rows(where, "logits", logits, T, V);
@@ -206,7 +208,7 @@ mtp_state<Block> mtp_forward(Exec const& exec, mtp_module<Block> const& m, sourc
   nn::check_workspace(workspace, workspace_bytes(exec, m, T), where);
   nn::workspace_arena arena(workspace);
   auto st = detail::carve_state<Block>(arena, T, C);
-  auto const bws = arena.sub(m.block.workspace_bytes(exec, T));
+  auto const bws = arena.sub(m.block->workspace_bytes(exec, T));
   detail::carve_backward(arena, T, C);
   auto const mws = arena.sub(detail::matmul_bytes(exec, {{T, C, 2 * C}, {T, V, C}}));
   auto const& w = m.weights;
@@ -224,7 +226,7 @@ mtp_state<Block> mtp_forward(Exec const& exec, mtp_module<Block> const& m, sourc
                       eps);
   nn::rmsnorm_forward(exec, hin, w.hnorm, detail::half(st.cat, C, C), st.rstd_h, eps);
   nn::matmul(exec, matrix_view<float const>(st.cat), nn::transposed(w.eh_proj), st.x, {}, mws);
-  st.block = m.block.forward(exec, matrix_view<float const>(st.x), positions, st.hidden, bws);
+  st.block = m.block->forward(exec, matrix_view<float const>(st.x), positions, st.hidden, bws);
   nn::rmsnorm_forward(exec, matrix_view<float const>(st.hidden), w.head_norm, st.normed, st.rstd_o, eps);
   nn::matmul(exec, matrix_view<float const>(st.normed), nn::transposed(w.head), logits, {}, mws);
   return st;
@@ -240,7 +242,7 @@ void mtp_backward(Exec const& exec, mtp_module<Block> const& m, mtp_state<Block>
                   matrix_view<float> dh_prev, std::span<std::byte> workspace) {
   constexpr char const* where = "fp8moe::mtp::mtp_backward";
   detail::check_weights(where, m);
-  std::int64_t const T = static_cast<std::int64_t>(st.tokens.size()), C = m.block.hidden(),
+  std::int64_t const T = static_cast<std::int64_t>(st.tokens.size()), C = m.block->hidden(),
                      V = m.weights.embed.rows;
   require(st.hidden.rows == T && st.hidden.cols == C && st.h_prev.rows == T, where, "state",
           "the state of an mtp_forward call of this module");
@@ -262,7 +264,7 @@ void mtp_backward(Exec const& exec, mtp_module<Block> const& m, mtp_state<Block>
   nn::check_workspace(workspace, workspace_bytes(exec, m, T), where);
   nn::workspace_arena arena(workspace);
   detail::carve_state<Block>(arena, T, C);
-  auto const bws = arena.sub(m.block.workspace_bytes(exec, T));
+  auto const bws = arena.sub(m.block->workspace_bytes(exec, T));
   auto const b = detail::carve_backward(arena, T, C);
   auto const mws =
       arena.sub(detail::matmul_bytes(exec, {{T, C, V}, {V, C, T}, {T, 2 * C, C}, {C, 2 * C, T}}));
@@ -279,7 +281,7 @@ void mtp_backward(Exec const& exec, mtp_module<Block> const& m, mtp_state<Block>
   nn::rmsnorm_backward(exec, matrix_view<float const>(st.hidden), w.head_norm,
                        std::span<float const>(st.rstd_o), matrix_view<float const>(b.dnormed), b.dhidden,
                        g.d_head_norm);
-  m.block.backward(exec, st.block, matrix_view<float const>(b.dhidden), b.dx, bws);
+  m.block->backward(exec, st.block, matrix_view<float const>(b.dhidden), b.dx, bws);
   // x = cat eh_proj^T
   nn::matmul(exec, matrix_view<float const>(b.dx), w.eh_proj, b.dcat, {}, mws);
   nn::matmul(exec, nn::transposed(matrix_view<float const>(b.dx)), matrix_view<float const>(st.cat),
