@@ -1,402 +1,154 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Expert-parallel dispatch over any host collective communicator (single, MPI), DeepEP semantics:
-// each token travels once per destination rank (FP8 + 1x128 scales, BF16 or FP32) with its FP32
-// weights and ids localized (-1 = expert elsewhere); receive order (source rank, source token).
-// Outputs overwritten; X_start(...) returns a pending op to wait() on. combine.hpp is the return trip.
+// Expert-parallel dispatch, DeepEP semantics: each token travels once per destination rank (FP8 +
+// 1x128 scales, BF16 or FP32) with its FP32 weights and ids localized (-1 = expert elsewhere);
+// receive order (source rank, source token). Outputs overwritten. One entry template per op on the
+// `executor` concept, forwarding to expert_parallel_dispatch<Exec> (host: host/expert_parallel.hpp,
+// any host collective communicator, included below; CUDA: cuda/dispatch.cuh, a device
+// communicator). X_start(...) (host) returns a pending op to wait() on. combine.hpp: the return trip.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
-#include <cstring>
-#include <memory>
-#include <span>
-#include <string>
 #include <type_traits>
-#include <utility>
-#include <vector>
 
 #include "fp8moe/comm/communicator.hpp"
-#include "fp8moe/core/error.hpp"
+#include "fp8moe/core/dispatch.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/moe/expert_parallel/handle.hpp"
 #include "fp8moe/moe/expert_parallel/layout.hpp"
-#include "fp8moe/moe/router.hpp"
 #include "fp8moe/scaling/quantized.hpp"
+
+// The unmatched case of every expert-parallel entry point: one readable error naming the header.
+#define FP8MOE_EP_REQUIRE_PATH(D, op)                                                               \
+  static_assert(has_dispatch<D>, "fp8moe::moe::" op                                                 \
+                                 ": this executor has no expert-parallel path in this translation " \
+                                 "unit; for cuda_executor include "                                 \
+                                 "\"fp8moe/moe/expert_parallel/cuda/dispatch.cuh\" (nvcc)")
+// The *_start forms: host only (a device op is already asynchronous, stream-ordered on exec.stream).
+#define FP8MOE_EP_REQUIRE_START(D, op)                                                                  \
+  FP8MOE_EP_REQUIRE_PATH(D, op);                                                                        \
+  if constexpr (has_dispatch<D>)                                                                        \
+  static_assert(D::asynchronous, "fp8moe::moe::" op                                                     \
+                                 ": host only; on a cuda_executor every expert-parallel op is already " \
+                                 "stream-ordered on exec.stream: call the form without _start")
 
 namespace fp8moe::moe {
 
-namespace detail {
-/// FP8 payload: per-row (1 x n) scale tiles, scales shaped (T, ceil(H / n)).
-template <class FS>
-scaling::quantized_matrix_view<std::remove_const_t<FS> const> checked_fp8(
-    scaling::quantized_matrix_view<FS> x) {
-  scaling::quantized_matrix_view<std::remove_const_t<FS> const> const xc = x;
-  require(xc.tile_rows() == 1, dispatch_where, "x.tile", "per-row (1 x n) scale tiles");
-  check_shape(xc.scales, xc.rows(), scaling::scale_cols(xc.tile, xc.cols()), dispatch_where, "x.scales");
-  return xc;
+/// Builds the handle (collective over comm): the layout of ids (T,k) under `placement`, the send
+/// order, and one small all-to-all of (rows, slots, ok) per rank pair, so every receive size is
+/// known before any payload moves. Argument errors on any rank make every rank throw (nobody waits
+/// forever). placement.ranks() must equal comm.size(). Host: a dispatch_handle; CUDA: a
+/// device_dispatch_handle (ids in device memory, exec.stream = comm.stream(); synchronizes it).
+template <executor Exec, comm::collective_communicator C>
+auto make_dispatch_handle(Exec const& exec, C& comm, expert_placement const& placement,
+                          matrix_view<std::int32_t const> ids) {
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_PATH(D, "make_dispatch_handle");
+  if constexpr (has_dispatch<D>) return D::make_dispatch_handle(exec, comm, placement, ids);
 }
-}  // namespace detail
-
-namespace detail {
-
-/// The all-to-all block layout of dispatch_rows (host and device) for rows of `row_elements`
-/// elements: the rows this rank keeps stay out of the exchange (count 0 to itself); the others are
-/// packed in rank order. Counts and displacements in elements, one entry per rank.
-struct rows_exchange {
-  std::vector<std::int64_t> sc, sd, rc, rd;  // (R) send counts / displacements, recv counts / displacements
-  std::int64_t packed = 0;                   // rows sent to other ranks
-  std::int64_t self_src = 0;                 // send-order index of this rank's first own row
-  std::int64_t self_dst = 0;                 // recv row of this rank's first own row
-  std::int64_t n_self = 0;                   // rows this rank keeps
-};
-
-inline rows_exchange plan_rows_exchange(dispatch_handle const& h, std::int64_t row_elements) {
-  auto const R = static_cast<std::size_t>(h.ranks), me = static_cast<std::size_t>(h.rank);
-  std::int64_t const Cn = row_elements;
-  rows_exchange e;
-  e.sc.resize(R), e.sd.resize(R), e.rc.resize(R), e.rd.resize(R);
-  std::int64_t so = 0, ro = 0;
-  for (std::size_t r = 0; r < R; ++r) {
-    if (r == me) e.self_src = so, e.self_dst = ro;
-    e.sc[r] = r == me ? 0 : h.send_tokens[r] * Cn;
-    e.sd[r] = e.packed * Cn;
-    e.rc[r] = r == me ? 0 : h.recv_tokens[r] * Cn;
-    e.rd[r] = ro * Cn;
-    if (r != me) e.packed += h.send_tokens[r];
-    so += h.send_tokens[r];
-    ro += h.recv_tokens[r];
-  }
-  e.n_self = h.send_tokens[me];
-  return e;
-}
-
-/// x rows to their destinations. The rows this rank keeps never enter the communicator: they are
-/// gathered straight into their place in recv. The other ranks' rows are read in place by a
-/// row_gather_communicator (MPI: indexed datatypes) and packed first for any other communicator.
-template <class C, class S, class T>
-ep_pending<typename C::request> dispatch_rows_impl(host_executor const& exec, C& comm,
-                                                   dispatch_handle const& h, matrix_view<S> x,
-                                                   matrix_view<T> recv) {
-  constexpr char const* where = "fp8moe::moe::dispatch_rows";
-  check_matrix(x, where, "x");
-  require(x.rows == h.tokens, where, "x", std::to_string(h.tokens) + " rows (T of the handle)",
-          std::to_string(x.rows));
-  check_matrix(recv, where, "recv");
-  check_shape(recv, h.num_recv(), x.cols, where, "recv");
-  require(comm.size() == h.ranks && comm.rank() == h.rank, where, "comm", "the communicator of the handle");
-  ep_pending<typename C::request> p;
-  auto const Cn = x.cols, S_ = h.num_send(), N = h.num_recv();
-  auto const e = plan_rows_exchange(h, Cn);
-  std::int64_t const packed = e.packed, self_src = e.self_src, self_dst = e.self_dst, n_self = e.n_self;
-  matrix_view<T const> const xc = x;
-  T* dst = recv.data;
-  if (!is_packed(recv)) {
-    dst = reinterpret_cast<T*>(p.scratch(h, static_cast<std::size_t>(N * Cn) * sizeof(T)));
-    p.on_complete([exec, dst, recv] { scatter_packed(exec, static_cast<T const*>(dst), recv); });
-  }
-  std::span<T> const dst_span(dst, static_cast<std::size_t>(N * Cn));
-  bool gathered = false;
-  if constexpr (comm::row_gather_communicator<C>) {
-    if (x.col_stride == 1 && h.gather_rows_in_place) {
-      // the communicator reads the rows where they are (MPI: one indexed datatype per destination):
-      // no pack pass. Blocks index the send order; this rank's own block stays out of the exchange.
-      auto const R = static_cast<std::size_t>(h.ranks);
-      std::vector<std::int64_t> counts(R), displs(R);
-      std::int64_t at = 0;
-      for (std::size_t r = 0; r < R; ++r) {
-        counts[r] = r == static_cast<std::size_t>(h.rank) ? 0 : h.send_tokens[r];
-        displs[r] = at;
-        at += h.send_tokens[r];
-      }
-      if (rows_contiguous(h.send_token, counts, displs, x.row_stride == Cn)) {
-        comm::gathered_rows<T> const g{x.data,       x.rows,       Cn,
-                                       x.row_stride, h.send_token, comm::blocks{counts, displs}};
-        p.add(comm.ialltoallv_rows(g, dst_span, comm::blocks{e.rc, e.rd}, comm::size_check::trusted));
-        gathered = true;
-      }
-    }
-  }
-  if (!gathered) {  // pack the other ranks' rows (rank order), then one all-to-all-v
-    auto* send = reinterpret_cast<T*>(p.scratch(h, static_cast<std::size_t>(packed * Cn) * sizeof(T)));
-    gather_rows(exec, xc, h.send_token.data(), self_src, send);
-    gather_rows(exec, xc, h.send_token.data() + self_src + n_self, S_ - self_src - n_self,
-                send + self_src * Cn);
-    transfer_blocks(comm, p, std::span<T const>(send, static_cast<std::size_t>(packed * Cn)), e.sc, e.sd,
-                    dst_span, e.rc, e.rd);
-  }
-  gather_rows(exec, xc, h.send_token.data() + self_src, n_self, dst + self_dst * Cn);  // kept rows, in place
-  return p;
-}
-
-/// The routing words of every sent row in one transfer of 32-bit words:
-/// [ids localized to the destination (k) | source token (1) | weights (k)], unpacked into
-/// recv_ids / recv_weights and the handle at wait().
-template <class C>
-ep_pending<typename C::request> dispatch_meta_impl(host_executor const& exec, C& comm, dispatch_handle& h,
-                                                   expert_placement const& placement,
-                                                   matrix_view<std::int32_t const> ids,
-                                                   matrix_view<float const> weights,
-                                                   matrix_view<std::int32_t> recv_ids,
-                                                   matrix_view<float> recv_weights) {
-  check_matrix(ids, dispatch_where, "ids");
-  check_shape(ids, h.tokens, h.k, dispatch_where, "ids");
-  check_matrix(weights, dispatch_where, "weights");
-  check_shape(weights, h.tokens, h.k, dispatch_where, "weights");
-  check_matrix(recv_ids, dispatch_where, "recv_ids");
-  check_shape(recv_ids, h.num_recv(), h.k, dispatch_where, "recv_ids");
-  check_matrix(recv_weights, dispatch_where, "recv_weights");
-  check_shape(recv_weights, h.num_recv(), h.k, dispatch_where, "recv_weights");
-  require(placement.ranks() == h.ranks && placement.local_experts(h.rank) == h.local_experts, dispatch_where,
-          "placement", "the placement of the handle");
-  require(comm.size() == h.ranks && comm.rank() == h.rank, dispatch_where, "comm",
-          "the communicator of the handle");
-  std::int64_t const S_ = h.num_send(), N = h.num_recv(), k = h.k, W = 2 * k + 1;
-  ep_pending<typename C::request> p;
-  auto* send = reinterpret_cast<std::uint32_t*>(p.scratch(h, static_cast<std::size_t>(S_ * W) * 4));
-  auto* recv = reinterpret_cast<std::uint32_t*>(p.scratch(h, static_cast<std::size_t>(N * W) * 4));
-  std::int64_t row = 0;
-  for (int r = 0; r < h.ranks; ++r)
-    for (std::int64_t i = 0; i < h.send_tokens[static_cast<std::size_t>(r)]; ++i, ++row) {
-      std::int32_t const t = h.send_token[static_cast<std::size_t>(row)];
-      std::uint32_t* w = send + row * W;
-      for (std::int64_t j = 0; j < k; ++j) {
-        std::int32_t const e = ids(t, j);
-        w[j] = static_cast<std::uint32_t>((e >= 0 && placement.rank_of(e) == r) ? placement.local_of(e) : -1);
-        w[k + 1 + j] = fp8moe::bit_cast<std::uint32_t>(weights(t, j));
-      }
-      w[k] = static_cast<std::uint32_t>(t);
-    }
-  (void)exec;
-  auto* hp = &h;
-  p.on_complete([hp, recv, recv_ids, recv_weights, N, k, W] {
-    std::fill(hp->tokens_per_local_expert.begin(), hp->tokens_per_local_expert.end(), 0);
-    for (std::int64_t i = 0; i < N; ++i) {
-      std::uint32_t const* w = recv + i * W;
-      for (std::int64_t j = 0; j < k; ++j) {
-        auto const l = static_cast<std::int32_t>(w[j]);
-        recv_ids(i, j) = l;
-        if (l >= 0) ++hp->tokens_per_local_expert[static_cast<std::size_t>(l)];
-        recv_weights(i, j) = fp8moe::bit_cast<float>(w[k + 1 + j]);
-      }
-      hp->recv_src_token[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(w[k]);
-    }
-  });
-  transfer(comm, p, static_cast<std::uint32_t const*>(send), h.send_tokens, recv, h.recv_tokens, W);
-  return p;
-}
-
-/// The forward dispatch: the routing words (a small transfer), x rows straight into recv_x and,
-/// for FP8 payloads, the scale rows straight into recv_scales (both by dispatch_rows_impl: read in
-/// place by a row_gather_communicator, no pack or unpack pass); all posted before any is waited on.
-template <class C, class S, class T>
-ep_pending<typename C::request> dispatch_forward_impl(
-    host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
-    matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
-    matrix_view<float const> weights, matrix_view<T> recv_x, matrix_view<float> recv_scales,
-    matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights) {
-  // validate everything before the first transfer starts
-  check_matrix(x, dispatch_where, "x");
-  require(x.rows == h.tokens, dispatch_where, "x", std::to_string(h.tokens) + " rows",
-          std::to_string(x.rows));
-  check_matrix(recv_x, dispatch_where, "recv_x");
-  check_shape(recv_x, h.num_recv(), x.cols, dispatch_where, "recv_x");
-  if (scales.cols > 0) {
-    check_matrix(scales, dispatch_where, "scales");
-    require(scales.rows == h.tokens, dispatch_where, "scales", std::to_string(h.tokens) + " rows",
-            std::to_string(scales.rows));
-    check_matrix(recv_scales, dispatch_where, "recv_scales");
-    check_shape(recv_scales, h.num_recv(), scales.cols, dispatch_where, "recv_scales");
-  }
-  ep_pending<typename C::request> p;
-  p.add(
-      dispatch_meta_impl(exec, comm, h, placement, ids, weights, recv_ids, recv_weights));  // checks the rest
-  p.add(dispatch_rows_impl(exec, comm, h, x, recv_x));
-  if (scales.cols > 0) p.add(dispatch_rows_impl(exec, comm, h, scales, recv_scales));
-  return p;
-}
-
-}  // namespace detail
 
 /// The cached dispatch (also combine's backward): recv (N,C) row i = x (T,C) row send_token[.] of
-/// its source rank. Any transferable element type; recv may be strided (then unpacked at wait()).
-template <comm::host_communicator C, class S, class T>
-requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T> ep_pending<typename C::request>
-dispatch_rows_start(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<S> x,
-                    matrix_view<T> recv) {
-  return detail::dispatch_rows_impl(exec, comm, h, x, recv);
-}
-template <comm::host_communicator C, class S, class T>
+/// its source rank. Any transferable element type; on the host recv may be strided (then unpacked
+/// at wait()), on the device both are unit-column-stride device rows.
+template <executor Exec, comm::collective_communicator C, class Handle, class S, class T>
 requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
-void dispatch_rows(host_executor const& exec, C& comm, dispatch_handle const& h, matrix_view<S> x,
-                   matrix_view<T> recv) {
-  detail::dispatch_rows_impl(exec, comm, h, x, recv).wait();
+void dispatch_rows(Exec const& exec, C& comm, Handle const& h, matrix_view<S> x, matrix_view<T> recv) {
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_PATH(D, "dispatch_rows");
+  if constexpr (has_dispatch<D>) D::dispatch_rows(exec, comm, h, x, recv);
+}
+template <executor Exec, comm::collective_communicator C, class Handle, class S, class T>
+requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
+auto dispatch_rows_start(Exec const& exec, C& comm, Handle const& h, matrix_view<S> x, matrix_view<T> recv) {
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_START(D, "dispatch_rows_start");
+  if constexpr (has_dispatch<D>) return D::dispatch_rows_start(exec, comm, h, x, recv);
 }
 
 /// Routing metadata: recv_weights (N,k) = the source's FP32 weights (all k slots), recv_ids (N,k)
 /// = local expert id on this rank or -1; also fills h.recv_src_token and h.tokens_per_local_expert.
-template <comm::host_communicator C>
-ep_pending<typename C::request> dispatch_routing_start(host_executor const& exec, C& comm, dispatch_handle& h,
-                                                       expert_placement const& placement,
-                                                       matrix_view<std::int32_t const> ids,
-                                                       matrix_view<float const> weights,
-                                                       matrix_view<std::int32_t> recv_ids,
-                                                       matrix_view<float> recv_weights) {
-  return detail::dispatch_meta_impl(exec, comm, h, placement, ids, weights, recv_ids, recv_weights);
+template <executor Exec, comm::collective_communicator C, class Handle>
+auto dispatch_routing_start(Exec const& exec, C& comm, Handle& h, expert_placement const& placement,
+                            matrix_view<std::int32_t const> ids, matrix_view<float const> weights,
+                            matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights) {
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_START(D, "dispatch_routing_start");
+  if constexpr (has_dispatch<D>)
+    return D::dispatch_routing_start(exec, comm, h, placement, ids, weights, recv_ids, recv_weights);
 }
-
-/// Caller-owned receive buffers of the forward dispatch, each with h.num_recv() rows.
-template <class T>
-struct dispatch_outputs {
-  matrix_view<T> x;               // (N,H)
-  matrix_view<float> scales;      // (N,S) FP8 payloads, else empty
-  matrix_view<std::int32_t> ids;  // (N,k) local expert ids or -1
-  matrix_view<float> weights;     // (N,k)
-};
 
 /// The forward dispatch into caller-owned buffers (the hot path: nothing but the handle's reused
-/// scratch is allocated): x (T,H) [+ scales (T,S), empty for BF16/FP32], ids (T,k), weights (T,k).
-template <comm::host_communicator C, class S, class T>
-requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T> ep_pending<typename C::request>
-dispatch_into_start(host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
-                    matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
-                    matrix_view<float const> weights, dispatch_outputs<T> out) {
-  return detail::dispatch_forward_impl(exec, comm, h, placement, x, scales, ids, weights, out.x, out.scales,
-                                       out.ids, out.weights);
-}
-template <comm::host_communicator C, class S, class T>
+/// scratch is allocated on the host): x (T,H) [+ scales (T,S), empty for BF16/FP32], ids (T,k),
+/// weights (T,k) into out (N rows each). Device: d.recv_src_token receives the source token of every
+/// received row; the host-side tokens_per_local_expert is not filled (the device plan counts them).
+template <executor Exec, comm::collective_communicator C, class Handle, class S, class T>
 requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
-void dispatch_into(host_executor const& exec, C& comm, dispatch_handle& h, expert_placement const& placement,
-                   matrix_view<S> x, matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
+void dispatch_into(Exec const& exec, C& comm, Handle& h, expert_placement const& placement, matrix_view<S> x,
+                   matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
                    matrix_view<float const> weights, dispatch_outputs<T> out) {
-  detail::dispatch_forward_impl(exec, comm, h, placement, x, scales, ids, weights, out.x, out.scales, out.ids,
-                                out.weights)
-      .wait();
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_PATH(D, "dispatch_into");
+  if constexpr (has_dispatch<D>) D::dispatch_into(exec, comm, h, placement, x, scales, ids, weights, out);
+}
+template <executor Exec, comm::collective_communicator C, class Handle, class S, class T>
+requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
+auto dispatch_into_start(Exec const& exec, C& comm, Handle& h, expert_placement const& placement,
+                         matrix_view<S> x, matrix_view<float const> scales,
+                         matrix_view<std::int32_t const> ids, matrix_view<float const> weights,
+                         dispatch_outputs<T> out) {
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_START(D, "dispatch_into_start");
+  if constexpr (has_dispatch<D>)
+    return D::dispatch_into_start(exec, comm, h, placement, x, scales, ids, weights, out);
 }
 
-/// Owning result of the allocating dispatch.
-template <class T>
-struct dispatch_result {
-  dispatch_handle handle;
-  host_matrix<T> x;               // (N,H) received rows, (source rank, source token) order
-  host_matrix<float> scales;      // (N,H/128) per-row scales (FP8 payloads; empty otherwise)
-  host_matrix<float> weights;     // (N,k) FP32 routing weights of all k slots
-  host_matrix<std::int32_t> ids;  // (N,k) local expert ids, -1 for experts on other ranks
-  scaling::tile_shape tile{};     // the scale tile of x (FP8 payloads: the sender's 1 x n)
-
-  /// The received FP8 rows with their scales as one quantized view (x, scales, tile), ready for
-  /// moe::permute / the grouped GEMM; throws fp8moe::error when the payload was not FP8 + scales.
-  /// Not on a temporary result (the view would dangle): keep the result in a variable.
-  scaling::quantized_matrix_view<T const> quantized_view() const& {
-    require(scales.cols() > 0 || x.rows() == 0, "fp8moe::moe::dispatch_result::quantized_view", "scales",
-            "the per-row scales of an FP8 dispatch (this result carries none)");
-    return {x.view(), scales.view(), tile};
+/// The allocating dispatch (host): builds the handle (blocking count exchange), then moves BF16 /
+/// FP32 (any transferable) rows x (T,H), or FP8 rows with their per-row (1 x 128) scales (a
+/// quantized_matrix_view), with ids (T,k) and FP32 weights (T,k); returns a dispatch_result.
+/// dispatch_start returns a pending_dispatch whose wait() returns it.
+template <executor Exec, comm::collective_communicator C, class S>
+auto dispatch_start(Exec const& exec, C& comm, expert_placement const& placement, matrix_view<S> x,
+                    matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_START(D, "dispatch_start");
+  if constexpr (has_dispatch<D>) return D::dispatch_start(exec, comm, placement, x, ids, weights);
+}
+template <executor Exec, comm::collective_communicator C, class FS>
+auto dispatch_start(Exec const& exec, C& comm, expert_placement const& placement,
+                    scaling::quantized_matrix_view<FS> x, matrix_view<std::int32_t const> ids,
+                    matrix_view<float const> weights) {
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_START(D, "dispatch_start");
+  if constexpr (has_dispatch<D>) return D::dispatch_start(exec, comm, placement, x, ids, weights);
+}
+template <executor Exec, comm::collective_communicator C, class S>
+auto dispatch(Exec const& exec, C& comm, expert_placement const& placement, matrix_view<S> x,
+              matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_PATH(D, "dispatch");
+  if constexpr (has_dispatch<D>) {
+    static_assert(D::allocating,
+                  "fp8moe::moe::dispatch: the allocating dispatch is host only; on a "
+                  "cuda_executor call make_dispatch_handle + dispatch_into");
+    return D::dispatch(exec, comm, placement, x, ids, weights);
   }
-  void quantized_view() && = delete;
-  void quantized_view() const&& = delete;
-};
-
-/// The received routing as a single-rank route_result over this rank's E_local experts (ids with
-/// -1 for other ranks' experts, all k weights, counts per local expert), so moe::permute can lay
-/// the received rows out for the grouped GEMM. Copies ids and weights (convenience).
-template <class T>
-route_result local_route(dispatch_result<T> const& d) {
-  route_result r{d.ids, d.weights,
-                 std::vector<std::int32_t>(static_cast<std::size_t>(d.handle.local_experts))};
-  for (int l = 0; l < d.handle.local_experts; ++l)
-    r.counts[static_cast<std::size_t>(l)] =
-        static_cast<std::int32_t>(d.handle.tokens_per_local_expert[static_cast<std::size_t>(l)]);
-  return r;
 }
-
-/// A started allocating dispatch; wait() returns the result.
-template <class Request, class T>
-class pending_dispatch {
- public:
-  pending_dispatch(std::unique_ptr<dispatch_result<T>> r, ep_pending<Request> p)
-      : result_(std::move(r)), pending_(std::move(p)) {}
-  bool test() { return pending_.test(); }
-  dispatch_result<T> wait() {
-    pending_.wait();
-    return std::move(*result_);
+template <executor Exec, comm::collective_communicator C, class FS>
+auto dispatch(Exec const& exec, C& comm, expert_placement const& placement,
+              scaling::quantized_matrix_view<FS> x, matrix_view<std::int32_t const> ids,
+              matrix_view<float const> weights) {
+  using D = expert_parallel_dispatch<executor_t<Exec>>;
+  FP8MOE_EP_REQUIRE_PATH(D, "dispatch");
+  if constexpr (has_dispatch<D>) {
+    static_assert(D::allocating,
+                  "fp8moe::moe::dispatch: the allocating dispatch is host only; on a "
+                  "cuda_executor call make_dispatch_handle + dispatch_into");
+    return D::dispatch(exec, comm, placement, x, ids, weights);
   }
-
- private:
-  std::unique_ptr<dispatch_result<T>> result_;  // stable address while transfers are in flight
-  ep_pending<Request> pending_;
-};
-
-namespace detail {
-template <class C, class S, class T>
-pending_dispatch<typename C::request, T> dispatch_impl(host_executor const& exec, C& comm,
-                                                       expert_placement const& placement, matrix_view<S> x,
-                                                       matrix_view<float const> scales,
-                                                       matrix_view<std::int32_t const> ids,
-                                                       matrix_view<float const> weights,
-                                                       scaling::tile_shape tile = {}) {
-  std::string local;  // argument errors travel with the count exchange, so every rank throws
-  try {
-    check_matrix(x, dispatch_where, "x");
-    check_matrix(weights, dispatch_where, "weights");
-    require(x.rows == ids.rows && weights.rows == ids.rows && weights.cols == ids.cols &&
-                (scales.cols == 0 || scales.rows == ids.rows),
-            dispatch_where, "x / scales / weights", "T rows each and weights shaped like ids (T,k)");
-  } catch (fp8moe::error const& e) {
-    local = e.what();
-  }
-  auto res = std::make_unique<dispatch_result<T>>();
-  res->handle = make_dispatch_handle(exec, comm, placement, ids, local);
-  auto const N = res->handle.num_recv(), k = res->handle.k;
-  res->x = host_matrix<T>(N, x.cols);
-  res->weights = host_matrix<float>(N, k);
-  res->ids = host_matrix<std::int32_t>(N, k);
-  if (scales.cols > 0) res->scales = host_matrix<float>(N, scales.cols);
-  res->tile = tile;
-  auto p = dispatch_forward_impl(exec, comm, res->handle, placement, x, scales, ids, weights, res->x.view(),
-                                 res->scales.view(), res->ids.view(), res->weights.view());
-  return {std::move(res), std::move(p)};
-}
-}  // namespace detail
-
-/// Dispatch BF16 / FP32 (any transferable) rows x (T,H) with ids (T,k) and FP32 weights (T,k).
-/// Collective; builds the handle (blocking count exchange), then starts the payload transfers.
-template <comm::host_communicator C, class S, class T = std::remove_const_t<S>>
-pending_dispatch<typename C::request, T> dispatch_start(host_executor const& exec, C& comm,
-                                                        expert_placement const& placement, matrix_view<S> x,
-                                                        matrix_view<std::int32_t const> ids,
-                                                        matrix_view<float const> weights) {
-  return detail::dispatch_impl<C, S, T>(exec, comm, placement, x, {}, ids, weights);
-}
-
-/// Dispatch FP8 rows with their per-row (1 x 128) scales; the scales travel with the routing words.
-template <comm::host_communicator C, class FS, class F = std::remove_const_t<FS>>
-pending_dispatch<typename C::request, F> dispatch_start(host_executor const& exec, C& comm,
-                                                        expert_placement const& placement,
-                                                        scaling::quantized_matrix_view<FS> x,
-                                                        matrix_view<std::int32_t const> ids,
-                                                        matrix_view<float const> weights) {
-  return detail::dispatch_impl<C, F const, F>(exec, comm, placement, detail::checked_fp8(x).data,
-                                              detail::checked_fp8(x).scales, ids, weights, x.tile);
-}
-
-template <comm::host_communicator C, class S>
-dispatch_result<std::remove_const_t<S>> dispatch(host_executor const& exec, C& comm,
-                                                 expert_placement const& placement, matrix_view<S> x,
-                                                 matrix_view<std::int32_t const> ids,
-                                                 matrix_view<float const> weights) {
-  return detail::dispatch_impl<C, S, std::remove_const_t<S>>(exec, comm, placement, x, {}, ids, weights)
-      .wait();
-}
-template <comm::host_communicator C, class FS>
-dispatch_result<std::remove_const_t<FS>> dispatch(host_executor const& exec, C& comm,
-                                                  expert_placement const& placement,
-                                                  scaling::quantized_matrix_view<FS> x,
-                                                  matrix_view<std::int32_t const> ids,
-                                                  matrix_view<float const> weights) {
-  using F = std::remove_const_t<FS>;
-  return detail::dispatch_impl<C, F const, F>(exec, comm, placement, detail::checked_fp8(x).data,
-                                              detail::checked_fp8(x).scales, ids, weights, x.tile)
-      .wait();
 }
 
 }  // namespace fp8moe::moe
+
+#include "fp8moe/moe/expert_parallel/host/expert_parallel.hpp"  // expert_parallel_dispatch<host_executor>

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // Expert parallelism, the state every op shares: the dispatch handle (DeepEP's: counts, send order,
-// reduction tables), built by one collective count exchange over any host collective communicator;
-// the scratch buffer pool reused across calls; and the pending-operation type the *_start ops return.
-// Host memory. See dispatch.hpp (forward) and combine.hpp (return trip, backward).
+// reduction tables; built by make_dispatch_handle, dispatch.hpp), the scratch buffer pool reused
+// across calls, the pending-operation type the *_start ops return, the caller-owned outputs and the
+// owning result of the dispatch, and the per-executor dispatch struct of the ops. Host memory. See
+// dispatch.hpp (forward) and combine.hpp (return trip, backward).
 #pragma once
 
 #include <algorithm>
@@ -23,6 +24,8 @@
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/moe/expert_parallel/layout.hpp"
+#include "fp8moe/moe/router.hpp"
+#include "fp8moe/scaling/quantized.hpp"
 
 namespace fp8moe::moe {
 
@@ -277,7 +280,7 @@ void transfer_blocks(C& comm, ep_pending<typename C::request>& p, std::span<T co
 }  // namespace detail
 
 namespace detail {
-/// make_dispatch_handle with host-resident ids and the (rows, slots, ok) all-to-all supplied by
+/// The handle from host-resident ids and the (rows, slots, ok) all-to-all supplied by
 /// the caller (the device path stages it through device memory).
 template <class Exchange>
 dispatch_handle build_handle(host_executor const& exec, int R, int me, expert_placement const& placement,
@@ -363,18 +366,71 @@ dispatch_handle build_handle(host_executor const& exec, int R, int me, expert_pl
 }
 }  // namespace detail
 
-/// Builds the handle: the layout of ids (T,k) under `placement`, the send order, and one small
-/// all-to-all of (rows, slots, ok) per rank pair, so every receive size is known before any
-/// payload moves. Argument errors on any rank make every rank throw (nobody waits forever).
-/// Collective over `comm`; placement.ranks() must equal comm.size(). `local` = an argument error the
-/// caller found (shared with the other ranks the same way, then thrown).
-template <comm::host_communicator C>
-dispatch_handle make_dispatch_handle(host_executor const& exec, C& comm, expert_placement const& placement,
-                                     matrix_view<std::int32_t const> ids, std::string local = {}) {
-  return detail::build_handle(exec, comm.size(), comm.rank(), placement, ids, std::move(local),
-                              [&comm](std::span<std::int64_t const> out, std::span<std::int64_t> in) {
-                                comm.alltoall(out, in, comm::size_check::trusted);
-                              });
+/// Per-executor implementations of the expert-parallel ops (core/dispatch.hpp):
+/// expert_parallel_dispatch<host_executor> in host/expert_parallel.hpp (included by dispatch.hpp),
+/// expert_parallel_dispatch<cuda_executor> in cuda/dispatch.cuh (nvcc).
+template <class Exec>
+struct expert_parallel_dispatch;
+
+/// Caller-owned receive buffers of the forward dispatch, each with h.num_recv() rows.
+template <class T>
+struct dispatch_outputs {
+  matrix_view<T> x;               // (N,H)
+  matrix_view<float> scales;      // (N,S) FP8 payloads, else empty
+  matrix_view<std::int32_t> ids;  // (N,k) local expert ids or -1
+  matrix_view<float> weights;     // (N,k)
+};
+
+/// Owning result of the allocating dispatch.
+template <class T>
+struct dispatch_result {
+  dispatch_handle handle;
+  host_matrix<T> x;               // (N,H) received rows, (source rank, source token) order
+  host_matrix<float> scales;      // (N,H/128) per-row scales (FP8 payloads; empty otherwise)
+  host_matrix<float> weights;     // (N,k) FP32 routing weights of all k slots
+  host_matrix<std::int32_t> ids;  // (N,k) local expert ids, -1 for experts on other ranks
+  scaling::tile_shape tile{};     // the scale tile of x (FP8 payloads: the sender's 1 x n)
+
+  /// The received FP8 rows with their scales as one quantized view (x, scales, tile), ready for
+  /// moe::permute / the grouped GEMM; throws fp8moe::error when the payload was not FP8 + scales.
+  /// Not on a temporary result (the view would dangle): keep the result in a variable.
+  scaling::quantized_matrix_view<T const> quantized_view() const& {
+    require(scales.cols() > 0 || x.rows() == 0, "fp8moe::moe::dispatch_result::quantized_view", "scales",
+            "the per-row scales of an FP8 dispatch (this result carries none)");
+    return {x.view(), scales.view(), tile};
+  }
+  void quantized_view() && = delete;
+  void quantized_view() const&& = delete;
+};
+
+/// The received routing as a single-rank route_result over this rank's E_local experts (ids with
+/// -1 for other ranks' experts, all k weights, counts per local expert), so moe::permute can lay
+/// the received rows out for the grouped GEMM. Copies ids and weights (convenience).
+template <class T>
+route_result local_route(dispatch_result<T> const& d) {
+  route_result r{d.ids, d.weights,
+                 std::vector<std::int32_t>(static_cast<std::size_t>(d.handle.local_experts))};
+  for (int l = 0; l < d.handle.local_experts; ++l)
+    r.counts[static_cast<std::size_t>(l)] =
+        static_cast<std::int32_t>(d.handle.tokens_per_local_expert[static_cast<std::size_t>(l)]);
+  return r;
 }
+
+/// A started allocating dispatch; wait() returns the result.
+template <class Request, class T>
+class pending_dispatch {
+ public:
+  pending_dispatch(std::unique_ptr<dispatch_result<T>> r, ep_pending<Request> p)
+      : result_(std::move(r)), pending_(std::move(p)) {}
+  bool test() { return pending_.test(); }
+  dispatch_result<T> wait() {
+    pending_.wait();
+    return std::move(*result_);
+  }
+
+ private:
+  std::unique_ptr<dispatch_result<T>> result_;  // stable address while transfers are in flight
+  ep_pending<Request> pending_;
+};
 
 }  // namespace fp8moe::moe

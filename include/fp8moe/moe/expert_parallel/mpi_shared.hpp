@@ -9,15 +9,25 @@
 // (tested).
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "fp8moe/comm/mpi_shared_buffer.hpp"
+#include "fp8moe/core/dispatch.hpp"
+#include "fp8moe/core/executor.hpp"
 #include "fp8moe/moe/expert_parallel/combine.hpp"
 #include "fp8moe/moe/expert_parallel/dispatch.hpp"
 #include "fp8moe/moe/expert_parallel/handle.hpp"
+
+// The shared-memory ops are host only (node-shared memory is host memory).
+#define FP8MOE_EP_REQUIRE_HOST(Exec, op)                                   \
+  static_assert(std::same_as<executor_t<Exec>, host_executor>,             \
+                "fp8moe::moe::" op                                         \
+                " (shared memory): host only; on a cuda_executor use the " \
+                "message-passing op over a device communicator (moe/expert_parallel/cuda/dispatch.cuh)")
 
 namespace fp8moe::moe {
 
@@ -88,11 +98,12 @@ inline std::string check_handle_vs_buffer(dispatch_handle const& h, comm::mpi_sh
 /// source rank, source token ascending), h.recv_src_token and h.tokens_per_local_expert, exactly
 /// as dispatch_into does. Collective over the buffer's ranks (two fences); on return every rank's
 /// inputs may be overwritten.
-template <class T>
-void dispatch_into(host_executor const& exec, dispatch_handle& h, expert_placement const& placement,
+template <executor Exec, class T>
+void dispatch_into(Exec const& exec, dispatch_handle& h, expert_placement const& placement,
                    comm::shared_matrix<T> const& x, comm::shared_matrix<float> const* scales,
                    comm::shared_matrix<std::int32_t> const& ids, comm::shared_matrix<float> const& weights,
                    dispatch_outputs<T> out) {
+  FP8MOE_EP_REQUIRE_HOST(Exec, "dispatch_into");
   auto const& buf = x.buffer();
   int const R = h.ranks, me = h.rank;
   std::int64_t const N = h.num_recv(), k = h.k, H = x.cols(), Sc = scales ? scales->cols() : 0;
@@ -172,9 +183,10 @@ void dispatch_into(host_executor const& exec, dispatch_handle& h, expert_placeme
 /// The cached dispatch through shared memory (also combine's backward): recv (N,C) row i = the
 /// shared x (T,C) row recv_src_token[i] of rank recv_src_rank[i]. Needs a forward dispatch on this
 /// handle first (it fills recv_src_token). Collective (two fences).
-template <class T>
-void dispatch_rows(host_executor const& exec, dispatch_handle const& h, comm::shared_matrix<T> const& x,
+template <executor Exec, class T>
+void dispatch_rows(Exec const& exec, dispatch_handle const& h, comm::shared_matrix<T> const& x,
                    matrix_view<T> recv) {
+  FP8MOE_EP_REQUIRE_HOST(Exec, "dispatch_rows");
   auto const& buf = x.buffer();
   std::int64_t const N = h.num_recv(), C = x.cols();
   std::string err = detail::check_handle_vs_buffer(h, buf);
@@ -210,9 +222,10 @@ void dispatch_rows(host_executor const& exec, dispatch_handle const& h, comm::sh
 /// of the rank's memory — the same reduction (detail::combine_tokens) and so the same bits as
 /// moe::combine over a communicator. Out float or bfloat16_t. Collective (one small all-to-all of
 /// block offsets, two fences).
-template <class Y, class Out>
-void combine(host_executor const& exec, dispatch_handle const& h, comm::shared_matrix<Y> const& partial,
+template <executor Exec, class Y, class Out>
+void combine(Exec const& exec, dispatch_handle const& h, comm::shared_matrix<Y> const& partial,
              matrix_view<Out> out) {
+  FP8MOE_EP_REQUIRE_HOST(Exec, "combine");
   auto const& buf = partial.buffer();
   int const R = h.ranks, me = h.rank;
   std::int64_t const C = partial.cols();
@@ -245,10 +258,11 @@ void combine(host_executor const& exec, dispatch_handle const& h, comm::shared_m
 /// the same bits as combine_slots over a communicator, and so as the single-rank moe::combine.
 /// weights (T,k) this rank's, or empty for an unweighted sum. Collective (one small all-to-all,
 /// two fences).
-template <class Y, class Out>
-void combine_slots(host_executor const& exec, dispatch_handle const& h,
+template <executor Exec, class Y, class Out>
+void combine_slots(Exec const& exec, dispatch_handle const& h,
                    comm::shared_matrix<std::int32_t> const& slot_rows, comm::shared_matrix<Y> const& y,
                    matrix_view<float const> weights, matrix_view<Out> out) {
+  FP8MOE_EP_REQUIRE_HOST(Exec, "combine_slots");
   auto const& buf = y.buffer();
   int const R = h.ranks, me = h.rank;
   std::int64_t const C = y.cols(), k = h.k, T = h.tokens;

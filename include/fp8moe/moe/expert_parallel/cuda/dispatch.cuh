@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Expert-parallel dispatch / combine over a comm::device_communicator (nccl_communicator): the same
-// handle, orders and results as the host path in moe/expert_parallel/, with device gather / pack /
-// unpack kernels and the device moe::combine. Everything after the handle is stream-ordered on
-// exec.stream, which must be the communicator's stream; building the handle synchronizes it.
+// Expert-parallel dispatch / combine over a comm::device_communicator (nccl_communicator):
+// expert_parallel_dispatch<cuda_executor>, the device path of the entry points of
+// moe/expert_parallel/{dispatch,combine}.hpp. The same handle, orders and results as the host path,
+// with device gather / pack / unpack kernels and the device moe::combine. Everything after the
+// handle is stream-ordered on exec.stream, which must be the communicator's stream; building the
+// handle synchronizes it.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -141,245 +143,235 @@ class device_dispatch_handle {
   std::vector<device_buffer<std::int32_t>> tables_;
 };
 
-/// Builds the handle from device ids (T,k) (row-major): copies them to the host, computes the
-/// layout there and exchanges the counts through the device communicator (synchronizes the stream).
-template <comm::device_communicator C>
-device_dispatch_handle make_dispatch_handle(cuda_executor const& exec, C& comm,
-                                            expert_placement const& placement,
-                                            matrix_view<std::int32_t const> ids) {
-  constexpr char const* where = "fp8moe::moe::make_dispatch_handle";
-  // argument errors go into the count exchange (build_handle's `local`), so every rank throws
-  // together instead of the others waiting in NCCL for a rank that already threw
-  std::string local;
-  if (exec.stream != comm.stream())
-    local = detail::concat(where, ": exec.stream must be the communicator's stream");
-  else if (!(ids.col_stride == 1 && (ids.rows <= 1 || ids.row_stride == ids.cols)))
-    local = detail::concat(where, ": ids must be row-major contiguous device ids (T,k)");
-  cudaStream_t const cs = comm.stream();
-  std::vector<std::int32_t> hid(local.empty() ? static_cast<std::size_t>(ids.rows * ids.cols) : 0);
-  if (!hid.empty())
-    FP8MOE_CUDA_CHECK(cudaMemcpyAsync(hid.data(), ids.data, hid.size() * 4, cudaMemcpyDeviceToHost, cs));
-  FP8MOE_CUDA_CHECK(cudaStreamSynchronize(cs));
-  int const R = comm.size();
-  device_buffer<std::int64_t> dbuf(static_cast<std::size_t>(6 * R), cuda_executor{cs});
-  auto exchange = [&](std::span<std::int64_t const> out, std::span<std::int64_t> in) {
-    auto* d_out = dbuf.data();
-    auto* d_in = d_out + 3 * R;
-    FP8MOE_CUDA_CHECK(cudaMemcpyAsync(d_out, out.data(), out.size_bytes(), cudaMemcpyHostToDevice, cs));
-    comm.alltoall(std::span<std::int64_t const>(d_out, out.size()), std::span<std::int64_t>(d_in, in.size()),
-                  comm::size_check::trusted);
-    FP8MOE_CUDA_CHECK(cudaMemcpyAsync(in.data(), d_in, in.size_bytes(), cudaMemcpyDeviceToHost, cs));
+/// expert_parallel_dispatch<cuda_executor>: the device path of the expert-parallel entry points
+/// (dispatch.hpp, combine.hpp) over a comm::device_communicator. Every op is stream-ordered on
+/// exec.stream (no *_start forms); the dispatch writes into caller-owned device buffers (no
+/// allocating dispatch). The backwards are the entry points' compositions of these ops.
+template <>
+struct expert_parallel_dispatch<cuda_executor> {
+  static constexpr bool asynchronous = false;
+  static constexpr bool allocating = false;
+
+  /// Builds the handle from device ids (T,k) (row-major): copies them to the host, computes the
+  /// layout there and exchanges the counts through the device communicator (synchronizes the stream).
+  template <comm::device_communicator C>
+  static device_dispatch_handle make_dispatch_handle(cuda_executor const& exec, C& comm,
+                                                     expert_placement const& placement,
+                                                     matrix_view<std::int32_t const> ids) {
+    constexpr char const* where = "fp8moe::moe::make_dispatch_handle";
+    // argument errors go into the count exchange (build_handle's `local`), so every rank throws
+    // together instead of the others waiting in NCCL for a rank that already threw
+    std::string local;
+    if (exec.stream != comm.stream())
+      local = detail::concat(where, ": exec.stream must be the communicator's stream");
+    else if (!(ids.col_stride == 1 && (ids.rows <= 1 || ids.row_stride == ids.cols)))
+      local = detail::concat(where, ": ids must be row-major contiguous device ids (T,k)");
+    cudaStream_t const cs = comm.stream();
+    std::vector<std::int32_t> hid(local.empty() ? static_cast<std::size_t>(ids.rows * ids.cols) : 0);
+    if (!hid.empty())
+      FP8MOE_CUDA_CHECK(cudaMemcpyAsync(hid.data(), ids.data, hid.size() * 4, cudaMemcpyDeviceToHost, cs));
     FP8MOE_CUDA_CHECK(cudaStreamSynchronize(cs));
-  };
-  device_dispatch_handle d;
-  d.host = detail::build_handle(
-      host_executor{1}, R, comm.rank(), placement,
-      make_matrix(static_cast<std::int32_t const*>(hid.data()), local.empty() ? ids.rows : 0, ids.cols),
-      local, exchange);
-  auto const& h = d.host;
-  std::vector<std::int32_t> dest;
-  for (int r = 0; r < h.ranks; ++r) dest.insert(dest.end(), static_cast<std::size_t>(h.send_tokens[r]), r);
-  std::vector<std::int32_t> rank_of(static_cast<std::size_t>(placement.experts())),
-      local_of(static_cast<std::size_t>(placement.experts()));
-  for (int e = 0; e < placement.experts(); ++e) {
-    rank_of[static_cast<std::size_t>(e)] = placement.rank_of(e);
-    local_of[static_cast<std::size_t>(e)] = placement.local_of(e);
+    int const R = comm.size();
+    device_buffer<std::int64_t> dbuf(static_cast<std::size_t>(6 * R), cuda_executor{cs});
+    auto exchange = [&](std::span<std::int64_t const> out, std::span<std::int64_t> in) {
+      auto* d_out = dbuf.data();
+      auto* d_in = d_out + 3 * R;
+      FP8MOE_CUDA_CHECK(cudaMemcpyAsync(d_out, out.data(), out.size_bytes(), cudaMemcpyHostToDevice, cs));
+      comm.alltoall(std::span<std::int64_t const>(d_out, out.size()),
+                    std::span<std::int64_t>(d_in, in.size()), comm::size_check::trusted);
+      FP8MOE_CUDA_CHECK(cudaMemcpyAsync(in.data(), d_in, in.size_bytes(), cudaMemcpyDeviceToHost, cs));
+      FP8MOE_CUDA_CHECK(cudaStreamSynchronize(cs));
+    };
+    device_dispatch_handle d;
+    d.host = detail::build_handle(
+        host_executor{1}, R, comm.rank(), placement,
+        make_matrix(static_cast<std::int32_t const*>(hid.data()), local.empty() ? ids.rows : 0, ids.cols),
+        local, exchange);
+    auto const& h = d.host;
+    std::vector<std::int32_t> dest;
+    for (int r = 0; r < h.ranks; ++r) dest.insert(dest.end(), static_cast<std::size_t>(h.send_tokens[r]), r);
+    std::vector<std::int32_t> rank_of(static_cast<std::size_t>(placement.experts())),
+        local_of(static_cast<std::size_t>(placement.experts()));
+    for (int e = 0; e < placement.experts(); ++e) {
+      rank_of[static_cast<std::size_t>(e)] = placement.rank_of(e);
+      local_of[static_cast<std::size_t>(e)] = placement.local_of(e);
+    }
+    std::vector<std::vector<std::int32_t>> keep;  // host sources, alive until the stream is synchronized
+    keep.reserve(7);
+    cudaStream_t const st = exec.stream;
+    d.send_token = d.own(cuda_detail::upload(h.send_token, st, keep));
+    d.send_dest = d.own(cuda_detail::upload(dest, st, keep));
+    d.token_rank_row = d.own(cuda_detail::upload(h.token_rank_row, st, keep));
+    d.slot_row = d.own(cuda_detail::upload(h.slot_row, st, keep));
+    d.rank_of = d.own(cuda_detail::upload(rank_of, st, keep));
+    d.local_of = d.own(cuda_detail::upload(local_of, st, keep));
+    d.recv_src_token = d.own(
+        cuda_detail::upload(std::vector<std::int32_t>(static_cast<std::size_t>(h.num_recv()), -1), st, keep));
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(st));  // the tables are in place before any stream uses them
+    return d;
   }
-  std::vector<std::vector<std::int32_t>> keep;  // host sources, alive until the stream is synchronized
-  keep.reserve(7);
-  cudaStream_t const st = exec.stream;
-  d.send_token = d.own(cuda_detail::upload(h.send_token, st, keep));
-  d.send_dest = d.own(cuda_detail::upload(dest, st, keep));
-  d.token_rank_row = d.own(cuda_detail::upload(h.token_rank_row, st, keep));
-  d.slot_row = d.own(cuda_detail::upload(h.slot_row, st, keep));
-  d.rank_of = d.own(cuda_detail::upload(rank_of, st, keep));
-  d.local_of = d.own(cuda_detail::upload(local_of, st, keep));
-  d.recv_src_token = d.own(
-      cuda_detail::upload(std::vector<std::int32_t>(static_cast<std::size_t>(h.num_recv()), -1), st, keep));
-  FP8MOE_CUDA_CHECK(cudaStreamSynchronize(st));  // the tables are in place before any stream uses them
-  return d;
-}
 
-/// The cached dispatch on the device: recv (N,C) row i = x (T,C) row of its source token. Rows this
-/// rank keeps are gathered straight into recv; the others are packed and sent. Unit column strides.
-template <comm::device_communicator C, class S, class T>
-requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
-void dispatch_rows(cuda_executor const& exec, C& comm, device_dispatch_handle const& d, matrix_view<S> x,
-                   matrix_view<T> recv) {
-  constexpr char const* where = "fp8moe::moe::dispatch_rows";
-  auto const& h = d.host;
-  require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
-  require(x.rows == h.tokens && x.col_stride == 1, where, "x", "(T,C) device rows with unit column stride");
-  check_shape(recv, h.num_recv(), x.cols, where, "recv");
-  require(recv.col_stride == 1 && (recv.rows <= 1 || recv.row_stride == recv.cols), where, "recv",
-          "packed row-major device rows");
-  std::int64_t const Cn = x.cols, S_ = h.num_send(), N = h.num_recv();
-  auto const e = detail::plan_rows_exchange(h, Cn);
-  std::int64_t const packed = e.packed, self_src = e.self_src, self_dst = e.self_dst, n_self = e.n_self;
-  std::int64_t const rb = Cn * static_cast<std::int64_t>(sizeof(T));
-  device_buffer<std::byte> send(static_cast<std::size_t>(packed * rb), exec);
-  auto const* src = reinterpret_cast<std::byte const*>(x.data);
-  std::int64_t const src_stride = x.row_stride * static_cast<std::int64_t>(sizeof(T));
-  auto launch = [&](std::int64_t first, std::int64_t n, std::byte* dst) {
-    if (n <= 0 || rb == 0) return;
-    cuda_detail::gather_rows_kernel<<<static_cast<unsigned>(n), 128, 0, exec.stream>>>(
-        src, src_stride, rb, d.send_token + first, dst, rb);
-    FP8MOE_CUDA_CHECK_LAUNCH();
-  };
-  launch(0, self_src, send.data());
-  launch(self_src + n_self, S_ - self_src - n_self, send.data() + self_src * rb);
-  launch(self_src, n_self, reinterpret_cast<std::byte*>(recv.data) + self_dst * rb);
-  comm.alltoallv(
-      std::span<T const>(reinterpret_cast<T const*>(send.data()), static_cast<std::size_t>(packed * Cn)),
-      comm::blocks{std::span<std::int64_t const>(e.sc), std::span<std::int64_t const>(e.sd)},
-      std::span<T>(recv.data, static_cast<std::size_t>(N * Cn)),
-      comm::blocks{std::span<std::int64_t const>(e.rc), std::span<std::int64_t const>(e.rd)},
-      comm::size_check::trusted);
-}
-
-/// Forward dispatch on the device into caller-owned device buffers (see the host dispatch_into).
-/// d.recv_src_token receives the source token of every received row. The host-side
-/// d.host.tokens_per_local_expert is not filled here (the device permute plan counts its experts).
-template <comm::device_communicator C, class S, class T>
-requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
-void dispatch_into(cuda_executor const& exec, C& comm, device_dispatch_handle& d,
-                   expert_placement const& placement, matrix_view<S> x, matrix_view<float const> scales,
-                   matrix_view<std::int32_t const> ids, matrix_view<float const> weights,
-                   dispatch_outputs<T> out) {
-  constexpr char const* where = "fp8moe::moe::dispatch";
-  auto const& h = d.host;
-  check_shape(ids, h.tokens, h.k, where, "ids");
-  check_shape(weights, h.tokens, h.k, where, "weights");
-  check_shape(out.ids, h.num_recv(), h.k, where, "recv_ids");
-  check_shape(out.weights, h.num_recv(), h.k, where, "recv_weights");
-  std::int64_t const Sc = scales.cols, k = h.k, W = 2 * k + 1 + Sc, S_ = h.num_send(), N = h.num_recv();
-  if (Sc > 0) {
-    require(scales.rows == h.tokens, where, "scales", std::to_string(h.tokens) + " rows");
-    check_shape(out.scales, N, Sc, where, "recv_scales");
+  /// The cached dispatch on the device: recv (N,C) row i = x (T,C) row of its source token. Rows this
+  /// rank keeps are gathered straight into recv; the others are packed and sent. Unit column strides.
+  template <comm::device_communicator C, class S, class T>
+  requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
+  static void dispatch_rows(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
+                            matrix_view<S> x, matrix_view<T> recv) {
+    constexpr char const* where = "fp8moe::moe::dispatch_rows";
+    auto const& h = d.host;
+    require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
+    require(x.rows == h.tokens && x.col_stride == 1, where, "x", "(T,C) device rows with unit column stride");
+    check_shape(recv, h.num_recv(), x.cols, where, "recv");
+    require(recv.col_stride == 1 && (recv.rows <= 1 || recv.row_stride == recv.cols), where, "recv",
+            "packed row-major device rows");
+    std::int64_t const Cn = x.cols, S_ = h.num_send(), N = h.num_recv();
+    auto const e = detail::plan_rows_exchange(h, Cn);
+    std::int64_t const packed = e.packed, self_src = e.self_src, self_dst = e.self_dst, n_self = e.n_self;
+    std::int64_t const rb = Cn * static_cast<std::int64_t>(sizeof(T));
+    device_buffer<std::byte> send(static_cast<std::size_t>(packed * rb), exec);
+    auto const* src = reinterpret_cast<std::byte const*>(x.data);
+    std::int64_t const src_stride = x.row_stride * static_cast<std::int64_t>(sizeof(T));
+    auto launch = [&](std::int64_t first, std::int64_t n, std::byte* dst) {
+      if (n <= 0 || rb == 0) return;
+      cuda_detail::gather_rows_kernel<<<static_cast<unsigned>(n), 128, 0, exec.stream>>>(
+          src, src_stride, rb, d.send_token + first, dst, rb);
+      FP8MOE_CUDA_CHECK_LAUNCH();
+    };
+    launch(0, self_src, send.data());
+    launch(self_src + n_self, S_ - self_src - n_self, send.data() + self_src * rb);
+    launch(self_src, n_self, reinterpret_cast<std::byte*>(recv.data) + self_dst * rb);
+    comm.alltoallv(
+        std::span<T const>(reinterpret_cast<T const*>(send.data()), static_cast<std::size_t>(packed * Cn)),
+        comm::blocks{std::span<std::int64_t const>(e.sc), std::span<std::int64_t const>(e.sd)},
+        std::span<T>(recv.data, static_cast<std::size_t>(N * Cn)),
+        comm::blocks{std::span<std::int64_t const>(e.rc), std::span<std::int64_t const>(e.rd)},
+        comm::size_check::trusted);
   }
-  require(placement.ranks() == h.ranks, where, "placement", "the placement of the handle");
-  dispatch_rows(exec, comm, d, x, out.x);
-  device_buffer<std::uint32_t> sw(static_cast<std::size_t>(S_ * W), exec),
-      rw(static_cast<std::size_t>(N * W), exec);
-  if (S_ > 0) {
-    cuda_detail::pack_meta_kernel<<<static_cast<unsigned>((S_ + 127) / 128), 128, 0, exec.stream>>>(
-        d.send_token, d.send_dest, d.rank_of, d.local_of, ids, weights, scales, S_, sw.data());
-    FP8MOE_CUDA_CHECK_LAUNCH();
-  }
-  auto const sc = detail::scaled(h.send_tokens, W), rc = detail::scaled(h.recv_tokens, W);
-  comm.alltoallv(std::span<std::uint32_t const>(sw.data(), static_cast<std::size_t>(S_ * W)),
-                 std::span<std::int64_t const>(sc),
-                 std::span<std::uint32_t>(rw.data(), static_cast<std::size_t>(N * W)),
-                 std::span<std::int64_t const>(rc), comm::size_check::trusted);
-  if (N > 0) {
-    cuda_detail::unpack_meta_kernel<<<static_cast<unsigned>((N + 127) / 128), 128, 0, exec.stream>>>(
-        rw.data(), N, k, Sc, out.ids, out.weights, out.scales, d.recv_src_token);
-    FP8MOE_CUDA_CHECK_LAUNCH();
-  }
-}
 
-/// Combine on the device: partial (N,C) rows back to their sources, summed over ranks ascending in
-/// FP32 by the device moe::combine (same order and bits as the host combine).
-template <comm::device_communicator C, class Y, class Out>
-void combine(cuda_executor const& exec, C& comm, device_dispatch_handle const& d, matrix_view<Y> partial,
-             matrix_view<Out> out) {
-  using YT = std::remove_const_t<Y>;
-  constexpr char const* where = "fp8moe::moe::combine";
-  auto const& h = d.host;
-  require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
-  require(partial.rows == h.num_recv() && partial.col_stride == 1 &&
-              (partial.rows <= 1 || partial.row_stride == partial.cols),
-          where, "partial", "packed row-major device rows (N,C)");
-  check_shape(out, h.tokens, partial.cols, where, "out");
-  std::int64_t const Cn = partial.cols, S_ = h.num_send(), N = h.num_recv();
-  device_buffer<YT> rows(static_cast<std::size_t>(S_ * Cn), exec);
-  auto const sc = detail::scaled(h.recv_tokens, Cn), rc = detail::scaled(h.send_tokens, Cn);
-  comm.alltoallv(std::span<YT const>(partial.data, static_cast<std::size_t>(N * Cn)),
-                 std::span<std::int64_t const>(sc),
-                 std::span<YT>(rows.data(), static_cast<std::size_t>(S_ * Cn)),
-                 std::span<std::int64_t const>(rc), comm::size_check::trusted);
-  combine(exec, detail::table_plan(h.tokens, h.ranks, S_, d.token_rank_row),
-          make_matrix(static_cast<YT const*>(rows.data()), S_, Cn), matrix_view<float const>{}, out);
-}
-
-/// Slot-exact combine on the device (see the host combine_slots): every (received row, local
-/// slot) output y(local_plan.slot_row[i,j]) (M,C) goes back to its source, where the device
-/// moe::combine sums weights(t,j) * y_tj in slot order. local_plan.slot_row is read on the device;
-/// its routed-slot counts are trusted to match the dispatched ids (no host copy).
-template <comm::device_communicator C, class Y, class Out>
-void combine_slots(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
-                   permute_plan const& local_plan, matrix_view<Y> y, matrix_view<float const> weights,
-                   matrix_view<Out> out) {
-  using YT = std::remove_const_t<Y>;
-  constexpr char const* where = "fp8moe::moe::combine_slots";
-  auto const& h = d.host;
-  require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
-  require(local_plan.tokens == h.num_recv() && local_plan.k == h.k &&
-              (local_plan.slot_row != nullptr || local_plan.tokens == 0),
-          where, "local_plan", "a device permute plan of the received rows (N x k)");
-  require(y.rows == local_plan.rows && y.col_stride == 1, where, "y",
-          "(plan rows, C) with unit column stride");
-  require(weights.rows == 0 || (weights.rows == h.tokens && weights.cols == h.k), where, "weights",
-          "empty or (T,k)");
-  check_shape(out, h.tokens, y.cols, where, "out");
-  std::int64_t const Cn = y.cols, N = h.num_recv(), k = h.k;
-  std::int64_t Sl = 0, Rl = 0;
-  for (auto v : h.recv_slots) Sl += v;
-  for (auto v : h.send_slots) Rl += v;
-  std::int64_t const rb = Cn * static_cast<std::int64_t>(sizeof(YT));
-  device_buffer<YT> send(static_cast<std::size_t>(Sl * Cn), exec),
-      rows(static_cast<std::size_t>(Rl * Cn), exec);
-  if (N > 0 && Sl > 0) {
-    std::size_t temp = 0;
-    FP8MOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, temp, static_cast<std::int32_t const*>(nullptr),
-                                                    static_cast<std::int32_t*>(nullptr), static_cast<int>(N),
-                                                    exec.stream));
-    device_buffer<std::int32_t> count(static_cast<std::size_t>(N), exec),
-        offset(static_cast<std::size_t>(N), exec), order(static_cast<std::size_t>(Sl), exec);
-    device_buffer<std::byte> scratch(temp, exec);
-    unsigned const blocks = static_cast<unsigned>((N + 127) / 128);
-    cuda_detail::count_slots_kernel<<<blocks, 128, 0, exec.stream>>>(local_plan.slot_row, N, k, count.data());
-    FP8MOE_CUDA_CHECK_LAUNCH();
-    FP8MOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scratch.data(), temp, count.data(), offset.data(),
-                                                    static_cast<int>(N), exec.stream));
-    cuda_detail::slot_order_kernel<<<blocks, 128, 0, exec.stream>>>(local_plan.slot_row, N, k, offset.data(),
-                                                                    order.data());
-    FP8MOE_CUDA_CHECK_LAUNCH();
-    if (rb > 0) {
-      cuda_detail::gather_rows_kernel<<<static_cast<unsigned>(Sl), 128, 0, exec.stream>>>(
-          reinterpret_cast<std::byte const*>(y.data), y.row_stride * static_cast<std::int64_t>(sizeof(YT)),
-          rb, order.data(), reinterpret_cast<std::byte*>(send.data()), rb);
+  /// Forward dispatch on the device into caller-owned device buffers (see the host dispatch_into).
+  /// d.recv_src_token receives the source token of every received row. The host-side
+  /// d.host.tokens_per_local_expert is not filled here (the device permute plan counts its experts).
+  template <comm::device_communicator C, class S, class T>
+  requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
+  static void dispatch_into(cuda_executor const& exec, C& comm, device_dispatch_handle& d,
+                            expert_placement const& placement, matrix_view<S> x,
+                            matrix_view<float const> scales, matrix_view<std::int32_t const> ids,
+                            matrix_view<float const> weights, dispatch_outputs<T> out) {
+    constexpr char const* where = "fp8moe::moe::dispatch";
+    auto const& h = d.host;
+    check_shape(ids, h.tokens, h.k, where, "ids");
+    check_shape(weights, h.tokens, h.k, where, "weights");
+    check_shape(out.ids, h.num_recv(), h.k, where, "recv_ids");
+    check_shape(out.weights, h.num_recv(), h.k, where, "recv_weights");
+    std::int64_t const Sc = scales.cols, k = h.k, W = 2 * k + 1 + Sc, S_ = h.num_send(), N = h.num_recv();
+    if (Sc > 0) {
+      require(scales.rows == h.tokens, where, "scales", std::to_string(h.tokens) + " rows");
+      check_shape(out.scales, N, Sc, where, "recv_scales");
+    }
+    require(placement.ranks() == h.ranks, where, "placement", "the placement of the handle");
+    dispatch_rows(exec, comm, d, x, out.x);
+    device_buffer<std::uint32_t> sw(static_cast<std::size_t>(S_ * W), exec),
+        rw(static_cast<std::size_t>(N * W), exec);
+    if (S_ > 0) {
+      cuda_detail::pack_meta_kernel<<<static_cast<unsigned>((S_ + 127) / 128), 128, 0, exec.stream>>>(
+          d.send_token, d.send_dest, d.rank_of, d.local_of, ids, weights, scales, S_, sw.data());
+      FP8MOE_CUDA_CHECK_LAUNCH();
+    }
+    auto const sc = detail::scaled(h.send_tokens, W), rc = detail::scaled(h.recv_tokens, W);
+    comm.alltoallv(std::span<std::uint32_t const>(sw.data(), static_cast<std::size_t>(S_ * W)),
+                   std::span<std::int64_t const>(sc),
+                   std::span<std::uint32_t>(rw.data(), static_cast<std::size_t>(N * W)),
+                   std::span<std::int64_t const>(rc), comm::size_check::trusted);
+    if (N > 0) {
+      cuda_detail::unpack_meta_kernel<<<static_cast<unsigned>((N + 127) / 128), 128, 0, exec.stream>>>(
+          rw.data(), N, k, Sc, out.ids, out.weights, out.scales, d.recv_src_token);
       FP8MOE_CUDA_CHECK_LAUNCH();
     }
   }
-  auto const sc = detail::scaled(h.recv_slots, Cn), rc = detail::scaled(h.send_slots, Cn);
-  comm.alltoallv(std::span<YT const>(send.data(), static_cast<std::size_t>(Sl * Cn)),
-                 std::span<std::int64_t const>(sc),
-                 std::span<YT>(rows.data(), static_cast<std::size_t>(Rl * Cn)),
-                 std::span<std::int64_t const>(rc), comm::size_check::trusted);
-  combine(exec, detail::table_plan(h.tokens, h.k, Rl, d.slot_row),
-          make_matrix(static_cast<YT const*>(rows.data()), Rl, Cn), weights, out);
-}
 
-/// dispatch's backward on the device: dx (T,H) = sum over ranks of d_recv_x (N,H), ranks ascending.
-template <comm::device_communicator C, class G, class DX>
-void dispatch_backward(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
-                       matrix_view<G> d_recv_x, matrix_view<DX> dx) {
-  combine(exec, comm, d, d_recv_x, dx);
-}
+  /// Combine on the device: partial (N,C) rows back to their sources, summed over ranks ascending in
+  /// FP32 by the device moe::combine (same order and bits as the host combine).
+  template <comm::device_communicator C, class Y, class Out>
+  static void combine(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
+                      matrix_view<Y> partial, matrix_view<Out> out) {
+    using YT = std::remove_const_t<Y>;
+    constexpr char const* where = "fp8moe::moe::combine";
+    auto const& h = d.host;
+    require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
+    require(partial.rows == h.num_recv() && partial.col_stride == 1 &&
+                (partial.rows <= 1 || partial.row_stride == partial.cols),
+            where, "partial", "packed row-major device rows (N,C)");
+    check_shape(out, h.tokens, partial.cols, where, "out");
+    std::int64_t const Cn = partial.cols, S_ = h.num_send(), N = h.num_recv();
+    device_buffer<YT> rows(static_cast<std::size_t>(S_ * Cn), exec);
+    auto const sc = detail::scaled(h.recv_tokens, Cn), rc = detail::scaled(h.send_tokens, Cn);
+    comm.alltoallv(std::span<YT const>(partial.data, static_cast<std::size_t>(N * Cn)),
+                   std::span<std::int64_t const>(sc),
+                   std::span<YT>(rows.data(), static_cast<std::size_t>(S_ * Cn)),
+                   std::span<std::int64_t const>(rc), comm::size_check::trusted);
+    moe::combine(exec, detail::table_plan(h.tokens, h.ranks, S_, d.token_rank_row),
+                 make_matrix(static_cast<YT const*>(rows.data()), S_, Cn), matrix_view<float const>{}, out);
+  }
 
-/// Slot-exact backward of dispatch on the device (bit-identical to moe::permute_backward).
-template <comm::device_communicator C, class G, class DX>
-void dispatch_backward_slots(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
-                             permute_plan const& local_plan, matrix_view<G> d_permuted, matrix_view<DX> dx) {
-  combine_slots(exec, comm, d, local_plan, d_permuted, matrix_view<float const>{}, dx);
-}
-
-/// Backward on the device: dispatch's backward is combine, combine's backward is dispatch_rows.
-template <comm::device_communicator C, class G, class D>
-void combine_backward(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
-                      matrix_view<G> dout, matrix_view<D> d_partial) {
-  dispatch_rows(exec, comm, d, dout, d_partial);
-}
+  /// Slot-exact combine on the device (see the host combine_slots): every (received row, local
+  /// slot) output y(local_plan.slot_row[i,j]) (M,C) goes back to its source, where the device
+  /// moe::combine sums weights(t,j) * y_tj in slot order. local_plan.slot_row is read on the device;
+  /// its routed-slot counts are trusted to match the dispatched ids (no host copy).
+  template <comm::device_communicator C, class Y, class Out>
+  static void combine_slots(cuda_executor const& exec, C& comm, device_dispatch_handle const& d,
+                            permute_plan const& local_plan, matrix_view<Y> y,
+                            matrix_view<float const> weights, matrix_view<Out> out) {
+    using YT = std::remove_const_t<Y>;
+    constexpr char const* where = "fp8moe::moe::combine_slots";
+    auto const& h = d.host;
+    require(exec.stream == comm.stream(), where, "exec.stream", "the communicator's stream");
+    require(local_plan.tokens == h.num_recv() && local_plan.k == h.k &&
+                (local_plan.slot_row != nullptr || local_plan.tokens == 0),
+            where, "local_plan", "a device permute plan of the received rows (N x k)");
+    require(y.rows == local_plan.rows && y.col_stride == 1, where, "y",
+            "(plan rows, C) with unit column stride");
+    require(weights.rows == 0 || (weights.rows == h.tokens && weights.cols == h.k), where, "weights",
+            "empty or (T,k)");
+    check_shape(out, h.tokens, y.cols, where, "out");
+    std::int64_t const Cn = y.cols, N = h.num_recv(), k = h.k;
+    std::int64_t Sl = 0, Rl = 0;
+    for (auto v : h.recv_slots) Sl += v;
+    for (auto v : h.send_slots) Rl += v;
+    std::int64_t const rb = Cn * static_cast<std::int64_t>(sizeof(YT));
+    device_buffer<YT> send(static_cast<std::size_t>(Sl * Cn), exec),
+        rows(static_cast<std::size_t>(Rl * Cn), exec);
+    if (N > 0 && Sl > 0) {
+      std::size_t temp = 0;
+      FP8MOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(
+          nullptr, temp, static_cast<std::int32_t const*>(nullptr), static_cast<std::int32_t*>(nullptr),
+          static_cast<int>(N), exec.stream));
+      device_buffer<std::int32_t> count(static_cast<std::size_t>(N), exec),
+          offset(static_cast<std::size_t>(N), exec), order(static_cast<std::size_t>(Sl), exec);
+      device_buffer<std::byte> scratch(temp, exec);
+      unsigned const blocks = static_cast<unsigned>((N + 127) / 128);
+      cuda_detail::count_slots_kernel<<<blocks, 128, 0, exec.stream>>>(local_plan.slot_row, N, k,
+                                                                       count.data());
+      FP8MOE_CUDA_CHECK_LAUNCH();
+      FP8MOE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(scratch.data(), temp, count.data(), offset.data(),
+                                                      static_cast<int>(N), exec.stream));
+      cuda_detail::slot_order_kernel<<<blocks, 128, 0, exec.stream>>>(local_plan.slot_row, N, k,
+                                                                      offset.data(), order.data());
+      FP8MOE_CUDA_CHECK_LAUNCH();
+      if (rb > 0) {
+        cuda_detail::gather_rows_kernel<<<static_cast<unsigned>(Sl), 128, 0, exec.stream>>>(
+            reinterpret_cast<std::byte const*>(y.data), y.row_stride * static_cast<std::int64_t>(sizeof(YT)),
+            rb, order.data(), reinterpret_cast<std::byte*>(send.data()), rb);
+        FP8MOE_CUDA_CHECK_LAUNCH();
+      }
+    }
+    auto const sc = detail::scaled(h.recv_slots, Cn), rc = detail::scaled(h.send_slots, Cn);
+    comm.alltoallv(std::span<YT const>(send.data(), static_cast<std::size_t>(Sl * Cn)),
+                   std::span<std::int64_t const>(sc),
+                   std::span<YT>(rows.data(), static_cast<std::size_t>(Rl * Cn)),
+                   std::span<std::int64_t const>(rc), comm::size_check::trusted);
+    moe::combine(exec, detail::table_plan(h.tokens, h.k, Rl, d.slot_row),
+                 make_matrix(static_cast<YT const*>(rows.data()), Rl, Cn), weights, out);
+  }
+};
 
 }  // namespace fp8moe::moe
