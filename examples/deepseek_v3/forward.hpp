@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// The activations of one forward over T tokens as a struct of views into ONE allocation (llm.c
+// style; each layer's struct is the state its backward reads), and the whole forward: embedding ->
+// decoder blocks (x += MLA(attn_norm x); x += FFN(ffn_norm x)) -> final norm -> LM head (reference
+// §1.6), logits for every position (T, V).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "fp8moe/nn/embedding.hpp"
+#include "layers.hpp"
+#include "params.hpp"
+
+namespace dsv3 {
+
+/// One decoder block's activations (T tokens, H hidden).
+struct layer_acts {
+  matrix_view<float> x{};        // (T, H) block input (the residual stream)
+  std::span<float> attn_rstd;    // (T)
+  matrix_view<float> attn_in{};  // (T, H) input_layernorm(x)
+  mla_acts attn;
+  matrix_view<float> attn_out{};  // (T, H) MLA output (wo o)
+  matrix_view<float> h{};         // (T, H) x + attn_out
+  std::span<float> ffn_rstd;      // (T)
+  matrix_view<float> ffn_in{};    // (T, H) post_attention_layernorm(h)
+  mlp_acts mlp;                   // dense: h13 (T, 2I), act (T, I)
+  moe_acts moe;                   // MoE layers
+  matrix_view<float> ffn_out{};   // (T, H) the next block's x = h + ffn_out
+};
+
+/// All activations of a forward over T tokens.
+struct activations {
+  std::int64_t tokens = 0;              // T
+  std::vector<std::int32_t> ids;        // (T) token ids
+  std::vector<std::int64_t> positions;  // (T) 0..T-1
+  std::vector<layer_acts> layers;       // num_hidden_layers
+  matrix_view<float> x_final{};         // (T, H) output of the last block
+  std::span<float> norm_rstd;           // (T)
+  matrix_view<float> x_norm{};          // (T, H) model.norm(x_final)
+  matrix_view<float> logits{};          // (T, V) lm_head(x_norm)
+  std::shared_ptr<std::byte[]> storage;
+  std::size_t bytes = 0;
+};
+
+namespace detail {
+
+inline std::span<float> take_span(fm::nn::workspace_arena& a, std::int64_t n) {
+  float* p = a.take<float>(n);
+  return p ? std::span<float>{p, static_cast<std::size_t>(n)} : std::span<float>{};
+}
+
+inline mlp_acts carve_mlp(fm::nn::workspace_arena& a, std::int64_t R, std::int64_t I) {
+  return {a.matrix<float>(R, 2 * I), a.matrix<float>(R, I)};
+}
+
+/// Carves the activations of T tokens (counting or carving). Each block has its own x (the residual
+/// input its backward needs).
+inline void carve_activations(fm::io::deepseek_v3_config const& c, mla_form form, std::int64_t T,
+                              fm::nn::workspace_arena& a, activations& acts) {
+  std::int64_t const H = c.hidden_size, V = c.vocab_size, nh = c.num_attention_heads, dn = c.qk_nope_head_dim,
+                     dr = c.qk_rope_head_dim, dv = c.v_head_dim, kvr = c.kv_lora_rank;
+  acts.tokens = T;
+  acts.layers.assign(static_cast<std::size_t>(c.num_hidden_layers), {});
+  for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    auto& L = acts.layers[static_cast<std::size_t>(l)];
+    L.x = a.matrix<float>(T, H);
+    L.attn_rstd = take_span(a, T);
+    L.attn_in = a.matrix<float>(T, H);
+    auto& m = L.attn;
+    if (c.q_lora_rank) {
+      m.cq = a.matrix<float>(T, *c.q_lora_rank);
+      m.cq_rstd = take_span(a, T);
+      m.cq_norm = a.matrix<float>(T, *c.q_lora_rank);
+    }
+    m.q = a.matrix<float>(T, nh * (dn + dr));
+    m.kv_a = a.matrix<float>(T, kvr + dr);
+    m.kv_rstd = take_span(a, T);
+    m.latent = a.matrix<float>(T, kvr);
+    if (form == mla_form::naive) {
+      m.kv = a.matrix<float>(T, nh * (dn + dv));
+      m.probs = a.matrix<float>(nh * T, T);
+    }
+    m.o = a.matrix<float>(T, nh * dv);
+    L.attn_out = a.matrix<float>(T, H);
+    L.h = a.matrix<float>(T, H);
+    L.ffn_rstd = take_span(a, T);
+    L.ffn_in = a.matrix<float>(T, H);
+    if (!c.is_moe_layer(l)) {
+      L.mlp = carve_mlp(a, T, c.intermediate_size);
+    } else {
+      auto& e = L.moe;
+      std::int64_t const E = c.n_routed_experts, k = c.num_experts_per_tok, M = T * k;
+      e.logits = a.matrix<float>(T, E);
+      e.ids = a.matrix<std::int32_t>(T, k);
+      e.weights = a.matrix<float>(T, k);
+      std::int32_t* counts = a.take<std::int32_t>(E);
+      e.counts =
+          counts ? std::span<std::int32_t>{counts, static_cast<std::size_t>(E)} : std::span<std::int32_t>{};
+      auto& p = e.plan;
+      p = {};
+      p.layout = fm::moe::layout_kind::contiguous;
+      p.tokens = T, p.k = k, p.experts = E, p.rows = M, p.align = 1;
+      p.row_token = a.take<std::int32_t>(M);
+      p.row_slot = a.take<std::int32_t>(M);
+      p.row_expert = a.take<std::int32_t>(M);
+      p.slot_row = a.take<std::int32_t>(M);
+      p.expert_offset = a.take<std::int32_t>(E + 1);
+      p.counts = a.take<std::int32_t>(E);
+      e.xp = a.matrix<float>(M, H);
+      e.experts = carve_mlp(a, M, c.moe_intermediate_size);
+      e.yp = a.matrix<float>(M, H);
+      if (c.n_shared_experts > 0) {
+        e.shared = carve_mlp(a, T, c.n_shared_experts * c.moe_intermediate_size);
+        e.shared_out = a.matrix<float>(T, H);
+      }
+      e.routed = a.matrix<float>(T, H);
+    }
+    L.ffn_out = a.matrix<float>(T, H);
+  }
+  acts.x_final = a.matrix<float>(T, H);
+  acts.norm_rstd = take_span(a, T);
+  acts.x_norm = a.matrix<float>(T, H);
+  acts.logits = a.matrix<float>(T, V);
+}
+
+}  // namespace detail
+
+/// Activations for T tokens in one allocation (re-used by forward() while T fits).
+inline activations make_activations(fm::io::deepseek_v3_config const& c, mla_form form, std::int64_t T) {
+  activations acts;
+  fm::nn::workspace_arena counting;
+  detail::carve_activations(c, form, T, counting, acts);
+  acts.bytes = counting.bytes();
+  acts.storage = std::shared_ptr<std::byte[]>(new std::byte[acts.bytes]);
+  fm::nn::workspace_arena arena({acts.storage.get(), acts.bytes});
+  detail::carve_activations(c, form, T, arena, acts);
+  return acts;
+}
+
+/// Checks token ids before anything is written: each in [0, vocab_size); an fp8moe::error naming
+/// `tokens` otherwise.
+inline void check_tokens(fm::io::deepseek_v3_config const& c, std::span<std::int32_t const> tokens) {
+  fm::require(!tokens.empty(), "dsv3::forward", "tokens", "at least one token", "none");
+  for (std::size_t t = 0; t < tokens.size(); ++t)
+    fm::require(tokens[t] >= 0 && tokens[t] < c.vocab_size, "dsv3::forward", "tokens",
+                "token ids in [0, vocab_size = " + std::to_string(c.vocab_size) + ")",
+                std::to_string(tokens[t]) + " at position " + std::to_string(t));
+}
+
+/// One decoder block: x (acts.x) -> acts.ffn_out + acts.h (the caller adds them into the next x).
+/// `fixed` (T,k): an MoE layer's routing held fixed (empty: route).
+inline void block_forward(context& ctx, params const& p, layer_params const& w, rope_state const& rope,
+                          fm::moe::router_config const& rc, std::span<std::int64_t const> positions,
+                          layer_acts& a, layer_timings& tm, matrix_view<std::int32_t const> fixed = {}) {
+  double const eps = p.cfg.rms_norm_eps;
+  std::int64_t const T = a.x.rows, H = a.x.cols;
+  double t0 = now_seconds();
+  rmsnorm(ctx, a.x, w.attn_norm, eps, a.attn_in, a.attn_rstd);
+  mla_forward(ctx, w.attn, rope, eps, positions, a.attn_in, a.attn, a.attn_out);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t c = 0; c < H; ++c) a.h(t, c) = a.x(t, c) + a.attn_out(t, c);
+  round_activation(ctx, a.h);
+  double t1 = now_seconds();
+  tm.attention += t1 - t0;
+  rmsnorm(ctx, a.h, w.ffn_norm, eps, a.ffn_in, a.ffn_rstd);
+  if (w.is_moe)
+    moe_forward(ctx, w.moe, rc, a.ffn_in, a.moe, a.ffn_out, fixed);
+  else
+    mlp_forward(ctx, w.mlp, a.ffn_in, a.mlp, a.ffn_out);
+  (w.is_moe ? tm.moe : tm.dense_mlp) += now_seconds() - t1;
+}
+
+/// The whole forward over acts.ids (checked): fills every view of `acts` and returns the logits (T, V).
+/// `routing_from`: the activations of another forward over the same tokens whose expert selection
+/// every MoE layer reuses (routing held fixed), or nullptr.
+inline matrix_view<float> forward(context& ctx, params const& p, rope_state const& rope, activations& acts,
+                                  layer_timings& tm, activations const* routing_from = nullptr) {
+  auto const& c = p.cfg;
+  std::int64_t const T = acts.tokens, H = c.hidden_size;
+  auto const rc = router_of(c);
+  if (routing_from)  // checked before anything is written
+    fm::require(routing_from->tokens == T && routing_from->layers.size() == acts.layers.size() &&
+                    routing_from->ids == acts.ids,
+                "dsv3::forward", "routing_from",
+                "the activations of a forward over the same tokens and config");
+  tm = {};
+  double t0 = now_seconds();
+  auto x0 = acts.layers.empty() ? acts.x_final : acts.layers[0].x;
+  fm::nn::embedding_forward(ctx.exec, std::span<std::int32_t const>(acts.ids),
+                            matrix_view<float const>(p.embed), x0);
+  round_activation(ctx, x0);
+  tm.embedding = now_seconds() - t0;
+  for (std::size_t l = 0; l < acts.layers.size(); ++l) {
+    auto& a = acts.layers[l];
+    matrix_view<std::int32_t const> fixed{};
+    if (routing_from && p.layers[l].is_moe) fixed = routing_from->layers[l].moe.ids;
+    block_forward(ctx, p, p.layers[l], rope, rc, acts.positions, a, tm, fixed);
+    double t1 = now_seconds();
+    auto next = l + 1 < acts.layers.size() ? acts.layers[l + 1].x : acts.x_final;
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t j = 0; j < H; ++j) next(t, j) = a.h(t, j) + a.ffn_out(t, j);
+    round_activation(ctx, next);
+    (p.layers[l].is_moe ? tm.moe : tm.dense_mlp) += now_seconds() - t1;
+  }
+  t0 = now_seconds();
+  rmsnorm(ctx, acts.x_final, p.norm, c.rms_norm_eps, acts.x_norm, acts.norm_rstd);
+  linear(ctx, acts.x_norm, p.lm_head, acts.logits);  // float head (DeepSeek: BF16 weights, never FP8)
+  tm.head = now_seconds() - t0;
+  return acts.logits;
+}
+
+}  // namespace dsv3

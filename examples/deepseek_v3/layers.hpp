@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// The layers of the DeepSeek-V3 forward, one function each (llm.c style): the precision-polymorphic
+// linear, RMSNorm, MLA (composed from attention::mla_* + nn::rmsnorm/rope), the SwiGLU MLP, the MoE
+// feed-forward (moe::route + permute + experts + shared expert + combine). Each writes its outputs
+// and the state a backward needs into the views of its activation struct (forward.hpp); nothing here
+// allocates except the context's scratch, which grows once to the largest request and is then reused.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "fp8moe/attention/mla.hpp"
+#include "fp8moe/moe/permute.hpp"
+#include "fp8moe/moe/router.hpp"
+#include "fp8moe/moe/score.hpp"
+#include "fp8moe/nn/fp8_linear.hpp"
+#include "fp8moe/nn/matmul.hpp"
+#include "fp8moe/nn/rmsnorm.hpp"
+#include "fp8moe/nn/rope.hpp"
+#include "fp8moe/nn/swiglu_mlp.hpp"
+#include "fp8moe/scaling/recipe.hpp"
+#include "params.hpp"
+
+namespace dsv3 {
+
+/// DeepSeek's inference activation quantizer (kernel.py act_quant): 1x128 tiles, s = max(amax,
+/// 1e-4)/448, q = x / s (true division), E4M3; weights in 128x128 blocks. The default of precision fp8.
+inline constexpr fm::scaling::recipe deepseek_v3_inference{
+    .activation = {.tile = fm::scaling::tile_1x128,
+                   .formula = fm::scaling::scale_formula::deepseek_v3_inference},
+    .weight = weight_block_recipe,
+    .gradient = {.tile = fm::scaling::tile_1x128},
+};
+/// The training recipe's quantizer (DeepGEMM op order: q = x * (1/sf)), the option.
+inline constexpr fm::scaling::recipe deepseek_v3_training = fm::scaling::deepseek_v3;
+
+/// Which MLA form the attention layers run: naive (decompressed K/V, what training differentiates) or
+/// absorbed (over the compressed latent + rope-key cache, what decoding uses). Same logits.
+enum class mla_form { naive, absorbed };
+
+/// Seconds spent per layer type in the last forward (the benchmark's time split).
+struct layer_timings {
+  double embedding = 0, attention = 0, dense_mlp = 0, moe = 0, head = 0;
+  double total() const { return embedding + attention + dense_mlp + moe + head; }
+};
+
+/// What every layer function needs: the executor, the precision, the FP8 recipe and a scratch buffer.
+struct context {
+  fm::host_executor exec{};
+  precision prec = precision::fp32;
+  fm::scaling::recipe recipe = deepseek_v3_inference;  // precision fp8: activation quantizer
+  mla_form attention = mla_form::naive;
+  std::vector<std::byte> scratch;  // grows to the largest request, then reused
+
+  /// `bytes` of scratch (valid until the next call).
+  std::span<std::byte> workspace(std::size_t bytes) {
+    if (scratch.size() < bytes) scratch.resize(bytes);
+    return {scratch.data(), bytes};
+  }
+};
+
+/// Rounds every element of m to bf16 in precision bf16 ("activations rounded to bf16 between layers").
+inline void round_activation(context const& ctx, matrix_view<float> m) {
+  if (ctx.prec != precision::bf16) return;
+  for (std::int64_t r = 0; r < m.rows; ++r)
+    for (std::int64_t c = 0; c < m.cols; ++c) m(r, c) = static_cast<float>(bfloat16_t(m(r, c)));
+}
+
+/// y (R,N) = x (R,K) W^T in the weight's form: float sgemm (nn::matmul), bf16 GEMM with FP32
+/// accumulation (x rounded to bf16 on the way in), or FP8 (nn::fp8_linear: x quantized 1x128 with
+/// ctx.recipe, 128x128 weight blocks, FP32 promotion every 128 K). y is overwritten (may be strided).
+inline void linear(context& ctx, matrix_view<float const> x, linear_weight const& w, matrix_view<float> y) {
+  if (x.rows == 0) return;
+  auto const& ex = ctx.exec;
+  if (w.f32.data) {
+    auto const ws = ctx.workspace(fm::nn::workspace_bytes(ex, fm::nn::matmul_shape{x.rows, w.rows, x.cols}));
+    fm::nn::matmul(ex, x, fm::nn::transposed(matrix_view<float const>(w.f32)), y, {}, ws);
+  } else if (w.bf16.data) {
+    std::size_t const need = fm::nn::workspace_bytes(ex, fm::nn::matmul_shape{x.rows, w.rows, x.cols});
+    fm::nn::workspace_arena a;
+    a.matrix<bfloat16_t>(x.rows, x.cols);
+    a.sub(need);
+    fm::nn::workspace_arena arena(ctx.workspace(a.bytes()));
+    auto const xb = arena.matrix<bfloat16_t>(x.rows, x.cols);
+    for (std::int64_t r = 0; r < x.rows; ++r)
+      for (std::int64_t c = 0; c < x.cols; ++c) xb(r, c) = bfloat16_t(x(r, c));
+    fm::nn::matmul(ex, matrix_view<bfloat16_t const>(xb),
+                   fm::nn::transposed(matrix_view<bfloat16_t const>(w.bf16)), y, {}, arena.sub(need));
+  } else {
+    fm::nn::fp8_weight<float8_e4m3_t> const fw{w.fp8, {}};
+    auto const ws =
+        ctx.workspace(fm::nn::workspace_bytes(ex, fm::nn::linear_shape{x.rows, w.rows, x.cols}, ctx.recipe));
+    fm::nn::fp8_linear(ex, x, fw, y, ws, ctx.recipe);
+  }
+  round_activation(ctx, y);
+}
+
+/// y (T,C) = rmsnorm(x) * w; rstd (T) saved for the backward. eps = config.rms_norm_eps.
+inline void rmsnorm(context& ctx, matrix_view<float const> x, vector_param w, double eps,
+                    matrix_view<float> y, std::span<float> rstd) {
+  fm::nn::rmsnorm_forward(ctx.exec, x, std::span<float const>(w), y, rstd, static_cast<float>(eps));
+  round_activation(ctx, y);
+}
+
+// ---- multi-head latent attention -----------------------------------------------------------------
+
+/// The RoPE table of a config: YaRN whenever rope_scaling is set (transformers; reference §0: model.py
+/// applies it only when its run-time max length exceeds the original), interleaved pairs (model.py).
+struct rope_state {
+  std::vector<float> inv_freq;  // (dr/2)
+  float attention_factor = 1.0f;
+  fm::attention::mla_dims dims{};
+  fm::nn::rope_table table() const { return {inv_freq, attention_factor}; }
+};
+
+inline rope_state make_rope(fm::io::deepseek_v3_config const& c) {
+  fm::nn::rope_config rc{.dim = c.qk_rope_head_dim, .theta = c.rope_theta};
+  if (c.rope_scaling) {
+    auto const& s = *c.rope_scaling;
+    rc.factor = s.factor;
+    rc.original_max_position_embeddings = s.original_max_position_embeddings;
+    rc.beta_fast = s.beta_fast;
+    rc.beta_slow = s.beta_slow;
+    rc.mscale = s.mscale;
+    rc.mscale_all_dim = s.mscale_all_dim;
+  }
+  rope_state r;
+  r.inv_freq.resize(static_cast<std::size_t>(c.qk_rope_head_dim / 2));
+  fm::nn::rope_frequencies(rc, r.inv_freq);
+  r.attention_factor = static_cast<float>(fm::nn::yarn_attention_factor(rc));
+  // softmax_scale = qk_head_dim^-0.5 * mscale(factor, mscale_all_dim)^2 (reference §1.3)
+  r.dims = {c.num_attention_heads, c.qk_nope_head_dim,
+            c.qk_rope_head_dim,    c.v_head_dim,
+            c.kv_lora_rank,        static_cast<float>(fm::nn::yarn_softmax_scale(rc, c.qk_head_dim()))};
+  return r;
+}
+
+/// What one MLA layer keeps (T tokens; nh heads; dn, dr, dv head dims; kvr = kv_lora_rank).
+struct mla_acts {
+  matrix_view<float> cq{};       // (T, q_lora) wq_a x                      (q_lora_rank set)
+  std::span<float> cq_rstd;      // (T)
+  matrix_view<float> cq_norm{};  // (T, q_lora) q_a_layernorm(cq)
+  matrix_view<float> q{};        // (T, nh*(dn+dr)) per head [q_nope | q_rope], q_rope rotated
+  matrix_view<float> kv_a{};     // (T, kvr+dr) [latent | k_rope], k_rope rotated in place
+  std::span<float> kv_rstd;      // (T)
+  matrix_view<float> latent{};   // (T, kvr) kv_a_layernorm(latent): the compressed cache
+  matrix_view<float> kv{};       // (T, nh*(dn+dv)) latent wkv_b^T per head [k_nope | v] (naive form)
+  matrix_view<float> probs{};    // (nh*T, T) softmax, row h*T + t (naive form; the backward reads it)
+  matrix_view<float> o{};        // (T, nh*dv) attention output, head-major (the input of wo)
+};
+
+/// out (T,H) = MLA(x (T,H)) at positions (T) (x is the normed layer input; reference §1.3). The
+/// projections run through `linear` (the precision's form); the attention core stays float as DeepSeek
+/// keeps it (scores, softmax in fp32).
+inline void mla_forward(context& ctx, mla_params const& w, rope_state const& rope, double eps,
+                        std::span<std::int64_t const> positions, matrix_view<float const> x, mla_acts& a,
+                        matrix_view<float> out) {
+  auto const& d = rope.dims;
+  std::int64_t const T = x.rows, dn = d.qk_nope_head_dim, dr = d.qk_rope_head_dim, kvr = d.kv_lora_rank;
+  if (w.wq_a.rows > 0) {  // q = wq_b(q_norm(wq_a x))
+    linear(ctx, x, w.wq_a, a.cq);
+    rmsnorm(ctx, a.cq, w.q_norm, eps, a.cq_norm, a.cq_rstd);
+    linear(ctx, a.cq_norm, w.wq_b, a.q);
+  } else {
+    linear(ctx, x, w.wq, a.q);
+  }
+  linear(ctx, x, w.wkv_a, a.kv_a);
+  // RoPE on q_rope of every head and on the shared k_rope (in place)
+  fm::nn::rope_forward(
+      ctx.exec, rope.table(), positions,
+      fm::batched_matrix_view<float>{a.q.data + dn, T, d.heads, dr, a.q.row_stride, dn + dr, 1});
+  fm::nn::rope_forward(ctx.exec, rope.table(), positions,
+                       fm::batched_matrix_view<float>{a.kv_a.data + kvr, T, 1, dr, a.kv_a.row_stride, dr, 1});
+  round_activation(ctx, a.q);
+  round_activation(ctx, a.kv_a);
+  auto const latent_raw = fm::make_matrix<float const>(a.kv_a.data, T, kvr, a.kv_a.row_stride);
+  auto const k_rope = fm::make_matrix<float const>(a.kv_a.data + kvr, T, dr, a.kv_a.row_stride);
+  rmsnorm(ctx, latent_raw, w.kv_norm, eps, a.latent, a.kv_rstd);
+  if (ctx.attention == mla_form::naive) {
+    linear(ctx, a.latent, w.wkv_b, a.kv);
+    auto const ws = ctx.workspace(fm::attention::mla_naive_workspace_bytes(ctx.exec, d, T, T));
+    fm::attention::mla_naive_forward(ctx.exec, d, a.q, a.kv, k_rope, 0, a.o, a.probs, ws);
+  } else {
+    auto const ws = ctx.workspace(fm::attention::mla_absorbed_workspace_bytes(ctx.exec, d, T, T));
+    fm::attention::mla_absorbed_forward(ctx.exec, d, a.q, w.wkv_b_float, a.latent, k_rope, 0, a.o, ws);
+  }
+  round_activation(ctx, a.o);
+  linear(ctx, a.o, w.wo, out);
+}
+
+// ---- feed-forward ------------------------------------------------------------------------------------
+
+/// What a SwiGLU MLP keeps for R rows and width I.
+struct mlp_acts {
+  matrix_view<float> h13{};  // (R, 2I) [gate x | up x]
+  matrix_view<float> act{};  // (R, I)  silu(gate x) * up x
+};
+
+/// out (R,H) = down(silu(gate x) * up x) for x (R,H) (reference §1.5: w2(silu(w1 x) * w3 x)).
+inline void mlp_forward(context& ctx, mlp_params const& w, matrix_view<float const> x, mlp_acts const& a,
+                        matrix_view<float> out) {
+  std::int64_t const I = w.gate.rows;
+  linear(ctx, x, w.gate, fm::make_matrix(a.h13.data, x.rows, I, a.h13.row_stride));
+  linear(ctx, x, w.up, fm::make_matrix(a.h13.data + I, x.rows, I, a.h13.row_stride));
+  if (x.rows > 0) fm::nn::swiglu(ctx.exec, matrix_view<float const>(a.h13), a.act);
+  round_activation(ctx, a.act);
+  linear(ctx, a.act, w.down, out);
+}
+
+/// The router of a config (reference §1.5): sigmoid (V3) or softmax scores, expert groups with the
+/// dropped ones masked to -inf (model.py; transformers' 0.0 fill is the bug serving engines fixed),
+/// group score = sum of the top-2 biased scores for noaux_tc (else the max), k experts, weights from
+/// the unbiased scores, normalized when norm_topk_prob, times routed_scaling_factor.
+inline fm::moe::router_config router_of(fm::io::deepseek_v3_config const& c) {
+  bool const grouped = c.topk_method != "greedy" && c.n_group > 1;
+  return {.experts = static_cast<int>(c.n_routed_experts),
+          .groups = grouped ? static_cast<int>(c.n_group) : 1,
+          .topk_groups = grouped ? static_cast<int>(c.topk_group) : 1,
+          .k = static_cast<int>(c.num_experts_per_tok),
+          .score = c.scoring_func == "softmax" ? fm::moe::score_function::softmax
+                                               : fm::moe::score_function::sigmoid,
+          .route_scale = static_cast<float>(c.routed_scaling_factor),
+          .normalize = c.norm_topk_prob,
+          .group_top = c.topk_method == "noaux_tc" ? 2 : 1};
+}
+
+/// What an MoE layer keeps (T tokens, k slots, E experts, M = T*k permuted rows, I / Is widths).
+struct moe_acts {
+  matrix_view<float> logits{};      // (T, E) router logits x gate^T (float)
+  matrix_view<std::int32_t> ids{};  // (T, k) selected experts, best first
+  matrix_view<float> weights{};     // (T, k) gating weights (unbiased, normalized, scaled)
+  std::span<std::int32_t> counts;   // (E) tokens per expert
+  fm::moe::permute_plan plan{};     // contiguous, m_align 1: M = T*k rows, expert-major
+  matrix_view<float> xp{};          // (M, H) permuted inputs
+  mlp_acts experts{};               // h13 (M, 2I), act (M, I)
+  matrix_view<float> yp{};          // (M, H) expert outputs, permuted
+  mlp_acts shared{};                // h13 (T, 2Is), act (T, Is)
+  matrix_view<float> routed{};      // (T, H) sum_j w_j expert_j(x)
+  matrix_view<float> shared_out{};  // (T, H) shared expert(x)
+};
+
+/// The gating weights of given experts ids (T,k) from this layer's logits (T,E), as moe::route
+/// computes them for its own selection: unbiased scores, normalized when rc.normalize, times
+/// route_scale. Holds the routing of another run fixed (FP8 vs FP32 comparisons, gradient checks).
+inline void weights_for_ids(fm::moe::router_config const& rc, matrix_view<float const> logits,
+                            matrix_view<std::int32_t const> fixed, moe_acts& a) {
+  std::fill(a.counts.begin(), a.counts.end(), 0);
+  for (std::int64_t t = 0; t < logits.rows; ++t) {
+    fm::moe::score_trait const f(rc.score, logits.row(t), 1, rc.experts);
+    float sum = 0.0f;
+    for (std::int64_t j = 0; j < rc.k; ++j) {
+      std::int32_t const e = fixed(t, j);
+      fm::require(e >= 0 && e < rc.experts, "dsv3::moe_forward", "fixed routing", "expert ids in [0, E)");
+      a.ids(t, j) = e;
+      a.weights(t, j) = f.value(logits(t, e));
+      sum += a.weights(t, j);
+      ++a.counts[static_cast<std::size_t>(e)];
+    }
+    for (std::int64_t j = 0; j < rc.k; ++j) {
+      float const g = rc.normalize ? (sum > 0.0f ? a.weights(t, j) / sum : 1.0f / static_cast<float>(rc.k))
+                                   : a.weights(t, j);
+      a.weights(t, j) = g * rc.route_scale;
+    }
+  }
+}
+
+/// out (T,H) = sum_j w_j Expert_{id_j}(x) + Shared(x) (reference §1.5): moe::route, the permute plan,
+/// each expert's SwiGLU on its contiguous rows through `linear`, moe::combine, the shared expert.
+/// `fixed` (T,k), when non-empty, replaces the selection (routing held fixed; weights still computed).
+inline void moe_forward(context& ctx, moe_params const& w, fm::moe::router_config const& rc,
+                        matrix_view<float const> x, moe_acts& a, matrix_view<float> out,
+                        matrix_view<std::int32_t const> fixed = {}) {
+  auto const& ex = ctx.exec;
+  std::int64_t const T = x.rows, H = x.cols;
+  if (T == 0) return;
+  linear(ctx, x, w.gate, a.logits);  // float gate (HF routes in fp32)
+  fm::vector_view<float const> const bias{w.bias.data(), static_cast<std::int64_t>(w.bias.size())};
+  if (fixed.data)
+    weights_for_ids(rc, a.logits, fixed, a);
+  else
+    fm::moe::route(
+        ex, rc, matrix_view<float const>(a.logits), bias, a.ids, a.weights,
+        fm::vector_view<std::int32_t>{a.counts.data(), static_cast<std::int64_t>(a.counts.size())});
+  fm::moe::build_permute_plan(ex, matrix_view<std::int32_t const>(a.ids), a.plan);
+  fm::moe::permute(ex, a.plan, x, a.xp);
+  std::int64_t const I2 = a.experts.h13.cols, I = a.experts.act.cols;
+  for (std::int64_t e = 0; e < rc.experts; ++e) {
+    std::int64_t const r0 = a.plan.expert_offset[e], n = a.plan.expert_offset[e + 1] - r0;
+    if (n == 0) continue;
+    mlp_acts const sub{fm::make_matrix(a.experts.h13.row(r0), n, I2),
+                       fm::make_matrix(a.experts.act.row(r0), n, I)};
+    mlp_forward(ctx, w.experts[static_cast<std::size_t>(e)], fm::make_matrix<float const>(a.xp.row(r0), n, H),
+                sub, fm::make_matrix(a.yp.row(r0), n, H));
+  }
+  fm::moe::combine(ex, a.plan, matrix_view<float const>(a.yp), matrix_view<float const>(a.weights), a.routed);
+  round_activation(ctx, a.routed);
+  if (!w.has_shared) {
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t c = 0; c < H; ++c) out(t, c) = a.routed(t, c);
+    return;
+  }
+  mlp_forward(ctx, w.shared, x, a.shared, a.shared_out);
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t c = 0; c < H; ++c) out(t, c) = a.routed(t, c) + a.shared_out(t, c);
+  round_activation(ctx, out);
+}
+
+/// A steady clock in seconds (the per-layer-type time split).
+inline double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace dsv3

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright (c) 2026 The fp8moe authors.
+// dsv3::model: config + parameters (one allocation) + activations (one allocation, re-used while the
+// token count fits) + the layer context; forward(tokens) returns the logits (T, vocab) as a view into
+// the activations, valid until the next forward. compute_logits(dir, tokens, precision) is the
+// one-call form the `deepseek_v3 logits` command uses.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <numeric>
+#include <span>
+#include <vector>
+
+#include "forward.hpp"
+#include "layers.hpp"
+#include "params.hpp"
+
+namespace dsv3 {
+
+/// Options of a model beyond its precision.
+struct model_options {
+  mla_form attention = mla_form::naive;                    // naive or absorbed MLA (same logits)
+  fm::scaling::recipe fp8_recipe = deepseek_v3_inference;  // precision fp8: DeepSeek's act_quant (default)
+                                                           // or deepseek_v3_training (DeepGEMM's quantizer)
+  fm::host_executor exec{};
+};
+
+class model {
+ public:
+  /// Loads the HF checkpoint directory `dir` in precision `p`.
+  model(std::filesystem::path const& dir, precision p, model_options const& o = {})
+      : model(load_params(dir, p), o) {}
+  /// Takes loaded parameters.
+  explicit model(params prm, model_options const& o = {}) : p_(std::move(prm)), rope_(make_rope(p_.cfg)) {
+    ctx_.exec = o.exec;
+    ctx_.prec = p_.prec;
+    ctx_.recipe = o.fp8_recipe;
+    ctx_.attention = o.attention;
+  }
+
+  fm::io::deepseek_v3_config const& config() const { return p_.cfg; }
+  params const& parameters() const { return p_; }
+  activations const& acts() const { return acts_; }
+  precision prec() const { return p_.prec; }
+  /// Seconds per layer type of the last forward.
+  layer_timings const& timings() const { return tm_; }
+
+  /// Logits (T, vocab) of every position for `tokens` (ids in [0, vocab), checked before anything is
+  /// written); a view into the activations, valid until the next call. `routing_from`: hold every MoE
+  /// layer's expert selection fixed to another model's last forward over the same tokens (or nullptr).
+  matrix_view<float const> forward(std::span<std::int32_t const> tokens,
+                                   activations const* routing_from = nullptr) {
+    check_tokens(p_.cfg, tokens);
+    fm::require(!routing_from || std::equal(tokens.begin(), tokens.end(), routing_from->ids.begin(),
+                                            routing_from->ids.end()),
+                "dsv3::model::forward", "routing_from", "the activations of a forward over the same tokens");
+    auto const T = static_cast<std::int64_t>(tokens.size());
+    if (acts_.tokens != T) acts_ = make_activations(p_.cfg, ctx_.attention, T);
+    acts_.ids.assign(tokens.begin(), tokens.end());
+    acts_.positions.resize(tokens.size());
+    std::iota(acts_.positions.begin(), acts_.positions.end(), std::int64_t{0});
+    return dsv3::forward(ctx_, p_, rope_, acts_, tm_, routing_from);
+  }
+
+ private:
+  params p_;
+  rope_state rope_;
+  context ctx_;
+  activations acts_;
+  layer_timings tm_;
+};
+
+/// Logits (T x vocab, row-major) of the model in `dir` for `tokens` in precision `p`.
+inline std::vector<float> compute_logits(std::filesystem::path const& dir,
+                                         std::span<std::int32_t const> tokens, precision p) {
+  model m(dir, p);
+  auto const v = m.forward(tokens);
+  std::vector<float> out(static_cast<std::size_t>(v.rows * v.cols));
+  for (std::int64_t t = 0; t < v.rows; ++t)
+    for (std::int64_t j = 0; j < v.cols; ++j) out[static_cast<std::size_t>(t * v.cols + j)] = v(t, j);
+  return out;
+}
+
+}  // namespace dsv3
