@@ -1121,6 +1121,73 @@ TEST_CASE("transpose_requantize: float source, division formula, E5M2, strided s
   check(e5m2, float8_e5m2_t{});
 }
 
+TEST_CASE("allocating dequantize / transpose_requantize: owning results equal the writing forms") {
+  constexpr std::int64_t R = 130, C = 300;
+  host_executor exec;
+  auto const xb = make_input<bfloat16_t>(R * C, 73);
+  auto const x = make_matrix(xb.data(), R, C);
+  tensor_recipe const r = deepseek_v3.activation;
+  auto const q = quantize(exec, x, r);
+  auto same_q = [](auto const& a, auto const& b) {
+    std::int64_t bad = 0;
+    for (std::size_t i = 0; i < a.data.storage().size(); ++i)
+      bad += a.data.storage()[i].bits() != b.data.storage()[i].bits();
+    for (std::size_t i = 0; i < a.scales.storage().size(); ++i)
+      bad += !same_float(a.scales.storage()[i], b.scales.storage()[i]);
+    return bad;
+  };
+  // dequantize: float by default, bf16 on request; the same bits as the writing form
+  auto const yf = dequantize(exec, q.view());
+  static_assert(std::is_same_v<decltype(yf), host_matrix<float> const>);
+  auto const yb = dequantize<bfloat16_t>(exec, q.view());
+  static_assert(std::is_same_v<decltype(yb), host_matrix<bfloat16_t> const>);
+  host_matrix<float> wf(R, C, test::poison_float());
+  host_matrix<bfloat16_t> wb(R, C, bfloat16_t::from_bits(0xFFFF));
+  dequantize(exec, q.view(), wf.view());
+  dequantize(exec, q.view(), wb.view());
+  REQUIRE(yf.rows() == R);
+  REQUIRE(yf.cols() == C);
+  std::int64_t bad = 0;
+  for (std::int64_t i = 0; i < R; ++i)
+    for (std::int64_t j = 0; j < C; ++j)
+      bad += !same_float(yf(i, j), wf(i, j)) + (yb(i, j).bits() != wb(i, j).bits());
+  CHECK(bad == 0);
+  // transpose_requantize from the high-precision and from the quantized source: x^T (C,R), 1xK tiles
+  quantized_matrix<float8_e4m3_t> w1(C, R, r.tile), w2(C, R, r.tile);
+  transpose_requantize(exec, x, r, w1.view());
+  transpose_requantize(exec, q.view(), r, w2.view());
+  auto const t1 = transpose_requantize(exec, x, r);
+  static_assert(std::is_same_v<decltype(t1), quantized_matrix<float8_e4m3_t> const>);
+  auto const t2 = transpose_requantize(exec, q.view(), r);
+  CHECK(t1.data.rows() == C);
+  CHECK(t1.data.cols() == R);
+  CHECK(t1.tile == r.tile);
+  CHECK(same_q(t1, w1) == 0);
+  CHECK(same_q(t2, w2) == 0);
+  CHECK(same_q(t1, w2) > 0);  // the two sources differ (double quantization): the comparison can fail
+  // bad arguments are named before anything is allocated
+  auto throws_naming = [&](auto&& f, char const* needle) {
+    try {
+      f();
+      FAIL("no exception");
+    } catch (fp8moe::error const& e) {
+      CHECK(e.code() == errc::invalid_argument);
+      CHECK_MESSAGE(std::string(e.what()).find(needle) != std::string::npos, e.what());
+    }
+  };
+  throws_naming([&] { (void)transpose_requantize(exec, x, deepseek_v3.weight); }, "'recipe.tile'");
+  throws_naming([&] { (void)transpose_requantize<float8_e5m2_t>(exec, x, r); }, "'T (output element type)'");
+  throws_naming(
+      [&] {
+        (void)transpose_requantize(exec, matrix_view<bfloat16_t const>{nullptr, R, C, C, 1}, r);
+      },
+      "'x'");
+  quantized_matrix_view<float8_e4m3_t const> bad_q{q.data.view(),
+                                                   make_matrix(q.scales.storage().data(), R, 2), r.tile};
+  throws_naming([&] { (void)dequantize(exec, bad_q); }, "'q.scales'");
+  throws_naming([&] { (void)transpose_requantize(exec, bad_q, r); }, "'xq.scales'");
+}
+
 TEST_CASE("transpose_requantize from 1x128-quantized data: exact with power-of-two scales") {
   constexpr std::int64_t R = 256, C = 256;
   host_executor exec;
@@ -1473,6 +1540,53 @@ TEST_CASE("CUDA transpose_requantize equals the host path (high-precision and qu
     for (std::size_t i = 0; i < s2.size(); ++i) bad += !same_float(s2[i], h2.scales.storage()[i]);
     CHECK(bad == 0);
   }
+}
+TEST_CASE(
+    "CUDA allocating dequantize / transpose_requantize: device matrices on exec.stream, equal to the "
+    "host's") {
+  constexpr std::int64_t R = 130, C = 300;
+  host_executor hx;
+  auto const xb = make_input<bfloat16_t>(R * C, 79);
+  tensor_recipe const r = deepseek_v3.activation;
+  auto const hq = quantize(hx, make_matrix(xb.data(), R, C), r);
+  cudaStream_t s = nullptr;
+  FP8MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cuda_executor const ex{s};
+  test_buffer<bfloat16_t> dx(xb.size());
+  dx.upload(xb);
+  auto const x = make_matrix<bfloat16_t const>(dx.p, R, C);
+  auto const dq = quantize(ex, x, r);
+  auto const y = dequantize(ex, dq.view());
+  static_assert(std::is_same_v<decltype(y), device_matrix<float> const>);
+  auto const t1 = transpose_requantize(ex, x, r);
+  static_assert(std::is_same_v<decltype(t1), device_quantized_matrix<float8_e4m3_t> const>);
+  auto const t2 = transpose_requantize(ex, dq.view(), r);
+  CHECK(y.stream() == s);
+  CHECK(t1.data.stream() == s);
+  CHECK(t1.rows() == C);
+  CHECK(t1.cols() == R);
+  auto const hy = dequantize(hx, hq.view());
+  auto const ht1 = transpose_requantize(hx, make_matrix(xb.data(), R, C), r);
+  auto const ht2 = transpose_requantize(hx, hq.view(), r);
+  std::vector<float> yd(static_cast<std::size_t>(R * C));
+  y.copy_to_host(make_matrix(yd.data(), R, C));
+  FP8MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+  std::int64_t bad = 0;
+  for (std::size_t i = 0; i < yd.size(); ++i) bad += !same_float(yd[i], hy.storage()[i]);
+  auto compare = [&](device_quantized_matrix<float8_e4m3_t> const& dt,
+                     quantized_matrix<float8_e4m3_t> const& h) {
+    std::vector<float8_e4m3_t> d(h.data.storage().size());
+    std::vector<float> sc(h.scales.storage().size());
+    dt.data.copy_to_host(make_matrix(d.data(), C, R));
+    dt.scales.copy_to_host(make_matrix(sc.data(), h.scales.rows(), h.scales.cols()));
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(s));
+    for (std::size_t i = 0; i < d.size(); ++i) bad += d[i].bits() != h.data.storage()[i].bits();
+    for (std::size_t i = 0; i < sc.size(); ++i) bad += !same_float(sc[i], h.scales.storage()[i]);
+  };
+  compare(t1, ht1);
+  compare(t2, ht2);
+  CHECK(bad == 0);
+  FP8MOE_CUDA_CHECK(cudaStreamDestroy(s));
 }
 TEST_CASE(
     "CUDA quantize / dequantize with NaN and +-Inf inputs equal the host path bit for bit (every recipe)") {

@@ -34,6 +34,18 @@ namespace fp8moe::scaling {
 template <class Exec>
 struct dispatch;
 
+/// The executor's owning matrix, returned by the allocating dequantize: host_matrix<T> here,
+/// device_matrix<T> on exec.stream for cuda_executor (cuda/quantize.cuh).
+template <class Exec>
+struct owning_matrix;
+template <>
+struct owning_matrix<host_executor> {
+  template <class T>
+  static host_matrix<T> make(host_executor const&, std::int64_t rows, std::int64_t cols) {
+    return host_matrix<T>(rows, cols);
+  }
+};
+
 namespace detail {
 
 inline constexpr char const* quantize_where = "fp8moe::scaling::quantize";
@@ -95,15 +107,21 @@ matrix_view<std::remove_const_t<In> const> checked_quantize_args(matrix_view<In>
   return xc;
 }
 
+/// The recipe checks of transpose_requantize (also run before the allocating form allocates).
 template <class T>
-void validate_transpose(std::int64_t R, std::int64_t C, tensor_recipe const& r,
-                        quantized_matrix_view<T> const& out, std::string_view where) {
+void check_transpose_recipe(tensor_recipe const& r, std::string_view where, std::string_view out_arg) {
   check_recipe(r, where);
   require(r.source == amax_source::current, where, "recipe.source", "amax_source::current", "delayed");
   require(r.tile.rows == 1, where, "recipe.tile",
           "rows == 1 (tiles run along the rows of the transposed output, e.g. {1,128})",
           std::to_string(r.tile.rows) + "x" + std::to_string(r.tile.cols));
-  check_format<T>(r, where, "out.data");
+  check_format<T>(r, where, out_arg);
+}
+
+template <class T>
+void validate_transpose(std::int64_t R, std::int64_t C, tensor_recipe const& r,
+                        quantized_matrix_view<T> const& out, std::string_view where) {
+  check_transpose_recipe<T>(r, where, "out.data");
   check_quantized(out, C, R, r.tile, where, "out");
 }
 
@@ -210,6 +228,24 @@ void dequantize(Exec const& exec, quantized_matrix_view<T> q, matrix_view<Out> y
   if constexpr (has_dispatch<dispatch<executor_t<Exec>>>) dispatch<executor_t<Exec>>::dequantize(exec, qc, y);
 }
 
+/// Allocating overload: returns y (R,C) of Out (float by default, or bfloat16_t) as the executor's
+/// owning matrix: host_matrix<Out> on the host, device_matrix<Out> on exec.stream for cuda_executor.
+/// q is validated before anything is allocated.
+template <class Out = float, executor Exec, class T>
+auto dequantize(Exec const& exec, quantized_matrix_view<T> q) {
+  static_assert(wide_element<Out>, "fp8moe::scaling::dequantize: Out must be float or bfloat16_t");
+  FP8MOE_SCALING_REQUIRE_PATH(Exec, "dequantize");
+  if constexpr (has_dispatch<dispatch<executor_t<Exec>>>) {
+    constexpr char const* where = "fp8moe::scaling::dequantize";
+    check_matrix(q.data, where, "q.data");
+    require(q.tile.rows >= 0 && q.tile.cols >= 0, where, "q.tile", "non-negative tile extents");
+    detail::check_quantized(q, q.data.rows, q.data.cols, q.tile, where, "q");
+    auto y = owning_matrix<executor_t<Exec>>::template make<Out>(exec, q.rows(), q.cols());
+    dequantize(exec, q, y.view());
+    return y;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // transpose_requantize
 
@@ -237,6 +273,42 @@ void transpose_requantize(Exec const& exec, quantized_matrix_view<Q> xq, tensor_
   auto const qc = detail::checked_transpose_args(xq, r, out);
   if constexpr (has_dispatch<dispatch<executor_t<Exec>>>)
     dispatch<executor_t<Exec>>::transpose_requantize(exec, qc, r, out);
+}
+
+/// Allocating overloads of both forms: return x^T (C,R) quantized with recipe r (1xK tiles) as the
+/// executor's owning quantized matrix (quantized_matrix<T> on the host, device_quantized_matrix<T>
+/// on exec.stream for cuda_executor); T defaults to float8_e4m3_t. Validated before allocating.
+template <class T = float8_e4m3_t, executor Exec, class In>
+auto transpose_requantize(Exec const& exec, matrix_view<In> x, tensor_recipe const& r) {
+  static_assert(float8_type<T>,
+                "fp8moe::scaling::transpose_requantize: the output element type must be "
+                "float8_e4m3_t or float8_e5m2_t");
+  FP8MOE_SCALING_REQUIRE_PATH(Exec, "transpose_requantize");
+  if constexpr (has_dispatch<dispatch<executor_t<Exec>>>) {
+    constexpr char const* where = "fp8moe::scaling::transpose_requantize";
+    check_matrix(x, where, "x");
+    detail::check_transpose_recipe<T>(r, where, "T (output element type)");
+    auto q = dispatch<executor_t<Exec>>::template make_quantized<T>(exec, x.cols, x.rows, r.tile);
+    transpose_requantize(exec, x, r, q.view());
+    return q;
+  }
+}
+template <class T = float8_e4m3_t, executor Exec, class Q>
+auto transpose_requantize(Exec const& exec, quantized_matrix_view<Q> xq, tensor_recipe const& r) {
+  static_assert(float8_type<T>,
+                "fp8moe::scaling::transpose_requantize: the output element type must be "
+                "float8_e4m3_t or float8_e5m2_t");
+  FP8MOE_SCALING_REQUIRE_PATH(Exec, "transpose_requantize");
+  if constexpr (has_dispatch<dispatch<executor_t<Exec>>>) {
+    constexpr char const* where = "fp8moe::scaling::transpose_requantize";
+    check_matrix(xq.data, where, "xq.data");
+    require(xq.tile.rows >= 0 && xq.tile.cols >= 0, where, "xq.tile", "non-negative tile extents");
+    detail::check_quantized(xq, xq.data.rows, xq.data.cols, xq.tile, where, "xq");
+    detail::check_transpose_recipe<T>(r, where, "T (output element type)");
+    auto q = dispatch<executor_t<Exec>>::template make_quantized<T>(exec, xq.cols(), xq.rows(), r.tile);
+    transpose_requantize(exec, xq, r, q.view());
+    return q;
+  }
 }
 
 }  // namespace fp8moe::scaling

@@ -387,6 +387,15 @@ void launch_transpose(cudaStream_t st, Load const& load, std::int64_t R, std::in
 
 namespace fp8moe::scaling {
 
+/// The owning matrix of the allocating dequantize on a cuda_executor: allocated on exec.stream.
+template <>
+struct owning_matrix<cuda_executor> {
+  template <class T>
+  static device_matrix<T> make(cuda_executor const& exec, std::int64_t rows, std::int64_t cols) {
+    return device_matrix<T>(rows, cols, exec);
+  }
+};
+
 /// The CUDA path of the scaling entry points (scaling/quantize.hpp validates every argument first):
 /// same results as the host path, bit for bit. Views hold device memory; kernels are enqueued on
 /// exec.stream; nothing synchronizes.
