@@ -1,4 +1,181 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// The `deepseek_v3` command (placeholder while the subcommands are written).
-int main() { return 0; }
+// The `deepseek_v3` command:
+//   deepseek_v3 init --config tiny|nano|FILE --out DIR [--dtype f32|bf16|fp8] [--seed N]
+//   deepseek_v3 info --model DIR | --config tiny|nano|671b|FILE [--context N]
+// Exit status 0 on success; on any error one line "deepseek_v3: error: ..." on stderr and exit 1
+// (bad arguments: 2).
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <string>
+
+#include "config.hpp"
+#include "counts.hpp"
+#include "fp8moe/core/error.hpp"
+#include "fp8moe/io/checkpoint.hpp"
+#include "hf_names.hpp"
+#include "init.hpp"
+
+namespace {
+
+/// 671026419200 -> "671,026,419,200"
+std::string grouped(std::int64_t v) {
+  std::string const digits = std::to_string(v < 0 ? -v : v);
+  std::string s = v < 0 ? "-" : "";
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) s.push_back(',');
+    s.push_back(digits[i]);
+  }
+  return s;
+}
+
+/// 1536 -> "1.50 KiB"
+std::string bytes_text(std::uint64_t b) {
+  char const* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024.0 && u < 4) v /= 1024.0, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", v, units[u]);
+  return buf;
+}
+
+/// 7.5e10 -> "75.10 GFLOP"
+std::string flop_text(std::int64_t f) {
+  char const* units[] = {"", "k", "M", "G", "T"};
+  double v = static_cast<double>(f);
+  int u = 0;
+  while (v >= 1000.0 && u < 4) v /= 1000.0, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f %sFLOP", v, units[u]);
+  return buf;
+}
+
+int run_init(std::string const& config_arg, std::string const& out, std::string const& dtype,
+             std::uint64_t seed) {
+  dsv3::config const c = dsv3::load_config(config_arg);
+  dsv3::write_random_checkpoint(c, out, dtype, seed);
+  dsv3::checkpoint_summary const s = dsv3::check_checkpoint(c, fp8moe::io::checkpoint(out));
+  std::printf("deepseek_v3 init: wrote %s (%s, seed %llu): %zu files, %zu tensors, %s\n", out.c_str(),
+              dtype.c_str(), static_cast<unsigned long long>(seed), s.files, s.tensors,
+              bytes_text(s.bytes).c_str());
+  return 0;
+}
+
+void print_config(dsv3::config const& c) {
+  auto const p = dsv3::counts(c);
+  std::printf("config: vocab %lld, hidden %lld, %lld layers (%lld dense + %lld MoE) + %lld MTP, %lld heads\n",
+              static_cast<long long>(c.vocab_size), static_cast<long long>(c.hidden_size),
+              static_cast<long long>(c.num_hidden_layers), static_cast<long long>(p.dense_layers),
+              static_cast<long long>(p.moe_layers), static_cast<long long>(c.num_nextn_predict_layers),
+              static_cast<long long>(c.num_attention_heads));
+  std::printf("  MLA: q_lora_rank %s, kv_lora_rank %lld, qk_nope %lld + qk_rope %lld, v %lld\n",
+              c.q_lora_rank ? std::to_string(*c.q_lora_rank).c_str() : "none (q_proj)",
+              static_cast<long long>(c.kv_lora_rank), static_cast<long long>(c.qk_nope_head_dim),
+              static_cast<long long>(c.qk_rope_head_dim), static_cast<long long>(c.v_head_dim));
+  std::printf(
+      "  FFN: dense %lld; MoE %lld routed experts of %lld in %lld groups (%lld per token), top-%lld, "
+      "%lld shared, %s, %s, x%g\n",
+      static_cast<long long>(c.intermediate_size), static_cast<long long>(c.n_routed_experts),
+      static_cast<long long>(c.moe_intermediate_size), static_cast<long long>(c.n_group),
+      static_cast<long long>(c.topk_group), static_cast<long long>(c.num_experts_per_tok),
+      static_cast<long long>(c.n_shared_experts), c.scoring_func.c_str(), c.topk_method.c_str(),
+      c.routed_scaling_factor);
+  if (c.rope_scaling)
+    std::printf("  RoPE: theta %g, YaRN factor %g from %lld positions, max %lld\n", c.rope_theta,
+                c.rope_scaling->factor,
+                static_cast<long long>(c.rope_scaling->original_max_position_embeddings),
+                static_cast<long long>(c.max_position_embeddings));
+  else
+    std::printf("  RoPE: theta %g, no scaling, max %lld\n", c.rope_theta,
+                static_cast<long long>(c.max_position_embeddings));
+  std::printf("  quantization: %s\n",
+              c.quantization_config ? "fp8 e4m3, 128x128 weight blocks, dynamic activations" : "none");
+}
+
+int run_info(std::string const& model, std::string const& config_arg, std::int64_t context) {
+  dsv3::config c;
+  if (!model.empty()) {
+    if (!std::filesystem::is_directory(model))
+      fp8moe::detail::throw_argument("info", "--model", "a checkpoint directory",
+                                     "\"" + model + "\" (no such directory)");
+    c = fp8moe::io::read_deepseek_v3_config(model);
+    dsv3::checkpoint_summary const s = dsv3::check_checkpoint(c, fp8moe::io::checkpoint(model));
+    std::printf(
+        "model: %s: %zu files, %zu tensors (%zu F8_E4M3 with weight_scale_inv), %s; names and shapes "
+        "match config.json\n",
+        model.c_str(), s.files, s.tensors, s.fp8_weights, bytes_text(s.bytes).c_str());
+  } else {
+    c = dsv3::load_config(config_arg);
+    std::printf("config: %s\n", config_arg.c_str());
+  }
+  print_config(c);
+  auto const p = dsv3::counts(c);
+  std::printf("parameters: total %s (main model with head), activated per token %s\n",
+              grouped(p.total).c_str(), grouped(p.activated_per_token).c_str());
+  std::printf("  MTP %s (+ %s in its copies of embedding and head); the checkpoint holds %s\n",
+              grouped(p.mtp).c_str(), grouped(p.mtp_duplicates).c_str(), grouped(p.stored).c_str());
+  std::printf("memory (checkpoint weights): fp32 %s, bf16 %s, fp8 %s\n",
+              bytes_text(dsv3::checkpoint_bytes(c, dsv3::checkpoint_dtype::f32)).c_str(),
+              bytes_text(dsv3::checkpoint_bytes(c, dsv3::checkpoint_dtype::bf16)).c_str(),
+              bytes_text(dsv3::checkpoint_bytes(c, dsv3::checkpoint_dtype::fp8)).c_str());
+  if (context == 0)
+    context = c.rope_scaling ? c.rope_scaling->original_max_position_embeddings : c.max_position_embeddings;
+  auto const f = dsv3::flops_per_token(c, context);
+  auto const fm = dsv3::flops_per_token(c, context, true);
+  std::printf("FLOPs per token attending %lld keys: forward %s, backward %s (with MTP: %s, %s)\n",
+              static_cast<long long>(context), flop_text(f.forward).c_str(), flop_text(f.backward).c_str(),
+              flop_text(fm.forward).c_str(), flop_text(fm.backward).c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"deepseek_v3: random DeepSeek-V3 checkpoints in Hugging Face format, and their facts"};
+  app.require_subcommand(1);
+
+  std::string init_config, init_out, init_dtype = "f32";
+  std::uint64_t init_seed = 0;
+  auto* init = app.add_subcommand("init", "write a randomly initialised model as a HF checkpoint directory");
+  init->add_option("--config", init_config, "tiny | nano | a config.json (or a directory holding one)")
+      ->required();
+  init->add_option("--out", init_out, "the directory to create (must be new or empty)")->required();
+  init->add_option("--dtype", init_dtype, "f32 | bf16 | fp8 (E4M3 weights + 128x128 weight_scale_inv)")
+      ->capture_default_str();
+  init->add_option("--seed", init_seed, "seed of the initialisation")->capture_default_str();
+
+  std::string info_model, info_config;
+  std::int64_t info_context = 0;
+  auto* info = app.add_subcommand("info", "config, parameter counts, memory per precision, FLOPs per token");
+  auto* model_opt =
+      info->add_option("--model", info_model, "a checkpoint directory (checked against its config)");
+  auto* config_opt = info->add_option("--config", info_config, "tiny | nano | 671b | a config.json");
+  model_opt->excludes(config_opt);
+  info->require_option(1);
+  info->add_option("--context", info_context,
+                   "keys a token attends, for FLOPs (default: the pre-YaRN length)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
+
+  try {
+    app.parse(argc, argv);
+  } catch (CLI::CallForHelp const& e) {
+    return app.exit(e);
+  } catch (CLI::CallForAllHelp const& e) {
+    return app.exit(e);
+  } catch (CLI::ParseError const& e) {
+    std::fprintf(stderr, "deepseek_v3: error: %s (see --help)\n", e.what());
+    return 2;
+  }
+  try {
+    if (*init) return run_init(init_config, init_out, init_dtype, init_seed);
+    return run_info(info_model, info_config, info_context);
+  } catch (std::exception const& e) {
+    std::fprintf(stderr, "deepseek_v3: error: %s\n", e.what());
+    return 1;
+  }
+}
