@@ -193,8 +193,9 @@ class tiny_block {
     require(static_cast<std::int64_t>(positions.size()) == T, where, "positions",
             "size T = x.rows = " + std::to_string(T), "size " + std::to_string(positions.size()));
     for (std::size_t i = 0; i < positions.size(); ++i)
-      require(positions[i] >= 0 && (i == 0 || positions[i] > positions[i - 1]), where, "positions",
-              "strictly increasing values >= 0", std::to_string(positions[i]) + " at " + std::to_string(i));
+      if (positions[i] < 0 || (i > 0 && positions[i] <= positions[i - 1]))  // message built on failure only
+        require(false, where, "positions", "strictly increasing values >= 0",
+                std::to_string(positions[i]) + " at " + std::to_string(i));
     require(T == 0 || y.data != x.data, where, "y", "storage apart from x");
     nn::check_workspace(ws, workspace_bytes(exec, T), where);
     nn::workspace_arena arena(ws);

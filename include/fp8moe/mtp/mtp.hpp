@@ -203,8 +203,9 @@ mtp_state<Block> mtp_forward(Exec const& exec, mtp_module<Block> const& m, sourc
   require(static_cast<std::int64_t>(positions.size()) == T, where, "positions",
           "size T = tokens.size() = " + std::to_string(T), "size " + std::to_string(positions.size()));
   for (std::size_t i = 0; i < tokens.size(); ++i)
-    require(tokens[i] >= 0 && tokens[i] < V, where, "tokens", "ids in [0, V = " + std::to_string(V) + ")",
-            std::to_string(tokens[i]) + " at " + std::to_string(i));
+    if (tokens[i] < 0 || tokens[i] >= V)  // message built on failure only
+      require(false, where, "tokens", "ids in [0, V = " + std::to_string(V) + ")",
+              std::to_string(tokens[i]) + " at " + std::to_string(i));
   nn::check_workspace(workspace, workspace_bytes(exec, m, T), where);
   nn::workspace_arena arena(workspace);
   auto st = detail::carve_state<Block>(arena, T, C);

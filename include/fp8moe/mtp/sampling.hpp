@@ -94,8 +94,8 @@ inline void check_logits_row(char const* where, char const* arg, std::span<float
   require(!x.empty(), where, arg, "a non-empty row (V >= 1)", "an empty row");
   bool finite = false;
   for (std::size_t v = 0; v < x.size(); ++v) {
-    require(!std::isnan(x[v]) && x[v] != INFINITY, where, arg, "no NaN or +inf",
-            std::to_string(x[v]) + " at " + std::to_string(v));
+    if (std::isnan(x[v]) || x[v] == INFINITY)  // message built on failure only
+      require(false, where, arg, "no NaN or +inf", std::to_string(x[v]) + " at " + std::to_string(v));
     finite = finite || std::isfinite(x[v]);
   }
   require(finite, where, arg, "at least one finite value", "every value -inf");

@@ -74,8 +74,9 @@ constexpr bool check_speculative_dispatch() {
 
 inline void check_draft(char const* where, std::span<std::int32_t const> draft, std::int64_t V) {
   for (std::size_t i = 0; i < draft.size(); ++i)
-    require(draft[i] >= 0 && draft[i] < V, where, "draft", "token ids in [0, V = " + std::to_string(V) + ")",
-            std::to_string(draft[i]) + " at " + std::to_string(i));
+    if (draft[i] < 0 || draft[i] >= V)  // message built on failure only
+      require(false, where, "draft", "token ids in [0, V = " + std::to_string(V) + ")",
+              std::to_string(draft[i]) + " at " + std::to_string(i));
 }
 
 /// Rows of probability distributions: finite, >= 0, each summing to 1 within 1e-3 (in double).
@@ -85,12 +86,14 @@ inline void check_distributions(char const* where, char const* arg, matrix_view<
     double sum = 0;
     for (std::int64_t c = 0; c < m.cols; ++c) {
       float const v = m(r, c);
-      require(std::isfinite(v) && v >= 0.0f, where, arg, "finite probabilities >= 0",
-              std::to_string(v) + " at (" + std::to_string(r) + ", " + std::to_string(c) + ")");
+      if (!(std::isfinite(v) && v >= 0.0f))  // message built on failure only
+        require(false, where, arg, "finite probabilities >= 0",
+                std::to_string(v) + " at (" + std::to_string(r) + ", " + std::to_string(c) + ")");
       sum += v;
     }
-    require(std::abs(sum - 1.0) <= 1e-3, where, arg, "rows summing to 1 (within 1e-3)",
-            "row " + std::to_string(r) + " sums to " + std::to_string(sum));
+    if (!(std::abs(sum - 1.0) <= 1e-3))
+      require(false, where, arg, "rows summing to 1 (within 1e-3)",
+              "row " + std::to_string(r) + " sums to " + std::to_string(sum));
   }
 }
 
@@ -112,8 +115,9 @@ verify_result verify_greedy(Exec const& exec, std::span<std::int32_t const> draf
   detail::check_draft(where, draft, target.cols);
   for (std::int64_t r = 0; r < target.rows; ++r)
     for (std::int64_t c = 0; c < target.cols; ++c)
-      require(!std::isnan(target(r, c)), where, "target", "no NaN",
-              "NaN at (" + std::to_string(r) + ", " + std::to_string(c) + ")");
+      if (std::isnan(target(r, c)))
+        require(false, where, "target", "no NaN",
+                "NaN at (" + std::to_string(r) + ", " + std::to_string(c) + ")");
   if constexpr (detail::check_speculative_dispatch<Exec>())
     return speculative_dispatch<executor_t<Exec>>::verify_greedy(exec, draft, target);
   else
@@ -143,8 +147,9 @@ verify_result verify_stochastic(Exec const& exec, std::span<std::int32_t const> 
   detail::check_distributions(where, "p", p);
   detail::check_distributions(where, "q", q);
   for (std::int64_t i = 0; i < n; ++i)
-    require(q(i, draft[static_cast<std::size_t>(i)]) > 0.0f, where, "q",
-            "q_i(draft_i) > 0 (the draft was drawn from q)", "0 at draft " + std::to_string(i));
+    if (!(q(i, draft[static_cast<std::size_t>(i)]) > 0.0f))
+      require(false, where, "q", "q_i(draft_i) > 0 (the draft was drawn from q)",
+              "0 at draft " + std::to_string(i));
   if constexpr (detail::check_speculative_dispatch<Exec>())
     return speculative_dispatch<executor_t<Exec>>::verify_stochastic(exec, draft, p, q, g);
   else
