@@ -353,11 +353,14 @@ TEST_CASE("mla_backward matches float64 central finite differences of every inpu
     auto const w = L.weights();
     auto const x = test::random_normal(T * C, 1.0f, 110);
     auto const dout = test::random_normal(T * C, 1.0f, 111);
-    std::vector<std::byte> storage(at::mla_saved_bytes(d, ql, T));
+    std::vector<std::byte> storage(at::mla_saved_bytes(d, ql, T), std::byte{0xFF});
     auto const saved = at::mla_saved_views(storage, d, ql, T);
     std::vector<float> out(T * C);
+    std::vector<std::byte> fws(
+        at::mla_forward_workspace_bytes<float>(host_executor{}, d, ql, C, T, T, at::mla_form::naive),
+        std::byte{0xFF});
     at::mla_forward(host_executor{}, d, w, rh.table(), pos, make_matrix(x.data(), T, C),
-                    make_matrix(out.data(), T, C), at::mla_form::naive, nullptr, &saved);
+                    make_matrix(out.data(), T, C), at::mla_form::naive, nullptr, &saved, fws);
     // gradients accumulate: start them at 1.0 and subtract it afterwards
     std::vector<float> dx(T * C, 1.0f), dwq(L.wq.size(), 1.0f), dwq_a(L.wq_a.size(), 1.0f),
         dq_norm(L.q_norm.size(), 1.0f), dwq_b(L.wq_b.size(), 1.0f), dwkv_a(L.wkv_a.size(), 1.0f),
@@ -375,8 +378,11 @@ TEST_CASE("mla_backward matches float64 central finite differences of every inpu
     g.dkv_norm = dkv_norm;
     g.dwkv_b = make_matrix(dwkv_b.data(), H * (DN + DV), CL);
     g.dwo = make_matrix(dwo.data(), C, H * DV);
+    // a caller workspace full of NaN: the backward must not read scratch it did not write
+    std::vector<std::byte> ws(at::mla_backward_workspace_bytes<float>(host_executor{}, d, ql, C, T),
+                              std::byte{0xFF});
     at::mla_backward(host_executor{}, d, w, rh.table(), pos, make_matrix(x.data(), T, C), saved,
-                     make_matrix(dout.data(), T, C), make_matrix(dx.data(), T, C), g);
+                     make_matrix(dout.data(), T, C), make_matrix(dx.data(), T, C), g, ws);
     params p = L.to_double();
     dvec xd(x.begin(), x.end());
     auto loss = [&] {
