@@ -756,6 +756,16 @@ TEST_CASE("workspace_bytes and the caller-workspace overloads") {
     for (std::int64_t j = 0; j < n; ++j) differ += d1.at(i, j) == d2.at(i, j) ? 0 : 1;
   CHECK(differ == 0);
   CHECK(d1.at(m - 1, n - 1) != 0.0);
+  // exactly workspace_bytes(exec) runs (same bits); one byte less is refused, naming the workspace
+  test::out_mat<float> d3(m, n);
+  std::vector<std::byte> exact(gemm::workspace_bytes(one)), short_by_one(gemm::workspace_bytes(one) - 1);
+  gemm::fp8_gemm(one, gemm::dense<e4m3, e4m3, float>{a.view(), b.view(), d3.view(), {}}, {}, exact);
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) differ += d3.at(i, j) == d1.at(i, j) ? 0 : 1;
+  CHECK(differ == 0);
+  CHECK_THROWS_WITH_AS(gemm::fp8_gemm(one, gemm::dense<e4m3, e4m3, float>{a.view(), b.view(), d3.view(), {}},
+                                      {}, short_by_one),
+                       doctest::Contains("argument 'workspace'"), fp8moe::error);
 }
 
 namespace {

@@ -535,6 +535,23 @@ TEST_CASE("route + permute written once for any executor: the allocating ops equ
   CHECK(p.weights == pw);
 }
 
+TEST_CASE("workspace_bytes(exec, plan_shape): none on the host, the plan builds with an empty workspace") {
+  std::int64_t const T = 300;
+  int const k = 4, E = 8;
+  auto const ids = random_ids(T, k, E, 61, 0.1f);
+  host_executor const ex;
+  CHECK(moe::workspace_bytes(ex, moe::plan_shape{T, k, E}) == 0);
+  CHECK(moe::workspace_bytes(ex, moe::plan_shape{0, k, E}) == 0);
+  moe::host_permute_plan plan(moe::contiguous{.m_align = 16}, T, k, E);
+  moe::build_permute_plan(ex, make_matrix(ids.data(), T, k), plan.view(), moe::device_workspace{});
+  CHECK(plan.rows_in_use() > 0);
+  CHECK(plan.view().rows >= plan.rows_in_use());
+  CHECK_THROWS_WITH_AS((void)moe::workspace_bytes(ex, moe::plan_shape{T, 0, E}),
+                       doctest::Contains("argument 'plan_shape'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS((void)moe::workspace_bytes(ex, moe::plan_shape{-1, k, E}),
+                       doctest::Contains("argument 'plan_shape'"), fp8moe::error);
+}
+
 #if FP8MOE_CUDA_COMPILER
 #include "device_memory.hpp"
 #include "fp8moe/core/cuda/executor.hpp"
@@ -565,6 +582,13 @@ TEST_CASE("permute (CUDA): plan, permute, combine and backwards match the host p
     auto const did = on_device(ids);
     moe::build_permute_plan(ex, matrix_view<std::int32_t const>(make_matrix(did.p, T, k)), dev.view(),
                             dev.workspace());
+    // the owning plan's scratch is exactly the query; one byte less is refused before any launch
+    std::size_t const need = moe::workspace_bytes(ex, moe::plan_shape{T, k, E});
+    CHECK(dev.workspace().bytes == need);
+    CHECK_THROWS_WITH_AS(
+        moe::build_permute_plan(ex, matrix_view<std::int32_t const>(make_matrix(did.p, T, k)), dev.view(),
+                                moe::device_workspace{dev.workspace().data, need - 1}),
+        doctest::Contains("argument 'workspace'"), fp8moe::error);
     FP8MOE_CUDA_CHECK(cudaStreamSynchronize(ex.stream));
     auto const& dp = dev.view();
     REQUIRE(dp.rows == hp.rows);

@@ -685,6 +685,26 @@ TEST_CASE("balance: the writing form of sequence_balance_loss stores the returne
       doctest::Contains("sequence_length"), fp8moe::error);
 }
 
+TEST_CASE("workspace_bytes(exec, balance_shape): none on the host, the loss runs with an empty workspace") {
+  moe::router_config const c{.experts = 16, .k = 3};
+  host_executor const ex;
+  moe::sequence_balance_config const cfg{.alpha = 1e-2f, .sequence_length = 8};
+  CHECK(moe::workspace_bytes(ex, moe::balance_shape{24, c.experts, c.k, cfg.sequence_length}) == 0);
+  auto const logits = test::random_normal(24 * 16, 1.0f, 103);
+  auto const lv = matrix_view<float const>(make_matrix(logits.data(), 24, 16));
+  float out = NAN;
+  moe::sequence_balance_loss(ex, c, lv, cfg, &out, moe::device_workspace{});
+  CHECK(out > 0);
+  std::vector<float> g(logits.size(), 0.0f);
+  moe::sequence_balance_loss_backward(ex, c, lv, make_matrix(g.data(), 24, 16), cfg, 1.0f,
+                                      moe::device_workspace{});
+  CHECK(std::any_of(g.begin(), g.end(), [](float v) { return v != 0.0f; }));
+  CHECK_THROWS_WITH_AS((void)moe::workspace_bytes(ex, moe::balance_shape{24, c.experts, c.k, 5}),
+                       doctest::Contains("argument 'balance_shape'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS((void)moe::workspace_bytes(ex, moe::balance_shape{0, c.experts, c.k, 0}),
+                       doctest::Contains("argument 'balance_shape'"), fp8moe::error);
+}
+
 #if FP8MOE_CUDA_COMPILER
 #include "fp8moe/core/cuda/executor.hpp"
 
@@ -763,15 +783,23 @@ TEST_CASE("balance (CUDA): sequence loss and its gradient match the host path") 
     moe::sequence_balance_loss_backward(host_executor{}, c,
                                         matrix_view<float const>(make_matrix(logits.data(), T, c.experts)),
                                         make_matrix(gh.data(), T, c.experts), cfg, 3.0f);
-    std::size_t const wsb = moe::balance_workspace_bytes(T, c.experts, c.k, T / L);
+    cuda_executor ex{nullptr};
+    std::size_t const wsb =
+        moe::workspace_bytes(ex, moe::balance_shape{T, c.experts, c.k, cfg.sequence_length});
     std::vector<float> const half(logits.size(), 0.5f);
     test::device_array<float> dl(logits.data(), logits.size()), dg(half.data(), half.size()), dloss(1);
     test::device_array<unsigned char> ws(wsb);
-    cuda_executor ex{nullptr};
     auto const lv = matrix_view<float const>(make_matrix(dl.p, T, c.experts));
     moe::sequence_balance_loss(ex, c, lv, cfg, dloss.p, moe::device_workspace{ws.p, wsb});
     moe::sequence_balance_loss_backward(ex, c, lv, make_matrix(dg.p, T, c.experts), cfg, 3.0f,
                                         moe::device_workspace{ws.p, wsb});
+    // one byte less than the query is refused on the host, before anything is enqueued
+    CHECK_THROWS_WITH_AS(
+        moe::sequence_balance_loss(ex, c, lv, cfg, dloss.p, moe::device_workspace{ws.p, wsb - 1}),
+        doctest::Contains("argument 'workspace'"), fp8moe::error);
+    CHECK_THROWS_WITH_AS(moe::sequence_balance_loss_backward(ex, c, lv, make_matrix(dg.p, T, c.experts), cfg,
+                                                             3.0f, moe::device_workspace{ws.p, wsb - 1}),
+                         doctest::Contains("argument 'workspace'"), fp8moe::error);
     FP8MOE_CUDA_CHECK(cudaDeviceSynchronize());
     float const ld = dloss.get()[0];
     std::vector<float> const gd = dg.get();

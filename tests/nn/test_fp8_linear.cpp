@@ -15,6 +15,7 @@
 // within the quantization error (tolerance derived at the check).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -312,6 +313,38 @@ TEST_CASE("swiglu_mlp: forward and backward against the float64 model; its FD va
   double const ydiff = test::calc_diff(y, m.forward(x64));
   CHECK(ydiff < 0.0026);
   CHECK(ydiff > 0.0);
+}
+
+TEST_CASE("nn::workspace_bytes: exactly the query runs fp8_linear and swiglu_mlp, one byte less is refused") {
+  auto const& r = scaling::deepseek_v3;
+  host_executor const ex{2};
+  std::int64_t const M = 64, N = 128, K = 256, I = 128;
+  auto const x = grid_matrix(M, K, 11), wm = grid_matrix(N, K, 12);
+  auto const w13m = grid_matrix(2 * I, K, 13), w2m = grid_matrix(K, I, 14);
+  host_weight<float8_e4m3_t> const hw(wm, N, K, r.weight), w13(w13m, 2 * I, K, r.weight),
+      w2(w2m, K, I, r.weight);
+  auto const X = make_matrix(x.data(), M, K);
+  // fp8_linear
+  std::vector<std::byte> ws(nn::workspace_bytes(ex, nn::linear_shape{M, N, K}, r));
+  std::vector<float> y(static_cast<std::size_t>(M * N), 3.0f);
+  nn::fp8_linear(ex, X, hw.view(), make_matrix(y.data(), M, N), std::span(ws), r);
+  CHECK(std::any_of(y.begin(), y.end(), [](float v) { return v != 3.0f; }));
+  ws.pop_back();
+  std::fill(y.begin(), y.end(), 3.0f);
+  CHECK_THROWS_WITH_AS(nn::fp8_linear(ex, X, hw.view(), make_matrix(y.data(), M, N), std::span(ws), r),
+                       doctest::Contains("argument 'workspace'"), fp8moe::error);
+  for (float v : y) REQUIRE(v == 3.0f);
+  // swiglu_mlp (forward + backward share one workspace)
+  nn::swiglu_mlp_weights<float8_e4m3_t> const w{w13.view(), w2.view()};
+  std::vector<std::byte> wsm(nn::workspace_bytes(ex, nn::mlp_shape{M, K, I}, r));
+  std::vector<float> ym(static_cast<std::size_t>(M * K), 3.0f);
+  (void)nn::swiglu_mlp(ex, X, w, make_matrix(ym.data(), M, K), std::span(wsm), r);
+  CHECK(std::any_of(ym.begin(), ym.end(), [](float v) { return v != 3.0f; }));
+  wsm.pop_back();
+  std::fill(ym.begin(), ym.end(), 3.0f);
+  CHECK_THROWS_WITH_AS((void)nn::swiglu_mlp(ex, X, w, make_matrix(ym.data(), M, K), std::span(wsm), r),
+                       doctest::Contains("argument 'workspace'"), fp8moe::error);
+  for (float v : ym) REQUIRE(v == 3.0f);
 }
 
 TEST_CASE("swiglu / swiglu_backward: the per-element math against float64 and finite differences") {

@@ -6,6 +6,7 @@
 // The _cuda variant runs the same checks through cuBLASLt where a GPU is visible.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -189,6 +190,27 @@ TEST_CASE("nn::matmul: bad input is rejected before D is written") {
       nn::matmul(host_executor{}, A, B, make_matrix(d.data(), 3, 3), {}, std::span<std::byte>(small)),
       doctest::Contains("argument 'workspace'"), fp8moe::error);
   for (float v : d) CHECK(v == 7.0f);
+}
+
+TEST_CASE("nn::workspace_bytes(exec, matmul_shape): exactly that workspace runs, one byte less is refused") {
+  std::int64_t const M = 33, N = 40, K = 50;
+  std::vector<float> a(static_cast<std::size_t>(M * K)), b(static_cast<std::size_t>(K * N));
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i % 7) - 3.0f;
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>(i % 5) - 2.0f;
+  std::vector<float> d(static_cast<std::size_t>(M * N), 7.0f), ref(d.size(), 7.0f);
+  host_executor const ex{2};
+  std::vector<std::byte> ws(nn::workspace_bytes(ex, nn::matmul_shape{M, N, K}));
+  REQUIRE(!ws.empty());
+  auto const A = make_matrix(a.data(), M, K);
+  auto const B = make_matrix(b.data(), K, N);
+  nn::matmul(ex, A, B, make_matrix(d.data(), M, N), {}, std::span<std::byte>(ws));
+  nn::matmul(ex, A, B, make_matrix(ref.data(), M, N));
+  CHECK(d == ref);
+  ws.pop_back();
+  std::fill(d.begin(), d.end(), 7.0f);
+  CHECK_THROWS_WITH_AS(nn::matmul(ex, A, B, make_matrix(d.data(), M, N), {}, std::span<std::byte>(ws)),
+                       doctest::Contains("argument 'workspace'"), fp8moe::error);
+  for (float v : d) REQUIRE(v == 7.0f);
 }
 
 #if FP8MOE_TEST_GPU

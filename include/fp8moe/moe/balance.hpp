@@ -8,6 +8,7 @@
 #pragma once
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -75,6 +76,34 @@ inline void check_balance_args(router_config const& c, std::int64_t T, std::int6
 
 }  // namespace detail
 
+/// The shape of sequence_balance_loss / sequence_balance_loss_backward, the argument of their
+/// workspace query: T tokens, E experts, top-k, sequences of sequence_length tokens (0 = all T).
+struct balance_shape {
+  std::int64_t tokens = 0;           ///< T
+  std::int64_t experts = 0;          ///< E (router_config::experts)
+  std::int64_t k = 0;                ///< router_config::k
+  std::int64_t sequence_length = 0;  ///< sequence_balance_config::sequence_length
+};
+
+/// Bytes of scratch sequence_balance_loss and its backward need on `exec` for this shape (the `ws`
+/// they take): 0 on the host (it needs none); on the device the per-sequence counts and sums.
+template <executor Exec>
+std::size_t workspace_bytes(Exec const& exec, balance_shape const& s) {
+  using D = balance_dispatch<executor_t<Exec>>;
+  static_assert(has_dispatch<D>,
+                "fp8moe::moe::workspace_bytes: this executor has no balance path; for cuda_executor include "
+                "\"fp8moe/moe/cuda/balance.cuh\" (nvcc)");
+  std::int64_t const L = s.sequence_length ? s.sequence_length : s.tokens;
+  require(s.tokens >= 1 && s.experts >= 1 && s.k >= 1 && L >= 1 && s.tokens % L == 0,
+          "fp8moe::moe::workspace_bytes", "balance_shape",
+          "tokens >= 1, experts >= 1, k >= 1, sequence_length 0 or a divisor of tokens",
+          detail::concat(s.tokens, ", ", s.experts, ", ", s.k, ", ", s.sequence_length));
+  if constexpr (has_dispatch<D>)
+    return D::workspace_bytes(exec, s);
+  else
+    return 0;
+}
+
 /// bias_i += gamma * sign(mean load - load_i) (arXiv:2408.15664 Alg. 1; Megatron get_updated_expert_bias).
 /// counts (E) integer tokens per expert of this rank; `reduce` sums them over data-parallel ranks in
 /// place: a callback called once with E int64 values, or a comm::host_communicator (all-reduce).
@@ -94,7 +123,7 @@ void update_bias(Exec const& exec, vector_view<float> bias, vector_view<Count co
 
 /// L = alpha * mean over sequences of sum_i f_i P_i, with f_i = E/(k L) * #{t : i in TopK(s_t)} and
 /// P_i = (1/L) sum_t s_{t,i} / sum_j s_{t,j} (s = unbiased scores of logits (T,E)), written to *loss
-/// (one float; device memory on a device executor, where `ws` holds balance_workspace_bytes).
+/// (one float; device memory on a device executor, where `ws` holds workspace_bytes(exec, balance_shape)).
 template <executor Exec, class Logit>
 void sequence_balance_loss(Exec const& exec, router_config const& c, matrix_view<Logit> logits,
                            sequence_balance_config cfg, float* loss, device_workspace ws = {}) {
@@ -121,7 +150,7 @@ double sequence_balance_loss(Exec const& exec, router_config const& c, matrix_vi
 
 /// Gradient of sequence_balance_loss w.r.t. logits (T,E), scaled by `dloss`, ACCUMULATED into
 /// dlogits (T,E). f is piecewise constant (not differentiated); the gradient flows through P.
-/// A device executor needs `ws` (balance_workspace_bytes).
+/// A device executor needs `ws` (workspace_bytes(exec, balance_shape)).
 template <executor Exec, class Logit>
 void sequence_balance_loss_backward(Exec const& exec, router_config const& c, matrix_view<Logit> logits,
                                     matrix_view<float> dlogits, sequence_balance_config cfg = {},

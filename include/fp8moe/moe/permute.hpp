@@ -9,6 +9,7 @@
 #pragma once
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -201,10 +202,33 @@ struct permute_dispatch;
 template <class Layout>
 concept permute_layout = std::same_as<Layout, contiguous> || std::same_as<Layout, masked>;
 
+/// The shape of a plan build, the argument of its workspace query: T tokens x k slots over E experts.
+struct plan_shape {
+  std::int64_t tokens = 0;   ///< T
+  std::int64_t k = 0;        ///< slots per token
+  std::int64_t experts = 0;  ///< E
+};
+
+/// Bytes of scratch build_permute_plan needs on `exec` for this shape (the `ws` it takes): 0 on the
+/// host (it needs none); on the device the CUB radix-sort and scan scratch.
+template <executor Exec>
+std::size_t workspace_bytes(Exec const& exec, plan_shape const& s) {
+  using D = permute_dispatch<executor_t<Exec>>;
+  static_assert(has_dispatch<D>,
+                "fp8moe::moe::workspace_bytes: this executor has no permute path; for cuda_executor include "
+                "\"fp8moe/moe/cuda/permute.cuh\" (nvcc)");
+  require(s.tokens >= 0 && s.k >= 1 && s.experts >= 1, "fp8moe::moe::workspace_bytes", "plan_shape",
+          "tokens >= 0, k >= 1, experts >= 1", detail::concat(s.tokens, ", ", s.k, ", ", s.experts));
+  if constexpr (has_dispatch<D>)
+    return D::workspace_bytes(exec, s);
+  else
+    return 0;
+}
+
 /// Builds the plan from ids (T,k): values in [0,E), or -1 for a slot not routed here (expert
 /// parallelism). Stable: rows of one expert are in ascending (token, slot) order. Host: throws if the
 /// routing does not fit (masked: a count above max_m; contiguous: more than plan.rows rows).
-/// Device: ids and the plan's arrays in device memory, `ws` of plan_workspace_bytes(T, k, E),
+/// Device: ids and the plan's arrays in device memory, `ws` of workspace_bytes(exec, plan_shape{T, k, E}),
 /// p.rows >= plan_rows(layout, T, k, E) for contiguous, a masked count above max_m drops the extra
 /// slots (slot_row = -1); the same arrays as the host, bit for bit.
 template <executor Exec>

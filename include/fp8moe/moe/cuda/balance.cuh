@@ -5,7 +5,7 @@
 // the per-token scores and their derivative from score_trait, the top-k from the shared router code).
 // Deterministic: integer counts, sums in a fixed order, no float atomics. Enqueued on exec.stream; the
 // loss lands in device memory; the backward ACCUMULATES into dlogits. Caller-owned workspace
-// (balance_workspace_bytes).
+// (workspace_bytes(exec, balance_shape), moe/balance.hpp).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -127,11 +127,6 @@ __global__ void update_bias_kernel(vector_view<float> bias, vector_view<Count co
 
 }  // namespace cuda_detail
 
-/// Device scratch bytes for T tokens, E experts, top-k, B sequences.
-inline std::size_t balance_workspace_bytes(std::int64_t T, std::int64_t E, std::int64_t k, std::int64_t B) {
-  return cuda_detail::balance_layout(T, E, k, B).total;
-}
-
 namespace detail {
 template <class Logit>
 void balance_forward_device(cuda_executor const& exec, router_config const& c, matrix_view<Logit> logits,
@@ -140,7 +135,8 @@ void balance_forward_device(cuda_executor const& exec, router_config const& c, m
   std::int64_t const T = logits.rows, L = b.sequence_length ? b.sequence_length : T, B = T / L;
   auto const lay = cuda_detail::balance_layout(T, c.experts, c.k, B);
   require(ws.data != nullptr && ws.bytes >= lay.total, where, "workspace",
-          std::to_string(lay.total) + " bytes (balance_workspace_bytes)", std::to_string(ws.bytes));
+          std::to_string(lay.total) + " bytes (workspace_bytes(exec, balance_shape))",
+          std::to_string(ws.bytes));
   // one int per expert of dynamic shared memory next to the kernel's 2 KB of static arrays: stay
   // within the 48 KB every device grants without an opt-in
   require(c.experts <= 11776, where, "config.experts", "at most 11776 experts on the device",
@@ -163,6 +159,11 @@ void balance_forward_device(cuda_executor const& exec, router_config const& c, m
 
 template <>
 struct balance_dispatch<cuda_executor> {
+  /// Per-sequence counts and sums of the balance loss (shape validated by the entry point).
+  static std::size_t workspace_bytes(cuda_executor const&, balance_shape const& s) {
+    std::int64_t const L = s.sequence_length ? s.sequence_length : s.tokens;
+    return cuda_detail::balance_layout(s.tokens, s.experts, s.k, s.tokens / L).total;
+  }
   /// Bias update with already-reduced counts (e.g. after an NCCL all-reduce): no reducer, no recenter.
   template <std::integral Count, class Reduce>
   static void update_bias(cuda_executor const& exec, vector_view<float> bias, vector_view<Count const> counts,

@@ -29,7 +29,7 @@ struct expert_block_dispatch<cuda_executor> {
     return plan_rows(layout, ids.rows, ids.cols, E);
   }
   static std::size_t plan_scratch_bytes(std::int64_t T, std::int64_t k, std::int64_t E) {
-    return plan_workspace_bytes(T, k, E);
+    return workspace_bytes(cuda_executor{}, plan_shape{T, k, E});
   }
 };
 

@@ -216,11 +216,6 @@ inline unsigned blocks_for(std::int64_t n, int threads) {
 
 }  // namespace cuda_detail
 
-/// Bytes of device scratch build_permute_plan needs for T tokens x k slots over E experts.
-inline std::size_t plan_workspace_bytes(std::int64_t T, std::int64_t k, std::int64_t E) {
-  return cuda_detail::plan_scratch(T * k, E).total;
-}
-
 /// Builds the plan on the device from ids (T,k) (row-major, device memory): the same arrays as the
 /// host build, bit for bit. p.rows must be at least plan_rows(layout, T, k, E) for contiguous.
 namespace cuda_detail {
@@ -236,7 +231,8 @@ inline void build_permute_plan(cuda_executor const& exec, matrix_view<std::int32
             std::to_string(p.rows));
   auto const sz = cuda_detail::plan_scratch(n, E);
   require(ws.data != nullptr && ws.bytes >= sz.total, where, "workspace",
-          std::to_string(sz.total) + " bytes (plan_workspace_bytes)", std::to_string(ws.bytes));
+          std::to_string(sz.total) + " bytes (workspace_bytes(exec, plan_shape{T, k, E}))",
+          std::to_string(ws.bytes));
   auto* base = static_cast<char*>(ws.data);
   auto* keys_in = reinterpret_cast<std::int32_t*>(base);
   auto* keys_out = reinterpret_cast<std::int32_t*>(base + sz.keys);
@@ -302,7 +298,7 @@ class cuda_permute_plan {
     std::size_t const M = static_cast<std::size_t>(p_.rows), n = static_cast<std::size_t>(T * k);
     std::size_t const ints = 3 * M + n + 2 * static_cast<std::size_t>(E) + 1;
     arrays_ = device_buffer<std::int32_t>(ints, exec);
-    ws_buf_ = device_buffer<unsigned char>(plan_workspace_bytes(T, k, E), exec);
+    ws_buf_ = device_buffer<unsigned char>(cuda_detail::plan_scratch(T * k, E).total, exec);
     std::int32_t* const a = arrays_.data();
     p_.row_token = a;
     p_.row_slot = a + M;
@@ -335,6 +331,10 @@ struct device_permuted {
 
 template <>
 struct permute_dispatch<cuda_executor> {
+  /// The CUB radix-sort and scan scratch of build_permute_plan.
+  static std::size_t workspace_bytes(cuda_executor const&, plan_shape const& s) {
+    return cuda_detail::plan_scratch(s.tokens * s.k, s.experts).total;
+  }
   static void build_permute_plan(cuda_executor const& exec, matrix_view<std::int32_t const> ids,
                                  permute_plan const& p, device_workspace ws) {
     cuda_detail::build_permute_plan(exec, ids, p, ws);

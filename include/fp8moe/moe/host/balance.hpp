@@ -45,6 +45,8 @@ score_trait token_scores(router_config const& c, matrix_view<Logit> u, std::int6
 
 template <>
 struct balance_dispatch<host_executor> {
+  /// The host balance loss needs no caller scratch.
+  static std::size_t workspace_bytes(host_executor const&, balance_shape const&) { return 0; }
   template <std::integral Count, class Reduce>
   static void update_bias(host_executor const& exec, vector_view<float> bias, vector_view<Count const> counts,
                           bias_update_config cfg, Reduce&& reduce) {

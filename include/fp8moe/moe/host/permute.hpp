@@ -210,6 +210,8 @@ host_permute_plan make_plan(route_result const& r, Layout l, std::int64_t E) {
 
 template <>
 struct permute_dispatch<host_executor> {
+  /// The host plan build needs no caller scratch.
+  static std::size_t workspace_bytes(host_executor const&, plan_shape const&) { return 0; }
   static void build_permute_plan(host_executor const&, matrix_view<std::int32_t const> ids,
                                  permute_plan const& p, device_workspace) {
     detail::build_permute_plan_host(ids, p);
