@@ -21,6 +21,11 @@ namespace {
 
 using dvec = std::vector<double>;
 
+/// The larger of a and b, NaN when either is (std::max drops a NaN second argument).
+double worse(double a, double b) {
+  return std::isnan(a) || std::isnan(b) ? std::nan("") : std::max(a, b);
+}
+
 dvec to_double(std::vector<float> const& v) {
   return {v.begin(), v.end()};
 }
@@ -68,7 +73,7 @@ dvec ref_expand(dvec const& latent, dvec const& wkv_b, std::int64_t S, std::int6
 double rel_err(std::vector<float> const& a, dvec const& b) {
   double e = 0, m = 0;
   for (std::size_t i = 0; i < b.size(); ++i) {
-    e = std::max(e, std::abs(double(a[i]) - b[i]));
+    e = worse(e, std::abs(double(a[i]) - b[i]));
     m = std::max(m, std::abs(b[i]));
   }
   return e / m;
@@ -202,7 +207,7 @@ TEST_CASE("mla_naive_backward matches float64 central finite differences of ever
       double const lm = loss();
       x[i] = x0;
       double const fd = (lp - lm) / (2 * eps);
-      worst = std::max(worst, std::abs(fd - g[i]));
+      worst = worse(worst, std::abs(fd - g[i]));
       gmax = std::max(gmax, std::abs(fd));
     }
     // Tolerance: float products and softmax (~1e-6 relative) plus the O(eps^2) = 1e-10 truncation

@@ -23,6 +23,11 @@ namespace {
 
 using dvec = std::vector<double>;
 
+/// The larger of a and b, NaN when either is (std::max drops a NaN second argument).
+double worse(double a, double b) {
+  return std::isnan(a) || std::isnan(b) ? std::nan("") : std::max(a, b);
+}
+
 // H 2, nope 4, rope 4, v 3, latent 6; hidden 8; q_lora 5 (or 0).
 constexpr std::int64_t C = 8, H = 2, DN = 4, DR = 4, DV = 3, CL = 6;
 
@@ -177,7 +182,7 @@ std::vector<std::int64_t> positions(std::int64_t T, std::int64_t p0 = 0) {
 
 double max_abs(std::vector<float> const& v) {
   double m = 0;
-  for (float x : v) m = std::max(m, double(std::abs(x)));
+  for (float x : v) m = worse(m, double(std::abs(x)));
   return m;
 }
 
@@ -203,7 +208,7 @@ TEST_CASE("mla_forward (naive and absorbed) matches a float64 layer (q low rank 
         at::mla_forward(host_executor{threads}, d, L.weights(), rh.table(), pos, make_matrix(x.data(), T, C),
                         make_matrix(out.data(), T, C), form);
         double e = 0;
-        for (std::size_t i = 0; i < out.size(); ++i) e = std::max(e, std::abs(out[i] - ref[i]));
+        for (std::size_t i = 0; i < out.size(); ++i) e = worse(e, std::abs(out[i] - ref[i]));
         // Tolerance: float projections of <= 12 terms, two float norms, float rope and the float core
         // of <= 11 keys, each a few ulps of O(1) values: 1e-5 of the largest output.
         CHECK(e <= 1e-5 * rm);
@@ -227,7 +232,7 @@ TEST_CASE("mla_forward: naive == absorbed for the whole layer to float32 roundin
   // sum_s p_s (W_UV c_s) vs W_UV sum_s p_s c_s): float rounding of O(1) sums of <= 16 terms, i.e.
   // a few 1e-7 relative; 2e-6 of the largest output bounds it.
   double e = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) e = std::max(e, double(std::abs(a[i] - b[i])));
+  for (std::size_t i = 0; i < a.size(); ++i) e = worse(e, double(std::abs(a[i] - b[i])));
   CHECK(e <= 2e-6 * max_abs(a));
   CHECK(e > 0.0);  // different association: not the same code path by accident
 }
@@ -258,7 +263,7 @@ TEST_CASE("mla_forward: prefill of T == prefill of T-k then k one-token absorbed
     CHECK(cache.length() == T);
     // Tolerance: the same float math per row up to the naive/absorbed association (see above).
     double e = 0;
-    for (std::size_t i = 0; i < full.size(); ++i) e = std::max(e, double(std::abs(full[i] - inc[i])));
+    for (std::size_t i = 0; i < full.size(); ++i) e = worse(e, double(std::abs(full[i] - inc[i])));
     CHECK(e <= 2e-6 * max_abs(full));
   }
   // absorbed prefill of T at once over a cache == the same prefill in steps, bit for bit? Rows see
@@ -272,7 +277,7 @@ TEST_CASE("mla_forward: prefill of T == prefill of T-k then k one-token absorbed
                     make_matrix(x.data() + t * C, 1, C), make_matrix(steps.data() + t * C, 1, C),
                     at::mla_form::absorbed, &c2);
   double e = 0;
-  for (std::size_t i = 0; i < one.size(); ++i) e = std::max(e, double(std::abs(one[i] - steps[i])));
+  for (std::size_t i = 0; i < one.size(); ++i) e = worse(e, double(std::abs(one[i] - steps[i])));
   CHECK(e <= 1e-6 * max_abs(one));
   CHECK(std::memcmp(c1.latent_storage().data(), c2.latent_storage().data(),
                     c1.latent_storage().size_bytes()) == 0);
@@ -403,7 +408,7 @@ TEST_CASE("mla_backward matches float64 central finite differences of every inpu
         double const lm = loss();
         v[i] = v0;
         double const fd = (lp - lm) / (2 * eps);
-        worst = std::max(worst, std::abs(fd - (double(grad[i]) - 1.0)));
+        worst = worse(worst, std::abs(fd - (double(grad[i]) - 1.0)));
         gmax = std::max(gmax, std::abs(fd));
       }
       // Tolerance: the float backward (~1e-6 relative per product chain), the float forward state it
