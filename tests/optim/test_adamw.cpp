@@ -271,6 +271,21 @@ TEST_CASE("adamw_step: bit-identical for 1, 2 and 3 threads") {
   CHECK(std::memcmp(p1.data(), run(3).data(), p1.size() * 4) == 0);
 }
 
+TEST_CASE("adamw_step: the host blocks equal optim::adamw_update element by element (bitwise)") {
+  for (std::size_t n : {1u, 3u, 4u, 511u, 512u, 1029u}) {
+    CAPTURE(n);
+    state s(n, 71 + n, false);
+    auto m = cast<bfloat16_t>(s.mf), v = cast<bfloat16_t>(s.vf), m2 = m, v2 = v;
+    std::vector<float> p = s.p, p2 = s.p;
+    optim::adamw_step(host_executor{}, cfg_test, 9, adamw_tensor<bfloat16_t>{p, s.g, m, v}, 0.75f);
+    auto const c = optim::adamw_coefficients_for(cfg_test, 9, true, 0.75f);
+    for (std::size_t i = 0; i < n; ++i) optim::adamw_update(c, p2[i], s.g[i], m2[i], v2[i]);
+    CHECK(std::memcmp(p.data(), p2.data(), n * 4) == 0);
+    CHECK(std::memcmp(m.data(), m2.data(), n * 2) == 0);
+    CHECK(std::memcmp(v.data(), v2.data(), n * 2) == 0);
+  }
+}
+
 TEST_CASE("adamw_step: bad input throws fp8moe::error naming the argument, nothing written") {
   std::vector<float> p(8, 1.0f), g(8, 0.5f), m(8, 0.0f), v(8, 0.0f), short_v(7, 0.0f);
   auto const p0 = p;

@@ -105,18 +105,35 @@ FP8MOE_HOST_DEVICE float adamw_sqrt(float x) {
 }
 }  // namespace detail
 
-/// One element of an AdamW step (host and device), PyTorch's torch.optim.AdamW order:
+/// The moment half of one AdamW element (host and device): the new moments in float from the stored
+/// ones and the gradient, g = grad * grad_scale, m = beta1 m + (1 - beta1) g, v = beta2 v + (1 - beta2) g^2,
+/// stored into m, v (rounded to nearest even for bfloat16_t) and returned unrounded in mf, vf.
+template <moment_element M>
+FP8MOE_HOST_DEVICE void adamw_moments(adamw_coefficients const& c, float grad, M& m, M& v, float& mf,
+                                      float& vf) {
+  float const g = grad * c.grad_scale;
+  mf = c.beta1 * detail::moment_load(m) + c.one_minus_beta1 * g;
+  vf = c.beta2 * detail::moment_load(v) + c.one_minus_beta2 * (g * g);
+  m = detail::moment_store<M>(mf);
+  v = detail::moment_store<M>(vf);
+}
+
+/// The parameter half (host and device): p (1 - lr wd) - lr / (1 - beta1^t) * mf / (sqrt_vf / sqrt(1 -
+/// beta2^t) + eps), with sqrt_vf = sqrt(vf) of the unrounded new second moment.
+FP8MOE_HOST_DEVICE float adamw_param(adamw_coefficients const& c, float p, float mf, float sqrt_vf) {
+  return p * c.decay - c.step_size * (mf / (sqrt_vf * c.inv_sqrt_bc2 + c.eps));
+}
+
+/// One element of an AdamW step (host and device), PyTorch's torch.optim.AdamW formulas:
 ///   g = grad * grad_scale;  m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
 ///   p = p (1 - lr wd) - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 /// The update reads the float m, v before the store rounds them (as Transformer Engine's fused Adam).
+/// The host loop runs the same two halves in blocks (so GCC vectorises them around a scalar sqrt).
 template <moment_element M>
 FP8MOE_HOST_DEVICE void adamw_update(adamw_coefficients const& c, float& p, float grad, M& m, M& v) {
-  float const g = grad * c.grad_scale;
-  float const mf = c.beta1 * detail::moment_load(m) + c.one_minus_beta1 * g;
-  float const vf = c.beta2 * detail::moment_load(v) + c.one_minus_beta2 * (g * g);
-  m = detail::moment_store<M>(mf);
-  v = detail::moment_store<M>(vf);
-  p = p * c.decay - c.step_size * (mf / (detail::adamw_sqrt(vf) * c.inv_sqrt_bc2 + c.eps));
+  float mf, vf;
+  adamw_moments(c, grad, m, v, mf, vf);
+  p = adamw_param(c, p, mf, detail::adamw_sqrt(vf));
 }
 
 /// Undefined primary template: optim/host/adamw.hpp and optim/cuda/adamw.cuh specialise it.
