@@ -186,6 +186,23 @@ TEST_CASE("top-p keeps the smallest most-probable set whose mass reaches p: exac
       for (std::size_t j = 0; j < size; ++j) REQUIRE(s.count(static_cast<std::int32_t>(order[j])) == 1);
     }
   }
+  // a long row, where the host path sorts a growing prefix (256, 1024, 4096 tokens): the set is the
+  // same smallest most-probable prefix a full sort in float64 gives
+  auto const wide = test::random_normal(5000, 0.3f, 12);
+  auto const pw = softmax(wide, 1.0);
+  std::vector<std::size_t> ow(wide.size());
+  std::iota(ow.begin(), ow.end(), 0);
+  std::sort(ow.begin(), ow.end(), [&](std::size_t a, std::size_t b) { return pw[a] > pw[b]; });
+  std::vector<float> pwide(wide.size());
+  for (float const top_p : {0.02f, 0.3f, 0.9f, 0.999f}) {
+    std::set<std::int32_t> expect;
+    double c = 0;
+    for (std::size_t j = 0; j < ow.size() && c < top_p; ++j)
+      c += pw[ow[j]], expect.insert(static_cast<std::int32_t>(ow[j]));
+    mtp::sample(exec, wide, {.top_p = top_p}, g, pwide);
+    INFO("top_p " << top_p << ": " << expect.size() << " tokens expected");
+    CHECK(support(pwide) == expect);
+  }
   // top-k then top-p on the renormalized top-k mass
   mtp::sample(exec, l, {.top_k = 3, .top_p = 0.999f}, g, pr);
   CHECK(support(pr).size() == 3);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // mtp::sampling_dispatch<host_executor>: sampling of one row on the calling thread. Weights
-// exp((l - max) / temperature); top-k by nth_element and top-p by a sort of the kept indices, both
-// ordered by (probability desc, index asc); masses summed in double.
+// exp((l - max) / temperature); top-k by nth_element and top-p by a partial sort of the kept indices,
+// both ordered by (probability desc, index asc); masses summed in double.
 #pragma once
 
 #include <algorithm>
@@ -54,18 +54,28 @@ struct sampling_dispatch<host_executor> {
         probs[static_cast<std::size_t>(idx[static_cast<std::size_t>(j)])] = 0.0f;
     }
     if (o.top_p < 1.0f) {
-      std::sort(idx.begin(), idx.begin() + kept, more_probable);
+      auto const at = [&](std::int64_t j) -> float& {
+        return probs[static_cast<std::size_t>(idx[static_cast<std::size_t>(j)])];
+      };
       double total = 0.0;
-      for (std::int64_t j = 0; j < kept; ++j)
-        total += probs[static_cast<std::size_t>(idx[static_cast<std::size_t>(j)])];
+      for (std::int64_t j = 0; j < kept; ++j) total += at(j);
       double const reach = static_cast<double>(o.top_p) * total;
+      // Sort only a most-probable prefix, 4x longer until its mass reaches top_p * total: every token
+      // past such a prefix is dropped, and the prefix is ordered as a full sort would order it.
+      std::int64_t sorted = std::min<std::int64_t>(kept, 256);
+      for (;;) {
+        std::partial_sort(idx.begin(), idx.begin() + sorted, idx.begin() + kept, more_probable);
+        double mass = 0.0;
+        for (std::int64_t j = 0; j < sorted; ++j) mass += at(j);
+        if (mass >= reach || sorted == kept) break;
+        sorted = std::min(kept, 4 * sorted);
+      }
       double cum = 0.0;
-      for (std::int64_t j = 0; j < kept; ++j) {  // kept while the mass before it is < top_p
-        float& p = probs[static_cast<std::size_t>(idx[static_cast<std::size_t>(j)])];
-        if (cum < reach)
-          cum += p;
+      for (std::int64_t j = 0; j < kept; ++j) {  // kept while the mass before it is < top_p * total
+        if (j < sorted && cum < reach)
+          cum += at(j);
         else
-          p = 0.0f;
+          at(j) = 0.0f;
       }
     }
     double total = 0.0;
