@@ -173,6 +173,30 @@ FP8MOE_SCALING_AVX2_TARGET void encode_rows_avx2(In const* src, std::int64_t src
   }
 }
 
+/// transpose_bytes_64_avx512 for AVX2: the byte block of nr16 * 16 rows x 32 columns at src (row
+/// stride ss) into dst (32 rows of nr16 * 16 bytes, row stride ds), two 16x16 blocks per ladder.
+FP8MOE_SCALING_AVX2_TARGET inline void transpose_bytes_32_avx2(std::uint8_t const* src, std::int64_t ss,
+                                                               std::int64_t nr16, std::uint8_t* dst,
+                                                               std::int64_t ds) {
+  for (std::int64_t j0 = 0; j0 < 16 * nr16; j0 += 16) {
+    __m256i a[16], b[16];
+    for (int i = 0; i < 16; ++i)
+      a[i] = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(src + (j0 + i) * ss));
+    for (int round = 0; round < 4; ++round) {
+      for (int i = 0; i < 8; ++i) {
+        b[2 * i] = _mm256_unpacklo_epi8(a[i], a[i + 8]);
+        b[2 * i + 1] = _mm256_unpackhi_epi8(a[i], a[i + 8]);
+      }
+      for (int i = 0; i < 16; ++i) a[i] = b[i];
+    }
+    for (int i = 0; i < 16; ++i) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i * ds + j0), _mm256_castsi256_si128(a[i]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (16 + i) * ds + j0),
+                       _mm256_extracti128_si256(a[i], 1));
+    }
+  }
+}
+
 /// encode_columns_avx512 for AVX2: 16*n16 elements v (float, or bf16 in place) with per-element
 /// scales k into dst, 16 per step.
 template <fp8_format F, bool Divide, bool Clamp, class In>

@@ -170,6 +170,79 @@ FP8MOE_SCALING_AVX512_TARGET void encode_columns_avx512(In const* v, float const
   }
 }
 
+/// Encodes the block of nr source rows x nc64 * 64 columns (row j at src + j * src_stride) with
+/// per-column scales k into dst (row j at dst + j * dst_stride): encode_span_avx512's 64-element
+/// step with the scales arranged once per block in the lane order of load32_avx512 (bf16: the
+/// unpacked halves hold elements 0-3, 8-11, 16-19, 24-27 and 4-7, 12-15, ...), at most 128
+/// columns (8 scale vectors held in registers). Every column must allow the kernel (Clamp).
+template <fp8_format F, bool Divide, bool Clamp, class In>
+FP8MOE_SCALING_AVX512_TARGET void encode_rows_avx512(In const* src, std::int64_t src_stride, std::int64_t nr,
+                                                     float const* k, std::int64_t nc64, std::uint8_t* dst,
+                                                     std::int64_t dst_stride, saturation sat) {
+  __m512i const over = _mm512_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
+  __m512i const sign = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512i const qorder = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+  __m512 kv[8];  // per 32 columns g: kv[2g] for f0, kv[2g+1] for f1 of load32_avx512
+  for (std::int64_t g = 0; g < 2 * nc64; ++g) {
+    __m512 const a = _mm512_loadu_ps(k + 32 * g), b = _mm512_loadu_ps(k + 32 * g + 16);
+    if constexpr (std::is_same_v<In, float>) {
+      kv[2 * g] = a;
+      kv[2 * g + 1] = b;
+    } else {
+      __m512i const lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+      kv[2 * g] = _mm512_permutex2var_ps(a, lo, b);
+      kv[2 * g + 1] = _mm512_permutex2var_ps(a, _mm512_add_epi32(lo, _mm512_set1_epi32(4)), b);
+    }
+  }
+  for (std::int64_t j = 0; j < nr; ++j) {
+    In const* const s = src + j * src_stride;
+    std::uint8_t* const d = dst + j * dst_stride;
+    for (std::int64_t c = 0; c < 64 * nc64; c += 64) {
+      __m512 f0, f1, f2, f3;
+      __mmask32 n0, n1;
+      load32_avx512(s + c, f0, f1, n0);
+      load32_avx512(s + c + 32, f2, f3, n1);
+      __m512 const* const kc = kv + c / 16;
+      __m512i const w0 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, kc[0], over),
+                                           encode16_avx512<F, Divide, Clamp>(f1, kc[1], over));
+      __m512i const w1 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f2, kc[2], over),
+                                           encode16_avx512<F, Divide, Clamp>(f3, kc[3], over));
+      __m512i b = _mm512_permutexvar_epi64(qorder, _mm512_packus_epi16(w0, w1));
+      b = _mm512_mask_blend_epi8(_mm512_kunpackd(n1, n0), b, _mm512_or_si512(b, sign));
+      _mm512_storeu_si512(d + c, b);
+    }
+  }
+}
+
+/// Transposes the byte block of nr16 * 16 rows x 64 columns at src (row stride ss) into dst
+/// (64 rows of nr16 * 16 bytes, row stride ds): per 16 rows, the 16x16 unpack ladder of
+/// transpose_16x16_bytes on 512-bit registers (four 16x16 blocks at once, one per 128-bit lane),
+/// then lane L of register i is dst row 16 L + i.
+FP8MOE_SCALING_AVX512_TARGET inline void transpose_bytes_64_avx512(std::uint8_t const* src, std::int64_t ss,
+                                                                   std::int64_t nr16, std::uint8_t* dst,
+                                                                   std::int64_t ds) {
+  for (std::int64_t j0 = 0; j0 < 16 * nr16; j0 += 16) {
+    __m512i a[16], b[16];
+    for (int i = 0; i < 16; ++i) a[i] = _mm512_loadu_si512(src + (j0 + i) * ss);
+    for (int round = 0; round < 4; ++round) {
+      for (int i = 0; i < 8; ++i) {
+        b[2 * i] = _mm512_unpacklo_epi8(a[i], a[i + 8]);
+        b[2 * i + 1] = _mm512_unpackhi_epi8(a[i], a[i + 8]);
+      }
+      for (int i = 0; i < 16; ++i) a[i] = b[i];
+    }
+    for (int i = 0; i < 16; ++i) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i * ds + j0), _mm512_castsi512_si128(a[i]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (16 + i) * ds + j0),
+                       _mm512_extracti32x4_epi32(a[i], 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (32 + i) * ds + j0),
+                       _mm512_extracti32x4_epi32(a[i], 2));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (48 + i) * ds + j0),
+                       _mm512_extracti32x4_epi32(a[i], 3));
+    }
+  }
+}
+
 /// Raw amax bits (|x| as float bits, NaN counted: above inf) of each tile of `tile` contiguous
 /// elements in [0, n): raw[t] for t < ceil(n / tile). The same values as amax_contig<false>.
 template <class In>

@@ -166,8 +166,14 @@ inline void encode_rows(host_isa isa, simd_encode mode, In const* src, std::int6
            : encode_rows_avx2<F, Divide, false, In>)(src, src_stride, nr, k, nc, dst, dst_stride, sat);
     return;
   }
-  for (std::int64_t j = 0; j < nr; ++j)
-    encode_columns<F, Divide>(isa, mode, src + j * src_stride, k, dst + j * dst_stride, nc, sat);
+  std::int64_t const full = nc / 64 * 64;  // whole 64-column steps, then the rest column-wise
+  if (full > 0)
+    (clamp ? encode_rows_avx512<F, Divide, true, In>
+           : encode_rows_avx512<F, Divide, false, In>)(src, src_stride, nr, k, nc / 64, dst, dst_stride, sat);
+  if (full < nc)
+    for (std::int64_t j = 0; j < nr; ++j)
+      encode_columns<F, Divide>(isa, mode, src + j * src_stride + full, k + full, dst + j * dst_stride + full,
+                                nc - full, sat);
 }
 #endif
 

@@ -150,24 +150,48 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(
       j_done = nr / 16 * 16;
       auto* const o0 = reinterpret_cast<std::uint8_t*>(&out.data(c0, r0));
       std::int64_t const os = out.data.row_stride;
+      // stage columns [0, c_done) x rows [0, j_done) -> dst rows (row stride ds): the kernel
+      // family's wide ladders (64 or 32 columns per step), then 16x16 blocks
+      auto const transpose_stage = [&](std::uint8_t* dst, std::int64_t ds) FP8MOE_SCALING_FORCE_INLINE {
+        std::int64_t cb = 0;
+#if FP8MOE_SCALING_X86
+        if (isa == host_isa::avx512)
+          for (; cb + 64 <= c_done; cb += 64)
+            transpose_bytes_64_avx512(&stage[0][cb], transpose_columns, j_done / 16, dst + cb * ds, ds);
+        else if (isa == host_isa::avx2)
+          for (; cb + 32 <= c_done; cb += 32)
+            transpose_bytes_32_avx2(&stage[0][cb], transpose_columns, j_done / 16, dst + cb * ds, ds);
+#endif
+        for (; cb < c_done; cb += 16)
+          for (std::int64_t jb = 0; jb < j_done; jb += 16)
+            transpose_16x16_bytes(&stage[jb][cb], transpose_columns, dst + cb * ds + jb, ds);
+      };
 #if FP8MOE_SCALING_X86
       // large outputs, 16-byte aligned rows: transposed into an L1 buffer, then whole output row
       // spans go out with non-temporal stores (no read-for-ownership of lines nobody re-reads soon)
       if (j_done == nr && os % 16 == 0 && reinterpret_cast<std::uintptr_t>(o0) % 16 == 0 &&
           out.data.rows * out.data.cols >= transpose_stream_min_bytes) {
         alignas(64) std::uint8_t ostage[transpose_columns][transpose_stage_rows];
-        for (std::int64_t cb = 0; cb < c_done; cb += 16)
-          for (std::int64_t jb = 0; jb < j_done; jb += 16)
-            transpose_16x16_bytes(&stage[jb][cb], transpose_columns, &ostage[cb][jb], transpose_stage_rows);
-        for (std::int64_t c = 0; c < c_done; ++c)
-          for (std::int64_t j = 0; j < nr; j += 16)
-            _mm_stream_si128(reinterpret_cast<__m128i*>(o0 + c * os + j),
-                             _mm_load_si128(reinterpret_cast<__m128i const*>(&ostage[c][j])));
+        transpose_stage(&ostage[0][0], transpose_stage_rows);
+        for (std::int64_t c = 0; c < c_done; ++c) {
+          // only whole cache lines go out non-temporally: a line this row span shares with the
+          // span of another work item (output not 64-byte aligned) is stored normally, as a
+          // partial non-temporal line write costs the memory system a read-modify-write
+          std::uint8_t* const d = o0 + c * os;
+          auto const lead = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(d) % 64) % 64);
+          std::int64_t const line_begin = std::min(lead, nr);
+          std::int64_t const line_end = line_begin + (nr - line_begin) / 64 * 64;
+          for (std::int64_t j = 0; j < nr; j += 16) {
+            __m128i const v = _mm_load_si128(reinterpret_cast<__m128i const*>(&ostage[c][j]));
+            if (j >= line_begin && j < line_end)
+              _mm_stream_si128(reinterpret_cast<__m128i*>(d + j), v);
+            else
+              _mm_storeu_si128(reinterpret_cast<__m128i*>(d + j), v);
+          }
+        }
       } else
 #endif
-        for (std::int64_t cb = 0; cb < c_done; cb += 16)
-          for (std::int64_t jb = 0; jb < j_done; jb += 16)
-            transpose_16x16_bytes(&stage[jb][cb], transpose_columns, o0 + cb * os + jb, os);
+        transpose_stage(o0, os);
     }
 #endif
     for (std::int64_t c = 0; c < nc; ++c) {  // edges (and every element without vector extensions)
