@@ -1,18 +1,31 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // Host quantize / dequantize / transpose_requantize per preset on a 4096x7168 matrix (bf16 and
-// float input), with a memcpy baseline in the same run, once per host kernel family the CPU has
-// (rows end in /avx512, /avx2, /portable; the label names the family that ran). bytes_per_second
-// counts bytes read plus bytes written (input + FP8 + scales); memcpy of N bytes counts 2N. On a
-// shared machine compare medians (or the "min" aggregates) of interleaved repetitions:
+// float input), once per host kernel family the CPU has (rows end in /avx512, /avx2, /portable;
+// the label names the family that ran). bytes_per_second counts bytes read plus bytes written
+// (input + FP8 + scales); memcpy of N bytes counts 2N. Every row is paired with its baseline:
+// each iteration first copies the row's input bytes with std::memcpy split over the same OpenMP
+// threads (untimed by the row), then runs the op (timed); counter x_memcpy = the op's GB/s / that
+// memcpy's GB/s, so both see the same machine state (this VM's memory bandwidth drifts by up to
+// 2x over seconds). All buffers are 2 MiB-aligned, transparent-huge-page advised (madvise) and
+// pre-faulted by the same threads. The memcpy/* rows time the baseline alone. Run, and compare
+// the x_memcpy medians:
 //   OMP_NUM_THREADS=2 build/test/bench/bench_scaling --benchmark_repetitions=3
 //     --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -33,38 +46,115 @@ double min_of(std::vector<double> const& v) {
 
 constexpr std::int64_t R = 4096, C = 7168;  // (T,H) of a DeepSeek-V3 activation block
 
+int threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/// Byte range [b, e) of thread t of `nt` over `bytes` (64-byte multiples): the split of the
+/// memcpy baseline and of the first touch of every buffer.
+std::pair<std::size_t, std::size_t> thread_range(std::size_t bytes, int t, int nt) {
+  std::size_t const chunk = (bytes / static_cast<std::size_t>(nt) + 63) / 64 * 64;
+  std::size_t const b = std::min(bytes, static_cast<std::size_t>(t) * chunk);
+  return {b, std::min(bytes, b + chunk)};
+}
+
+/// A benchmark buffer: 2 MiB-aligned, advised for transparent huge pages, pre-faulted (zeroed)
+/// by the benchmark's OpenMP threads, so the baseline and the ops run on the same kind of memory.
+struct buffer {
+  struct release {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::unique_ptr<void, release> p;
+  explicit buffer(std::size_t bytes) {
+    constexpr std::size_t huge = std::size_t{2} << 20;
+    std::size_t const size = (std::max<std::size_t>(bytes, 1) + huge - 1) / huge * huge;
+    p.reset(std::aligned_alloc(huge, size));
+    if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p.get(), size, MADV_HUGEPAGE);  // advice only: 4 KiB pages where THP is off
+#endif
+    int const nt = threads();
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; ++t) {
+      auto const [b, e] = thread_range(size, t, nt);
+      std::memset(static_cast<char*>(p.get()) + b, 0, e - b);
+    }
+  }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p.get());
+  }
+};
+
 template <class In>
-std::vector<In> const& input() {
-  static std::vector<In> const v = [] {
+In const* input() {
+  static buffer const v = [] {
     auto const f = fm::test::random_normal(static_cast<std::size_t>(R * C), 1.0f, 42);
-    std::vector<In> out(f.size());
-    for (std::size_t i = 0; i < f.size(); ++i) out[i] = In(f[i]);
-    return out;
+    buffer b(f.size() * sizeof(In));
+    for (std::size_t i = 0; i < f.size(); ++i) b.as<In>()[i] = In(f[i]);
+    return b;
   }();
-  return v;
+  return v.as<In const>();
 }
 
 /// Baseline: memcpy of `bytes` split over the same OpenMP threads the ops use.
 void memcpy_parallel(void* dst, void const* src, std::size_t bytes) {
-  int nt = 1;
-#if defined(_OPENMP)
-  nt = omp_get_max_threads();
-#endif
-  std::size_t const chunk = (bytes / static_cast<std::size_t>(nt) + 63) / 64 * 64;
+  int const nt = threads();
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (int t = 0; t < nt; ++t) {
-    std::size_t const b = static_cast<std::size_t>(t) * chunk;
-    if (b < bytes)
-      std::memcpy(static_cast<char*>(dst) + b, static_cast<char const*>(src) + b, std::min(chunk, bytes - b));
+    auto const [b, e] = thread_range(bytes, t, nt);
+    if (b < e) std::memcpy(static_cast<char*>(dst) + b, static_cast<char const*>(src) + b, e - b);
   }
+}
+
+/// The baseline's source and destination (the largest input: float), shared by every row.
+buffer const& memcpy_src() {
+  static buffer const b(static_cast<std::size_t>(R * C) * 4);
+  return b;
+}
+buffer const& memcpy_dst() {
+  static buffer const b(static_cast<std::size_t>(R * C) * 4);
+  return b;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// The paired loop of every op row: per iteration memcpy of `baseline_bytes` (not counted in the
+/// row's time), then `op()` (timed). Reports bytes_per_second from `bytes` per iteration, and
+/// x_memcpy = (bytes / op time) / (2 * baseline_bytes / memcpy time) over all iterations.
+template <class Op>
+void paired(benchmark::State& st, std::int64_t bytes, std::int64_t baseline_bytes, Op&& op) {
+  double op_s = 0, copy_s = 0;
+  for (auto _ : st) {
+    auto const c0 = std::chrono::steady_clock::now();
+    memcpy_parallel(memcpy_dst().as<char>(), memcpy_src().as<char>(),
+                    static_cast<std::size_t>(baseline_bytes));
+    benchmark::ClobberMemory();
+    copy_s += seconds_since(c0);
+    auto const t0 = std::chrono::steady_clock::now();
+    op();
+    benchmark::ClobberMemory();
+    double const s = seconds_since(t0);
+    op_s += s;
+    st.SetIterationTime(s);
+  }
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * bytes);
+  st.counters["memcpy_ms"] = 1e3 * copy_s / static_cast<double>(st.iterations());
+  st.counters["x_memcpy"] =
+      (static_cast<double>(bytes) / op_s) / (2.0 * static_cast<double>(baseline_bytes) / copy_s);
 }
 
 void BM_memcpy(benchmark::State& st) {
   std::size_t const bytes = static_cast<std::size_t>(st.range(0));
-  std::vector<char> a(bytes, 1), b(bytes, 0);
   for (auto _ : st) {
-    memcpy_parallel(b.data(), a.data(), bytes);
-    benchmark::DoNotOptimize(b.data());
+    memcpy_parallel(memcpy_dst().as<char>(), memcpy_src().as<char>(), bytes);
+    benchmark::DoNotOptimize(memcpy_dst().as<char>());
     benchmark::ClobberMemory();
   }
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * 2 * static_cast<std::int64_t>(bytes));
@@ -83,6 +173,20 @@ BENCHMARK(BM_memcpy)
     ->Unit(benchmark::kMillisecond)
     ->ComputeStatistics("min", min_of);
 
+/// A quantized (rows, cols) matrix over benchmark buffers.
+template <class T>
+struct quantized_buffers {
+  buffer data, scales;
+  fs::quantized_matrix_view<T> q;
+  quantized_buffers(std::int64_t rows, std::int64_t cols, fs::tile_shape tile)
+      : data(static_cast<std::size_t>(rows * cols)),
+        scales(static_cast<std::size_t>(fs::scale_rows(tile, rows) * fs::scale_cols(tile, cols)) * 4),
+        q{fm::make_matrix(data.as<T>(), rows, cols),
+          fm::make_matrix(scales.as<float>(), fs::scale_rows(tile, rows), fs::scale_cols(tile, cols)), tile} {
+  }
+  std::int64_t bytes() const { return q.data.rows * q.data.cols + q.scales.rows * q.scales.cols * 4; }
+};
+
 /// The host kernel family of a row (avx512, avx2 or portable: the same binary, same run), restored
 /// afterwards. The row's label names the family in use.
 struct isa_scope {
@@ -93,54 +197,40 @@ struct isa_scope {
 
 template <class In, class T = fm::float8_e4m3_t>
 void BM_quantize(benchmark::State& st, fs::tensor_recipe r, fs::host_isa isa) {
-  auto const& x = input<In>();
+  In const* const x = input<In>();
   isa_scope const scope(isa);
   st.SetLabel(fs::host_simd_kernel());
-  fs::quantized_matrix<T> q(R, C, r.tile);
+  quantized_buffers<T> out(R, C, r.tile);
   fm::host_executor exec;
-  for (auto _ : st) {
-    fs::quantize(exec, fm::make_matrix(x.data(), R, C), r, q.view());
-    benchmark::DoNotOptimize(q.data.data());
-    benchmark::ClobberMemory();
-  }
-  std::int64_t const bytes =
-      R * C * static_cast<std::int64_t>(sizeof(In)) + R * C + q.scales.rows() * q.scales.cols() * 4;
-  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * bytes);
+  std::int64_t const in_bytes = R * C * static_cast<std::int64_t>(sizeof(In));
+  paired(st, in_bytes + out.bytes(), in_bytes,
+         [&] { fs::quantize(exec, fm::make_matrix(x, R, C), r, out.q); });
 }
 
 template <class Out>
 void BM_dequantize(benchmark::State& st, fs::tensor_recipe r, fs::host_isa isa) {
   isa_scope const scope(isa);
   st.SetLabel(fs::host_simd_kernel());
-  auto const& x = input<float>();
   fm::host_executor exec;
-  auto const q = fs::quantize(exec, fm::make_matrix(x.data(), R, C), r);
-  fm::host_matrix<Out> y(R, C);
-  for (auto _ : st) {
-    fs::dequantize(exec, q.view(), y.view());
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
-  }
-  std::int64_t const bytes =
-      R * C + q.scales.rows() * q.scales.cols() * 4 + R * C * static_cast<std::int64_t>(sizeof(Out));
-  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * bytes);
+  quantized_buffers<fm::float8_e4m3_t> q(R, C, r.tile);
+  fs::quantize(exec, fm::make_matrix(input<float>(), R, C), r, q.q);
+  buffer y(static_cast<std::size_t>(R * C) * sizeof(Out));
+  std::int64_t const out_bytes = R * C * static_cast<std::int64_t>(sizeof(Out));
+  fs::quantized_matrix_view<fm::float8_e4m3_t const> const qc = q.q;
+  paired(st, q.bytes() + out_bytes, out_bytes,
+         [&] { fs::dequantize(exec, qc, fm::make_matrix(y.as<Out>(), R, C)); });
 }
 
 template <class In>
 void BM_transpose_requantize(benchmark::State& st, fs::tensor_recipe r, fs::host_isa isa) {
-  auto const& x = input<In>();
+  In const* const x = input<In>();
   isa_scope const scope(isa);
   st.SetLabel(fs::host_simd_kernel());
-  fs::quantized_matrix<fm::float8_e4m3_t> q(C, R, r.tile);
+  quantized_buffers<fm::float8_e4m3_t> out(C, R, r.tile);
   fm::host_executor exec;
-  for (auto _ : st) {
-    fs::transpose_requantize(exec, fm::make_matrix(x.data(), R, C), r, q.view());
-    benchmark::DoNotOptimize(q.data.data());
-    benchmark::ClobberMemory();
-  }
-  std::int64_t const bytes =
-      R * C * static_cast<std::int64_t>(sizeof(In)) + R * C + q.scales.rows() * q.scales.cols() * 4;
-  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * bytes);
+  std::int64_t const in_bytes = R * C * static_cast<std::int64_t>(sizeof(In));
+  paired(st, in_bytes + out.bytes(), in_bytes,
+         [&] { fs::transpose_requantize(exec, fm::make_matrix(x, R, C), r, out.q); });
 }
 
 }  // namespace
@@ -148,7 +238,7 @@ void BM_transpose_requantize(benchmark::State& st, fs::tensor_recipe r, fs::host
 int main(int argc, char** argv) {
   auto reg = [](std::string const& name, auto fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)
-        ->UseRealTime()
+        ->UseManualTime()
         ->Unit(benchmark::kMillisecond)
         ->ComputeStatistics("min", min_of);
   };
@@ -199,6 +289,12 @@ int main(int argc, char** argv) {
     reg("transpose_requantize/bf16/deepseek_v3_ue8m0.activation" + suffix(i), [i](benchmark::State& st) {
       BM_transpose_requantize<fm::bfloat16_t>(st, fs::deepseek_v3_ue8m0.activation, i);
     });
+  }
+  {  // whether the madvise above can give huge pages here
+    std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string thp;
+    std::getline(f, thp);
+    benchmark::AddCustomContext("transparent_hugepage", thp.empty() ? "unknown" : thp);
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
