@@ -34,7 +34,7 @@ requires comm::transferable<std::remove_const_t<Y>>
 auto combine_start(Exec const& exec, C& comm, Handle const& h, matrix_view<Y> partial, matrix_view<Out> out) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_START(D, "combine_start");
-  if constexpr (has_dispatch<D>) return D::combine_start(exec, comm, h, partial, out);
+  if constexpr (detail::ep_has_start<D>()) return D::combine_start(exec, comm, h, partial, out);
 }
 
 /// Slot-exact combine: each (received row, local slot) output y(local_plan.slot_row[i,j]) (M,C)
@@ -56,7 +56,8 @@ auto combine_slots_start(Exec const& exec, C& comm, Handle const& h, permute_pla
                          matrix_view<Y> y, matrix_view<float const> weights, matrix_view<Out> out) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_START(D, "combine_slots_start");
-  if constexpr (has_dispatch<D>) return D::combine_slots_start(exec, comm, h, local_plan, y, weights, out);
+  if constexpr (detail::ep_has_start<D>())
+    return D::combine_slots_start(exec, comm, h, local_plan, y, weights, out);
 }
 
 // ------------------------------------------------------------------------------------------------

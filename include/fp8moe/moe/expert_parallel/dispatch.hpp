@@ -27,14 +27,32 @@
                                  "unit; for cuda_executor include "                                 \
                                  "\"fp8moe/moe/expert_parallel/cuda/dispatch.cuh\" (nvcc)")
 // The *_start forms: host only (a device op is already asynchronous, stream-ordered on exec.stream).
-#define FP8MOE_EP_REQUIRE_START(D, op)                                                                  \
-  FP8MOE_EP_REQUIRE_PATH(D, op);                                                                        \
-  if constexpr (has_dispatch<D>)                                                                        \
-  static_assert(D::asynchronous, "fp8moe::moe::" op                                                     \
-                                 ": host only; on a cuda_executor every expert-parallel op is already " \
-                                 "stream-ordered on exec.stream: call the form without _start")
+#define FP8MOE_EP_REQUIRE_START(D, op)                                                                   \
+  FP8MOE_EP_REQUIRE_PATH(D, op);                                                                         \
+  static_assert(!has_dispatch<D> || detail::ep_has_start<D>(),                                           \
+                "fp8moe::moe::" op                                                                       \
+                ": host only; on a cuda_executor every expert-parallel op is already stream-ordered on " \
+                "exec.stream: call the form without _start")
 
 namespace fp8moe::moe {
+
+namespace detail {
+/// Whether the path D has the *_start forms / the allocating dispatch (false when D is missing).
+template <class D>
+constexpr bool ep_has_start() {
+  if constexpr (has_dispatch<D>)
+    return D::asynchronous;
+  else
+    return false;
+}
+template <class D>
+constexpr bool ep_allocates() {
+  if constexpr (has_dispatch<D>)
+    return D::allocating;
+  else
+    return false;
+}
+}  // namespace detail
 
 /// Builds the handle (collective over comm): the layout of ids (T,k) under `placement`, the send
 /// order, and one small all-to-all of (rows, slots, ok) per rank pair, so every receive size is
@@ -64,7 +82,7 @@ requires std::same_as<std::remove_const_t<S>, T> && comm::transferable<T>
 auto dispatch_rows_start(Exec const& exec, C& comm, Handle const& h, matrix_view<S> x, matrix_view<T> recv) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_START(D, "dispatch_rows_start");
-  if constexpr (has_dispatch<D>) return D::dispatch_rows_start(exec, comm, h, x, recv);
+  if constexpr (detail::ep_has_start<D>()) return D::dispatch_rows_start(exec, comm, h, x, recv);
 }
 
 /// Routing metadata: recv_weights (N,k) = the source's FP32 weights (all k slots), recv_ids (N,k)
@@ -75,7 +93,7 @@ auto dispatch_routing_start(Exec const& exec, C& comm, Handle& h, expert_placeme
                             matrix_view<std::int32_t> recv_ids, matrix_view<float> recv_weights) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_START(D, "dispatch_routing_start");
-  if constexpr (has_dispatch<D>)
+  if constexpr (detail::ep_has_start<D>())
     return D::dispatch_routing_start(exec, comm, h, placement, ids, weights, recv_ids, recv_weights);
 }
 
@@ -100,7 +118,7 @@ auto dispatch_into_start(Exec const& exec, C& comm, Handle& h, expert_placement 
                          dispatch_outputs<T> out) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_START(D, "dispatch_into_start");
-  if constexpr (has_dispatch<D>)
+  if constexpr (detail::ep_has_start<D>())
     return D::dispatch_into_start(exec, comm, h, placement, x, scales, ids, weights, out);
 }
 
@@ -113,7 +131,7 @@ auto dispatch_start(Exec const& exec, C& comm, expert_placement const& placement
                     matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_START(D, "dispatch_start");
-  if constexpr (has_dispatch<D>) return D::dispatch_start(exec, comm, placement, x, ids, weights);
+  if constexpr (detail::ep_has_start<D>()) return D::dispatch_start(exec, comm, placement, x, ids, weights);
 }
 template <executor Exec, comm::collective_communicator C, class FS>
 auto dispatch_start(Exec const& exec, C& comm, expert_placement const& placement,
@@ -121,19 +139,17 @@ auto dispatch_start(Exec const& exec, C& comm, expert_placement const& placement
                     matrix_view<float const> weights) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_START(D, "dispatch_start");
-  if constexpr (has_dispatch<D>) return D::dispatch_start(exec, comm, placement, x, ids, weights);
+  if constexpr (detail::ep_has_start<D>()) return D::dispatch_start(exec, comm, placement, x, ids, weights);
 }
 template <executor Exec, comm::collective_communicator C, class S>
 auto dispatch(Exec const& exec, C& comm, expert_placement const& placement, matrix_view<S> x,
               matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_PATH(D, "dispatch");
-  if constexpr (has_dispatch<D>) {
-    static_assert(D::allocating,
-                  "fp8moe::moe::dispatch: the allocating dispatch is host only; on a "
-                  "cuda_executor call make_dispatch_handle + dispatch_into");
-    return D::dispatch(exec, comm, placement, x, ids, weights);
-  }
+  static_assert(!has_dispatch<D> || detail::ep_allocates<D>(),
+                "fp8moe::moe::dispatch: the allocating dispatch is host only; on a cuda_executor call "
+                "make_dispatch_handle + dispatch_into");
+  if constexpr (detail::ep_allocates<D>()) return D::dispatch(exec, comm, placement, x, ids, weights);
 }
 template <executor Exec, comm::collective_communicator C, class FS>
 auto dispatch(Exec const& exec, C& comm, expert_placement const& placement,
@@ -141,12 +157,10 @@ auto dispatch(Exec const& exec, C& comm, expert_placement const& placement,
               matrix_view<float const> weights) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_PATH(D, "dispatch");
-  if constexpr (has_dispatch<D>) {
-    static_assert(D::allocating,
-                  "fp8moe::moe::dispatch: the allocating dispatch is host only; on a "
-                  "cuda_executor call make_dispatch_handle + dispatch_into");
-    return D::dispatch(exec, comm, placement, x, ids, weights);
-  }
+  static_assert(!has_dispatch<D> || detail::ep_allocates<D>(),
+                "fp8moe::moe::dispatch: the allocating dispatch is host only; on a cuda_executor call "
+                "make_dispatch_handle + dispatch_into");
+  if constexpr (detail::ep_allocates<D>()) return D::dispatch(exec, comm, placement, x, ids, weights);
 }
 
 }  // namespace fp8moe::moe
