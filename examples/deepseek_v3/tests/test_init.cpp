@@ -192,6 +192,22 @@ TEST_CASE("fp8: each block's scale_inv is its amax / 448 (partial blocks include
   CHECK(partial >= 2);  // kv_a_proj_with_mqa (144 rows) and q_b_proj (192 rows) in every layer
 }
 
+TEST_CASE("fp8: the shard boundary moves to the next weight_scale_inv when the midpoint is elsewhere") {
+  // nano with vocab 200: half of the bytes are reached right after lm_head (BF16), and a plain cut
+  // there would leave every scale beside its weight
+  dsv3::config c = dsv3::preset("nano");
+  c.vocab_size = 200;
+  ft::scratch_dir dir;
+  dsv3::write_random_checkpoint(c, dir / "m", "fp8", 1);
+  io::checkpoint const ck(dir / "m");
+  REQUIRE(ck.files().size() == 2);
+  std::size_t cross_shard = 0;
+  for (auto const& t : dsv3::hf_inventory(c))
+    if (t.fp8) cross_shard += &ck.file_of(t.name) != &ck.file_of(t.scale_inv_name());
+  CHECK(cross_shard == 1);
+  CHECK(&ck.file_of("lm_head.weight") == &ck.files()[0]);
+}
+
 TEST_CASE("the same seed writes the same bytes; another seed other values") {
   dsv3::config const nano = dsv3::preset("nano");
   ft::scratch_dir dir;
