@@ -381,10 +381,15 @@ TEST_CASE("ref model: logits are causal and prefix-consistent") {
   CHECK(dsv3::ref::mtp_logits(m, tokens, 1, dsv3::ref::mtp_input::pre_final_norm) != mtp);
   // the MTP layer's own embedding and head (random here, unlike the main ones) are used while the
   // checkpoint has them, else the main model's
+  for (char const* own : {"model.layers.3.embed_tokens.weight", "model.layers.3.shared_head.head.weight"}) {
+    INFO(own);
+    dsv3::ref::model without = m;
+    without.weights.erase(own);
+    CHECK(dsv3::ref::mtp_logits(without, tokens) != mtp);
+  }
   dsv3::ref::model shared = m;
   shared.weights.erase("model.layers.3.embed_tokens.weight");
   shared.weights.erase("model.layers.3.shared_head.head.weight");
-  CHECK(dsv3::ref::mtp_logits(shared, tokens) != mtp);
   dsv3::ref::model copies = m;
   copies.weights.at("model.layers.3.embed_tokens.weight") = m.weights.at("model.embed_tokens.weight");
   copies.weights.at("model.layers.3.shared_head.head.weight") = m.weights.at("lm_head.weight");
@@ -392,6 +397,39 @@ TEST_CASE("ref model: logits are causal and prefix-consistent") {
 
   check_error([&] { dsv3::ref::mtp_logits(m, tokens, 2); }, {"'depth'", "got 2"});
   check_error([&] { dsv3::ref::mtp_logits(m, std::span(tokens).first(1)); }, {"'tokens'", "more than 1"});
+}
+
+TEST_CASE("ref model: MTP concatenates the embedding first, the hidden state second (section 3.2)") {
+  dsv3::ref::config const c = small_config();
+  dsv3::ref::model m;
+  m.cfg = c;
+  for (named const& t : random_tensors(c, 6)) {
+    tensor w(t.shape);
+    w.data.assign(t.values.begin(), t.values.end());
+    m.weights.emplace(t.name, std::move(w));
+  }
+  std::size_t const V = 300;
+  std::int64_t const H = c.hidden_size;
+  auto const zero_columns = [&](dsv3::ref::model& x, std::int64_t from) {  // eh_proj (H, 2H)
+    tensor& w = x.weights.at("model.layers.3.eh_proj.weight");
+    for (std::int64_t r = 0; r < H; ++r)
+      for (std::int64_t j = from; j < from + H; ++j) w(r, j) = 0.0;
+  };
+  using dsv3::ref::mtp_input;
+  // hidden half [H, 2H) zeroed: the main hidden state is not read, so pre/post final norm agree
+  dsv3::ref::model emb_only = m;
+  zero_columns(emb_only, H);
+  CHECK(dsv3::ref::mtp_logits(emb_only, tokens, 1, mtp_input::pre_final_norm) ==
+        dsv3::ref::mtp_logits(emb_only, tokens, 1, mtp_input::post_final_norm));
+  // embedding half [0, H) zeroed: row T-2 no longer reads token T-1, the only change below
+  dsv3::ref::model hidden_only = m;
+  zero_columns(hidden_only, 0);
+  std::vector<std::int32_t> last = tokens;
+  last.back() = 77;
+  std::size_t const row = tokens.size() - 2;
+  CHECK(row_of(dsv3::ref::mtp_logits(hidden_only, last), row, V) ==
+        row_of(dsv3::ref::mtp_logits(hidden_only, tokens), row, V));
+  CHECK(row_of(dsv3::ref::mtp_logits(m, last), row, V) != row_of(dsv3::ref::mtp_logits(m, tokens), row, V));
 }
 
 TEST_CASE("ref model: relabelling experts within a group or swapping heads leaves the logits unchanged") {
