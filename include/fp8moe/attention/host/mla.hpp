@@ -31,6 +31,12 @@ matrix_view<T> block(matrix_view<T> const& m, std::int64_t r0, std::int64_t c0, 
   return {m.data + r0 * m.row_stride + c0 * m.col_stride, rows, cols, m.row_stride, m.col_stride};
 }
 
+/// Threads for an element-wise pass over `elements` values: 1 below 32K (a team costs more than
+/// the work, and libgomp's spinning workers then take the cores from OpenBLAS's threads).
+inline int elementwise_threads(host_executor const& exec, std::int64_t elements) {
+  return elements < (std::int64_t{1} << 15) ? 1 : exec.num_threads();
+}
+
 /// Scratch bytes for the largest of the matmuls a kernel runs.
 inline std::size_t matmul_bytes(host_executor const& exec, std::initializer_list<nn::matmul_shape> shapes) {
   std::size_t b = 0;
@@ -42,7 +48,7 @@ inline std::size_t matmul_bytes(host_executor const& exec, std::initializer_list
 inline void causal_softmax(host_executor const& exec, matrix_view<float> sc, std::int64_t q_pos0,
                            std::int64_t rows_per_query, std::int64_t t_offset_rows = 0) {
 #if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#pragma omp parallel for num_threads(elementwise_threads(exec, sc.rows* sc.cols)) schedule(static)
 #endif
   for (std::int64_t r = 0; r < sc.rows; ++r)
     mla_softmax_row(sc.row(r), mla_visible_keys(q_pos0, (r - t_offset_rows) / rows_per_query), sc.cols);
@@ -63,7 +69,8 @@ struct mla_dispatch<host_executor> {
   template <class From, class To>
   static void convert(host_executor const& exec, matrix_view<From const> in, matrix_view<To> out) {
 #if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#pragma omp parallel for num_threads(host_detail::elementwise_threads(exec, in.rows* in.cols)) \
+    schedule(static)
 #endif
     for (std::int64_t r = 0; r < in.rows; ++r)
       for (std::int64_t c = 0; c < in.cols; ++c) out(r, c) = static_cast<To>(static_cast<float>(in(r, c)));
@@ -71,6 +78,10 @@ struct mla_dispatch<host_executor> {
   }
   static void fill_zero(host_executor const&, matrix_view<float> m) {
     host_detail::zero_cols(m, 0);
+  }
+  /// The executor for the layer's element-wise ops (norms, rope) over `elements` values.
+  static host_executor elementwise(host_executor const& exec, std::int64_t elements) {
+    return host_executor{host_detail::elementwise_threads(exec, elements)};
   }
   static nn::host_scratch allocate(host_executor const&, std::size_t bytes) {
     nn::host_scratch s;
@@ -186,7 +197,7 @@ struct mla_dispatch<host_executor> {
       nn::matmul(exec, go, nn::transposed(v), l.dp, {}, l.mm);
       // dScore (T, Su) = P * (dP - rowsum(P * dP)), in place in dp
 #if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#pragma omp parallel for num_threads(host_detail::elementwise_threads(exec, T* Su)) schedule(static)
 #endif
       for (std::int64_t t = 0; t < T; ++t) mla_softmax_row_backward(p.row(t), l.dp.row(t), Su);
       matrix_view<float const> const ds = l.dp;
