@@ -15,6 +15,7 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "fp8moe/core/dispatch.hpp"
@@ -157,6 +158,24 @@ quantized_matrix_view<std::remove_const_t<Q> const> checked_transpose_args(
   return qc;
 }
 
+/// The two sources of transpose_requantize, and their extents (rows, cols).
+template <class X>
+inline constexpr bool is_matrix_view_v = false;
+template <class T>
+inline constexpr bool is_matrix_view_v<matrix_view<T>> = true;
+template <class X>
+inline constexpr bool is_quantized_view_v = false;
+template <class T>
+inline constexpr bool is_quantized_view_v<quantized_matrix_view<T>> = true;
+template <class T>
+std::pair<std::int64_t, std::int64_t> extents(matrix_view<T> const& x) {
+  return {x.rows, x.cols};
+}
+template <class T>
+std::pair<std::int64_t, std::int64_t> extents(quantized_matrix_view<T> const& x) {
+  return {x.rows(), x.cols()};
+}
+
 /// Entry checks of dequantize. Returns q as a const view.
 template <class T, class Out>
 quantized_matrix_view<std::remove_const_t<T> const> checked_dequantize_args(quantized_matrix_view<T> q,
@@ -236,10 +255,7 @@ auto dequantize(Exec const& exec, quantized_matrix_view<T> q) {
   static_assert(wide_element<Out>, "fp8moe::scaling::dequantize: Out must be float or bfloat16_t");
   FP8MOE_SCALING_REQUIRE_PATH(Exec, "dequantize");
   if constexpr (has_dispatch<dispatch<executor_t<Exec>>>) {
-    constexpr char const* where = "fp8moe::scaling::dequantize";
-    check_matrix(q.data, where, "q.data");
-    require(q.tile.rows >= 0 && q.tile.cols >= 0, where, "q.tile", "non-negative tile extents");
-    detail::check_quantized(q, q.data.rows, q.data.cols, q.tile, where, "q");
+    detail::check_quantized(q, q.data.rows, q.data.cols, q.tile, "fp8moe::scaling::dequantize", "q");
     auto y = owning_matrix<executor_t<Exec>>::template make<Out>(exec, q.rows(), q.cols());
     dequantize(exec, q, y.view());
     return y;
@@ -275,38 +291,27 @@ void transpose_requantize(Exec const& exec, quantized_matrix_view<Q> xq, tensor_
     dispatch<executor_t<Exec>>::transpose_requantize(exec, qc, r, out);
 }
 
-/// Allocating overloads of both forms: return x^T (C,R) quantized with recipe r (1xK tiles) as the
-/// executor's owning quantized matrix (quantized_matrix<T> on the host, device_quantized_matrix<T>
-/// on exec.stream for cuda_executor); T defaults to float8_e4m3_t. Validated before allocating.
-template <class T = float8_e4m3_t, executor Exec, class In>
-auto transpose_requantize(Exec const& exec, matrix_view<In> x, tensor_recipe const& r) {
+/// Allocating form of both sources (x a float/bf16 matrix_view or an FP8 quantized_matrix_view):
+/// returns x^T (C,R) quantized with recipe r (1xK tiles) as the executor's owning quantized matrix
+/// (quantized_matrix<T> on the host, device_quantized_matrix<T> on exec.stream for cuda_executor);
+/// T defaults to float8_e4m3_t. The source and the recipe are validated before anything is allocated.
+template <class T = float8_e4m3_t, executor Exec, class X>
+requires detail::is_matrix_view_v<X> || detail::is_quantized_view_v<X>
+auto transpose_requantize(Exec const& exec, X x, tensor_recipe const& r) {
   static_assert(float8_type<T>,
                 "fp8moe::scaling::transpose_requantize: the output element type must be "
                 "float8_e4m3_t or float8_e5m2_t");
   FP8MOE_SCALING_REQUIRE_PATH(Exec, "transpose_requantize");
   if constexpr (has_dispatch<dispatch<executor_t<Exec>>>) {
     constexpr char const* where = "fp8moe::scaling::transpose_requantize";
-    check_matrix(x, where, "x");
+    if constexpr (detail::is_quantized_view_v<X>)
+      detail::check_quantized(x, x.data.rows, x.data.cols, x.tile, where, "xq");
+    else
+      check_matrix(x, where, "x");
     detail::check_transpose_recipe<T>(r, where, "T (output element type)");
-    auto q = dispatch<executor_t<Exec>>::template make_quantized<T>(exec, x.cols, x.rows, r.tile);
+    auto const [rows, cols] = detail::extents(x);
+    auto q = dispatch<executor_t<Exec>>::template make_quantized<T>(exec, cols, rows, r.tile);
     transpose_requantize(exec, x, r, q.view());
-    return q;
-  }
-}
-template <class T = float8_e4m3_t, executor Exec, class Q>
-auto transpose_requantize(Exec const& exec, quantized_matrix_view<Q> xq, tensor_recipe const& r) {
-  static_assert(float8_type<T>,
-                "fp8moe::scaling::transpose_requantize: the output element type must be "
-                "float8_e4m3_t or float8_e5m2_t");
-  FP8MOE_SCALING_REQUIRE_PATH(Exec, "transpose_requantize");
-  if constexpr (has_dispatch<dispatch<executor_t<Exec>>>) {
-    constexpr char const* where = "fp8moe::scaling::transpose_requantize";
-    check_matrix(xq.data, where, "xq.data");
-    require(xq.tile.rows >= 0 && xq.tile.cols >= 0, where, "xq.tile", "non-negative tile extents");
-    detail::check_quantized(xq, xq.data.rows, xq.data.cols, xq.tile, where, "xq");
-    detail::check_transpose_recipe<T>(r, where, "T (output element type)");
-    auto q = dispatch<executor_t<Exec>>::template make_quantized<T>(exec, xq.cols(), xq.rows(), r.tile);
-    transpose_requantize(exec, xq, r, q.view());
     return q;
   }
 }

@@ -52,6 +52,17 @@ constexpr bool ep_allocates() {
   else
     return false;
 }
+
+/// The payloads of the allocating dispatch: rows x (T,H) of any transferable type, or FP8 rows with
+/// their per-row scales.
+template <class X>
+inline constexpr bool is_payload_view = false;
+template <class S>
+inline constexpr bool is_payload_view<matrix_view<S>> = true;
+template <class FS>
+inline constexpr bool is_payload_view<scaling::quantized_matrix_view<FS>> = true;
+template <class X>
+concept payload_view = is_payload_view<X>;
 }  // namespace detail
 
 /// Builds the handle (collective over comm): the layout of ids (T,k) under `placement`, the send
@@ -126,35 +137,18 @@ auto dispatch_into_start(Exec const& exec, C& comm, Handle& h, expert_placement 
 /// FP32 (any transferable) rows x (T,H), or FP8 rows with their per-row (1 x 128) scales (a
 /// quantized_matrix_view), with ids (T,k) and FP32 weights (T,k); returns a dispatch_result.
 /// dispatch_start returns a pending_dispatch whose wait() returns it.
-template <executor Exec, comm::collective_communicator C, class S>
-auto dispatch_start(Exec const& exec, C& comm, expert_placement const& placement, matrix_view<S> x,
+template <executor Exec, comm::collective_communicator C, class X>
+requires detail::payload_view<X>
+auto dispatch_start(Exec const& exec, C& comm, expert_placement const& placement, X x,
                     matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_START(D, "dispatch_start");
   if constexpr (detail::ep_has_start<D>()) return D::dispatch_start(exec, comm, placement, x, ids, weights);
 }
-template <executor Exec, comm::collective_communicator C, class FS>
-auto dispatch_start(Exec const& exec, C& comm, expert_placement const& placement,
-                    scaling::quantized_matrix_view<FS> x, matrix_view<std::int32_t const> ids,
-                    matrix_view<float const> weights) {
-  using D = expert_parallel_dispatch<executor_t<Exec>>;
-  FP8MOE_EP_REQUIRE_START(D, "dispatch_start");
-  if constexpr (detail::ep_has_start<D>()) return D::dispatch_start(exec, comm, placement, x, ids, weights);
-}
-template <executor Exec, comm::collective_communicator C, class S>
-auto dispatch(Exec const& exec, C& comm, expert_placement const& placement, matrix_view<S> x,
+template <executor Exec, comm::collective_communicator C, class X>
+requires detail::payload_view<X>
+auto dispatch(Exec const& exec, C& comm, expert_placement const& placement, X x,
               matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
-  using D = expert_parallel_dispatch<executor_t<Exec>>;
-  FP8MOE_EP_REQUIRE_PATH(D, "dispatch");
-  static_assert(!has_dispatch<D> || detail::ep_allocates<D>(),
-                "fp8moe::moe::dispatch: the allocating dispatch is host only; on a cuda_executor call "
-                "make_dispatch_handle + dispatch_into");
-  if constexpr (detail::ep_allocates<D>()) return D::dispatch(exec, comm, placement, x, ids, weights);
-}
-template <executor Exec, comm::collective_communicator C, class FS>
-auto dispatch(Exec const& exec, C& comm, expert_placement const& placement,
-              scaling::quantized_matrix_view<FS> x, matrix_view<std::int32_t const> ids,
-              matrix_view<float const> weights) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_PATH(D, "dispatch");
   static_assert(!has_dispatch<D> || detail::ep_allocates<D>(),
