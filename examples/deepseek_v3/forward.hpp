@@ -190,6 +190,7 @@ inline matrix_view<float> forward(context& ctx, params const& p, rope_state cons
                 "dsv3::forward", "routing_from",
                 "the activations of a forward over the same tokens and config");
   tm = {};
+  ctx.core_seconds = 0;
   double t0 = now_seconds();
   auto x0 = acts.layers.empty() ? acts.x_final : acts.layers[0].x;
   fm::nn::embedding_forward(ctx.exec, std::span<std::int32_t const>(acts.ids),
@@ -212,6 +213,7 @@ inline matrix_view<float> forward(context& ctx, params const& p, rope_state cons
   rmsnorm(ctx, acts.x_final, p.norm, c.rms_norm_eps, acts.x_norm, acts.norm_rstd);
   linear(ctx, acts.x_norm, p.lm_head, acts.logits);  // float head (DeepSeek: BF16 weights, never FP8)
   tm.head = now_seconds() - t0;
+  tm.attention_core = ctx.core_seconds;
   return acts.logits;
 }
 

@@ -43,9 +43,15 @@ inline constexpr fm::scaling::recipe deepseek_v3_training = fm::scaling::deepsee
 /// absorbed (over the compressed latent + rope-key cache, what decoding uses). Same logits.
 enum class mla_form { naive, absorbed };
 
+/// A steady clock in seconds (the per-layer-type time split).
+inline double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 /// Seconds spent per layer type in the last forward (the benchmark's time split).
 struct layer_timings {
   double embedding = 0, attention = 0, dense_mlp = 0, moe = 0, head = 0;
+  double attention_core = 0;  // of `attention`: the MLA core (scores, softmax, P.V), projections excluded
   double total() const { return embedding + attention + dense_mlp + moe + head; }
 };
 
@@ -56,6 +62,7 @@ struct context {
   fm::scaling::recipe recipe = deepseek_v3_inference;  // precision fp8: activation quantizer
   mla_form attention = mla_form::naive;
   std::vector<std::byte> scratch;  // grows to the largest request, then reused
+  double core_seconds = 0;         // accumulated time of the MLA core calls
 
   /// `bytes` of scratch (valid until the next call).
   std::span<std::byte> workspace(std::size_t bytes) {
@@ -181,14 +188,16 @@ inline void mla_forward(context& ctx, mla_params const& w, rope_state const& rop
   auto const latent_raw = fm::make_matrix<float const>(a.kv_a.data, T, kvr, a.kv_a.row_stride);
   auto const k_rope = fm::make_matrix<float const>(a.kv_a.data + kvr, T, dr, a.kv_a.row_stride);
   rmsnorm(ctx, latent_raw, w.kv_norm, eps, a.latent, a.kv_rstd);
+  if (ctx.attention == mla_form::naive) linear(ctx, a.latent, w.wkv_b, a.kv);
+  double const t0 = now_seconds();
   if (ctx.attention == mla_form::naive) {
-    linear(ctx, a.latent, w.wkv_b, a.kv);
     auto const ws = ctx.workspace(fm::attention::mla_naive_workspace_bytes(ctx.exec, d, T, T));
     fm::attention::mla_naive_forward(ctx.exec, d, a.q, a.kv, k_rope, 0, a.o, a.probs, ws);
   } else {
     auto const ws = ctx.workspace(fm::attention::mla_absorbed_workspace_bytes(ctx.exec, d, T, T));
     fm::attention::mla_absorbed_forward(ctx.exec, d, a.q, w.wkv_b_float, a.latent, k_rope, 0, a.o, ws);
   }
+  ctx.core_seconds += now_seconds() - t0;
   round_activation(ctx, a.o);
   linear(ctx, a.o, w.wo, out);
 }
@@ -308,11 +317,6 @@ inline void moe_forward(context& ctx, moe_params const& w, fm::moe::router_confi
   for (std::int64_t t = 0; t < T; ++t)
     for (std::int64_t c = 0; c < H; ++c) out(t, c) = a.routed(t, c) + a.shared_out(t, c);
   round_activation(ctx, out);
-}
-
-/// A steady clock in seconds (the per-layer-type time split).
-inline double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace dsv3

@@ -92,9 +92,11 @@ struct mla_params {
 /// A SwiGLU MLP: down(silu(gate x) * up x). Dense: I = intermediate_size; expert: moe_intermediate_size;
 /// shared expert: n_shared_experts * moe_intermediate_size.
 struct mlp_params {
-  linear_weight gate;  // (I, H) gate_proj
-  linear_weight up;    // (I, H) up_proj
-  linear_weight down;  // (H, I) down_proj
+  linear_weight gate;     // (I, H) gate_proj
+  linear_weight up;       // (I, H) up_proj
+  linear_weight down;     // (H, I) down_proj
+  linear_weight gate_up;  // (2I, H) [gate; up]: one view over both (adjacent in memory), so one GEMM
+                          // computes both; empty in fp8 when I % 128 != 0 (a scale block would straddle)
 };
 
 /// The MoE feed-forward (reference §1.5): router gate + bias, E routed experts, the shared expert.
@@ -187,6 +189,35 @@ class binder {
     }
     add({std::move(name), {r, c}, &w, fp8, nullptr});
   }
+  /// Two FP8-stored linear weights a, b (each r x c) adjacent in memory (data, then the scales), and
+  /// `both` (2r x c) viewing them as one weight where that view is exact.
+  void linear_pair(linear_weight& a, linear_weight& b, linear_weight& both, std::string name_a,
+                   std::string name_b, std::int64_t r, std::int64_t c) {
+    a = {}, b = {}, both = {};
+    a.rows = b.rows = r, a.cols = b.cols = c;
+    if (p_.prec == precision::fp32) {
+      float* d = a_.take<float>(2 * r * c);
+      a.f32 = fm::make_matrix(d, r, c), b.f32 = fm::make_matrix(d ? d + r * c : d, r, c);
+      both = {.f32 = fm::make_matrix(d, 2 * r, c), .rows = 2 * r, .cols = c};
+    } else if (p_.prec == precision::bf16) {
+      bfloat16_t* d = a_.take<bfloat16_t>(2 * r * c);
+      a.bf16 = fm::make_matrix(d, r, c), b.bf16 = fm::make_matrix(d ? d + r * c : d, r, c);
+      both = {.bf16 = fm::make_matrix(d, 2 * r, c), .rows = 2 * r, .cols = c};
+    } else {
+      auto const t = weight_block_recipe.tile;
+      std::int64_t const sr = fm::scaling::scale_rows(t, r), sc = fm::scaling::scale_cols(t, c);
+      float8_e4m3_t* d = a_.take<float8_e4m3_t>(2 * r * c);
+      float* s = a_.take<float>(2 * sr * sc);
+      a.fp8 = {fm::make_matrix(d, r, c), fm::make_matrix(s, sr, sc), t};
+      b.fp8 = {fm::make_matrix(d ? d + r * c : d, r, c), fm::make_matrix(s ? s + sr * sc : s, sr, sc), t};
+      if (r % t.rows == 0)
+        both = {.fp8 = {fm::make_matrix(d, 2 * r, c), fm::make_matrix(s, 2 * sr, sc), t},
+                .rows = 2 * r,
+                .cols = c};
+    }
+    add({std::move(name_a), {r, c}, &a, true, nullptr});
+    add({std::move(name_b), {r, c}, &b, true, nullptr});
+  }
 
  private:
   void add(slot s) {
@@ -198,8 +229,7 @@ class binder {
 };
 
 inline void bind_mlp(binder& b, mlp_params& m, std::string const& prefix, std::int64_t H, std::int64_t I) {
-  b.linear(m.gate, prefix + "gate_proj.weight", I, H, true);
-  b.linear(m.up, prefix + "up_proj.weight", I, H, true);
+  b.linear_pair(m.gate, m.up, m.gate_up, prefix + "gate_proj.weight", prefix + "up_proj.weight", I, H);
   b.linear(m.down, prefix + "down_proj.weight", H, I, true);
 }
 

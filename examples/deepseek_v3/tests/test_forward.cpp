@@ -115,6 +115,23 @@ TEST_CASE("load keeps the FP8 bytes and weight_scale_inv blocks; fp32 holds thei
   CHECK(p8.layers[1].moe.gate.f32.data != nullptr);
   CHECK(p8.lm_head.f32.data != nullptr);
   CHECK(p8.layers[1].attn.wkv_b_float(3, 5) == p32.layers[1].attn.wkv_b.f32(3, 5));
+  // [gate; up] as one weight: rows [0, I) are gate_proj, rows [I, 2I) up_proj, scales included
+  for (auto const* pp : {&p8, &p32}) {
+    auto const& m = pp->layers[2].moe.experts[3];
+    REQUIRE(m.gate_up.rows == 2 * m.gate.rows);
+    for (std::int64_t r = 0; r < m.gate.rows; r += 7)
+      for (std::int64_t c = 0; c < m.gate.cols; c += 5) {
+        if (pp == &p8) {
+          REQUIRE(m.gate_up.fp8.data(r, c).bits() == m.gate.fp8.data(r, c).bits());
+          REQUIRE(m.gate_up.fp8.data(m.gate.rows + r, c).bits() == m.up.fp8.data(r, c).bits());
+          REQUIRE(m.gate_up.fp8.scale_at(m.gate.rows + r, c) == m.up.fp8.scale_at(r, c));
+          REQUIRE(m.gate_up.fp8.scale_at(r, c) == m.gate.fp8.scale_at(r, c));
+        } else {
+          REQUIRE(m.gate_up.f32(r, c) == m.gate.f32(r, c));
+          REQUIRE(m.gate_up.f32(m.gate.rows + r, c) == m.up.f32(r, c));
+        }
+      }
+  }
 }
 
 TEST_CASE("fp32 logits of the whole tiny and nano models match the float64 reference forward") {
@@ -242,8 +259,16 @@ TEST_CASE("bad token ids are rejected before anything is written") {
   std::vector<std::int32_t> negative{-1};
   CHECK_THROWS_AS(m.forward(negative), fp8moe::error);
   CHECK_THROWS_AS(m.forward(std::vector<std::int32_t>{}), fp8moe::error);
+  // routing held fixed to a forward over other tokens is refused too
+  dsv3::model other(ck.dir, dsv3::precision::fp32);
+  std::vector<std::int32_t> other_tokens{3, 2, 1};
+  other.forward(other_tokens);
+  CHECK_THROWS_WITH_AS(m.forward(good, &other.acts()), doctest::Contains("routing_from"), fp8moe::error);
   // the activations of the last good call are untouched
   CHECK(to_double(m.acts().logits) == before);
+  // routing held fixed to its own last forward reproduces it exactly
+  dsv3::model same(ck.dir, dsv3::precision::fp32);
+  CHECK(to_double(same.forward(good, &m.acts())) == before);
   CHECK_THROWS_WITH_AS(dsv3::compute_logits(ck.dir, bad, dsv3::precision::fp32), doctest::Contains("tokens"),
                        fp8moe::error);
   CHECK_THROWS_WITH_AS(dsv3::parse_precision("fp16"), doctest::Contains("precision"), fp8moe::error);
