@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fp8moe/mtp/block.hpp"
+#include "mtp_checks.hpp"
 #include "mtp_reference.hpp"
 #include "test_support.hpp"
 
@@ -109,25 +110,10 @@ TEST_CASE("tiny_block backward matches float64 central differences of L = sum(dy
     for (std::size_t i = 0; i < yr.size(); ++i) s += dy[i] * yr[i];
     return s;
   };
-  // Central differences in float64 with h = 1e-5: truncation ~h^2 * L''' and rounding ~1e-16 / h are
-  // below 1e-8; the float gradients carry ~1e-6 relative error, so 1e-4 * (1 + |fd|) is ample.
-  auto check = [&](std::vector<double>& param, std::vector<float> const& grad, char const* name) {
-    for (std::size_t i = 0; i < param.size(); ++i) {
-      double const keep = param[i], h = 1e-5;
-      param[i] = keep + h;
-      double const lp = loss();
-      param[i] = keep - h;
-      double const lm = loss();
-      param[i] = keep;
-      double const fd = (lp - lm) / (2 * h);
-      INFO(name << "[" << i << "]: analytic " << grad[i] << ", fd " << fd);
-      REQUIRE(std::abs(grad[i] - fd) <= 1e-4 * (1.0 + std::abs(fd)));
-    }
-  };
-  check(x, dx, "dx");
-  check(p.g, t.dg, "d_norm");
-  check(p.w1, t.dw1, "d_w1");
-  check(p.w2, t.dw2, "d_w2");
+  mtp_checks::check_gradient(x, dx, "dx", loss);
+  mtp_checks::check_gradient(p.g, t.dg, "d_norm", loss);
+  mtp_checks::check_gradient(p.w1, t.dw1, "d_w1", loss);
+  mtp_checks::check_gradient(p.w2, t.dw2, "d_w2", loss);
 
   // a second backward from the same state ADDS the same parameter gradients; dx is overwritten
   auto const dw1_once = t.dw1, dx_once = dx;
@@ -145,25 +131,17 @@ TEST_CASE("tiny_block rejects bad input before writing, naming the argument") {
   std::vector<std::byte> ws(t.block.workspace_bytes(exec, T));
   std::vector<float> x(static_cast<std::size_t>(T * C), 1.0f), y(x.size(), 7.0f);
   std::vector<std::int32_t> pos{0, 1, 1, 2};
-  auto msg = [&](auto&& f) {
-    try {
-      f();
-    } catch (error const& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  CHECK(msg([&] {
+  CHECK(mtp_checks::error_of([&] {
           t.block.forward(exec, make_matrix<float const>(x.data(), T, C), pos, make_matrix(y.data(), T, C),
                           ws);
         }).find("'positions'") != std::string::npos);
   pos = {0, 1, 2, 3};
-  CHECK(msg([&] {
+  CHECK(mtp_checks::error_of([&] {
           t.block.forward(exec, make_matrix<float const>(x.data(), T, C - 1), pos,
                           make_matrix(y.data(), T, C), ws);
         }).find("'x'") != std::string::npos);
   std::vector<std::byte> small(ws.size() - 1);
-  CHECK(msg([&] {
+  CHECK(mtp_checks::error_of([&] {
           t.block.forward(exec, make_matrix<float const>(x.data(), T, C), pos, make_matrix(y.data(), T, C),
                           small);
         }).find("'workspace'") != std::string::npos);
@@ -173,11 +151,11 @@ TEST_CASE("tiny_block rejects bad input before writing, naming the argument") {
   auto const st =
       no_grads.forward(exec, make_matrix<float const>(x.data(), T, C), pos, make_matrix(y.data(), T, C), ws);
   std::vector<float> dx(x.size());
-  CHECK(msg([&] {
+  CHECK(mtp_checks::error_of([&] {
           no_grads.backward(exec, st, make_matrix<float const>(x.data(), T, C), make_matrix(dx.data(), T, C),
                             ws);
         }).find("'grads'") != std::string::npos);
-  CHECK(msg([&] {
+  CHECK(mtp_checks::error_of([&] {
           mtp::tiny_block({t.g, make_matrix<float const>(t.w1.data(), F, C),
                            make_matrix<float const>(t.w2.data(), C, F - 1)});
         }).find("'w.w2'") != std::string::npos);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "mtp_checks.hpp"
 #include "mtp_docs.hpp"  // generated from docs/mtp.md
 #include "mtp_reference.hpp"
 #include "test_support.hpp"
@@ -63,15 +64,7 @@ TEST_CASE("docs/mtp.md: mtp_train_step gives the float64 loss and gradient") {
     return 0.3 * mtp_ref::cross_entropy(mtp_ref::depth(p, emb, h, pos, true, 1e-6).logits, targets, V, -100);
   };
   CHECK(loss == doctest::Approx(ref()).epsilon(1e-5));
-  for (std::size_t i = 0; i < p.eh_proj.size(); i += 37) {  // central differences, float64 (see test_mtp.cpp)
-    double const keep = p.eh_proj[i], step = 1e-5;
-    p.eh_proj[i] = keep + step;
-    double const lp = ref();
-    p.eh_proj[i] = keep - step;
-    double const lm = ref();
-    p.eh_proj[i] = keep;
-    REQUIRE(std::abs(d_eh[i] - (lp - lm) / (2 * step)) <= 2e-4 * (1.0 + std::abs((lp - lm) / (2 * step))));
-  }
+  mtp_checks::check_gradient(p.eh_proj, d_eh, "d_eh_proj", ref, 37);  // every 37th element
 }
 
 TEST_CASE("docs/mtp.md: speculative_step emits the main model's distribution (chi-square, 5 dof)") {

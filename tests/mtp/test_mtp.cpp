@@ -14,10 +14,13 @@
 #include <vector>
 
 #include "fp8moe/mtp/mtp.hpp"
+#include "mtp_checks.hpp"
 #include "mtp_reference.hpp"
 #include "test_support.hpp"
 
 using namespace fp8moe;
+using mtp_checks::check_gradient;
+using mtp_checks::error_of;
 
 namespace {
 
@@ -93,16 +96,6 @@ window make_window(std::int64_t T, std::int64_t V) {
   w.tokens.pop_back();
   w.tokens[3] = w.tokens[1];  // a repeated id: its embedding row gathers two gradients
   return w;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (error const& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 }  // namespace
@@ -187,33 +180,6 @@ TEST_CASE("mtp_loss is (lambda / D) * the mean cross-entropy over the valid rows
     REQUIRE(dl[i] == doctest::Approx(2.0 * (lp - lm) / (2 * h)).epsilon(1e-4).scale(1e-3));
   }
 }
-
-namespace {
-
-/// Central differences (float64, h = 1e-5) of `loss` over every element of `param` against the
-/// float analytic gradient: the float backward carries ~1e-5 relative error, truncation and rounding
-/// of the difference quotient are below 1e-8, so 2e-4 * (1 + |fd|) separates a right gradient from a
-/// wrong one by orders of magnitude (a missing term or factor is O(|fd|)).
-template <class Loss>
-void check_gradient(mtp_ref::vec& param, std::vector<float> const& grad, char const* name, Loss const& loss) {
-  REQUIRE(param.size() == grad.size());
-  double norm = 0;
-  for (std::size_t i = 0; i < param.size(); ++i) {
-    double const keep = param[i], h = 1e-5;
-    param[i] = keep + h;
-    double const lp = loss();
-    param[i] = keep - h;
-    double const lm = loss();
-    param[i] = keep;
-    double const fd = (lp - lm) / (2 * h);
-    norm += fd * fd;
-    INFO(name << "[" << i << "]: analytic " << grad[i] << ", central difference " << fd);
-    REQUIRE(std::abs(grad[i] - fd) <= 2e-4 * (1.0 + std::abs(fd)));
-  }
-  CHECK_MESSAGE(norm > 1e-10, name << ": the gradient is not all zero");  // the check has something to check
-}
-
-}  // namespace
 
 TEST_CASE("mtp_backward matches float64 central differences: every parameter, h_prev, the embedding rows") {
   std::int64_t const T = 8, V = 24, C = 12, F = 10;

@@ -16,21 +16,13 @@
 #include <vector>
 
 #include "fp8moe/mtp/sampling.hpp"
+#include "mtp_checks.hpp"
 #include "test_support.hpp"
 
 using namespace fp8moe;
+using mtp_checks::error_of;
 
 namespace {
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (error const& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 /// softmax(l / T) in float64.
 std::vector<double> softmax(std::vector<float> const& l, double T) {

@@ -15,21 +15,13 @@
 
 #include "fp8moe/mtp/sampling.hpp"
 #include "fp8moe/mtp/speculative.hpp"
+#include "mtp_checks.hpp"
 #include "test_support.hpp"
 
 using namespace fp8moe;
+using mtp_checks::error_of;
 
 namespace {
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (error const& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 constexpr std::int64_t V = 16;
 

@@ -19,38 +19,20 @@ namespace fp8moe::mtp {
 template <>
 struct block_dispatch<host_executor> {
   static void fill(host_executor const& exec, matrix_view<float> m, float value) {
-#if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
-#endif
-    for (std::int64_t r = 0; r < m.rows; ++r)
-      for (std::int64_t c = 0; c < m.cols; ++c) m(r, c) = value;
-    (void)exec;
+    each(exec, m.rows, m.cols, [&](std::int64_t r, std::int64_t c) { m(r, c) = value; });
   }
   static void copy(host_executor const& exec, matrix_view<float const> src, matrix_view<float> dst,
                    bool accumulate) {
-#if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
-#endif
-    for (std::int64_t r = 0; r < src.rows; ++r)
-      for (std::int64_t c = 0; c < src.cols; ++c) dst(r, c) = accumulate ? dst(r, c) + src(r, c) : src(r, c);
-    (void)exec;
+    each(exec, src.rows, src.cols,
+         [&](std::int64_t r, std::int64_t c) { dst(r, c) = accumulate ? dst(r, c) + src(r, c) : src(r, c); });
   }
   static void tanh_inplace(host_executor const& exec, matrix_view<float> z) {
-#if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
-#endif
-    for (std::int64_t r = 0; r < z.rows; ++r)
-      for (std::int64_t c = 0; c < z.cols; ++c) z(r, c) = std::tanh(z(r, c));
-    (void)exec;
+    each(exec, z.rows, z.cols, [&](std::int64_t r, std::int64_t c) { z(r, c) = std::tanh(z(r, c)); });
   }
   static void tanh_backward_inplace(host_executor const& exec, matrix_view<float const> a,
                                     matrix_view<float> da) {
-#if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
-#endif
-    for (std::int64_t r = 0; r < a.rows; ++r)
-      for (std::int64_t c = 0; c < a.cols; ++c) da(r, c) = tanh_backward_value(a(r, c), da(r, c));
-    (void)exec;
+    each(exec, a.rows, a.cols,
+         [&](std::int64_t r, std::int64_t c) { da(r, c) = tanh_backward_value(a(r, c), da(r, c)); });
   }
   static void causal_mean(host_executor const& exec, matrix_view<float const> u,
                           std::span<std::int32_t const> pos, matrix_view<float> m) {
@@ -78,6 +60,18 @@ struct block_dispatch<host_executor> {
         du(t, c) = run;
       }
     }
+    (void)exec;
+  }
+
+ private:
+  /// f(r, c) for every element of a (rows, cols) matrix, OpenMP over rows.
+  template <class F>
+  static void each(host_executor const& exec, std::int64_t rows, std::int64_t cols, F const& f) {
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#endif
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < cols; ++c) f(r, c);
     (void)exec;
   }
 };
