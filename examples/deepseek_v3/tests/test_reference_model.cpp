@@ -35,43 +35,18 @@ using fp8moe::test::scratch_dir;
 /// experts (2 kept, top-2), bias, shared expert, YaRN active (original 8 < 12 tokens), 1 MTP layer.
 /// Widths not multiples of 128 (hidden 160, q rank 136, kv_a 72 rows) give partial FP8 blocks.
 dsv3::ref::config small_config() {
-  dsv3::ref::config c;
-  c.vocab_size = 300;
-  c.hidden_size = 160;
-  c.intermediate_size = 192;
-  c.moe_intermediate_size = 48;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  c.q_lora_rank = 136;
-  c.kv_lora_rank = 64;
-  c.qk_nope_head_dim = 16;
-  c.qk_rope_head_dim = 8;
-  c.v_head_dim = 16;
-  c.n_routed_experts = 8;
-  c.n_shared_experts = 1;
-  c.num_experts_per_tok = 2;
-  c.n_group = 4;
-  c.topk_group = 2;
-  c.first_k_dense_replace = 1;
-  c.moe_layer_freq = 1;
-  c.scoring_func = "sigmoid";
-  c.topk_method = "noaux_tc";
-  c.routed_scaling_factor = 2.5;
-  c.norm_topk_prob = true;
-  c.rms_norm_eps = 1e-6;
-  c.rope_theta = 10000;
-  c.rope_scaling = fp8moe::io::rope_scaling_params{.type = "yarn",
-                                                   .factor = 4,
-                                                   .original_max_position_embeddings = 8,
-                                                   .beta_fast = 32,
-                                                   .beta_slow = 1,
-                                                   .mscale = 1.0,
-                                                   .mscale_all_dim = 1.0};
-  c.num_nextn_predict_layers = 1;
-  c.tie_word_embeddings = false;
-  return c;
+  return fp8moe::io::parse_deepseek_v3_config(R"({
+    "vocab_size": 300, "hidden_size": 160, "intermediate_size": 192, "moe_intermediate_size": 48,
+    "num_hidden_layers": 3, "first_k_dense_replace": 1, "moe_layer_freq": 1,
+    "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 64,
+    "q_lora_rank": 136, "kv_lora_rank": 64, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
+    "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "n_group": 4, "topk_group": 2,
+    "topk_method": "noaux_tc", "scoring_func": "sigmoid", "norm_topk_prob": true, "routed_scaling_factor": 2.5,
+    "rms_norm_eps": 1e-6, "rope_theta": 10000,
+    "rope_scaling": {"type": "yarn", "factor": 4, "original_max_position_embeddings": 8,
+                     "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0},
+    "num_nextn_predict_layers": 1, "tie_word_embeddings": false})",
+                                              "small_config");
 }
 
 /// One tensor of the test checkpoint: HF name, shape, values, and whether DeepSeek stores it as
@@ -141,6 +116,18 @@ std::vector<named> random_tensors(dsv3::ref::config const& c, std::uint64_t seed
   norm("model.norm.weight", H);
   linear("lm_head.weight", V, H, false);
   return out;
+}
+
+/// A model held in memory with random_tensors(c, seed) as its weights.
+dsv3::ref::model random_model(dsv3::ref::config const& c, std::uint64_t seed) {
+  dsv3::ref::model m;
+  m.cfg = c;
+  for (named const& t : random_tensors(c, seed)) {
+    tensor w(t.shape);
+    w.data.assign(t.values.begin(), t.values.end());
+    m.weights.emplace(t.name, std::move(w));
+  }
+  return m;
 }
 
 /// An FP8 weight as DeepSeek stores it: E4M3 codes and the 128x128 block multipliers.
@@ -342,13 +329,7 @@ TEST_CASE("ref model: a BF16 checkpoint loads as stored and gives its F32 twin's
 
 TEST_CASE("ref model: logits are causal and prefix-consistent") {
   dsv3::ref::config const c = small_config();
-  dsv3::ref::model m;
-  m.cfg = c;
-  for (named const& t : random_tensors(c, 3)) {
-    tensor w(t.shape);
-    w.data.assign(t.values.begin(), t.values.end());
-    m.weights.emplace(t.name, std::move(w));
-  }
+  dsv3::ref::model m = random_model(c, 3);
   std::size_t const T = tokens.size(), V = 300;
   std::vector<double> const full = dsv3::ref::logits(m, tokens);
   REQUIRE(full.size() == T * V);
@@ -401,13 +382,7 @@ TEST_CASE("ref model: logits are causal and prefix-consistent") {
 
 TEST_CASE("ref model: MTP concatenates the embedding first, the hidden state second (section 3.2)") {
   dsv3::ref::config const c = small_config();
-  dsv3::ref::model m;
-  m.cfg = c;
-  for (named const& t : random_tensors(c, 6)) {
-    tensor w(t.shape);
-    w.data.assign(t.values.begin(), t.values.end());
-    m.weights.emplace(t.name, std::move(w));
-  }
+  dsv3::ref::model m = random_model(c, 6);
   std::size_t const V = 300;
   std::int64_t const H = c.hidden_size;
   auto const zero_columns = [&](dsv3::ref::model& x, std::int64_t from) {  // eh_proj (H, 2H)
@@ -434,13 +409,7 @@ TEST_CASE("ref model: MTP concatenates the embedding first, the hidden state sec
 
 TEST_CASE("ref model: relabelling experts within a group or swapping heads leaves the logits unchanged") {
   dsv3::ref::config const c = small_config();
-  dsv3::ref::model m;
-  m.cfg = c;
-  for (named const& t : random_tensors(c, 4)) {
-    tensor w(t.shape);
-    w.data.assign(t.values.begin(), t.values.end());
-    m.weights.emplace(t.name, std::move(w));
-  }
+  dsv3::ref::model m = random_model(c, 4);
   std::vector<double> const base = dsv3::ref::logits(m, tokens);
 
   // experts 2 and 3 (group 1) of layer 1: gate rows, bias entries and expert weights together
@@ -473,13 +442,7 @@ TEST_CASE("ref model: relabelling experts within a group or swapping heads leave
 
 TEST_CASE("ref model: missing or misshapen tensors and bad tokens are errors naming them") {
   dsv3::ref::config const c = small_config();
-  dsv3::ref::model m;
-  m.cfg = c;
-  for (named const& t : random_tensors(c, 5)) {
-    tensor w(t.shape);
-    w.data.assign(t.values.begin(), t.values.end());
-    m.weights.emplace(t.name, std::move(w));
-  }
+  dsv3::ref::model m = random_model(c, 5);
   dsv3::ref::model missing = m;
   missing.weights.erase("model.layers.0.self_attn.kv_a_layernorm.weight");
   check_error([&] { dsv3::ref::logits(missing, tokens); },
