@@ -3,22 +3,30 @@
 // The `deepseek_v3` command:
 //   deepseek_v3 init --config tiny|nano|FILE --out DIR [--dtype f32|bf16|fp8] [--seed N]
 //   deepseek_v3 info --model DIR | --config tiny|nano|671b|FILE [--context N]
+//   deepseek_v3 logits --model DIR --tokens 1,2,3|@FILE --out FILE.npy [--precision fp32|bf16|fp8]
 // Exit status 0 on success; on any error one line "deepseek_v3: error: ..." on stderr and exit 1
 // (bad arguments: 2).
 #include <CLI/CLI.hpp>
 
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <limits>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "config.hpp"
 #include "counts.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/io/checkpoint.hpp"
+#include "fp8moe/io/file.hpp"
+#include "fp8moe/io/npy.hpp"
 #include "hf_names.hpp"
 #include "init.hpp"
+#include "model.hpp"
 
 namespace {
 
@@ -133,6 +141,50 @@ int run_info(std::string const& model, std::string const& config_arg, std::int64
   return 0;
 }
 
+/// "1,2,3" or "@FILE" (integers separated by commas and/or whitespace) -> token ids; each a
+/// non-negative integer below 2^31 (the model checks them against the vocabulary).
+std::vector<std::int32_t> parse_tokens(std::string const& arg) {
+  std::string const text = arg.starts_with('@') ? fp8moe::io::read_text_file(arg.substr(1), 64u << 20) : arg;
+  std::vector<std::int32_t> out;
+  std::size_t i = 0;
+  auto const sep = [](char c) { return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (i < text.size()) {
+    if (sep(text[i])) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < text.size() && !sep(text[j])) ++j;
+    std::string_view const item(text.data() + i, j - i);
+    std::int32_t v = -1;
+    auto const [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (ec != std::errc{} || end != item.data() + item.size() || v < 0)
+      fp8moe::detail::throw_argument(
+          "logits", "--tokens", "non-negative integers below 2^31 separated by commas or spaces",
+          "\"" + std::string(item) + "\" (token " + std::to_string(out.size()) + ")");
+    out.push_back(v);
+    i = j;
+  }
+  fp8moe::require(!out.empty(), "logits", "--tokens", "at least one token id", "none");
+  return out;
+}
+
+int run_logits(std::string const& model, std::string const& tokens_arg, std::string const& out,
+               std::string const& precision) {
+  dsv3::precision const p = dsv3::parse_precision(precision);
+  std::vector<std::int32_t> const tokens = parse_tokens(tokens_arg);
+  if (!std::filesystem::is_directory(model))
+    fp8moe::detail::throw_argument("logits", "--model", "a checkpoint directory",
+                                   "\"" + model + "\" (no such directory)");
+  std::vector<float> const logits = dsv3::compute_logits(model, tokens, p);
+  auto const T = static_cast<std::int64_t>(tokens.size());
+  auto const vocab = static_cast<std::int64_t>(logits.size()) / T;
+  fp8moe::io::write_npy<float>(out, logits, {T, vocab});
+  std::printf("deepseek_v3 logits: wrote %s: float32 [%lld, %lld] (precision %s)\n", out.c_str(),
+              static_cast<long long>(T), static_cast<long long>(vocab), precision.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -161,6 +213,14 @@ int main(int argc, char** argv) {
                    "keys a token attends, for FLOPs (default: the pre-YaRN length)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
 
+  std::string logits_model, logits_tokens, logits_out, logits_precision = "fp32";
+  auto* logits = app.add_subcommand("logits", "float32 logits [T, vocab] of every position, as a NumPy .npy");
+  logits->add_option("--model", logits_model, "a checkpoint directory")->required();
+  logits->add_option("--tokens", logits_tokens, "token ids: 1,2,3 or @FILE (ids separated by commas/spaces)")
+      ->required();
+  logits->add_option("--out", logits_out, "the .npy file to write")->required();
+  logits->add_option("--precision", logits_precision, "fp32 | bf16 | fp8")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (CLI::CallForHelp const& e) {
@@ -173,6 +233,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*init) return run_init(init_config, init_out, init_dtype, init_seed);
+    if (*logits) return run_logits(logits_model, logits_tokens, logits_out, logits_precision);
     return run_info(info_model, info_config, info_context);
   } catch (std::exception const& e) {
     std::fprintf(stderr, "deepseek_v3: error: %s\n", e.what());
