@@ -294,24 +294,22 @@ TEST_CASE("adamw_step: bad input throws fp8moe::error naming the argument, nothi
     CHECK_THROWS_WITH_AS(optim::adamw_step(host_executor{}, c, step, ok), doctest::Contains(what),
                          fp8moe::error);
   };
-  adamw_config c = cfg_test;
-  c.lr = -1e-3f;
-  bad_cfg(c, 1, "argument 'cfg.lr'");
-  c = cfg_test;
-  c.lr = NAN;
-  bad_cfg(c, 1, "argument 'cfg.lr'");
-  c = cfg_test;
-  c.beta1 = 1.0f;
-  bad_cfg(c, 1, "argument 'cfg.beta1': expected a value in [0, 1)");
-  c = cfg_test;
-  c.beta2 = -0.1f;
-  bad_cfg(c, 1, "argument 'cfg.beta2': expected a value in [0, 1)");
-  c = cfg_test;
-  c.eps = 0.0f;
-  bad_cfg(c, 1, "argument 'cfg.eps'");
-  c = cfg_test;
-  c.weight_decay = -0.1f;
-  bad_cfg(c, 1, "argument 'cfg.weight_decay'");
+  struct bad_field {
+    float adamw_config::*field;
+    float value;
+    char const* what;
+  };
+  for (auto const& [field, value, what] :
+       {bad_field{&adamw_config::lr, -1e-3f, "argument 'cfg.lr'"},
+        bad_field{&adamw_config::lr, NAN, "argument 'cfg.lr'"},
+        bad_field{&adamw_config::beta1, 1.0f, "argument 'cfg.beta1': expected a value in [0, 1)"},
+        bad_field{&adamw_config::beta2, -0.1f, "argument 'cfg.beta2': expected a value in [0, 1)"},
+        bad_field{&adamw_config::eps, 0.0f, "argument 'cfg.eps'"},
+        bad_field{&adamw_config::weight_decay, -0.1f, "argument 'cfg.weight_decay'"}}) {
+    adamw_config c = cfg_test;
+    c.*field = value;
+    bad_cfg(c, 1, what);
+  }
   bad_cfg(cfg_test, 0, "argument 'step': expected the 1-based step count (>= 1), got 0");
   CHECK_THROWS_WITH_AS(optim::adamw_step(host_executor{}, cfg_test, 1, ok, -1.0f),
                        doctest::Contains("argument 'grad_scale'"), fp8moe::error);
