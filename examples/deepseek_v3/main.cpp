@@ -13,7 +13,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
-#include <limits>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,26 +41,19 @@ std::string grouped(std::int64_t v) {
   return s;
 }
 
-/// 1536 -> "1.50 KiB"
-std::string bytes_text(std::uint64_t b) {
-  char const* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024.0 && u < 4) v /= 1024.0, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", v, units[u]);
+/// v in the largest unit it reaches (each `base` times the previous): 1536 B -> "1.50 KiB".
+std::string scaled(double v, double base, std::initializer_list<char const*> units) {
+  auto u = units.begin();
+  while (v >= base && u + 1 != units.end()) v /= base, ++u;
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.2f %s", v, *u);
   return buf;
 }
-
-/// 7.5e10 -> "75.10 GFLOP"
+std::string bytes_text(std::uint64_t b) {
+  return scaled(static_cast<double>(b), 1024.0, {"B", "KiB", "MiB", "GiB", "TiB"});
+}
 std::string flop_text(std::int64_t f) {
-  char const* units[] = {"", "k", "M", "G", "T"};
-  double v = static_cast<double>(f);
-  int u = 0;
-  while (v >= 1000.0 && u < 4) v /= 1000.0, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f %sFLOP", v, units[u]);
-  return buf;
+  return scaled(static_cast<double>(f), 1000.0, {"FLOP", "kFLOP", "MFLOP", "GFLOP", "TFLOP"});
 }
 
 int run_init(std::string const& config_arg, std::string const& out, std::string const& dtype,
@@ -188,7 +181,7 @@ int run_logits(std::string const& model, std::string const& tokens_arg, std::str
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"deepseek_v3: random DeepSeek-V3 checkpoints in Hugging Face format, and their facts"};
+  CLI::App app{"deepseek_v3: DeepSeek-V3 in Hugging Face format: random checkpoints, their facts, logits"};
   app.require_subcommand(1);
 
   std::string init_config, init_out, init_dtype = "f32";
