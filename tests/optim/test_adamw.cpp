@@ -295,19 +295,20 @@ TEST_CASE("adamw_step: bad input throws fp8moe::error naming the argument, nothi
                          fp8moe::error);
   };
   struct bad_field {
-    float adamw_config::*field;
-    float value;
+    void (*set)(adamw_config&);
     char const* what;
   };
-  for (auto const& [field, value, what] :
-       {bad_field{&adamw_config::lr, -1e-3f, "argument 'cfg.lr'"},
-        bad_field{&adamw_config::lr, NAN, "argument 'cfg.lr'"},
-        bad_field{&adamw_config::beta1, 1.0f, "argument 'cfg.beta1': expected a value in [0, 1)"},
-        bad_field{&adamw_config::beta2, -0.1f, "argument 'cfg.beta2': expected a value in [0, 1)"},
-        bad_field{&adamw_config::eps, 0.0f, "argument 'cfg.eps'"},
-        bad_field{&adamw_config::weight_decay, -0.1f, "argument 'cfg.weight_decay'"}}) {
+  for (auto const& [set, what] :
+       {bad_field{[](adamw_config& c) { c.lr = -1e-3f; }, "argument 'cfg.lr'"},
+        bad_field{[](adamw_config& c) { c.lr = NAN; }, "argument 'cfg.lr'"},
+        bad_field{[](adamw_config& c) { c.beta1 = 1.0f; },
+                  "argument 'cfg.beta1': expected a value in [0, 1)"},
+        bad_field{[](adamw_config& c) { c.beta2 = -0.1f; },
+                  "argument 'cfg.beta2': expected a value in [0, 1)"},
+        bad_field{[](adamw_config& c) { c.eps = 0.0f; }, "argument 'cfg.eps'"},
+        bad_field{[](adamw_config& c) { c.weight_decay = -0.1f; }, "argument 'cfg.weight_decay'"}}) {
     adamw_config c = cfg_test;
-    c.*field = value;
+    set(c);
     bad_cfg(c, 1, what);
   }
   bad_cfg(cfg_test, 0, "argument 'step': expected the 1-based step count (>= 1), got 0");
