@@ -345,6 +345,7 @@ void mla_forward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& w
     nn::workspace_arena arena(workspace);
     auto l = detail::carve_layer<W>(arena, exec, dims, ql, C, T, S, form, saved == nullptr, false);
     mla_saved st = saved ? *saved : l.st;
+    auto const ew = D::elementwise(exec, T * std::max(C, dims.q_cols()));  // norms and rope
     auto project = [&](mla_proj p, matrix_view<float const> in, matrix_view<float> o) {
       if constexpr (default_proj)
         detail::weight_product(exec, in, weights[p], true, o, 0.0f, l);
@@ -354,18 +355,18 @@ void mla_forward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& w
     // queries
     if (ql > 0) {
       project(mla_proj::q_a, x, st.cq_pre);
-      nn::rmsnorm_forward(exec, matrix_view<float const>(st.cq_pre), weights.q_norm, st.cq, st.q_rstd,
+      nn::rmsnorm_forward(ew, matrix_view<float const>(st.cq_pre), weights.q_norm, st.cq, st.q_rstd,
                           weights.norm_eps);
       project(mla_proj::q_b, st.cq, st.q);
     } else {
       project(mla_proj::q, x, st.q);
     }
-    nn::rope_forward(exec, rope, positions, detail::q_rope_slots(dims, st.q));
+    nn::rope_forward(ew, rope, positions, detail::q_rope_slots(dims, st.q));
     // latent and rope key
     project(mla_proj::kv_a, x, st.kv_a);
-    nn::rmsnorm_forward(exec, matrix_view<float const>(detail::cols(st.kv_a, 0, c)), weights.kv_norm,
-                        st.latent, st.kv_rstd, weights.norm_eps);
-    nn::rope_forward(exec, rope, positions, detail::k_rope_slots(dims, st.kv_a));
+    nn::rmsnorm_forward(ew, matrix_view<float const>(detail::cols(st.kv_a, 0, c)), weights.kv_norm, st.latent,
+                        st.kv_rstd, weights.norm_eps);
+    nn::rope_forward(ew, rope, positions, detail::k_rope_slots(dims, st.kv_a));
     matrix_view<float const> lat = st.latent, kr = detail::cols(st.kv_a, c, dr);
     if (cache) {
       cache->append(lat, kr);
@@ -433,6 +434,7 @@ void mla_backward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& 
     nn::check_workspace(workspace, need, where);
     nn::workspace_arena arena(workspace);
     auto const l = detail::carve_layer<W>(arena, exec, dims, ql, C, T, T, mla_form::naive, false, true);
+    auto const ew = D::elementwise(exec, T * std::max(C, dims.q_cols()));  // norms and rope
     auto const dgrad = [&](matrix_view<float const> dy, matrix_view<W const> const& w, matrix_view<float> d,
                            float beta) { detail::weight_product(exec, dy, w, false, d, beta, l); };
     auto const wgrad = [&](matrix_view<float const> dy, matrix_view<float const> in, matrix_view<float> dw) {
@@ -445,14 +447,14 @@ void mla_backward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& 
     auto const dkr = detail::cols(l.dkv_a, c, dr);
     mla_naive_backward(exec, dims, saved.q, saved.kv, detail::cols(saved.kv_a, c, dr), 0, saved.probs, l.d_o,
                        l.dq, l.dkv, dkr, l.core);
-    nn::rope_backward(exec, rope, positions, detail::q_rope_slots(dims, l.dq));
-    nn::rope_backward(exec, rope, positions, detail::k_rope_slots(dims, l.dkv_a));
+    nn::rope_backward(ew, rope, positions, detail::q_rope_slots(dims, l.dq));
+    nn::rope_backward(ew, rope, positions, detail::k_rope_slots(dims, l.dkv_a));
     // kv = latent wkv_b^T; latent = kv_norm(kv_a[:, :c])
     dgrad(l.dkv, weights.wkv_b, l.dlat, 0.0f);
     wgrad(l.dkv, saved.latent, grads.dwkv_b);
     auto const dlat_pre = detail::cols(l.dkv_a, 0, c);
     D::fill_zero(exec, dlat_pre);
-    nn::rmsnorm_backward(exec, matrix_view<float const>(detail::cols(saved.kv_a, 0, c)), weights.kv_norm,
+    nn::rmsnorm_backward(ew, matrix_view<float const>(detail::cols(saved.kv_a, 0, c)), weights.kv_norm,
                          std::span<float const>(saved.kv_rstd), matrix_view<float const>(l.dlat), dlat_pre,
                          grads.dkv_norm);
     // kv_a = x wkv_a^T
@@ -463,7 +465,7 @@ void mla_backward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& 
       dgrad(l.dq, weights.wq_b, l.dcq, 0.0f);
       wgrad(l.dq, saved.cq, grads.dwq_b);
       D::fill_zero(exec, l.dcq_pre);
-      nn::rmsnorm_backward(exec, matrix_view<float const>(saved.cq_pre), weights.q_norm,
+      nn::rmsnorm_backward(ew, matrix_view<float const>(saved.cq_pre), weights.q_norm,
                            std::span<float const>(saved.q_rstd), matrix_view<float const>(l.dcq), l.dcq_pre,
                            grads.dq_norm);
       dgrad(l.dcq_pre, weights.wq_a, dx, 1.0f);
