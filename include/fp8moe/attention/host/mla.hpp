@@ -55,6 +55,18 @@ inline void causal_softmax(host_executor const& exec, matrix_view<float> sc, std
   (void)exec;
 }
 
+/// The caller's workspace `ws` checked to hold `need` bytes, or, when it is empty, `owned` sized so
+/// and returned in its place.
+inline std::span<std::byte> workspace_or_own(std::span<std::byte> ws, std::size_t need,
+                                             nn::host_scratch& owned, char const* where) {
+  if (ws.empty()) {
+    owned.bytes.resize(need);
+    ws = owned.span();
+  }
+  nn::check_workspace(ws, need, where);
+  return ws;
+}
+
 /// Zeroes the columns [c0, m.cols) of every row.
 inline void zero_cols(matrix_view<float> m, std::int64_t c0) {
   for (std::int64_t r = 0; r < m.rows; ++r) std::fill(m.row(r) + c0, m.row(r) + m.cols, 0.0f);
@@ -117,12 +129,8 @@ struct mla_dispatch<host_executor> {
     if (T == 0) return;
     bool const own = probs.data == nullptr;
     nn::host_scratch owned;
-    if (ws.empty()) {
-      owned.bytes.resize(naive_forward_workspace_bytes(exec, d, T, Su));
-      ws = owned.span();
-    }
-    nn::check_workspace(ws, naive_forward_workspace_bytes(exec, d, T, Su),
-                        "fp8moe::attention::mla_naive_forward");
+    ws = host_detail::workspace_or_own(ws, naive_forward_workspace_bytes(exec, d, T, Su), owned,
+                                       "fp8moe::attention::mla_naive_forward");
     nn::workspace_arena arena(ws);
     naive_fwd_layout<nn::workspace_arena> l(arena, exec, d, T, Su, own);
     auto const kr_u = block(kr, 0, 0, Su, dr);  // (Su, dr)
@@ -169,12 +177,8 @@ struct mla_dispatch<host_executor> {
     std::int64_t const T = q.rows, S = kv.rows, Su = q_pos0 + T, H = d.heads;
     std::int64_t const dn = d.qk_nope_head_dim, dr = d.qk_rope_head_dim, dv = d.v_head_dim;
     nn::host_scratch owned;
-    if (ws.empty()) {
-      owned.bytes.resize(naive_backward_workspace_bytes(exec, d, T, Su));
-      ws = owned.span();
-    }
-    nn::check_workspace(ws, naive_backward_workspace_bytes(exec, d, T, Su),
-                        "fp8moe::attention::mla_naive_backward");
+    ws = host_detail::workspace_or_own(ws, naive_backward_workspace_bytes(exec, d, T, Su), owned,
+                                       "fp8moe::attention::mla_naive_backward");
     // keys no query attends (rows >= Su; every row when T = 0) get zero gradients
     for (std::int64_t s = T == 0 ? 0 : Su; s < S; ++s) {
       std::fill(dkv.row(s), dkv.row(s) + dkv.cols, 0.0f);
@@ -243,12 +247,8 @@ struct mla_dispatch<host_executor> {
     std::int64_t const dn = d.qk_nope_head_dim, dr = d.qk_rope_head_dim, dv = d.v_head_dim;
     if (T == 0) return;
     nn::host_scratch owned;
-    if (ws.empty()) {
-      owned.bytes.resize(absorbed_forward_workspace_bytes(exec, d, T, Su));
-      ws = owned.span();
-    }
-    nn::check_workspace(ws, absorbed_forward_workspace_bytes(exec, d, T, Su),
-                        "fp8moe::attention::mla_absorbed_forward");
+    ws = host_detail::workspace_or_own(ws, absorbed_forward_workspace_bytes(exec, d, T, Su), owned,
+                                       "fp8moe::attention::mla_absorbed_forward");
     nn::workspace_arena arena(ws);
     absorbed_layout<nn::workspace_arena> l(arena, exec, d, T, Su);
     auto const head_rows = [&](matrix_view<float> m, std::int64_t h) {  // rows t*H + h, t < T
