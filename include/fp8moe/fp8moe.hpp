@@ -5,6 +5,7 @@
 // comm/nccl_communicator.hpp; include those explicitly.
 #pragma once
 
+#include "fp8moe/attention/mla.hpp"
 #include "fp8moe/comm/comm.hpp"
 #include "fp8moe/config.hpp"
 #include "fp8moe/core/error.hpp"
@@ -13,6 +14,12 @@
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/gemm/gemm.hpp"
 #include "fp8moe/moe/moe.hpp"
+#include "fp8moe/mtp/block.hpp"
+#include "fp8moe/mtp/mtp.hpp"
+#include "fp8moe/mtp/sampling.hpp"
+#include "fp8moe/mtp/speculative.hpp"
+#include "fp8moe/nn/nn.hpp"
 #include "fp8moe/numeric/numeric.hpp"
+#include "fp8moe/optim/optim.hpp"
 #include "fp8moe/pipeline/pipeline.hpp"
 #include "fp8moe/scaling/scaling.hpp"
