@@ -87,3 +87,16 @@ function(fp8moe_snippet_named md name out)
   endwhile()
   message(FATAL_ERROR "${md} has no ```cpp block marked '<!-- snippet: ${name} -->'")
 endfunction()
+
+# fp8moe_doc_snippet_test(<test> <markdown file> <snippet name> <fp8moe_add_test arguments...>): the
+# block of <markdown file> marked "<!-- snippet: <snippet name> -->", extracted at configure time
+# (again whenever the page changes) with its prelude into generated/<snippet name>.hpp, and the test
+# <test> whose sources include that header (docs.snippets also compiles the block alone).
+function(fp8moe_doc_snippet_test test md name)
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${md})
+  fp8moe_snippet_named(${md} ${name} _index)
+  fp8moe_snippet_source(${md} ${_index} ${PROJECT_SOURCE_DIR}/tests/docs/prelude
+                        ${CMAKE_CURRENT_BINARY_DIR}/generated/${name}.hpp)
+  fp8moe_add_test(${test} ${ARGN})
+  target_include_directories(${test} PRIVATE ${CMAKE_CURRENT_BINARY_DIR}/generated)
+endfunction()
