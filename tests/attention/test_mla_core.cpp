@@ -105,11 +105,13 @@ struct inputs {
 TEST_CASE("mla_naive_forward matches a float64 reference (prefill, decode with q_pos0 > 0, threads)") {
   // (T, S, q_pos0): full causal prefill; a chunk after a prefix; one decode token; a longer cache
   // than q_pos0 + T (its tail must not be read: it is poisoned); 200 x 200 scores per head, large
-  // enough for the row softmax to run on 2 threads.
+  // enough for the row softmax to run on 2 threads; 150 queries after 7 cached keys (causal blocks of
+  // 128 query rows: the second block starts mid-sequence, the cache is longer than q_pos0 + T).
   struct cfg {
     std::int64_t T, S, q_pos0;
   };
-  for (auto c : {cfg{7, 7, 0}, cfg{4, 9, 5}, cfg{1, 12, 11}, cfg{3, 10, 2}, cfg{200, 200, 0}}) {
+  for (auto c :
+       {cfg{7, 7, 0}, cfg{4, 9, 5}, cfg{1, 12, 11}, cfg{3, 10, 2}, cfg{200, 200, 0}, cfg{150, 160, 7}}) {
     CAPTURE(c.T);
     CAPTURE(c.q_pos0);
     inputs in(c.T, c.S, c.q_pos0, 100 + c.T);

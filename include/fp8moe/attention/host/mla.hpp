@@ -101,18 +101,25 @@ struct mla_dispatch<host_executor> {
     return s;
   }
 
-  // ---- naive forward: scratch = scores (T, Su) unless probs is given + matmul scratch
+  // ---- naive forward: scratch = scores (T, Su) unless probs is given + one head's keys
+  // [k_nope | k_rope] (Su, dn+dr) + matmul scratch
   template <class Arena>
   struct naive_fwd_layout {
     matrix_view<float> scores;
+    matrix_view<float> keys;
     std::span<std::byte> mm;
     naive_fwd_layout(Arena& a, host_executor const& exec, mla_dims const& d, std::int64_t T, std::int64_t Su,
                      bool own_scores) {
       if (own_scores) scores = a.template matrix<float>(T, Su);
+      keys = a.template matrix<float>(Su, d.qk_nope_head_dim + d.qk_rope_head_dim);
       mm = a.sub(host_detail::matmul_bytes(
-          exec, {{T, Su, d.qk_nope_head_dim}, {T, Su, d.qk_rope_head_dim}, {T, d.v_head_dim, Su}}));
+          exec, {{T, Su, d.qk_nope_head_dim + d.qk_rope_head_dim}, {T, d.v_head_dim, Su}}));
     }
   };
+  /// Query rows per causal block of the naive forward: the rows [r0, r1) of a block read only the
+  /// keys [0, q_pos0 + r1), so a prefill of T tokens computes about (T + 128) / 2T of the full
+  /// (T, Su) score and P.V products.
+  static constexpr std::int64_t naive_block_rows = 128;
   static std::size_t naive_forward_workspace_bytes(host_executor const& exec, mla_dims const& d,
                                                    std::int64_t T, std::int64_t S) {
     nn::workspace_arena a;
@@ -133,17 +140,28 @@ struct mla_dispatch<host_executor> {
                                        "fp8moe::attention::mla_naive_forward");
     nn::workspace_arena arena(ws);
     naive_fwd_layout<nn::workspace_arena> l(arena, exec, d, T, Su, own);
-    auto const kr_u = block(kr, 0, 0, Su, dr);  // (Su, dr)
     for (std::int64_t h = 0; h < H; ++h) {
       auto const p = own ? l.scores : block(probs, h * T, 0, T, Su);  // (T, Su)
-      auto const qn = block(q, 0, h * (dn + dr), T, dn);              // (T, dn)
-      auto const qr = block(q, 0, h * (dn + dr) + dn, T, dr);         // (T, dr)
-      auto const kn = block(kv, 0, h * (dn + dv), Su, dn);            // (Su, dn)
+      auto const qh = block(q, 0, h * (dn + dr), T, dn + dr);         // (T, dn+dr) [q_nope | q_rope]
       auto const v = block(kv, 0, h * (dn + dv) + dn, Su, dv);        // (Su, dv)
-      nn::matmul(exec, qn, nn::transposed(kn), p, {d.softmax_scale, 0.0f}, l.mm);
-      nn::matmul(exec, qr, nn::transposed(kr_u), p, {d.softmax_scale, 1.0f}, l.mm);
-      host_detail::causal_softmax(exec, p, q_pos0, 1);
-      nn::matmul(exec, matrix_view<float const>(p), v, block(out, 0, h * dv, T, dv), {}, l.mm);
+      // keys (Su, dn+dr) = [k_nope_h | k_rope]: one product for both parts of the score
+      for (std::int64_t s = 0; s < Su; ++s) {
+        float const* kn = kv.data + s * kv.row_stride + h * (dn + dv) * kv.col_stride;
+        float const* krs = kr.data + s * kr.row_stride;
+        float* dst = l.keys.row(s);
+        for (std::int64_t c = 0; c < dn; ++c) dst[c] = kn[c * kv.col_stride];
+        for (std::int64_t c = 0; c < dr; ++c) dst[dn + c] = krs[c * kr.col_stride];
+      }
+      for (std::int64_t r0 = 0; r0 < T; r0 += naive_block_rows) {
+        std::int64_t const rows = std::min(naive_block_rows, T - r0), n = q_pos0 + r0 + rows;
+        auto const pb = block(p, r0, 0, rows, n);  // (rows, n): the keys these queries can see
+        nn::matmul(exec, block(qh, r0, 0, rows, dn + dr), nn::transposed(block(l.keys, 0, 0, n, dn + dr)), pb,
+                   {d.softmax_scale, 0.0f}, l.mm);
+        host_detail::causal_softmax(exec, pb, q_pos0 + r0, 1);
+        nn::matmul(exec, matrix_view<float const>(pb), block(v, 0, 0, n, dv),
+                   block(out, r0, h * dv, rows, dv), {}, l.mm);
+        if (!own && n < Su) host_detail::zero_cols(block(p, r0, 0, rows, Su), n);
+      }
     }
     if (!own) host_detail::zero_cols(probs, Su);
   }
