@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/core/executor.hpp"
@@ -254,8 +255,10 @@ void mtp_backward(Exec const& exec, mtp_module<Block> const& m, mtp_state<Block>
   detail::check_rows(where, "grads.d_embed", g.d_embed, V, C);
   detail::check_rows(where, "grads.d_eh_proj", g.d_eh_proj, C, 2 * C);
   detail::check_rows(where, "grads.d_head", g.d_head, V, C);
-  for (auto const& [v, arg] : {std::pair{g.d_enorm, "grads.d_enorm"}, std::pair{g.d_hnorm, "grads.d_hnorm"},
-                               std::pair{g.d_head_norm, "grads.d_head_norm"}})
+  // (typed array, not a braced list of CTAD pairs: nvcc's front end rejects that form)
+  std::pair<std::span<float>, char const*> const norm_grads[] = {
+      {g.d_enorm, "grads.d_enorm"}, {g.d_hnorm, "grads.d_hnorm"}, {g.d_head_norm, "grads.d_head_norm"}};
+  for (auto const& [v, arg] : norm_grads)
     require(static_cast<std::int64_t>(v.size()) == C, where, arg, "size C = " + std::to_string(C),
             "size " + std::to_string(v.size()));
   if (st.final_norm)
@@ -315,8 +318,9 @@ inline void shift_for_depth(std::span<std::int32_t const> tokens, std::span<std:
   constexpr char const* where = "fp8moe::mtp::shift_for_depth";
   std::size_t const T = tokens.size();
   require(depth >= 1, where, "depth", ">= 1", std::to_string(depth));
-  for (auto const& [n, arg] : {std::pair{labels.size(), "labels"}, std::pair{emb_tokens.size(), "emb_tokens"},
-                               std::pair{targets.size(), "targets"}})
+  std::pair<std::size_t, char const*> const sizes[] = {
+      {labels.size(), "labels"}, {emb_tokens.size(), "emb_tokens"}, {targets.size(), "targets"}};
+  for (auto const& [n, arg] : sizes)
     require(n == T, where, arg, "size T = tokens.size() = " + std::to_string(T), "size " + std::to_string(n));
   auto const d = static_cast<std::size_t>(depth);
   for (std::size_t i = 0; i < T; ++i) {
