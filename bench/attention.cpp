@@ -24,6 +24,7 @@
 #include <cblas.h>
 #endif
 
+#include "bench_support.hpp"
 #include "fp8moe/attention/mla.hpp"
 #include "test_support.hpp"
 
@@ -35,22 +36,6 @@ namespace {
 
 constexpr std::int64_t C = 256, QL = 128;
 constexpr at::mla_dims dims{4, 32, 16, 32, 128, 0.1f};
-
-/// Best wall seconds of f and g run alternately `reps` times (a load change hits both alike).
-template <class F, class G>
-std::pair<double, double> interleaved_best(F&& f, G&& g, int reps = 5) {
-  double bf = 1e30, bg = 1e30;
-  auto once = [](auto&& fn, double& best) {
-    auto const t0 = std::chrono::steady_clock::now();
-    fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  };
-  for (int r = 0; r < reps; ++r) {
-    once(f, bf);
-    once(g, bg);
-  }
-  return {bf, bg};
-}
 
 /// The matrix products (M, N, K) one mla_forward call of T queries over S keys runs.
 std::vector<nn::matmul_shape> products(at::mla_form form, std::int64_t T, std::int64_t S) {
@@ -135,7 +120,7 @@ void measure(benchmark::State& st, F&& ours, std::vector<nn::matmul_shape> const
       benchmark::DoNotOptimize(ops[i].c.data());
     }
   };
-  auto const [t_ours, t_sgemm] = interleaved_best(ours, sgemm);
+  auto const [t_ours, t_sgemm] = fm::test::interleaved_best(ours, sgemm);
   st.counters["x_sgemm"] = t_sgemm / t_ours;
   st.counters["sgemm_ms"] = t_sgemm * 1e3;
 #endif

@@ -21,6 +21,7 @@
 #include <cblas.h>
 #endif
 
+#include "bench_support.hpp"
 #include "fp8moe/mtp/block.hpp"
 #include "fp8moe/mtp/mtp.hpp"
 #include "fp8moe/mtp/sampling.hpp"
@@ -30,23 +31,6 @@ namespace fm = fp8moe;
 namespace mtp = fp8moe::mtp;
 
 namespace {
-
-/// Best-of-`reps` wall seconds of `ours` and `base`, run alternately.
-template <class Ours, class Base>
-std::pair<double, double> best_pair(Ours&& ours, Base&& base, int reps = 7) {
-  using clock = std::chrono::steady_clock;
-  double t_ours = 1e30, t_base = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = clock::now();
-    ours();
-    auto t1 = clock::now();
-    base();
-    auto t2 = clock::now();
-    t_ours = std::min(t_ours, std::chrono::duration<double>(t1 - t0).count());
-    t_base = std::min(t_base, std::chrono::duration<double>(t2 - t1).count());
-  }
-  return {t_ours, t_base};
-}
 
 std::vector<float> normal(std::int64_t n, float sigma, std::uint64_t seed) {
   return fm::test::random_normal(static_cast<std::size_t>(n), sigma, seed);
@@ -126,7 +110,8 @@ void BM_mtp_forward(benchmark::State& st) {
   st.counters["tokens/s"] = benchmark::Counter(tiny_mtp::T, benchmark::Counter::kIsIterationInvariantRate);
 #if defined(FP8MOE_HAVE_BLAS)
   std::vector<float> out(t.logits.size());
-  auto const [ours, base] = best_pair([&] { t.forward(); }, [&] { t.head_sgemm(t.h, out); });
+  auto const [ours, base] =
+      fm::test::interleaved_best([&] { t.forward(); }, [&] { t.head_sgemm(t.h, out); }, 7);
   st.counters["x_head_sgemm"] = base / ours;
 #endif
 }
@@ -138,7 +123,8 @@ void BM_mtp_forward_backward(benchmark::State& st) {
   st.counters["tokens/s"] = benchmark::Counter(tiny_mtp::T, benchmark::Counter::kIsIterationInvariantRate);
 #if defined(FP8MOE_HAVE_BLAS)
   std::vector<float> out(t.logits.size());
-  auto const [ours, base] = best_pair([&] { t.train_step(); }, [&] { t.head_sgemm(t.h, out); });
+  auto const [ours, base] =
+      fm::test::interleaved_best([&] { t.train_step(); }, [&] { t.head_sgemm(t.h, out); }, 7);
   st.counters["x_head_sgemm"] = base / ours;
 #endif
 }
@@ -162,7 +148,7 @@ void BM_sample(benchmark::State& st) {
   auto const ours = [&] { benchmark::DoNotOptimize(mtp::sample(exec, logits, o, g, probs, ws)); };
   for (auto _ : st) ours();
   st.counters["tokens/s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
-  auto const [t_ours, t_base] = best_pair(
+  auto const [t_ours, t_base] = fm::test::interleaved_best(
       ours, [&] { benchmark::DoNotOptimize(std::max_element(logits.begin(), logits.end())); }, 21);
   st.counters["x_argmax"] = t_base / t_ours;
 }

@@ -19,6 +19,7 @@
 #include <cblas.h>
 #endif
 
+#include "bench_support.hpp"
 #include "fp8moe/nn/nn.hpp"
 #include "test_support.hpp"
 
@@ -26,22 +27,6 @@ namespace fm = fp8moe;
 namespace nn = fp8moe::nn;
 
 namespace {
-
-/// Best wall seconds of f and g run alternately `reps` times (a load change hits both alike).
-template <class F, class G>
-std::pair<double, double> interleaved_best(F&& f, G&& g, int reps = 5) {
-  double bf = 1e30, bg = 1e30;
-  auto once = [](auto&& fn, double& best) {
-    auto const t0 = std::chrono::steady_clock::now();
-    fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  };
-  for (int r = 0; r < reps; ++r) {
-    once(f, bf);
-    once(g, bg);
-  }
-  return {bf, bg};
-}
 
 /// Times `ours` for the benchmark loop, sets FLOP/s, and x_sgemm against sgemm of (m, n, k).
 template <class F>
@@ -60,7 +45,7 @@ void measure(benchmark::State& st, F&& ours, std::int64_t m, std::int64_t n, std
                 c.data(), static_cast<int>(n));
     benchmark::DoNotOptimize(c.data());
   };
-  auto const [t_ours, t_sgemm] = interleaved_best(ours, sgemm);
+  auto const [t_ours, t_sgemm] = fm::test::interleaved_best(ours, sgemm);
   st.counters["x_sgemm"] = t_sgemm / t_ours;
 #endif
 }
