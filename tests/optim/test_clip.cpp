@@ -129,7 +129,8 @@ TEST_CASE("grad_norm: the first NaN/Inf is located in the right tensor; clipping
       CHECK_FALSE(std::isfinite(r.norm));
       // the gradients are untouched (bitwise: NaN != NaN, so compare bytes)
       for (std::size_t i = 0; i < g.data.size(); ++i)
-        CHECK(std::memcmp(g.data[i].data(), before[i].data(), before[i].size() * 4) == 0);
+        CHECK((before[i].empty() ||
+               std::memcmp(g.data[i].data(), before[i].data(), before[i].size() * 4) == 0));
       if (r.finite()) optim::adamw_step(host_executor{threads}, optim::adamw_config{}, 1, ts);  // the skip
       CHECK(p == p0);
       std::vector<std::string> const names{"a", "b", "c", "d", "e", "model.layers.1.mlp.gate_proj.weight"};
