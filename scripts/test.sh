@@ -9,8 +9,8 @@
 #     the packaging/compile-fail/format tests (they run cmake and the compiler, not our code);
 #   TSan (OpenMP off: libgomp is not instrumented): the tests that call ops from several threads,
 #     test_pipeline_executor (threads as ranks), test_expert_parallel (buffer_pool from four threads), test_comm.
-# Time on the 2-core machine: 25 minutes in all on a fresh clone (2026-12-07, 7ab5ca5: main pass 851 s,
-# ASan+UBSan 647 s, TSan 17 s; docs/testing.md); CI limit 45.
+# Time on the 2-core machine: ~33 minutes in all on a fresh clone (2026-12-07, a6ec65e: main pass
+# 1087 s, ASan+UBSan ~850 s, TSan 15 s; docs/testing.md); CI limit 45.
 #   scripts/test.sh                               # everything
 #   FP8MOE_TEST_ARGS="-L mpi" scripts/test.sh     # pass extra arguments to the main ctest run
 #   FP8MOE_SANITIZERS=0 scripts/test.sh           # skip the sanitizer passes
