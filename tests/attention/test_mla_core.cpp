@@ -19,12 +19,8 @@ namespace at = fp8moe::attention;
 
 namespace {
 
+using test::worse;
 using dvec = std::vector<double>;
-
-/// The larger of a and b, NaN when either is (std::max drops a NaN second argument).
-double worse(double a, double b) {
-  return std::isnan(a) || std::isnan(b) ? std::nan("") : std::max(a, b);
-}
 
 dvec to_double(std::vector<float> const& v) {
   return {v.begin(), v.end()};

@@ -21,12 +21,8 @@ namespace at = fp8moe::attention;
 
 namespace {
 
+using test::worse;
 using dvec = std::vector<double>;
-
-/// The larger of a and b, NaN when either is (std::max drops a NaN second argument).
-double worse(double a, double b) {
-  return std::isnan(a) || std::isnan(b) ? std::nan("") : std::max(a, b);
-}
 
 // H 2, nope 4, rope 4, v 3, latent 6; hidden 8; q_lora 5 (or 0).
 constexpr std::int64_t C = 8, H = 2, DN = 4, DR = 4, DV = 3, CL = 6;

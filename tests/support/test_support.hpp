@@ -4,6 +4,7 @@
 // comparison metrics (max abs/rel error, DeepGEMM's calc_diff).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -11,6 +12,12 @@
 #include <vector>
 
 namespace fp8moe::test {
+
+/// The larger of a and b, NaN when either is (std::max drops a NaN second argument, so an error
+/// maximum built with it would let a NaN pass).
+inline double worse(double a, double b) {
+  return std::isnan(a) || std::isnan(b) ? std::nan("") : std::max(a, b);
+}
 
 /// Deterministic generator: every test seeds its own so failures reproduce.
 inline std::mt19937_64& rng(std::uint64_t seed = 0) {
