@@ -137,7 +137,7 @@ void BM_mla_prefill(benchmark::State& st) {
   std::iota(pos.begin(), pos.end(), 0);
   std::vector<float> out(static_cast<std::size_t>(T * C));
   fm::host_executor const ex;
-  std::vector<std::byte> ws(at::mla_forward_workspace_bytes<float>(ex, dims, QL, C, T, T, form));
+  std::vector<std::byte> ws(at::workspace_bytes(ex, at::mla_layer_shape<float>{dims, QL, C, T, T, form}));
   auto const wv = w.view();
   measure(
       st,
@@ -170,7 +170,7 @@ void BM_mla_decode(benchmark::State& st) {
   auto const x = fm::test::random_normal(static_cast<std::size_t>(C), 1.0f, 31);
   std::vector<std::int64_t> const pos{ctx - 1};
   std::vector<float> out(static_cast<std::size_t>(C));
-  std::vector<std::byte> ws(at::mla_forward_workspace_bytes<float>(ex, dims, QL, C, 1, ctx, form));
+  std::vector<std::byte> ws(at::workspace_bytes(ex, at::mla_layer_shape<float>{dims, QL, C, 1, ctx, form}));
   measure(
       st,
       [&] {

@@ -140,7 +140,8 @@ TEST_CASE("mla_naive_forward matches a float64 reference (prefill, decode with q
       // without probs (scratch from an allocated or a caller workspace) the output is the same
       std::vector<float> out2(out.size());
       test::poison(out2);
-      std::vector<std::byte> ws(at::mla_naive_workspace_bytes(host_executor{threads}, dims, c.T, c.S));
+      std::vector<std::byte> ws(
+          at::workspace_bytes(host_executor{threads}, at::mla_naive_shape{dims, c.T, c.S}));
       at::mla_naive_forward(host_executor{threads}, dims, in.qv(), in.kvv(), in.krv(), c.q_pos0,
                             make_matrix(out2.data(), c.T, dims.out_cols()), {}, std::span<std::byte>(ws));
       CHECK(std::memcmp(out.data(), out2.data(), out.size() * sizeof(float)) == 0);

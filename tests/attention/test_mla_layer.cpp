@@ -358,7 +358,7 @@ TEST_CASE("mla_backward matches float64 central finite differences of every inpu
     auto const saved = at::mla_saved_views(storage, d, ql, T);
     std::vector<float> out(T * C);
     std::vector<std::byte> fws(
-        at::mla_forward_workspace_bytes<float>(host_executor{}, d, ql, C, T, T, at::mla_form::naive),
+        at::workspace_bytes(host_executor{}, at::mla_layer_shape<float>{d, ql, C, T, T, at::mla_form::naive}),
         std::byte{0xFF});
     at::mla_forward(host_executor{}, d, w, rh.table(), pos, make_matrix(x.data(), T, C),
                     make_matrix(out.data(), T, C), at::mla_form::naive, nullptr, &saved, fws);
@@ -380,8 +380,9 @@ TEST_CASE("mla_backward matches float64 central finite differences of every inpu
     g.dwkv_b = make_matrix(dwkv_b.data(), H * (DN + DV), CL);
     g.dwo = make_matrix(dwo.data(), C, H * DV);
     // a caller workspace full of NaN: the backward must not read scratch it did not write
-    std::vector<std::byte> ws(at::mla_backward_workspace_bytes<float>(host_executor{}, d, ql, C, T),
-                              std::byte{0xFF});
+    std::vector<std::byte> ws(
+        at::workspace_bytes(host_executor{}, at::mla_layer_backward_shape<float>{d, ql, C, T}),
+        std::byte{0xFF});
     at::mla_backward(host_executor{}, d, w, rh.table(), pos, make_matrix(x.data(), T, C), saved,
                      make_matrix(dout.data(), T, C), make_matrix(dx.data(), T, C), g, ws);
     params p = L.to_double();

@@ -120,40 +120,70 @@ inline void check_common(char const* where, mla_dims const& d, matrix_view<float
 
 }  // namespace detail
 
-/// Scratch bytes of mla_naive_forward for T queries over S keys (probs not given by the caller).
+/// The workspace query's shape of mla_naive_forward: T queries over S keys (probs not given by the
+/// caller). workspace_bytes(exec, mla_naive_shape{dims, T, S}).
+struct mla_naive_shape {
+  mla_dims dims;
+  std::int64_t T, S;
+};
+
+/// The workspace query's shape of mla_naive_backward: T queries over S keys.
+struct mla_naive_backward_shape {
+  mla_dims dims;
+  std::int64_t T, S;
+};
+
+/// The workspace query's shape of mla_absorbed_forward: T queries over S cached keys.
+struct mla_absorbed_shape {
+  mla_dims dims;
+  std::int64_t T, S;
+};
+
+namespace detail {
+
+inline void check_query_shape(char const* where, mla_dims const& d, std::int64_t T, std::int64_t S) {
+  check_dims(where, d);
+  require(T >= 0, where, "shape.T", ">= 0", std::to_string(T));
+  require(S >= 0, where, "shape.S", ">= 0", std::to_string(S));
+}
+
+}  // namespace detail
+
+/// Scratch bytes of mla_naive_forward (its `workspace`).
 template <executor Exec>
-std::size_t mla_naive_workspace_bytes(Exec const& exec, mla_dims const& d, std::int64_t T, std::int64_t S) {
+std::size_t workspace_bytes(Exec const& exec, mla_naive_shape const& s) {
   static_assert(has_dispatch<mla_dispatch<executor_t<Exec>>>,
-                "fp8moe::attention::mla_naive_workspace_bytes: this executor has no path here; include "
+                "fp8moe::attention::workspace_bytes: this executor has no path here; include "
                 "\"fp8moe/attention/host/mla.hpp\" (a CUDA path is not written yet)");
+  detail::check_query_shape("fp8moe::attention::workspace_bytes(mla_naive_shape)", s.dims, s.T, s.S);
   if constexpr (has_dispatch<mla_dispatch<executor_t<Exec>>>)
-    return mla_dispatch<executor_t<Exec>>::naive_forward_workspace_bytes(exec, d, T, S);
+    return mla_dispatch<executor_t<Exec>>::naive_forward_workspace_bytes(exec, s.dims, s.T, s.S);
   else
     return 0;
 }
 
-/// Scratch bytes of mla_naive_backward for T queries over S keys.
+/// Scratch bytes of mla_naive_backward (its `workspace`).
 template <executor Exec>
-std::size_t mla_naive_backward_workspace_bytes(Exec const& exec, mla_dims const& d, std::int64_t T,
-                                               std::int64_t S) {
+std::size_t workspace_bytes(Exec const& exec, mla_naive_backward_shape const& s) {
   static_assert(has_dispatch<mla_dispatch<executor_t<Exec>>>,
-                "fp8moe::attention::mla_naive_backward_workspace_bytes: this executor has no path here; "
-                "include \"fp8moe/attention/host/mla.hpp\" (a CUDA path is not written yet)");
+                "fp8moe::attention::workspace_bytes: this executor has no path here; include "
+                "\"fp8moe/attention/host/mla.hpp\" (a CUDA path is not written yet)");
+  detail::check_query_shape("fp8moe::attention::workspace_bytes(mla_naive_backward_shape)", s.dims, s.T, s.S);
   if constexpr (has_dispatch<mla_dispatch<executor_t<Exec>>>)
-    return mla_dispatch<executor_t<Exec>>::naive_backward_workspace_bytes(exec, d, T, S);
+    return mla_dispatch<executor_t<Exec>>::naive_backward_workspace_bytes(exec, s.dims, s.T, s.S);
   else
     return 0;
 }
 
-/// Scratch bytes of mla_absorbed_forward for T queries over S keys.
+/// Scratch bytes of mla_absorbed_forward (its `workspace`).
 template <executor Exec>
-std::size_t mla_absorbed_workspace_bytes(Exec const& exec, mla_dims const& d, std::int64_t T,
-                                         std::int64_t S) {
+std::size_t workspace_bytes(Exec const& exec, mla_absorbed_shape const& s) {
   static_assert(has_dispatch<mla_dispatch<executor_t<Exec>>>,
-                "fp8moe::attention::mla_absorbed_workspace_bytes: this executor has no path here; include "
+                "fp8moe::attention::workspace_bytes: this executor has no path here; include "
                 "\"fp8moe/attention/host/mla.hpp\" (a CUDA path is not written yet)");
+  detail::check_query_shape("fp8moe::attention::workspace_bytes(mla_absorbed_shape)", s.dims, s.T, s.S);
   if constexpr (has_dispatch<mla_dispatch<executor_t<Exec>>>)
-    return mla_dispatch<executor_t<Exec>>::absorbed_forward_workspace_bytes(exec, d, T, S);
+    return mla_dispatch<executor_t<Exec>>::absorbed_forward_workspace_bytes(exec, s.dims, s.T, s.S);
   else
     return 0;
 }
@@ -162,8 +192,8 @@ std::size_t mla_absorbed_workspace_bytes(Exec const& exec, mla_dims const& d, st
 /// head [k_nope | v]; k_rope (S, dr) rotated, shared by the heads. Query t attends keys
 /// s < q_pos0 + t + 1 (causal; q_pos0 + T <= S; keys past q_pos0 + T are never read).
 /// out (T, H*dv) head-major is OVERWRITTEN; probs (H*T, S), row h*T + t, when non-empty receives
-/// the softmax (0 on masked keys) for mla_naive_backward. `workspace`: mla_naive_workspace_bytes
-/// (empty: allocated here).
+/// the softmax (0 on masked keys) for mla_naive_backward. `workspace`: workspace_bytes(exec,
+/// mla_naive_shape{dims, T, S}) (empty: allocated here).
 template <executor Exec>
 void mla_naive_forward(Exec const& exec, mla_dims const& dims, matrix_view<float const> q,
                        matrix_view<float const> kv, matrix_view<float const> k_rope, std::int64_t q_pos0,
@@ -184,7 +214,7 @@ void mla_naive_forward(Exec const& exec, mla_dims const& dims, matrix_view<float
 /// The backward of mla_naive_forward from its probs (H*T, S) and dout (T, H*dv): dq (T, H*(dn+dr)),
 /// dkv (S, H*(dn+dv)) and dk_rope (S, dr) are OVERWRITTEN (keys never attended get 0). The rope
 /// parts are gradients with respect to the ROTATED q_rope / k_rope (apply nn::rope_backward after).
-/// `workspace`: mla_naive_backward_workspace_bytes (empty: allocated here).
+/// `workspace`: workspace_bytes(exec, mla_naive_backward_shape{dims, T, S}) (empty: allocated here).
 template <executor Exec>
 void mla_naive_backward(Exec const& exec, mla_dims const& dims, matrix_view<float const> q,
                         matrix_view<float const> kv, matrix_view<float const> k_rope, std::int64_t q_pos0,
@@ -212,7 +242,7 @@ void mla_naive_backward(Exec const& exec, mla_dims const& dims, matrix_view<floa
 /// DeepSeek's model.py does); latent (S, kv_lora) with kv_norm applied; k_rope (S, dr) rotated.
 /// score = scale * ((q_nope W_UK) . latent_s + q_rope . k_rope_s); out_h = (sum_s p_s latent_s) W_UV^T.
 /// Equal to mla_naive_forward on kv = latent wkv_b^T up to float rounding. out (T, H*dv) OVERWRITTEN.
-/// `workspace`: mla_absorbed_workspace_bytes (empty: allocated here).
+/// `workspace`: workspace_bytes(exec, mla_absorbed_shape{dims, T, S}) (empty: allocated here).
 template <executor Exec>
 void mla_absorbed_forward(Exec const& exec, mla_dims const& dims, matrix_view<float const> q,
                           matrix_view<float const> wkv_b, matrix_view<float const> latent,

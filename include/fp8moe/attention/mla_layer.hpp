@@ -181,10 +181,10 @@ mla_layer_scratch carve_layer(Arena& a, Exec const& exec, mla_dims const& d, std
     l.dlat = a.template matrix<float>(T, c);
     l.dcq = a.template matrix<float>(T, ql);
     l.dcq_pre = a.template matrix<float>(T, ql);
-    l.core = a.sub(mla_naive_backward_workspace_bytes(exec, d, T, T));
+    l.core = a.sub(workspace_bytes(exec, mla_naive_backward_shape{d, T, T}));
   } else {
-    l.core = a.sub(form == mla_form::naive ? mla_naive_workspace_bytes(exec, d, T, S)
-                                           : mla_absorbed_workspace_bytes(exec, d, T, S));
+    l.core = a.sub(form == mla_form::naive ? workspace_bytes(exec, mla_naive_shape{d, T, S})
+                                           : workspace_bytes(exec, mla_absorbed_shape{d, T, S}));
   }
   std::size_t mm = 0;
   auto add = [&](std::int64_t m, std::int64_t n, std::int64_t k) {
@@ -269,22 +269,51 @@ inline matrix_view<float> cols(matrix_view<float> m, std::int64_t c0, std::int64
 
 }  // namespace detail
 
-/// Scratch bytes of mla_forward for T tokens of hidden size C over S keys (S = T without a cache,
-/// else the cache length after the append), for weights with q_lora_rank ql.
-template <class W, executor Exec>
-std::size_t mla_forward_workspace_bytes(Exec const& exec, mla_dims const& d, std::int64_t ql, std::int64_t C,
-                                        std::int64_t T, std::int64_t S, mla_form form) {
+/// The workspace query's shape of mla_forward with weights of type W (float or bfloat16_t):
+/// T tokens of hidden size C over S keys (S = T without a cache, else the cache length after the
+/// append), weights with q_lora_rank ql (0: no q compression), in the given form.
+template <class W>
+struct mla_layer_shape {
+  mla_dims dims;
+  std::int64_t ql, C, T, S;
+  mla_form form;
+};
+
+/// The workspace query's shape of mla_backward with weights of type W: T tokens of hidden size C.
+template <class W>
+struct mla_layer_backward_shape {
+  mla_dims dims;
+  std::int64_t ql, C, T;
+};
+
+namespace detail {
+
+inline void check_layer_shape(char const* where, mla_dims const& d, std::int64_t ql, std::int64_t C,
+                              std::int64_t T, std::int64_t S) {
+  check_query_shape(where, d, T, S);
+  require(ql >= 0, where, "shape.ql", ">= 0", std::to_string(ql));
+  require(C >= 0, where, "shape.C", ">= 0", std::to_string(C));
+}
+
+}  // namespace detail
+
+/// Scratch bytes of mla_forward (its `workspace`).
+template <executor Exec, class W>
+std::size_t workspace_bytes(Exec const& exec, mla_layer_shape<W> const& s) {
+  detail::check_layer_shape("fp8moe::attention::workspace_bytes(mla_layer_shape)", s.dims, s.ql, s.C, s.T,
+                            s.S);
   nn::workspace_arena a;
-  detail::carve_layer<W>(a, exec, d, ql, C, T, S, form, true, false);
+  detail::carve_layer<W>(a, exec, s.dims, s.ql, s.C, s.T, s.S, s.form, true, false);
   return a.bytes();
 }
 
-/// Scratch bytes of mla_backward for T tokens of hidden size C.
-template <class W, executor Exec>
-std::size_t mla_backward_workspace_bytes(Exec const& exec, mla_dims const& d, std::int64_t ql, std::int64_t C,
-                                         std::int64_t T) {
+/// Scratch bytes of mla_backward (its `workspace`).
+template <executor Exec, class W>
+std::size_t workspace_bytes(Exec const& exec, mla_layer_backward_shape<W> const& s) {
+  detail::check_layer_shape("fp8moe::attention::workspace_bytes(mla_layer_backward_shape)", s.dims, s.ql, s.C,
+                            s.T, s.T);
   nn::workspace_arena a;
-  detail::carve_layer<W>(a, exec, d, ql, C, T, T, mla_form::naive, false, true);
+  detail::carve_layer<W>(a, exec, s.dims, s.ql, s.C, s.T, s.T, mla_form::naive, false, true);
   return a.bytes();
 }
 
@@ -295,7 +324,7 @@ std::size_t mla_backward_workspace_bytes(Exec const& exec, mla_dims const& d, st
 /// `proj(mla_proj, matrix_view<float const> in (R,K), matrix_view<float> out (R,N))` computes a
 /// projection out = in W^T (default: nn::matmul on `weights`; a custom one must write all of out,
 /// and only the norms and, for the absorbed form, a float-convertible wkv_b are read from weights).
-/// `workspace`: mla_forward_workspace_bytes (empty: allocated here).
+/// `workspace`: workspace_bytes(exec, mla_layer_shape<W>{dims, ql, C, T, S, form}) (empty: allocated here).
 template <executor Exec, class W, class Proj = matmul_projection>
 void mla_forward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& weights,
                  nn::rope_table const& rope, std::span<std::int64_t const> positions,
@@ -338,7 +367,7 @@ void mla_forward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& w
   }
   if constexpr (detail::check_mla_dispatch<Exec>()) {
     using D = mla_dispatch<executor_t<Exec>>;
-    auto const need = mla_forward_workspace_bytes<W>(exec, dims, ql, C, T, S, form);
+    auto const need = workspace_bytes(exec, mla_layer_shape<W>{dims, ql, C, T, S, form});
     auto owned = workspace.empty() ? D::allocate(exec, need) : decltype(D::allocate(exec, 0)){};
     if (workspace.empty()) workspace = owned.span();
     nn::check_workspace(workspace, need, where);
@@ -394,7 +423,7 @@ void mla_forward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& w
 
 /// The backward of mla_forward (naive form, no cache) with the default projections: from x, the
 /// saved state and dout (T, C), ACCUMULATES dx (T, C) += dL/dx and every weight gradient in grads.
-/// `workspace`: mla_backward_workspace_bytes (empty: allocated here).
+/// `workspace`: workspace_bytes(exec, mla_layer_backward_shape<W>{dims, ql, C, T}) (empty: allocated here).
 template <executor Exec, class W>
 void mla_backward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& weights,
                   nn::rope_table const& rope, std::span<std::int64_t const> positions,
@@ -428,7 +457,7 @@ void mla_backward(Exec const& exec, mla_dims const& dims, mla_weights<W> const& 
   detail::check_norm(where, "grads.dkv_norm", std::span<float const>(grads.dkv_norm), c);
   if constexpr (detail::check_mla_dispatch<Exec>()) {
     using D = mla_dispatch<executor_t<Exec>>;
-    auto const need = mla_backward_workspace_bytes<W>(exec, dims, ql, C, T);
+    auto const need = workspace_bytes(exec, mla_layer_backward_shape<W>{dims, ql, C, T});
     auto owned = workspace.empty() ? D::allocate(exec, need) : decltype(D::allocate(exec, 0)){};
     if (workspace.empty()) workspace = owned.span();
     nn::check_workspace(workspace, need, where);
