@@ -5,6 +5,7 @@
 // feed-forward (moe::route + permute + experts + shared expert + combine). Each writes its outputs
 // and the state a backward needs into the views of its activation struct (forward.hpp); nothing here
 // allocates except the context's scratch, which grows once to the largest request and is then reused.
+// Each forward has its backward (the *_backward functions below it, llm.c style).
 #pragma once
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "fp8moe/attention/mla.hpp"
+#include "fp8moe/moe/balance.hpp"
 #include "fp8moe/moe/permute.hpp"
 #include "fp8moe/moe/router.hpp"
 #include "fp8moe/moe/score.hpp"
@@ -55,6 +57,33 @@ struct layer_timings {
   double total() const { return embedding + attention + dense_mlp + moe + head; }
 };
 
+/// The temporary matrices of a backward pass: request i of a pass gets buffer i (grown to the largest
+/// request, then reused, so a training loop allocates only in its first steps); mark()/release(m)
+/// hand the buffers after m back (a layer's temporaries, once it is done).
+class temp_pool {
+ public:
+  /// A (rows, cols) float matrix, contents unspecified.
+  matrix_view<float> matrix(std::int64_t rows, std::int64_t cols) {
+    if (next_ == bufs_.size()) bufs_.emplace_back();
+    auto& b = bufs_[next_++];
+    auto const n = static_cast<std::size_t>(rows * cols);
+    if (b.size() < n) b.resize(n);
+    return fm::make_matrix(b.data(), rows, cols);
+  }
+  /// As matrix(), filled with 0.
+  matrix_view<float> zeros(std::int64_t rows, std::int64_t cols) {
+    auto m = matrix(rows, cols);
+    std::fill_n(m.data, rows * cols, 0.0f);
+    return m;
+  }
+  std::size_t mark() const { return next_; }
+  void release(std::size_t m) { next_ = m; }
+
+ private:
+  std::vector<std::vector<float>> bufs_;  // moving the outer vector keeps each buffer's address
+  std::size_t next_ = 0;
+};
+
 /// What every layer function needs: the executor, the precision, the FP8 recipe and a scratch buffer.
 struct context {
   fm::host_executor exec{};
@@ -63,6 +92,7 @@ struct context {
   mla_form attention = mla_form::naive;
   std::vector<std::byte> scratch;  // grows to the largest request, then reused
   double core_seconds = 0;         // accumulated time of the MLA core calls
+  temp_pool temps;                 // the backward's temporaries
 
   /// `bytes` of scratch (valid until the next call).
   std::span<std::byte> workspace(std::size_t bytes) {
@@ -163,12 +193,15 @@ struct mla_acts {
 
 /// out (T,H) = MLA(x (T,H)) at positions (T) (x is the normed layer input; reference §1.3). The
 /// projections run through `linear` (the precision's form); the attention core stays float as DeepSeek
-/// keeps it (scores, softmax in fp32).
+/// keeps it (scores, softmax in fp32). `cache` (absorbed form only): the new latent / rope-key rows are
+/// appended and the queries attend the whole cache, query 0 at key cache->length() (decoding).
 inline void mla_forward(context& ctx, mla_params const& w, rope_state const& rope, double eps,
                         std::span<std::int64_t const> positions, matrix_view<float const> x, mla_acts& a,
-                        matrix_view<float> out) {
+                        matrix_view<float> out, fm::attention::mla_cache* cache = nullptr) {
   auto const& d = rope.dims;
   std::int64_t const T = x.rows, dn = d.qk_nope_head_dim, dr = d.qk_rope_head_dim, kvr = d.kv_lora_rank;
+  fm::require(!cache || ctx.attention == mla_form::absorbed, "dsv3::mla_forward", "cache",
+              "the absorbed form (context.attention)");
   if (w.wq_a.rows > 0) {  // q = wq_b(q_norm(wq_a x))
     linear(ctx, x, w.wq_a, a.cq);
     rmsnorm(ctx, a.cq, w.q_norm, eps, a.cq_norm, a.cq_rstd);
@@ -191,11 +224,16 @@ inline void mla_forward(context& ctx, mla_params const& w, rope_state const& rop
   if (ctx.attention == mla_form::naive) linear(ctx, a.latent, w.wkv_b, a.kv);
   double const t0 = now_seconds();
   if (ctx.attention == mla_form::naive) {
-    auto const ws = ctx.workspace(fm::attention::mla_naive_workspace_bytes(ctx.exec, d, T, T));
+    auto const ws =
+        ctx.workspace(fm::attention::workspace_bytes(ctx.exec, fm::attention::mla_naive_shape{d, T, T}));
     fm::attention::mla_naive_forward(ctx.exec, d, a.q, a.kv, k_rope, 0, a.o, a.probs, ws);
   } else {
-    auto const ws = ctx.workspace(fm::attention::mla_absorbed_workspace_bytes(ctx.exec, d, T, T));
-    fm::attention::mla_absorbed_forward(ctx.exec, d, a.q, w.wkv_b_float, a.latent, k_rope, 0, a.o, ws);
+    std::int64_t const q_pos0 = cache ? cache->length() : 0;
+    matrix_view<float const> lat = a.latent, kr = k_rope;
+    if (cache) cache->append(lat, kr), lat = cache->latent(), kr = cache->k_rope();
+    auto const ws = ctx.workspace(
+        fm::attention::workspace_bytes(ctx.exec, fm::attention::mla_absorbed_shape{d, T, lat.rows}));
+    fm::attention::mla_absorbed_forward(ctx.exec, d, a.q, w.wkv_b_float, lat, kr, q_pos0, a.o, ws);
   }
   ctx.core_seconds += now_seconds() - t0;
   round_activation(ctx, a.o);
@@ -317,6 +355,180 @@ inline void moe_forward(context& ctx, moe_params const& w, fm::moe::router_confi
   for (std::int64_t t = 0; t < T; ++t)
     for (std::int64_t c = 0; c < H; ++c) out(t, c) = a.routed(t, c) + a.shared_out(t, c);
   round_activation(ctx, out);
+}
+
+
+// ---- backward (llm.c style: each next to its forward above) -----------------------------------------
+// Gradients are float32 (the master-gradient layout: a params of precision fp32, see make_gradients).
+// Weight gradients always ACCUMULATE (+=), so micro-batches sum; each function says whether its input
+// gradient is written or accumulated. In precision bf16 the activation roundings of the forward are
+// taken as the identity (straight-through), as a BF16 training framework does. Temporaries come from
+// ctx.temps (released when a function returns).
+
+/// The backward of `linear` (y = x W^T). dw (N,K) += dy^T x (FP32; ACCUMULATES). dx (R,K) = dy W,
+/// WRITTEN, or ADDED with `accumulate_dx` (an x that feeds several linears); dx may be empty (no input
+/// gradient wanted). Weight forms: fp32 (sgemm), bf16 (Dgrad as a BF16 GEMM with dy rounded to bf16,
+/// FP32 accumulation; Wgrad in FP32 over the bf16-valued activations). An fp8 weight has no master copy
+/// to train: an fp8moe::error (train from fp32/bf16 parameters).
+inline void linear_backward(context& ctx, matrix_view<float const> x, linear_weight const& w,
+                            matrix_view<float const> dy, matrix_view<float> dx, bool accumulate_dx,
+                            matrix_view<float> dw) {
+  constexpr char const* where = "dsv3::linear_backward";
+  fm::require(w.f32.data != nullptr || w.bf16.data != nullptr, where, "w",
+              "a float or bf16 weight (precision fp8 parameters have no master weights to train)");
+  fm::require(dy.rows == x.rows && dy.cols == w.rows && x.cols == w.cols, where, "dy",
+              "(R, N) with R = x.rows and N = w.rows");
+  fm::require(dw.rows == w.rows && dw.cols == w.cols, where, "dw", "the weight's shape (N, K)");
+  fm::require(dx.data == nullptr || (dx.rows == x.rows && dx.cols == x.cols), where, "dx",
+              "empty or x's shape (R, K)");
+  if (x.rows == 0) return;
+  auto const& ex = ctx.exec;
+  std::int64_t const R = x.rows, N = w.rows, K = w.cols;
+  {  // Wgrad: dw (N,K) += dy^T (N,R) x (R,K)
+    auto const ws = ctx.workspace(fm::nn::workspace_bytes(ex, fm::nn::matmul_shape{N, K, R}));
+    fm::nn::matmul(ex, fm::nn::transposed(dy), x, dw, {.alpha = 1.0f, .beta = 1.0f}, ws);
+  }
+  if (dx.data == nullptr) return;
+  float const beta = accumulate_dx ? 1.0f : 0.0f;
+  std::size_t const need = fm::nn::workspace_bytes(ex, fm::nn::matmul_shape{R, K, N});
+  if (w.f32.data) {  // Dgrad: dx (R,K) = dy (R,N) W (N,K)
+    fm::nn::matmul(ex, dy, matrix_view<float const>(w.f32), dx, {.alpha = 1.0f, .beta = beta},
+                   ctx.workspace(need));
+    return;
+  }
+  fm::nn::workspace_arena count;
+  count.matrix<bfloat16_t>(R, N);
+  count.sub(need);
+  fm::nn::workspace_arena arena(ctx.workspace(count.bytes()));
+  auto const dyb = arena.matrix<bfloat16_t>(R, N);
+  for (std::int64_t r = 0; r < R; ++r)
+    for (std::int64_t c = 0; c < N; ++c) dyb(r, c) = bfloat16_t(dy(r, c));
+  fm::nn::matmul(ex, matrix_view<bfloat16_t const>(dyb), matrix_view<bfloat16_t const>(w.bf16), dx,
+                 {.alpha = 1.0f, .beta = beta}, arena.sub(need));
+}
+
+/// The backward of `rmsnorm`: dx (T,C) and dw (C) both ACCUMULATE (nn::rmsnorm_backward).
+inline void rmsnorm_backward(context& ctx, matrix_view<float const> x, vector_param w,
+                             std::span<float const> rstd, matrix_view<float const> dy, matrix_view<float> dx,
+                             vector_param dw) {
+  fm::nn::rmsnorm_backward(ctx.exec, x, std::span<float const>(w), rstd, dy, dx, dw);
+}
+
+/// The backward of YaRN RoPE on the rope columns [c0, c0+dr) of each of `heads` groups of `group`
+/// columns of m (T, heads*group): in place, the rotation's transpose (nn::rope_backward). OVERWRITES
+/// the gradient w.r.t. the rotated values with the gradient w.r.t. the unrotated ones.
+inline void rope_backward(context& ctx, rope_state const& rope, std::span<std::int64_t const> positions,
+                          matrix_view<float> m, std::int64_t heads, std::int64_t group, std::int64_t c0) {
+  std::int64_t const dr = rope.dims.qk_rope_head_dim;
+  fm::nn::rope_backward(ctx.exec, rope.table(), positions,
+                        fm::batched_matrix_view<float>{m.data + c0, m.rows, heads, dr, m.row_stride, group, 1});
+}
+
+/// The backward of mla_forward (naive form: it reads the forward's kv and probs). dx (T,H) ACCUMULATES
+/// dL/dx from dout (T,H); every projection and norm gradient of g ACCUMULATES. Order: o_proj ->
+/// attention core (attention::mla_naive_backward) -> kv_b_proj -> kv_a_layernorm and the rotated
+/// k_rope (rope_backward) -> kv_a_proj_with_mqa; the rotated q_rope (rope_backward) -> q_b_proj ->
+/// q_a_layernorm -> q_a_proj (or q_proj).
+inline void mla_backward(context& ctx, mla_params const& w, rope_state const& rope,
+                         std::span<std::int64_t const> positions, matrix_view<float const> x, mla_acts const& a,
+                         matrix_view<float const> dout, matrix_view<float> dx, mla_params const& g) {
+  std::int64_t const T = x.rows;
+  if (T == 0) return;
+  fm::require(a.probs.data != nullptr, "dsv3::mla_backward", "activations",
+              "a naive-form forward (the absorbed form keeps no probs to differentiate)");
+  auto const& d = rope.dims;
+  std::int64_t const dn = d.qk_nope_head_dim, dr = d.qk_rope_head_dim, kvr = d.kv_lora_rank;
+  auto const mark = ctx.temps.mark();
+  auto const d_o = ctx.temps.matrix(T, a.o.cols);  // (T, nh*dv)
+  linear_backward(ctx, a.o, w.wo, dout, d_o, false, g.wo.f32);
+  auto const dq = ctx.temps.matrix(T, a.q.cols);    // (T, nh*(dn+dr))
+  auto const dkv = ctx.temps.matrix(T, a.kv.cols);  // (T, nh*(dn+dv))
+  auto const dkv_a = ctx.temps.zeros(T, kvr + dr);  // (T, kvr+dr) [d latent_raw | d k_rope]
+  auto const dk_rope = fm::make_matrix(dkv_a.data + kvr, T, dr, dkv_a.row_stride);
+  auto const k_rope = fm::make_matrix<float const>(a.kv_a.data + kvr, T, dr, a.kv_a.row_stride);
+  auto const dk_tmp = ctx.temps.matrix(T, dr);  // mla_naive_backward wants a row-major (T, dr)
+  double const t0 = now_seconds();
+  fm::attention::mla_naive_backward(ctx.exec, d, a.q, a.kv, k_rope, 0, a.probs, d_o, dq, dkv, dk_tmp);
+  ctx.core_seconds += now_seconds() - t0;
+  for (std::int64_t t = 0; t < T; ++t)
+    for (std::int64_t i = 0; i < dr; ++i) dk_rope(t, i) = dk_tmp(t, i);
+  auto const dlatent = ctx.temps.matrix(T, kvr);
+  linear_backward(ctx, a.latent, w.wkv_b, dkv, dlatent, false, g.wkv_b.f32);
+  auto const latent_raw = fm::make_matrix<float const>(a.kv_a.data, T, kvr, a.kv_a.row_stride);
+  rmsnorm_backward(ctx, latent_raw, w.kv_norm, a.kv_rstd, dlatent,
+                   fm::make_matrix(dkv_a.data, T, kvr, dkv_a.row_stride), g.kv_norm);
+  rope_backward(ctx, rope, positions, dkv_a, 1, kvr + dr, kvr);
+  linear_backward(ctx, x, w.wkv_a, dkv_a, dx, true, g.wkv_a.f32);
+  rope_backward(ctx, rope, positions, dq, d.heads, dn + dr, dn);
+  if (w.wq_a.rows > 0) {
+    auto const dcq_norm = ctx.temps.matrix(T, a.cq.cols);
+    linear_backward(ctx, a.cq_norm, w.wq_b, dq, dcq_norm, false, g.wq_b.f32);
+    auto const dcq = ctx.temps.zeros(T, a.cq.cols);
+    rmsnorm_backward(ctx, a.cq, w.q_norm, a.cq_rstd, dcq_norm, dcq, g.q_norm);
+    linear_backward(ctx, x, w.wq_a, dcq, dx, true, g.wq_a.f32);
+  } else {
+    linear_backward(ctx, x, w.wq, dq, dx, true, g.wq.f32);
+  }
+  ctx.temps.release(mark);
+}
+
+/// The backward of mlp_forward: dx (R,H) = dL/dx, WRITTEN, or ADDED with `accumulate_dx`; the gate,
+/// up and down gradients of g ACCUMULATE. down_proj -> SwiGLU (nn::swiglu_backward) -> gate/up_proj.
+inline void mlp_backward(context& ctx, mlp_params const& w, matrix_view<float const> x, mlp_acts const& a,
+                         matrix_view<float const> dout, matrix_view<float> dx, bool accumulate_dx,
+                         mlp_params const& g) {
+  std::int64_t const R = x.rows, I = w.gate.rows;
+  if (R == 0) return;
+  auto const mark = ctx.temps.mark();
+  auto const dact = ctx.temps.matrix(R, I);  // (R, I)
+  linear_backward(ctx, a.act, w.down, dout, dact, false, g.down.f32);
+  auto const dh13 = ctx.temps.matrix(R, 2 * I);  // (R, 2I) [d gate x | d up x]
+  fm::nn::swiglu_backward(ctx.exec, matrix_view<float const>(a.h13), matrix_view<float const>(dact), dh13);
+  linear_backward(ctx, x, w.gate, fm::make_matrix<float const>(dh13.data, R, I, 2 * I), dx, accumulate_dx,
+                  g.gate.f32);
+  linear_backward(ctx, x, w.up, fm::make_matrix<float const>(dh13.data + I, R, I, 2 * I), dx, true, g.up.f32);
+  ctx.temps.release(mark);
+}
+
+/// The backward of moe_forward with its routing as the forward chose it (the selection is not
+/// differentiated): dx (T,H) = dL/dx, WRITTEN. moe::combine_backward gives each permuted row's output
+/// gradient and dL/d weights; each expert's mlp_backward on its contiguous rows; moe::permute_backward
+/// sums the rows back per token; moe::route_backward carries dL/d weights through the normalized,
+/// scaled, gathered UNBIASED scores to the router logits (the bias gets no gradient); with
+/// balance.alpha > 0 the sequence balance loss's gradient is added there (moe::sequence_balance_loss_
+/// backward); the router gate (float) and the shared expert ACCUMULATE into dx. Gradients of g ACCUMULATE.
+inline void moe_backward(context& ctx, moe_params const& w, fm::moe::router_config const& rc,
+                         matrix_view<float const> x, moe_acts const& a, matrix_view<float const> dout,
+                         matrix_view<float> dx, moe_params const& g,
+                         fm::moe::sequence_balance_config const& balance = {.alpha = 0.0f}) {
+  auto const& ex = ctx.exec;
+  std::int64_t const T = x.rows, H = x.cols, M = a.plan.rows;
+  if (T == 0) return;
+  auto const mark = ctx.temps.mark();
+  auto const dyp = ctx.temps.matrix(M, H);                  // (M, H)
+  auto const dweights = ctx.temps.matrix(T, a.weights.cols);  // (T, k)
+  fm::moe::combine_backward(ex, a.plan, matrix_view<float const>(a.yp), matrix_view<float const>(a.weights),
+                            dout, dyp, dweights);
+  auto const dxp = ctx.temps.matrix(M, H);  // (M, H)
+  std::int64_t const I2 = a.experts.h13.cols, I = a.experts.act.cols;
+  for (std::int64_t e = 0; e < rc.experts; ++e) {
+    std::int64_t const r0 = a.plan.expert_offset[e], n = a.plan.expert_offset[e + 1] - r0;
+    if (n == 0) continue;
+    mlp_acts const sub{fm::make_matrix(a.experts.h13.row(r0), n, I2), fm::make_matrix(a.experts.act.row(r0), n, I)};
+    auto const ue = static_cast<std::size_t>(e);
+    mlp_backward(ctx, w.experts[ue], fm::make_matrix<float const>(a.xp.row(r0), n, H), sub,
+                 fm::make_matrix<float const>(dyp.row(r0), n, H), fm::make_matrix(dxp.row(r0), n, H), false,
+                 g.experts[ue]);
+  }
+  fm::moe::permute_backward(ex, a.plan, matrix_view<float const>(dxp), dx);
+  auto const dlogits = ctx.temps.matrix(T, rc.experts);  // (T, E)
+  fm::moe::route_backward(ex, rc, matrix_view<float const>(a.logits), matrix_view<std::int32_t const>(a.ids),
+                          matrix_view<float const>(dweights), dlogits);
+  if (balance.alpha > 0.0f)
+    fm::moe::sequence_balance_loss_backward(ex, rc, matrix_view<float const>(a.logits), dlogits, balance);
+  linear_backward(ctx, x, w.gate, dlogits, dx, true, g.gate.f32);
+  if (w.has_shared) mlp_backward(ctx, w.shared, x, a.shared, dout, dx, true, g.shared);
+  ctx.temps.release(mark);
 }
 
 }  // namespace dsv3
