@@ -352,3 +352,87 @@ TEST_CASE("MLA core: bad input throws fp8moe::error naming the argument before w
       doctest::Contains("argument 'dk_rope'"), fp8moe::error);
   for (float v : out) REQUIRE(v == 7.0f);  // nothing was written
 }
+
+TEST_CASE("attention::workspace_bytes: exactly the query runs each MLA core op, one byte less is refused") {
+  // Each op with a caller workspace of exactly workspace_bytes(exec, shape) gives the bits of the
+  // allocating call; one byte less throws naming 'workspace' before an output is written.
+  std::int64_t const T = 4, S = 7, q_pos0 = 3;
+  inputs in(T, S, q_pos0, 900);
+  host_executor const ex{2};
+  auto const same = [](std::vector<float> const& a, std::vector<float> const& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  auto const fresh = [](std::size_t n) {
+    std::vector<float> v(n);
+    test::poison(v);
+    return v;
+  };
+  auto const oc = dims.out_cols();
+  auto const workspace_of = [](std::size_t bytes) {
+    REQUIRE(bytes > 1);  // one byte less must still be a caller workspace (empty: the op allocates)
+    return std::vector<std::byte>(bytes, std::byte{0xFF});
+  };
+  // naive forward (no probs: the scratch holds them)
+  auto ref = fresh(T * oc), out = fresh(T * oc);
+  at::mla_naive_forward(ex, dims, in.qv(), in.kvv(), in.krv(), q_pos0, make_matrix(ref.data(), T, oc));
+  auto ws = workspace_of(at::workspace_bytes(ex, at::mla_naive_shape{dims, T, S}));
+  at::mla_naive_forward(ex, dims, in.qv(), in.kvv(), in.krv(), q_pos0, make_matrix(out.data(), T, oc), {},
+                        std::span<std::byte>(ws));
+  CHECK(same(out, ref));
+  ws.pop_back();
+  out = fresh(T * oc);
+  auto const untouched = out;
+  CHECK_THROWS_WITH_AS(at::mla_naive_forward(ex, dims, in.qv(), in.kvv(), in.krv(), q_pos0,
+                                             make_matrix(out.data(), T, oc), {}, std::span<std::byte>(ws)),
+                       doctest::Contains("argument 'workspace'"), fp8moe::error);
+  CHECK(same(out, untouched));
+  // naive backward, from the forward's probs
+  auto probs = fresh(dims.heads * T * S);
+  at::mla_naive_forward(ex, dims, in.qv(), in.kvv(), in.krv(), q_pos0, make_matrix(ref.data(), T, oc),
+                        make_matrix(probs.data(), dims.heads * T, S));
+  auto const dout = test::random_normal(T * oc, 1.0f, 901);
+  auto backward = [&](std::vector<float>& dq, std::vector<float>& dkv, std::vector<float>& dkr,
+                      std::span<std::byte> w) {
+    at::mla_naive_backward(
+        ex, dims, in.qv(), in.kvv(), in.krv(), q_pos0, make_matrix(probs.data(), dims.heads * T, S),
+        make_matrix(dout.data(), T, oc), make_matrix(dq.data(), T, dims.q_cols()),
+        make_matrix(dkv.data(), S, dims.kv_cols()), make_matrix(dkr.data(), S, dims.qk_rope_head_dim), w);
+  };
+  auto dq0 = fresh(in.q.size()), dkv0 = fresh(in.kv.size()), dkr0 = fresh(in.kr.size());
+  auto dq = fresh(in.q.size()), dkv = fresh(in.kv.size()), dkr = fresh(in.kr.size());
+  backward(dq0, dkv0, dkr0, {});
+  ws = workspace_of(at::workspace_bytes(ex, at::mla_naive_backward_shape{dims, T, S}));
+  backward(dq, dkv, dkr, ws);
+  CHECK(same(dq, dq0));
+  CHECK(same(dkv, dkv0));
+  CHECK(same(dkr, dkr0));
+  ws.pop_back();
+  dq = fresh(in.q.size());
+  auto const dq_untouched = dq;
+  CHECK_THROWS_WITH_AS(backward(dq, dkv, dkr, ws), doctest::Contains("argument 'workspace'"), fp8moe::error);
+  CHECK(same(dq, dq_untouched));
+  // absorbed forward
+  ref = fresh(T * oc);
+  out = fresh(T * oc);
+  at::mla_absorbed_forward(ex, dims, in.qv(), in.wv(), in.lv(), in.krv(), q_pos0,
+                           make_matrix(ref.data(), T, oc));
+  ws = workspace_of(at::workspace_bytes(ex, at::mla_absorbed_shape{dims, T, S}));
+  at::mla_absorbed_forward(ex, dims, in.qv(), in.wv(), in.lv(), in.krv(), q_pos0,
+                           make_matrix(out.data(), T, oc), std::span<std::byte>(ws));
+  CHECK(same(out, ref));
+  ws.pop_back();
+  out = fresh(T * oc);
+  CHECK_THROWS_WITH_AS(at::mla_absorbed_forward(ex, dims, in.qv(), in.wv(), in.lv(), in.krv(), q_pos0,
+                                                make_matrix(out.data(), T, oc), std::span<std::byte>(ws)),
+                       doctest::Contains("argument 'workspace'"), fp8moe::error);
+  CHECK(same(out, untouched));
+  // a bad shape is named
+  CHECK_THROWS_WITH_AS(at::workspace_bytes(ex, at::mla_naive_shape{dims, -1, S}),
+                       doctest::Contains("argument 'shape.T'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(at::workspace_bytes(ex, at::mla_absorbed_shape{dims, T, -2}),
+                       doctest::Contains("argument 'shape.S'"), fp8moe::error);
+  auto bad = dims;
+  bad.heads = 0;
+  CHECK_THROWS_WITH_AS(at::workspace_bytes(ex, at::mla_naive_backward_shape{bad, T, S}),
+                       doctest::Contains("argument 'dims.heads'"), fp8moe::error);
+}

@@ -490,3 +490,95 @@ TEST_CASE("mla_forward / mla_backward: bad input throws fp8moe::error naming the
       at::mla_backward(ex, d, w, rh.table(), pos, xv, saved, xv, make_matrix(dx.data(), T, C), g),
       doctest::Contains("'grads.dwo'"), fp8moe::error);
 }
+
+TEST_CASE(
+    "attention::workspace_bytes: exactly the query runs mla_forward / mla_backward, one byte less is "
+    "refused") {
+  std::int64_t const T = 4;
+  rope_holder rh;
+  auto const d = layer_dims();
+  auto const pos = positions(T);
+  host_executor const ex{2};
+  auto const same = [](std::vector<float> const& a, std::vector<float> const& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  for (std::int64_t ql : {5, 0}) {
+    CAPTURE(ql);
+    layer L(ql, 130 + ql);
+    auto const w = L.weights();
+    auto const x = test::random_normal(T * C, 1.0f, 131);
+    auto const xv = make_matrix(x.data(), T, C);
+    for (auto form : {at::mla_form::naive, at::mla_form::absorbed}) {
+      CAPTURE(int(form));
+      std::vector<float> ref(T * C), out(T * C, 3.0f);
+      at::mla_forward(ex, d, w, rh.table(), pos, xv, make_matrix(ref.data(), T, C), form);
+      std::vector<std::byte> ws(at::workspace_bytes(ex, at::mla_layer_shape<float>{d, ql, C, T, T, form}),
+                                std::byte{0xFF});
+      REQUIRE(ws.size() > 1);
+      at::mla_forward(ex, d, w, rh.table(), pos, xv, make_matrix(out.data(), T, C), form, nullptr, nullptr,
+                      ws);
+      CHECK(same(out, ref));
+      ws.pop_back();
+      std::fill(out.begin(), out.end(), 3.0f);
+      CHECK_THROWS_WITH_AS(at::mla_forward(ex, d, w, rh.table(), pos, xv, make_matrix(out.data(), T, C), form,
+                                           nullptr, nullptr, ws),
+                           doctest::Contains("argument 'workspace'"), fp8moe::error);
+      for (float v : out) REQUIRE(v == 3.0f);
+    }
+    // the backward, from a saved naive forward; gradients accumulate onto 0
+    std::vector<std::byte> storage(at::mla_saved_bytes(d, ql, T));
+    auto const saved = at::mla_saved_views(storage, d, ql, T);
+    std::vector<float> out(T * C);
+    at::mla_forward(ex, d, w, rh.table(), pos, xv, make_matrix(out.data(), T, C), at::mla_form::naive,
+                    nullptr, &saved);
+    auto const dout = test::random_normal(T * C, 1.0f, 132);
+    struct grads {
+      std::vector<float> dx, dwq, dwq_a, dq_norm, dwq_b, dwkv_a, dkv_norm, dwkv_b, dwo;
+      at::mla_grads g;
+      grads(layer const& L, std::int64_t ql)
+          : dx(T * C),
+            dwq(L.wq.size()),
+            dwq_a(L.wq_a.size()),
+            dq_norm(L.q_norm.size()),
+            dwq_b(L.wq_b.size()),
+            dwkv_a(L.wkv_a.size()),
+            dkv_norm(L.kv_norm.size()),
+            dwkv_b(L.wkv_b.size()),
+            dwo(L.wo.size()) {
+        if (ql > 0) {
+          g.dwq_a = make_matrix(dwq_a.data(), ql, C);
+          g.dq_norm = dq_norm;
+          g.dwq_b = make_matrix(dwq_b.data(), H * (DN + DR), ql);
+        } else {
+          g.dwq = make_matrix(dwq.data(), H * (DN + DR), C);
+        }
+        g.dwkv_a = make_matrix(dwkv_a.data(), CL + DR, C);
+        g.dkv_norm = dkv_norm;
+        g.dwkv_b = make_matrix(dwkv_b.data(), H * (DN + DV), CL);
+        g.dwo = make_matrix(dwo.data(), C, H * DV);
+      }
+    };
+    grads g0(L, ql), g1(L, ql);
+    auto const run = [&](grads& g, std::span<std::byte> ws) {
+      at::mla_backward(ex, d, w, rh.table(), pos, xv, saved, make_matrix(dout.data(), T, C),
+                       make_matrix(g.dx.data(), T, C), g.g, ws);
+    };
+    run(g0, {});
+    std::vector<std::byte> ws(at::workspace_bytes(ex, at::mla_layer_backward_shape<float>{d, ql, C, T}),
+                              std::byte{0xFF});
+    REQUIRE(ws.size() > 1);
+    run(g1, ws);
+    CHECK(same(g1.dx, g0.dx));
+    CHECK(same(g1.dwkv_b, g0.dwkv_b));
+    CHECK(same(g1.dwo, g0.dwo));
+    ws.pop_back();
+    grads g2(L, ql);
+    CHECK_THROWS_WITH_AS(run(g2, ws), doctest::Contains("argument 'workspace'"), fp8moe::error);
+    for (float v : g2.dx) REQUIRE(v == 0.0f);
+  }
+  CHECK_THROWS_WITH_AS(
+      at::workspace_bytes(ex, at::mla_layer_shape<float>{d, -1, C, T, T, at::mla_form::naive}),
+      doctest::Contains("argument 'shape.ql'"), fp8moe::error);
+  CHECK_THROWS_WITH_AS(at::workspace_bytes(ex, at::mla_layer_backward_shape<float>{d, 5, C, -3}),
+                       doctest::Contains("argument 'shape.T'"), fp8moe::error);
+}
