@@ -143,7 +143,7 @@ void BM_sample(benchmark::State& st) {
   auto const logits = normal(V, 2.0f, 7);
   std::vector<float> probs(static_cast<std::size_t>(V));
   fm::host_executor const exec;
-  std::vector<std::byte> ws(mtp::sampling_workspace_bytes(exec, V));
+  std::vector<std::byte> ws(mtp::workspace_bytes(exec, mtp::sampling_shape{V}));
   mtp::rng g(1);
   auto const ours = [&] { benchmark::DoNotOptimize(mtp::sample(exec, logits, o, g, probs, ws)); };
   for (auto _ : st) ours();

@@ -243,10 +243,36 @@ TEST_CASE("sample rejects bad options and rows, naming the argument, before writ
   CHECK(err({}, bad, probs).find("'logits'") != std::string::npos);
   std::vector<float> short_probs(2);
   CHECK(err({}, l, short_probs).find("'probs'") != std::string::npos);
-  std::vector<std::byte> ws(mtp::sampling_workspace_bytes(exec, 3) - 1);
+  std::vector<std::byte> ws(mtp::workspace_bytes(exec, mtp::sampling_shape{3}) - 1);
   CHECK(error_of([&] { mtp::sample(exec, l, {}, g, probs, ws); }).find("'workspace'") != std::string::npos);
   CHECK(std::all_of(probs.begin(), probs.end(), [](float v) { return v == 7.0f; }));
   // -inf masks a token: never drawn
   std::vector<float> const masked{0.0f, -INFINITY, 0.0f};
   for (int i = 0; i < 200; ++i) REQUIRE(mtp::sample(exec, masked, {}, g, probs) != 1);
+}
+
+TEST_CASE(
+    "mtp::workspace_bytes(exec, sampling_shape): exactly that workspace samples, one byte less is refused") {
+  host_executor const exec;
+  std::int64_t const V = 1000;
+  std::vector<float> logits(static_cast<std::size_t>(V));
+  for (std::size_t v = 0; v < logits.size(); ++v) logits[v] = static_cast<float>((v * 37) % 101) * 0.05f;
+  mtp::sampling_options const o{.temperature = 0.8f, .top_k = 50, .top_p = 0.9f};
+  std::vector<float> ref(logits.size()), probs(logits.size(), 7.0f);
+  mtp::rng g0(11), g1(11);
+  std::int32_t const want = mtp::sample(exec, logits, o, g0, ref);  // allocating
+  std::vector<std::int32_t> ws32(mtp::workspace_bytes(exec, mtp::sampling_shape{V}) / 4 +
+                                 1);  // 4-byte aligned
+  std::span<std::byte> ws(reinterpret_cast<std::byte*>(ws32.data()),
+                          mtp::workspace_bytes(exec, mtp::sampling_shape{V}));
+  REQUIRE(ws.size() > 4);
+  CHECK(mtp::sample(exec, logits, o, g1, probs, ws) == want);
+  CHECK(probs == ref);
+  std::fill(probs.begin(), probs.end(), 7.0f);
+  CHECK(error_of([&] {
+          mtp::sample(exec, logits, o, g1, probs, ws.first(ws.size() - 1));
+        }).find("'workspace'") != std::string::npos);
+  CHECK(std::all_of(probs.begin(), probs.end(), [](float v) { return v == 7.0f; }));
+  CHECK(error_of([&] { (void)mtp::workspace_bytes(exec, mtp::sampling_shape{-1}); }).find("'shape.vocab'") !=
+        std::string::npos);
 }

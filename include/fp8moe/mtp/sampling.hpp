@@ -3,7 +3,8 @@
 // mtp::sample: one token from a logits row (V) by greedy, temperature, top-k and top-p (nucleus)
 // sampling with a seeded mtp::rng (SplitMix64: integer-only, so a seed gives the same stream on every
 // machine), writing the final probability vector (V) speculative sampling needs. probs is
-// OVERWRITTEN; the workspace is caller-owned (sampling_workspace_bytes). Host path in host/sampling.hpp.
+// OVERWRITTEN; the workspace is caller-owned (workspace_bytes(exec, sampling_shape{V})). Host path in
+// host/sampling.hpp.
 #pragma once
 
 #include <cmath>
@@ -102,15 +103,22 @@ inline void check_logits_row(char const* where, char const* arg, std::span<float
 }
 }  // namespace detail
 
-/// Workspace bytes of sample for a row of V logits.
+/// The workspace query's shape of sample: one row of `vocab` logits.
+/// workspace_bytes(exec, sampling_shape{V}).
+struct sampling_shape {
+  std::int64_t vocab;
+};
+
+/// Workspace bytes of sample (its `workspace`).
 template <executor Exec>
-std::size_t sampling_workspace_bytes(Exec const& exec, std::int64_t vocab) {
+std::size_t workspace_bytes(Exec const& exec, sampling_shape const& s) {
   static_assert(has_dispatch<sampling_dispatch<executor_t<Exec>>>,
-                "fp8moe::mtp::sampling_workspace_bytes: this executor has no path here; include "
+                "fp8moe::mtp::workspace_bytes: this executor has no path here; include "
                 "\"fp8moe/mtp/host/sampling.hpp\" (a CUDA path is not written yet)");
-  require(vocab >= 0, "fp8moe::mtp::sampling_workspace_bytes", "vocab", ">= 0", std::to_string(vocab));
+  require(s.vocab >= 0, "fp8moe::mtp::workspace_bytes(sampling_shape)", "shape.vocab", ">= 0",
+          std::to_string(s.vocab));
   if constexpr (has_dispatch<sampling_dispatch<executor_t<Exec>>>)
-    return sampling_dispatch<executor_t<Exec>>::workspace_bytes(exec, vocab);
+    return sampling_dispatch<executor_t<Exec>>::workspace_bytes(exec, s.vocab);
   else
     return 0;
 }
@@ -133,7 +141,7 @@ std::int32_t sample(Exec const& exec, std::span<float const> logits, sampling_op
           "size " + std::to_string(probs.size()));
   if constexpr (has_dispatch<sampling_dispatch<executor_t<Exec>>>) {
     auto const V = static_cast<std::int64_t>(logits.size());
-    nn::check_workspace(workspace, sampling_workspace_bytes(exec, V), where);
+    nn::check_workspace(workspace, workspace_bytes(exec, sampling_shape{V}), where);
     require(reinterpret_cast<std::uintptr_t>(workspace.data()) % alignof(std::int32_t) == 0, where,
             "workspace", "4-byte aligned storage");
     return sampling_dispatch<executor_t<Exec>>::sample(exec, logits, options, g, probs, workspace);
@@ -152,7 +160,7 @@ std::int32_t sample(Exec const& exec, std::span<float const> logits, sampling_op
       "(a CUDA path is not written yet)");
   if constexpr (has_dispatch<sampling_dispatch<executor_t<Exec>>>) {
     auto ws = sampling_dispatch<executor_t<Exec>>::allocate(
-        exec, sampling_workspace_bytes(exec, static_cast<std::int64_t>(logits.size())));
+        exec, workspace_bytes(exec, sampling_shape{static_cast<std::int64_t>(logits.size())}));
     return sample(exec, logits, options, g, probs, std::span<std::byte>(ws));
   } else {
     return -1;
