@@ -174,6 +174,18 @@ TEST_CASE("grad_norm / clip_grad_norm: bad input throws fp8moe::error naming the
   CHECK(a == std::vector<float>{1.0f, 2.0f});
 }
 
+TEST_CASE("optim::workspace_bytes(exec, grad_norm_shape): the host path needs none and runs with none") {
+  static_assert(optim::workspace_bytes(host_executor{}, optim::grad_norm_shape{300}) == 0);
+  std::vector<float> a{3.0f, 4.0f}, b{12.0f};
+  std::vector<std::span<float>> gs{a, b};
+  std::size_t const bytes = optim::workspace_bytes(host_executor{}, optim::grad_norm_shape{gs.size()});
+  CHECK(bytes == 0);
+  optim::grad_norm_result r;
+  optim::clip_grad_norm(host_executor{}, gs, 1.0f, &r, std::span<std::byte>{});
+  CHECK(r.norm == 13.0);
+  CHECK(a[0] == optim::clip_coefficient(13.0, 1.0f) * 3.0f);
+}
+
 #if FP8MOE_TEST_GPU
 TEST_CASE("grad_norm / clip_grad_norm (CUDA): the device result equals the host's, NaN located") {
   if (cuda_device_count() == 0) return;
@@ -186,8 +198,12 @@ TEST_CASE("grad_norm / clip_grad_norm (CUDA): the device result equals the host'
     dev.push_back(new test::device_array<float>(d.data(), d.size()));
     dviews.emplace_back(dev.back()->p, d.size());
   }
-  test::device_array<std::byte> ws(optim::grad_norm_workspace_bytes(dviews.size()));
+  test::device_array<std::byte> ws(
+      optim::workspace_bytes(cuda_executor{}, optim::grad_norm_shape{dviews.size()}));
   test::device_array<optim::grad_norm_result> out(1);
+  CHECK(ws.n > optim::workspace_bytes(cuda_executor{}, optim::grad_norm_shape{128}));  // two groups
+  CHECK_THROWS_WITH_AS(optim::grad_norm(cuda_executor{}, dviews, out.p, {ws.p, ws.n - 1}),
+                       doctest::Contains("argument 'workspace'"), fp8moe::error);
   optim::grad_norm(cuda_executor{}, dviews, out.p, {ws.p, ws.n});
   auto const r = out.get()[0];
   double const host = optim::grad_norm(host_executor{}, g.const_views()).norm;

@@ -46,12 +46,6 @@ constexpr FP8MOE_HOST_DEVICE float clip_coefficient(double norm, float max_norm)
   return c < 1.0 ? static_cast<float>(c) : 1.0f;
 }
 
-/// Bytes of workspace the CUDA path needs for `tensors` gradients (the host path needs none).
-constexpr std::size_t grad_norm_workspace_bytes(std::size_t tensors) {
-  constexpr std::size_t group = 128;  // tensors per kernel launch (their pointers travel as a parameter)
-  return (tensors + group - 1) / group * grad_norm_slices * (sizeof(double) + 2 * sizeof(std::int64_t)) + 256;
-}
-
 /// "gradient norm 0.5", or "non-finite gradient (NaN or Inf) in tensor 3 'name', element 17" (the
 /// name when `names` has one for that index).
 inline std::string to_string(grad_norm_result const& r, std::span<std::string const> names = {}) {
@@ -90,9 +84,37 @@ auto grad_span(R const& r) {
   return std::span<S const>(std::ranges::data(r), std::ranges::size(r));
 }
 
+/// Tensors per launch of the CUDA path (their pointers travel as a kernel parameter).
+inline constexpr std::size_t grad_norm_group_size = 128;
+
+/// The CUDA path's workspace for `tensors` gradients: per group of tensors, per slice, a double sum
+/// and the first bad (tensor, element); 256 bytes of room to align the start.
+constexpr std::size_t grad_norm_device_bytes(std::size_t tensors) {
+  return (tensors + grad_norm_group_size - 1) / grad_norm_group_size * grad_norm_slices *
+             (sizeof(double) + 2 * sizeof(std::int64_t)) +
+         256;
+}
+}  // namespace detail
+
+/// The workspace query's shape of grad_norm / clip_grad_norm: the number of gradient tensors.
+/// workspace_bytes(exec, grad_norm_shape{grads.size()}).
+struct grad_norm_shape {
+  std::size_t tensors;
+};
+
+/// Workspace bytes of grad_norm / clip_grad_norm on `exec` (0 on the host, whose path needs none).
+template <executor Exec>
+constexpr std::size_t workspace_bytes(Exec const&, grad_norm_shape const& s) {
+  static_assert(has_dispatch<clip_dispatch<executor_t<Exec>>>,
+                "fp8moe::optim::workspace_bytes: this executor has no path here; for cuda_executor include "
+                "\"fp8moe/optim/cuda/clip.cuh\" (nvcc)");
+  return host_executor_like<Exec> ? 0 : detail::grad_norm_device_bytes(s.tensors);
+}
+
+namespace detail {
 template <class G>
 void check_grad_norm_args(char const* where, std::span<std::span<G> const> grads, void const* out,
-                          std::size_t workspace, bool device) {
+                          std::size_t workspace, std::size_t need) {
   std::size_t total = 0;
   for (std::size_t i = 0; i < grads.size(); ++i) {
     require(grads[i].data() != nullptr || grads[i].empty(), where, "grads[" + std::to_string(i) + "]",
@@ -101,17 +123,17 @@ void check_grad_norm_args(char const* where, std::span<std::span<G> const> grads
   }
   require(total < (std::size_t{1} << 62), where, "grads", "fewer than 2^62 elements in all");
   require(out != nullptr, where, "out", "a pointer to a grad_norm_result");
-  if (device)
-    require(workspace >= grad_norm_workspace_bytes(grads.size()), where, "workspace",
-            "at least grad_norm_workspace_bytes(" + std::to_string(grads.size()) +
-                ") = " + std::to_string(grad_norm_workspace_bytes(grads.size())) + " bytes",
+  if (workspace < need)  // message built on failure only
+    require(false, where, "workspace",
+            "at least workspace_bytes(exec, grad_norm_shape{" + std::to_string(grads.size()) +
+                "}) = " + std::to_string(need) + " bytes",
             std::to_string(workspace) + " bytes");
 }
 }  // namespace detail
 
 /// Writes the global L2 norm of `grads` and the location of the first NaN/Inf to *out (device
-/// memory on a device executor, whose `workspace` must hold grad_norm_workspace_bytes(grads.size());
-/// the host path ignores it). Gradients are not modified.
+/// memory on a device executor, whose `workspace` must hold workspace_bytes(exec,
+/// grad_norm_shape{grads.size()}); the host path ignores it). Gradients are not modified.
 template <executor Exec, class Grads>
 void grad_norm(Exec const& exec, Grads const& grads, grad_norm_result* out,
                std::span<std::byte> workspace = {}) {
@@ -125,7 +147,7 @@ void grad_norm(Exec const& exec, Grads const& grads, grad_norm_result* out,
   if constexpr (grad_list<Grads> && has_dispatch<clip_dispatch<executor_t<Exec>>>) {
     auto const gs = detail::grad_span(grads);
     detail::check_grad_norm_args("fp8moe::optim::grad_norm", gs, out, workspace.size(),
-                                 !host_executor_like<Exec>);
+                                 workspace_bytes(exec, grad_norm_shape{gs.size()}));
     clip_dispatch<executor_t<Exec>>::grad_norm(exec, gs, out, workspace);
   }
 }
@@ -161,7 +183,8 @@ void clip_grad_norm(Exec const& exec, Grads const& grads, float max_norm, grad_n
     require(std::isfinite(max_norm) && max_norm > 0.0f, where, "max_norm", "a finite value > 0",
             std::to_string(max_norm));
     auto const gs = detail::grad_span(grads);
-    detail::check_grad_norm_args(where, gs, out, workspace.size(), !host_executor_like<Exec>);
+    detail::check_grad_norm_args(where, gs, out, workspace.size(),
+                                 workspace_bytes(exec, grad_norm_shape{gs.size()}));
     clip_dispatch<executor_t<Exec>>::grad_norm(exec, gs, out, workspace);
     clip_dispatch<executor_t<Exec>>::clip(exec, gs, max_norm, out);
   }

@@ -23,7 +23,7 @@ namespace fp8moe::optim {
 
 namespace cuda_detail {
 
-inline constexpr int grad_group_size = 128;  // grad_norm_workspace_bytes assumes it
+inline constexpr int grad_group_size = static_cast<int>(detail::grad_norm_group_size);
 inline constexpr int grad_norm_threads = 256;
 
 template <class G>
