@@ -36,6 +36,7 @@ TEST_CASE("CUDA executor schedules pass the stream-ordered transfer-group deadlo
 #include <deque>
 #include <map>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "device_memory.hpp"
@@ -272,6 +273,7 @@ void run_and_compare(fp::schedule const& s, int microbatches) {
   std::mutex gm;
   std::vector<std::thread> th;
   std::vector<std::exception_ptr> err(s.ranks);
+  std::vector<std::string> short_workspace(s.ranks);
   std::barrier<> sync_point(s.ranks);
   for (int r = 0; r < s.ranks; ++r)
     th.emplace_back([&, r] {
@@ -281,9 +283,16 @@ void run_and_compare(fp::schedule const& s, int microbatches) {
         cudaStream_t cs, ms;
         FP8MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
         FP8MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&ms, cudaStreamNonBlocking));
-        std::size_t const bytes = fp::cuda_workspace_bytes(s, r, model);
+        std::size_t const bytes =
+            fp::workspace_bytes(fp8moe::cuda_executor{cs}, fp::cuda_execute_shape{s, r, model});
         std::byte* ws = nullptr;
         FP8MOE_CUDA_CHECK(cudaMalloc(&ws, bytes + 1));
+        try {  // one byte less than the query: rejected before anything is enqueued
+          fp::cuda_execute(s, comm, model, {cs, ms}, std::span<std::byte>(ws, bytes - 1));
+          short_workspace[r] = "accepted";
+        } catch (fp8moe::error const& e) {
+          short_workspace[r] = e.what();
+        }
         fp::cuda_execute(s, comm, model, {cs, ms}, std::span<std::byte>(ws, bytes));
         FP8MOE_CUDA_CHECK(cudaStreamSynchronize(cs));
         sync_point.arrive_and_wait();  // peers' copies out of our workspace are done
@@ -303,6 +312,7 @@ void run_and_compare(fp::schedule const& s, int microbatches) {
   for (auto& t : th) t.join();
   for (auto& e : err)
     if (e) std::rethrow_exception(e);
+  for (auto const& m : short_workspace) CHECK(m.find("'workspace'") != std::string::npos);
   auto const ref = toy::reference<float>(p);
   auto const ref64 = toy::reference<double>(p);
   int const last_rank = s.chunk_rank[s.chains[0].chunks.back()];

@@ -3,7 +3,8 @@
 // CUDA executor: runs one rank's action list with device callbacks on a compute stream while transfers
 // run on a communication stream; the streams are ordered by events only (no host synchronization).
 // Each run of consecutive transfers is one communicator group (ncclGroupStart/End). Buffers live in a
-// caller-owned device workspace (cuda_workspace_bytes); on return, `compute` is ordered after everything.
+// caller-owned device workspace (workspace_bytes(exec, cuda_execute_shape{...})); on return, `compute` is
+// ordered after everything.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -19,6 +20,7 @@
 
 #include "fp8moe/comm/communicator.hpp"
 #include "fp8moe/core/cuda/executor.hpp"
+#include "fp8moe/core/dispatch.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/pipeline/executor.hpp"
 #include "fp8moe/pipeline/generators.hpp"
@@ -103,11 +105,28 @@ cuda_plan make_cuda_plan(schedule const& s, int rank, Model const& model) {
 
 }  // namespace detail
 
-/// Device bytes cuda_execute needs for rank `rank` of `s` (every staged tensor of the step; the same
-/// for `s` and its re-lowered form, which moves transfers but adds none).
+/// The workspace query's shape of cuda_execute: rank `rank`'s list of `s` with `model`'s activation
+/// sizes. workspace_bytes(cuda_executor{stream}, cuda_execute_shape{s, rank, model}). The shape
+/// refers to `s` and `model`: use it within the full expression that builds it.
 template <class Model>
-std::size_t cuda_workspace_bytes(schedule const& s, int rank, Model const& model) {
-  return detail::make_cuda_plan(s, rank, model).bytes;
+struct cuda_execute_shape {
+  schedule const& s;
+  int rank;
+  Model const& model;
+};
+template <class Model>
+cuda_execute_shape(schedule const&, int, Model const&) -> cuda_execute_shape<Model>;
+
+/// Device bytes cuda_execute needs (every staged tensor of the step; the same for `s` and its
+/// re-lowered form, which moves transfers but adds none).
+template <executor Exec, class Model>
+std::size_t workspace_bytes(Exec const&, cuda_execute_shape<Model> const& shape) {
+  static_assert(std::same_as<executor_t<Exec>, cuda_executor>,
+                "fp8moe::pipeline::workspace_bytes(cuda_execute_shape): cuda_execute runs on CUDA streams; "
+                "pass a cuda_executor (the host executor, pipeline::execute, needs no workspace)");
+  require(shape.rank >= 0 && shape.rank < shape.s.ranks, "fp8moe::pipeline::workspace_bytes", "shape.rank",
+          fp8moe::detail::concat("in [0, ", shape.s.ranks, ")"), fp8moe::detail::concat(shape.rank));
+  return detail::make_cuda_plan(shape.s, shape.rank, shape.model).bytes;
 }
 
 /// The schedule cuda_execute runs: `s` itself when it is deadlock-free with stream-ordered transfer
@@ -127,7 +146,8 @@ inline schedule cuda_ready_schedule(schedule const& s) {
 
 /// Enqueues rank `comm.rank()`'s list of `s` through a comm::stream_ordered_communicator (e.g.
 /// comm::nccl_communicator). Returns once everything is enqueued; `streams.compute`
-/// is ordered after all compute and transfers. `workspace`: device memory of cuda_workspace_bytes().
+/// is ordered after all compute and transfers. `workspace`: device memory of
+/// workspace_bytes(cuda_executor{}, cuda_execute_shape{s, rank, model}).
 /// With opt.validate_schedule (default) a schedule that could hang with stream-ordered groups is
 /// re-lowered first (cuda_ready_schedule); otherwise `s` must already pass that check.
 template <comm::stream_ordered_communicator Comm, device_stage_model Model>
