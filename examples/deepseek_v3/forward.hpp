@@ -3,7 +3,8 @@
 // The activations of one forward over T tokens as a struct of views into ONE allocation (llm.c
 // style; each layer's struct is the state its backward reads), and the whole forward: embedding ->
 // decoder blocks (x += MLA(attn_norm x); x += FFN(ffn_norm x)) -> final norm -> LM head (reference
-// §1.6), logits for every position (T, V).
+// §1.6), logits for every position (T, V); and its backward (cross-entropy over targets, then each
+// layer's *_backward in reverse, gradients into a make_gradients() struct).
 #pragma once
 
 #include <cstddef>
@@ -13,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "fp8moe/moe/balance.hpp"
 #include "fp8moe/nn/embedding.hpp"
+#include "fp8moe/nn/softmax.hpp"
 #include "layers.hpp"
 #include "params.hpp"
 
@@ -154,15 +157,17 @@ inline void check_tokens(fm::io::deepseek_v3_config const& c, std::span<std::int
 }
 
 /// One decoder block: x (acts.x) -> acts.ffn_out + acts.h (the caller adds them into the next x).
-/// `fixed` (T,k): an MoE layer's routing held fixed (empty: route).
+/// `fixed` (T,k): an MoE layer's routing held fixed (empty: route). `cache`: the layer's compressed
+/// KV cache (absorbed form; decoding), or nullptr.
 inline void block_forward(context& ctx, params const& p, layer_params const& w, rope_state const& rope,
                           fm::moe::router_config const& rc, std::span<std::int64_t const> positions,
-                          layer_acts& a, layer_timings& tm, matrix_view<std::int32_t const> fixed = {}) {
+                          layer_acts& a, layer_timings& tm, matrix_view<std::int32_t const> fixed = {},
+                          fm::attention::mla_cache* cache = nullptr) {
   double const eps = p.cfg.rms_norm_eps;
   std::int64_t const T = a.x.rows, H = a.x.cols;
   double t0 = now_seconds();
   rmsnorm(ctx, a.x, w.attn_norm, eps, a.attn_in, a.attn_rstd);
-  mla_forward(ctx, w.attn, rope, eps, positions, a.attn_in, a.attn, a.attn_out);
+  mla_forward(ctx, w.attn, rope, eps, positions, a.attn_in, a.attn, a.attn_out, cache);
   for (std::int64_t t = 0; t < T; ++t)
     for (std::int64_t c = 0; c < H; ++c) a.h(t, c) = a.x(t, c) + a.attn_out(t, c);
   round_activation(ctx, a.h);
@@ -178,9 +183,11 @@ inline void block_forward(context& ctx, params const& p, layer_params const& w, 
 
 /// The whole forward over acts.ids (checked): fills every view of `acts` and returns the logits (T, V).
 /// `routing_from`: the activations of another forward over the same tokens whose expert selection
-/// every MoE layer reuses (routing held fixed), or nullptr.
+/// every MoE layer reuses (routing held fixed), or nullptr. `caches` (one per layer, or empty): each
+/// layer's compressed KV cache, appended to (decoding at acts.positions; absorbed form).
 inline matrix_view<float> forward(context& ctx, params const& p, rope_state const& rope, activations& acts,
-                                  layer_timings& tm, activations const* routing_from = nullptr) {
+                                  layer_timings& tm, activations const* routing_from = nullptr,
+                                  std::span<fm::attention::mla_cache> caches = {}) {
   auto const& c = p.cfg;
   std::int64_t const T = acts.tokens, H = c.hidden_size;
   auto const rc = router_of(c);
@@ -189,6 +196,9 @@ inline matrix_view<float> forward(context& ctx, params const& p, rope_state cons
                     routing_from->ids == acts.ids,
                 "dsv3::forward", "routing_from",
                 "the activations of a forward over the same tokens and config");
+  fm::require(caches.empty() || caches.size() == acts.layers.size(), "dsv3::forward", "caches",
+              "none or one per layer (" + std::to_string(acts.layers.size()) + ")",
+              std::to_string(caches.size()));
   tm = {};
   ctx.core_seconds = 0;
   double t0 = now_seconds();
@@ -201,7 +211,8 @@ inline matrix_view<float> forward(context& ctx, params const& p, rope_state cons
     auto& a = acts.layers[l];
     matrix_view<std::int32_t const> fixed{};
     if (routing_from && p.layers[l].is_moe) fixed = routing_from->layers[l].moe.ids;
-    block_forward(ctx, p, p.layers[l], rope, rc, acts.positions, a, tm, fixed);
+    block_forward(ctx, p, p.layers[l], rope, rc, acts.positions, a, tm, fixed,
+                  caches.empty() ? nullptr : &caches[l]);
     double t1 = now_seconds();
     auto next = l + 1 < acts.layers.size() ? acts.layers[l + 1].x : acts.x_final;
     for (std::int64_t t = 0; t < T; ++t)
@@ -215,6 +226,103 @@ inline matrix_view<float> forward(context& ctx, params const& p, rope_state cons
   tm.head = now_seconds() - t0;
   tm.attention_core = ctx.core_seconds;
   return acts.logits;
+}
+
+// ---- backward -----------------------------------------------------------------------------------------
+
+/// What backward() adds to the mean cross-entropy over the valid targets.
+struct backward_options {
+  /// The sequence balance loss (DeepSeek-V3 Eq. 17-20) of every MoE layer, weight alpha (0: off), over
+  /// sequences of sequence_length tokens (0: all T tokens are one sequence).
+  fm::moe::sequence_balance_config balance{.alpha = 0.0f};
+  std::int32_t ignore_index = -100;  // targets equal to it add no loss
+};
+
+/// The loss terms of one backward.
+struct loss_terms {
+  double main = 0;     // mean cross-entropy of the logits over the valid targets
+  double balance = 0;  // sum over the MoE layers of the sequence balance loss (alpha included)
+  double total() const { return main + balance; }
+};
+
+/// The backward of block_forward: dres (T,H) holds dL/d(this block's output h + ffn_out) on entry and
+/// dL/dx (the block input) on exit (the residual gradient, updated in place); the parameter gradients
+/// of g ACCUMULATE. FFN (dense mlp_backward or moe_backward) -> post_attention_layernorm -> MLA ->
+/// input_layernorm, each residual branch adding into dres.
+inline void block_backward(context& ctx, layer_params const& w, rope_state const& rope,
+                           fm::moe::router_config const& rc, std::span<std::int64_t const> positions,
+                           layer_acts const& a, matrix_view<float> dres, layer_params const& g,
+                           fm::moe::sequence_balance_config const& balance = {.alpha = 0.0f}) {
+  std::int64_t const T = a.x.rows, H = a.x.cols;
+  auto const mark = ctx.temps.mark();
+  auto const dffn_in = ctx.temps.matrix(T, H);
+  if (w.is_moe)
+    moe_backward(ctx, w.moe, rc, a.ffn_in, a.moe, dres, dffn_in, g.moe, balance);
+  else
+    mlp_backward(ctx, w.mlp, a.ffn_in, a.mlp, dres, dffn_in, false, g.mlp);
+  rmsnorm_backward(ctx, a.h, w.ffn_norm, a.ffn_rstd, dffn_in, dres, g.ffn_norm);  // dres = dL/dh
+  auto const dattn_in = ctx.temps.zeros(T, H);
+  mla_backward(ctx, w.attn, rope, positions, a.attn_in, a.attn, dres, dattn_in, g.attn);
+  rmsnorm_backward(ctx, a.x, w.attn_norm, a.attn_rstd, dattn_in, dres, g.attn_norm);  // dres = dL/dx
+  ctx.temps.release(mark);
+}
+
+/// The backward of forward() over the same acts (the forward must have run on acts.ids): the loss is the
+/// mean cross-entropy of acts.logits against targets (T) over the rows whose target is not
+/// o.ignore_index, plus the balance term when o.balance.alpha > 0. Every gradient of g (make_gradients)
+/// ACCUMULATES (zero_gradients first for one step's gradient). d_embedded (T,H), when non-empty,
+/// receives dL/d(embedding output) (WRITTEN). Cross-entropy (nn) -> LM head -> final norm -> blocks in
+/// reverse -> embedding (nn::embedding_backward). Returns the loss terms (of the forward's values).
+inline loss_terms backward(context& ctx, params const& p, rope_state const& rope, activations const& acts,
+                           std::span<std::int32_t const> targets, params const& g,
+                           backward_options const& o = {}, matrix_view<float> d_embedded = {}) {
+  constexpr char const* where = "dsv3::backward";
+  auto const& c = p.cfg;
+  std::int64_t const T = acts.tokens, H = c.hidden_size, V = c.vocab_size;
+  fm::require(static_cast<std::int64_t>(targets.size()) == T, where, "targets",
+              "one per token, T = " + std::to_string(T), std::to_string(targets.size()));
+  for (std::size_t t = 0; t < targets.size(); ++t)
+    fm::require(targets[t] == o.ignore_index || (targets[t] >= 0 && targets[t] < V), where, "targets",
+                "ids in [0, vocab_size) or ignore_index",
+                std::to_string(targets[t]) + " at position " + std::to_string(t));
+  fm::require(g.prec == precision::fp32 && g.layers.size() == p.layers.size() &&
+                  g.mtp.size() == p.mtp.size() && g.cfg.hidden_size == H && g.cfg.vocab_size == V,
+              where, "g", "gradients of this config from make_gradients");
+  fm::require(d_embedded.data == nullptr || (d_embedded.rows == T && d_embedded.cols == H), where,
+              "d_embedded", "empty or (T, H)");
+  auto const rc = router_of(c);
+  auto& temps = ctx.temps;
+  temps.release(0);
+  loss_terms loss;
+  // cross-entropy (mean over the valid targets) -> dlogits
+  auto const losses = temps.matrix(1, T);
+  loss.main = fm::nn::cross_entropy_forward(ctx.exec, matrix_view<float const>(acts.logits), targets,
+                                            std::span<float>(losses.data, static_cast<std::size_t>(T)),
+                                            o.ignore_index);
+  auto const dlogits = temps.matrix(T, V);
+  fm::nn::cross_entropy_backward(ctx.exec, matrix_view<float const>(acts.logits), targets, dlogits, 1.0f,
+                                 o.ignore_index);
+  // LM head, final norm
+  auto const dx_norm = temps.matrix(T, H);
+  linear_backward(ctx, acts.x_norm, p.lm_head, dlogits, dx_norm, false, g.lm_head.f32);
+  auto const dres = temps.zeros(T, H);  // the residual stream's gradient
+  rmsnorm_backward(ctx, acts.x_final, p.norm, acts.norm_rstd, dx_norm, dres, g.norm);
+  // the blocks, last first
+  for (std::size_t l = acts.layers.size(); l-- > 0;) {
+    auto const& a = acts.layers[l];
+    if (p.layers[l].is_moe && o.balance.alpha > 0.0f)
+      loss.balance +=
+          fm::moe::sequence_balance_loss(ctx.exec, rc, matrix_view<float const>(a.moe.logits), o.balance);
+    block_backward(ctx, p.layers[l], rope, rc, acts.positions, a, dres, g.layers[l], o.balance);
+  }
+  // embedding
+  fm::nn::embedding_backward(ctx.exec, std::span<std::int32_t const>(acts.ids),
+                             matrix_view<float const>(dres), g.embed);
+  if (d_embedded.data)
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t j = 0; j < H; ++j) d_embedded(t, j) = dres(t, j);
+  temps.release(0);
+  return loss;
 }
 
 }  // namespace dsv3

@@ -357,7 +357,6 @@ inline void moe_forward(context& ctx, moe_params const& w, fm::moe::router_confi
   round_activation(ctx, out);
 }
 
-
 // ---- backward (llm.c style: each next to its forward above) -----------------------------------------
 // Gradients are float32 (the master-gradient layout: a params of precision fp32, see make_gradients).
 // Weight gradients always ACCUMULATE (+=), so micro-batches sum; each function says whether its input
@@ -420,8 +419,9 @@ inline void rmsnorm_backward(context& ctx, matrix_view<float const> x, vector_pa
 inline void rope_backward(context& ctx, rope_state const& rope, std::span<std::int64_t const> positions,
                           matrix_view<float> m, std::int64_t heads, std::int64_t group, std::int64_t c0) {
   std::int64_t const dr = rope.dims.qk_rope_head_dim;
-  fm::nn::rope_backward(ctx.exec, rope.table(), positions,
-                        fm::batched_matrix_view<float>{m.data + c0, m.rows, heads, dr, m.row_stride, group, 1});
+  fm::nn::rope_backward(
+      ctx.exec, rope.table(), positions,
+      fm::batched_matrix_view<float>{m.data + c0, m.rows, heads, dr, m.row_stride, group, 1});
 }
 
 /// The backward of mla_forward (naive form: it reads the forward's kv and probs). dx (T,H) ACCUMULATES
@@ -430,8 +430,9 @@ inline void rope_backward(context& ctx, rope_state const& rope, std::span<std::i
 /// k_rope (rope_backward) -> kv_a_proj_with_mqa; the rotated q_rope (rope_backward) -> q_b_proj ->
 /// q_a_layernorm -> q_a_proj (or q_proj).
 inline void mla_backward(context& ctx, mla_params const& w, rope_state const& rope,
-                         std::span<std::int64_t const> positions, matrix_view<float const> x, mla_acts const& a,
-                         matrix_view<float const> dout, matrix_view<float> dx, mla_params const& g) {
+                         std::span<std::int64_t const> positions, matrix_view<float const> x,
+                         mla_acts const& a, matrix_view<float const> dout, matrix_view<float> dx,
+                         mla_params const& g) {
   std::int64_t const T = x.rows;
   if (T == 0) return;
   fm::require(a.probs.data != nullptr, "dsv3::mla_backward", "activations",
@@ -505,7 +506,7 @@ inline void moe_backward(context& ctx, moe_params const& w, fm::moe::router_conf
   std::int64_t const T = x.rows, H = x.cols, M = a.plan.rows;
   if (T == 0) return;
   auto const mark = ctx.temps.mark();
-  auto const dyp = ctx.temps.matrix(M, H);                  // (M, H)
+  auto const dyp = ctx.temps.matrix(M, H);                    // (M, H)
   auto const dweights = ctx.temps.matrix(T, a.weights.cols);  // (T, k)
   fm::moe::combine_backward(ex, a.plan, matrix_view<float const>(a.yp), matrix_view<float const>(a.weights),
                             dout, dyp, dweights);
@@ -514,7 +515,8 @@ inline void moe_backward(context& ctx, moe_params const& w, fm::moe::router_conf
   for (std::int64_t e = 0; e < rc.experts; ++e) {
     std::int64_t const r0 = a.plan.expert_offset[e], n = a.plan.expert_offset[e + 1] - r0;
     if (n == 0) continue;
-    mlp_acts const sub{fm::make_matrix(a.experts.h13.row(r0), n, I2), fm::make_matrix(a.experts.act.row(r0), n, I)};
+    mlp_acts const sub{fm::make_matrix(a.experts.h13.row(r0), n, I2),
+                       fm::make_matrix(a.experts.act.row(r0), n, I)};
     auto const ue = static_cast<std::size_t>(e);
     mlp_backward(ctx, w.experts[ue], fm::make_matrix<float const>(a.xp.row(r0), n, H), sub,
                  fm::make_matrix<float const>(dyp.row(r0), n, H), fm::make_matrix(dxp.row(r0), n, H), false,

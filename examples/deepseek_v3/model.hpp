@@ -3,7 +3,8 @@
 // dsv3::model: config + parameters (one allocation) + activations (one allocation, re-used while the
 // token count fits) + the layer context; forward(tokens) returns the logits (T, vocab) as a view into
 // the activations, valid until the next forward. compute_logits(dir, tokens, precision) is the
-// one-call form the `deepseek_v3 logits` command uses.
+// one-call form the `deepseek_v3 logits` command uses. backward(targets, grads) differentiates the last
+// forward's mean cross-entropy into make_gradients() gradients.
 #pragma once
 
 #include <algorithm>
@@ -62,6 +63,22 @@ class model {
     acts_.positions.resize(tokens.size());
     std::iota(acts_.positions.begin(), acts_.positions.end(), std::int64_t{0});
     return dsv3::forward(ctx_, p_, rope_, acts_, tm_, routing_from);
+  }
+
+  /// The backward of the last forward (issue 16): loss = mean cross-entropy of its logits against
+  /// `targets` (T; o.ignore_index rows add nothing) + the balance term when o.balance.alpha > 0; every
+  /// gradient of `grads` (make_gradients(config())) ACCUMULATES (zero_gradients first for one step);
+  /// routing is the forward's (held fixed when it was). Needs the naive MLA form and fp32 or bf16
+  /// parameters. `d_embedded` (T,H), when non-empty, receives dL/d(embedding output). Checked before
+  /// anything is written.
+  loss_terms backward(std::span<std::int32_t const> targets, params& grads, backward_options const& o = {},
+                      matrix_view<float> d_embedded = {}) {
+    fm::require(acts_.tokens > 0, "dsv3::model::backward", "model", "a forward before the backward");
+    fm::require(ctx_.attention == mla_form::naive, "dsv3::model::backward", "model",
+                "the naive MLA form (mla_form::naive)");
+    fm::require(p_.prec != precision::fp8, "dsv3::model::backward", "model",
+                "fp32 or bf16 parameters (precision fp8 has no master weights to train)");
+    return dsv3::backward(ctx_, p_, rope_, acts_, targets, grads, o, d_embedded);
   }
 
  private:

@@ -446,4 +446,27 @@ inline params load_params(std::filesystem::path const& dir, precision prec) {
   return p;
 }
 
+/// The gradients of the parameters of `cfg` (issue 16): a params of precision fp32 (every linear as
+/// .f32, the float32 master-gradient layout, HF names and shapes as the parameters), in one allocation,
+/// zero-filled. Tied embeddings tie here too (the head's gradient adds into the embedding's).
+/// `slots`, when given, receives each gradient tensor's HF name, shape and storage (as load_params').
+inline params make_gradients(fm::io::deepseek_v3_config const& cfg,
+                             std::vector<detail::slot>* slots = nullptr) {
+  params g;
+  g.cfg = cfg;
+  g.prec = precision::fp32;
+  g.bytes = param_bytes(cfg, precision::fp32);
+  g.storage = std::shared_ptr<std::byte[]>(new std::byte[g.bytes]());
+  fm::nn::workspace_arena arena({g.storage.get(), g.bytes});
+  detail::bind_all(g, arena, slots);
+  return g;
+}
+
+/// Sets every gradient of g (make_gradients) to 0 (before the first micro-batch of a step).
+inline void zero_gradients(params& g) {
+  fm::require(g.prec == precision::fp32 && g.storage != nullptr, "dsv3::zero_gradients", "g",
+              "gradients from make_gradients");
+  std::fill_n(g.storage.get(), g.bytes, std::byte{0});
+}
+
 }  // namespace dsv3
