@@ -10,6 +10,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <concepts>
 #include <string>
 #include <vector>
 
@@ -196,6 +197,40 @@ TEST_CASE("expert parallel over NCCL (one rank): device dispatch / combine equal
     CHECK(rs.host() == ref.scales.storage());
     CHECK(rw.host() == ref.weights.storage());
     CHECK(ri.host() == ref.ids.storage());
+    // the allocating dispatch: the same received rows, owned in device_matrix on exec.stream
+    auto const dres =
+        moe::dispatch(exec, c, placement,
+                      scaling::quantized_matrix_view<float8_e4m3_t const>(
+                          make_matrix(static_cast<float8_e4m3_t const*>(d_x.p), T, H),
+                          make_matrix(static_cast<float const*>(d_sc.p), T, S), scaling::tile_1x128),
+                      make_matrix(static_cast<std::int32_t const*>(d_ids.p), T, k),
+                      make_matrix(static_cast<float const*>(d_w.p), T, k));
+    static_assert(std::same_as<decltype(dres), moe::device_dispatch_result<float8_e4m3_t> const>);
+    REQUIRE(dres.x.rows() == N);
+    host_matrix<float8_e4m3_t> ax(N, H);
+    host_matrix<float> as(N, S), aw(N, k);
+    host_matrix<std::int32_t> ai(N, k);
+    dres.x.copy_to_host(ax.view());
+    dres.scales.copy_to_host(as.view());
+    dres.weights.copy_to_host(aw.view());
+    dres.ids.copy_to_host(ai.view());
+    // a float payload (the weights as rows): received like the routing weights
+    auto const fres = moe::dispatch(exec, c, placement, make_matrix(static_cast<float const*>(d_w.p), T, k),
+                                    make_matrix(static_cast<std::int32_t const*>(d_ids.p), T, k),
+                                    make_matrix(static_cast<float const*>(d_w.p), T, k));
+    host_matrix<float> fx(N, k);
+    fres.x.copy_to_host(fx.view());
+    FP8MOE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    same = true;
+    for (std::int64_t i = 0; i < N * H; ++i)
+      same = same && ax.storage()[static_cast<std::size_t>(i)].bits() ==
+                         ref.x.storage()[static_cast<std::size_t>(i)].bits();
+    CHECK(same);
+    CHECK(as.storage() == ref.scales.storage());
+    CHECK(aw.storage() == ref.weights.storage());
+    CHECK(ai.storage() == ref.ids.storage());
+    CHECK(fx.storage() == ref.weights.storage());
+    CHECK(fres.scales.cols() == 0);
     // combine of FP32 partials: bit-identical to the host combine
     std::vector<float> part(static_cast<std::size_t>(N * H));
     for (std::size_t i = 0; i < part.size(); ++i) part[i] = static_cast<float>(i % 97) * 0.03125f - 1.5f;

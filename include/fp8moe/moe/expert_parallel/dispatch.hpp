@@ -37,18 +37,11 @@
 namespace fp8moe::moe {
 
 namespace detail {
-/// Whether the path D has the *_start forms / the allocating dispatch (false when D is missing).
+/// Whether the path D has the *_start forms (false when D is missing).
 template <class D>
 constexpr bool ep_has_start() {
   if constexpr (has_dispatch<D>)
     return D::asynchronous;
-  else
-    return false;
-}
-template <class D>
-constexpr bool ep_allocates() {
-  if constexpr (has_dispatch<D>)
-    return D::allocating;
   else
     return false;
 }
@@ -133,10 +126,12 @@ auto dispatch_into_start(Exec const& exec, C& comm, Handle& h, expert_placement 
     return D::dispatch_into_start(exec, comm, h, placement, x, scales, ids, weights, out);
 }
 
-/// The allocating dispatch (host): builds the handle (blocking count exchange), then moves BF16 /
-/// FP32 (any transferable) rows x (T,H), or FP8 rows with their per-row (1 x 128) scales (a
-/// quantized_matrix_view), with ids (T,k) and FP32 weights (T,k); returns a dispatch_result.
-/// dispatch_start returns a pending_dispatch whose wait() returns it.
+/// The allocating dispatch: builds the handle (blocking count exchange: it gives the sizes), then
+/// moves BF16 / FP32 (any transferable) rows x (T,H), or FP8 rows with their per-row (1 x 128)
+/// scales (a quantized_matrix_view), with ids (T,k) and FP32 weights (T,k) into owning buffers.
+/// Host: returns a dispatch_result (host_matrix); dispatch_start (host only) returns a
+/// pending_dispatch whose wait() returns it. CUDA: returns a device_dispatch_result (device_matrix
+/// on exec.stream, exec.stream = comm.stream()); the payload is stream-ordered after the handle.
 template <executor Exec, comm::collective_communicator C, class X>
 requires detail::payload_view<X>
 auto dispatch_start(Exec const& exec, C& comm, expert_placement const& placement, X x,
@@ -151,10 +146,7 @@ auto dispatch(Exec const& exec, C& comm, expert_placement const& placement, X x,
               matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
   using D = expert_parallel_dispatch<executor_t<Exec>>;
   FP8MOE_EP_REQUIRE_PATH(D, "dispatch");
-  static_assert(!has_dispatch<D> || detail::ep_allocates<D>(),
-                "fp8moe::moe::dispatch: the allocating dispatch is host only; on a cuda_executor call "
-                "make_dispatch_handle + dispatch_into");
-  if constexpr (detail::ep_allocates<D>()) return D::dispatch(exec, comm, placement, x, ids, weights);
+  if constexpr (has_dispatch<D>) return D::dispatch(exec, comm, placement, x, ids, weights);
 }
 
 }  // namespace fp8moe::moe

@@ -143,14 +143,37 @@ class device_dispatch_handle {
   std::vector<device_buffer<std::int32_t>> tables_;
 };
 
+/// Owning result of the allocating dispatch on the device: the handle and the received rows in
+/// device memory on exec.stream (device_matrix), the same fields and orders as the host's
+/// dispatch_result.
+template <class T>
+struct device_dispatch_result {
+  device_dispatch_handle handle;
+  device_matrix<T> x;               // (N,H) received rows, (source rank, source token) order
+  device_matrix<float> scales;      // (N,H/128) per-row scales (FP8 payloads; empty otherwise)
+  device_matrix<float> weights;     // (N,k) FP32 routing weights of all k slots
+  device_matrix<std::int32_t> ids;  // (N,k) local expert ids, -1 for experts on other ranks
+  scaling::tile_shape tile{};       // the scale tile of x (FP8 payloads: the sender's 1 x n)
+
+  /// The received FP8 rows with their scales as one quantized view (x, scales, tile); throws
+  /// fp8moe::error when the payload was not FP8 + scales. Not on a temporary result.
+  scaling::quantized_matrix_view<T const> quantized_view() const& {
+    require(scales.cols() > 0 || x.rows() == 0, "fp8moe::moe::device_dispatch_result::quantized_view",
+            "scales", "the per-row scales of an FP8 dispatch (this result carries none)");
+    return {x.view(), scales.view(), tile};
+  }
+  void quantized_view() && = delete;
+  void quantized_view() const&& = delete;
+};
+
 /// expert_parallel_dispatch<cuda_executor>: the device path of the expert-parallel entry points
 /// (dispatch.hpp, combine.hpp) over a comm::device_communicator. Every op is stream-ordered on
-/// exec.stream (no *_start forms); the dispatch writes into caller-owned device buffers (no
-/// allocating dispatch). The backwards are the entry points' compositions of these ops.
+/// exec.stream (no *_start forms); dispatch_into writes into caller-owned device buffers, the
+/// allocating dispatch into a device_dispatch_result. The backwards are the entry points'
+/// compositions of these ops.
 template <>
 struct expert_parallel_dispatch<cuda_executor> {
   static constexpr bool asynchronous = false;
-  static constexpr bool allocating = false;
 
   /// Builds the handle from device ids (T,k) (row-major): copies them to the host, computes the
   /// layout there and exchanges the counts through the device communicator (synchronizes the stream).
@@ -158,13 +181,20 @@ struct expert_parallel_dispatch<cuda_executor> {
   static device_dispatch_handle make_dispatch_handle(cuda_executor const& exec, C& comm,
                                                      expert_placement const& placement,
                                                      matrix_view<std::int32_t const> ids) {
+    return make_handle(exec, comm, placement, ids, {});
+  }
+
+  /// make_dispatch_handle with the caller's argument error `local` (empty: none) joined to its own.
+  template <comm::device_communicator C>
+  static device_dispatch_handle make_handle(cuda_executor const& exec, C& comm,
+                                            expert_placement const& placement,
+                                            matrix_view<std::int32_t const> ids, std::string local) {
     constexpr char const* where = "fp8moe::moe::make_dispatch_handle";
     // argument errors go into the count exchange (build_handle's `local`), so every rank throws
     // together instead of the others waiting in NCCL for a rank that already threw
-    std::string local;
-    if (exec.stream != comm.stream())
+    if (local.empty() && exec.stream != comm.stream())
       local = detail::concat(where, ": exec.stream must be the communicator's stream");
-    else if (!(ids.col_stride == 1 && (ids.rows <= 1 || ids.row_stride == ids.cols)))
+    if (local.empty() && !(ids.col_stride == 1 && (ids.rows <= 1 || ids.row_stride == ids.cols)))
       local = detail::concat(where, ": ids must be row-major contiguous device ids (T,k)");
     cudaStream_t const cs = comm.stream();
     std::vector<std::int32_t> hid(local.empty() ? static_cast<std::size_t>(ids.rows * ids.cols) : 0);
@@ -289,6 +319,31 @@ struct expert_parallel_dispatch<cuda_executor> {
     }
   }
 
+  /// The allocating dispatch on the device (see the host dispatch): builds the handle (its count
+  /// exchange synchronizes exec.stream for the sizes, as the host one blocks), allocates the
+  /// received rows as device_matrix on exec.stream, then runs dispatch_into. BF16 / FP32 (any
+  /// transferable) rows x (T,H), or FP8 rows with their per-row scales; ids (T,k), weights (T,k).
+  template <comm::device_communicator C, class S>
+  requires comm::transferable<std::remove_const_t<S>>
+  static device_dispatch_result<std::remove_const_t<S>> dispatch(cuda_executor const& exec, C& comm,
+                                                                 expert_placement const& placement,
+                                                                 matrix_view<S> x,
+                                                                 matrix_view<std::int32_t const> ids,
+                                                                 matrix_view<float const> weights) {
+    return dispatch_allocating<std::remove_const_t<S>>(exec, comm, placement, matrix_view<S const>(x), {},
+                                                       ids, weights, {});
+  }
+  template <comm::device_communicator C, class FS>
+  static device_dispatch_result<std::remove_const_t<FS>> dispatch(cuda_executor const& exec, C& comm,
+                                                                  expert_placement const& placement,
+                                                                  scaling::quantized_matrix_view<FS> x,
+                                                                  matrix_view<std::int32_t const> ids,
+                                                                  matrix_view<float const> weights) {
+    auto const xc = detail::checked_fp8(x);
+    return dispatch_allocating<std::remove_const_t<FS>>(exec, comm, placement, xc.data, xc.scales, ids,
+                                                        weights, x.tile);
+  }
+
   /// Combine on the device: partial (N,C) rows back to their sources, summed over ranks ascending in
   /// FP32 by the device moe::combine (same order and bits as the host combine).
   template <comm::device_communicator C, class Y, class Out>
@@ -371,6 +426,36 @@ struct expert_parallel_dispatch<cuda_executor> {
                    std::span<std::int64_t const>(rc), comm::size_check::trusted);
     moe::combine(exec, detail::table_plan(h.tokens, h.k, Rl, d.slot_row),
                  make_matrix(static_cast<YT const*>(rows.data()), Rl, Cn), weights, out);
+  }
+
+ private:
+  template <class T, comm::device_communicator C>
+  static device_dispatch_result<T> dispatch_allocating(
+      cuda_executor const& exec, C& comm, expert_placement const& placement, matrix_view<T const> x,
+      matrix_view<float const> scales, matrix_view<std::int32_t const> ids, matrix_view<float const> weights,
+      scaling::tile_shape tile) {
+    constexpr char const* where = detail::dispatch_where;
+    std::string local;  // argument errors travel with the count exchange, so every rank throws
+    try {
+      check_matrix(x, where, "x");
+      check_matrix(weights, where, "weights");
+      require(x.rows == ids.rows && weights.rows == ids.rows && weights.cols == ids.cols &&
+                  (scales.cols == 0 || scales.rows == ids.rows),
+              where, "x / scales / weights", "T rows each and weights shaped like ids (T,k)");
+    } catch (fp8moe::error const& e) {
+      local = e.what();
+    }
+    device_dispatch_result<T> res;
+    res.handle = make_handle(exec, comm, placement, ids, std::move(local));
+    std::int64_t const N = res.handle.host.num_recv(), k = res.handle.host.k;
+    res.x = device_matrix<T>(N, x.cols, exec);
+    res.weights = device_matrix<float>(N, k, exec);
+    res.ids = device_matrix<std::int32_t>(N, k, exec);
+    if (scales.cols > 0) res.scales = device_matrix<float>(N, scales.cols, exec);
+    res.tile = tile;
+    dispatch_into(exec, comm, res.handle, placement, x, scales, ids, weights,
+                  dispatch_outputs<T>{res.x.view(), res.scales.view(), res.ids.view(), res.weights.view()});
+    return res;
   }
 };
 

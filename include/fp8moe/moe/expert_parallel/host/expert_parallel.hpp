@@ -23,7 +23,6 @@ namespace fp8moe::moe {
 template <>
 struct expert_parallel_dispatch<host_executor> {
   static constexpr bool asynchronous = true;  // the *_start forms exist
-  static constexpr bool allocating = true;    // dispatch / dispatch_start return an owning result
 
   template <comm::host_communicator C>
   static dispatch_handle make_dispatch_handle(host_executor const& exec, C& comm,
