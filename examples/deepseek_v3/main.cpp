@@ -4,6 +4,10 @@
 //   deepseek_v3 init --config tiny|nano|FILE --out DIR [--dtype f32|bf16|fp8] [--seed N]
 //   deepseek_v3 info --model DIR | --config tiny|nano|671b|FILE [--context N]
 //   deepseek_v3 logits --model DIR --tokens 1,2,3|@FILE --out FILE.npy [--precision fp32|bf16|fp8]
+//                      [--mtp-out FILE.npy]
+//   deepseek_v3 generate --model DIR (--prompt-tokens 1,2,3|@FILE | --prompt TEXT) --max-new N
+//                        [--speculative [--draft-depth D]] [--temperature T --top-k K --top-p P --seed S]
+//                        [--eos ID] [--precision fp32|bf16|fp8]
 // Exit status 0 on success; on any error one line "deepseek_v3: error: ..." on stderr and exit 1
 // (bad arguments: 2).
 #include <CLI/CLI.hpp>
@@ -14,19 +18,24 @@
 #include <exception>
 #include <filesystem>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "config.hpp"
 #include "counts.hpp"
+#include "decode.hpp"
 #include "fp8moe/core/error.hpp"
 #include "fp8moe/io/checkpoint.hpp"
 #include "fp8moe/io/file.hpp"
 #include "fp8moe/io/npy.hpp"
+#include "generate.hpp"
 #include "hf_names.hpp"
 #include "init.hpp"
 #include "model.hpp"
+#include "mtp_layer.hpp"
+#include "tokenizer.hpp"
 
 namespace {
 
@@ -131,12 +140,22 @@ int run_info(std::string const& model, std::string const& config_arg, std::int64
   std::printf("FLOPs per token attending %lld keys: forward %s, backward %s (with MTP: %s, %s)\n",
               static_cast<long long>(context), flop_text(f.forward).c_str(), flop_text(f.backward).c_str(),
               flop_text(fm.forward).c_str(), flop_text(fm.backward).c_str());
+  auto const kv = dsv3::cache_footprint_of(c);
+  std::printf(
+      "KV cache per token: %lld values per layer (latent + rope key) x %lld layers: %s in bf16, %s in "
+      "fp32 (generate's cache); a multi-head K/V cache: %lld values per layer, %s in bf16 (x%.1f)\n",
+      static_cast<long long>(kv.latent_values), static_cast<long long>(kv.layers),
+      bytes_text(static_cast<std::uint64_t>(kv.latent_bytes(2))).c_str(),
+      bytes_text(static_cast<std::uint64_t>(kv.latent_bytes(4))).c_str(),
+      static_cast<long long>(kv.mha_values), bytes_text(static_cast<std::uint64_t>(kv.mha_bytes(2))).c_str(),
+      static_cast<double>(kv.mha_values) / static_cast<double>(kv.latent_values));
   return 0;
 }
 
 /// "1,2,3" or "@FILE" (integers separated by commas and/or whitespace) -> token ids; each a
 /// non-negative integer below 2^31 (the model checks them against the vocabulary).
-std::vector<std::int32_t> parse_tokens(std::string const& arg) {
+std::vector<std::int32_t> parse_tokens(std::string const& arg, char const* command = "logits",
+                                       char const* option = "--tokens") {
   std::string const text = arg.starts_with('@') ? fp8moe::io::read_text_file(arg.substr(1), 64u << 20) : arg;
   std::vector<std::int32_t> out;
   std::size_t i = 0;
@@ -153,17 +172,17 @@ std::vector<std::int32_t> parse_tokens(std::string const& arg) {
     auto const [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
     if (ec != std::errc{} || end != item.data() + item.size() || v < 0)
       fp8moe::detail::throw_argument(
-          "logits", "--tokens", "non-negative integers below 2^31 separated by commas or spaces",
+          command, option, "non-negative integers below 2^31 separated by commas or spaces",
           "\"" + std::string(item) + "\" (token " + std::to_string(out.size()) + ")");
     out.push_back(v);
     i = j;
   }
-  fp8moe::require(!out.empty(), "logits", "--tokens", "at least one token id", "none");
+  fp8moe::require(!out.empty(), command, option, "at least one token id", "none");
   return out;
 }
 
 int run_logits(std::string const& model, std::string const& tokens_arg, std::string const& out,
-               std::string const& precision) {
+               std::string const& precision, std::string const& mtp_out) {
   dsv3::precision const p = dsv3::parse_precision(precision);
   std::vector<std::int32_t> const tokens = parse_tokens(tokens_arg);
   if (!std::filesystem::is_directory(model))
@@ -175,6 +194,83 @@ int run_logits(std::string const& model, std::string const& tokens_arg, std::str
   fp8moe::io::write_npy<float>(out, logits, {T, vocab});
   std::printf("deepseek_v3 logits: wrote %s: float32 [%lld, %lld] (precision %s)\n", out.c_str(),
               static_cast<long long>(T), static_cast<long long>(vocab), precision.c_str());
+  if (!mtp_out.empty()) {  // the MTP layer's depth-1 logits: row i predicts token i+2
+    dsv3::model m(model, p);
+    std::vector<float> const mtp = dsv3::mtp_logits(m, tokens);
+    fp8moe::io::write_npy<float>(mtp_out, mtp, {T - 1, vocab});
+    std::printf("deepseek_v3 logits: wrote %s: float32 [%lld, %lld] (MTP depth 1, precision %s)\n",
+                mtp_out.c_str(), static_cast<long long>(T - 1), static_cast<long long>(vocab),
+                precision.c_str());
+  }
+  return 0;
+}
+
+struct generate_args {
+  std::string model, prompt_tokens, prompt, precision = "fp32";
+  std::int64_t max_new = 32, draft_depth = 1, eos = -1;
+  bool speculative = false;
+  float temperature = 0.0f, top_p = 1.0f;
+  std::int32_t top_k = 0;
+  std::uint64_t seed = 0;
+};
+
+/// `generate`: streams the new token ids (and, for --prompt, the text) as they are chosen, then the
+/// stop reason, the speed and, with --speculative, the acceptance and the speed-up over plain decoding.
+int run_generate(generate_args const& a) {
+  dsv3::precision const prec = dsv3::parse_precision(a.precision);
+  if (!std::filesystem::is_directory(a.model))
+    fp8moe::detail::throw_argument("generate", "--model", "a checkpoint directory",
+                                   "\"" + a.model + "\" (no such directory)");
+  dsv3::params const p = dsv3::load_params(a.model, prec);
+  bool const text = a.prompt_tokens.empty();
+  if (text) {
+    dsv3::check_byte_vocab(p.cfg.vocab_size, "generate --prompt");
+    fp8moe::require(!a.prompt.empty(), "generate", "--prompt", "a non-empty text", "\"\"");
+  }
+  std::vector<std::int32_t> const prompt =
+      text ? dsv3::encode_bytes(a.prompt) : parse_tokens(a.prompt_tokens, "generate", "--prompt-tokens");
+  dsv3::generate_options o{.sampling = {.temperature = a.temperature, .top_k = a.top_k, .top_p = a.top_p},
+                           .seed = a.seed,
+                           .max_new = a.max_new,
+                           .speculative = a.speculative,
+                           .draft_depth = a.draft_depth};
+  if (a.eos >= 0) o.eos = static_cast<std::int32_t>(a.eos);
+  dsv3::check_generate(p.cfg, prompt, o);
+  std::printf("deepseek_v3 generate: %s (%s), prompt %zu tokens, %s, max %lld new%s\n", a.model.c_str(),
+              a.precision.c_str(), prompt.size(), a.temperature == 0.0f ? "greedy" : "sampled",
+              static_cast<long long>(a.max_new),
+              a.speculative ? (", MTP speculative depth " + std::to_string(a.draft_depth)).c_str() : "");
+  std::printf("tokens:");
+  std::fflush(stdout);
+  auto const r = dsv3::generate(p, prompt, o, [](std::int32_t t) {
+    std::printf(" %d", t);
+    std::fflush(stdout);  // streaming
+  });
+  std::printf("\n");
+  if (text) {
+    std::string shown;
+    for (char ch : dsv3::decode_bytes(r.tokens))
+      shown += (ch >= 32 && ch < 127) ? std::string(1, ch)
+                                      : "\\x" + std::to_string(static_cast<unsigned char>(ch));
+    std::printf("text: %s\n", shown.c_str());
+  }
+  std::printf("generated %zu tokens (stop: %s): prefill %.3f s, decode %.1f tokens/s\n", r.tokens.size(),
+              dsv3::to_string(r.why), r.prefill_seconds, r.decode_tokens_per_second());
+  if (a.speculative) {
+    o.speculative = false;
+    o.max_new = static_cast<std::int64_t>(r.tokens.size());
+    o.eos.reset();
+    auto const plain = dsv3::generate(p, prompt, o);
+    double const speedup = plain.decode_tokens_per_second() > 0
+                               ? r.decode_tokens_per_second() / plain.decode_tokens_per_second()
+                               : 0.0;
+    std::printf(
+        "speculative: acceptance %.1f%% (%lld of %lld drafts), %.2f tokens per main-model forward; "
+        "plain decoding %.1f tokens/s: speed-up x%.2f\n",
+        100.0 * r.stats.acceptance_rate(), static_cast<long long>(r.stats.accepted),
+        static_cast<long long>(r.stats.drafted), r.stats.tokens_per_forward(),
+        plain.decode_tokens_per_second(), speedup);
+  }
   return 0;
 }
 
@@ -213,6 +309,38 @@ int main(int argc, char** argv) {
       ->required();
   logits->add_option("--out", logits_out, "the .npy file to write")->required();
   logits->add_option("--precision", logits_precision, "fp32 | bf16 | fp8")->capture_default_str();
+  std::string logits_mtp_out;
+  logits->add_option("--mtp-out", logits_mtp_out, "also write the MTP layer's logits [T-1, vocab] (.npy)");
+
+  generate_args gen;
+  auto* generate =
+      app.add_subcommand("generate", "generate tokens from a prompt (latent KV cache, MTP speculative)");
+  generate->add_option("--model", gen.model, "a checkpoint directory")->required();
+  auto* gen_tokens =
+      generate->add_option("--prompt-tokens", gen.prompt_tokens, "prompt token ids: 1,2,3 or @FILE");
+  auto* gen_text = generate->add_option(
+      "--prompt", gen.prompt, "prompt text, byte-level tokens (id = byte value; needs vocab >= 256)");
+  gen_tokens->excludes(gen_text);
+  generate->require_option(1, 0);
+  generate->add_option("--max-new", gen.max_new, "tokens to generate at most")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30))
+      ->capture_default_str();
+  auto* spec = generate->add_flag("--speculative", gen.speculative, "MTP speculative decoding");
+  generate->add_option("--draft-depth", gen.draft_depth, "drafts per main-model forward (MTP layer chained)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{16}))
+      ->needs(spec)
+      ->capture_default_str();
+  generate->add_option("--temperature", gen.temperature, "0: greedy")
+      ->check(CLI::Range(0.0f, 1e6f))
+      ->capture_default_str();
+  generate->add_option("--top-k", gen.top_k, "keep the k most probable tokens (0: off)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
+  generate->add_option("--top-p", gen.top_p, "nucleus mass in (0, 1] (1: off)")->capture_default_str();
+  generate->add_option("--seed", gen.seed, "seed of the sampler")->capture_default_str();
+  generate->add_option("--eos", gen.eos, "stop after emitting this token id")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 30));
+  generate->add_option("--precision", gen.precision, "fp32 | bf16 | fp8")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -226,7 +354,8 @@ int main(int argc, char** argv) {
   }
   try {
     if (*init) return run_init(init_config, init_out, init_dtype, init_seed);
-    if (*logits) return run_logits(logits_model, logits_tokens, logits_out, logits_precision);
+    if (*logits) return run_logits(logits_model, logits_tokens, logits_out, logits_precision, logits_mtp_out);
+    if (*generate) return run_generate(gen);
     return run_info(info_model, info_config, info_context);
   } catch (std::exception const& e) {
     std::fprintf(stderr, "deepseek_v3: error: %s\n", e.what());
