@@ -15,10 +15,16 @@
 #include "fp8moe/attention/mla_core.hpp"
 #include "fp8moe/config.hpp"
 #include "fp8moe/core/executor.hpp"
+#include "fp8moe/core/math.hpp"
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/nn/host/dispatch.hpp"
+#include "fp8moe/nn/host/exp.hpp"
 #include "fp8moe/nn/matmul.hpp"
 #include "fp8moe/nn/workspace.hpp"
+
+#if FP8MOE_HAS_OPENMP
+#include <omp.h>
+#endif
 
 namespace fp8moe::attention {
 
@@ -44,15 +50,124 @@ inline std::size_t matmul_bytes(host_executor const& exec, std::initializer_list
   return b;
 }
 
+/// Softmax in place over row[0, visible) of a row of n scaled scores; row[visible, n) becomes 0
+/// (mla_softmax_row's contract) with 16 partial maxima and sums so the loops vectorise, and
+/// nn::host::exp_range_reduced for exp (relative error < 2.5e-7 against std::exp).
+inline void softmax_row(float* row, std::int64_t visible, std::int64_t n) {
+  constexpr std::int64_t L = 16;
+  float mx[L], sum[L] = {};
+  for (std::int64_t l = 0; l < L; ++l) mx[l] = row[0];
+  std::int64_t const vec = visible / L * L;
+  for (std::int64_t s = 0; s < vec; s += L)
+    for (std::int64_t l = 0; l < L; ++l) mx[l] = row[s + l] > mx[l] ? row[s + l] : mx[l];
+  float m = mx[0];
+  for (std::int64_t l = 1; l < L; ++l) m = mx[l] > m ? mx[l] : m;
+  for (std::int64_t s = vec; s < visible; ++s) m = row[s] > m ? row[s] : m;
+  for (std::int64_t s = 0; s < vec; s += L)
+    for (std::int64_t l = 0; l < L; ++l) {
+      float const e = nn::host::exp_range_reduced(row[s + l] - m);
+      row[s + l] = e;
+      sum[l] += e;
+    }
+  float total = 0.0f;
+  for (std::int64_t s = vec; s < visible; ++s) {
+    row[s] = nn::host::exp_range_reduced(row[s] - m);
+    total += row[s];
+  }
+  for (std::int64_t l = 0; l < L; ++l) total += sum[l];
+  float const inv = 1.0f / total;
+  for (std::int64_t s = 0; s < visible; ++s) row[s] *= inv;
+  for (std::int64_t s = visible; s < n; ++s) row[s] = 0.0f;
+}
+
 /// Row-wise causal softmax of scores (R, Su); row r is query t = r / rows_per_query.
+FP8MOE_HOST_SIMD_CLONES inline void causal_softmax_rows(matrix_view<float> sc, std::int64_t r0,
+                                                        std::int64_t r1, std::int64_t q_pos0,
+                                                        std::int64_t rows_per_query) {
+  for (std::int64_t r = r0; r < r1; ++r)
+    softmax_row(sc.row(r), mla_visible_keys(q_pos0, r / rows_per_query), sc.cols);
+}
 inline void causal_softmax(host_executor const& exec, matrix_view<float> sc, std::int64_t q_pos0,
-                           std::int64_t rows_per_query, std::int64_t t_offset_rows = 0) {
+                           std::int64_t rows_per_query) {
+  int const threads = elementwise_threads(exec, sc.rows * sc.cols);
 #if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(elementwise_threads(exec, sc.rows* sc.cols)) schedule(static)
+#pragma omp parallel num_threads(threads)
+  {
+    std::int64_t const n = omp_get_num_threads(), me = omp_get_thread_num();
+    causal_softmax_rows(sc, sc.rows * me / n, sc.rows * (me + 1) / n, q_pos0, rows_per_query);
+  }
+#else
+  causal_softmax_rows(sc, 0, sc.rows, q_pos0, rows_per_query);
 #endif
-  for (std::int64_t r = 0; r < sc.rows; ++r)
-    mla_softmax_row(sc.row(r), mla_visible_keys(q_pos0, (r - t_offset_rows) / rows_per_query), sc.cols);
-  (void)exec;
+  (void)threads;
+}
+
+/// Columns and rows of the naive forward's micro tile (two AVX-512 vectors, four AVX2 vectors).
+inline constexpr std::int64_t tile_rows = 4, tile_cols = 32;
+
+/// The rows of a row-major block: row i at data + i * stride, `cols` values each.
+struct row_block {
+  float const* data;
+  std::int64_t stride, rows, cols;
+};
+
+/// c (rows, cols) = alpha * a (rows, k) b (k, cols) for rows <= tile_rows, cols <= tile_cols: row i of
+/// a at a[i] (the caller repeats the last row up to tile_rows), b with leading dimension ldb and
+/// tile_cols readable columns; c with leading dimension ldc. Float accumulation, k ascending.
+inline void tile_product(float const* const* a, std::int64_t k, float const* b, std::int64_t ldb, float alpha,
+                         float* c, std::int64_t ldc, std::int64_t rows, std::int64_t cols) {
+  float acc[tile_rows][tile_cols] = {};
+  for (std::int64_t kk = 0; kk < k; ++kk) {
+    float const* br = b + kk * ldb;
+    for (std::int64_t i = 0; i < tile_rows; ++i) {
+      float const ai = a[i][kk];
+      for (std::int64_t j = 0; j < tile_cols; ++j) acc[i][j] += ai * br[j];
+    }
+  }
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < cols; ++j) c[i * ldc + j] = alpha * acc[i][j];
+}
+
+/// K_h^T (dk, Su; leading dimension ldk, columns [Su, ldk) zero) = [k_nope_h | k_rope]^T and
+/// V_h (Su, dv; leading dimension ldv, columns [dv, ldv) zero) of head h, from kv (S, H*(dn+dv)) and
+/// kr (S, dr).
+inline void pack_head(matrix_view<float const> kv, matrix_view<float const> kr, std::int64_t h,
+                      std::int64_t dn, std::int64_t dr, std::int64_t dv, std::int64_t Su, float* kt,
+                      std::int64_t ldk, float* vp, std::int64_t ldv) {
+  for (std::int64_t s = 0; s < Su; ++s) {
+    float const* kn = kv.row(s) + h * (dn + dv);
+    float const* krs = kr.row(s);
+    for (std::int64_t c = 0; c < dn; ++c) kt[c * ldk + s] = kn[c];
+    for (std::int64_t c = 0; c < dr; ++c) kt[(dn + c) * ldk + s] = krs[c];
+    std::copy_n(kn + dn, dv, vp + s * ldv);
+    std::fill(vp + s * ldv + dv, vp + (s + 1) * ldv, 0.0f);
+  }
+  for (std::int64_t c = 0; c < dn + dr; ++c) std::fill(kt + c * ldk + Su, kt + (c + 1) * ldk, 0.0f);
+}
+
+/// One head's query block of the naive forward, tile_rows queries at a time: p rows = causal
+/// softmax(scale * q K^T) over the keys the block's last row sees (n = visible0 + q.rows - 1; row i
+/// sees visible0 + i keys, the rest of its n columns become 0), then out rows (q.rows, dv) = p V,
+/// while the tile's probabilities are still in cache. kt (q.cols, >= n padded to tile_cols; ldk), vp
+/// (n, dv padded to tile_cols; ldv) from pack_head.
+FP8MOE_HOST_SIMD_CLONES inline void naive_block(row_block q, float const* kt, std::int64_t ldk,
+                                                float const* vp, std::int64_t ldv, std::int64_t dv,
+                                                std::int64_t visible0, float scale, float* p,
+                                                std::int64_t p_stride, float* out, std::int64_t out_stride) {
+  std::int64_t const n = visible0 + q.rows - 1;
+  float const* a[tile_rows];
+  for (std::int64_t i0 = 0; i0 < q.rows; i0 += tile_rows) {
+    std::int64_t const rows = std::min(tile_rows, q.rows - i0), ni = visible0 + i0 + rows - 1;
+    for (std::int64_t i = 0; i < tile_rows; ++i) a[i] = q.data + (i0 + std::min(i, rows - 1)) * q.stride;
+    float* pt = p + i0 * p_stride;
+    for (std::int64_t s0 = 0; s0 < ni; s0 += tile_cols)
+      tile_product(a, q.cols, kt + s0, ldk, scale, pt + s0, p_stride, rows, std::min(tile_cols, ni - s0));
+    for (std::int64_t i = 0; i < rows; ++i) softmax_row(pt + i * p_stride, visible0 + i0 + i, n);
+    for (std::int64_t i = 0; i < tile_rows; ++i) a[i] = pt + std::min(i, rows - 1) * p_stride;
+    for (std::int64_t j0 = 0; j0 < dv; j0 += tile_cols)
+      tile_product(a, ni, vp + j0, ldv, 1.0f, out + i0 * out_stride + j0, out_stride, rows,
+                   std::min(tile_cols, dv - j0));
+  }
 }
 
 /// The caller's workspace `ws` checked to hold `need` bytes, or, when it is empty, `owned` sized so
@@ -101,25 +216,29 @@ struct mla_dispatch<host_executor> {
     return s;
   }
 
-  // ---- naive forward: scratch = scores (T, Su) unless probs is given + one head's keys
-  // [k_nope | k_rope] (Su, dn+dr) + matmul scratch
+  // ---- naive forward: scratch = per head K^T (dn+dr, Su padded to tile_cols) and V (Su, dv padded)
+  // packed once, + per thread one query block's scores (unless probs is given). One OpenMP region:
+  // the (head, query block) items, costliest first, each computed by one thread (host_detail::
+  // naive_block); no BLAS call, so no hand-off between OpenMP and BLAS threads.
   template <class Arena>
   struct naive_fwd_layout {
-    matrix_view<float> scores;
-    matrix_view<float> keys;
-    std::span<std::byte> mm;
+    std::int64_t su_pad, dv_pad;
+    matrix_view<float> kt, vp, scores;  // (H*(dn+dr), su_pad), (H*Su, dv_pad), (threads*rows, Su)
     naive_fwd_layout(Arena& a, host_executor const& exec, mla_dims const& d, std::int64_t T, std::int64_t Su,
                      bool own_scores) {
-      if (own_scores) scores = a.template matrix<float>(T, Su);
-      keys = a.template matrix<float>(Su, d.qk_nope_head_dim + d.qk_rope_head_dim);
-      mm = a.sub(host_detail::matmul_bytes(
-          exec, {{T, Su, d.qk_nope_head_dim + d.qk_rope_head_dim}, {T, d.v_head_dim, Su}}));
+      using host_detail::tile_cols;
+      su_pad = round_up<std::int64_t>(Su, tile_cols);
+      dv_pad = round_up<std::int64_t>(d.v_head_dim, tile_cols);
+      kt = a.template matrix<float>(d.heads * d.qk_head_dim(), su_pad);
+      vp = a.template matrix<float>(d.heads * Su, dv_pad);
+      if (own_scores)
+        scores = a.template matrix<float>(exec.num_threads() * std::min(naive_block_rows, T), Su);
     }
   };
   /// Query rows per causal block of the naive forward: the rows [r0, r1) of a block read only the
-  /// keys [0, q_pos0 + r1), so a prefill of T tokens computes about (T + 128) / 2T of the full
+  /// keys [0, q_pos0 + r1), so a prefill of T tokens computes about (T + 64) / 2T of the full
   /// (T, Su) score and P.V products.
-  static constexpr std::int64_t naive_block_rows = 128;
+  static constexpr std::int64_t naive_block_rows = 64;
   static std::size_t naive_forward_workspace_bytes(host_executor const& exec, mla_dims const& d,
                                                    std::int64_t T, std::int64_t S) {
     nn::workspace_arena a;
@@ -130,9 +249,8 @@ struct mla_dispatch<host_executor> {
   static void naive_forward(host_executor const& exec, mla_dims const& d, matrix_view<float const> q,
                             matrix_view<float const> kv, matrix_view<float const> kr, std::int64_t q_pos0,
                             matrix_view<float> out, matrix_view<float> probs, std::span<std::byte> ws) {
-    using host_detail::block;
     std::int64_t const T = q.rows, Su = q_pos0 + T, H = d.heads;
-    std::int64_t const dn = d.qk_nope_head_dim, dr = d.qk_rope_head_dim, dv = d.v_head_dim;
+    std::int64_t const dn = d.qk_nope_head_dim, dr = d.qk_rope_head_dim, dv = d.v_head_dim, dk = dn + dr;
     if (T == 0) return;
     bool const own = probs.data == nullptr;
     nn::host_scratch owned;
@@ -140,30 +258,39 @@ struct mla_dispatch<host_executor> {
                                        "fp8moe::attention::mla_naive_forward");
     nn::workspace_arena arena(ws);
     naive_fwd_layout<nn::workspace_arena> l(arena, exec, d, T, Su, own);
-    for (std::int64_t h = 0; h < H; ++h) {
-      auto const p = own ? l.scores : block(probs, h * T, 0, T, Su);  // (T, Su)
-      auto const qh = block(q, 0, h * (dn + dr), T, dn + dr);         // (T, dn+dr) [q_nope | q_rope]
-      auto const v = block(kv, 0, h * (dn + dv) + dn, Su, dv);        // (Su, dv)
-      // keys (Su, dn+dr) = [k_nope_h | k_rope]: one product for both parts of the score
-      for (std::int64_t s = 0; s < Su; ++s) {
-        float const* kn = kv.data + s * kv.row_stride + h * (dn + dv) * kv.col_stride;
-        float const* krs = kr.data + s * kr.row_stride;
-        float* dst = l.keys.row(s);
-        for (std::int64_t c = 0; c < dn; ++c) dst[c] = kn[c * kv.col_stride];
-        for (std::int64_t c = 0; c < dr; ++c) dst[dn + c] = krs[c * kr.col_stride];
-      }
-      for (std::int64_t r0 = 0; r0 < T; r0 += naive_block_rows) {
-        std::int64_t const rows = std::min(naive_block_rows, T - r0), n = q_pos0 + r0 + rows;
-        auto const pb = block(p, r0, 0, rows, n);  // (rows, n): the keys these queries can see
-        nn::matmul(exec, block(qh, r0, 0, rows, dn + dr), nn::transposed(block(l.keys, 0, 0, n, dn + dr)), pb,
-                   {d.softmax_scale, 0.0f}, l.mm);
-        host_detail::causal_softmax(exec, pb, q_pos0 + r0, 1);
-        nn::matmul(exec, matrix_view<float const>(pb), block(v, 0, 0, n, dv),
-                   block(out, r0, h * dv, rows, dv), {}, l.mm);
-        if (!own && n < Su) host_detail::zero_cols(block(p, r0, 0, rows, Su), n);
+    std::int64_t const BR = std::min(naive_block_rows, T), blocks = ceil_div(T, BR), items = blocks * H;
+    int const threads = static_cast<int>(std::min<std::int64_t>(exec.num_threads(), items));
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+#if FP8MOE_HAS_OPENMP
+#pragma omp for schedule(static)
+#endif
+      for (std::int64_t h = 0; h < H; ++h)  // K_h^T = [k_nope_h | k_rope]^T (dk, Su); V_h (Su, dv)
+        host_detail::pack_head(kv, kr, h, dn, dr, dv, Su, l.kt.row(h * dk), l.su_pad, l.vp.row(h * Su),
+                               l.dv_pad);
+#if FP8MOE_HAS_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+      for (std::int64_t w = 0; w < items; ++w) {  // the last (widest) query blocks first
+        std::int64_t const b = blocks - 1 - w / H, h = w % H, r0 = b * BR, rows = std::min(BR, T - r0);
+#if FP8MOE_HAS_OPENMP
+        std::int64_t const me = omp_get_thread_num();
+#else
+        std::int64_t const me = 0;
+#endif
+        float* p = own ? l.scores.row(me * BR) : probs.row(h * T + r0);
+        std::int64_t const p_stride = own ? l.scores.row_stride : probs.row_stride;
+        host_detail::naive_block({q.row(r0) + h * dk, q.row_stride, rows, dk}, l.kt.row(h * dk), l.su_pad,
+                                 l.vp.row(h * Su), l.dv_pad, dv, q_pos0 + r0 + 1, d.softmax_scale, p,
+                                 p_stride, out.row(r0) + h * dv, out.row_stride);
+        if (!own)  // keys past the block's last visible one
+          host_detail::zero_cols({p, rows, Su, p_stride, 1}, q_pos0 + r0 + rows);
       }
     }
     if (!own) host_detail::zero_cols(probs, Su);
+    (void)threads;
   }
 
   // ---- naive backward: scratch = dP (T, Su) + matmul scratch
