@@ -45,7 +45,8 @@ struct training_recipe {
   //    128x1 (the gradient tile of the recipe, used transposed); E4M3 everywhere; FP32 scales
   fm::scaling::recipe fp8 = fm::scaling::deepseek_v3;
   // -- kept out of FP8 (§3.3): embedding, output head, router gate, norms, attention core; these
-  //    run in `other` (BF16 as DeepSeek; FP32 to compare)
+  //    run in `other` (BF16 as DeepSeek; FP32 to compare). With an FP8 GEMM kind this example runs
+  //    them in FP32 (see model_precision)
   gemm_precision other = gemm_precision::bf16;
   // -- optimizer (§3.3: FP32 master weights and gradients, BF16 moments; §4.2: AdamW 0.9/0.95/0.1)
   moment_dtype moments = moment_dtype::bf16;
@@ -62,11 +63,19 @@ struct training_recipe {
   // -- multi-token prediction (§2.2, §4.2: lambda 0.3 for the first 10T tokens, then 0.1)
   float mtp_lambda = 0.3f;
 
-  /// The model precision the forward runs in: fp8 when Fprop is FP8, else bf16 / fp32 as `other`
-  /// and Fprop say (dsv3::precision of params.hpp).
+  /// True when any of the three GEMM kinds is FP8 (the model then keeps FP32 parameters and quantizes
+  /// them per GEMM: dsv3::fp8_training; the GEMMs and ops not in FP8 run in FP32 there, since the
+  /// model's BF16 path needs BF16 parameters).
+  bool any_fp8() const {
+    return fprop == gemm_precision::fp8 || dgrad == gemm_precision::fp8 || wgrad == gemm_precision::fp8;
+  }
+  /// The precision of the model's parameters: fp32 with any FP8 GEMM (fp8_training quantizes them),
+  /// else bf16 when a GEMM kind or `other` is BF16, else fp32.
   precision model_precision() const {
-    if (fprop == gemm_precision::fp8) return precision::fp8;
-    return fprop == gemm_precision::bf16 || other == gemm_precision::bf16 ? precision::bf16 : precision::fp32;
+    if (any_fp8()) return precision::fp32;
+    bool const bf = fprop == gemm_precision::bf16 || dgrad == gemm_precision::bf16 ||
+                    wgrad == gemm_precision::bf16 || other == gemm_precision::bf16;
+    return bf ? precision::bf16 : precision::fp32;
   }
 
   /// This recipe with peak learning rate `peak_lr` (floor = peak / 10, DeepSeek's 2.2e-4 -> 2.2e-5

@@ -63,7 +63,8 @@ inline std::vector<named_tensor> master_tensors(params const& p) {
 
 /// The optimizer and loop state a checkpoint carries besides the weights.
 struct train_state {
-  std::int64_t step = 0;            // completed optimizer steps (skipped steps included)
+  std::int64_t step = 0;            // completed steps (skipped steps included)
+  std::int64_t updates = 0;         // AdamW updates applied (its bias-correction step count)
   std::uint64_t seed = 0;           // the run's seed (data sampler)
   std::uint64_t data_position = 0;  // batches drawn
   std::string recipe;               // the recipe's name
@@ -127,6 +128,7 @@ inline std::filesystem::path save_train_checkpoint(std::filesystem::path const& 
   }
   io::write_safetensors(tmp / "optimizer.safetensors", moments,
                         {{"step", std::to_string(st.step)},
+                         {"updates", std::to_string(st.updates)},
                          {"seed", std::to_string(st.seed)},
                          {"data_position", std::to_string(st.data_position)},
                          {"recipe", st.recipe},
@@ -183,6 +185,7 @@ inline std::pair<params, train_state> load_train_checkpoint(std::filesystem::pat
   };
   train_state st;
   st.step = std::stoll(get("step"));
+  st.updates = std::stoll(get("updates"));
   st.seed = std::stoull(get("seed"));
   st.data_position = std::stoull(get("data_position"));
   st.recipe = get("recipe");
