@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "fp8moe/attention/mla.hpp"
@@ -84,6 +85,19 @@ class temp_pool {
   std::size_t next_ = 0;
 };
 
+/// The FP8 training recipe's GEMM switches (issue 16; DeepSeek-V3 §3.3), for fp32 (master) parameters:
+/// the linear layers DeepSeek runs in FP8 (linear_weight::fp8_gemm: the attention projections, the
+/// dense, expert and shared-expert MLPs; never the router gate, LM head or MTP eh_proj) quantize on the
+/// fly with `recipe`: Fprop (1x128 activation tiles x 128x128 weight blocks, nn::fp8_linear), Dgrad
+/// (1x128 output-gradient tiles x the 128x128 blocks of W^T, nn::fp8_linear_dgrad), Wgrad (128x1 tiles
+/// of the output gradient and of the input along the tokens, nn::fp8_linear_wgrad); E4M3 and FP32
+/// promotion every 128 K. Off (the default): every product in the parameters' precision.
+struct fp8_training {
+  bool fprop = false, dgrad = false, wgrad = false;
+  fm::scaling::recipe recipe = fm::scaling::deepseek_v3;
+  bool any() const { return fprop || dgrad || wgrad; }
+};
+
 /// What every layer function needs: the executor, the precision, the FP8 recipe and a scratch buffer.
 struct context {
   fm::host_executor exec{};
@@ -93,6 +107,7 @@ struct context {
   std::vector<std::byte> scratch;  // grows to the largest request, then reused
   double core_seconds = 0;         // accumulated time of the MLA core calls
   temp_pool temps;                 // the backward's temporaries
+  fp8_training train{};            // the FP8 training recipe's GEMMs (fp32 parameters only)
 
   /// `bytes` of scratch (valid until the next call).
   std::span<std::byte> workspace(std::size_t bytes) {
@@ -108,13 +123,44 @@ inline void round_activation(context const& ctx, matrix_view<float> m) {
     for (std::int64_t c = 0; c < m.cols; ++c) m(r, c) = static_cast<float>(bfloat16_t(m(r, c)));
 }
 
+/// W (N,K), a float master weight, quantized with recipe.weight (128x128 blocks) and, with `transpose`,
+/// its exact transpose (what Dgrad reads), at the front of ctx's scratch; `extra` bytes follow (the
+/// returned span). For the FP8 training recipe (fp8_training).
+inline std::pair<fm::nn::fp8_weight<float8_e4m3_t>, std::span<std::byte>> quantize_master(
+    context& ctx, matrix_view<float const> w, bool transpose, std::size_t extra) {
+  auto const tile = ctx.train.recipe.weight.tile;
+  auto const carve = [&](fm::nn::workspace_arena& a) {
+    auto const q = a.quantized<float8_e4m3_t>(w.rows, w.cols, tile);
+    auto const qt =
+        transpose ? a.quantized<float8_e4m3_t>(w.cols, w.rows, fm::scaling::tile_shape{tile.cols, tile.rows})
+                  : fm::scaling::quantized_matrix_view<float8_e4m3_t>{};
+    return std::pair{q, qt};
+  };
+  fm::nn::workspace_arena count;
+  carve(count);
+  count.sub(extra);
+  fm::nn::workspace_arena a(ctx.workspace(count.bytes()));
+  auto const [q, qt] = carve(a);
+  if (transpose)
+    fm::nn::quantize_weight(ctx.exec, w, q, qt, ctx.train.recipe.weight);
+  else
+    fm::scaling::quantize(ctx.exec, w, ctx.train.recipe.weight, q);
+  return {fm::nn::fp8_weight<float8_e4m3_t>{q, qt}, a.sub(extra)};
+}
+
 /// y (R,N) = x (R,K) W^T in the weight's form: float sgemm (nn::matmul), bf16 GEMM with FP32
 /// accumulation (x rounded to bf16 on the way in), or FP8 (nn::fp8_linear: x quantized 1x128 with
-/// ctx.recipe, 128x128 weight blocks, FP32 promotion every 128 K). y is overwritten (may be strided).
+/// ctx.recipe, 128x128 weight blocks, FP32 promotion every 128 K); with ctx.train.fprop, an fp8_gemm
+/// float weight is quantized on the fly (fp8_training). y is overwritten (may be strided).
 inline void linear(context& ctx, matrix_view<float const> x, linear_weight const& w, matrix_view<float> y) {
   if (x.rows == 0) return;
   auto const& ex = ctx.exec;
-  if (w.f32.data) {
+  if (w.f32.data && w.fp8_gemm && ctx.train.fprop) {  // the FP8 training recipe's Fprop
+    auto const [fw, ws] = quantize_master(
+        ctx, w.f32, false,
+        fm::nn::workspace_bytes(ex, fm::nn::linear_shape{x.rows, w.rows, x.cols}, ctx.train.recipe));
+    fm::nn::fp8_linear(ex, x, fw, y, ws, ctx.train.recipe);
+  } else if (w.f32.data) {
     auto const ws = ctx.workspace(fm::nn::workspace_bytes(ex, fm::nn::matmul_shape{x.rows, w.rows, x.cols}));
     fm::nn::matmul(ex, x, fm::nn::transposed(matrix_view<float const>(w.f32)), y, {}, ws);
   } else if (w.bf16.data) {
@@ -367,8 +413,9 @@ inline void moe_forward(context& ctx, moe_params const& w, fm::moe::router_confi
 /// The backward of `linear` (y = x W^T). dw (N,K) += dy^T x (FP32; ACCUMULATES). dx (R,K) = dy W,
 /// WRITTEN, or ADDED with `accumulate_dx` (an x that feeds several linears); dx may be empty (no input
 /// gradient wanted). Weight forms: fp32 (sgemm), bf16 (Dgrad as a BF16 GEMM with dy rounded to bf16,
-/// FP32 accumulation; Wgrad in FP32 over the bf16-valued activations). An fp8 weight has no master copy
-/// to train: an fp8moe::error (train from fp32/bf16 parameters).
+/// FP32 accumulation; Wgrad in FP32 over the bf16-valued activations); with ctx.train.dgrad / .wgrad an
+/// fp8_gemm float weight runs Dgrad / Wgrad in FP8 (fp8_training). An fp8 weight has no master copy to
+/// train: an fp8moe::error (train from fp32/bf16 parameters).
 inline void linear_backward(context& ctx, matrix_view<float const> x, linear_weight const& w,
                             matrix_view<float const> dy, matrix_view<float> dx, bool accumulate_dx,
                             matrix_view<float> dw) {
@@ -380,14 +427,47 @@ inline void linear_backward(context& ctx, matrix_view<float const> x, linear_wei
   fm::require(dw.rows == w.rows && dw.cols == w.cols, where, "dw", "the weight's shape (N, K)");
   fm::require(dx.data == nullptr || (dx.rows == x.rows && dx.cols == x.cols), where, "dx",
               "empty or x's shape (R, K)");
+  fm::require(!ctx.train.any() || w.bf16.data == nullptr, where, "ctx.train",
+              "fp32 parameters for the FP8 training recipe (its master weights)");
   if (x.rows == 0) return;
   auto const& ex = ctx.exec;
   std::int64_t const R = x.rows, N = w.rows, K = w.cols;
-  {  // Wgrad: dw (N,K) += dy^T (N,R) x (R,K)
+  bool const fp8 = w.fp8_gemm && w.f32.data;
+  if (fp8 && ctx.train.wgrad) {  // FP8 Wgrad: dw += dy^T x, 128x1 tiles of dy and x along the tokens
+    // The transposed operands (N,R), (K,R) need 16-byte rows: R rounded up to 16 with zero rows (an
+    // expert's few tokens), which add nothing to the product nor to any tile's amax.
+    std::int64_t const Rp = fm::round_up<std::int64_t>(R, 16);
+    auto const mark = ctx.temps.mark();
+    matrix_view<float const> dyp = dy, xp = x;
+    if (Rp != R) {
+      auto const a = ctx.temps.zeros(Rp, N), b = ctx.temps.zeros(Rp, K);
+      for (std::int64_t r = 0; r < R; ++r) {
+        for (std::int64_t c = 0; c < N; ++c) a(r, c) = dy(r, c);
+        for (std::int64_t c = 0; c < K; ++c) b(r, c) = x(r, c);
+      }
+      dyp = a, xp = b;
+    }
+    auto const ws =
+        ctx.workspace(fm::nn::workspace_bytes(ex, fm::nn::linear_shape{Rp, N, K}, ctx.train.recipe));
+    fm::nn::fp8_linear_wgrad(ex, dyp, xp, dw, true, ws, ctx.train.recipe);
+    ctx.temps.release(mark);
+  } else {  // Wgrad: dw (N,K) += dy^T (N,R) x (R,K)
     auto const ws = ctx.workspace(fm::nn::workspace_bytes(ex, fm::nn::matmul_shape{N, K, R}));
     fm::nn::matmul(ex, fm::nn::transposed(dy), x, dw, {.alpha = 1.0f, .beta = 1.0f}, ws);
   }
   if (dx.data == nullptr) return;
+  if (fp8 && ctx.train.dgrad) {  // FP8 Dgrad: dx = dy W, 1x128 tiles of dy, the 128x128 blocks of W^T
+    auto const mark = ctx.temps.mark();
+    auto const out = accumulate_dx ? ctx.temps.matrix(R, K) : dx;
+    auto const [fw, ws] = quantize_master(
+        ctx, w.f32, true, fm::nn::workspace_bytes(ex, fm::nn::linear_shape{R, N, K}, ctx.train.recipe));
+    fm::nn::fp8_linear_dgrad(ex, dy, fw, out, ws, ctx.train.recipe);
+    if (accumulate_dx)
+      for (std::int64_t r = 0; r < R; ++r)
+        for (std::int64_t c = 0; c < K; ++c) dx(r, c) += out(r, c);
+    ctx.temps.release(mark);
+    return;
+  }
   float const beta = accumulate_dx ? 1.0f : 0.0f;
   std::size_t const need = fm::nn::workspace_bytes(ex, fm::nn::matmul_shape{R, K, N});
   if (w.f32.data) {  // Dgrad: dx (R,K) = dy (R,N) W (N,K)

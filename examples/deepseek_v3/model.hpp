@@ -25,6 +25,7 @@ struct model_options {
   mla_form attention = mla_form::naive;                    // naive or absorbed MLA (same logits)
   fm::scaling::recipe fp8_recipe = deepseek_v3_inference;  // precision fp8: DeepSeek's act_quant (default)
                                                            // or deepseek_v3_training (DeepGEMM's quantizer)
+  fp8_training train{};  // the FP8 training recipe's Fprop/Dgrad/Wgrad switches (fp32 parameters)
   fm::host_executor exec{};
 };
 
@@ -39,6 +40,9 @@ class model {
     ctx_.prec = p_.prec;
     ctx_.recipe = o.fp8_recipe;
     ctx_.attention = o.attention;
+    ctx_.train = o.train;
+    fm::require(!o.train.any() || p_.prec == precision::fp32, "dsv3::model", "options.train",
+                "fp32 parameters (the FP8 training recipe quantizes float master weights)");
   }
 
   fm::io::deepseek_v3_config const& config() const { return p_.cfg; }

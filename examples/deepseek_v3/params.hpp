@@ -70,6 +70,8 @@ struct linear_weight {
   fm::scaling::quantized_matrix_view<float8_e4m3_t>
       fp8{};                        // (out, in) E4M3 + scale_inv (ceil(out/128), ceil(in/128))
   std::int64_t rows = 0, cols = 0;  // out, in
+  bool fp8_gemm = false;            // DeepSeek runs this product in FP8 (stored F8_E4M3 in the checkpoint;
+                                    // the FP8 training recipe quantizes it, see dsv3::fp8_training)
 };
 
 /// A norm weight (C) or a bias (E): float, values rounded to bf16 in precision bf16.
@@ -175,6 +177,7 @@ class binder {
   void linear(linear_weight& w, std::string name, std::int64_t r, std::int64_t c, bool fp8) {
     w = {};
     w.rows = r, w.cols = c;
+    w.fp8_gemm = fp8;
     precision const form = fp8 ? p_.prec : precision::fp32;
     if (form == precision::fp32) {
       w.f32 = fm::make_matrix(a_.take<float>(r * c), r, c);
@@ -195,14 +198,15 @@ class binder {
                    std::string name_b, std::int64_t r, std::int64_t c) {
     a = {}, b = {}, both = {};
     a.rows = b.rows = r, a.cols = b.cols = c;
+    a.fp8_gemm = b.fp8_gemm = true;
     if (p_.prec == precision::fp32) {
       float* d = a_.take<float>(2 * r * c);
       a.f32 = fm::make_matrix(d, r, c), b.f32 = fm::make_matrix(d ? d + r * c : d, r, c);
-      both = {.f32 = fm::make_matrix(d, 2 * r, c), .rows = 2 * r, .cols = c};
+      both = {.f32 = fm::make_matrix(d, 2 * r, c), .rows = 2 * r, .cols = c, .fp8_gemm = true};
     } else if (p_.prec == precision::bf16) {
       bfloat16_t* d = a_.take<bfloat16_t>(2 * r * c);
       a.bf16 = fm::make_matrix(d, r, c), b.bf16 = fm::make_matrix(d ? d + r * c : d, r, c);
-      both = {.bf16 = fm::make_matrix(d, 2 * r, c), .rows = 2 * r, .cols = c};
+      both = {.bf16 = fm::make_matrix(d, 2 * r, c), .rows = 2 * r, .cols = c, .fp8_gemm = true};
     } else {
       auto const t = weight_block_recipe.tile;
       std::int64_t const sr = fm::scaling::scale_rows(t, r), sc = fm::scaling::scale_cols(t, c);
@@ -213,7 +217,8 @@ class binder {
       if (r % t.rows == 0)
         both = {.fp8 = {fm::make_matrix(d, 2 * r, c), fm::make_matrix(s, 2 * sr, sc), t},
                 .rows = 2 * r,
-                .cols = c};
+                .cols = c,
+                .fp8_gemm = true};
     }
     add({std::move(name_a), {r, c}, &a, true, nullptr});
     add({std::move(name_b), {r, c}, &b, true, nullptr});
