@@ -570,7 +570,8 @@ TEST_CASE(
   for (float& f : rnd) f = fp8moe::bit_cast<float>(static_cast<std::uint32_t>(g()));
   for (host_isa const isa : isas_under_test()) {
     CAPTURE(host_isa_name(isa));
-    for (float const k : {1.0f, 448.0f / 3.0f, 448.0f / 1e-4f, 0.0078125f, 3.1f, 1e-30f}) {
+    for (float const k : {1.0f, 448.0f / 3.0f, 448.0f / 1e-4f, 0.0078125f, 3.1f, 1e-30f, 0x1p120f, 0x1p121f,
+                          0x1p113f, 0x1p-100f}) {
       for (bool const divide : {false, true}) {
         tile_scale const s = divide ? tile_scale{1.0f / k, 1.0f / k, true} : tile_scale{k, 1.0f / k, false};
         CAPTURE(k);

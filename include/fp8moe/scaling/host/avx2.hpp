@@ -59,6 +59,39 @@ FP8MOE_SCALING_AVX2_TARGET inline __m256i encode16_bf16_avx2(__m256i x, __m256 k
   return _mm256_or_si256(w, _mm256_and_si256(_mm256_srli_epi16(x, 8), _mm256_set1_epi16(0x80)));
 }
 
+/// Codes (sign included) of 16 bf16 x under a power-of-two scale (e7 = e << 7 per 16-bit lane)
+/// as 16-bit lanes: encode32_pow2_avx512's 16-bit encode; `slow` gets all-ones in the lanes it
+/// cannot encode (below the FP8 normal range).
+template <fp8_format F>
+FP8MOE_SCALING_AVX2_TARGET inline __m256i encode16_pow2_avx2(__m256i x, __m256i e7, __m256i& slow) {
+  using P = pow2_encode_constants<F>;
+  __m256i const a = _mm256_and_si256(x, _mm256_set1_epi16(0x7FFF));
+  __m256i const y = _mm256_add_epi16(a, e7);
+  __m256i const zero = _mm256_cmpeq_epi16(a, _mm256_setzero_si256());
+  slow = _mm256_andnot_si256(zero, _mm256_cmpgt_epi16(_mm256_set1_epi16(P::min_normal), y));
+  __m256i const odd = _mm256_and_si256(_mm256_srli_epi16(y, P::shift), _mm256_set1_epi16(1));
+  __m256i const t = _mm256_add_epi16(_mm256_add_epi16(y, _mm256_set1_epi16(P::addend)), odd);
+  __m256i const c = _mm256_andnot_si256(zero, _mm256_srli_epi16(t, P::shift));
+  return _mm256_or_si256(c, _mm256_and_si256(_mm256_srli_epi16(x, 8), _mm256_set1_epi16(0x80)));
+}
+
+/// 32 codes of bf16 src under power-of-two scales (e7 of elements 0-15 and 16-31) into dst;
+/// false (nothing written) when a lane needs the 32-bit encode.
+template <fp8_format F>
+FP8MOE_SCALING_AVX2_TARGET inline bool encode32_pow2_avx2(void const* src, __m256i e7_0, __m256i e7_1,
+                                                          std::uint8_t* dst) {
+  __m256i const* const p = static_cast<__m256i const*>(src);
+  __m256i s0, s1;
+  __m256i const c0 = encode16_pow2_avx2<F>(_mm256_loadu_si256(p), e7_0, s0);
+  __m256i const c1 = encode16_pow2_avx2<F>(_mm256_loadu_si256(p + 1), e7_1, s1);
+  __m256i const slow = _mm256_or_si256(s0, s1);
+  if (!_mm256_testz_si256(slow, slow)) return false;
+  // packus_epi16: qwords [0-7, 16-23 | 8-15, 24-31] -> element order
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst),
+                      _mm256_permute4x64_epi64(_mm256_packus_epi16(c0, c1), 0xD8));
+  return true;
+}
+
 /// 32 codes of 32 elements at src into dst. Scales k[0..3]: float, per lane of the 8-element
 /// groups; bf16, per lane of the two interleaved halves (encode16_bf16_avx2) of each 16.
 template <fp8_format F, bool Divide, bool Clamp, class In>
@@ -94,8 +127,16 @@ FP8MOE_SCALING_AVX2_TARGET inline void encode_span_avx2(In const* src, std::uint
   __m256 k[4];
   std::int64_t i = begin;
   for (; i + 32 <= end; i += 32) {
+    float s[4];  // scale.at is a forward cursor: each group's scale is read once, in order
     for (int g = 0; g < 4; ++g)
-      k[g] = std::is_same_v<In, float> || g % 2 == 0 ? _mm256_set1_ps(scale.at(i + g * group)) : k[g - 1];
+      s[g] = std::is_same_v<In, float> || g % 2 == 0 ? scale.at(i + g * group) : s[g - 1];
+    if constexpr (!std::is_same_v<In, float> && !Clamp) {  // power-of-two scales: the 16-bit encode
+      std::int16_t e0, e1;
+      if (pow2_encode_shift<F, Divide>(s[0], e0) && pow2_encode_shift<F, Divide>(s[2], e1) &&
+          encode32_pow2_avx2<F>(src + i, _mm256_set1_epi16(e0), _mm256_set1_epi16(e1), dst + i))
+        continue;
+    }
+    for (int g = 0; g < 4; ++g) k[g] = _mm256_set1_ps(s[g]);
     encode32_avx2<F, Divide, Clamp>(src + i, k, over, dst + i);
   }
   if (i < end) {
@@ -158,11 +199,22 @@ FP8MOE_SCALING_AVX2_TARGET void encode_rows_avx2(In const* src, std::int64_t src
   __m256 kv[4][4];
   std::int64_t const full = nc / 32 * 32;
   for (std::int64_t c = 0; c < nc; c += 32) column_scales32_avx2<In>(kk + c, kv[c / 32]);
+  // power-of-two scales on every whole-32 column (bf16, plain): the 16-bit encode, e << 7 per column
+  __m256i ev[8];
+  bool pow2 = !std::is_same_v<In, float> && !Clamp;
+  if constexpr (!std::is_same_v<In, float> && !Clamp) {
+    alignas(32) std::int16_t e7[128];
+    for (std::int64_t c = 0; c < full && pow2; ++c) pow2 = pow2_encode_shift<F, Divide>(kk[c], e7[c]);
+    if (pow2)
+      for (std::int64_t g = 0; g < full / 16; ++g)
+        ev[g] = _mm256_load_si256(reinterpret_cast<__m256i const*>(e7 + 16 * g));
+  }
   for (std::int64_t j = 0; j < nr; ++j) {
     In const* const s = src + j * src_stride;
     std::uint8_t* const d = dst + j * dst_stride;
     for (std::int64_t c = 0; c < full; c += 32)
-      encode32_avx2<F, Divide, Clamp>(s + c, kv[c / 32], over, d + c);
+      if (!pow2 || !encode32_pow2_avx2<F>(s + c, ev[c / 16], ev[c / 16 + 1], d + c))
+        encode32_avx2<F, Divide, Clamp>(s + c, kv[c / 32], over, d + c);
     if (full < nc) {
       alignas(32) In x[32] = {};
       alignas(32) std::uint8_t q[32];

@@ -71,6 +71,41 @@ FP8MOE_SCALING_AVX512_TARGET inline __m512i pack32_avx512(__m512i c0, __m512i c1
     return w;
 }
 
+/// Codes (sign included) of 32 bf16 x under a power-of-two scale (e7 = e << 7 per 16-bit lane,
+/// pow2_encode_shift) as 16-bit lanes in element order: the 16-bit encode of
+/// pow2_encode_constants, valid where the tile is plain; `slow` gets the lanes it cannot encode
+/// (below the FP8 normal range: encode them with encode16_avx512).
+template <fp8_format F>
+FP8MOE_SCALING_AVX512_TARGET inline __m512i encode32_pow2_avx512(__m512i x, __m512i e7, __mmask32& slow) {
+  using P = pow2_encode_constants<F>;
+  __m512i const a = _mm512_and_si512(x, _mm512_set1_epi16(0x7FFF));
+  __m512i const y = _mm512_add_epi16(a, e7);
+  __mmask32 const nonzero = _mm512_test_epi16_mask(a, a);
+  slow = _mm512_mask_cmplt_epi16_mask(nonzero, y, _mm512_set1_epi16(P::min_normal));
+  __mmask32 const odd = _mm512_test_epi16_mask(y, _mm512_set1_epi16(1 << P::shift));
+  __m512i t = _mm512_add_epi16(y, _mm512_set1_epi16(P::addend));
+  t = _mm512_mask_add_epi16(t, odd, t, _mm512_set1_epi16(1));
+  __m512i const c = _mm512_maskz_srli_epi16(nonzero, t, P::shift);
+  // c | (x >> 8 & 0x80)
+  return _mm512_ternarylogic_epi32(c, _mm512_srli_epi16(x, 8), _mm512_set1_epi16(0x80), 0xF8);
+}
+
+/// 64 codes of bf16 src under power-of-two scales (e7 of elements 0-31 and 32-63) into dst;
+/// false (nothing written) when a lane needs the 32-bit encode.
+template <fp8_format F>
+FP8MOE_SCALING_AVX512_TARGET inline bool encode64_pow2_avx512(void const* src, __m512i e7_0, __m512i e7_1,
+                                                              std::uint8_t* dst) {
+  __mmask32 s0, s1;
+  __m512i const c0 = encode32_pow2_avx512<F>(_mm512_loadu_si512(src), e7_0, s0);
+  __m512i const c1 =
+      encode32_pow2_avx512<F>(_mm512_loadu_si512(static_cast<std::uint16_t const*>(src) + 32), e7_1, s1);
+  if ((s0 | s1) != 0) return false;
+  // packus_epi16 interleaves 8-byte groups of c0 and c1 per lane; vpermq puts them back
+  _mm512_storeu_si512(
+      dst, _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packus_epi16(c0, c1)));
+  return true;
+}
+
 /// Encodes elements [begin, end) src -> dst; `scale.at(i)` gives the scale of the group of
 /// elements starting at i (32 for bf16, whose two 16-lane halves interleave; 16 for float), so every
 /// group must lie inside one tile.
@@ -82,12 +117,21 @@ FP8MOE_SCALING_AVX512_TARGET inline void encode_span_avx512(In const* src, std::
   __m512i const sign = _mm512_set1_epi8(static_cast<char>(0x80));
   std::int64_t i = begin;
   for (; i + 64 <= end; i += 64) {
+    // scale.at is a forward cursor: each group's scale is read once, in order
+    float const s0 = scale.at(i), s1 = bf16 ? s0 : scale.at(i + 16);
+    float const s2 = scale.at(i + 32), s3 = bf16 ? s2 : scale.at(i + 48);
+    if constexpr (bf16 && !Clamp) {  // power-of-two scales: the 16-bit encode where it applies
+      std::int16_t e0, e1;
+      if (pow2_encode_shift<F, Divide>(s0, e0) && pow2_encode_shift<F, Divide>(s2, e1) &&
+          encode64_pow2_avx512<F>(src + i, _mm512_set1_epi16(e0), _mm512_set1_epi16(e1), dst + i))
+        continue;
+    }
     __m512 f0, f1, f2, f3;
     __mmask32 n0, n1;
     load32_avx512(src + i, f0, f1, n0);
     load32_avx512(src + i + 32, f2, f3, n1);
-    __m512 const k0 = _mm512_set1_ps(scale.at(i)), k1 = bf16 ? k0 : _mm512_set1_ps(scale.at(i + 16));
-    __m512 const k2 = _mm512_set1_ps(scale.at(i + 32)), k3 = bf16 ? k2 : _mm512_set1_ps(scale.at(i + 48));
+    __m512 const k0 = _mm512_set1_ps(s0), k1 = _mm512_set1_ps(s1);
+    __m512 const k2 = _mm512_set1_ps(s2), k3 = _mm512_set1_ps(s3);
     __m512i const w0 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, k0, over),
                                          encode16_avx512<F, Divide, Clamp>(f1, k1, over));
     __m512i const w1 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f2, k2, over),
@@ -194,10 +238,20 @@ FP8MOE_SCALING_AVX512_TARGET void encode_rows_avx512(In const* src, std::int64_t
       kv[2 * g + 1] = _mm512_permutex2var_ps(a, _mm512_add_epi32(lo, _mm512_set1_epi32(4)), b);
     }
   }
+  // power-of-two scales on every column (bf16, plain): the 16-bit encode, e << 7 per column
+  __m512i ev[4];
+  bool pow2 = !std::is_same_v<In, float> && !Clamp;
+  if constexpr (!std::is_same_v<In, float> && !Clamp) {
+    alignas(64) std::int16_t e7[128];
+    for (std::int64_t c = 0; c < 64 * nc64 && pow2; ++c) pow2 = pow2_encode_shift<F, Divide>(k[c], e7[c]);
+    if (pow2)
+      for (std::int64_t g = 0; g < 2 * nc64; ++g) ev[g] = _mm512_load_si512(e7 + 32 * g);
+  }
   for (std::int64_t j = 0; j < nr; ++j) {
     In const* const s = src + j * src_stride;
     std::uint8_t* const d = dst + j * dst_stride;
     for (std::int64_t c = 0; c < 64 * nc64; c += 64) {
+      if (pow2 && encode64_pow2_avx512<F>(s + c, ev[c / 32], ev[c / 32 + 1], d + c)) continue;
       __m512 f0, f1, f2, f3;
       __mmask32 n0, n1;
       load32_avx512(s + c, f0, f1, n0);

@@ -165,6 +165,35 @@ struct encode_constants {
   static constexpr std::int32_t magic_bits = (127 + 1 - F::bias - F::mantissa_bits + 23) << 23;
 };
 
+/// The 16-bit encode of bf16 inputs under a power-of-two scale 2^e (both kernel families): |x| *
+/// 2^e is exact, so its float bits are (|x| bits + e << 7) << 16 while it stays a normal float,
+/// and the round-to-nearest-even of encode_constants works on the top 16 bits alone: normal code
+/// = (y16 + addend + odd) >> shift with y16 = |x| bits + e << 7. Lanes whose y16 lies below
+/// min_normal (FP8 subnormal results, bf16 subnormal inputs) go through the 32-bit encode; zero
+/// inputs give code 0. max_e keeps every bf16 subnormal (|x| bits <= 0x7F) below min_normal.
+template <fp8_format F>
+struct pow2_encode_constants {
+  static constexpr int shift = 7 - F::mantissa_bits;
+  static constexpr std::int16_t addend =
+      static_cast<std::int16_t>(((1 << (shift - 1)) - 1) - ((127 - F::bias) << 7));
+  static constexpr std::int16_t min_normal = static_cast<std::int16_t>((127 + 1 - F::bias) << 7);
+  static constexpr int max_e = 127 - F::bias;
+};
+
+/// Whether the encode of a tile with scale k (`Divide`: y = x / k, else x * k) may run the 16-bit
+/// power-of-two encode: k a normal power of two whose exponent e (y = x * 2^e) is at most
+/// pow2_encode_constants<F>::max_e; `e7` gets e << 7.
+template <fp8_format F, bool Divide>
+FP8MOE_SCALING_FORCE_INLINE inline bool pow2_encode_shift(float k, std::int16_t& e7) {
+  std::uint32_t const b = fp8moe::bit_cast<std::uint32_t>(k);
+  int const exp = static_cast<int>(b >> 23);
+  if ((b & 0x007FFFFFu) != 0 || exp == 0 || exp >= 255) return false;  // also rejects k < 0
+  int const e = Divide ? 127 - exp : exp - 127;
+  if (e > pow2_encode_constants<F>::max_e) return false;
+  e7 = static_cast<std::int16_t>(e * 128);
+  return true;
+}
+
 /// FP8 decode constants for the arithmetic decode of both kernel families: for |code| = mag,
 /// normal values are float bits (mag << shift) + rebias, subnormals mag * sub_step (exact); the
 /// inf code (E5M2) and the NaN codes are selected apart, with the decode table's bits (NaN:
