@@ -11,6 +11,7 @@
 #include <cstring>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fp8moe/attention/mla.hpp"
@@ -494,16 +495,18 @@ TEST_CASE("mla_forward / mla_backward: bad input throws fp8moe::error naming the
 TEST_CASE(
     "attention::workspace_bytes: exactly the query runs mla_forward / mla_backward, one byte less is "
     "refused") {
-  std::int64_t const T = 4;
   rope_holder rh;
   auto const d = layer_dims();
-  auto const pos = positions(T);
   host_executor const ex{2};
   auto const same = [](std::vector<float> const& a, std::vector<float> const& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
   };
-  for (std::int64_t ql : {5, 0}) {
+  // several T: a query that carved another op's layout could still be large enough at one size
+  for (auto const& tq : {std::pair<std::int64_t, std::int64_t>{4, 5}, {4, 0}, {5, 5}, {12, 0}}) {
+    std::int64_t const T = tq.first, ql = tq.second;
+    CAPTURE(T);
     CAPTURE(ql);
+    auto const pos = positions(T);
     layer L(ql, 130 + ql);
     auto const w = L.weights();
     auto const x = test::random_normal(T * C, 1.0f, 131);
@@ -535,7 +538,7 @@ TEST_CASE(
     struct grads {
       std::vector<float> dx, dwq, dwq_a, dq_norm, dwq_b, dwkv_a, dkv_norm, dwkv_b, dwo;
       at::mla_grads g;
-      grads(layer const& L, std::int64_t ql)
+      grads(layer const& L, std::int64_t ql, std::int64_t T)
           : dx(T * C),
             dwq(L.wq.size()),
             dwq_a(L.wq_a.size()),
@@ -558,7 +561,7 @@ TEST_CASE(
         g.dwo = make_matrix(dwo.data(), C, H * DV);
       }
     };
-    grads g0(L, ql), g1(L, ql);
+    grads g0(L, ql, T), g1(L, ql, T);
     auto const run = [&](grads& g, std::span<std::byte> ws) {
       at::mla_backward(ex, d, w, rh.table(), pos, xv, saved, make_matrix(dout.data(), T, C),
                        make_matrix(g.dx.data(), T, C), g.g, ws);
@@ -572,12 +575,12 @@ TEST_CASE(
     CHECK(same(g1.dwkv_b, g0.dwkv_b));
     CHECK(same(g1.dwo, g0.dwo));
     ws.pop_back();
-    grads g2(L, ql);
+    grads g2(L, ql, T);
     CHECK_THROWS_WITH_AS(run(g2, ws), doctest::Contains("argument 'workspace'"), fp8moe::error);
     for (float v : g2.dx) REQUIRE(v == 0.0f);
   }
   CHECK_THROWS_WITH_AS(
-      at::workspace_bytes(ex, at::mla_layer_shape<float>{d, -1, C, T, T, at::mla_form::naive}),
+      at::workspace_bytes(ex, at::mla_layer_shape<float>{d, -1, C, 4, 4, at::mla_form::naive}),
       doctest::Contains("argument 'shape.ql'"), fp8moe::error);
   CHECK_THROWS_WITH_AS(at::workspace_bytes(ex, at::mla_layer_backward_shape<float>{d, 5, C, -3}),
                        doctest::Contains("argument 'shape.T'"), fp8moe::error);
