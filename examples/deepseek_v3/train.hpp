@@ -440,9 +440,9 @@ inline int run_train(train_args const& a) {
   o.log_every = a.log_every;
   o.load_every = a.log_every > 0 ? 5 * a.log_every : 0;
   token_corpus corpus = read_corpus(a.data);
-  std::printf("data: %s: %zu training + %zu held-out byte tokens\n", a.data.c_str(), corpus.train.size(),
-              corpus.heldout.size());
-  trainer t(o, std::move(corpus));
+  std::size_t const n_train = corpus.train.size(), n_held = corpus.heldout.size();
+  trainer t(o, std::move(corpus));  // every argument checked before anything is printed or written
+  std::printf("data: %s: %zu training + %zu held-out byte tokens\n", a.data.c_str(), n_train, n_held);
   auto const t0 = std::chrono::steady_clock::now();
   auto const rs = t.run();
   double const secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
