@@ -8,6 +8,9 @@
 //   deepseek_v3 generate --model DIR (--prompt-tokens 1,2,3|@FILE | --prompt TEXT) --max-new N
 //                        [--speculative [--draft-depth D]] [--temperature T --top-k K --top-p P --seed S]
 //                        [--eos ID] [--precision fp32|bf16|fp8]
+//   deepseek_v3 train --config tiny|nano|DIR --data FILE --steps N --batch B --seq S
+//                     --precision fp8|bf16|fp32 --out DIR [--resume DIR] [--seed S] [--lr LR]
+//                     [--stop-after K]
 // Exit status 0 on success; on any error one line "deepseek_v3: error: ..." on stderr and exit 1
 // (bad arguments: 2).
 #include <CLI/CLI.hpp>
@@ -36,6 +39,7 @@
 #include "model.hpp"
 #include "mtp_layer.hpp"
 #include "tokenizer.hpp"
+#include "train.hpp"
 
 namespace {
 
@@ -342,6 +346,37 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 30));
   generate->add_option("--precision", gen.precision, "fp32 | bf16 | fp8")->capture_default_str();
 
+  dsv3::train_args tr;
+#ifdef DSV3_DEFAULT_CORPUS
+  tr.data = DSV3_DEFAULT_CORPUS;  // the corpus the build generates (the repository's docs and headers)
+#endif
+  auto* train = app.add_subcommand("train", "train a model (byte-level tokens from a text file)");
+  train->add_option("--config", tr.config, "tiny | nano | a config.json | a checkpoint directory")
+      ->capture_default_str();
+  train->add_option("--data", tr.data, "a text file (default: the corpus built with the example)");
+  train->add_option("--steps", tr.steps, "optimizer steps of the run")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40))
+      ->capture_default_str();
+  train->add_option("--batch", tr.batch, "sequences per step")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
+      ->capture_default_str();
+  train->add_option("--seq", tr.seq, "tokens per sequence")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
+      ->capture_default_str();
+  train->add_option("--precision", tr.precision, "the recipe: fp8 | bf16 | fp32")->capture_default_str();
+  train->add_option("--out", tr.out, "output directory (checkpoints, loss.csv, loss.svg)")->required();
+  train->add_option("--resume", tr.resume, "continue a run from its --out directory (bit-exactly)");
+  train->add_option("--seed", tr.seed, "seed of the initial weights and the data order")
+      ->capture_default_str();
+  train->add_option("--lr", tr.lr, "peak learning rate (warm-up 10%, cosine to lr/10)")
+      ->check(CLI::Range(1e-8f, 0.999f))
+      ->capture_default_str();
+  train->add_option("--stop-after", tr.stop_after, "stop after this step (checkpointed) as if interrupted");
+  train->add_option("--eval-every", tr.eval_every, "held-out loss every N steps")->capture_default_str();
+  train->add_option("--save-every", tr.save_every, "checkpoint every N steps (0: at the end)")
+      ->capture_default_str();
+  train->add_option("--log-every", tr.log_every, "a progress line every N steps")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (CLI::CallForHelp const& e) {
@@ -356,6 +391,7 @@ int main(int argc, char** argv) {
     if (*init) return run_init(init_config, init_out, init_dtype, init_seed);
     if (*logits) return run_logits(logits_model, logits_tokens, logits_out, logits_precision, logits_mtp_out);
     if (*generate) return run_generate(gen);
+    if (*train) return dsv3::run_train(tr);
     return run_info(info_model, info_config, info_context);
   } catch (std::exception const& e) {
     std::fprintf(stderr, "deepseek_v3: error: %s\n", e.what());
