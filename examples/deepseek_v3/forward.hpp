@@ -235,6 +235,9 @@ struct backward_options {
   /// The sequence balance loss (DeepSeek-V3 Eq. 17-20) of every MoE layer, weight alpha (0: off), over
   /// sequences of sequence_length tokens (0: all T tokens are one sequence).
   fm::moe::sequence_balance_config balance{.alpha = 0.0f};
+  /// lambda of the MTP loss term (DeepSeek-V3: 0.3, later 0.1; model::backward, backward.hpp), when
+  /// the config has MTP layers; 0: off.
+  float mtp_weight = 0.0f;
   std::int32_t ignore_index = -100;  // targets equal to it add no loss
 };
 
@@ -242,7 +245,8 @@ struct backward_options {
 struct loss_terms {
   double main = 0;     // mean cross-entropy of the logits over the valid targets
   double balance = 0;  // sum over the MoE layers of the sequence balance loss (alpha included)
-  double total() const { return main + balance; }
+  double mtp = 0;      // the MTP term (lambda included)
+  double total() const { return main + balance + mtp; }
 };
 
 /// The backward of block_forward: dres (T,H) holds dL/d(this block's output h + ffn_out) on entry and
@@ -267,15 +271,10 @@ inline void block_backward(context& ctx, layer_params const& w, rope_state const
   ctx.temps.release(mark);
 }
 
-/// The backward of forward() over the same acts (the forward must have run on acts.ids): the loss is the
-/// mean cross-entropy of acts.logits against targets (T) over the rows whose target is not
-/// o.ignore_index, plus the balance term when o.balance.alpha > 0. Every gradient of g (make_gradients)
-/// ACCUMULATES (zero_gradients first for one step's gradient). d_embedded (T,H), when non-empty,
-/// receives dL/d(embedding output) (WRITTEN). Cross-entropy (nn) -> LM head -> final norm -> blocks in
-/// reverse -> embedding (nn::embedding_backward). Returns the loss terms (of the forward's values).
-inline loss_terms backward(context& ctx, params const& p, rope_state const& rope, activations const& acts,
-                           std::span<std::int32_t const> targets, params const& g,
-                           backward_options const& o = {}, matrix_view<float> d_embedded = {}) {
+/// The argument checks of backward() (before anything is written): targets (T) ids in [0, vocab) or
+/// o.ignore_index, g gradients of this config (make_gradients), d_embedded empty or (T, H).
+inline void check_backward(params const& p, activations const& acts, std::span<std::int32_t const> targets,
+                           params const& g, backward_options const& o, matrix_view<float> d_embedded) {
   constexpr char const* where = "dsv3::backward";
   auto const& c = p.cfg;
   std::int64_t const T = acts.tokens, H = c.hidden_size, V = c.vocab_size;
@@ -290,6 +289,26 @@ inline loss_terms backward(context& ctx, params const& p, rope_state const& rope
               where, "g", "gradients of this config from make_gradients");
   fm::require(d_embedded.data == nullptr || (d_embedded.rows == T && d_embedded.cols == H), where,
               "d_embedded", "empty or (T, H)");
+}
+
+/// The backward of forward() over the same acts (the forward must have run on acts.ids): the loss is the
+/// mean cross-entropy of acts.logits against targets (T) over the rows whose target is not
+/// o.ignore_index, plus the balance term when o.balance.alpha > 0. Every gradient of g (make_gradients)
+/// ACCUMULATES (zero_gradients first for one step's gradient). d_embedded (T,H), when non-empty,
+/// receives dL/d(embedding output) (WRITTEN). `d_x_final` (T,H), when non-empty, is added to the
+/// gradient of the last block's output (another loss reading it: the MTP term, backward.hpp).
+/// Cross-entropy (nn) -> LM head -> final norm -> blocks in reverse -> embedding (nn::embedding_
+/// backward). Returns the loss terms (of the forward's values; mtp left 0).
+inline loss_terms backward(context& ctx, params const& p, rope_state const& rope, activations const& acts,
+                           std::span<std::int32_t const> targets, params const& g,
+                           backward_options const& o = {}, matrix_view<float> d_embedded = {},
+                           matrix_view<float const> d_x_final = {}) {
+  check_backward(p, acts, targets, g, o, d_embedded);
+  fm::require(
+      d_x_final.data == nullptr || (d_x_final.rows == acts.tokens && d_x_final.cols == p.cfg.hidden_size),
+      "dsv3::backward", "d_x_final", "empty or (T, H)");
+  auto const& c = p.cfg;
+  std::int64_t const T = acts.tokens, H = c.hidden_size, V = c.vocab_size;
   auto const rc = router_of(c);
   auto& temps = ctx.temps;
   temps.release(0);
@@ -307,6 +326,9 @@ inline loss_terms backward(context& ctx, params const& p, rope_state const& rope
   linear_backward(ctx, acts.x_norm, p.lm_head, dlogits, dx_norm, false, g.lm_head.f32);
   auto const dres = temps.zeros(T, H);  // the residual stream's gradient
   rmsnorm_backward(ctx, acts.x_final, p.norm, acts.norm_rstd, dx_norm, dres, g.norm);
+  if (d_x_final.data)
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t j = 0; j < H; ++j) dres(t, j) += d_x_final(t, j);
   // the blocks, last first
   for (std::size_t l = acts.layers.size(); l-- > 0;) {
     auto const& a = acts.layers[l];

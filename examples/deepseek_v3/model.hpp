@@ -14,6 +14,7 @@
 #include <span>
 #include <vector>
 
+#include "backward.hpp"
 #include "forward.hpp"
 #include "layers.hpp"
 #include "params.hpp"
@@ -72,7 +73,9 @@ class model {
   /// The backward of the last forward (issue 16): loss = mean cross-entropy of its logits against
   /// `targets` (T; o.ignore_index rows add nothing) + the balance term when o.balance.alpha > 0; every
   /// gradient of `grads` (make_gradients(config())) ACCUMULATES (zero_gradients first for one step);
-  /// routing is the forward's (held fixed when it was). Needs the naive MLA form and fp32 or bf16
+  /// routing is the forward's (held fixed when it was). With o.mtp_weight = lambda > 0 and an MTP layer
+  /// in the config, the MTP term (backward.hpp: mtp_training) is added, its gradients included. Needs
+  /// the naive MLA form and fp32 or bf16
   /// parameters. `d_embedded` (T,H), when non-empty, receives dL/d(embedding output). Checked before
   /// anything is written.
   loss_terms backward(std::span<std::int32_t const> targets, params& grads, backward_options const& o = {},
@@ -82,7 +85,16 @@ class model {
                 "the naive MLA form (mla_form::naive)");
     fm::require(p_.prec != precision::fp8, "dsv3::model::backward", "model",
                 "fp32 or bf16 parameters (precision fp8 has no master weights to train)");
-    return dsv3::backward(ctx_, p_, rope_, acts_, targets, grads, o, d_embedded);
+    if (o.mtp_weight == 0.0f || p_.mtp.empty())
+      return dsv3::backward(ctx_, p_, rope_, acts_, targets, grads, o, d_embedded);
+    check_backward(p_, acts_, targets, grads, o, d_embedded);  // before the MTP term writes anything
+    dh_mtp_.resize(static_cast<std::size_t>(acts_.tokens * p_.cfg.hidden_size));
+    auto const dh = fm::make_matrix(dh_mtp_.data(), acts_.tokens, p_.cfg.hidden_size);
+    double const mtp = mtp_.run(ctx_, p_, rope_, acts_, targets, grads, o.mtp_weight, o.ignore_index, dh);
+    auto loss =
+        dsv3::backward(ctx_, p_, rope_, acts_, targets, grads, o, d_embedded, matrix_view<float const>(dh));
+    loss.mtp = mtp;
+    return loss;
   }
 
  private:
@@ -91,6 +103,8 @@ class model {
   context ctx_;
   activations acts_;
   layer_timings tm_;
+  mtp_training mtp_;           // the MTP loss term's state (backward with o.mtp_weight > 0)
+  std::vector<float> dh_mtp_;  // (T, H) its gradient into the last block's output
 };
 
 /// Logits (T x vocab, row-major) of the model in `dir` for `tokens` in precision `p`.

@@ -4,7 +4,8 @@
 // against float64 central finite differences of href's independent float64 forward
 // (reference_forward.hpp) on the nano config: each layer (LM head + cross-entropy, RMSNorm, YaRN RoPE,
 // MLA, dense SwiGLU MLP, MoE with the router gradient and the sequence balance loss) and the whole
-// model (a sample of every parameter tensor, plus dL/d(embedding output)); routing held fixed.
+// model (a sample of every parameter tensor, plus dL/d(embedding output)), with and without the MTP
+// term; routing held fixed.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -430,6 +431,55 @@ TEST_CASE("backward: the whole nano model against float64 central differences, e
   CHECK(c.worst < tolerance);
   // the loss is d-weighted over T-1 valid rows: the ignored last target adds nothing
   CHECK(std::isfinite(loss.total()));
+}
+
+TEST_CASE(
+    "backward: the MTP term (lambda 0.3, depth 1) of the whole nano model against float64 differences") {
+  fixture f;
+  auto const& cfg = f.m.config();
+  std::int64_t const H = cfg.hidden_size, V = cfg.vocab_size;
+  auto const tok = tokens();
+  auto const y = targets();
+  float const lambda = 0.3f;
+  auto const loss = f.m.backward(y, f.g, {.mtp_weight = lambda});
+  // href's MTP logits (T-1, V): row i (main state at i after the final norm, token i+1) predicts
+  // token i+2 = y[i+1]; the last row's target is y[T-1] = ignore_index.
+  std::vector<std::int32_t> ym(y.begin() + 1, y.end());
+  auto const ref_loss = [&] {
+    return mean_ce(dsv3::ref::logits(f.r, tok), V, y) +
+           lambda * mean_ce(dsv3::ref::mtp_logits(f.r, tok, 1, dsv3::ref::mtp_input::post_final_norm), V, ym);
+  };
+  double const mtp_ref = lambda * mean_ce(dsv3::ref::mtp_logits(f.r, tok), V, ym);
+  MESSAGE("loss " << loss.main << " + mtp " << loss.mtp << " (float64 oracle mtp " << mtp_ref << ")");
+  CHECK(std::abs(loss.mtp - mtp_ref) < 1e-5 * mtp_ref);
+  CHECK(loss.total() == doctest::Approx(loss.main + loss.mtp));
+  check c;
+  int tensors = 0;
+  std::mt19937 rng(8);
+  for (auto const& s : f.slots) {
+    std::int64_t n = 1;
+    for (auto d : s.shape) n *= d;
+    float const* gw = s.linear ? s.linear->f32.data : s.floats;
+    auto& w = f.r.weights.at(s.name);
+    double const scale = max_abs(gw, n);
+    for (int k = 0; k < 2; ++k) {
+      std::size_t i = rng() % static_cast<std::uint32_t>(n);
+      if (s.name.ends_with("embed_tokens.weight"))  // a row the tokens read
+        i = static_cast<std::size_t>(tok[rng() % T] * H + static_cast<std::int32_t>(rng() % H));
+      double const fd = central(ref_loss, w.data[i], h);
+      if (std::abs(gw[i] - fd) >= tolerance * std::max(scale, 1e-6))
+        MESSAGE(s.name << "[" << i << "]: analytic " << gw[i] << ", central difference " << fd);
+      c.add(gw[i], fd, scale);
+    }
+    ++tensors;
+  }
+  MESSAGE("whole model + MTP: worst relative error " << c.worst << " over " << c.count << " entries of "
+                                                     << tensors << " tensors");
+  CHECK(c.worst < tolerance);
+  // the MTP layer's tensors did get gradients
+  std::string const mtp = "model.layers." + std::to_string(cfg.num_hidden_layers) + ".";
+  CHECK(max_abs(f.grad(mtp + "eh_proj.weight"), H * 2 * H) > 0);
+  CHECK(max_abs(f.grad(mtp + "mlp.gate.weight"), cfg.n_routed_experts * H) > 0);
 }
 
 TEST_CASE("backward: routing held fixed to another forward gives the same gradients; errors before writes") {
