@@ -18,7 +18,7 @@
 #include "fp8moe/core/math.hpp"
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/nn/host/dispatch.hpp"
-#include "fp8moe/nn/host/exp.hpp"
+#include "fp8moe/nn/host/elementwise.hpp"
 #include "fp8moe/nn/matmul.hpp"
 #include "fp8moe/nn/workspace.hpp"
 
@@ -37,11 +37,7 @@ matrix_view<T> block(matrix_view<T> const& m, std::int64_t r0, std::int64_t c0, 
   return {m.data + r0 * m.row_stride + c0 * m.col_stride, rows, cols, m.row_stride, m.col_stride};
 }
 
-/// Threads for an element-wise pass over `elements` values: 1 below 32K (a team costs more than
-/// the work, and libgomp's spinning workers then take the cores from OpenBLAS's threads).
-inline int elementwise_threads(host_executor const& exec, std::int64_t elements) {
-  return elements < (std::int64_t{1} << 15) ? 1 : exec.num_threads();
-}
+using nn::host::elementwise_threads;
 
 /// Scratch bytes for the largest of the matmuls a kernel runs.
 inline std::size_t matmul_bytes(host_executor const& exec, std::initializer_list<nn::matmul_shape> shapes) {

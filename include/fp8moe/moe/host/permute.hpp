@@ -20,6 +20,7 @@
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/moe/permute.hpp"
 #include "fp8moe/moe/router.hpp"
+#include "fp8moe/nn/host/elementwise.hpp"
 #include "fp8moe/scaling/quantized.hpp"
 
 namespace fp8moe::moe {
@@ -109,25 +110,14 @@ inline void check_slot_rows(permute_plan const& p, char const* where) {
               concat("slot_row[", i, "] = ", p.slot_row[i]));
 }
 
-// The combine row kernel vectorises from plain C++; on x86-64 Linux with GCC it is also cloned for
-// AVX-512 and AVX2+FMA (picked at load time). GCC's -O3 unroll-and-jam of the slot loop defeats the
-// register blocking (4-5x slower, measured), so it is switched off for this function only.
-// Not under TSan: it instruments the load-time (ifunc) resolver, which runs before TSan is set up.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !FP8MOE_CUDA_COMPILER && !defined(__SANITIZE_THREAD__)
-#define FP8MOE_COMBINE_CLONES                                                  \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
-                 optimize("no-loop-unroll-and-jam")))
-#else
-#define FP8MOE_COMBINE_CLONES
-#endif
-
+// The combine row kernel vectorises from plain C++ and is cloned for AVX-512 and AVX2+FMA
+// (FP8MOE_HOST_SIMD_CLONES, nn/host/elementwise.hpp).
 /// o[0..H) = sum_{j<n} w[j] * rows[j][0..H) (unit stride), acc = fma(w, y, acc) in FP32, j ascending,
 /// rounded once to Out. Register-blocked: a block of 32 accumulators takes every row before it is
 /// stored, so the accumulators never round-trip through memory.
 template <class Y, class Out>
-FP8MOE_COMBINE_CLONES void combine_row(Y const* const* rows, float const* w, std::int64_t n, std::int64_t H,
-                                       Out* o) {
+FP8MOE_HOST_SIMD_CLONES void combine_row(Y const* const* rows, float const* w, std::int64_t n, std::int64_t H,
+                                         Out* o) {
   constexpr std::int64_t B = 32;
   std::int64_t h = 0;
   for (; h + B <= H; h += B) {
@@ -227,7 +217,7 @@ struct permute_dispatch<host_executor> {
     check_matrix(out, where, "out");
     check_shape(out, p.rows, x.cols, where, "out");
 #if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#pragma omp parallel for num_threads(nn::host::elementwise_threads(exec, p.rows* x.cols)) schedule(static)
 #endif
     for (std::int64_t r = 0; r < p.rows; ++r) {
       std::int32_t const t = p.row_token[r];

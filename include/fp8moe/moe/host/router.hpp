@@ -14,6 +14,7 @@
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
 #include "fp8moe/moe/router.hpp"
+#include "fp8moe/nn/host/elementwise.hpp"
 
 namespace fp8moe::moe {
 
@@ -47,7 +48,7 @@ struct router_dispatch<host_executor> {
     float const* b = bias.size ? bias_c.data() : nullptr;
     std::int64_t const T = logits.rows;
 #if FP8MOE_HAS_OPENMP
-#pragma omp parallel num_threads(exec.num_threads())
+#pragma omp parallel num_threads(nn::host::elementwise_threads(exec, T* c.experts))
 #endif
     {
       std::vector<float> scratch(static_cast<std::size_t>(c.experts));

@@ -19,10 +19,37 @@
 #include "fp8moe/gemm/problem.hpp"
 #include "fp8moe/nn/activation.hpp"
 #include "fp8moe/nn/dispatch.hpp"
+#include "fp8moe/nn/host/elementwise.hpp"
 #include "fp8moe/nn/host/matmul.hpp"
 #include "fp8moe/nn/workspace.hpp"
 
+#if FP8MOE_HAS_OPENMP
+#include <omp.h>
+#endif
+
 namespace fp8moe::nn {
+
+namespace host {
+
+/// act rows [r0, r1) = g sigmoid(g) u for g = h (r, i), u = h (r, I + i), sigmoid(g) = 1 / (1 +
+/// exp_range_reduced(-g)).
+template <class Out>
+FP8MOE_HOST_SIMD_CLONES void swiglu_rows(matrix_view<float const> h, matrix_view<Out> act, std::int64_t r0,
+                                         std::int64_t r1) {
+  std::int64_t const I = act.cols;
+  auto const value = [](float g, float u) { return g * (1.0f / (1.0f + exp_range_reduced(-g))) * u; };
+  for (std::int64_t r = r0; r < r1; ++r) {
+    if (h.col_stride == 1 && act.col_stride == 1) {
+      float const* hr = h.row(r);
+      Out* ar = act.row(r);
+      for (std::int64_t i = 0; i < I; ++i) ar[i] = static_cast<Out>(value(hr[i], hr[I + i]));
+    } else {
+      for (std::int64_t i = 0; i < I; ++i) act(r, i) = static_cast<Out>(value(h(r, i), h(r, I + i)));
+    }
+  }
+}
+
+}  // namespace host
 
 /// Owning host scratch returned by dispatch<host_executor>::allocate.
 struct host_scratch {
@@ -53,16 +80,21 @@ struct dispatch<host_executor> {
   }
 
   // ---- element-wise
-  /// act (R,I) = swiglu(h (R,0:I), h (R,I:2I)).
+  /// act (R,I) = swiglu(h (R,0:I), h (R,I:2I)), the sigmoid's exp by host::exp_range_reduced
+  /// (vectorised; within 5e-7 relative of nn::swiglu); one thread below 32K elements.
   template <class Out>
   static void swiglu(host_executor const& exec, matrix_view<float const> h, matrix_view<Out> act) {
-    std::int64_t const I = act.cols;
+    int const threads = host::elementwise_threads(exec, act.rows * act.cols);
 #if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#pragma omp parallel num_threads(threads)
+    {
+      std::int64_t const n = omp_get_num_threads(), me = omp_get_thread_num();
+      host::swiglu_rows(h, act, act.rows * me / n, act.rows * (me + 1) / n);
+    }
+#else
+    host::swiglu_rows(h, act, 0, act.rows);
 #endif
-    for (std::int64_t r = 0; r < act.rows; ++r)
-      for (std::int64_t i = 0; i < I; ++i) act(r, i) = static_cast<Out>(nn::swiglu(h(r, i), h(r, I + i)));
-    (void)exec;
+    (void)threads;
   }
   /// dh (R,2I) = the gradient of swiglu at h (R,2I) given dact (R,I).
   static void swiglu_backward(host_executor const& exec, matrix_view<float const> h,

@@ -10,6 +10,7 @@
 #include "fp8moe/config.hpp"
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/view.hpp"
+#include "fp8moe/nn/host/elementwise.hpp"
 #include "fp8moe/nn/rope.hpp"
 
 namespace fp8moe::nn {
@@ -21,7 +22,8 @@ struct rope_dispatch<host_executor> {
                     batched_matrix_view<E> x, float sign) {
     std::int64_t const half = x.cols / 2;
 #if FP8MOE_HAS_OPENMP
-#pragma omp parallel for num_threads(exec.num_threads()) schedule(static)
+#pragma omp parallel for num_threads(host::elementwise_threads(exec, x.batches* x.rows* x.cols)) \
+    schedule(static)
 #endif
     for (std::int64_t t = 0; t < x.batches; ++t) {
       float const p = static_cast<float>(pos[static_cast<std::size_t>(t)]);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
-// Host SIMD helpers: exp_range_reduced (exp by range reduction to [-ln2/2, ln2/2] and a degree-7
-// Taylor polynomial, branch-free so a loop over it vectorises; max relative error 3 ulp against
-// std::exp over [-87.3, 88.7], tested) and FP8MOE_HOST_SIMD_CLONES, which compiles a hot host loop
-// for AVX-512 and AVX2+FMA besides the baseline (picked at load time; GCC on x86-64 Linux only).
+// Helpers of the host element-wise loops: elementwise_threads (one thread for small passes),
+// exp_range_reduced (exp by range reduction to [-ln2/2, ln2/2] and a degree-7 Taylor polynomial,
+// branch-free so a loop over it vectorises; relative error < 2.5e-7 against std::exp, tested) and
+// FP8MOE_HOST_SIMD_CLONES, which compiles a hot host loop for AVX-512 and AVX2+FMA besides the
+// baseline (picked at load time; GCC on x86-64 Linux only).
 #pragma once
 
 #include <bit>
@@ -11,6 +12,7 @@
 #include <limits>
 
 #include "fp8moe/config.hpp"
+#include "fp8moe/core/executor.hpp"
 
 // GCC's -O3 unroll-and-jam of an outer loop defeats register blocking (measured 4-5x slower in the
 // combine), so it is switched off for these functions. Not under TSan: it instruments the load-time
@@ -26,10 +28,16 @@
 
 namespace fp8moe::nn::host {
 
+/// Threads for an element-wise pass over `elements` values: 1 below 32K (starting a team costs more
+/// than the work, and its workers then take the cores from the BLAS threads), else the executor's.
+inline int elementwise_threads(host_executor const& exec, std::int64_t elements) {
+  return elements < (std::int64_t{1} << 15) ? 1 : exec.num_threads();
+}
+
 /// exp(x) in float without a libm call, for loops the compiler vectorises: x = k ln2 + r with
 /// k = round(x / ln2) (two-part ln2, exact for |k| <= 128), e^r by its degree-7 Taylor polynomial
 /// (truncation error < 6e-9 relative on |r| <= ln2/2), times 2^k built in the exponent bits.
-/// Max relative error 3 ulp (3.6e-7) for x in [-87.3, 88.7] (tests/nn/test_host_exp.cpp). Below
+/// Relative error < 2.5e-7 for x in [-87.3, 88.7] (tests/nn/test_host_elementwise.cpp). Below
 /// -87.33 (where std::exp is subnormal or 0) it returns 0; above 88.72 +inf; NaN gives NaN.
 inline float exp_range_reduced(float x) {
   constexpr float lo = -87.33654f, hi = 88.72283f;
