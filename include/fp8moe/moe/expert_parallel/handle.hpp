@@ -381,15 +381,17 @@ struct dispatch_outputs {
   matrix_view<float> weights;     // (N,k)
 };
 
-/// Owning result of the allocating dispatch.
-template <class T>
-struct dispatch_result {
-  dispatch_handle handle;
-  host_matrix<T> x;               // (N,H) received rows, (source rank, source token) order
-  host_matrix<float> scales;      // (N,H/128) per-row scales (FP8 payloads; empty otherwise)
-  host_matrix<float> weights;     // (N,k) FP32 routing weights of all k slots
-  host_matrix<std::int32_t> ids;  // (N,k) local expert ids, -1 for experts on other ranks
-  scaling::tile_shape tile{};     // the scale tile of x (FP8 payloads: the sender's 1 x n)
+/// Owning result of the allocating dispatch, over the executor's handle and owning matrix:
+/// dispatch_result<T> on the host (dispatch_handle, host_matrix), device_dispatch_result<T> on CUDA
+/// (device_dispatch_handle, device_matrix on exec.stream; cuda/dispatch.cuh).
+template <class Handle, template <class> class Matrix, class T>
+struct owning_dispatch_result {
+  Handle handle;
+  Matrix<T> x;                 // (N,H) received rows, (source rank, source token) order
+  Matrix<float> scales;        // (N,H/128) per-row scales (FP8 payloads; empty otherwise)
+  Matrix<float> weights;       // (N,k) FP32 routing weights of all k slots
+  Matrix<std::int32_t> ids;    // (N,k) local expert ids, -1 for experts on other ranks
+  scaling::tile_shape tile{};  // the scale tile of x (FP8 payloads: the sender's 1 x n)
 
   /// The received FP8 rows with their scales as one quantized view (x, scales, tile), ready for
   /// moe::permute / the grouped GEMM; throws fp8moe::error when the payload was not FP8 + scales.
@@ -402,6 +404,10 @@ struct dispatch_result {
   void quantized_view() && = delete;
   void quantized_view() const&& = delete;
 };
+
+/// The host's owning dispatch result.
+template <class T>
+using dispatch_result = owning_dispatch_result<dispatch_handle, host_matrix, T>;
 
 /// The received routing as a single-rank route_result over this rank's E_local experts (ids with
 /// -1 for other ranks' experts, all k weights, counts per local expert), so moe::permute can lay

@@ -143,28 +143,10 @@ class device_dispatch_handle {
   std::vector<device_buffer<std::int32_t>> tables_;
 };
 
-/// Owning result of the allocating dispatch on the device: the handle and the received rows in
-/// device memory on exec.stream (device_matrix), the same fields and orders as the host's
-/// dispatch_result.
+/// Owning result of the allocating dispatch on the device: the host result's fields and orders, the
+/// rows in device memory on exec.stream.
 template <class T>
-struct device_dispatch_result {
-  device_dispatch_handle handle;
-  device_matrix<T> x;               // (N,H) received rows, (source rank, source token) order
-  device_matrix<float> scales;      // (N,H/128) per-row scales (FP8 payloads; empty otherwise)
-  device_matrix<float> weights;     // (N,k) FP32 routing weights of all k slots
-  device_matrix<std::int32_t> ids;  // (N,k) local expert ids, -1 for experts on other ranks
-  scaling::tile_shape tile{};       // the scale tile of x (FP8 payloads: the sender's 1 x n)
-
-  /// The received FP8 rows with their scales as one quantized view (x, scales, tile); throws
-  /// fp8moe::error when the payload was not FP8 + scales. Not on a temporary result.
-  scaling::quantized_matrix_view<T const> quantized_view() const& {
-    require(scales.cols() > 0 || x.rows() == 0, "fp8moe::moe::device_dispatch_result::quantized_view",
-            "scales", "the per-row scales of an FP8 dispatch (this result carries none)");
-    return {x.view(), scales.view(), tile};
-  }
-  void quantized_view() && = delete;
-  void quantized_view() const&& = delete;
-};
+using device_dispatch_result = owning_dispatch_result<device_dispatch_handle, device_matrix, T>;
 
 /// expert_parallel_dispatch<cuda_executor>: the device path of the expert-parallel entry points
 /// (dispatch.hpp, combine.hpp) over a comm::device_communicator. Every op is stream-ordered on
