@@ -71,7 +71,8 @@ struct step_result {
   double grad_norm = NAN;  // of the mean gradient, before clipping
   float lr = 0;
   bool skipped = false;
-  std::string problem;  // why it was skipped
+  std::string problem;                                    // why it was skipped
+  double forward_s = 0, backward_s = 0, optimizer_s = 0;  // seconds of the step's phases
 };
 
 namespace detail {
@@ -265,8 +266,12 @@ class trainer {
     double loss = 0, balance = 0;
     for (std::int64_t b = 0; b < batch.rows; ++b) {
       auto const row = batch.row(b);
+      double const t0 = now_seconds();
       (void)model_->forward(row.first(static_cast<std::size_t>(o_.seq)));
+      double const t1 = now_seconds();
       auto const lt = model_->backward(row.subspan(1), grads_, bo);
+      r.forward_s += t1 - t0;
+      r.backward_s += now_seconds() - t1;
       loss += lt.main;
       balance += lt.balance;
       for (std::size_t i = 0; i < moe_layers_.size(); ++i) {
@@ -279,6 +284,7 @@ class trainer {
     r.balance = balance / B;
     if (o_.inspect_gradients) o_.inspect_gradients(r.step, grads_);
     r.lr = o_.recipe.schedule.lr(r.step);
+    double const t_opt = now_seconds();
     // NaN/Inf: the loss, then every gradient (the first one in binding order is named)
     auto const gn = fm::optim::grad_norm(ex, grad_spans_);
     if (!std::isfinite(r.loss) || !gn.finite()) {
@@ -311,6 +317,7 @@ class trainer {
     }
     if (compute_.prec != precision::fp32) derive_compute_weights(master_, compute_);
     curve_.push_back({r.step, r.loss, NAN, r.lr});
+    r.optimizer_s = now_seconds() - t_opt;
     (void)c;
     return r;
   }
