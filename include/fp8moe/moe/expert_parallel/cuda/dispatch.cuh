@@ -416,19 +416,9 @@ struct expert_parallel_dispatch<cuda_executor> {
       cuda_executor const& exec, C& comm, expert_placement const& placement, matrix_view<T const> x,
       matrix_view<float const> scales, matrix_view<std::int32_t const> ids, matrix_view<float const> weights,
       scaling::tile_shape tile) {
-    constexpr char const* where = detail::dispatch_where;
-    std::string local;  // argument errors travel with the count exchange, so every rank throws
-    try {
-      check_matrix(x, where, "x");
-      check_matrix(weights, where, "weights");
-      require(x.rows == ids.rows && weights.rows == ids.rows && weights.cols == ids.cols &&
-                  (scales.cols == 0 || scales.rows == ids.rows),
-              where, "x / scales / weights", "T rows each and weights shaped like ids (T,k)");
-    } catch (fp8moe::error const& e) {
-      local = e.what();
-    }
     device_dispatch_result<T> res;
-    res.handle = make_handle(exec, comm, placement, ids, std::move(local));
+    res.handle =
+        make_handle(exec, comm, placement, ids, detail::dispatch_argument_error(x, scales, ids, weights));
     std::int64_t const N = res.handle.host.num_recv(), k = res.handle.host.k;
     res.x = device_matrix<T>(N, x.cols, exec);
     res.weights = device_matrix<float>(N, k, exec);

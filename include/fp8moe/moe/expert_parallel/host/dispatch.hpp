@@ -223,14 +223,11 @@ dispatch_handle make_handle(host_executor const& exec, C& comm, expert_placement
                       });
 }
 
-template <class C, class S, class T>
-pending_dispatch<typename C::request, T> dispatch_impl(host_executor const& exec, C& comm,
-                                                       expert_placement const& placement, matrix_view<S> x,
-                                                       matrix_view<float const> scales,
-                                                       matrix_view<std::int32_t const> ids,
-                                                       matrix_view<float const> weights,
-                                                       scaling::tile_shape tile = {}) {
-  std::string local;  // argument errors travel with the count exchange, so every rank throws
+/// The allocating dispatch's own argument check (host and CUDA) as a message, empty when the
+/// arguments fit: it travels with the count exchange, so every rank throws together.
+template <class S>
+std::string dispatch_argument_error(matrix_view<S> x, matrix_view<float const> scales,
+                                    matrix_view<std::int32_t const> ids, matrix_view<float const> weights) {
   try {
     check_matrix(x, dispatch_where, "x");
     check_matrix(weights, dispatch_where, "weights");
@@ -238,10 +235,20 @@ pending_dispatch<typename C::request, T> dispatch_impl(host_executor const& exec
                 (scales.cols == 0 || scales.rows == ids.rows),
             dispatch_where, "x / scales / weights", "T rows each and weights shaped like ids (T,k)");
   } catch (fp8moe::error const& e) {
-    local = e.what();
+    return e.what();
   }
+  return {};
+}
+
+template <class C, class S, class T>
+pending_dispatch<typename C::request, T> dispatch_impl(host_executor const& exec, C& comm,
+                                                       expert_placement const& placement, matrix_view<S> x,
+                                                       matrix_view<float const> scales,
+                                                       matrix_view<std::int32_t const> ids,
+                                                       matrix_view<float const> weights,
+                                                       scaling::tile_shape tile = {}) {
   auto res = std::make_unique<dispatch_result<T>>();
-  res->handle = make_handle(exec, comm, placement, ids, std::move(local));
+  res->handle = make_handle(exec, comm, placement, ids, dispatch_argument_error(x, scales, ids, weights));
   auto const N = res->handle.num_recv(), k = res->handle.k;
   res->x = host_matrix<T>(N, x.cols);
   res->weights = host_matrix<float>(N, k);
