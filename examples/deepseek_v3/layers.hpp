@@ -362,6 +362,19 @@ inline void weights_for_ids(fm::moe::router_config const& rc, matrix_view<float 
   }
 }
 
+/// Calls fn(e, r0, n, sub) for each expert e with n > 0 rows [r0, r0+n) of the permuted rows, sub its
+/// slice of a.experts (the forward and the backward walk the experts alike).
+template <class F>
+void for_each_expert(moe_acts const& a, std::int64_t experts, F&& fn) {
+  std::int64_t const I2 = a.experts.h13.cols, I = a.experts.act.cols;
+  for (std::int64_t e = 0; e < experts; ++e) {
+    std::int64_t const r0 = a.plan.expert_offset[e], n = a.plan.expert_offset[e + 1] - r0;
+    if (n == 0) continue;
+    fn(static_cast<std::size_t>(e), r0, n,
+       mlp_acts{fm::make_matrix(a.experts.h13.row(r0), n, I2), fm::make_matrix(a.experts.act.row(r0), n, I)});
+  }
+}
+
 /// out (T,H) = sum_j w_j Expert_{id_j}(x) + Shared(x) (reference §1.5): moe::route, the permute plan,
 /// each expert's SwiGLU on its contiguous rows through `linear`, moe::combine, the shared expert.
 /// `fixed` (T,k), when non-empty, replaces the selection (routing held fixed; weights still computed).
@@ -381,15 +394,10 @@ inline void moe_forward(context& ctx, moe_params const& w, fm::moe::router_confi
         fm::vector_view<std::int32_t>{a.counts.data(), static_cast<std::int64_t>(a.counts.size())});
   fm::moe::build_permute_plan(ex, matrix_view<std::int32_t const>(a.ids), a.plan);
   fm::moe::permute(ex, a.plan, x, a.xp);
-  std::int64_t const I2 = a.experts.h13.cols, I = a.experts.act.cols;
-  for (std::int64_t e = 0; e < rc.experts; ++e) {
-    std::int64_t const r0 = a.plan.expert_offset[e], n = a.plan.expert_offset[e + 1] - r0;
-    if (n == 0) continue;
-    mlp_acts const sub{fm::make_matrix(a.experts.h13.row(r0), n, I2),
-                       fm::make_matrix(a.experts.act.row(r0), n, I)};
-    mlp_forward(ctx, w.experts[static_cast<std::size_t>(e)], fm::make_matrix<float const>(a.xp.row(r0), n, H),
-                sub, fm::make_matrix(a.yp.row(r0), n, H));
-  }
+  for_each_expert(a, rc.experts, [&](std::size_t e, std::int64_t r0, std::int64_t n, mlp_acts const& sub) {
+    mlp_forward(ctx, w.experts[e], fm::make_matrix<float const>(a.xp.row(r0), n, H), sub,
+                fm::make_matrix(a.yp.row(r0), n, H));
+  });
   fm::moe::combine(ex, a.plan, matrix_view<float const>(a.yp), matrix_view<float const>(a.weights), a.routed);
   round_activation(ctx, a.routed);
   if (!w.has_shared) {
@@ -591,17 +599,11 @@ inline void moe_backward(context& ctx, moe_params const& w, fm::moe::router_conf
   fm::moe::combine_backward(ex, a.plan, matrix_view<float const>(a.yp), matrix_view<float const>(a.weights),
                             dout, dyp, dweights);
   auto const dxp = ctx.temps.matrix(M, H);  // (M, H)
-  std::int64_t const I2 = a.experts.h13.cols, I = a.experts.act.cols;
-  for (std::int64_t e = 0; e < rc.experts; ++e) {
-    std::int64_t const r0 = a.plan.expert_offset[e], n = a.plan.expert_offset[e + 1] - r0;
-    if (n == 0) continue;
-    mlp_acts const sub{fm::make_matrix(a.experts.h13.row(r0), n, I2),
-                       fm::make_matrix(a.experts.act.row(r0), n, I)};
-    auto const ue = static_cast<std::size_t>(e);
-    mlp_backward(ctx, w.experts[ue], fm::make_matrix<float const>(a.xp.row(r0), n, H), sub,
+  for_each_expert(a, rc.experts, [&](std::size_t e, std::int64_t r0, std::int64_t n, mlp_acts const& sub) {
+    mlp_backward(ctx, w.experts[e], fm::make_matrix<float const>(a.xp.row(r0), n, H), sub,
                  fm::make_matrix<float const>(dyp.row(r0), n, H), fm::make_matrix(dxp.row(r0), n, H), false,
-                 g.experts[ue]);
-  }
+                 g.experts[e]);
+  });
   fm::moe::permute_backward(ex, a.plan, matrix_view<float const>(dxp), dx);
   auto const dlogits = ctx.temps.matrix(T, rc.experts);  // (T, E)
   fm::moe::route_backward(ex, rc, matrix_view<float const>(a.logits), matrix_view<std::int32_t const>(a.ids),

@@ -21,44 +21,22 @@
 #include "init.hpp"
 #include "model.hpp"
 #include "reference_forward.hpp"
+#include "test_backward_support.hpp"
 
-namespace fs = std::filesystem;
 using dsv3::ref::tensor;
 using fp8moe::matrix_view;
 
 namespace {
-
-/// A fresh nano checkpoint (f32) under the temp directory, removed at scope exit.
-struct temp_checkpoint {
-  fs::path dir;
-  explicit temp_checkpoint(std::uint64_t seed) {
-    dir = fs::temp_directory_path() / ("dsv3_test_backward_" + std::to_string(seed) + "_" +
-                                       std::to_string(static_cast<unsigned long long>(
-                                           std::hash<std::string>{}(fs::current_path().string()))));
-    fs::remove_all(dir);
-    dsv3::write_random_checkpoint(dsv3::preset("nano"), dir, "f32", seed);
-  }
-  ~temp_checkpoint() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
 
 constexpr std::int64_t T = 16;  // crosses nano's YaRN original length 8
 
 /// T distinct token ids (5 is prime to the vocabulary 64), and their next-token targets; the last
 /// target is ignore_index (-100), so the mean runs over T - 1 rows.
 std::vector<std::int32_t> tokens() {
-  std::vector<std::int32_t> t(T);
-  for (std::int64_t i = 0; i < T; ++i)
-    t[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 5 + 3) % 64);
-  return t;
+  return dsv3::test::token_ids(T, 5, 3, 64);
 }
 std::vector<std::int32_t> targets() {
-  auto const t = tokens();
-  std::vector<std::int32_t> y(t.begin() + 1, t.end());
-  y.push_back(-100);
-  return y;
+  return dsv3::test::next_targets(tokens());
 }
 
 /// Mean cross-entropy of logits (rows x V, row-major) over the targets that are not -100, in float64.
@@ -143,7 +121,7 @@ std::vector<float> random_floats(std::size_t n, std::uint32_t seed, float scale 
 
 /// A loaded nano model after one fp32 forward, its float64 twin, and gradients.
 struct fixture {
-  temp_checkpoint ck{11};
+  dsv3::test::temp_checkpoint ck{"nano", 11};
   dsv3::model m{ck.dir, dsv3::precision::fp32};
   dsv3::ref::model r = dsv3::ref::load(ck.dir);
   std::vector<dsv3::detail::slot> slots;

@@ -17,39 +17,18 @@
 #include "config.hpp"
 #include "init.hpp"
 #include "model.hpp"
+#include "test_backward_support.hpp"
 
-namespace fs = std::filesystem;
 
 namespace {
-
-struct temp_checkpoint {
-  fs::path dir;
-  explicit temp_checkpoint(std::uint64_t seed) {
-    dir = fs::temp_directory_path() / ("dsv3_test_backward_precision_" + std::to_string(seed) + "_" +
-                                       std::to_string(static_cast<unsigned long long>(
-                                           std::hash<std::string>{}(fs::current_path().string()))));
-    fs::remove_all(dir);
-    dsv3::write_random_checkpoint(dsv3::preset("tiny"), dir, "f32", seed);
-  }
-  ~temp_checkpoint() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
 
 constexpr std::int64_t T = 32;
 
 std::vector<std::int32_t> tokens() {
-  std::vector<std::int32_t> t(T);
-  for (std::int64_t i = 0; i < T; ++i)
-    t[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 37 + 11) % 1024);
-  return t;
+  return dsv3::test::token_ids(T, 37, 11, 1024);
 }
 std::vector<std::int32_t> targets() {
-  auto const t = tokens();
-  std::vector<std::int32_t> y(t.begin() + 1, t.end());
-  y.push_back(-100);
-  return y;
+  return dsv3::test::next_targets(tokens());
 }
 
 /// DeepGEMM's calc_diff: 1 - 2<a,b> / (|a|^2 + |b|^2), in float64 (0 when equal).
@@ -86,7 +65,7 @@ std::int64_t numel(dsv3::detail::slot const& s) {
 }  // namespace
 
 TEST_CASE("backward in bf16 and under the FP8 training recipe, against fp32 (tiny, routing fixed)") {
-  temp_checkpoint ck(3);
+  dsv3::test::temp_checkpoint ck("tiny", 3);
   dsv3::model m32(ck.dir, dsv3::precision::fp32);
   grads const g32(m32, nullptr);
   std::string const mtp = "model.layers." + std::to_string(m32.config().num_hidden_layers) + ".";
