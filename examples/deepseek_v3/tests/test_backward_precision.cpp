@@ -19,7 +19,6 @@
 #include "model.hpp"
 #include "test_backward_support.hpp"
 
-
 namespace {
 
 constexpr std::int64_t T = 32;
