@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // dsv3::trainer: the training loop of `deepseek_v3 train`. Per step: B sequences of S+1 tokens from
-// the seeded sampler -> for each, model::forward + model::backward (gradients ACCUMULATE in one FP32
-// gradient struct) -> NaN/Inf check of the loss and every gradient (reported with the step and the
+// the seeded sampler -> for each, model::forward + model::backward with the recipe's balance term and
+// MTP term (lambda = recipe.mtp_lambda; the MTP layer trains through it) (gradients ACCUMULATE in one
+// FP32 gradient struct) -> NaN/Inf check of the loss and every gradient (reported with the step and the
 // tensor's HF name; the step is skipped, weights and moments untouched) -> global norm of the mean
 // gradient, clip -> AdamW (FP32 master weights, moments as the recipe says) at the schedule's lr ->
 // the aux-loss-free bias update from the batch's expert counts -> the compute weights (bf16 / fp8)
@@ -65,9 +66,9 @@ struct train_options {
 /// What one step did.
 struct step_result {
   std::int64_t step = 0;
-  double loss = NAN;       // mean main cross-entropy over the batch
-  double balance = 0;      // the balance term (alpha included)
-  double mtp_loss = NAN;   // NaN: not computed
+  double loss = NAN;      // mean main cross-entropy over the batch
+  double balance = 0;     // the balance term (alpha included)
+  double mtp_loss = NAN;  // mean MTP cross-entropy (lambda excluded); NaN: no MTP term (lambda 0 or no layer)
   double grad_norm = NAN;  // of the mean gradient, before clipping
   float lr = 0;
   bool skipped = false;
@@ -263,7 +264,9 @@ class trainer {
     for (auto& v : counts_) std::fill(v.begin(), v.end(), 0);
     backward_options bo;
     bo.balance = {.alpha = o_.recipe.balance_alpha, .sequence_length = 0};
-    double loss = 0, balance = 0;
+    bo.mtp_weight = o_.recipe.mtp_lambda;
+    bool const has_mtp = bo.mtp_weight != 0.0f && !master_.mtp.empty();
+    double loss = 0, balance = 0, mtp = 0;
     for (std::int64_t b = 0; b < batch.rows; ++b) {
       auto const row = batch.row(b);
       double const t0 = now_seconds();
@@ -274,6 +277,7 @@ class trainer {
       r.backward_s += now_seconds() - t1;
       loss += lt.main;
       balance += lt.balance;
+      mtp += lt.mtp;
       for (std::size_t i = 0; i < moe_layers_.size(); ++i) {
         auto const cnt = model_->acts().layers[static_cast<std::size_t>(moe_layers_[i])].moe.counts;
         for (std::size_t e = 0; e < cnt.size(); ++e) counts_[i][e] += cnt[e];
@@ -282,18 +286,20 @@ class trainer {
     auto const B = static_cast<double>(batch.rows);
     r.loss = loss / B;
     r.balance = balance / B;
+    if (has_mtp) r.mtp_loss = mtp / B / static_cast<double>(bo.mtp_weight);  // lt.mtp includes lambda
     if (o_.inspect_gradients) o_.inspect_gradients(r.step, grads_);
     r.lr = o_.recipe.schedule.lr(r.step);
     double const t_opt = now_seconds();
     // NaN/Inf: the loss, then every gradient (the first one in binding order is named)
     auto const gn = fm::optim::grad_norm(ex, grad_spans_);
-    if (!std::isfinite(r.loss) || !gn.finite()) {
+    bool const loss_finite = std::isfinite(r.loss) && (!has_mtp || std::isfinite(r.mtp_loss));
+    if (!loss_finite || !gn.finite()) {
       r.skipped = true;
-      r.problem = !std::isfinite(r.loss)
-                      ? "non-finite loss " + std::to_string(r.loss)
-                      : "non-finite gradient (NaN or Inf) in '" +
-                            grad_list_[static_cast<std::size_t>(gn.nonfinite_tensor)].name + "' element " +
-                            std::to_string(gn.nonfinite_element);
+      r.problem = !loss_finite ? "non-finite loss " + std::to_string(r.loss) +
+                                     (has_mtp ? " (MTP " + std::to_string(r.mtp_loss) + ")" : "")
+                               : "non-finite gradient (NaN or Inf) in '" +
+                                     grad_list_[static_cast<std::size_t>(gn.nonfinite_tensor)].name +
+                                     "' element " + std::to_string(gn.nonfinite_element);
       curve_.push_back({r.step, NAN, NAN, r.lr});
       return r;
     }

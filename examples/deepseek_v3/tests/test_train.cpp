@@ -148,6 +148,7 @@ TEST_CASE("trainer: N steps == k steps + resume N-k, bit for bit (fp32 and bf16 
       auto const& x = i < 4 ? r1[i] : r2[i - 4];
       CHECK(x.step == rf[i].step);
       CHECK(x.loss == rf[i].loss);  // bit for bit
+      CHECK(x.mtp_loss == rf[i].mtp_loss);
       CHECK(x.grad_norm == rf[i].grad_norm);
     }
     auto const a = flat(full.master()), b = flat(second.master());
@@ -201,6 +202,36 @@ TEST_CASE("trainer: the loss falls on a fixed corpus within 40 steps") {
   CHECK(start > 3.5);        // ~ln 64 = 4.16 at random init
   CHECK(end < 0.5 * start);  // the repeated sentence is learnt
   CHECK(rs.back().loss < 0.5 * rs.front().loss);
+  // the MTP layer trains too (lambda 0.3): its cross-entropy (next-next token) falls as well
+  MESSAGE("nano MTP loss ", rs.front().mtp_loss, " -> ", rs.back().mtp_loss);
+  CHECK(rs.front().mtp_loss > 3.5);
+  CHECK(rs.back().mtp_loss < 0.5 * rs.front().mtp_loss);
+}
+
+TEST_CASE("trainer: mtp_lambda weights the MTP term; lambda 0 leaves the MTP layer without gradient") {
+  auto mtp_grad_sq = [](dsv3::params const& g) {
+    double sq = 0;
+    for (auto const& t : dsv3::master_tensors(g))
+      if (t.name.starts_with("model.layers." + std::to_string(g.cfg.num_hidden_layers) + "."))
+        for (float x : t.data) sq += static_cast<double>(x) * x;
+    return sq;
+  };
+  double sq[2] = {0, 0};
+  dsv3::step_result r[2];
+  for (int i = 0; i < 2; ++i) {
+    auto o = nano_options("fp32", 10);
+    o.recipe.mtp_lambda = i == 0 ? 0.0f : 0.3f;
+    o.inspect_gradients = [&](std::int64_t, dsv3::params& g) { sq[i] = mtp_grad_sq(g); };
+    dsv3::trainer tr(o, nano_corpus());
+    REQUIRE_FALSE(tr.master().mtp.empty());
+    r[i] = tr.step();
+  }
+  CHECK(std::isnan(r[0].mtp_loss));
+  CHECK(sq[0] == 0.0);
+  CHECK(std::isfinite(r[1].mtp_loss));
+  CHECK(r[1].mtp_loss > 3.5);  // ~ln 64 at random init
+  CHECK(sq[1] > 0.0);
+  CHECK(r[0].loss == r[1].loss);  // the main loss does not include the MTP term
 }
 
 TEST_CASE("trainer: bad options are named") {
