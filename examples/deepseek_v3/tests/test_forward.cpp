@@ -20,6 +20,7 @@
 #include "model.hpp"
 #include "reference_forward.hpp"
 #include "test_support.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 
@@ -42,13 +43,7 @@ struct temp_checkpoint {
   }
 };
 
-/// Token ids 0..T-1 spread over the vocabulary (deterministic).
-std::vector<std::int32_t> tokens_for(std::int64_t vocab, std::int64_t T) {
-  std::vector<std::int32_t> t(static_cast<std::size_t>(T));
-  for (std::int64_t i = 0; i < T; ++i)
-    t[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 37 + 11) % vocab);
-  return t;
-}
+using dsv3::test::tokens_for;
 
 std::vector<double> to_double(fp8moe::matrix_view<float const> v) {
   std::vector<double> out;
@@ -58,17 +53,7 @@ std::vector<double> to_double(fp8moe::matrix_view<float const> v) {
   return out;
 }
 
-/// max |a - b| / max |b|.
-double max_rel(std::vector<double> const& a, std::vector<double> const& b) {
-  REQUIRE(a.size() == b.size());
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    num = std::max(num, std::abs(a[i] - b[i]));
-    den = std::max(den, std::abs(b[i]));
-  }
-  REQUIRE(den > 0);
-  return num / den;
-}
+using dsv3::test::max_rel;
 
 }  // namespace
 

@@ -22,6 +22,7 @@
 #include "mtp_layer.hpp"
 #include "reference_forward.hpp"
 #include "speculative_decode.hpp"
+#include "test_util.hpp"
 
 namespace {
 
@@ -42,25 +43,8 @@ fixture& tiny() {
   return f;
 }
 
-/// Deterministic token ids spread over the vocabulary.
-std::vector<std::int32_t> tokens_for(std::int64_t vocab, std::int64_t T, std::int64_t salt = 0) {
-  std::vector<std::int32_t> t(static_cast<std::size_t>(T));
-  for (std::int64_t i = 0; i < T; ++i)
-    t[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 37 + 11 + salt * 101) % vocab);
-  return t;
-}
-
-/// max |a - b| / max |b| over equally shaped (rows, V) row-major data.
-double max_rel(std::vector<double> const& a, std::vector<double> const& b) {
-  REQUIRE(a.size() == b.size());
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    num = std::max(num, std::abs(a[i] - b[i]));
-    den = std::max(den, std::abs(b[i]));
-  }
-  REQUIRE(den > 0);
-  return num / den;
-}
+using dsv3::test::max_rel;
+using dsv3::test::tokens_for;
 
 void append_rows(std::vector<double>& out, fp8moe::matrix_view<float const> m) {
   for (std::int64_t r = 0; r < m.rows; ++r)
