@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright (c) 2026 The fp8moe authors.
 // The MTP loss term of the training backward (issue 16; reference §3.2): the checkpoint's MTP layer
-// as an fp8moe::mtp::mtp_module over a decoder block that trains (forward = block_forward, backward =
-// block_backward into the gradients), so the library's mtp_forward / mtp_loss / mtp_backward do the
-// rest. Depth 1 reads the main model's last-block output after the final norm (the checkpoint's and
-// vLLM's convention, mtp::depth1_input::after_final_norm); the final norm's gradient is shared.
-// Host only; allocates its activations and workspace once per token count.
+// as an fp8moe::mtp::mtp_module (mtp_module_of) over dsv3::decoder_block, the example's decoder block
+// as an mtp::transformer_block (forward = block_forward, with an optional compressed cache for
+// generation, mtp_layer.hpp; backward = block_backward into the gradients), so the library's
+// mtp_forward / mtp_loss / mtp_backward do the rest. Depth 1 reads the main model's last-block output
+// after the final norm (the checkpoint's and vLLM's convention, mtp::depth1_input::after_final_norm);
+// the final norm's gradient is shared. Host only; allocates its activations and workspace once per
+// token count.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "forward.hpp"
@@ -21,25 +24,36 @@
 
 namespace dsv3 {
 
-/// One decoder block (w of p, e.g. the MTP layer's) as an mtp::transformer_block that trains:
-/// forward(x (T,H), positions (T), y (T,H)) = x + attention + FFN (block_forward, routing as the
-/// block chooses); backward(dy, dx) = block_backward: dx OVERWRITTEN, the gradients of g ACCUMULATE.
-/// Its activations are its own (one layer, naive MLA); workspace_bytes is 0. The context is the
-/// caller's (held by pointer, with p, w, g and rope; keep them alive).
-class training_block {
+/// One decoder block of `p` (layer_params w, e.g. the MTP layer's) as an mtp::transformer_block, for
+/// training and for generation alike. forward(x (T,H), positions (T), y (T,H)) = x + attention + FFN:
+/// block_forward plus the residual, routing as the block chooses, in ctx's precision and MLA form; with
+/// a cache attached (absorbed form) the rows are appended to it and attend it (positions must then
+/// continue the cache). backward(dy, dx) = block_backward: dx OVERWRITTEN, the gradients of `g`
+/// ACCUMULATE; it needs `g` and the naive form without a cache, else an fp8moe::error. The activations
+/// are its own, kept per token count; workspace_bytes is 0. ctx, p, w, g and rope are the caller's (held
+/// by pointer: keep them alive); copies share the activations and the cache. Host only.
+class decoder_block {
  public:
   struct state {
     std::int64_t tokens = 0;
   };
 
-  training_block(context& ctx, params const& p, layer_params const& w, layer_params const& g,
-                 rope_state const& rope)
-      : ctx_(&ctx), p_(&p), w_(&w), g_(&g), rope_(&rope) {
-    cfg_ = p.cfg;  // a one-layer config whose layer 0 has w's kind (dense or MoE)
-    cfg_.num_hidden_layers = 1;
-    cfg_.first_k_dense_replace = w.is_moe ? 0 : 1;
-    cfg_.moe_layer_freq = 1;
-    cfg_.num_nextn_predict_layers = 0;
+  decoder_block(context& ctx, params const& p, layer_params const& w, rope_state const& rope,
+                layer_params const* g = nullptr)
+      : ctx_(&ctx), p_(&p), w_(&w), g_(g), rope_(&rope), rt_(std::make_shared<runtime>()) {
+    rt_->cfg = p.cfg;  // a one-layer config whose layer 0 has w's kind (dense or MoE)
+    rt_->cfg.num_hidden_layers = 1;
+    rt_->cfg.first_k_dense_replace = w.is_moe ? 0 : 1;
+    rt_->cfg.moe_layer_freq = 1;
+    rt_->cfg.num_nextn_predict_layers = 0;
+  }
+
+  /// Routes the attention through `cache` from now on (nullptr: none); the context must run the
+  /// absorbed form.
+  void attach(fm::attention::mla_cache* cache) {
+    fm::require(!cache || ctx_->attention == mla_form::absorbed, "dsv3::decoder_block::attach", "cache",
+                "a context in the absorbed MLA form (context.attention)");
+    rt_->cache = cache;
   }
 
   std::int64_t hidden() const { return p_->cfg.hidden_size; }
@@ -53,14 +67,14 @@ class training_block {
                 matrix_view<float> y, std::span<std::byte>) const {
     std::int64_t const T = x.rows, H = hidden();
     fm::require(x.cols == H && y.rows == T && y.cols == H && static_cast<std::int64_t>(positions.size()) == T,
-                "dsv3::training_block::forward", "x, y, positions", "(T, hidden), (T, hidden) and (T)");
-    if (acts_->tokens != T) *acts_ = make_activations(cfg_, mla_form::naive, T);
-    auto& a = acts_->layers[0];
-    pos_->assign(positions.begin(), positions.end());
+                "dsv3::decoder_block::forward", "x, y, positions", "(T, hidden), (T, hidden) and (T)");
+    auto& r = *rt_;
+    r.last = &r.acts.get(r.cfg, ctx_->attention, T);
+    layer_acts& a = r.last->layers[0];
+    r.positions.assign(positions.begin(), positions.end());
     for (std::int64_t t = 0; t < T; ++t)
       for (std::int64_t c = 0; c < H; ++c) a.x(t, c) = x(t, c);
-    layer_timings tm;
-    block_forward(*ctx_, *p_, *w_, *rope_, router_of(p_->cfg), *pos_, a, tm);
+    block_forward(*ctx_, *p_, *w_, *rope_, router_of(p_->cfg), r.positions, a, r.tm, {}, r.cache);
     for (std::int64_t t = 0; t < T; ++t)
       for (std::int64_t c = 0; c < H; ++c) y(t, c) = a.h(t, c) + a.ffn_out(t, c);
     round_activation(*ctx_, y);
@@ -70,31 +84,68 @@ class training_block {
   template <fm::executor Exec>
   void backward(Exec const&, state const& st, matrix_view<float const> dy, matrix_view<float> dx,
                 std::span<std::byte>) {
-    fm::require(st.tokens == acts_->tokens, "dsv3::training_block::backward", "state", "the last forward's");
+    constexpr char const* where = "dsv3::decoder_block::backward";
+    auto& r = *rt_;
+    fm::require(g_ != nullptr, where, "this block", "gradients to write into (constructed with g)", "none");
+    fm::require(ctx_->attention == mla_form::naive && !r.cache, where, "this block",
+                "the naive MLA form without a cache (what block_backward differentiates)");
+    fm::require(r.last && st.tokens == r.last->tokens, where, "state", "the last forward's");
+    fm::require(dy.rows == st.tokens && dy.cols == hidden() && dx.rows == dy.rows && dx.cols == dy.cols,
+                where, "dy, dx", "(T, hidden) each");
     auto const mark = ctx_->temps.mark();
     auto const dres = ctx_->temps.matrix(dy.rows, dy.cols);
     for (std::int64_t t = 0; t < dy.rows; ++t)
       for (std::int64_t c = 0; c < dy.cols; ++c) dres(t, c) = dy(t, c);
-    block_backward(*ctx_, *w_, *rope_, router_of(p_->cfg), *pos_, acts_->layers[0], dres, *g_);
+    block_backward(*ctx_, *w_, *rope_, router_of(p_->cfg), r.positions, r.last->layers[0], dres, *g_);
     for (std::int64_t t = 0; t < dy.rows; ++t)
       for (std::int64_t c = 0; c < dy.cols; ++c) dx(t, c) = dres(t, c);
     ctx_->temps.release(mark);
   }
 
  private:
+  struct runtime {
+    fm::io::deepseek_v3_config cfg;
+    detail::activations_by_count acts;
+    activations* last = nullptr;  // the last forward's
+    std::vector<std::int64_t> positions;
+    layer_timings tm;
+    fm::attention::mla_cache* cache = nullptr;
+  };
   context* ctx_;
   params const* p_;
   layer_params const* w_;
   layer_params const* g_;
   rope_state const* rope_;
-  fm::io::deepseek_v3_config cfg_;
-  std::shared_ptr<activations> acts_ = std::make_shared<activations>();
-  std::shared_ptr<std::vector<std::int64_t>> pos_ = std::make_shared<std::vector<std::int64_t>>();
+  std::shared_ptr<runtime> rt_;
 };
-static_assert(fm::mtp::transformer_block<training_block>);
+static_assert(fm::mtp::transformer_block<decoder_block>);
 
-/// The MTP loss term of one training step (depth 1, the first MTP layer), with its state kept
-/// between steps (activations and workspace per token count).
+/// The MTP layer `i` of p (p.mtp[i]) as an mtp_module over `block`: its own embedding copy, enorm,
+/// hnorm, eh_proj, shared_head.{norm, head}; depth 1 reads the main model's output after its final
+/// norm (vLLM's convention, reference §3.2), eps = rms_norm_eps. Float views into p; no gradients.
+inline fm::mtp::mtp_module<decoder_block> mtp_module_of(params const& p, decoder_block& block,
+                                                        std::size_t i = 0) {
+  fm::require(i < p.mtp.size(), "dsv3::mtp_module_of", "i",
+              "an MTP layer index below num_nextn_predict_layers = " + std::to_string(p.mtp.size()),
+              std::to_string(i));
+  auto const& m = p.mtp[i];
+  auto const fv = [](vector_param v) { return std::span<float const>(v); };
+  fm::mtp::mtp_module<decoder_block> mod;
+  mod.weights = {.embed = m.embed,
+                 .final_norm = fv(p.norm),
+                 .enorm = fv(m.enorm),
+                 .hnorm = fv(m.hnorm),
+                 .eh_proj = m.eh_proj.f32,
+                 .head_norm = fv(m.head_norm),
+                 .head = m.head.f32};
+  mod.block = &block;
+  mod.options.depth1 = fm::mtp::depth1_input::after_final_norm;
+  mod.options.eps = static_cast<float>(p.cfg.rms_norm_eps);
+  return mod;
+}
+
+/// The MTP loss term of one training step (depth 1, the first MTP layer), with its buffers and
+/// workspace kept between steps (the block's activations are carved once per step).
 class mtp_training {
  public:
   /// Forward and backward of lambda * mean cross-entropy of the MTP logits (row i from the main
@@ -105,18 +156,9 @@ class mtp_training {
              std::span<std::int32_t const> targets, params const& g, float lambda, std::int32_t ignore_index,
              matrix_view<float> dh) {
     std::int64_t const T = acts.tokens, H = p.cfg.hidden_size, V = p.cfg.vocab_size;
-    auto const& w = p.mtp.at(0);
     auto const& gw = g.mtp.at(0);
-    training_block block(ctx, p, w.block, gw.block, rope);
-    auto const fv = [](vector_param v) { return std::span<float const>(v); };
-    fm::mtp::mtp_module<training_block> mod;
-    mod.weights = {.embed = w.embed,
-                   .final_norm = fv(p.norm),
-                   .enorm = fv(w.enorm),
-                   .hnorm = fv(w.hnorm),
-                   .eh_proj = w.eh_proj.f32,
-                   .head_norm = fv(w.head_norm),
-                   .head = w.head.f32};
+    decoder_block block(ctx, p, p.mtp.at(0).block, rope, &gw.block);
+    auto mod = mtp_module_of(p, block);
     mod.grads = {.d_embed = gw.embed,
                  .d_final_norm = g.norm,
                  .d_enorm = gw.enorm,
@@ -124,12 +166,9 @@ class mtp_training {
                  .d_eh_proj = gw.eh_proj.f32,
                  .d_head_norm = gw.head_norm,
                  .d_head = gw.head.f32};
-    mod.block = &block;
-    mod.options = {.depth1 = fm::mtp::depth1_input::after_final_norm,
-                   .eps = static_cast<float>(p.cfg.rms_norm_eps),
-                   .loss_weight = lambda,
-                   .depths = 1,
-                   .ignore_index = ignore_index};
+    mod.options.loss_weight = lambda;
+    mod.options.depths = 1;
+    mod.options.ignore_index = ignore_index;
     auto const n = static_cast<std::size_t>(T);
     emb_.resize(n), tgt_.resize(n), pos_.resize(n), losses_.resize(n);
     fm::mtp::shift_for_depth(std::span<std::int32_t const>(acts.ids), targets, 1, emb_, tgt_, ignore_index);

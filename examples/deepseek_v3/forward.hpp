@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -145,6 +146,26 @@ inline activations make_activations(fm::io::deepseek_v3_config const& c, mla_for
   detail::carve_activations(c, form, T, arena, acts);
   return acts;
 }
+
+namespace detail {
+
+/// Activations by token count: decoding alternates between a few small counts (1 per plain step,
+/// D+1 per verification, the prompt once), so each is carved once and kept.
+class activations_by_count {
+ public:
+  activations& get(fm::io::deepseek_v3_config const& c, mla_form form, std::int64_t T) {
+    auto it = by_count_.find(T);
+    if (it == by_count_.end()) it = by_count_.emplace(T, make_activations(c, form, T)).first;
+    return it->second;
+  }
+  /// Drops the activations of more than `keep` tokens (a long prompt's, after the prefill).
+  void release_above(std::int64_t keep) { by_count_.erase(by_count_.upper_bound(keep), by_count_.end()); }
+
+ private:
+  std::map<std::int64_t, activations> by_count_;
+};
+
+}  // namespace detail
 
 /// Checks token ids before anything is written: each in [0, vocab_size); an fp8moe::error naming
 /// `tokens` otherwise.

@@ -496,3 +496,36 @@ TEST_CASE("backward: routing held fixed to another forward gives the same gradie
   dsv3::model fresh(f.m.parameters());
   CHECK_THROWS_WITH_AS(fresh.backward(y, g2), doctest::Contains("forward"), fp8moe::error);
 }
+
+TEST_CASE("backward: dsv3::decoder_block's backward needs gradients and the naive form without a cache") {
+  fixture f;
+  auto const& p = f.m.parameters();
+  auto const& w = p.mtp.at(0).block;
+  std::int64_t const n = 4, H = p.cfg.hidden_size;
+  std::vector<float> x(static_cast<std::size_t>(n * H), 0.1f), y(x.size()), dx(x.size());
+  std::vector<std::int32_t> const pos{0, 1, 2, 3};
+  auto const X = fp8moe::make_matrix<float const>(x.data(), n, H);
+  auto const Y = fp8moe::make_matrix(y.data(), n, H);
+  auto const DX = fp8moe::make_matrix(dx.data(), n, H);
+  fp8moe::host_executor ex;
+  auto const back = [&](dsv3::decoder_block& b, dsv3::decoder_block::state st) {
+    b.backward(ex, st, matrix_view<float const>(Y), DX, {});
+  };
+  dsv3::decoder_block inference(f.ctx, p, w, f.rope);  // no gradients to write into
+  auto st = inference.forward(ex, X, pos, Y, {});
+  CHECK_THROWS_WITH_AS(back(inference, st), doctest::Contains("gradients to write into"), fp8moe::error);
+  dsv3::decoder_block training(f.ctx, p, w, f.rope, &f.g.mtp.at(0).block);
+  st = training.forward(ex, X, pos, Y, {});
+  CHECK_THROWS_WITH_AS(back(training, {n - 1}), doctest::Contains("'state'"), fp8moe::error);
+  back(training, st);
+  CHECK(max_abs(dx.data(), n * H) > 0);
+  fp8moe::attention::mla_cache cache(f.rope.dims, 8);
+  CHECK_THROWS_WITH_AS(training.attach(&cache), doctest::Contains("absorbed"), fp8moe::error);  // naive ctx
+  dsv3::context absorbed;
+  absorbed.attention = dsv3::mla_form::absorbed;
+  dsv3::decoder_block cached(absorbed, p, w, f.rope, &f.g.mtp.at(0).block);
+  cached.attach(&cache);
+  st = cached.forward(ex, X, pos, Y, {});
+  CHECK(cache.length() == n);
+  CHECK_THROWS_WITH_AS(back(cached, st), doctest::Contains("naive MLA form"), fp8moe::error);
+}
