@@ -17,8 +17,7 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
+#include "bench_util.hpp"
 #include "config.hpp"
 #include "decode.hpp"
 #include "init.hpp"
@@ -28,25 +27,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// The checkpoint every benchmark loads: written once per process into a fresh temp directory.
+/// The checkpoint every benchmark loads: written once per process, removed at exit.
 fs::path const& checkpoint_dir() {
-  static fs::path const dir = [] {
-    fs::path d = fs::temp_directory_path() / ("dsv3_bench_decode_" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    auto c = dsv3::preset("tiny");
-    c.max_position_embeddings = 4096;  // the rope table does not depend on it (YaRN factor 4 from 128)
-    dsv3::write_random_checkpoint(c, d, "f32", 1);
-    return d;
-  }();
-  return dir;
+  static dsv3::bench_checkpoint const ck(
+      "dsv3_bench_decode",
+      [] {
+        auto c = dsv3::preset("tiny");
+        c.max_position_embeddings = 4096;  // the rope table does not depend on it (YaRN factor 4 from 128)
+        return c;
+      }(),
+      "f32");
+  return ck.dir();
 }
-
-struct cleanup {
-  ~cleanup() {
-    std::error_code ec;
-    fs::remove_all(checkpoint_dir(), ec);
-  }
-} const remove_checkpoint_at_exit;
 
 std::vector<std::int32_t> tokens_for(std::int64_t vocab, std::int64_t T) {
   std::vector<std::int32_t> t(static_cast<std::size_t>(T));

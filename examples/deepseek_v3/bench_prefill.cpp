@@ -23,8 +23,8 @@
 #include <vector>
 
 #include <cblas.h>
-#include <unistd.h>
 
+#include "bench_util.hpp"
 #include "config.hpp"
 #include "init.hpp"
 #include "model.hpp"
@@ -33,23 +33,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// The checkpoint every benchmark loads: written once per process into a fresh temp directory.
+/// The checkpoint every benchmark loads: written once per process, removed at exit.
 fs::path const& checkpoint_dir() {
-  static fs::path const dir = [] {
-    fs::path d = fs::temp_directory_path() / ("dsv3_bench_prefill_" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    dsv3::write_random_checkpoint(dsv3::preset("tiny"), d, "fp8", 1);
-    return d;
-  }();
-  return dir;
+  static dsv3::bench_checkpoint const ck("dsv3_bench_prefill", dsv3::preset("tiny"), "fp8");
+  return ck.dir();
 }
-
-struct cleanup {
-  ~cleanup() {
-    std::error_code ec;
-    fs::remove_all(checkpoint_dir(), ec);
-  }
-};
 
 /// One model per precision, loaded once.
 dsv3::model& model_for(dsv3::precision p) {
@@ -197,7 +185,6 @@ void register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cleanup const c;
   register_all();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
