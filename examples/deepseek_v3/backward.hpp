@@ -20,6 +20,7 @@
 #include "forward.hpp"
 #include "fp8moe/mtp/mtp.hpp"
 #include "layers.hpp"
+#include "moe.hpp"
 #include "params.hpp"
 
 namespace dsv3 {

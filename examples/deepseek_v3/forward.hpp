@@ -19,6 +19,7 @@
 #include "fp8moe/nn/embedding.hpp"
 #include "fp8moe/nn/softmax.hpp"
 #include "layers.hpp"
+#include "moe.hpp"
 #include "params.hpp"
 
 namespace dsv3 {
