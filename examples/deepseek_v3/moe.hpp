@@ -2,17 +2,27 @@
 // Copyright (c) 2026 The fp8moe authors.
 // The MoE feed-forward of the DeepSeek-V3 model (reference §1.5) and its backward, llm.c style:
 // moe::route + permute + the routed experts + the shared expert + combine, built from the layers of
-// layers.hpp (linear, the SwiGLU MLP); the backward next to the forward.
+// layers.hpp (linear, the SwiGLU MLP); the backward next to the forward. Under the FP8 training recipe
+// (Fprop, Dgrad and Wgrad all FP8) the routed experts run as grouped FP8 GEMMs (gemm::grouped_gemm:
+// contiguous for Fprop and Dgrad, K-grouped for Wgrad); otherwise one expert at a time.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <span>
+#include <tuple>
+#include <utility>
+#include <vector>
 
+#include "fp8moe/gemm/gemm.hpp"
 #include "fp8moe/moe/balance.hpp"
 #include "fp8moe/moe/permute.hpp"
 #include "fp8moe/moe/router.hpp"
 #include "fp8moe/moe/score.hpp"
+#include "fp8moe/nn/activation.hpp"
+#include "fp8moe/scaling/quantize.hpp"
 #include "layers.hpp"
 #include "params.hpp"
 
@@ -35,19 +45,42 @@ inline fm::moe::router_config router_of(fm::io::deepseek_v3_config const& c) {
           .group_top = c.topk_method == "noaux_tc" ? 2 : 1};
 }
 
+/// How the routed experts' GEMMs run under the FP8 training recipe (fp8_training with fprop, dgrad and
+/// wgrad all on): `grouped` (one grouped GEMM per projection over every expert's rows, one K-grouped
+/// Wgrad per weight) or `per_expert` (each expert's SwiGLU through `linear`, the reference the grouped
+/// form is tested against). Any other precision or switch mix walks the experts one at a time.
+enum class expert_gemms { grouped, per_expert };
+
+/// What the grouped FP8 experts keep from the forward for the backward (Mu = rows in use: each
+/// expert's rows padded to m_align = the 1 x 128 activation tile, so no scale tile of the K-grouped
+/// Wgrad straddles two experts), in one buffer that grows to the largest request (copies share it).
+struct grouped_expert_acts {
+  bool active = false;                              // the last moe_forward ran the grouped form
+  std::shared_ptr<std::vector<std::byte>> storage;  // everything below
+  fm::moe::permute_plan plan{};                     // contiguous, m_align 128, Mu rows; -1 on padding rows
+  fm::scaling::quantized_batched_view<float8_e4m3_t> w13{};  // (E, 2I, H) [gate | up], 128x128 blocks
+  fm::scaling::quantized_batched_view<float8_e4m3_t> w2{};   // (E, H, I) down, 128x128 blocks
+  matrix_view<float> h13{};                                  // (Mu, 2I) [gate x | up x], 0 on padding rows
+  matrix_view<float> act{};                                  // (Mu, I) SwiGLU output, 0 on padding rows
+  matrix_view<float> y{};                                    // (Mu, H) expert outputs, 0 on padding rows
+};
+
 /// What an MoE layer keeps (T tokens, k slots, E experts, M = T*k permuted rows, I / Is widths).
+/// plan, xp, experts and yp belong to the per-expert form; the grouped FP8 form keeps `grouped`.
 struct moe_acts {
-  matrix_view<float> logits{};      // (T, E) router logits x gate^T (float)
-  matrix_view<std::int32_t> ids{};  // (T, k) selected experts, best first
-  matrix_view<float> weights{};     // (T, k) gating weights (unbiased, normalized, scaled)
-  std::span<std::int32_t> counts;   // (E) tokens per expert
-  fm::moe::permute_plan plan{};     // contiguous, m_align 1: M = T*k rows, expert-major
-  matrix_view<float> xp{};          // (M, H) permuted inputs
-  mlp_acts experts{};               // h13 (M, 2I), act (M, I)
-  matrix_view<float> yp{};          // (M, H) expert outputs, permuted
-  mlp_acts shared{};                // h13 (T, 2Is), act (T, Is)
-  matrix_view<float> routed{};      // (T, H) sum_j w_j expert_j(x)
-  matrix_view<float> shared_out{};  // (T, H) shared expert(x)
+  matrix_view<float> logits{};                 // (T, E) router logits x gate^T (float)
+  matrix_view<std::int32_t> ids{};             // (T, k) selected experts, best first
+  matrix_view<float> weights{};                // (T, k) gating weights (unbiased, normalized, scaled)
+  std::span<std::int32_t> counts;              // (E) tokens per expert
+  fm::moe::permute_plan plan{};                // contiguous, m_align 1: M = T*k rows, expert-major
+  matrix_view<float> xp{};                     // (M, H) permuted inputs
+  mlp_acts experts{};                          // h13 (M, 2I), act (M, I)
+  matrix_view<float> yp{};                     // (M, H) expert outputs, permuted
+  mlp_acts shared{};                           // h13 (T, 2Is), act (T, Is)
+  matrix_view<float> routed{};                 // (T, H) sum_j w_j expert_j(x)
+  matrix_view<float> shared_out{};             // (T, H) shared expert(x)
+  grouped_expert_acts grouped{};               // the grouped FP8 form's state
+  expert_gemms gemms = expert_gemms::grouped;  // the FP8 training recipe's expert GEMMs (set before forward)
 };
 
 /// The gating weights of given experts ids (T,k) from this layer's logits (T,E), as moe::route
@@ -88,8 +121,220 @@ void for_each_expert(moe_acts const& a, std::int64_t experts, F&& fn) {
   }
 }
 
+namespace detail {
+
+/// True when the routed experts run as grouped FP8 GEMMs: the FP8 training recipe with Fprop, Dgrad and
+/// Wgrad all on, fp32 master weights with the [gate | up] pair adjacent (mlp_params::gate_up), 1 x K
+/// activation and gradient tiles with one K (the Wgrad's K tile along the tokens, = m_align, a multiple
+/// of the grouped GEMM's 64) and square weight blocks, and I a multiple of both (so the (2I, H) blocks
+/// and 1 x K tiles of [gate | up] are those of gate and up apart: the per-expert form's numerics).
+inline bool grouped_experts_apply(context const& ctx, moe_params const& w, moe_acts const& a) {
+  auto const& r = ctx.train.recipe;
+  if (a.gemms != expert_gemms::grouped || !(ctx.train.fprop && ctx.train.dgrad && ctx.train.wgrad) ||
+      w.experts.empty())
+    return false;
+  auto const& e0 = w.experts.front();
+  std::int64_t const I = e0.gate.rows, kt = r.activation.tile.cols, wt = r.weight.tile.rows;
+  return e0.gate_up.f32.data != nullptr && e0.down.f32.data != nullptr && e0.gate.fp8_gemm &&
+         r.activation.tile.rows == 1 && r.gradient.tile.rows == 1 && r.gradient.tile.cols == kt && kt > 0 &&
+         kt % 64 == 0 && wt > 0 && r.weight.tile.cols == wt && I % kt == 0 && I % wt == 0;
+}
+
+/// (E, R, C) view of one weight (get(mlp_params) -> matrix_view<float>) of every expert when they lie
+/// at one stride, row-major (as bind_all lays them out); empty otherwise.
+template <class Get>
+fm::batched_matrix_view<float> experts_at_one_stride(std::vector<mlp_params> const& ex, Get get) {
+  auto const m0 = get(ex.front());
+  std::int64_t const E = static_cast<std::int64_t>(ex.size());
+  auto const addr = [](float const* p) {
+    return static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(p));
+  };
+  std::int64_t const step = E > 1 ? addr(get(ex[1]).data) - addr(m0.data) : 0;
+  if (step % static_cast<std::int64_t>(sizeof(float)) != 0 || m0.col_stride != 1 || m0.row_stride != m0.cols)
+    return {};
+  for (std::int64_t e = 0; e < E; ++e) {
+    auto const m = get(ex[static_cast<std::size_t>(e)]);
+    if (addr(m.data) != addr(m0.data) + e * step || m.row_stride != m0.row_stride || m.col_stride != 1)
+      return {};
+  }
+  std::int64_t const bs = E > 1 ? step / static_cast<std::int64_t>(sizeof(float)) : m0.rows * m0.cols;
+  return {m0.data, E, m0.rows, m0.cols, bs, m0.row_stride, 1};
+}
+
+/// The forward of the grouped FP8 experts: the expert weights quantized once (128x128 blocks) into the
+/// state, x quantized 1x128 and its FP8 rows permuted into expert segments of m_align rows, [gate | up]
+/// of every expert in one grouped contiguous GEMM, SwiGLU, its output quantized 1x128, down likewise,
+/// then combine into a.routed. The per-expert form computes the same products (same tiles and scales).
+inline void grouped_experts_forward(context& ctx, moe_params const& w, matrix_view<float const> x,
+                                    moe_acts& a) {
+  auto const& ex = ctx.exec;
+  auto const& r = ctx.train.recipe;
+  auto& g = a.grouped;
+  std::int64_t const T = x.rows, H = x.cols, E = static_cast<std::int64_t>(w.experts.size()), k = a.ids.cols,
+                     I = w.experts.front().gate.rows;
+  int const align = static_cast<int>(r.activation.tile.cols);
+  std::int64_t const Mu = fm::moe::contiguous_rows(fm::moe::contiguous{align}, a.counts.data(), E);
+  auto const wt = r.weight.tile;
+  auto const carve = [&](fm::nn::workspace_arena& ar) {
+    auto& p = g.plan;
+    p = fm::moe::permute_plan{};
+    p.layout = fm::moe::layout_kind::contiguous;
+    p.tokens = T, p.k = k, p.experts = E, p.rows = Mu, p.align = align;
+    p.row_token = ar.take<std::int32_t>(Mu);
+    p.row_slot = ar.take<std::int32_t>(Mu);
+    p.row_expert = ar.take<std::int32_t>(Mu);
+    p.slot_row = ar.take<std::int32_t>(T * k);
+    p.expert_offset = ar.take<std::int32_t>(E + 1);
+    p.counts = ar.take<std::int32_t>(E);
+    auto const batched = [&](std::int64_t R, std::int64_t C) {
+      std::int64_t const sr = fm::scaling::scale_rows(wt, R), sc = fm::scaling::scale_cols(wt, C);
+      float8_e4m3_t* d = ar.take<float8_e4m3_t>(E * R * C);
+      float* s = ar.take<float>(E * sr * sc);
+      return fm::scaling::quantized_batched_view<float8_e4m3_t>{
+          {d, E, R, C, R * C, C, 1}, {s, E, sr, sc, sr * sc, sc, 1}, wt};
+    };
+    g.w13 = batched(2 * I, H);
+    g.w2 = batched(H, I);
+    g.h13 = ar.matrix<float>(Mu, 2 * I);
+    g.act = ar.matrix<float>(Mu, I);
+    g.y = ar.matrix<float>(Mu, H);
+  };
+  fm::nn::workspace_arena count;
+  carve(count);
+  if (!g.storage) g.storage = std::make_shared<std::vector<std::byte>>();
+  if (g.storage->size() < count.bytes()) g.storage->resize(count.bytes());
+  fm::nn::workspace_arena state({g.storage->data(), count.bytes()});
+  carve(state);
+  fm::moe::build_permute_plan(ex, matrix_view<std::int32_t const>(a.ids), g.plan);
+  for (std::int64_t e = 0; e < E; ++e) {  // the fp32 master weights, quantized once per step
+    auto const& m = w.experts[static_cast<std::size_t>(e)];
+    fm::scaling::quantize(ex, matrix_view<float const>(m.gate_up.f32), r.weight, g.w13[e]);
+    fm::scaling::quantize(ex, matrix_view<float const>(m.down.f32), r.weight, g.w2[e]);
+  }
+  fm::vector_view<int const> const m_idx{g.plan.row_expert, Mu};
+  fm::nn::with_format(ex, r.activation.format, [&]<class A>(A) {
+    auto const temps = [&](fm::nn::workspace_arena& ar) {
+      return std::tuple{ar.quantized<A>(T, H, r.activation.tile), ar.quantized<A>(Mu, H, r.activation.tile),
+                        ar.quantized<A>(Mu, I, r.activation.tile), ar.sub(fm::gemm::workspace_bytes(ex))};
+    };
+    fm::nn::workspace_arena count_t;
+    temps(count_t);
+    fm::nn::workspace_arena ar(ctx.workspace(count_t.bytes()));
+    auto const [xq, aq, actq, gws] = temps(ar);
+    using W8 = float8_e4m3_t;
+    fm::scaling::quantize(ex, x, r.activation, xq);
+    fm::moe::permute(ex, g.plan, fm::scaling::quantized_matrix_view<A const>(xq), aq);
+    fm::gemm::grouped_gemm(ex, fm::gemm::grouped_contiguous<A, W8, float>{aq, g.w13, m_idx, g.h13, {}, align},
+                           {}, gws);
+    fm::nn::swiglu(ex, matrix_view<float const>(g.h13), g.act);
+    fm::scaling::quantize(ex, matrix_view<float const>(g.act), r.activation, actq);
+    fm::gemm::grouped_gemm(ex, fm::gemm::grouped_contiguous<A, W8, float>{actq, g.w2, m_idx, g.y, {}, align},
+                           {}, gws);
+  });
+  fm::moe::combine(ex, g.plan, matrix_view<float const>(g.y), matrix_view<float const>(a.weights), a.routed);
+  g.active = true;
+}
+
+/// The backward of grouped_experts_forward: dweights (T,k) WRITTEN (moe::combine_backward), dx (T,H)
+/// WRITTEN (moe::permute_backward of the Dgrad rows), the experts' gate/up/down gradients of gr ACCUMULATE.
+/// Dgrad: dY (1x128) x the 128x128 blocks of W2^T, SwiGLU', d[gate | up] (1x128) x those of W13^T, each
+/// one grouped contiguous GEMM; Wgrad: dY^T, SwiGLU-output^T, d[gate | up]^T and the permuted float x^T
+/// re-tiled 128x1 along the tokens, one K-grouped GEMM per weight (expert e's rows are group e's K),
+/// accumulating into the gradients (C = D).
+inline void grouped_experts_backward(context& ctx, matrix_view<float const> x, moe_acts const& a,
+                                     matrix_view<float const> dout, matrix_view<float> dx,
+                                     matrix_view<float> dweights, moe_params const& gr) {
+  auto const& ex = ctx.exec;
+  auto const& r = ctx.train.recipe;
+  auto const& g = a.grouped;
+  auto const& p = g.plan;
+  std::int64_t const H = x.cols, E = p.experts, Mu = p.rows, I = g.act.cols;
+  int const align = static_cast<int>(p.align);
+  auto const mark = ctx.temps.mark();
+  auto const dy = ctx.temps.matrix(Mu, H);        // (Mu, H)
+  auto const dact = ctx.temps.matrix(Mu, I);      // (Mu, I)
+  auto const dh13 = ctx.temps.matrix(Mu, 2 * I);  // (Mu, 2I)
+  auto const dxp = ctx.temps.matrix(Mu, H);       // (Mu, H)
+  auto const xp = ctx.temps.matrix(Mu, H);        // (Mu, H) the permuted float x (0 on padding rows)
+  fm::moe::combine_backward(ex, p, matrix_view<float const>(g.y), matrix_view<float const>(a.weights), dout,
+                            dy, dweights);
+  fm::moe::permute(ex, p, x, xp);
+  // The weight gradients as (E, R, C): the experts' own storage when at one stride, else gathered here.
+  auto const grads = [&](auto get, std::int64_t R, std::int64_t C) {
+    auto v = experts_at_one_stride(gr.experts, get);
+    if (v.data != nullptr) return std::pair{v, false};
+    auto const m = ctx.temps.matrix(E * R, C);
+    for (std::int64_t e = 0; e < E; ++e)
+      for (std::int64_t i = 0; i < R; ++i)
+        for (std::int64_t c = 0; c < C; ++c)
+          m(e * R + i, c) = get(gr.experts[static_cast<std::size_t>(e)])(i, c);
+    return std::pair{fm::batched_matrix_view<float>{m.data, E, R, C, R * C, C, 1}, true};
+  };
+  auto const gate_up = [](mlp_params const& m) { return m.gate_up.f32; };
+  auto const down = [](mlp_params const& m) { return m.down.f32; };
+  auto const [dw13, gathered13] = grads(gate_up, 2 * I, H);  // (E, 2I, H)
+  auto const [dw2, gathered2] = grads(down, H, I);           // (E, H, I)
+  std::vector<int> ks(static_cast<std::size_t>(E));          // (E) group e's K: expert e's padded rows
+  for (std::int64_t e = 0; e < E; ++e)
+    ks[static_cast<std::size_t>(e)] = p.expert_offset[e + 1] - p.expert_offset[e];
+  fm::vector_view<int const> const m_idx{p.row_expert, Mu};
+  using ND = fm::nn::dispatch<fm::host_executor>;
+  fm::nn::with_format(ex, r.gradient.format, [&]<class G>(G) {
+    fm::nn::with_format(ex, r.activation.format, [&]<class A>(A) {
+      auto const temps = [&](fm::nn::workspace_arena& ar) {
+        return std::tuple{
+            ar.quantized<G>(Mu, H, r.gradient.tile),     ar.quantized<G>(Mu, 2 * I, r.gradient.tile),
+            ar.quantized<G>(H, Mu, r.gradient.tile),     ar.quantized<A>(I, Mu, r.activation.tile),
+            ar.quantized<G>(2 * I, Mu, r.gradient.tile), ar.quantized<A>(H, Mu, r.activation.tile),
+            ar.sub(fm::gemm::workspace_bytes(ex))};
+      };
+      fm::nn::workspace_arena count;
+      temps(count);
+      fm::nn::workspace_arena ar(ctx.workspace(count.bytes()));
+      auto const [dyq, dh13q, dyt, actt, dh13t, xt, gws] = temps(ar);
+      using W8 = float8_e4m3_t;
+      auto const w2t = ND::transposed_weight(ex, fm::scaling::quantized_batched_view<W8 const>(g.w2), ar);
+      auto const w13t = ND::transposed_weight(ex, fm::scaling::quantized_batched_view<W8 const>(g.w13), ar);
+      // Dgrad: dact = dY W2, SwiGLU', dxp = d[gate | up] W13
+      fm::scaling::quantize(ex, matrix_view<float const>(dy), r.gradient, dyq);
+      fm::gemm::grouped_gemm(ex, fm::gemm::grouped_contiguous<G, W8, float>{dyq, w2t, m_idx, dact, {}, align},
+                             {}, gws);
+      fm::nn::swiglu_backward(ex, matrix_view<float const>(g.h13), matrix_view<float const>(dact), dh13);
+      fm::scaling::quantize(ex, matrix_view<float const>(dh13), r.gradient, dh13q);
+      fm::gemm::grouped_gemm(
+          ex, fm::gemm::grouped_contiguous<G, W8, float>{dh13q, w13t, m_idx, dxp, {}, align}, {}, gws);
+      // Wgrad: dW2_e += dY_e^T act_e, dW13_e += d[gate | up]_e^T x_e, K-grouped over the experts' rows
+      fm::vector_view<int const> const kv{ks.data(), E};
+      fm::scaling::transpose_requantize(ex, matrix_view<float const>(dy), r.gradient, dyt);
+      fm::scaling::transpose_requantize(ex, matrix_view<float const>(g.act), r.activation, actt);
+      fm::gemm::grouped_gemm(
+          ex, fm::gemm::k_grouped<G, A>{dyt, actt, kv, dw2, fm::batched_matrix_view<float const>(dw2)}, {},
+          gws);
+      fm::scaling::transpose_requantize(ex, matrix_view<float const>(dh13), r.gradient, dh13t);
+      fm::scaling::transpose_requantize(ex, matrix_view<float const>(xp), r.activation, xt);
+      fm::gemm::grouped_gemm(
+          ex, fm::gemm::k_grouped<G, A>{dh13t, xt, kv, dw13, fm::batched_matrix_view<float const>(dw13)}, {},
+          gws);
+    });
+  });
+  fm::moe::permute_backward(ex, p, matrix_view<float const>(dxp), dx);
+  auto const scatter = [&](auto get, fm::batched_matrix_view<float> v) {
+    for (std::int64_t e = 0; e < E; ++e) {
+      auto const m = get(gr.experts[static_cast<std::size_t>(e)]);
+      for (std::int64_t i = 0; i < v.rows; ++i)
+        for (std::int64_t c = 0; c < v.cols; ++c) m(i, c) = v[e](i, c);
+    }
+  };
+  if (gathered13) scatter(gate_up, dw13);
+  if (gathered2) scatter(down, dw2);
+  ctx.temps.release(mark);
+}
+
+}  // namespace detail
+
 /// out (T,H) = sum_j w_j Expert_{id_j}(x) + Shared(x) (reference §1.5): moe::route, the permute plan,
-/// each expert's SwiGLU on its contiguous rows through `linear`, moe::combine, the shared expert.
+/// each expert's SwiGLU on its contiguous rows through `linear` (or, under the FP8 training recipe, all
+/// experts' as grouped FP8 GEMMs: detail::grouped_experts_forward), moe::combine, the shared expert.
 /// `fixed` (T,k), when non-empty, replaces the selection (routing held fixed; weights still computed).
 inline void moe_forward(context& ctx, moe_params const& w, fm::moe::router_config const& rc,
                         matrix_view<float const> x, moe_acts& a, matrix_view<float> out,
@@ -105,13 +350,19 @@ inline void moe_forward(context& ctx, moe_params const& w, fm::moe::router_confi
     fm::moe::route(
         ex, rc, matrix_view<float const>(a.logits), bias, a.ids, a.weights,
         fm::vector_view<std::int32_t>{a.counts.data(), static_cast<std::int64_t>(a.counts.size())});
-  fm::moe::build_permute_plan(ex, matrix_view<std::int32_t const>(a.ids), a.plan);
-  fm::moe::permute(ex, a.plan, x, a.xp);
-  for_each_expert(a, rc.experts, [&](std::size_t e, std::int64_t r0, std::int64_t n, mlp_acts const& sub) {
-    mlp_forward(ctx, w.experts[e], fm::make_matrix<float const>(a.xp.row(r0), n, H), sub,
-                fm::make_matrix(a.yp.row(r0), n, H));
-  });
-  fm::moe::combine(ex, a.plan, matrix_view<float const>(a.yp), matrix_view<float const>(a.weights), a.routed);
+  a.grouped.active = false;
+  if (detail::grouped_experts_apply(ctx, w, a)) {
+    detail::grouped_experts_forward(ctx, w, x, a);
+  } else {
+    fm::moe::build_permute_plan(ex, matrix_view<std::int32_t const>(a.ids), a.plan);
+    fm::moe::permute(ex, a.plan, x, a.xp);
+    for_each_expert(a, rc.experts, [&](std::size_t e, std::int64_t r0, std::int64_t n, mlp_acts const& sub) {
+      mlp_forward(ctx, w.experts[e], fm::make_matrix<float const>(a.xp.row(r0), n, H), sub,
+                  fm::make_matrix(a.yp.row(r0), n, H));
+    });
+    fm::moe::combine(ex, a.plan, matrix_view<float const>(a.yp), matrix_view<float const>(a.weights),
+                     a.routed);
+  }
   round_activation(ctx, a.routed);
   if (!w.has_shared) {
     for (std::int64_t t = 0; t < T; ++t)
@@ -128,7 +379,9 @@ inline void moe_forward(context& ctx, moe_params const& w, fm::moe::router_confi
 
 /// The backward of moe_forward with its routing as the forward chose it (the selection is not
 /// differentiated): dx (T,H) = dL/dx, WRITTEN. moe::combine_backward gives each permuted row's output
-/// gradient and dL/d weights; each expert's mlp_backward on its contiguous rows; moe::permute_backward
+/// gradient and dL/d weights; each expert's mlp_backward on its contiguous rows (or the grouped FP8
+/// Dgrad and K-grouped Wgrad when the forward ran grouped, with the weights it quantized: the step's
+/// weights must not change between the two); moe::permute_backward
 /// sums the rows back per token; moe::route_backward carries dL/d weights through the normalized,
 /// scaled, gathered UNBIASED scores to the router logits (the bias gets no gradient); with
 /// balance.alpha > 0 the sequence balance loss's gradient is added there (moe::sequence_balance_loss_
@@ -141,17 +394,21 @@ inline void moe_backward(context& ctx, moe_params const& w, fm::moe::router_conf
   std::int64_t const T = x.rows, H = x.cols, M = a.plan.rows;
   if (T == 0) return;
   auto const mark = ctx.temps.mark();
-  auto const dyp = ctx.temps.matrix(M, H);                    // (M, H)
   auto const dweights = ctx.temps.matrix(T, a.weights.cols);  // (T, k)
-  fm::moe::combine_backward(ex, a.plan, matrix_view<float const>(a.yp), matrix_view<float const>(a.weights),
-                            dout, dyp, dweights);
-  auto const dxp = ctx.temps.matrix(M, H);  // (M, H)
-  for_each_expert(a, rc.experts, [&](std::size_t e, std::int64_t r0, std::int64_t n, mlp_acts const& sub) {
-    mlp_backward(ctx, w.experts[e], fm::make_matrix<float const>(a.xp.row(r0), n, H), sub,
-                 fm::make_matrix<float const>(dyp.row(r0), n, H), fm::make_matrix(dxp.row(r0), n, H), false,
-                 g.experts[e]);
-  });
-  fm::moe::permute_backward(ex, a.plan, matrix_view<float const>(dxp), dx);
+  if (a.grouped.active) {
+    detail::grouped_experts_backward(ctx, x, a, dout, dx, dweights, g);
+  } else {
+    auto const dyp = ctx.temps.matrix(M, H);  // (M, H)
+    fm::moe::combine_backward(ex, a.plan, matrix_view<float const>(a.yp), matrix_view<float const>(a.weights),
+                              dout, dyp, dweights);
+    auto const dxp = ctx.temps.matrix(M, H);  // (M, H)
+    for_each_expert(a, rc.experts, [&](std::size_t e, std::int64_t r0, std::int64_t n, mlp_acts const& sub) {
+      mlp_backward(ctx, w.experts[e], fm::make_matrix<float const>(a.xp.row(r0), n, H), sub,
+                   fm::make_matrix<float const>(dyp.row(r0), n, H), fm::make_matrix(dxp.row(r0), n, H), false,
+                   g.experts[e]);
+    });
+    fm::moe::permute_backward(ex, a.plan, matrix_view<float const>(dxp), dx);
+  }
   auto const dlogits = ctx.temps.matrix(T, rc.experts);  // (T, E)
   fm::moe::route_backward(ex, rc, matrix_view<float const>(a.logits), matrix_view<std::int32_t const>(a.ids),
                           matrix_view<float const>(dweights), dlogits);
