@@ -61,7 +61,7 @@ struct grouped_expert_acts {
   fm::scaling::quantized_batched_view<float8_e4m3_t> w13{};  // (E, 2I, H) [gate | up], 128x128 blocks
   fm::scaling::quantized_batched_view<float8_e4m3_t> w2{};   // (E, H, I) down, 128x128 blocks
   matrix_view<float> h13{};                                  // (Mu, 2I) [gate x | up x], 0 on padding rows
-  matrix_view<float> act{};                                  // (Mu, I) SwiGLU output, 0 on padding rows
+  matrix_view<float> act{};                                  // (Mu, I) SwiGLU output (padding rows unset)
   matrix_view<float> y{};                                    // (Mu, H) expert outputs, 0 on padding rows
 };
 
@@ -161,6 +161,48 @@ fm::batched_matrix_view<float> experts_at_one_stride(std::vector<mlp_params> con
   return {m0.data, E, m0.rows, m0.cols, bs, m0.row_stride, 1};
 }
 
+/// Rows [r0, r0+n) of m.
+template <class T>
+matrix_view<T> rows_of(matrix_view<T> m, std::int64_t r0, std::int64_t n) {
+  return {m.row(r0), n, m.cols, m.row_stride, m.col_stride};
+}
+/// Rows [r0, r0+n) of a quantized matrix with 1 x K tiles (r0 a row of its own scale row).
+template <class T>
+fm::scaling::quantized_matrix_view<T> rows_of(fm::scaling::quantized_matrix_view<T> q, std::int64_t r0,
+                                              std::int64_t n) {
+  return {rows_of(q.data, r0, n), rows_of(q.scales, r0, n), q.tile};
+}
+/// Columns [c0, c0+n) of a quantized matrix with 1 x K tiles, c0 a multiple of K (its scale columns
+/// from c0 / K).
+template <class T>
+fm::scaling::quantized_matrix_view<T> cols_of(fm::scaling::quantized_matrix_view<T> q, std::int64_t c0,
+                                              std::int64_t n) {
+  std::int64_t const K = q.tile.cols;
+  return {{q.data.data + c0 * q.data.col_stride, q.data.rows, n, q.data.row_stride, q.data.col_stride},
+          {q.scales.data + c0 / K * q.scales.col_stride, q.scales.rows, fm::scaling::scale_cols(q.tile, n),
+           q.scales.row_stride, q.scales.col_stride},
+          q.tile};
+}
+/// Calls fn(r0, n) for each expert's rows in use [r0, r0+n), n > 0, of a grouped plan (the padding rows
+/// after them are skipped: the grouped GEMMs never read them).
+template <class F>
+void for_each_segment(fm::moe::permute_plan const& p, F&& fn) {
+  for (std::int64_t e = 0; e < p.experts; ++e)
+    if (p.counts[e] > 0) fn(std::int64_t{p.expert_offset[e]}, std::int64_t{p.counts[e]});
+}
+/// out (C, Mu) = the rows in use of x (Mu, C) transposed and quantized with r (1 x K tiles along the
+/// rows of x), one expert segment at a time; the padding columns get zero data (they add nothing to
+/// the K-grouped product) and no tile straddles two segments (they start at multiples of K).
+template <class T>
+void transpose_segments(context const& ctx, fm::moe::permute_plan const& p, matrix_view<float const> x,
+                        fm::scaling::tensor_recipe const& r, fm::scaling::quantized_matrix_view<T> out) {
+  for (std::int64_t i = 0; i < out.data.rows; ++i)
+    std::memset(static_cast<void*>(out.data.row(i)), 0, static_cast<std::size_t>(out.data.cols) * sizeof(T));
+  for_each_segment(p, [&](std::int64_t r0, std::int64_t n) {
+    fm::scaling::transpose_requantize(ctx.exec, rows_of(x, r0, n), r, cols_of(out, r0, n));
+  });
+}
+
 /// The forward of the grouped FP8 experts: the expert weights quantized once (128x128 blocks) into the
 /// state, x quantized 1x128 and its FP8 rows permuted into expert segments of m_align rows, [gate | up]
 /// of every expert in one grouped contiguous GEMM, SwiGLU, its output quantized 1x128, down likewise,
@@ -226,8 +268,11 @@ inline void grouped_experts_forward(context& ctx, moe_params const& w, matrix_vi
     fm::moe::permute(ex, g.plan, fm::scaling::quantized_matrix_view<A const>(xq), aq);
     fm::gemm::grouped_gemm(ex, fm::gemm::grouped_contiguous<A, W8, float>{aq, g.w13, m_idx, g.h13, {}, align},
                            {}, gws);
-    fm::nn::swiglu(ex, matrix_view<float const>(g.h13), g.act);
-    fm::scaling::quantize(ex, matrix_view<float const>(g.act), r.activation, actq);
+    for_each_segment(g.plan, [&](std::int64_t r0, std::int64_t n) {
+      fm::nn::swiglu(ex, rows_of(matrix_view<float const>(g.h13), r0, n), rows_of(g.act, r0, n));
+      fm::scaling::quantize(ex, rows_of(matrix_view<float const>(g.act), r0, n), r.activation,
+                            rows_of(actq, r0, n));
+    });
     fm::gemm::grouped_gemm(ex, fm::gemm::grouped_contiguous<A, W8, float>{actq, g.w2, m_idx, g.y, {}, align},
                            {}, gws);
   });
@@ -296,22 +341,29 @@ inline void grouped_experts_backward(context& ctx, matrix_view<float const> x, m
       auto const w2t = ND::transposed_weight(ex, fm::scaling::quantized_batched_view<W8 const>(g.w2), ar);
       auto const w13t = ND::transposed_weight(ex, fm::scaling::quantized_batched_view<W8 const>(g.w13), ar);
       // Dgrad: dact = dY W2, SwiGLU', dxp = d[gate | up] W13
-      fm::scaling::quantize(ex, matrix_view<float const>(dy), r.gradient, dyq);
+      for_each_segment(p, [&](std::int64_t r0, std::int64_t n) {
+        fm::scaling::quantize(ex, rows_of(matrix_view<float const>(dy), r0, n), r.gradient,
+                              rows_of(dyq, r0, n));
+      });
       fm::gemm::grouped_gemm(ex, fm::gemm::grouped_contiguous<G, W8, float>{dyq, w2t, m_idx, dact, {}, align},
                              {}, gws);
-      fm::nn::swiglu_backward(ex, matrix_view<float const>(g.h13), matrix_view<float const>(dact), dh13);
-      fm::scaling::quantize(ex, matrix_view<float const>(dh13), r.gradient, dh13q);
+      for_each_segment(p, [&](std::int64_t r0, std::int64_t n) {
+        fm::nn::swiglu_backward(ex, rows_of(matrix_view<float const>(g.h13), r0, n),
+                                rows_of(matrix_view<float const>(dact), r0, n), rows_of(dh13, r0, n));
+        fm::scaling::quantize(ex, rows_of(matrix_view<float const>(dh13), r0, n), r.gradient,
+                              rows_of(dh13q, r0, n));
+      });
       fm::gemm::grouped_gemm(
           ex, fm::gemm::grouped_contiguous<G, W8, float>{dh13q, w13t, m_idx, dxp, {}, align}, {}, gws);
       // Wgrad: dW2_e += dY_e^T act_e, dW13_e += d[gate | up]_e^T x_e, K-grouped over the experts' rows
       fm::vector_view<int const> const kv{ks.data(), E};
-      fm::scaling::transpose_requantize(ex, matrix_view<float const>(dy), r.gradient, dyt);
-      fm::scaling::transpose_requantize(ex, matrix_view<float const>(g.act), r.activation, actt);
+      transpose_segments(ctx, p, matrix_view<float const>(dy), r.gradient, dyt);
+      transpose_segments(ctx, p, matrix_view<float const>(g.act), r.activation, actt);
       fm::gemm::grouped_gemm(
           ex, fm::gemm::k_grouped<G, A>{dyt, actt, kv, dw2, fm::batched_matrix_view<float const>(dw2)}, {},
           gws);
-      fm::scaling::transpose_requantize(ex, matrix_view<float const>(dh13), r.gradient, dh13t);
-      fm::scaling::transpose_requantize(ex, matrix_view<float const>(xp), r.activation, xt);
+      transpose_segments(ctx, p, matrix_view<float const>(dh13), r.gradient, dh13t);
+      transpose_segments(ctx, p, matrix_view<float const>(xp), r.activation, xt);
       fm::gemm::grouped_gemm(
           ex, fm::gemm::k_grouped<G, A>{dh13t, xt, kv, dw13, fm::batched_matrix_view<float const>(dw13)}, {},
           gws);
