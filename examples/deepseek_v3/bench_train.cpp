@@ -5,7 +5,8 @@
 // optimizer; routing and permute re-timed on the step's own MoE activations), against, in the same run,
 // OpenBLAS sgemm of the step's matrix products, forward and backward (every projection, expert, router
 // and head product at its shape, the attention core's score and value products; dgrad and wgrad of each
-// as two more products of the same size). Counter x_sgemm = step time / sgemm time (goal <= 2).
+// as two more products of the same size; the MTP layer's too). Counter x_sgemm = step time / sgemm time
+// (goal <= 2).
 // Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY=passive bench_train
 #include <benchmark/benchmark.h>
 
@@ -27,14 +28,15 @@ dsv3::token_corpus bench_corpus() {
   return c;
 }
 
-/// The (M, N, K) of every matrix product of one sequence's forward (T = S tokens, tiny).
+/// The (M, N, K) of every matrix product of one sequence's forward (T = S tokens, tiny): the decoder
+/// layers, the LM head and, with an MTP layer, its eh_proj, its block and its head.
 std::vector<std::array<std::int64_t, 3>> forward_products(dsv3::config const& c, std::int64_t T) {
   std::vector<std::array<std::int64_t, 3>> v;
   std::int64_t const H = c.hidden_size, nh = c.num_attention_heads, dn = c.qk_nope_head_dim,
                      dr = c.qk_rope_head_dim, dv = c.v_head_dim, kvr = c.kv_lora_rank, ql = *c.q_lora_rank,
                      E = c.n_routed_experts, k = c.num_experts_per_tok, Ie = c.moe_intermediate_size,
                      Is = c.n_shared_experts * Ie;
-  for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
+  auto const block = [&](std::int64_t l) {
     v.push_back({T, ql, H});
     v.push_back({T, nh * (dn + dr), ql});
     v.push_back({T, kvr + dr, H});
@@ -43,14 +45,20 @@ std::vector<std::array<std::int64_t, 3>> forward_products(dsv3::config const& c,
     v.push_back({T, H, nh * dv});
     if (!c.is_moe_layer(l)) {
       v.push_back({T, 2 * c.intermediate_size, H}), v.push_back({T, H, c.intermediate_size});
-      continue;
+      return;
     }
     v.push_back({T, E, H});
     for (std::int64_t e = 0; e < E; ++e)  // balanced loads: T k / E rows each
       v.push_back({T * k / E, 2 * Ie, H}), v.push_back({T * k / E, H, Ie});
     v.push_back({T, 2 * Is, H}), v.push_back({T, H, Is});
-  }
+  };
+  for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) block(l);
   v.push_back({T, c.vocab_size, H});
+  if (c.num_nextn_predict_layers > 0) {  // the MTP layer the trainer trains (depth 1)
+    v.push_back({T, H, 2 * H});
+    block(c.num_hidden_layers);
+    v.push_back({T, c.vocab_size, H});
+  }
   return v;
 }
 

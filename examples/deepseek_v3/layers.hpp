@@ -87,10 +87,14 @@ class temp_pool {
 /// fly with `recipe`: Fprop (1x128 activation tiles x 128x128 weight blocks, nn::fp8_linear), Dgrad
 /// (1x128 output-gradient tiles x the 128x128 blocks of W^T, nn::fp8_linear_dgrad), Wgrad (128x1 tiles
 /// of the output gradient and of the input along the tokens, nn::fp8_linear_wgrad); E4M3 and FP32
-/// promotion every 128 K. Off (the default): every product in the parameters' precision.
+/// promotion every 128 K. Off (the default): every product in the parameters' precision. `gemm`: on the
+/// host the FP8 products run as sgemm over the dequantized operands (gemm::host_accumulation::sgemm:
+/// FP32 accumulation over the whole K, only the summation order differs from per-128 promotion; the
+/// library's kernel where the build has no CBLAS).
 struct fp8_training {
   bool fprop = false, dgrad = false, wgrad = false;
   fm::scaling::recipe recipe = fm::scaling::deepseek_v3;
+  fm::gemm::gemm_options gemm{.promotion_k = 128, .host = fm::gemm::host_accumulation::sgemm};
   bool any() const { return fprop || dgrad || wgrad; }
 };
 
@@ -152,10 +156,11 @@ inline void linear(context& ctx, matrix_view<float const> x, linear_weight const
   if (x.rows == 0) return;
   auto const& ex = ctx.exec;
   if (w.f32.data && w.fp8_gemm && ctx.train.fprop) {  // the FP8 training recipe's Fprop
-    auto const [fw, ws] = quantize_master(
-        ctx, w.f32, false,
-        fm::nn::workspace_bytes(ex, fm::nn::linear_shape{x.rows, w.rows, x.cols}, ctx.train.recipe));
-    fm::nn::fp8_linear(ex, x, fw, y, ws, ctx.train.recipe);
+    auto const [fw, ws] =
+        quantize_master(ctx, w.f32, false,
+                        fm::nn::workspace_bytes(ex, fm::nn::linear_shape{x.rows, w.rows, x.cols},
+                                                ctx.train.recipe, ctx.train.gemm));
+    fm::nn::fp8_linear(ex, x, fw, y, ws, ctx.train.recipe, ctx.train.gemm);
   } else if (w.f32.data) {
     auto const ws = ctx.workspace(fm::nn::workspace_bytes(ex, fm::nn::matmul_shape{x.rows, w.rows, x.cols}));
     fm::nn::matmul(ex, x, fm::nn::transposed(matrix_view<float const>(w.f32)), y, {}, ws);
@@ -345,9 +350,9 @@ inline void linear_backward(context& ctx, matrix_view<float const> x, linear_wei
       }
       dyp = a, xp = b;
     }
-    auto const ws =
-        ctx.workspace(fm::nn::workspace_bytes(ex, fm::nn::linear_shape{Rp, N, K}, ctx.train.recipe));
-    fm::nn::fp8_linear_wgrad(ex, dyp, xp, dw, true, ws, ctx.train.recipe);
+    auto const ws = ctx.workspace(
+        fm::nn::workspace_bytes(ex, fm::nn::linear_shape{Rp, N, K}, ctx.train.recipe, ctx.train.gemm));
+    fm::nn::fp8_linear_wgrad(ex, dyp, xp, dw, true, ws, ctx.train.recipe, ctx.train.gemm);
     ctx.temps.release(mark);
   } else {  // Wgrad: dw (N,K) += dy^T (N,R) x (R,K)
     auto const ws = ctx.workspace(fm::nn::workspace_bytes(ex, fm::nn::matmul_shape{N, K, R}));
@@ -358,8 +363,9 @@ inline void linear_backward(context& ctx, matrix_view<float const> x, linear_wei
     auto const mark = ctx.temps.mark();
     auto const out = accumulate_dx ? ctx.temps.matrix(R, K) : dx;
     auto const [fw, ws] = quantize_master(
-        ctx, w.f32, true, fm::nn::workspace_bytes(ex, fm::nn::linear_shape{R, N, K}, ctx.train.recipe));
-    fm::nn::fp8_linear_dgrad(ex, dy, fw, out, ws, ctx.train.recipe);
+        ctx, w.f32, true,
+        fm::nn::workspace_bytes(ex, fm::nn::linear_shape{R, N, K}, ctx.train.recipe, ctx.train.gemm));
+    fm::nn::fp8_linear_dgrad(ex, dy, fw, out, ws, ctx.train.recipe, ctx.train.gemm);
     if (accumulate_dx)
       for (std::int64_t r = 0; r < R; ++r)
         for (std::int64_t c = 0; c < K; ++c) dx(r, c) += out(r, c);

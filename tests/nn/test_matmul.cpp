@@ -2,7 +2,9 @@
 // Copyright (c) 2026 The fp8moe authors.
 // nn::matmul against a float64 reference: float and bf16 inputs, row- and column-major operands,
 // alpha/beta, edge shapes, the portable kernel on 1..4 threads (bitwise identical), bad input.
-// Built twice: with CBLAS (FP8MOE_HAVE_BLAS, where found) and without (the portable kernel).
+// Built twice: with CBLAS (FP8MOE_HAVE_BLAS, where found) and without (the portable kernel). Also the
+// host FP8 GEMM's sgemm path (gemm_options::host = sgemm: dequantized panels through CBLAS sgemm), the
+// one gemm path that needs CBLAS, against the float64 reference (the kernel itself: tests/gemm).
 // The _cuda variant runs the same checks through cuBLASLt where a GPU is visible.
 #include <doctest/doctest.h>
 
@@ -13,7 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "fp8moe/gemm/gemm.hpp"
+#include "fp8moe/gemm/reference.hpp"
 #include "fp8moe/nn/matmul.hpp"
+#include "fp8moe/scaling/quantize.hpp"
 #include "test_support.hpp"
 #if FP8MOE_TEST_GPU
 #include "device_memory.hpp"
@@ -167,6 +172,26 @@ TEST_CASE("nn::matmul (host): K = 0 gives beta * D; empty M or N writes nothing;
   });
 }
 
+TEST_CASE("nn::matmul (host): bf16 in exactly workspace_bytes (the bytes after it untouched), both layouts") {
+  // With CBLAS the bf16 operands (and a bf16 D) are widened to float inside the workspace: a workspace
+  // bound that is too small writes past it, which the canary catches.
+  host_executor const ex{2};
+  for (int layout = 0; layout < 4; ++layout) {
+    operands const P(300, 300, 40, (layout & 1) != 0, (layout & 2) != 0,
+                     31 + static_cast<std::uint64_t>(layout));
+    CAPTURE(layout);
+    std::size_t const need = nn::workspace_bytes(ex, nn::matmul_shape{P.M, P.N, P.K});
+    std::vector<std::byte> ws(need + 256, std::byte{0xA5});
+    auto const run = [&](auto av, auto bv, auto dv, nn::matmul_options o) {
+      nn::matmul(ex, av, bv, dv, o, std::span<std::byte>(ws.data(), need));
+    };
+    check_case<bfloat16_t, float>(P, {.alpha = 0.5f, .beta = 0.0f}, run);
+    check_case<bfloat16_t, bfloat16_t>(P, {.alpha = 1.0f, .beta = -1.0f}, run);
+    CHECK(std::all_of(ws.begin() + static_cast<std::ptrdiff_t>(need), ws.end(),
+                      [](std::byte b) { return b == std::byte{0xA5}; }));
+  }
+}
+
 TEST_CASE("nn::matmul: bad input is rejected before D is written") {
   std::vector<float> a(12, 1.0f), b(12, 1.0f), d(16, 7.0f);
   auto const A = make_matrix(a.data(), 3, 4);
@@ -211,6 +236,146 @@ TEST_CASE("nn::workspace_bytes(exec, matmul_shape): exactly that workspace runs,
   CHECK_THROWS_WITH_AS(nn::matmul(ex, A, B, make_matrix(d.data(), M, N), {}, std::span<std::byte>(ws)),
                        doctest::Contains("argument 'workspace'"), fp8moe::error);
   for (float v : d) REQUIRE(v == 7.0f);
+}
+
+namespace sgemm_cases {
+
+using e4m3 = float8_e4m3_t;
+
+/// x (R,C) normal values quantized with tiles t (q = x * (1/sf), sf = amax / 448).
+scaling::quantized_matrix<e4m3> random_q(std::int64_t rows, std::int64_t cols, scaling::tile_shape t,
+                                         std::uint64_t seed) {
+  auto const x = test::random_normal(static_cast<std::size_t>(rows * cols), 1.0f, seed);
+  return scaling::quantize(host_executor{}, make_matrix(x.data(), rows, cols),
+                           scaling::tensor_recipe{.tile = t});
+}
+
+/// |got - exact| <= (K + 8) 2^-24 mag (FP32 accumulation in any order, the dequantized operands rounded
+/// once each, C added once), mag = |c| + sum_k |a b| over [k0, k0+k); a bf16 D adds 2^-8 |exact|.
+template <class TD>
+bool close(TD got, scaling::quantized_matrix_view<e4m3 const> const& a, std::int64_t i,
+           scaling::quantized_matrix_view<e4m3 const> const& b, std::int64_t j, std::int64_t k0,
+           std::int64_t k, double c) {
+  double const exact = gemm::reference::block_scaled_dot(a, i, b, j, k0, k, 128, c);
+  double mag = std::abs(c);
+  for (std::int64_t kk = k0; kk < k0 + k; ++kk)
+    mag += std::abs(static_cast<double>(a.data(i, kk).to_float()) * a.scale_at(i, kk) *
+                    b.data(j, kk).to_float() * b.scale_at(j, kk));
+  double tol = (static_cast<double>(k) + 8) * std::ldexp(1.0, -24) * mag + 1e-30;
+  if constexpr (std::is_same_v<TD, bfloat16_t>) tol += std::ldexp(1.0, -8) * std::abs(exact);
+  double const g = static_cast<float>(got);
+  if (std::abs(g - exact) <= tol) return true;
+  FAIL_CHECK("(" << i << "," << j << "): got " << g << " want " << exact << " tol " << tol);
+  return false;
+}
+
+/// Dense D (M,N) = [C +] A B^T through the host GEMM with options o and exactly gemm::workspace_bytes.
+template <class TD>
+void dense_case(host_executor const& ex, std::int64_t M, std::int64_t N, std::int64_t K, bool b_mn_major,
+                bool with_c, gemm::gemm_options o) {
+  CAPTURE(M);
+  CAPTURE(N);
+  CAPTURE(K);
+  CAPTURE(b_mn_major);
+  CAPTURE(with_c);
+  auto const a = random_q(M, K, scaling::tile_1x128, 3);
+  auto const bs =
+      b_mn_major ? random_q(K, N, scaling::block_128x128, 4) : random_q(N, K, scaling::block_128x128, 4);
+  auto const bv = b_mn_major ? gemm::transposed(bs.view()) : bs.view();
+  auto const c = test::random_normal(static_cast<std::size_t>(M * N), 4.0f, 5);
+  std::vector<TD> d(static_cast<std::size_t>(M * N));
+  test::poison(d);
+  std::vector<std::byte> ws(gemm::workspace_bytes(ex, o));
+  gemm::fp8_gemm(
+      ex,
+      gemm::dense<e4m3, e4m3, TD>{a.view(), bv, make_matrix(d.data(), M, N),
+                                  with_c ? make_matrix(c.data(), M, N) : matrix_view<float const>{}},
+      o, std::span<std::byte>(ws));
+  for (std::int64_t i = 0; i < M; ++i)
+    for (std::int64_t j = 0; j < N; ++j)
+      if (!close(d[static_cast<std::size_t>(i * N + j)], a.view(), i, bv, j, 0, K,
+                 with_c ? c[static_cast<std::size_t>(i * N + j)] : 0.0))
+        return;
+}
+
+}  // namespace sgemm_cases
+
+TEST_CASE(
+    "gemm host_accumulation::sgemm: dense, K-major and MN-major B, float and bf16 D, with C; panels cut "
+    "to a one-thread workspace") {
+  using namespace sgemm_cases;
+  static_assert(gemm::host::has_sgemm == nn::host::has_blas);
+  gemm::gemm_options const o{.promotion_k = 128, .host = gemm::host_accumulation::sgemm};
+  for (bool mn : {false, true})
+    for (bool with_c : {false, true}) {
+      dense_case<float>(host_executor{2}, 70, 256, 384, mn, with_c, o);
+      dense_case<bfloat16_t>(host_executor{2}, 70, 256, 384, mn, with_c, o);
+    }
+  // (64 + 768) x 640 floats exceed one thread's workspace (~172K floats): M, N and K panels
+  dense_case<float>(host_executor{1}, 200, 768, 640, true, true, o);
+  dense_case<bfloat16_t>(host_executor{1}, 200, 768, 640, false, false, o);
+  dense_case<float>(host_executor{1}, 3, 16, 128, false, true, o);  // one tiny job
+}
+
+TEST_CASE("gemm host_accumulation::sgemm: grouped contiguous (padding rows) and K-grouped (C aliasing D)") {
+  using namespace sgemm_cases;
+  gemm::gemm_options const o{.promotion_k = 128, .host = gemm::host_accumulation::sgemm};
+  host_executor const ex{2};
+  std::int64_t const G = 3, N = 256, K = 256, M = 192;
+  {  // rows 0..63 expert 2 (40 rows, 24 padding), 64..127 expert 0, 128..191 expert 1
+    auto const a = random_q(M, K, scaling::tile_1x128, 7);
+    auto const w = random_q(G * N, K, scaling::block_128x128, 8);
+    gemm::quantized_batched_view<e4m3 const> const wv{
+        {w.data.data(), G, N, K, N * K, K, 1},
+        {w.scales.data(), G, N / 128, K / 128, (N / 128) * (K / 128), K / 128, 1},
+        scaling::block_128x128};
+    std::vector<int> ids(static_cast<std::size_t>(M));
+    for (std::int64_t r = 0; r < M; ++r)
+      ids[static_cast<std::size_t>(r)] = r < 40 ? 2 : r < 64 ? -1 : r < 128 ? 0 : 1;
+    auto const c = test::random_normal(static_cast<std::size_t>(M * N), 2.0f, 9);
+    std::vector<float> d(static_cast<std::size_t>(M * N));
+    test::poison(d);
+    std::vector<std::byte> ws(gemm::workspace_bytes(ex, o));
+    gemm::grouped_gemm(
+        ex,
+        gemm::grouped_contiguous<e4m3, e4m3, float>{
+            a.view(), wv, {ids.data(), M, 1}, make_matrix(d.data(), M, N), make_matrix(c.data(), M, N), 64},
+        o, std::span<std::byte>(ws));
+    bool ok = true;
+    for (std::int64_t i = 0; i < M && ok; ++i) {
+      int const e = ids[static_cast<std::size_t>(i)];
+      for (std::int64_t j = 0; j < N && ok; ++j) {
+        auto const at = static_cast<std::size_t>(i * N + j);
+        if (e < 0)
+          ok = d[at] == c[at];
+        else
+          ok = close(d[at], a.view(), i, wv[e], j, 0, K, c[at]);
+      }
+    }
+    CHECK(ok);
+  }
+  {  // K-grouped Wgrad: D_g (M2,N2) += dY_g^T X_g over the group's tokens, C = D
+    std::int64_t const M2 = 128, N2 = 200;
+    std::vector<int> const tokens{128, 0, 384};
+    auto const a = random_q(M2, 512, scaling::tile_1x128, 10);
+    auto const b = random_q(N2, 512, scaling::tile_1x128, 11);
+    auto const c0 = test::random_normal(static_cast<std::size_t>(G * M2 * N2), 1.0f, 12);
+    auto d = c0;
+    batched_matrix_view<float> const dv{d.data(), G, M2, N2, M2 * N2, N2, 1};
+    std::vector<std::byte> ws(gemm::workspace_bytes(ex, o));
+    gemm::grouped_gemm(ex, gemm::k_grouped<e4m3, e4m3>{a.view(), b.view(), {tokens.data(), G, 1}, dv, dv}, o,
+                       std::span<std::byte>(ws));
+    bool ok = true;
+    std::int64_t k0 = 0;
+    for (std::int64_t g = 0; g < G; ++g) {
+      for (std::int64_t i = 0; i < M2 && ok; ++i)
+        for (std::int64_t j = 0; j < N2 && ok; ++j)
+          ok = close(dv(g, i, j), a.view(), i, b.view(), j, k0, tokens[static_cast<std::size_t>(g)],
+                     c0[static_cast<std::size_t>((g * M2 + i) * N2 + j)]);
+      k0 += tokens[static_cast<std::size_t>(g)];
+    }
+    CHECK(ok);
+  }
 }
 
 #if FP8MOE_TEST_GPU

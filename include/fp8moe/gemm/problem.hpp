@@ -95,8 +95,16 @@ FP8MOE_HOST_DEVICE major major_of(matrix_view<T> const& m) {
 
 // -------------------------------------------------------------------------------------------------
 // Options shared by every layout. Defaults are the DeepSeek-V3 recipe.
+/// How the host executor accumulates an FP8 GEMM (the CUDA path always promotes every promotion_k).
+enum class host_accumulation : std::uint8_t {
+  promoted,  ///< the library's kernel: FP32 partial sums promoted every promotion_k (DeepSeek-V3's order)
+  sgemm,     ///< operands dequantized to float (code x scale) and CBLAS sgemm over the whole K, FP32
+             ///< accumulation in another order (builds with FP8MOE_HAVE_BLAS; the kernel otherwise)
+};
+
 struct gemm_options {
   int promotion_k = 128;  ///< K elements per FP32 promotion (DeepSeek-V3 N_C = 128; 32 for MX blocks)
+  host_accumulation host = host_accumulation::promoted;  ///< host executor only (gemm/host/sgemm.hpp)
   friend constexpr bool operator==(gemm_options const&, gemm_options const&) = default;
 };
 

@@ -18,6 +18,7 @@
 #include "fp8moe/core/executor.hpp"
 #include "fp8moe/core/math.hpp"
 #include "fp8moe/gemm/host/kernels.hpp"
+#include "fp8moe/gemm/host/sgemm.hpp"
 #include "fp8moe/gemm/problem.hpp"
 
 #if FP8MOE_HAS_OPENMP
@@ -276,6 +277,25 @@ void run_jobs(host_executor const& exec, std::span<job<TA, TB, TD> const> jobs, 
 #endif
 }
 
+/// Runs dense jobs as o.host says: the kernel (run_jobs), or, for host_accumulation::sgemm in a build
+/// with FP8MOE_HAVE_BLAS, sgemm over dequantized panels (sgemm.hpp) cut to fit `workspace`.
+template <class TA, class TB, class TD>
+void run_jobs_as(host_executor const& exec, std::span<job<TA, TB, TD> const> jobs, gemm_options const& o,
+                 std::span<std::byte> workspace) {
+  if (o.host != host_accumulation::sgemm || !has_sgemm) return run_jobs<TA, TB, TD>(exec, jobs, o, workspace);
+#if defined(FP8MOE_HAVE_BLAS) && FP8MOE_HAVE_BLAS
+  if (jobs.empty()) return;
+  require(workspace.size() >= workspace_bytes(1, o.promotion_k), "fp8moe::gemm::host::run_jobs_as",
+          "workspace", std::to_string(workspace_bytes(1, o.promotion_k)) + " bytes",
+          std::to_string(workspace.size()));
+  auto const addr = reinterpret_cast<std::uintptr_t>(workspace.data());
+  std::size_t const skip = (64 - addr % 64) % 64;
+  float* const base = reinterpret_cast<float*>(workspace.data() + skip);
+  auto const floats = static_cast<std::int64_t>((workspace.size() - skip) / sizeof(float));
+  for (auto const& jb : jobs) run_job_sgemm(exec, jb, base, floats);
+#endif
+}
+
 /// D rows that get no product (contiguous padding rows): D = C or 0.
 template <class TD>
 void fill_rows(host_executor const& exec, matrix_view<TD> const& d, matrix_view<float const> const& c,
@@ -375,7 +395,7 @@ struct dispatch<host_executor> {
                        std::span<std::byte> workspace) {
     validate(p, o);
     auto const jobs = host::make_jobs(p);
-    host::run_jobs<TA, TB, TD>(exec, jobs, o, workspace);
+    host::run_jobs_as<TA, TB, TD>(exec, jobs, o, workspace);
   }
 
   template <class TA, class TB, class TD>
@@ -385,7 +405,7 @@ struct dispatch<host_executor> {
     check_indices(p);
     std::vector<std::int64_t> padding;
     auto const jobs = host::make_jobs(p, padding);
-    host::run_jobs<TA, TB, TD>(exec, jobs, o, workspace);
+    host::run_jobs_as<TA, TB, TD>(exec, jobs, o, workspace);
     host::fill_rows(exec, p.d, p.c, padding);
   }
 
@@ -395,7 +415,7 @@ struct dispatch<host_executor> {
     validate(p, o);
     check_indices(p);
     auto const jobs = host::make_jobs(p);
-    host::run_jobs<TA, TB, TD>(exec, jobs, o, workspace);
+    host::run_jobs_as<TA, TB, TD>(exec, jobs, o, workspace);
   }
 
   template <class TA, class TB>
@@ -403,7 +423,7 @@ struct dispatch<host_executor> {
                            std::span<std::byte> workspace) {
     validate(p, o);
     auto const jobs = host::make_jobs(p);
-    host::run_jobs<TA, TB, float>(exec, jobs, o, workspace);
+    host::run_jobs_as<TA, TB, float>(exec, jobs, o, workspace);
   }
 };
 

@@ -63,8 +63,11 @@ struct dispatch<host_executor> {
   static constexpr bool fp8_e5m2 = true;
 
   // ---- matmul
+  /// The portable kernel's scratch; with FP8MOE_HAVE_BLAS at least room for the widened bf16 operands.
   static std::size_t matmul_workspace_bytes(host_executor const& exec, matmul_shape s) {
-    return static_cast<std::size_t>(host::scratch_for(s, exec.num_threads()).floats()) * sizeof(float);
+    std::int64_t floats = host::scratch_for(s, exec.num_threads()).floats();
+    if constexpr (host::has_blas) floats = std::max(floats, host::widened_floats(s));
+    return static_cast<std::size_t>(floats) * sizeof(float);
   }
   template <class TI, class TD>
   static void matmul(host_executor const& exec, matrix_view<TI const> a, matrix_view<TI const> b,
@@ -73,6 +76,22 @@ struct dispatch<host_executor> {
     if constexpr (std::is_same_v<TI, float> && std::is_same_v<TD, float>) {
       (void)exec, (void)ws;
       host::matmul_blas(a, b, d, o);
+      return;
+    } else {  // bf16: sgemm over the operands widened to float (exact) in ws; a bf16 D rounded once
+      if (d.rows == 0 || d.cols == 0) return;
+      float* buf = reinterpret_cast<float*>(ws.data());
+      auto const af = host::widen_into(exec, a, buf);
+      auto const bf = host::widen_into(exec, b, buf + a.rows * a.cols);
+      float* const dbuf = buf + a.rows * a.cols + b.rows * b.cols;
+      if constexpr (std::is_same_v<TD, float>) {
+        host::matmul_blas(af, bf, d, o);
+      } else {
+        matrix_view<float> const df{dbuf, d.rows, d.cols, d.cols, 1};
+        if (o.beta != 0.0f) host::widen_into(exec, matrix_view<TD const>(d), dbuf);
+        host::matmul_blas(af, bf, df, o);
+        for (std::int64_t r = 0; r < d.rows; ++r)
+          for (std::int64_t c = 0; c < d.cols; ++c) d(r, c) = static_cast<TD>(df(r, c));
+      }
       return;
     }
 #endif

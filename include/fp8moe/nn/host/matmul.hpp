@@ -3,7 +3,9 @@
 // Host kernels of nn::matmul: the portable blocked kernel (always built; packs MCxKC panels of A
 // and KCxNC panels of B as float into per-thread scratch, 4x16 register tiles, OpenMP over the
 // MCxNC tiles of D; each element of D is summed by one thread in a fixed K order, so results do not
-// depend on the thread count) and, where FP8MOE_HAVE_BLAS is defined, CBLAS sgemm for float.
+// depend on the thread count) and, where FP8MOE_HAVE_BLAS is defined, CBLAS sgemm: float directly,
+// bf16 operands widened to float (exact) in the caller's workspace first (a BF16 GEMM with FP32
+// accumulation is exactly sgemm of the widened operands; a bf16 D is rounded once at the end).
 #pragma once
 
 #include <algorithm>
@@ -150,5 +152,30 @@ inline void matmul_blas(matrix_view<float const> a, matrix_view<float const> b, 
               static_cast<int>(std::max<std::int64_t>(d.rows <= 1 ? d.cols : d.row_stride, 1)));
 }
 #endif
+
+/// Floats of workspace the BLAS path of a bf16 matmul needs: A, B and D widened to float.
+constexpr std::int64_t widened_floats(matmul_shape s) {
+  return s.m * s.k + s.k * s.n + s.m * s.n;
+}
+
+/// v (R,C) widened to float into buf (R*C floats), keeping its orientation: row-major stays
+/// row-major (ld C), column-major stays column-major (ld R). Exact for bf16 and float.
+template <class T>
+matrix_view<float> widen_into(host_executor const& exec, matrix_view<T const> v, float* buf) {
+  bool const row_major = v.col_stride == 1;
+  std::int64_t const outer = row_major ? v.rows : v.cols, inner = row_major ? v.cols : v.rows;
+  std::int64_t const so = row_major ? v.row_stride : v.col_stride;
+#if FP8MOE_HAS_OPENMP
+#pragma omp parallel for num_threads(exec.num_threads()) schedule(static) if (outer * inner > 65536)
+#endif
+  for (std::int64_t i = 0; i < outer; ++i) {
+    T const* src = v.data + i * so;
+    float* dst = buf + i * inner;
+    for (std::int64_t j = 0; j < inner; ++j) dst[j] = static_cast<float>(src[j]);
+  }
+  (void)exec;
+  return row_major ? matrix_view<float>{buf, v.rows, v.cols, v.cols, 1}
+                   : matrix_view<float>{buf, v.rows, v.cols, 1, v.rows};
+}
 
 }  // namespace fp8moe::nn::host
