@@ -184,6 +184,14 @@ FP8MOE_SCALING_AVX2_TARGET inline void column_scales32_avx2(float const* k, __m2
   }
 }
 
+/// encode32_avx2 out of line (the fallback of the 16-bit power-of-two loops).
+template <fp8_format F, bool Divide, bool Clamp, class In>
+FP8MOE_SCALING_AVX2_TARGET __attribute__((noinline)) void encode32_outline_avx2(In const* src,
+                                                                                __m256 const* k, __m256i over,
+                                                                                std::uint8_t* dst) {
+  encode32_avx2<F, Divide, Clamp>(src, k, over, dst);
+}
+
 /// Encodes the block of nr source rows x nc columns (row j at src + j * src_stride) with
 /// per-column scales k into dst (row j at dst + j * dst_stride), nc <= 128: the scales are
 /// arranged once per block (encode32_avx2 order), then each row streams through its columns (a
@@ -212,9 +220,14 @@ FP8MOE_SCALING_AVX2_TARGET void encode_rows_avx2(In const* src, std::int64_t src
   for (std::int64_t j = 0; j < nr; ++j) {
     In const* const s = src + j * src_stride;
     std::uint8_t* const d = dst + j * dst_stride;
-    for (std::int64_t c = 0; c < full; c += 32)
-      if (!pow2 || !encode32_pow2_avx2<F>(s + c, ev[c / 16], ev[c / 16 + 1], d + c))
+    if (pow2) {  // the rare fallback out of line: the 16-bit loop keeps its registers
+      for (std::int64_t c = 0; c < full; c += 32)
+        if (!encode32_pow2_avx2<F>(s + c, ev[c / 16], ev[c / 16 + 1], d + c))
+          encode32_outline_avx2<F, Divide, Clamp>(s + c, kv[c / 32], over, d + c);
+    } else {
+      for (std::int64_t c = 0; c < full; c += 32)
         encode32_avx2<F, Divide, Clamp>(s + c, kv[c / 32], over, d + c);
+    }
     if (full < nc) {
       alignas(32) In x[32] = {};
       alignas(32) std::uint8_t q[32];
@@ -246,6 +259,31 @@ FP8MOE_SCALING_AVX2_TARGET inline void transpose_bytes_32_avx2(std::uint8_t cons
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (16 + i) * ds + j0),
                        _mm256_extracti128_si256(a[i], 1));
     }
+  }
+}
+
+/// stream_rows_avx512 for AVX2: whole 64-byte lines of each dst row with two 32-byte
+/// non-temporal stores, the bytes of shared lines with plain 16-byte stores.
+FP8MOE_SCALING_AVX2_TARGET inline void stream_rows_avx2(std::uint8_t const* src, std::int64_t ss,
+                                                        std::int64_t rows, std::int64_t n, std::uint8_t* dst,
+                                                        std::int64_t ds) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::uint8_t const* const s = src + r * ss;
+    std::uint8_t* const d = dst + r * ds;
+    auto const lead = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(d) % 64) % 64);
+    std::int64_t j = 0;
+    for (; j < n && j < lead; j += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + j),
+                       _mm_loadu_si128(reinterpret_cast<__m128i const*>(s + j)));
+    for (; j + 64 <= n; j += 64) {
+      __m256i const a = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(s + j));
+      __m256i const b = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(s + j + 32));
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(d + j), a);
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(d + j + 32), b);
+    }
+    for (; j < n; j += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + j),
+                       _mm_loadu_si128(reinterpret_cast<__m128i const*>(s + j)));
   }
 }
 

@@ -2,8 +2,9 @@
 // Copyright (c) 2026 The fp8moe authors.
 // Hand-written x86-64 AVX-512 (F, BW, DQ, VL) kernels of the host quantize path: tile amax, encode
 // (|x| * k per 16 lanes, the sign put back on the packed bytes), per-column encode for the
-// transpose, dequantize into bf16 and float. Each is bit-identical to the portable loops of
-// quantize.hpp on the inputs its caller hands it (simd_encode_mode); host/simd.hpp dispatches.
+// transpose and its non-temporal row stores, dequantize into bf16 and float. Each is
+// bit-identical to the portable loops of quantize.hpp on the inputs its caller hands it
+// (simd_encode_mode); host/simd.hpp dispatches.
 // Compiled only where FP8MOE_SCALING_X86 (GCC/Clang on x86-64, not nvcc).
 #pragma once
 
@@ -20,6 +21,7 @@ namespace fp8moe::scaling::detail {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 /// Codes of 16 non-NaN floats f * k (or f / k), f >= 0, k > 0 finite, one per 32-bit lane:
@@ -214,18 +216,44 @@ FP8MOE_SCALING_AVX512_TARGET void encode_columns_avx512(In const* v, float const
   }
 }
 
+/// encode_rows_avx512's 64-element step: codes of src[0..63] with the scales kc[0..3] in the lane
+/// order of load32_avx512 into dst.
+template <fp8_format F, bool Divide, bool Clamp, class In>
+FP8MOE_SCALING_AVX512_TARGET FP8MOE_SCALING_FORCE_INLINE inline void encode64_columns_avx512(
+    In const* src, __m512 const* kc, __m512i over, std::uint8_t* dst) {
+  __m512 f0, f1, f2, f3;
+  __mmask32 n0, n1;
+  load32_avx512(src, f0, f1, n0);
+  load32_avx512(src + 32, f2, f3, n1);
+  __m512i const w0 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, kc[0], over),
+                                       encode16_avx512<F, Divide, Clamp>(f1, kc[1], over));
+  __m512i const w1 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f2, kc[2], over),
+                                       encode16_avx512<F, Divide, Clamp>(f3, kc[3], over));
+  __m512i b =
+      _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packus_epi16(w0, w1));
+  b = _mm512_mask_blend_epi8(_mm512_kunpackd(n1, n0), b,
+                             _mm512_or_si512(b, _mm512_set1_epi8(static_cast<char>(0x80))));
+  _mm512_storeu_si512(dst, b);
+}
+/// The same step out of line: the rare fallback of the 16-bit power-of-two loop, which then keeps
+/// its registers for itself.
+template <fp8_format F, bool Divide, bool Clamp, class In>
+FP8MOE_SCALING_AVX512_TARGET __attribute__((noinline)) void encode64_columns_outline_avx512(
+    In const* src, __m512 const* kc, __m512i over, std::uint8_t* dst) {
+  encode64_columns_avx512<F, Divide, Clamp>(src, kc, over, dst);
+}
+
 /// Encodes the block of nr source rows x nc64 * 64 columns (row j at src + j * src_stride) with
 /// per-column scales k into dst (row j at dst + j * dst_stride): encode_span_avx512's 64-element
 /// step with the scales arranged once per block in the lane order of load32_avx512 (bf16: the
 /// unpacked halves hold elements 0-3, 8-11, 16-19, 24-27 and 4-7, 12-15, ...), at most 128
-/// columns (8 scale vectors held in registers). Every column must allow the kernel (Clamp).
+/// columns (8 scale vectors). bf16 under power-of-two scales on every column (not Clamp): the
+/// 16-bit encode, its few fallback steps out of line. Every column must allow the kernel (Clamp).
 template <fp8_format F, bool Divide, bool Clamp, class In>
 FP8MOE_SCALING_AVX512_TARGET void encode_rows_avx512(In const* src, std::int64_t src_stride, std::int64_t nr,
                                                      float const* k, std::int64_t nc64, std::uint8_t* dst,
                                                      std::int64_t dst_stride, saturation sat) {
   __m512i const over = _mm512_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
-  __m512i const sign = _mm512_set1_epi8(static_cast<char>(0x80));
-  __m512i const qorder = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
   __m512 kv[8];  // per 32 columns g: kv[2g] for f0, kv[2g+1] for f1 of load32_avx512
   for (std::int64_t g = 0; g < 2 * nc64; ++g) {
     __m512 const a = _mm512_loadu_ps(k + 32 * g), b = _mm512_loadu_ps(k + 32 * g + 16);
@@ -238,33 +266,28 @@ FP8MOE_SCALING_AVX512_TARGET void encode_rows_avx512(In const* src, std::int64_t
       kv[2 * g + 1] = _mm512_permutex2var_ps(a, _mm512_add_epi32(lo, _mm512_set1_epi32(4)), b);
     }
   }
-  // power-of-two scales on every column (bf16, plain): the 16-bit encode, e << 7 per column
-  __m512i ev[4];
-  bool pow2 = !std::is_same_v<In, float> && !Clamp;
-  if constexpr (!std::is_same_v<In, float> && !Clamp) {
+  if constexpr (!std::is_same_v<In, float> && !Clamp) {  // e << 7 per column
     alignas(64) std::int16_t e7[128];
+    bool pow2 = true;
     for (std::int64_t c = 0; c < 64 * nc64 && pow2; ++c) pow2 = pow2_encode_shift<F, Divide>(k[c], e7[c]);
-    if (pow2)
+    if (pow2) {
+      __m512i ev[4];
       for (std::int64_t g = 0; g < 2 * nc64; ++g) ev[g] = _mm512_load_si512(e7 + 32 * g);
+      for (std::int64_t j = 0; j < nr; ++j) {
+        In const* const s = src + j * src_stride;
+        std::uint8_t* const d = dst + j * dst_stride;
+        for (std::int64_t c = 0; c < 64 * nc64; c += 64)
+          if (!encode64_pow2_avx512<F>(s + c, ev[c / 32], ev[c / 32 + 1], d + c))
+            encode64_columns_outline_avx512<F, Divide, Clamp>(s + c, kv + c / 16, over, d + c);
+      }
+      return;
+    }
   }
   for (std::int64_t j = 0; j < nr; ++j) {
     In const* const s = src + j * src_stride;
     std::uint8_t* const d = dst + j * dst_stride;
-    for (std::int64_t c = 0; c < 64 * nc64; c += 64) {
-      if (pow2 && encode64_pow2_avx512<F>(s + c, ev[c / 32], ev[c / 32 + 1], d + c)) continue;
-      __m512 f0, f1, f2, f3;
-      __mmask32 n0, n1;
-      load32_avx512(s + c, f0, f1, n0);
-      load32_avx512(s + c + 32, f2, f3, n1);
-      __m512 const* const kc = kv + c / 16;
-      __m512i const w0 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f0, kc[0], over),
-                                           encode16_avx512<F, Divide, Clamp>(f1, kc[1], over));
-      __m512i const w1 = pack32_avx512<In>(encode16_avx512<F, Divide, Clamp>(f2, kc[2], over),
-                                           encode16_avx512<F, Divide, Clamp>(f3, kc[3], over));
-      __m512i b = _mm512_permutexvar_epi64(qorder, _mm512_packus_epi16(w0, w1));
-      b = _mm512_mask_blend_epi8(_mm512_kunpackd(n1, n0), b, _mm512_or_si512(b, sign));
-      _mm512_storeu_si512(d + c, b);
-    }
+    for (std::int64_t c = 0; c < 64 * nc64; c += 64)
+      encode64_columns_avx512<F, Divide, Clamp>(s + c, kv + c / 16, over, d + c);
   }
 }
 
@@ -294,6 +317,30 @@ FP8MOE_SCALING_AVX512_TARGET inline void transpose_bytes_64_avx512(std::uint8_t 
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (48 + i) * ds + j0),
                        _mm512_extracti32x4_epi32(a[i], 3));
     }
+  }
+}
+
+/// Copies `rows` rows of n bytes (n a multiple of 16; rows 16-byte aligned) from src (row stride
+/// ss) to dst (row stride ds): each dst row's whole 64-byte lines with one non-temporal store per
+/// line, the bytes before its first and after its last whole line (lines it shares with another
+/// writer's span) with plain 16-byte stores, as a partial non-temporal line costs the memory
+/// system a read-modify-write. The caller fences (_mm_sfence) before others read dst.
+FP8MOE_SCALING_AVX512_TARGET inline void stream_rows_avx512(std::uint8_t const* src, std::int64_t ss,
+                                                            std::int64_t rows, std::int64_t n,
+                                                            std::uint8_t* dst, std::int64_t ds) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::uint8_t const* const s = src + r * ss;
+    std::uint8_t* const d = dst + r * ds;
+    auto const lead = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(d) % 64) % 64);
+    std::int64_t j = 0;
+    for (; j < n && j < lead; j += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + j),
+                       _mm_loadu_si128(reinterpret_cast<__m128i const*>(s + j)));
+    for (; j + 64 <= n; j += 64)
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(d + j), _mm512_loadu_si512(s + j));
+    for (; j < n; j += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + j),
+                       _mm_loadu_si128(reinterpret_cast<__m128i const*>(s + j)));
   }
 }
 

@@ -173,22 +173,26 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(
           out.data.rows * out.data.cols >= transpose_stream_min_bytes) {
         alignas(64) std::uint8_t ostage[transpose_columns][transpose_stage_rows];
         transpose_stage(&ostage[0][0], transpose_stage_rows);
-        for (std::int64_t c = 0; c < c_done; ++c) {
-          // only whole cache lines go out non-temporally: a line this row span shares with the
-          // span of another work item (output not 64-byte aligned) is stored normally, as a
-          // partial non-temporal line write costs the memory system a read-modify-write
-          std::uint8_t* const d = o0 + c * os;
-          auto const lead = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(d) % 64) % 64);
-          std::int64_t const line_begin = std::min(lead, nr);
-          std::int64_t const line_end = line_begin + (nr - line_begin) / 64 * 64;
-          for (std::int64_t j = 0; j < nr; j += 16) {
-            __m128i const v = _mm_load_si128(reinterpret_cast<__m128i const*>(&ostage[c][j]));
-            if (j >= line_begin && j < line_end)
-              _mm_stream_si128(reinterpret_cast<__m128i*>(d + j), v);
-            else
-              _mm_storeu_si128(reinterpret_cast<__m128i*>(d + j), v);
+        // only whole cache lines go out non-temporally: a line this row span shares with the
+        // span of another work item (output not 64-byte aligned) is stored normally
+        if (isa == host_isa::avx512)
+          stream_rows_avx512(&ostage[0][0], transpose_stage_rows, c_done, nr, o0, os);
+        else if (isa == host_isa::avx2)
+          stream_rows_avx2(&ostage[0][0], transpose_stage_rows, c_done, nr, o0, os);
+        else  // the portable family: SSE2, 16 bytes per non-temporal store
+          for (std::int64_t c = 0; c < c_done; ++c) {
+            std::uint8_t* const d = o0 + c * os;
+            auto const lead = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(d) % 64) % 64);
+            std::int64_t const line_begin = std::min(lead, nr);
+            std::int64_t const line_end = line_begin + (nr - line_begin) / 64 * 64;
+            for (std::int64_t j = 0; j < nr; j += 16) {
+              __m128i const v = _mm_load_si128(reinterpret_cast<__m128i const*>(&ostage[c][j]));
+              if (j >= line_begin && j < line_end)
+                _mm_stream_si128(reinterpret_cast<__m128i*>(d + j), v);
+              else
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(d + j), v);
+            }
           }
-        }
       } else
 #endif
         transpose_stage(o0, os);
