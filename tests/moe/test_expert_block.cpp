@@ -754,6 +754,36 @@ TEST_CASE("expert_block: E5M2 from the config's recipes is used (activations, gr
   CHECK(s5a.xq.format == scaling::element_format::e5m2);
 }
 
+TEST_CASE("carve_contiguous_plan: arrays carved from an arena, filled like an owning plan; bad rows") {
+  problem const P(300);
+  auto const ids = matrix_view<std::int32_t const>(make_matrix(P.ids.data(), P.T, P.k));
+  moe::contiguous const layout{.m_align = 128};
+  moe::host_permute_plan own(layout, P.T, P.k, P.E);
+  moe::build_permute_plan(host_executor{}, ids, own.view());
+  std::int64_t const cap = moe::plan_rows(layout, P.T, P.k, P.E), used = own.rows_in_use();
+  nn::workspace_arena count;
+  moe::carve_contiguous_plan(count, layout, P.T, P.k, P.E, cap, used);
+  std::vector<std::byte> buf(count.bytes());
+  std::fill(buf.begin(), buf.end(), std::byte{0xAB});  // poison
+  nn::workspace_arena ws({buf.data(), buf.size()});
+  auto const p = moe::carve_contiguous_plan(ws, layout, P.T, P.k, P.E, cap, used);
+  CHECK(ws.bytes() == count.bytes());
+  CHECK((p.layout == moe::layout_kind::contiguous && p.tokens == P.T && p.k == P.k && p.experts == P.E &&
+         p.rows == used && p.align == 128));
+  moe::build_permute_plan(host_executor{}, ids, p);
+  for (std::int64_t r = 0; r < used; ++r) {
+    CHECK(p.row_token[r] == own.row_token()[static_cast<std::size_t>(r)]);
+    CHECK(p.row_slot[r] == own.row_slot()[static_cast<std::size_t>(r)]);
+    CHECK(p.row_expert[r] == own.row_expert()[static_cast<std::size_t>(r)]);
+  }
+  for (std::int64_t i = 0; i < P.T * P.k; ++i)
+    CHECK(p.slot_row[i] == own.slot_row()[static_cast<std::size_t>(i)]);
+  for (std::int64_t e = 0; e <= P.E; ++e)
+    CHECK(p.expert_offset[e] == own.expert_offset()[static_cast<std::size_t>(e)]);
+  CHECK_THROWS_WITH_AS(moe::carve_contiguous_plan(count, layout, P.T, P.k, P.E, 128, 256),
+                       doctest::Contains("rows"), fp8moe::error);
+}
+
 TEST_CASE("gemm layouts: contiguous and masked problems built from plans compute the same rows") {
   problem const P(600);
   auto const xq =

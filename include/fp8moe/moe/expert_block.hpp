@@ -92,6 +92,26 @@ struct expert_block_grads {
   matrix_view<float> dsw2{};        // (H, Is)
 };
 
+/// A contiguous permute plan of T tokens x k slots over E experts (segments of layout.m_align rows,
+/// `rows` in use) whose arrays are carved from `ws` for a capacity of `capacity` >= rows rows (a
+/// counting arena sizes them); build_permute_plan fills them. Host or device memory, as ws's.
+inline permute_plan carve_contiguous_plan(nn::workspace_arena& ws, contiguous layout, std::int64_t T,
+                                          std::int64_t k, std::int64_t E, std::int64_t capacity,
+                                          std::int64_t rows) {
+  require(rows >= 0 && capacity >= rows, "fp8moe::moe::carve_contiguous_plan", "rows",
+          "0 <= rows <= capacity = " + std::to_string(capacity), std::to_string(rows));
+  permute_plan p{};
+  p.layout = layout_kind::contiguous;
+  p.tokens = T, p.k = k, p.experts = E, p.rows = rows, p.align = layout.m_align;
+  p.row_token = ws.take<std::int32_t>(capacity);
+  p.row_slot = ws.take<std::int32_t>(capacity);
+  p.row_expert = ws.take<std::int32_t>(capacity);
+  p.slot_row = ws.take<std::int32_t>(T * k);
+  p.expert_offset = ws.take<std::int32_t>(E + 1);
+  p.counts = ws.take<std::int32_t>(E);
+  return p;
+}
+
 namespace detail {
 
 inline constexpr char const* block_where = "fp8moe::moe::expert_block";
@@ -183,16 +203,7 @@ void carve_forward(Exec const& exec, nn::workspace_arena& ws, expert_block_shape
                    expert_block_config const& cfg, std::int64_t M, expert_block_state& st) {
   std::int64_t const T = s.tokens, H = s.hidden, I = s.inter, E = s.experts, k = s.k, Is = s.shared_inter;
   std::int64_t const Mcap = plan_rows(contiguous{cfg.m_align}, T, k, E);
-  permute_plan& p = st.plan;
-  p = permute_plan{};
-  p.layout = layout_kind::contiguous;
-  p.tokens = T, p.k = k, p.experts = E, p.rows = M, p.align = cfg.m_align;
-  p.row_token = ws.take<std::int32_t>(Mcap);
-  p.row_slot = ws.take<std::int32_t>(Mcap);
-  p.row_expert = ws.take<std::int32_t>(Mcap);
-  p.slot_row = ws.take<std::int32_t>(T * k);
-  p.expert_offset = ws.take<std::int32_t>(E + 1);
-  p.counts = ws.take<std::int32_t>(E);
+  st.plan = carve_contiguous_plan(ws, contiguous{cfg.m_align}, T, k, E, Mcap, M);
   st.xq = ws.fp8(T, T, H, cfg.activation);
   st.a = ws.fp8(Mcap, M, H, cfg.activation);
   st.h13 = make_matrix(ws.take<float>(Mcap * 2 * I), M, 2 * I);
