@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "generate.hpp"
 #include "io_test_support.hpp"
 #include "train.hpp"
 
@@ -206,6 +207,29 @@ TEST_CASE("trainer: the loss falls on a fixed corpus within 40 steps") {
   MESSAGE("nano MTP loss ", rs.front().mtp_loss, " -> ", rs.back().mtp_loss);
   CHECK(rs.front().mtp_loss > 3.5);
   CHECK(rs.back().mtp_loss < 0.5 * rs.front().mtp_loss);
+}
+
+TEST_CASE("trainer + speculative decoding: once nano predicts the sentence, its MTP drafts are accepted") {
+  // what the trainer trains is what speculative decoding drafts with: the MTP layer reads the main
+  // model's state at t (after the final norm) and the embedding of token t+1 and predicts t+2. Once the
+  // main model continues the sentence greedily, the MTP layer drafts the same tokens and depth-1
+  // acceptance is near 100% (a misaligned draft, e.g. the state one position off, is at chance)
+  auto o = nano_options("fp32", 200, 1e-2f);
+  o.seq = 24;  // the generation below stays within the trained positions
+  dsv3::trainer tr(o, nano_corpus());
+  auto const rs = tr.run();
+  auto const text = nano_corpus().heldout;
+  std::vector<std::int32_t> const prompt(text.begin() + 3, text.begin() + 11);  // "quick br"
+  dsv3::generate_options go{.max_new = 16, .speculative = true};
+  auto const g = dsv3::generate(tr.master(), prompt, go);
+  std::int64_t right = 0;
+  for (std::size_t i = 0; i < 16; ++i) right += g.tokens.at(i) == text.at(11 + i);
+  MESSAGE("nano after 200 steps: loss ", rs.back().loss, ", MTP loss ", rs.back().mtp_loss,
+          "; greedy: ", right, " of 16 tokens continue the sentence; MTP acceptance ",
+          g.stats.acceptance_rate(), " (", g.stats.accepted, " of ", g.stats.drafted, ")");
+  CHECK(right >= 15);
+  CHECK(g.stats.drafted >= 7);
+  CHECK(g.stats.acceptance_rate() >= 0.85);
 }
 
 TEST_CASE("trainer: mtp_lambda weights the MTP term; lambda 0 leaves the MTP layer without gradient") {
