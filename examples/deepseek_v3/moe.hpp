@@ -18,6 +18,7 @@
 
 #include "fp8moe/gemm/gemm.hpp"
 #include "fp8moe/moe/balance.hpp"
+#include "fp8moe/moe/expert_block.hpp"
 #include "fp8moe/moe/permute.hpp"
 #include "fp8moe/moe/router.hpp"
 #include "fp8moe/moe/score.hpp"
@@ -206,7 +207,8 @@ void transpose_segments(context const& ctx, fm::moe::permute_plan const& p, matr
 /// The forward of the grouped FP8 experts: the expert weights quantized once (128x128 blocks) into the
 /// state, x quantized 1x128 and its FP8 rows permuted into expert segments of m_align rows, [gate | up]
 /// of every expert in one grouped contiguous GEMM, SwiGLU, its output quantized 1x128, down likewise,
-/// then combine into a.routed. The per-expert form computes the same products (same tiles and scales).
+/// then combine into a.routed. The per-expert form computes the same products (same tiles and scales,
+/// the same gemm options ctx.train.gemm).
 inline void grouped_experts_forward(context& ctx, moe_params const& w, matrix_view<float const> x,
                                     moe_acts& a) {
   auto const& ex = ctx.exec;
@@ -218,16 +220,7 @@ inline void grouped_experts_forward(context& ctx, moe_params const& w, matrix_vi
   std::int64_t const Mu = fm::moe::contiguous_rows(fm::moe::contiguous{align}, a.counts.data(), E);
   auto const wt = r.weight.tile;
   auto const carve = [&](fm::nn::workspace_arena& ar) {
-    auto& p = g.plan;
-    p = fm::moe::permute_plan{};
-    p.layout = fm::moe::layout_kind::contiguous;
-    p.tokens = T, p.k = k, p.experts = E, p.rows = Mu, p.align = align;
-    p.row_token = ar.take<std::int32_t>(Mu);
-    p.row_slot = ar.take<std::int32_t>(Mu);
-    p.row_expert = ar.take<std::int32_t>(Mu);
-    p.slot_row = ar.take<std::int32_t>(T * k);
-    p.expert_offset = ar.take<std::int32_t>(E + 1);
-    p.counts = ar.take<std::int32_t>(E);
+    g.plan = fm::moe::carve_contiguous_plan(ar, fm::moe::contiguous{align}, T, k, E, Mu, Mu);
     auto const batched = [&](std::int64_t R, std::int64_t C) {
       std::int64_t const sr = fm::scaling::scale_rows(wt, R), sc = fm::scaling::scale_cols(wt, C);
       float8_e4m3_t* d = ar.take<float8_e4m3_t>(E * R * C);
@@ -257,7 +250,8 @@ inline void grouped_experts_forward(context& ctx, moe_params const& w, matrix_vi
   fm::nn::with_format(ex, r.activation.format, [&]<class A>(A) {
     auto const temps = [&](fm::nn::workspace_arena& ar) {
       return std::tuple{ar.quantized<A>(T, H, r.activation.tile), ar.quantized<A>(Mu, H, r.activation.tile),
-                        ar.quantized<A>(Mu, I, r.activation.tile), ar.sub(fm::gemm::workspace_bytes(ex))};
+                        ar.quantized<A>(Mu, I, r.activation.tile),
+                        ar.sub(fm::gemm::workspace_bytes(ex, ctx.train.gemm))};
     };
     fm::nn::workspace_arena count_t;
     temps(count_t);
@@ -267,14 +261,14 @@ inline void grouped_experts_forward(context& ctx, moe_params const& w, matrix_vi
     fm::scaling::quantize(ex, x, r.activation, xq);
     fm::moe::permute(ex, g.plan, fm::scaling::quantized_matrix_view<A const>(xq), aq);
     fm::gemm::grouped_gemm(ex, fm::gemm::grouped_contiguous<A, W8, float>{aq, g.w13, m_idx, g.h13, {}, align},
-                           {}, gws);
+                           ctx.train.gemm, gws);
     for_each_segment(g.plan, [&](std::int64_t r0, std::int64_t n) {
       fm::nn::swiglu(ex, rows_of(matrix_view<float const>(g.h13), r0, n), rows_of(g.act, r0, n));
       fm::scaling::quantize(ex, rows_of(matrix_view<float const>(g.act), r0, n), r.activation,
                             rows_of(actq, r0, n));
     });
     fm::gemm::grouped_gemm(ex, fm::gemm::grouped_contiguous<A, W8, float>{actq, g.w2, m_idx, g.y, {}, align},
-                           {}, gws);
+                           ctx.train.gemm, gws);
   });
   fm::moe::combine(ex, g.plan, matrix_view<float const>(g.y), matrix_view<float const>(a.weights), a.routed);
   g.active = true;
@@ -327,11 +321,13 @@ inline void grouped_experts_backward(context& ctx, matrix_view<float const> x, m
   fm::nn::with_format(ex, r.gradient.format, [&]<class G>(G) {
     fm::nn::with_format(ex, r.activation.format, [&]<class A>(A) {
       auto const temps = [&](fm::nn::workspace_arena& ar) {
-        return std::tuple{
-            ar.quantized<G>(Mu, H, r.gradient.tile),     ar.quantized<G>(Mu, 2 * I, r.gradient.tile),
-            ar.quantized<G>(H, Mu, r.gradient.tile),     ar.quantized<A>(I, Mu, r.activation.tile),
-            ar.quantized<G>(2 * I, Mu, r.gradient.tile), ar.quantized<A>(H, Mu, r.activation.tile),
-            ar.sub(fm::gemm::workspace_bytes(ex))};
+        return std::tuple{ar.quantized<G>(Mu, H, r.gradient.tile),
+                          ar.quantized<G>(Mu, 2 * I, r.gradient.tile),
+                          ar.quantized<G>(H, Mu, r.gradient.tile),
+                          ar.quantized<A>(I, Mu, r.activation.tile),
+                          ar.quantized<G>(2 * I, Mu, r.gradient.tile),
+                          ar.quantized<A>(H, Mu, r.activation.tile),
+                          ar.sub(fm::gemm::workspace_bytes(ex, ctx.train.gemm))};
       };
       fm::nn::workspace_arena count;
       temps(count);
@@ -346,27 +342,28 @@ inline void grouped_experts_backward(context& ctx, matrix_view<float const> x, m
                               rows_of(dyq, r0, n));
       });
       fm::gemm::grouped_gemm(ex, fm::gemm::grouped_contiguous<G, W8, float>{dyq, w2t, m_idx, dact, {}, align},
-                             {}, gws);
+                             ctx.train.gemm, gws);
       for_each_segment(p, [&](std::int64_t r0, std::int64_t n) {
         fm::nn::swiglu_backward(ex, rows_of(matrix_view<float const>(g.h13), r0, n),
                                 rows_of(matrix_view<float const>(dact), r0, n), rows_of(dh13, r0, n));
         fm::scaling::quantize(ex, rows_of(matrix_view<float const>(dh13), r0, n), r.gradient,
                               rows_of(dh13q, r0, n));
       });
-      fm::gemm::grouped_gemm(
-          ex, fm::gemm::grouped_contiguous<G, W8, float>{dh13q, w13t, m_idx, dxp, {}, align}, {}, gws);
+      fm::gemm::grouped_gemm(ex,
+                             fm::gemm::grouped_contiguous<G, W8, float>{dh13q, w13t, m_idx, dxp, {}, align},
+                             ctx.train.gemm, gws);
       // Wgrad: dW2_e += dY_e^T act_e, dW13_e += d[gate | up]_e^T x_e, K-grouped over the experts' rows
       fm::vector_view<int const> const kv{ks.data(), E};
       transpose_segments(ctx, p, matrix_view<float const>(dy), r.gradient, dyt);
       transpose_segments(ctx, p, matrix_view<float const>(g.act), r.activation, actt);
       fm::gemm::grouped_gemm(
-          ex, fm::gemm::k_grouped<G, A>{dyt, actt, kv, dw2, fm::batched_matrix_view<float const>(dw2)}, {},
-          gws);
+          ex, fm::gemm::k_grouped<G, A>{dyt, actt, kv, dw2, fm::batched_matrix_view<float const>(dw2)},
+          ctx.train.gemm, gws);
       transpose_segments(ctx, p, matrix_view<float const>(dh13), r.gradient, dh13t);
       transpose_segments(ctx, p, matrix_view<float const>(xp), r.activation, xt);
       fm::gemm::grouped_gemm(
-          ex, fm::gemm::k_grouped<G, A>{dh13t, xt, kv, dw13, fm::batched_matrix_view<float const>(dw13)}, {},
-          gws);
+          ex, fm::gemm::k_grouped<G, A>{dh13t, xt, kv, dw13, fm::batched_matrix_view<float const>(dw13)},
+          ctx.train.gemm, gws);
     });
   });
   fm::moe::permute_backward(ex, p, matrix_view<float const>(dxp), dx);
