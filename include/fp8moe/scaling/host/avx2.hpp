@@ -117,6 +117,14 @@ FP8MOE_SCALING_AVX2_TARGET inline void encode32_avx2(In const* src, __m256 const
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), b);
 }
 
+/// encode32_avx2 out of line (the fallback of the 16-bit power-of-two loops).
+template <fp8_format F, bool Divide, bool Clamp, class In>
+FP8MOE_SCALING_AVX2_TARGET __attribute__((noinline)) void encode32_outline_avx2(In const* src,
+                                                                                __m256 const* k, __m256i over,
+                                                                                std::uint8_t* dst) {
+  encode32_avx2<F, Divide, Clamp>(src, k, over, dst);
+}
+
 /// Encodes elements [begin, end) src -> dst, 32 per step; every group (16 bf16 / 8 floats) must
 /// lie inside one tile. The tail (< 32) goes through a zero-padded copy.
 template <fp8_format F, bool Divide, bool Clamp, class In, class Scale>
@@ -160,6 +168,27 @@ FP8MOE_SCALING_AVX2_TARGET void encode_tiles_avx2(In const* src, std::uint8_t* d
                                                   std::int64_t tile, tile_scale const* s, saturation sat) {
   __m256i const over = _mm256_set1_epi32(sat == saturation::finite ? F::max_code : F::overflow_code);
   constexpr std::int64_t group = std::is_same_v<In, float> ? 8 : 16;
+  if constexpr (!std::is_same_v<In, float> && !Clamp) {
+    if (tile % 32 == 0) {  // bf16, whole steps per tile: the scale and its e << 7 once per tile
+      for (std::int64_t c0 = 0, t = 0; c0 < n; c0 += tile, ++t) {
+        std::int64_t const end = c0 + tile < n ? c0 + tile : n;
+        one_scale k{Divide ? s[t].sf : s[t].multiplier};
+        std::int16_t e7;
+        std::int64_t i = c0;
+        if (pow2_encode_shift<F, Divide>(k.k, e7)) {
+          __m256i const ev = _mm256_set1_epi16(e7);
+          for (; i + 32 <= end; i += 32)
+            if (!encode32_pow2_avx2<F>(src + i, ev, ev, dst + i)) {
+              __m256 const kv[4] = {_mm256_set1_ps(k.k), _mm256_set1_ps(k.k), _mm256_set1_ps(k.k),
+                                    _mm256_set1_ps(k.k)};
+              encode32_outline_avx2<F, Divide, Clamp>(src + i, kv, over, dst + i);
+            }
+        }
+        if (i < end) encode_span_avx2<F, Divide, Clamp>(src, dst, i, end, k, over);
+      }
+      return;
+    }
+  }
   if (tile % group == 0) {
     tile_cursor<Divide> k{s, tile, 0, tile};
     encode_span_avx2<F, Divide, Clamp>(src, dst, 0, n, k, over);
@@ -182,14 +211,6 @@ FP8MOE_SCALING_AVX2_TARGET inline void column_scales32_avx2(float const* k, __m2
       out[2 * h + 1] = _mm256_permute2f128_ps(a, b, 0x31);
     }
   }
-}
-
-/// encode32_avx2 out of line (the fallback of the 16-bit power-of-two loops).
-template <fp8_format F, bool Divide, bool Clamp, class In>
-FP8MOE_SCALING_AVX2_TARGET __attribute__((noinline)) void encode32_outline_avx2(In const* src,
-                                                                                __m256 const* k, __m256i over,
-                                                                                std::uint8_t* dst) {
-  encode32_avx2<F, Divide, Clamp>(src, k, over, dst);
 }
 
 /// Encodes the block of nr source rows x nc columns (row j at src + j * src_stride) with
