@@ -283,8 +283,12 @@ FP8MOE_SCALING_AVX2_TARGET inline void transpose_bytes_32_avx2(std::uint8_t cons
   }
 }
 
-/// stream_rows_avx512 for AVX2: whole 64-byte lines of each dst row with two 32-byte
-/// non-temporal stores, the bytes of shared lines with plain 16-byte stores.
+/// Copies `rows` rows of n bytes (n a multiple of 16; rows 16-byte aligned) from src (row stride
+/// ss) to dst (row stride ds): each dst row's whole 64-byte lines with two 32-byte non-temporal
+/// stores per line, the bytes before its first and after its last whole line (lines it shares
+/// with another writer's span) with plain 16-byte stores, as a partial non-temporal line costs
+/// the memory system a read-modify-write. Serves the AVX-512 family too (a zmm store writes the
+/// same line). The caller fences (_mm_sfence) before others read dst.
 FP8MOE_SCALING_AVX2_TARGET inline void stream_rows_avx2(std::uint8_t const* src, std::int64_t ss,
                                                         std::int64_t rows, std::int64_t n, std::uint8_t* dst,
                                                         std::int64_t ds) {

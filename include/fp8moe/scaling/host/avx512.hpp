@@ -2,9 +2,8 @@
 // Copyright (c) 2026 The fp8moe authors.
 // Hand-written x86-64 AVX-512 (F, BW, DQ, VL) kernels of the host quantize path: tile amax, encode
 // (|x| * k per 16 lanes, the sign put back on the packed bytes), per-column encode for the
-// transpose and its non-temporal row stores, dequantize into bf16 and float. Each is
-// bit-identical to the portable loops of quantize.hpp on the inputs its caller hands it
-// (simd_encode_mode); host/simd.hpp dispatches.
+// transpose, dequantize into bf16 and float. Each is bit-identical to the portable loops of
+// quantize.hpp on the inputs its caller hands it (simd_encode_mode); host/simd.hpp dispatches.
 // Compiled only where FP8MOE_SCALING_X86 (GCC/Clang on x86-64, not nvcc).
 #pragma once
 
@@ -317,30 +316,6 @@ FP8MOE_SCALING_AVX512_TARGET inline void transpose_bytes_64_avx512(std::uint8_t 
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (48 + i) * ds + j0),
                        _mm512_extracti32x4_epi32(a[i], 3));
     }
-  }
-}
-
-/// Copies `rows` rows of n bytes (n a multiple of 16; rows 16-byte aligned) from src (row stride
-/// ss) to dst (row stride ds): each dst row's whole 64-byte lines with one non-temporal store per
-/// line, the bytes before its first and after its last whole line (lines it shares with another
-/// writer's span) with plain 16-byte stores, as a partial non-temporal line costs the memory
-/// system a read-modify-write. The caller fences (_mm_sfence) before others read dst.
-FP8MOE_SCALING_AVX512_TARGET inline void stream_rows_avx512(std::uint8_t const* src, std::int64_t ss,
-                                                            std::int64_t rows, std::int64_t n,
-                                                            std::uint8_t* dst, std::int64_t ds) {
-  for (std::int64_t r = 0; r < rows; ++r) {
-    std::uint8_t const* const s = src + r * ss;
-    std::uint8_t* const d = dst + r * ds;
-    auto const lead = static_cast<std::int64_t>((64 - reinterpret_cast<std::uintptr_t>(d) % 64) % 64);
-    std::int64_t j = 0;
-    for (; j < n && j < lead; j += 16)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + j),
-                       _mm_loadu_si128(reinterpret_cast<__m128i const*>(s + j)));
-    for (; j + 64 <= n; j += 64)
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(d + j), _mm512_loadu_si512(s + j));
-    for (; j < n; j += 16)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + j),
-                       _mm_loadu_si128(reinterpret_cast<__m128i const*>(s + j)));
   }
 }
 

@@ -175,9 +175,7 @@ FP8MOE_SCALING_FORCE_INLINE inline void transpose_quantize_item(
         transpose_stage(&ostage[0][0], transpose_stage_rows);
         // only whole cache lines go out non-temporally: a line this row span shares with the
         // span of another work item (output not 64-byte aligned) is stored normally
-        if (isa == host_isa::avx512)
-          stream_rows_avx512(&ostage[0][0], transpose_stage_rows, c_done, nr, o0, os);
-        else if (isa == host_isa::avx2)
+        if (isa == host_isa::avx512 || isa == host_isa::avx2)
           stream_rows_avx2(&ostage[0][0], transpose_stage_rows, c_done, nr, o0, os);
         else  // the portable family: SSE2, 16 bytes per non-temporal store
           for (std::int64_t c = 0; c < c_done; ++c) {
