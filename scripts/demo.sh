@@ -17,6 +17,9 @@ source scripts/setup.sh
 BUILD_DIR=${BUILD_DIR:-build/demo}
 DEMO_STEPS=${DEMO_STEPS:-300}
 DEMO_MIN_DROP=${DEMO_MIN_DROP:-50}
+# a prompt in the style of the corpus (most of it is the library's C++ headers); greedy decoding, so
+# the acceptance is the MTP layer's draft agreeing with the main model's next token
+DEMO_PROMPT=${DEMO_PROMPT:-"inline void "}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFP8MOE_ENABLE_CUDA=OFF -DFP8MOE_BUILD_TESTS=OFF \
   -DFP8MOE_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)" --target deepseek_v3 quantize_tour moe_layer pipeline_timeline \
@@ -32,7 +35,7 @@ drop=$(sed -n 's/.*held-out [0-9.]* -> [0-9.]* (\([0-9.]*\)% lower).*/\1/p' "$OU
 echo "loss curve: $OUT/loss.svg (CSV: $OUT/loss.csv); checkpoint: $(cat "$OUT"/latest)"
 echo
 echo "=================== 2. generate with MTP speculative decoding ============================"
-"$DSV3" generate --model "$OUT/$(cat "$OUT"/latest)" --prompt "The router of an MoE layer" --max-new 120 \
+"$DSV3" generate --model "$OUT/$(cat "$OUT"/latest)" --prompt "$DEMO_PROMPT" --max-new 120 \
   --speculative
 echo
 if ! awk -v d="${drop:-0}" -v m="$DEMO_MIN_DROP" 'BEGIN { exit !(d >= m) }'; then
