@@ -277,6 +277,9 @@ void run_jobs(host_executor const& exec, std::span<job<TA, TB, TD> const> jobs, 
 #endif
 }
 
+/// Jobs with fewer rows than this run the kernel even under host_accumulation::sgemm.
+inline constexpr std::int64_t sgemm_min_rows = 64;
+
 /// Runs dense jobs as o.host says: the kernel (run_jobs), or, for host_accumulation::sgemm in a build
 /// with FP8MOE_HAVE_BLAS, sgemm over dequantized panels (sgemm.hpp) cut to fit `workspace`.
 template <class TA, class TB, class TD>
@@ -292,7 +295,16 @@ void run_jobs_as(host_executor const& exec, std::span<job<TA, TB, TD> const> job
   std::size_t const skip = (64 - addr % 64) % 64;
   float* const base = reinterpret_cast<float*>(workspace.data() + skip);
   auto const floats = static_cast<std::int64_t>((workspace.size() - skip) / sizeof(float));
-  for (auto const& jb : jobs) run_job_sgemm(exec, jb, base, floats);
+  // jobs of few rows (an expert's handful of tokens) stay on the kernel: sgemm's per-call cost (its
+  // threads woken, a whole weight panel dequantized) outweighs their products
+  std::vector<job<TA, TB, TD>> small;
+  for (auto const& jb : jobs) {
+    if (jb.m < sgemm_min_rows)
+      small.push_back(jb);
+    else
+      run_job_sgemm(exec, jb, base, floats);
+  }
+  if (!small.empty()) run_jobs<TA, TB, TD>(exec, std::span<job<TA, TB, TD> const>(small), o, workspace);
 #endif
 }
 
