@@ -87,14 +87,14 @@ class temp_pool {
 /// fly with `recipe`: Fprop (1x128 activation tiles x 128x128 weight blocks, nn::fp8_linear), Dgrad
 /// (1x128 output-gradient tiles x the 128x128 blocks of W^T, nn::fp8_linear_dgrad), Wgrad (128x1 tiles
 /// of the output gradient and of the input along the tokens, nn::fp8_linear_wgrad); E4M3 and FP32
-/// promotion every 128 K. Off (the default): every product in the parameters' precision. `gemm`: on the
-/// host the FP8 products run as sgemm over the dequantized operands (gemm::host_accumulation::sgemm:
-/// FP32 accumulation over the whole K, only the summation order differs from per-128 promotion; the
-/// library's kernel where the build has no CBLAS).
+/// promotion every 128 K. Off (the default): every product in the parameters' precision. `gemm`: the
+/// FP8 GEMMs' options; on the host the library's FP8 kernel (promotion every 128 K). Its alternative,
+/// gemm::host_accumulation::sgemm (sgemm over the dequantized operands), made the trainer slower on the
+/// 2-core machine (701 vs 990 tokens/s, docs/training.md), so it is not the default here.
 struct fp8_training {
   bool fprop = false, dgrad = false, wgrad = false;
   fm::scaling::recipe recipe = fm::scaling::deepseek_v3;
-  fm::gemm::gemm_options gemm{.promotion_k = 128, .host = fm::gemm::host_accumulation::sgemm};
+  fm::gemm::gemm_options gemm{.promotion_k = 128, .host = fm::gemm::host_accumulation::promoted};
   bool any() const { return fprop || dgrad || wgrad; }
 };
 
