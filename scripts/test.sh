@@ -9,8 +9,8 @@
 #     the packaging/compile-fail/format tests (they run cmake and the compiler, not our code);
 #   TSan (OpenMP off: libgomp is not instrumented): the tests that call ops from several threads,
 #     test_pipeline_executor (threads as ranks), test_expert_parallel (buffer_pool from four threads), test_comm.
-# Time on the 2-core machine: ~33 minutes in all on a fresh clone (2026-12-07, a6ec65e: main pass
-# 1087 s, ASan+UBSan ~850 s, TSan 15 s; docs/testing.md); CI limit 45.
+# Time on the 2-core machine: ~46 minutes in all on a fresh clone (2026-12-08, cf914ec: main pass
+# 1453 s, ASan+UBSan 1308 s, TSan 19 s; docs/testing.md); target 45, CI limit 90.
 #   scripts/test.sh                               # everything
 #   FP8MOE_TEST_ARGS="-L mpi" scripts/test.sh     # pass extra arguments to the main ctest run
 #   FP8MOE_SANITIZERS=0 scripts/test.sh           # skip the sanitizer passes
